@@ -1,0 +1,205 @@
+// Package apps keeps the application ids (write keys) that senders put in
+// X-Moesif-Application-Id, each mapped to an (org, env). The registry is a
+// small JSON file in the data directory, separate from the event database,
+// so that `apimeter apps create` works while a server holds the database
+// open; the server picks new ids up on its next lookup.
+package apps
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// App is one application id and where its events go.
+type App struct {
+	ID      string    `json:"id"`
+	Org     string    `json:"org"`
+	Env     string    `json:"env"`
+	Created time.Time `json:"created"`
+}
+
+type file struct {
+	Apps []App `json:"apps"`
+}
+
+// FileName is the registry's file inside the data directory.
+const FileName = "apps.json"
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// ValidName reports whether s may be used as an org or env name.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// Registry looks application ids up. It is safe for concurrent use.
+type Registry struct {
+	path string
+
+	mu      sync.RWMutex
+	byID    map[string]App
+	modTime time.Time
+	size    int64
+}
+
+// Open returns the registry of the data directory dir (which must exist).
+func Open(dir string) (*Registry, error) {
+	r := &Registry{path: filepath.Join(dir, FileName), byID: map[string]App{}}
+	if err := r.reload(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Registry) reload() error {
+	st, err := os.Stat(r.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	r.mu.RLock()
+	same := st.ModTime().Equal(r.modTime) && st.Size() == r.size
+	r.mu.RUnlock()
+	if same {
+		return nil
+	}
+	f, err := readFile(r.path)
+	if err != nil {
+		return err
+	}
+	m := make(map[string]App, len(f.Apps))
+	for _, a := range f.Apps {
+		m[a.ID] = a
+	}
+	r.mu.Lock()
+	r.byID, r.modTime, r.size = m, st.ModTime(), st.Size()
+	r.mu.Unlock()
+	return nil
+}
+
+func readFile(path string) (file, error) {
+	var f file
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return f, nil
+	}
+	if err != nil {
+		return f, err
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		return f, fmt.Errorf("read %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// Lookup returns the app with the given id. An id not known yet makes the
+// registry re-read its file once, so ids created by another process work
+// without a restart.
+func (r *Registry) Lookup(id string) (App, bool) {
+	r.mu.RLock()
+	a, ok := r.byID[id]
+	r.mu.RUnlock()
+	if ok || id == "" {
+		return a, ok
+	}
+	if err := r.reload(); err != nil {
+		return App{}, false
+	}
+	r.mu.RLock()
+	a, ok = r.byID[id]
+	r.mu.RUnlock()
+	return a, ok
+}
+
+// List returns every app.
+func (r *Registry) List() []App {
+	_ = r.reload()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]App, 0, len(r.byID))
+	for _, a := range r.byID {
+		out = append(out, a)
+	}
+	return out
+}
+
+// Create adds a new application id for (org, env) to the registry of data
+// directory dir, creating the directory if needed. It holds a file lock so
+// concurrent creates do not lose each other's ids.
+func Create(dir, org, env string) (App, error) {
+	if !ValidName(org) {
+		return App{}, fmt.Errorf("org %q: use 1-64 letters, digits, '.', '_' or '-'", org)
+	}
+	if !ValidName(env) {
+		return App{}, fmt.Errorf("env %q: use 1-64 letters, digits, '.', '_' or '-'", env)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return App{}, err
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "apps.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return App{}, err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return App{}, fmt.Errorf("lock apps: %w", err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+
+	path := filepath.Join(dir, FileName)
+	f, err := readFile(path)
+	if err != nil {
+		return App{}, err
+	}
+	a := App{ID: NewID(org, env), Org: org, Env: env, Created: time.Now().UTC().Truncate(time.Second)}
+	f.Apps = append(f.Apps, a)
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return App{}, err
+	}
+	tmp := path + ".tmp"
+	if err := writeSync(tmp, b); err != nil {
+		return App{}, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return App{}, err
+	}
+	return a, nil
+}
+
+func writeSync(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// NewID returns a new application id. Its form follows Moesif's own ids (a
+// base64url JSON header naming the app, a dot, then random base64url), so
+// SDKs that check the form of the id before they start accept it.
+func NewID(org, env string) string {
+	head, _ := json.Marshal(map[string]string{"app": org + ":" + env, "ver": "2.1"})
+	rnd := make([]byte, 24)
+	if _, err := rand.Read(rnd); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return base64.RawURLEncoding.EncodeToString(head) + "." + base64.RawURLEncoding.EncodeToString(rnd)
+}

@@ -1,0 +1,427 @@
+package apimeter
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/zeebo/xxh3"
+)
+
+// MoesifEvent is Moesif's collector EventModel, the JSON that Moesif's SDKs
+// post to /v1/events and /v1/events/batch. apimeter adds event_id (an
+// explicit idempotency id), api_name, route and api_key_id; Moesif's SDKs
+// ignore them on read and never send them.
+type MoesifEvent struct {
+	EventID      string          `json:"event_id,omitempty"`
+	Request      MoesifRequest   `json:"request"`
+	Response     *MoesifResponse `json:"response,omitempty"`
+	UserID       string          `json:"user_id,omitempty"`
+	CompanyID    string          `json:"company_id,omitempty"`
+	SessionToken string          `json:"session_token,omitempty"`
+	Tags         string          `json:"tags,omitempty"`
+	Metadata     json.RawMessage `json:"metadata,omitempty"`
+	Direction    string          `json:"direction,omitempty"`
+	Weight       json.RawMessage `json:"weight,omitempty"`
+	BlockedBy    string          `json:"blocked_by,omitempty"`
+
+	APIName  string `json:"api_name,omitempty"`
+	Route    string `json:"route,omitempty"`
+	APIKeyID string `json:"api_key_id,omitempty"`
+}
+
+// MoesifRequest is the request half of MoesifEvent.
+type MoesifRequest struct {
+	Time             string          `json:"time"`
+	URI              string          `json:"uri"`
+	Verb             string          `json:"verb"`
+	APIVersion       string          `json:"api_version,omitempty"`
+	IPAddress        string          `json:"ip_address,omitempty"`
+	Headers          MoesifHeaders   `json:"headers,omitempty"`
+	Body             json.RawMessage `json:"body,omitempty"`
+	TransferEncoding string          `json:"transfer_encoding,omitempty"`
+}
+
+// MoesifResponse is the response half of MoesifEvent.
+type MoesifResponse struct {
+	Time             string          `json:"time,omitempty"`
+	Status           int             `json:"status"`
+	IPAddress        string          `json:"ip_address,omitempty"`
+	Headers          MoesifHeaders   `json:"headers,omitempty"`
+	Body             json.RawMessage `json:"body,omitempty"`
+	TransferEncoding string          `json:"transfer_encoding,omitempty"`
+}
+
+// MoesifHeaders is a JSON object of headers. On input a value may be a
+// string, a number, a boolean or an array of those (joined with ", "), as
+// the various SDKs send them; on output every value is a string.
+type MoesifHeaders Headers
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (h *MoesifHeaders) UnmarshalJSON(b []byte) error {
+	if bytes.Equal(b, []byte("null")) {
+		*h = nil
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return fmt.Errorf("must be an object of header names to values")
+	}
+	out := (*h)[:0]
+	for dec.More() {
+		kt, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		name := kt.(string)
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return fmt.Errorf("header %q: %w", name, err)
+		}
+		s, err := headerValue(v)
+		if err != nil {
+			return fmt.Errorf("header %q: %w", name, err)
+		}
+		out = append(out, Header{Name: name, Value: s})
+	}
+	*h = out
+	return nil
+}
+
+func headerValue(v any) (string, error) {
+	switch v := v.(type) {
+	case string:
+		return v, nil
+	case json.Number:
+		return v.String(), nil
+	case bool:
+		return strconv.FormatBool(v), nil
+	case nil:
+		return "", nil
+	case []any:
+		parts := make([]string, 0, len(v))
+		for _, x := range v {
+			s, err := headerValue(x)
+			if err != nil {
+				return "", err
+			}
+			parts = append(parts, s)
+		}
+		return strings.Join(parts, ", "), nil
+	}
+	return "", fmt.Errorf("value must be a string or an array of strings")
+}
+
+// MarshalJSON implements json.Marshaler, keeping header order.
+func (h MoesifHeaders) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteByte('{')
+	for i, kv := range h {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		k, _ := json.Marshal(kv.Name)
+		v, _ := json.Marshal(kv.Value)
+		buf.Write(k)
+		buf.WriteByte(':')
+		buf.Write(v)
+	}
+	buf.WriteByte('}')
+	return buf.Bytes(), nil
+}
+
+// FieldError is bad input in one event: which event of a batch (Index, -1
+// for a single event), which field (a JSON path such as "request.time") and
+// what is wrong with it.
+type FieldError struct {
+	Index int
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string {
+	if e.Index >= 0 {
+		return fmt.Sprintf("event %d: %s: %s", e.Index, e.Field, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.Field, e.Msg)
+}
+
+// TransactionIDHeader is the header Moesif's SDKs add to each request and
+// response; apimeter takes it as the event id when no event_id is given.
+const TransactionIDHeader = "X-Moesif-Transaction-Id"
+
+// ToEvent converts a collector event into an Event for (org, env). index is
+// reported in errors (use -1 for a single event). Bodies are decoded from
+// base64 when transfer_encoding says so; they are not capped here (see
+// Scrubber). The id is, in order: event_id, the X-Moesif-Transaction-Id
+// request header, the same response header, else a hash of the event's
+// content, so that a sender retrying the same JSON is deduplicated.
+func (m *MoesifEvent) ToEvent(org, env string, index int) (Event, error) {
+	fe := func(field, format string, args ...any) error {
+		return &FieldError{Index: index, Field: field, Msg: fmt.Sprintf(format, args...)}
+	}
+	ev := Event{Org: org, Env: env, RequestSize: -1, ResponseSize: -1, Weight: 1}
+	if m.Request.Time == "" {
+		return ev, fe("request.time", "is required (ISO 8601, e.g. 2026-11-24T10:00:00.000Z)")
+	}
+	t, err := ParseTime(m.Request.Time)
+	if err != nil {
+		return ev, fe("request.time", "%v", err)
+	}
+	ev.RequestTime = t
+	if m.Request.URI == "" {
+		return ev, fe("request.uri", "is required")
+	}
+	if m.Request.Verb == "" {
+		return ev, fe("request.verb", "is required")
+	}
+	ev.Method = strings.ToUpper(m.Request.Verb)
+	ev.URI = m.Request.URI
+	ev.Path, ev.Query = splitURI(m.Request.URI)
+	ev.APIVersion = m.Request.APIVersion
+	ev.ClientIP = m.Request.IPAddress
+	ev.RequestHeaders = Headers(m.Request.Headers)
+	ev.UserAgent = ev.RequestHeaders.Get("User-Agent")
+	if ev.RequestBody, err = decodeBody(m.Request.Body, m.Request.TransferEncoding); err != nil {
+		return ev, fe("request.body", "%v", err)
+	}
+	if cl := ev.RequestHeaders.Get("Content-Length"); cl != "" {
+		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
+			ev.RequestSize = n
+		}
+	}
+	if ev.RequestSize < 0 && len(m.Request.Body) > 0 && !ev.RequestBody.Base64 {
+		ev.RequestSize = int64(len(ev.RequestBody.Text))
+	}
+
+	if m.Response == nil {
+		return ev, fe("response", "is required (with at least status)")
+	}
+	if m.Response.Status < 0 || m.Response.Status > 999 {
+		return ev, fe("response.status", "must be an HTTP status code, got %d", m.Response.Status)
+	}
+	ev.Status = m.Response.Status
+	ev.ResponseTime = ev.RequestTime
+	if m.Response.Time != "" {
+		rt, err := ParseTime(m.Response.Time)
+		if err != nil {
+			return ev, fe("response.time", "%v", err)
+		}
+		if rt.Before(ev.RequestTime) {
+			return ev, fe("response.time", "is before request.time")
+		}
+		ev.ResponseTime = rt
+	}
+	ev.LatencyMs = float64(ev.ResponseTime.Sub(ev.RequestTime).Microseconds()) / 1000
+	ev.ResponseHeaders = Headers(m.Response.Headers)
+	if ev.ResponseBody, err = decodeBody(m.Response.Body, m.Response.TransferEncoding); err != nil {
+		return ev, fe("response.body", "%v", err)
+	}
+	if cl := ev.ResponseHeaders.Get("Content-Length"); cl != "" {
+		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
+			ev.ResponseSize = n
+		}
+	}
+	if ev.ResponseSize < 0 && len(m.Response.Body) > 0 && !ev.ResponseBody.Base64 {
+		ev.ResponseSize = int64(len(ev.ResponseBody.Text))
+	}
+
+	ev.UserID = m.UserID
+	ev.CompanyID = m.CompanyID
+	ev.SessionToken = m.SessionToken
+	ev.Tags = m.Tags
+	ev.APIName = m.APIName
+	ev.Route = m.Route
+	ev.APIKeyID = m.APIKeyID
+	switch strings.ToLower(m.Direction) {
+	case "", "incoming":
+		ev.Direction = Incoming
+	case "outgoing":
+		ev.Direction = Outgoing
+	default:
+		return ev, fe("direction", "must be Incoming or Outgoing, got %q", m.Direction)
+	}
+	if len(m.Metadata) > 0 && !bytes.Equal(m.Metadata, []byte("null")) {
+		if m.Metadata[0] != '{' {
+			return ev, fe("metadata", "must be a JSON object")
+		}
+		ev.Metadata = m.Metadata
+	}
+	if len(m.Weight) > 0 && !bytes.Equal(m.Weight, []byte("null")) {
+		// Moesif's Java SDK sends 0 for "not set": that means 1.
+		w, err := strconv.ParseInt(string(m.Weight), 10, 64)
+		if err != nil || w < 0 {
+			return ev, fe("weight", "must be a whole number of at least 1, got %s", m.Weight)
+		}
+		if w > 0 {
+			ev.Weight = w
+		}
+	}
+
+	switch {
+	case m.EventID != "":
+		ev.ID = m.EventID
+	case ev.RequestHeaders.Get(TransactionIDHeader) != "":
+		ev.ID = ev.RequestHeaders.Get(TransactionIDHeader)
+	case ev.ResponseHeaders.Get(TransactionIDHeader) != "":
+		ev.ID = ev.ResponseHeaders.Get(TransactionIDHeader)
+	default:
+		ev.ID = contentID(m)
+	}
+	if len(ev.ID) > 256 {
+		return ev, fe("event_id", "is longer than 256 characters")
+	}
+	return ev, nil
+}
+
+// contentID derives an id from what identifies a call, so that the same
+// event sent twice without an id is stored once.
+func contentID(m *MoesifEvent) string {
+	h := xxh3.New()
+	for _, s := range []string{m.Request.Time, m.Request.Verb, m.Request.URI, m.Request.IPAddress,
+		m.UserID, m.CompanyID, m.SessionToken, m.Direction} {
+		h.WriteString(s)
+		h.Write([]byte{0})
+	}
+	h.Write(m.Request.Body)
+	h.Write([]byte{0})
+	if m.Response != nil {
+		h.WriteString(m.Response.Time)
+		h.WriteString(strconv.Itoa(m.Response.Status))
+		h.Write([]byte{0})
+		h.Write(m.Response.Body)
+	}
+	for _, kv := range m.Request.Headers {
+		h.WriteString(kv.Name)
+		h.WriteString(kv.Value)
+	}
+	sum := h.Sum128().Bytes()
+	return "h-" + hex.EncodeToString(sum[:])
+}
+
+func splitURI(uri string) (path, query string) {
+	rest := uri
+	if i := strings.Index(rest, "://"); i >= 0 {
+		rest = rest[i+3:]
+		if j := strings.IndexByte(rest, '/'); j >= 0 {
+			rest = rest[j:]
+		} else if j := strings.IndexByte(rest, '?'); j >= 0 {
+			rest = "/" + rest[j:]
+		} else {
+			rest = "/"
+		}
+	}
+	if i := strings.IndexByte(rest, '#'); i >= 0 {
+		rest = rest[:i]
+	}
+	if i := strings.IndexByte(rest, '?'); i >= 0 {
+		return rest[:i], rest[i+1:]
+	}
+	return rest, ""
+}
+
+func decodeBody(raw json.RawMessage, enc string) (Body, error) {
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return Body{}, nil
+	}
+	switch strings.ToLower(enc) {
+	case "", "json":
+		if raw[0] == '"' {
+			var s string
+			if err := json.Unmarshal(raw, &s); err != nil {
+				return Body{}, err
+			}
+			return Body{Text: s}, nil
+		}
+		return Body{Text: string(raw)}, nil
+	case "base64":
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return Body{}, fmt.Errorf("with transfer_encoding base64 must be a string")
+		}
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			if b, err = base64.RawStdEncoding.DecodeString(s); err != nil {
+				return Body{}, fmt.Errorf("is not valid base64: %v", err)
+			}
+		}
+		if utf8.Valid(b) {
+			return Body{Text: string(b)}, nil
+		}
+		return Body{Text: s, Base64: true}, nil
+	}
+	return Body{}, fmt.Errorf("unknown transfer_encoding %q (json or base64)", enc)
+}
+
+// ParseTime accepts the time forms Moesif's SDKs send: RFC 3339 with or
+// without fractional seconds and zone (no zone means UTC).
+func ParseTime(s string) (time.Time, error) {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02T15:04:05.999999999-0700", "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q is not an ISO 8601 time such as 2026-11-24T10:00:00.000Z", s)
+}
+
+// FromEvent converts a stored Event back to the collector schema, with the
+// apimeter fields (event_id, api_name, route, api_key_id) filled.
+func FromEvent(e *Event) MoesifEvent {
+	m := MoesifEvent{
+		EventID: e.ID,
+		Request: MoesifRequest{
+			Time:       e.RequestTime.UTC().Format("2006-01-02T15:04:05.000Z"),
+			URI:        e.URI,
+			Verb:       e.Method,
+			APIVersion: e.APIVersion,
+			IPAddress:  e.ClientIP,
+			Headers:    MoesifHeaders(e.RequestHeaders),
+		},
+		Response: &MoesifResponse{
+			Time:    e.ResponseTime.UTC().Format("2006-01-02T15:04:05.000Z"),
+			Status:  e.Status,
+			Headers: MoesifHeaders(e.ResponseHeaders),
+		},
+		UserID:       e.UserID,
+		CompanyID:    e.CompanyID,
+		SessionToken: e.SessionToken,
+		Tags:         e.Tags,
+		Metadata:     e.Metadata,
+		Direction:    e.Direction,
+		APIName:      e.APIName,
+		Route:        e.Route,
+		APIKeyID:     e.APIKeyID,
+	}
+	if e.Weight != 1 {
+		m.Weight = json.RawMessage(strconv.FormatInt(e.Weight, 10))
+	}
+	m.Request.Body, m.Request.TransferEncoding = encodeBody(e.RequestBody)
+	m.Response.Body, m.Response.TransferEncoding = encodeBody(e.ResponseBody)
+	return m
+}
+
+func encodeBody(b Body) (json.RawMessage, string) {
+	if b.Text == "" {
+		return nil, ""
+	}
+	if b.Base64 {
+		s, _ := json.Marshal(b.Text)
+		return s, "base64"
+	}
+	if !b.Truncated && json.Valid([]byte(b.Text)) {
+		return json.RawMessage(b.Text), ""
+	}
+	s, _ := json.Marshal(b.Text)
+	return s, ""
+}

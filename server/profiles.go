@@ -1,0 +1,242 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apimeter/apimeter"
+)
+
+// profileIn is Moesif's UserModel and CompanyModel together.
+type profileIn struct {
+	UserID       string          `json:"user_id"`
+	CompanyID    string          `json:"company_id"`
+	ModifiedTime string          `json:"modified_time"`
+	SessionToken string          `json:"session_token,omitempty"`
+	Metadata     json.RawMessage `json:"metadata,omitempty"`
+}
+
+// profiles handles /v1/users, /v1/companies and their batch forms. Profiles
+// are upserted by id; session tokens in them are kept only as fingerprints.
+func (s *Server) profiles(kind string, batch bool) http.HandlerFunc {
+	idField := kind + "_id"
+	return func(w http.ResponseWriter, r *http.Request) {
+		a, err := s.app(r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		rd, done, err := s.body(w, r)
+		defer done()
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		var raws []json.RawMessage
+		dec := json.NewDecoder(rd)
+		if batch {
+			err = dec.Decode(&raws)
+		} else {
+			var one json.RawMessage
+			err = dec.Decode(&one)
+			raws = []json.RawMessage{one}
+		}
+		if err != nil {
+			s.writeError(w, r, s.decodeErr(err, -1))
+			return
+		}
+		if len(raws) > s.cfg.MaxBatchEvents {
+			s.writeError(w, r, newError(http.StatusRequestEntityTooLarge, "batch_too_large", fmt.Sprintf("a batch may hold at most %d profiles", s.cfg.MaxBatchEvents)))
+			return
+		}
+		now := time.Now().UTC()
+		ps := make([]apimeter.Profile, 0, len(raws))
+		for i, raw := range raws {
+			index := i
+			if !batch {
+				index = -1
+			}
+			p, err := parseProfile(raw, kind, idField, index, now)
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			p.Org, p.Env = a.Org, a.Env
+			ps = append(ps, p)
+		}
+		if err := s.cfg.Store.PutProfiles(r.Context(), ps); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]int{"stored": len(ps)})
+	}
+}
+
+func parseProfile(raw json.RawMessage, kind, idField string, index int, now time.Time) (apimeter.Profile, error) {
+	bad := func(field, msg string) error {
+		return &apimeter.FieldError{Index: index, Field: field, Msg: msg}
+	}
+	var in profileIn
+	if err := json.Unmarshal(raw, &in); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return apimeter.Profile{}, bad(te.Field, "has the wrong JSON type ("+te.Value+")")
+		}
+		return apimeter.Profile{}, bad("(profile)", "must be a JSON object")
+	}
+	p := apimeter.Profile{Kind: kind, ModifiedTime: now}
+	if kind == "user" {
+		p.ID, p.CompanyID = in.UserID, in.CompanyID
+	} else {
+		p.ID = in.CompanyID
+	}
+	if p.ID == "" {
+		return p, bad(idField, "is required")
+	}
+	if in.ModifiedTime != "" {
+		t, err := apimeter.ParseTime(in.ModifiedTime)
+		if err != nil {
+			return p, bad("modified_time", err.Error())
+		}
+		p.ModifiedTime = t
+	}
+	if len(in.Metadata) > 0 && in.Metadata[0] != '{' && string(in.Metadata) != "null" {
+		return p, bad("metadata", "must be a JSON object")
+	}
+	// Keep the profile as sent, but never the session token itself.
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return p, bad("(profile)", "must be a JSON object")
+	}
+	if in.SessionToken != "" {
+		fp, _ := json.Marshal(apimeter.Fingerprint(apimeter.BearerToken(in.SessionToken)))
+		m["session_token"] = fp
+	}
+	p.Body, _ = json.Marshal(m)
+	return p, nil
+}
+
+func (s *Server) getProfile(kind string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, err := s.cfg.Store.Profile(r.Context(), r.PathValue("org"), r.PathValue("env"), kind, r.PathValue("id"))
+		if errors.Is(err, apimeter.ErrNotFound) {
+			s.writeError(w, r, newError(http.StatusNotFound, "not_found", fmt.Sprintf("no %s %q", kind, r.PathValue("id"))))
+			return
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.Write(p.Body)
+	}
+}
+
+// listEvents serves recent events, newest first, in the collector schema
+// with apimeter's fields (event_id, api_name, route, api_key_id) added.
+// Filters: user_id, company_id, status, errors=true, from, to (RFC 3339 or
+// epoch milliseconds), limit (1..1000, default 100).
+func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := apimeter.EventFilter{Org: r.PathValue("org"), Env: r.PathValue("env"), UserID: q.Get("user_id"), CompanyID: q.Get("company_id"), Limit: 100}
+	bad := func(param, msg string) {
+		s.writeError(w, r, &APIError{Status: http.StatusBadRequest, Code: "invalid_parameter", Field: param, Message: param + ": " + msg})
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			bad("limit", "must be a whole number from 1 to 1000")
+			return
+		}
+		f.Limit = n
+	}
+	if v := q.Get("status"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 100 || n > 999 {
+			bad("status", "must be an HTTP status code")
+			return
+		}
+		f.Status = n
+	}
+	if v := q.Get("errors"); v != "" {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			bad("errors", "must be true or false")
+			return
+		}
+		if on {
+			f.MinStatus = 400
+		}
+	}
+	for _, p := range []struct {
+		name string
+		dst  *time.Time
+	}{{"from", &f.From}, {"to", &f.To}} {
+		v := q.Get(p.name)
+		if v == "" {
+			continue
+		}
+		t, err := parseTimeParam(v)
+		if err != nil {
+			bad(p.name, "must be an RFC 3339 time or epoch milliseconds")
+			return
+		}
+		*p.dst = t
+	}
+	events, err := s.cfg.Store.Events(r.Context(), f)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := make([]apimeter.MoesifEvent, len(events))
+	for i := range events {
+		out[i] = apimeter.FromEvent(&events[i])
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": out})
+}
+
+func parseTimeParam(v string) (time.Time, error) {
+	if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return time.UnixMilli(ms).UTC(), nil
+	}
+	return apimeter.ParseTime(strings.TrimSpace(v))
+}
+
+// config answers GET /v1/config in the form Moesif's SDKs parse: sample
+// everything, no per-user or per-company rules.
+func (s *Server) config(w http.ResponseWriter, r *http.Request) {
+	a, err := s.app(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("X-Moesif-Config-ETag", "apimeter-1")
+	writeJSON(w, http.StatusOK, map[string]any{
+		"org_id":                       a.Org,
+		"app_id":                       a.Env,
+		"sample_rate":                  100,
+		"block_bot_traffic":            false,
+		"user_sample_rate":             map[string]int{},
+		"company_sample_rate":          map[string]int{},
+		"user_rules":                   map[string]any{},
+		"company_rules":                map[string]any{},
+		"ip_addresses_blocked_by_name": map[string]any{},
+		"regex_config":                 []any{},
+		"billing_config_jsons":         map[string]any{},
+	})
+}
+
+// rules answers GET /v1/rules: apimeter has no governance rules, so the
+// list is empty.
+func (s *Server) rules(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.app(r); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, []any{})
+}

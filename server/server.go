@@ -1,0 +1,326 @@
+// Package server is apimeter's HTTP API: the Moesif-compatible collector
+// (/v1/events, /v1/users, /v1/companies, /v1/config, /v1/rules), the read
+// API for recent events, and the health endpoint. Every error answer is
+// JSON built in one place (errors.go).
+package server
+
+import (
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+
+	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/apps"
+)
+
+// Defaults for Config's limits.
+const (
+	DefaultMaxBodyBytes   = 32 << 20
+	DefaultMaxBatchEvents = 10000
+)
+
+// Config wires a Server. Store, Apps and Scrubber are required.
+type Config struct {
+	Store    apimeter.Store
+	Apps     *apps.Registry
+	Scrubber *apimeter.Scrubber
+	// Identifier, when set, resolves who made each call before scrubbing.
+	Identifier apimeter.Identifier
+	// Sinks are told about newly stored events (usage counters, streams).
+	Sinks []apimeter.Sink
+	// MaxBodyBytes caps a request body, after gzip decoding. Zero means
+	// DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// MaxBatchEvents caps the events in one batch. Zero means
+	// DefaultMaxBatchEvents.
+	MaxBatchEvents int
+	Logger         *slog.Logger
+}
+
+// Server serves apimeter's HTTP API.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+	mux *http.ServeMux
+
+	eventsStored     atomic.Int64
+	eventsDuplicates atomic.Int64
+	batchesRejected  atomic.Int64
+}
+
+// New returns a Server for cfg.
+func New(cfg Config) *Server {
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxBatchEvents == 0 {
+		cfg.MaxBatchEvents = DefaultMaxBatchEvents
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+// Handle adds a handler to the server's mux (for parts wired in cmd/).
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) routes() {
+	s.mux.HandleFunc("POST /v1/events", s.collect(false))
+	s.mux.HandleFunc("POST /v1/events/batch", s.collect(true))
+	s.mux.HandleFunc("POST /v1/users", s.profiles("user", false))
+	s.mux.HandleFunc("POST /v1/users/batch", s.profiles("user", true))
+	s.mux.HandleFunc("POST /v1/companies", s.profiles("company", false))
+	s.mux.HandleFunc("POST /v1/companies/batch", s.profiles("company", true))
+	s.mux.HandleFunc("GET /v1/config", s.config)
+	s.mux.HandleFunc("GET /v1/rules", s.rules)
+	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/events", s.listEvents)
+	s.mux.HandleFunc("GET /v1/o/{org}/e/{env}/events", s.listEvents)
+	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/users/{id}", s.getProfile("user"))
+	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/companies/{id}", s.getProfile("company"))
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{
+			"status": "ok",
+			"events": map[string]int64{
+				"stored":           s.eventsStored.Load(),
+				"duplicates":       s.eventsDuplicates.Load(),
+				"batches_rejected": s.batchesRejected.Load(),
+			},
+		})
+	})
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, newError(http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)))
+	})
+}
+
+// AppIDHeader carries the application id (write key) of a sender.
+const AppIDHeader = "X-Moesif-Application-Id"
+
+func (s *Server) app(r *http.Request) (apps.App, error) {
+	id := strings.TrimSpace(r.Header.Get(AppIDHeader))
+	if id == "" {
+		return apps.App{}, newError(http.StatusUnauthorized, "missing_application_id", "the "+AppIDHeader+" header is required; create an id with `apimeter apps create`")
+	}
+	a, ok := s.cfg.Apps.Lookup(id)
+	if !ok {
+		return apps.App{}, newError(http.StatusUnauthorized, "unknown_application_id", "the "+AppIDHeader+" header names no known application")
+	}
+	return a, nil
+}
+
+// body returns the request body, gzip-decoded when the sender says so,
+// limited to MaxBodyBytes after decoding.
+func (s *Server) body(w http.ResponseWriter, r *http.Request) (io.Reader, func(), error) {
+	var rd io.Reader = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	done := func() {}
+	switch strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))) {
+	case "", "identity":
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(rd)
+		if err != nil {
+			if tooLarge(err) {
+				return nil, done, s.tooLarge()
+			}
+			return nil, done, newError(http.StatusBadRequest, "invalid_gzip", "body is not valid gzip: "+err.Error())
+		}
+		done = func() { zr.Close() }
+		rd = &limitReader{r: zr, n: s.cfg.MaxBodyBytes}
+	default:
+		return nil, done, newError(http.StatusUnsupportedMediaType, "unsupported_encoding", "Content-Encoding must be gzip or absent")
+	}
+	return rd, done, nil
+}
+
+type limitReader struct {
+	r io.Reader
+	n int64
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, &http.MaxBytesError{}
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n+1]
+	}
+	n, err := l.r.Read(p)
+	if int64(n) > l.n {
+		l.n = 0
+		return n, &http.MaxBytesError{}
+	}
+	l.n -= int64(n)
+	return n, err
+}
+
+func tooLarge(err error) bool {
+	var mb *http.MaxBytesError
+	return errors.As(err, &mb)
+}
+
+func (s *Server) tooLarge() error {
+	return newError(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body exceeds %d bytes (after gzip decoding)", s.cfg.MaxBodyBytes))
+}
+
+// decodeErr turns a JSON decoding error for event index (or -1) into an
+// APIError that says where and what.
+func (s *Server) decodeErr(err error, index int) error {
+	if tooLarge(err) {
+		return s.tooLarge()
+	}
+	at := ""
+	var idx *int
+	if index >= 0 {
+		at = fmt.Sprintf("event %d: ", index)
+		idx = &index
+	}
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		field := te.Field
+		if field == "" {
+			field = "(top level)"
+		}
+		return &APIError{Status: http.StatusBadRequest, Code: "invalid_type", Index: idx, Field: te.Field,
+			Message: fmt.Sprintf("%s%s: must be %s, got JSON %s", at, field, jsonKind(te.Type.Kind().String()), te.Value)}
+	case errors.As(err, &se):
+		return &APIError{Status: http.StatusBadRequest, Code: "malformed_json", Index: idx,
+			Message: fmt.Sprintf("%smalformed JSON at byte %d: %v", at, se.Offset, se)}
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return &APIError{Status: http.StatusBadRequest, Code: "malformed_json", Index: idx, Message: at + "malformed JSON: unexpected end of body"}
+	}
+	return &APIError{Status: http.StatusBadRequest, Code: "invalid_json", Index: idx, Message: at + err.Error()}
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "string":
+		return "a string"
+	case "int", "int64", "int32", "float64":
+		return "a number"
+	case "struct", "map":
+		return "an object"
+	case "slice":
+		return "an array"
+	case "bool":
+		return "a boolean"
+	}
+	return k
+}
+
+// collect handles /v1/events (one event) and /v1/events/batch (an array).
+// A batch is atomic: if any event is invalid, none is stored and the answer
+// names the first bad event's index and field.
+func (s *Server) collect(batch bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		a, err := s.app(r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		events, err := s.decodeEvents(w, r, a, batch)
+		if err != nil {
+			s.batchesRejected.Add(1)
+			s.writeError(w, r, err)
+			return
+		}
+		res, err := s.ingest(r.Context(), events)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]int{"stored": len(res.Stored), "duplicates": res.Duplicates})
+	}
+}
+
+func (s *Server) decodeEvents(w http.ResponseWriter, r *http.Request, a apps.App, batch bool) ([]apimeter.Event, error) {
+	rd, done, err := s.body(w, r)
+	defer done()
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(rd)
+	if !batch {
+		var m apimeter.MoesifEvent
+		if err := dec.Decode(&m); err != nil {
+			return nil, s.decodeErr(err, -1)
+		}
+		ev, err := m.ToEvent(a.Org, a.Env, -1)
+		if err != nil {
+			return nil, err
+		}
+		return []apimeter.Event{ev}, nil
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, s.decodeErr(err, -1)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '[' {
+		return nil, newError(http.StatusBadRequest, "invalid_batch", "a batch must be a JSON array of events")
+	}
+	var events []apimeter.Event
+	for i := 0; dec.More(); i++ {
+		if i >= s.cfg.MaxBatchEvents {
+			return nil, newError(http.StatusRequestEntityTooLarge, "batch_too_large", fmt.Sprintf("a batch may hold at most %d events", s.cfg.MaxBatchEvents))
+		}
+		var m apimeter.MoesifEvent
+		if err := dec.Decode(&m); err != nil {
+			return nil, s.decodeErr(err, i)
+		}
+		ev, err := m.ToEvent(a.Org, a.Env, i)
+		if err != nil {
+			return nil, err
+		}
+		events = append(events, ev)
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, s.decodeErr(err, -1)
+	}
+	if len(events) == 0 {
+		return nil, newError(http.StatusBadRequest, "empty_batch", "the batch holds no events")
+	}
+	return events, nil
+}
+
+// ingest identifies, scrubs and stores events, then tells the sinks.
+func (s *Server) ingest(ctx context.Context, events []apimeter.Event) (apimeter.AppendResult, error) {
+	if s.cfg.Identifier != nil {
+		if err := s.cfg.Identifier.Identify(ctx, events); err != nil {
+			return apimeter.AppendResult{}, fmt.Errorf("identify: %w", err)
+		}
+	}
+	for i := range events {
+		s.cfg.Scrubber.Scrub(&events[i])
+	}
+	res, err := s.cfg.Store.Append(ctx, events)
+	if err != nil {
+		return res, fmt.Errorf("store: %w", err)
+	}
+	s.eventsStored.Add(int64(len(res.Stored)))
+	s.eventsDuplicates.Add(int64(res.Duplicates))
+	for _, sink := range s.cfg.Sinks {
+		if err := sink.Stored(ctx, res.Stored); err != nil {
+			s.log.Error("sink", "err", err)
+		}
+	}
+	return res, nil
+}
+
+// Ingest runs events through the same path as the collector (identify,
+// scrub, store, sinks). Other entry points (gateway, Kafka consumer, demo)
+// use it.
+func (s *Server) Ingest(ctx context.Context, events []apimeter.Event) (apimeter.AppendResult, error) {
+	return s.ingest(ctx, events)
+}

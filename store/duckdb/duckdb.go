@@ -1,0 +1,545 @@
+// Package duckdb is apimeter's embedded store: events in one DuckDB file,
+// written through DuckDB's appender by a single writer goroutine that groups
+// concurrent batches into one commit (group commit), and deduplicated by
+// (org, env, id) within a configurable horizon.
+package duckdb
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	duckdb "github.com/duckdb/duckdb-go/v2"
+	"github.com/zeebo/xxh3"
+
+	"github.com/apimeter/apimeter"
+)
+
+// DefaultDedupeHorizon is how long an event id is remembered for idempotent
+// ingest unless configured otherwise.
+const DefaultDedupeHorizon = 7 * 24 * time.Hour
+
+// Options configure a Store. The zero value is usable.
+type Options struct {
+	// DedupeHorizon is how long after ingest an (org, env, id) is still
+	// recognised as a duplicate. Zero means DefaultDedupeHorizon.
+	DedupeHorizon time.Duration
+	// MaxGroupRows bounds how many rows one commit takes. Zero means 65536.
+	MaxGroupRows int
+	// NoDedupe turns the idempotency check off (benchmarks only).
+	NoDedupe bool
+	Logger   *slog.Logger
+}
+
+// Store is a DuckDB-backed apimeter.Store.
+type Store struct {
+	db   *sql.DB
+	conn driver.Conn
+	app  *duckdb.Appender
+	opts Options
+	log  *slog.Logger
+
+	reqs   chan *appendReq
+	quit   chan struct{}
+	closed chan struct{}
+
+	// seen maps the hash of (org, env, id) to the hour (unix/3600) the
+	// event was ingested; only the writer goroutine touches it.
+	seen      map[xxh3.Uint128]int32
+	row       []driver.Value
+	lastSweep time.Time
+
+	closeOnce sync.Once
+}
+
+type appendReq struct {
+	events []apimeter.Event
+	done   chan appendResp
+}
+
+type appendResp struct {
+	res apimeter.AppendResult
+	err error
+}
+
+// Columns of the events table, in appender order.
+const eventColumns = `id, org, env, ingested_at, ts, response_ts, direction, api_name, api_version,
+target_url, method, uri, path, route, query, client_ip, user_agent,
+req_headers, req_body, req_body_b64, req_body_truncated, req_size,
+status, resp_headers, resp_body, resp_body_b64, resp_body_truncated, resp_size,
+latency_ms, target_latency_ms, user_id, company_id, api_key_id, session_id,
+tags, metadata, weight`
+
+const schema = `
+CREATE TABLE IF NOT EXISTS events (
+  id VARCHAR NOT NULL,
+  org VARCHAR NOT NULL,
+  env VARCHAR NOT NULL,
+  ingested_at TIMESTAMP NOT NULL,
+  ts TIMESTAMP NOT NULL,
+  response_ts TIMESTAMP NOT NULL,
+  direction VARCHAR NOT NULL,
+  api_name VARCHAR NOT NULL,
+  api_version VARCHAR NOT NULL,
+  target_url VARCHAR NOT NULL,
+  method VARCHAR NOT NULL,
+  uri VARCHAR NOT NULL,
+  path VARCHAR NOT NULL,
+  route VARCHAR NOT NULL,
+  query VARCHAR NOT NULL,
+  client_ip VARCHAR NOT NULL,
+  user_agent VARCHAR NOT NULL,
+  req_headers VARCHAR NOT NULL,
+  req_body VARCHAR NOT NULL,
+  req_body_b64 BOOLEAN NOT NULL,
+  req_body_truncated BOOLEAN NOT NULL,
+  req_size BIGINT,
+  status INTEGER NOT NULL,
+  resp_headers VARCHAR NOT NULL,
+  resp_body VARCHAR NOT NULL,
+  resp_body_b64 BOOLEAN NOT NULL,
+  resp_body_truncated BOOLEAN NOT NULL,
+  resp_size BIGINT,
+  latency_ms DOUBLE NOT NULL,
+  target_latency_ms DOUBLE,
+  user_id VARCHAR NOT NULL,
+  company_id VARCHAR NOT NULL,
+  api_key_id VARCHAR NOT NULL,
+  session_id VARCHAR NOT NULL,
+  tags VARCHAR NOT NULL,
+  metadata VARCHAR NOT NULL,
+  weight BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS profiles (
+  org VARCHAR NOT NULL,
+  env VARCHAR NOT NULL,
+  kind VARCHAR NOT NULL,
+  id VARCHAR NOT NULL,
+  company_id VARCHAR NOT NULL,
+  modified_time TIMESTAMP NOT NULL,
+  body VARCHAR NOT NULL,
+  PRIMARY KEY (org, env, kind, id)
+);
+`
+
+// Open opens (creating if needed) the DuckDB database at path and starts
+// its writer. Only one process may open a database file at a time.
+func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	if opts.DedupeHorizon == 0 {
+		opts.DedupeHorizon = DefaultDedupeHorizon
+	}
+	if opts.MaxGroupRows == 0 {
+		opts.MaxGroupRows = 65536
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	connector, err := duckdb.NewConnector(path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("open duckdb %s: %w", path, err)
+	}
+	db := sql.OpenDB(connector)
+	if _, err := db.ExecContext(ctx, schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("create schema: %w", err)
+	}
+	conn, err := connector.Connect(ctx)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	app, err := duckdb.NewAppenderFromConn(conn, "", "events")
+	if err != nil {
+		conn.Close()
+		db.Close()
+		return nil, fmt.Errorf("appender: %w", err)
+	}
+	s := &Store{
+		db: db, conn: conn, app: app, opts: opts, log: opts.Logger,
+		reqs:   make(chan *appendReq, 1024),
+		quit:   make(chan struct{}),
+		closed: make(chan struct{}),
+		seen:   map[xxh3.Uint128]int32{},
+	}
+	if err := s.loadSeen(ctx); err != nil {
+		s.app.Close()
+		conn.Close()
+		db.Close()
+		return nil, err
+	}
+	go s.writer()
+	return s, nil
+}
+
+// DB returns the database for read queries (Metrics API, usage).
+func (s *Store) DB() *sql.DB { return s.db }
+
+func dedupeKey(org, env, id string) xxh3.Uint128 {
+	h := xxh3.New()
+	h.WriteString(org)
+	h.Write([]byte{0})
+	h.WriteString(env)
+	h.Write([]byte{0})
+	h.WriteString(id)
+	return h.Sum128()
+}
+
+func hourOf(t time.Time) int32 { return int32(t.Unix() / 3600) }
+
+// loadSeen rebuilds the dedupe set from the events ingested within the
+// horizon, so that idempotency holds across restarts.
+func (s *Store) loadSeen(ctx context.Context) error {
+	if s.opts.NoDedupe {
+		return nil
+	}
+	since := time.Now().Add(-s.opts.DedupeHorizon).UTC()
+	rows, err := s.db.QueryContext(ctx, `SELECT org, env, id, epoch(ingested_at)::BIGINT FROM events WHERE ingested_at >= ?`, since)
+	if err != nil {
+		return fmt.Errorf("load dedupe set: %w", err)
+	}
+	defer rows.Close()
+	var org, env, id string
+	var at int64
+	for rows.Next() {
+		if err := rows.Scan(&org, &env, &id, &at); err != nil {
+			return fmt.Errorf("load dedupe set: %w", err)
+		}
+		s.seen[dedupeKey(org, env, id)] = int32(at / 3600)
+	}
+	s.lastSweep = time.Now()
+	return rows.Err()
+}
+
+// Append implements apimeter.Store. It returns after the events are
+// committed to the database file (DuckDB syncs its write-ahead log on
+// commit), sharing the commit with every batch that arrived meanwhile.
+func (s *Store) Append(ctx context.Context, events []apimeter.Event) (apimeter.AppendResult, error) {
+	if len(events) == 0 {
+		return apimeter.AppendResult{}, nil
+	}
+	req := &appendReq{events: events, done: make(chan appendResp, 1)}
+	select {
+	case s.reqs <- req:
+	case <-s.quit:
+		return apimeter.AppendResult{}, errors.New("store is closed")
+	case <-ctx.Done():
+		return apimeter.AppendResult{}, ctx.Err()
+	}
+	// Once queued the batch is written whatever the caller does, so wait
+	// for the answer rather than report a failure that did not happen.
+	select {
+	case r := <-req.done:
+		return r.res, r.err
+	case <-s.closed:
+		select {
+		case r := <-req.done:
+			return r.res, r.err
+		default:
+			return apimeter.AppendResult{}, errors.New("store is closed")
+		}
+	}
+}
+
+func (s *Store) writer() {
+	defer close(s.closed)
+	var group []*appendReq
+	for {
+		group = group[:0]
+		select {
+		case r := <-s.reqs:
+			group = append(group, r)
+		case <-s.quit:
+			// Drain what was queued before Close.
+			for {
+				select {
+				case r := <-s.reqs:
+					s.commit([]*appendReq{r})
+				default:
+					return
+				}
+			}
+		}
+		rows := len(group[0].events)
+	more:
+		for rows < s.opts.MaxGroupRows {
+			select {
+			case r := <-s.reqs:
+				group = append(group, r)
+				rows += len(r.events)
+			default:
+				break more
+			}
+		}
+		s.commit(group)
+	}
+}
+
+// commit writes one group of batches in one appender flush.
+func (s *Store) commit(group []*appendReq) {
+	now := time.Now().UTC()
+	hour := hourOf(now)
+	results := make([]apimeter.AppendResult, len(group))
+	var fresh map[xxh3.Uint128]struct{}
+	if !s.opts.NoDedupe {
+		fresh = make(map[xxh3.Uint128]struct{})
+	}
+	var err error
+	var keys []xxh3.Uint128
+	for gi, req := range group {
+		for i := range req.events {
+			e := &req.events[i]
+			if !s.opts.NoDedupe {
+				k := dedupeKey(e.Org, e.Env, e.ID)
+				if _, dup := s.seen[k]; dup {
+					results[gi].Duplicates++
+					continue
+				}
+				if _, dup := fresh[k]; dup {
+					results[gi].Duplicates++
+					continue
+				}
+				fresh[k] = struct{}{}
+				keys = append(keys, k)
+			}
+			if err = s.appendRow(e, now); err != nil {
+				break
+			}
+			results[gi].Stored = append(results[gi].Stored, e)
+		}
+		if err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = s.app.Flush()
+	}
+	if err != nil {
+		s.log.Error("commit events", "err", err)
+		// The appender is invalid after a failed flush: start a new one so
+		// later batches can still be written.
+		s.app.Clear()
+		s.app.Close()
+		if app, aerr := duckdb.NewAppenderFromConn(s.conn, "", "events"); aerr == nil {
+			s.app = app
+		} else {
+			s.log.Error("reopen appender", "err", aerr)
+		}
+		for _, req := range group {
+			req.done <- appendResp{err: fmt.Errorf("commit events: %w", err)}
+		}
+		return
+	}
+	for _, k := range keys {
+		s.seen[k] = hour
+	}
+	for gi, req := range group {
+		req.done <- appendResp{res: results[gi]}
+	}
+	s.sweep(now)
+}
+
+// sweep forgets ids older than the horizon, once an hour.
+func (s *Store) sweep(now time.Time) {
+	if s.opts.NoDedupe || now.Sub(s.lastSweep) < time.Hour {
+		return
+	}
+	s.lastSweep = now
+	oldest := hourOf(now.Add(-s.opts.DedupeHorizon))
+	for k, h := range s.seen {
+		if h < oldest {
+			delete(s.seen, k)
+		}
+	}
+}
+
+func nullSize(n int64) driver.Value {
+	if n < 0 {
+		return nil
+	}
+	return n
+}
+
+func (s *Store) appendRow(e *apimeter.Event, now time.Time) error {
+	s.row = RowValues(s.row[:0], e, now)
+	return s.app.AppendRow(s.row...)
+}
+
+// RowValues appends the column values of e, in the events table's column
+// order, to dst. ingested is the ingest time recorded with the row.
+func RowValues(dst []driver.Value, e *apimeter.Event, ingested time.Time) []driver.Value {
+	var target driver.Value
+	if e.TargetLatencyMs > 0 {
+		target = e.TargetLatencyMs
+	}
+	meta := "{}"
+	if len(e.Metadata) > 0 {
+		meta = string(e.Metadata)
+	}
+	return append(dst,
+		e.ID, e.Org, e.Env, ingested, e.RequestTime.UTC(), e.ResponseTime.UTC(), e.Direction, e.APIName, e.APIVersion,
+		e.TargetURL, e.Method, e.URI, e.Path, e.Route, e.Query, e.ClientIP, e.UserAgent,
+		headersJSON(e.RequestHeaders), e.RequestBody.Text, e.RequestBody.Base64, e.RequestBody.Truncated, nullSize(e.RequestSize),
+		int32(e.Status), headersJSON(e.ResponseHeaders), e.ResponseBody.Text, e.ResponseBody.Base64, e.ResponseBody.Truncated, nullSize(e.ResponseSize),
+		e.LatencyMs, target, e.UserID, e.CompanyID, e.APIKeyID, e.SessionToken,
+		e.Tags, meta, e.Weight,
+	)
+}
+
+// Schema is the DDL of apimeter's tables.
+const Schema = schema
+
+func headersJSON(h apimeter.Headers) string {
+	if len(h) == 0 {
+		return "{}"
+	}
+	b, _ := apimeter.MoesifHeaders(h).MarshalJSON()
+	return string(b)
+}
+
+// Events implements apimeter.Store.
+func (s *Store) Events(ctx context.Context, f apimeter.EventFilter) ([]apimeter.Event, error) {
+	var where []string
+	var args []any
+	add := func(cond string, v any) {
+		where = append(where, cond)
+		args = append(args, v)
+	}
+	add("org = ?", f.Org)
+	add("env = ?", f.Env)
+	if f.UserID != "" {
+		add("user_id = ?", f.UserID)
+	}
+	if f.CompanyID != "" {
+		add("company_id = ?", f.CompanyID)
+	}
+	if f.Status != 0 {
+		add("status = ?", f.Status)
+	}
+	if f.MinStatus != 0 {
+		add("status >= ?", f.MinStatus)
+	}
+	if !f.From.IsZero() {
+		add("ts >= ?", f.From.UTC())
+	}
+	if !f.To.IsZero() {
+		add("ts < ?", f.To.UTC())
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	q := `SELECT ` + eventColumns + ` FROM events WHERE ` + strings.Join(where, " AND ") +
+		` ORDER BY ts DESC, id DESC LIMIT ?`
+	args = append(args, limit)
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("query events: %w", err)
+	}
+	defer rows.Close()
+	var out []apimeter.Event
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+func scanEvent(rows *sql.Rows) (apimeter.Event, error) {
+	var e apimeter.Event
+	var ingested time.Time
+	var reqH, respH, meta string
+	var reqSize, respSize sql.NullInt64
+	var target sql.NullFloat64
+	var status int32
+	err := rows.Scan(&e.ID, &e.Org, &e.Env, &ingested, &e.RequestTime, &e.ResponseTime, &e.Direction, &e.APIName, &e.APIVersion,
+		&e.TargetURL, &e.Method, &e.URI, &e.Path, &e.Route, &e.Query, &e.ClientIP, &e.UserAgent,
+		&reqH, &e.RequestBody.Text, &e.RequestBody.Base64, &e.RequestBody.Truncated, &reqSize,
+		&status, &respH, &e.ResponseBody.Text, &e.ResponseBody.Base64, &e.ResponseBody.Truncated, &respSize,
+		&e.LatencyMs, &target, &e.UserID, &e.CompanyID, &e.APIKeyID, &e.SessionToken,
+		&e.Tags, &meta, &e.Weight)
+	if err != nil {
+		return e, fmt.Errorf("scan event: %w", err)
+	}
+	e.Status = int(status)
+	e.RequestTime, e.ResponseTime = e.RequestTime.UTC(), e.ResponseTime.UTC()
+	e.RequestSize, e.ResponseSize = -1, -1
+	if reqSize.Valid {
+		e.RequestSize = reqSize.Int64
+	}
+	if respSize.Valid {
+		e.ResponseSize = respSize.Int64
+	}
+	if target.Valid {
+		e.TargetLatencyMs = target.Float64
+	}
+	if meta != "{}" {
+		e.Metadata = json.RawMessage(meta)
+	}
+	var h apimeter.MoesifHeaders
+	if err := h.UnmarshalJSON([]byte(reqH)); err == nil {
+		e.RequestHeaders = apimeter.Headers(h)
+	}
+	var h2 apimeter.MoesifHeaders
+	if err := h2.UnmarshalJSON([]byte(respH)); err == nil {
+		e.ResponseHeaders = apimeter.Headers(h2)
+	}
+	return e, nil
+}
+
+// PutProfiles implements apimeter.Store.
+func (s *Store) PutProfiles(ctx context.Context, ps []apimeter.Profile) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO profiles (org, env, kind, id, company_id, modified_time, body) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for _, p := range ps {
+		if _, err := stmt.ExecContext(ctx, p.Org, p.Env, p.Kind, p.ID, p.CompanyID, p.ModifiedTime.UTC(), string(p.Body)); err != nil {
+			return fmt.Errorf("store %s profile %q: %w", p.Kind, p.ID, err)
+		}
+	}
+	return tx.Commit()
+}
+
+// Profile implements apimeter.Store.
+func (s *Store) Profile(ctx context.Context, org, env, kind, id string) (apimeter.Profile, error) {
+	p := apimeter.Profile{Org: org, Env: env, Kind: kind, ID: id}
+	var body string
+	err := s.db.QueryRowContext(ctx, `SELECT company_id, modified_time, body FROM profiles WHERE org = ? AND env = ? AND kind = ? AND id = ?`,
+		org, env, kind, id).Scan(&p.CompanyID, &p.ModifiedTime, &body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, apimeter.ErrNotFound
+	}
+	if err != nil {
+		return p, err
+	}
+	p.Body = json.RawMessage(body)
+	return p, nil
+}
+
+// Close stops the writer after it has written every queued batch, then
+// closes the database.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.quit)
+		<-s.closed
+		err = errors.Join(s.app.Close(), s.conn.Close(), s.db.Close())
+	})
+	return err
+}
