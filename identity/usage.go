@@ -1,0 +1,200 @@
+package identity
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/apimeter/apimeter"
+)
+
+// Dimension is what usage is grouped by.
+type Dimension string
+
+// The dimensions usage is counted by.
+const (
+	ByUser    Dimension = "user_id"
+	ByCompany Dimension = "company_id"
+	ByAPIKey  Dimension = "api_key_id"
+)
+
+// Dimensions lists every counted dimension.
+var Dimensions = []Dimension{ByUser, ByCompany, ByAPIKey}
+
+// ParseDimension accepts user_id, company_id or api_key_id (and the short
+// forms user, company, api_key).
+func ParseDimension(s string) (Dimension, error) {
+	switch s {
+	case "user_id", "user", "":
+		return ByUser, nil
+	case "company_id", "company":
+		return ByCompany, nil
+	case "api_key_id", "api_key", "key":
+		return ByAPIKey, nil
+	}
+	return "", fieldErr("group", fmt.Sprintf("%q is not one of user_id, company_id, api_key_id", s))
+}
+
+// Counts is the usage of one customer in one period. Every figure is
+// weighted: an event that stands for N sampled calls counts N times.
+type Counts struct {
+	// Calls is the sum of the events' weights.
+	Calls int64 `json:"calls"`
+	// Errors is the sum of the weights of events with status >= 400 or no
+	// response (status 0).
+	Errors int64 `json:"errors"`
+	// Bytes is the sum of weight * (request body size + response body
+	// size), unknown sizes counting 0.
+	Bytes int64 `json:"bytes"`
+}
+
+func (c *Counts) add(o Counts) {
+	c.Calls += o.Calls
+	c.Errors += o.Errors
+	c.Bytes += o.Bytes
+}
+
+// CounterKey names one counter.
+type CounterKey struct {
+	Org, Env, Period string
+	Dim              Dimension
+	ID               string // "" counts the calls no one was identified for
+}
+
+// UsageRow is one customer's usage.
+type UsageRow struct {
+	ID string `json:"id"`
+	Counts
+}
+
+// Counters keeps usage counters. Add must be safe for concurrent use.
+type Counters interface {
+	// AddUsage adds deltas to the counters.
+	AddUsage(ctx context.Context, deltas map[CounterKey]Counts) error
+	// Usage returns every counter of one org, env, period and dimension.
+	Usage(ctx context.Context, org, env, period string, dim Dimension) ([]UsageRow, error)
+}
+
+// Meter counts newly stored events into Counters by billing period. It is
+// an apimeter.Sink: the store hands it only events it had not stored
+// before, so replays and retries are not counted twice.
+type Meter struct {
+	Counters Counters
+	Periods  Periods
+}
+
+// Deltas folds events into counter increments, adding them to into.
+func (m *Meter) Deltas(events []*apimeter.Event, into map[CounterKey]Counts) {
+	var last Period
+	for _, e := range events {
+		if !last.Contains(e.RequestTime) {
+			last = m.Periods.Of(e.RequestTime)
+		}
+		c := EventCounts(e)
+		for _, d := range Dimensions {
+			k := CounterKey{Org: e.Org, Env: e.Env, Period: last.Label, Dim: d, ID: dimValue(e, d)}
+			v := into[k]
+			v.add(c)
+			into[k] = v
+		}
+	}
+}
+
+// EventCounts is what one event adds to its counters.
+func EventCounts(e *apimeter.Event) Counts {
+	w := e.Weight
+	if w < 1 {
+		w = 1
+	}
+	c := Counts{Calls: w}
+	if e.IsError() {
+		c.Errors = w
+	}
+	if e.RequestSize > 0 {
+		c.Bytes += e.RequestSize
+	}
+	if e.ResponseSize > 0 {
+		c.Bytes += e.ResponseSize
+	}
+	c.Bytes *= w
+	return c
+}
+
+func dimValue(e *apimeter.Event, d Dimension) string {
+	switch d {
+	case ByUser:
+		return e.UserID
+	case ByCompany:
+		return e.CompanyID
+	default:
+		return e.APIKeyID
+	}
+}
+
+// Stored implements apimeter.Sink.
+func (m *Meter) Stored(ctx context.Context, events []*apimeter.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	deltas := make(map[CounterKey]Counts, 3*len(events))
+	m.Deltas(events, deltas)
+	if err := m.Counters.AddUsage(ctx, deltas); err != nil {
+		return fmt.Errorf("usage counters: %w", err)
+	}
+	return nil
+}
+
+// Report is the usage of one org and env in one period.
+type Report struct {
+	Org    string     `json:"org"`
+	Env    string     `json:"env"`
+	Period string     `json:"period"`
+	Start  time.Time  `json:"start"`
+	End    time.Time  `json:"end"`
+	Group  Dimension  `json:"group"`
+	Total  Counts     `json:"total"`
+	Rows   []UsageRow `json:"rows"`
+}
+
+// Report returns usage for the period named label (see Periods.Parse),
+// customers with the most calls first.
+func (m *Meter) Report(ctx context.Context, org, env, label string, dim Dimension, now time.Time) (Report, error) {
+	p, err := m.Periods.Parse(label, now)
+	if err != nil {
+		return Report{}, &FieldError{Field: "period", Msg: err.Error()}
+	}
+	rows, err := m.Counters.Usage(ctx, org, env, p.Label, dim)
+	if err != nil {
+		return Report{}, err
+	}
+	sort.Slice(rows, func(i, j int) bool {
+		if rows[i].Calls != rows[j].Calls {
+			return rows[i].Calls > rows[j].Calls
+		}
+		return rows[i].ID < rows[j].ID
+	})
+	r := Report{Org: org, Env: env, Period: p.Label, Start: p.Start, End: p.End, Group: dim, Rows: rows}
+	if r.Rows == nil {
+		r.Rows = []UsageRow{}
+	}
+	for _, row := range rows {
+		r.Total.add(row.Counts)
+	}
+	return r, nil
+}
+
+// Usage returns one customer's usage in the period t falls in (what a
+// gateway's quota reads).
+func (m *Meter) Usage(ctx context.Context, org, env string, dim Dimension, id string, t time.Time) (Counts, error) {
+	rows, err := m.Counters.Usage(ctx, org, env, m.Periods.Of(t).Label, dim)
+	if err != nil {
+		return Counts{}, err
+	}
+	for _, r := range rows {
+		if r.ID == id {
+			return r.Counts, nil
+		}
+	}
+	return Counts{}, nil
+}
