@@ -78,7 +78,7 @@ func (ps Periods) Parse(label string, now time.Time) (Period, error) {
 	}
 	t, err := time.Parse("2006-01", label)
 	if err != nil || len(label) != 7 {
-		return Period{}, fmt.Errorf("period %q: want YYYY-MM (the month the period starts in), current or previous", label)
+		return Period{}, fmt.Errorf("%q is not YYYY-MM (the month the period starts in), current or previous", label)
 	}
 	return ps.period(t.Year(), t.Month()), nil
 }

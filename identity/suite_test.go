@@ -168,7 +168,7 @@ func call(id, at, uri string, headers map[string]string, status int, weight int6
 	}
 }
 
-func token(t *testing.T, secret []byte, claims jwt.MapClaims) string {
+func token(t testing.TB, secret []byte, claims jwt.MapClaims) string {
 	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(secret)
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,9 @@ type cli struct {
 	Demo  demoCmd  `cmd:"" help:"Start a server, feed it realistic traffic and show what it measured."`
 	Apps  appsCmd  `cmd:"" help:"Manage application ids (write keys)."`
 	Bench benchCmd `cmd:"" help:"Measure apimeter on this machine."`
+
+	Aliases aliasesCmd `cmd:"" help:"Manage the alias table (API key, token or client id -> user) of a running server."`
+	Usage   usageCmd   `cmd:"" help:"Show calls, errors and bytes per customer for a billing period, from a running server."`
 }
 
 func main() {

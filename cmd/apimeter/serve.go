@@ -28,6 +28,7 @@ type serverFlags struct {
 	MaxBatchEvents int           `default:"10000" env:"APIMETER_MAX_BATCH_EVENTS" help:"Most events accepted in one batch."`
 	DedupeHorizon  time.Duration `default:"168h" env:"APIMETER_DEDUPE_HORIZON" help:"How long an event id is remembered, so a resent event is not stored twice."`
 	LogLevel       slog.Level    `default:"info" env:"APIMETER_LOG_LEVEL" help:"debug, info, warn or error."`
+	identityFlags
 }
 
 // instance is a running server.
@@ -38,6 +39,7 @@ type instance struct {
 	Srv   *server.Server
 	Apps  *apps.Registry
 	http  *http.Server
+	idn   *identitySetup
 	done  chan error
 	log   *slog.Logger
 }
@@ -65,21 +67,30 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 	if err != nil {
 		return nil, err
 	}
-	srv := server.New(server.Config{
-		Store:          st,
-		Apps:           reg,
-		Scrubber:       apimeter.NewScrubber(f.SecretHeader, f.SecretParam, f.BodyCap),
-		MaxBodyBytes:   f.MaxBodyBytes,
-		MaxBatchEvents: f.MaxBatchEvents,
-		Logger:         log,
-	})
-	ln, err := net.Listen("tcp", f.Listen)
+	idn, err := setupIdentity(ctx, f.identityFlags, st, log)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
+	srv := server.New(server.Config{
+		Store:          st,
+		Apps:           reg,
+		Scrubber:       apimeter.NewScrubber(f.SecretHeader, f.SecretParam, f.BodyCap),
+		Identifier:     idn.Identifier,
+		Sinks:          idn.Sinks,
+		MaxBodyBytes:   f.MaxBodyBytes,
+		MaxBatchEvents: f.MaxBatchEvents,
+		Logger:         log,
+	})
+	idn.API.Register(srv)
+	ln, err := net.Listen("tcp", f.Listen)
+	if err != nil {
+		st.Close()
+		idn.Close()
+		return nil, err
+	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, http: hs, done: make(chan error, 1), log: log}
+	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, http: hs, idn: idn, done: make(chan error, 1), log: log}
 	go func() {
 		err := hs.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -97,7 +108,7 @@ func (in *instance) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	err := in.http.Shutdown(ctx)
-	return errors.Join(err, in.Store.Close())
+	return errors.Join(err, in.Store.Close(), in.idn.Close())
 }
 
 type serveCmd struct {

@@ -1,0 +1,351 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/store/duckdb"
+)
+
+// identityFlags configure who a call is attributed to and where the alias
+// table and usage counters live. The zero value is usable (tests build
+// serverFlags by hand).
+type identityFlags struct {
+	Redis          string        `env:"APIMETER_REDIS" placeholder:"URL" help:"Redis URL (redis://host:6379/0) holding the alias table and usage counters, shared by several collectors. Empty keeps them embedded."`
+	RedisPrefix    string        `default:"apimeter:" env:"APIMETER_REDIS_PREFIX" help:"Prefix of every Redis key apimeter writes."`
+	UsageRebuild   bool          `env:"APIMETER_USAGE_REBUILD" help:"With --redis: overwrite the Redis counters with figures rebuilt from this collector's events table at start-up (one-collector deployments, or repair)."`
+	JWTClaim       string        `default:"sub" env:"APIMETER_JWT_CLAIM" help:"JWT claim holding the user id."`
+	JWTSecret      []string      `env:"APIMETER_JWT_SECRETS" help:"HS256/384/512 secret that verifies bearer JWTs (repeatable). With any JWT key set, unverifiable tokens identify no one."`
+	JWTPublicKey   []string      `type:"existingfile" env:"APIMETER_JWT_PUBLIC_KEYS" help:"PEM file of an RSA, EC or Ed25519 public key that verifies bearer JWTs (repeatable)."`
+	JWTJWKS        string        `type:"existingfile" env:"APIMETER_JWT_JWKS" help:"JWKS file (RFC 7517) of keys that verify bearer JWTs, picked by kid."`
+	JWTLeeway      time.Duration `default:"1m" env:"APIMETER_JWT_LEEWAY" help:"Leeway on a verified JWT's exp and nbf, checked at the call's time."`
+	CompanyRule    []string      `env:"APIMETER_COMPANY_RULES" help:"Where the company id comes from when the sender and the alias table do not say, tried in order: url:/accounts/{id}, header:X-Company-Id, claim:tenant_id (repeatable)."`
+	ClientIDHeader []string      `env:"APIMETER_CLIENT_ID_HEADERS" help:"Request headers holding a client id to look up in the alias table (repeatable)."`
+	BillingDay     int           `default:"1" env:"APIMETER_BILLING_DAY" help:"Day of the month billing periods start on (1-31; short months start on their last day)."`
+	BillingTZ      string        `default:"UTC" env:"APIMETER_BILLING_TZ" help:"Time zone of billing periods (IANA name, e.g. Europe/Berlin)."`
+}
+
+// identitySetup is the identity part of a running server.
+type identitySetup struct {
+	Identifier apimeter.Identifier
+	Sinks      []apimeter.Sink
+	API        *identity.API
+	close      func() error
+}
+
+func (s *identitySetup) Close() error {
+	if s == nil || s.close == nil {
+		return nil
+	}
+	return s.close()
+}
+
+func setupIdentity(ctx context.Context, f identityFlags, st *duckdb.Store, log *slog.Logger) (*identitySetup, error) {
+	ps := identity.Periods{AnchorDay: f.BillingDay}
+	if f.BillingDay < 0 || f.BillingDay > 31 {
+		return nil, fmt.Errorf("--billing-day %d: want 1 to 31", f.BillingDay)
+	}
+	if f.BillingTZ != "" && f.BillingTZ != "UTC" {
+		loc, err := time.LoadLocation(f.BillingTZ)
+		if err != nil {
+			return nil, fmt.Errorf("--billing-tz: %w", err)
+		}
+		ps.Location = loc
+	}
+	jo := identity.JWTOptions{UserClaim: f.JWTClaim, Leeway: f.JWTLeeway}
+	for _, s := range f.JWTSecret {
+		jo.HMACSecrets = append(jo.HMACSecrets, []byte(s))
+	}
+	for _, path := range f.JWTPublicKey {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("--jwt-public-key: %w", err)
+		}
+		k, err := identity.ParsePublicKeyPEM(b)
+		if err != nil {
+			return nil, fmt.Errorf("--jwt-public-key %s: %w", path, err)
+		}
+		jo.PublicKeys = append(jo.PublicKeys, crypto.PublicKey(k))
+	}
+	if f.JWTJWKS != "" {
+		b, err := os.ReadFile(f.JWTJWKS)
+		if err != nil {
+			return nil, fmt.Errorf("--jwt-jwks: %w", err)
+		}
+		if jo.JWKS, err = identity.ParseJWKS(b); err != nil {
+			return nil, fmt.Errorf("--jwt-jwks %s: %w", f.JWTJWKS, err)
+		}
+	}
+	var rules []identity.CompanyRule
+	for _, s := range f.CompanyRule {
+		r, err := identity.ParseCompanyRule(s)
+		if err != nil {
+			return nil, fmt.Errorf("--company-rule: %w", err)
+		}
+		rules = append(rules, r)
+	}
+
+	setup := &identitySetup{}
+	var aliases identity.Aliases
+	var counters identity.Counters
+	if f.Redis == "" {
+		emb, err := identity.OpenEmbedded(ctx, st.DB(), identity.EmbeddedOptions{Periods: ps})
+		if err != nil {
+			return nil, err
+		}
+		aliases, counters = emb, emb
+	} else {
+		opt, err := redis.ParseURL(f.Redis)
+		if err != nil {
+			return nil, fmt.Errorf("--redis: %w", err)
+		}
+		rc := redis.NewClient(opt)
+		if err := rc.Ping(ctx).Err(); err != nil {
+			rc.Close()
+			return nil, fmt.Errorf("--redis %s: %w", opt.Addr, err)
+		}
+		r := identity.NewRedis(rc, identity.RedisOptions{Prefix: f.RedisPrefix})
+		if f.UsageRebuild {
+			counts, err := identity.RebuildCounters(ctx, st.DB(), ps)
+			if err == nil {
+				err = r.ReplaceUsage(ctx, counts)
+			}
+			if err != nil {
+				rc.Close()
+				return nil, err
+			}
+		}
+		aliases, counters, setup.close = r, r, rc.Close
+	}
+	jwtr := identity.NewJWT(jo)
+	meter := &identity.Meter{Counters: counters, Periods: ps}
+	setup.Identifier = identity.NewResolver(identity.Config{Aliases: aliases, JWT: jwtr, Company: rules, ClientIDHeaders: f.ClientIDHeader})
+	setup.Sinks = []apimeter.Sink{meter}
+	setup.API = &identity.API{Aliases: aliases, Meter: meter, Logger: log}
+	backend := "embedded"
+	if f.Redis != "" {
+		backend = "redis"
+	}
+	log.Info("identity", "backend", backend, "jwt_verify", jwtr.Verifies(), "company_rules", len(rules), "billing_day", max(1, f.BillingDay), "billing_tz", f.BillingTZ)
+	return setup, nil
+}
+
+// adminFlags are the flags of the commands that talk to a running server.
+type adminFlags struct {
+	Server string `default:"http://127.0.0.1:7070" env:"APIMETER_SERVER" help:"URL of the running apimeter server."`
+	Org    string `required:"" env:"APIMETER_ORG" help:"Org the aliases or usage belong to."`
+	Env    string `default:"prod" env:"APIMETER_ENV" help:"Environment."`
+}
+
+func (a adminFlags) call(ctx context.Context, method, path string, q url.Values, body any, out any) error {
+	if q == nil {
+		q = url.Values{}
+	}
+	q.Set("org", a.Org)
+	q.Set("env", a.Env)
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(a.Server, "/")+path+"?"+q.Encode(), rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("is apimeter serve running at %s? %w", a.Server, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error struct{ Message string } `json:"error"`
+		}
+		if json.Unmarshal(b, &e) == nil && e.Error.Message != "" {
+			return fmt.Errorf("%s %s: %s", method, path, e.Error.Message)
+		}
+		return fmt.Errorf("%s %s: status %d", method, path, resp.StatusCode)
+	}
+	return json.Unmarshal(b, out)
+}
+
+// keyRef is how a CLI command names a key: the key itself (hashed here, so
+// it never leaves this process) or its hash.
+type keyRef struct {
+	Key     string `help:"The API key, token or client id; '-' reads it from stdin. Only its SHA-256 is sent."`
+	KeyHash string `help:"The key's SHA-256 in hex, instead of --key."`
+}
+
+func (k keyRef) hash() (string, error) {
+	switch {
+	case k.Key == "-":
+		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", err
+		}
+		if line = strings.TrimSpace(line); line == "" {
+			return "", errors.New("no key on stdin")
+		}
+		return apimeter.KeyHash(line), nil
+	case k.Key != "":
+		return apimeter.KeyHash(k.Key), nil
+	case identity.ValidKeyHash(k.KeyHash):
+		return k.KeyHash, nil
+	case k.KeyHash != "":
+		return "", errors.New("--key-hash must be 64 lower-case hex digits")
+	}
+	return "", errors.New("give --key or --key-hash")
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+type aliasesCmd struct {
+	Put    aliasesPutCmd    `cmd:"" help:"Map an API key, token or client id to a user (and company)."`
+	Get    aliasesGetCmd    `cmd:"" help:"Show the alias of a key."`
+	Delete aliasesDeleteCmd `cmd:"" help:"Remove the alias of a key."`
+	List   aliasesListCmd   `cmd:"" help:"List a user's aliases."`
+}
+
+type aliasesPutCmd struct {
+	adminFlags
+	keyRef
+	User    string    `required:"" help:"User id the key belongs to."`
+	Company string    `help:"Company id the key belongs to."`
+	Expires time.Time `help:"When the key stops identifying its user (RFC 3339)."`
+}
+
+func (c *aliasesPutCmd) Run(ctx context.Context) error {
+	h, err := c.hash()
+	if err != nil {
+		return err
+	}
+	body := identity.AliasJSON{Org: c.Org, Env: c.Env, KeyHash: h, UserID: c.User, CompanyID: c.Company}
+	if !c.Expires.IsZero() {
+		body.ExpiresAt = &c.Expires
+	}
+	var out identity.AliasJSON
+	if err := c.call(ctx, "PUT", "/v1/aliases", nil, body, &out); err != nil {
+		return err
+	}
+	return printJSON(out)
+}
+
+type aliasesGetCmd struct {
+	adminFlags
+	keyRef
+}
+
+func (c *aliasesGetCmd) Run(ctx context.Context) error {
+	h, err := c.hash()
+	if err != nil {
+		return err
+	}
+	var out identity.AliasJSON
+	if err := c.call(ctx, "GET", "/v1/aliases/"+h, nil, nil, &out); err != nil {
+		return err
+	}
+	return printJSON(out)
+}
+
+type aliasesDeleteCmd struct {
+	adminFlags
+	keyRef
+}
+
+func (c *aliasesDeleteCmd) Run(ctx context.Context) error {
+	h, err := c.hash()
+	if err != nil {
+		return err
+	}
+	var out map[string]string
+	if err := c.call(ctx, "DELETE", "/v1/aliases/"+h, nil, nil, &out); err != nil {
+		return err
+	}
+	return printJSON(out)
+}
+
+type aliasesListCmd struct {
+	adminFlags
+	User string `required:"" help:"User id."`
+}
+
+func (c *aliasesListCmd) Run(ctx context.Context) error {
+	var out struct {
+		Aliases []identity.AliasJSON `json:"aliases"`
+	}
+	if err := c.call(ctx, "GET", "/v1/aliases", url.Values{"user_id": {c.User}}, nil, &out); err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "KEY_ID\tUSER\tCOMPANY\tEXPIRES\tCREATED")
+	for _, a := range out.Aliases {
+		exp := "never"
+		if a.ExpiresAt != nil {
+			exp = a.ExpiresAt.Format(time.RFC3339)
+			if a.Expired {
+				exp += " (expired)"
+			}
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", a.KeyID, a.UserID, a.CompanyID, exp, a.CreatedAt.Format(time.RFC3339))
+	}
+	return w.Flush()
+}
+
+type usageCmd struct {
+	adminFlags
+	Period string `default:"current" help:"Billing period: YYYY-MM (the month it starts in), current or previous."`
+	Group  string `default:"user_id" enum:"user_id,company_id,api_key_id" help:"Group by user_id, company_id or api_key_id."`
+	JSON   bool   `help:"Print the answer as JSON."`
+}
+
+func (c *usageCmd) Run(ctx context.Context) error {
+	var rep identity.Report
+	if err := c.call(ctx, "GET", "/v1/usage", url.Values{"period": {c.Period}, "group": {c.Group}}, nil, &rep); err != nil {
+		return err
+	}
+	if c.JSON {
+		return printJSON(rep)
+	}
+	fmt.Printf("usage of %s/%s, period %s [%s, %s), by %s\n", rep.Org, rep.Env, rep.Period,
+		rep.Start.Format(time.RFC3339), rep.End.Format(time.RFC3339), rep.Group)
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "ID\tCALLS\tERRORS\tBYTES\t")
+	for _, r := range rep.Rows {
+		id := r.ID
+		if id == "" {
+			id = "(anonymous)"
+		}
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t\n", id, r.Calls, r.Errors, r.Bytes)
+	}
+	fmt.Fprintf(w, "TOTAL\t%d\t%d\t%d\t\n", rep.Total.Calls, rep.Total.Errors, rep.Total.Bytes)
+	return w.Flush()
+}

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"testing"
+
+	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/identity"
+)
+
+// TestServeIdentityWiring starts the real server wiring with identity
+// flags, maps a key through the CLI command, sends calls and reads usage
+// back through the CLI's client, then restarts and reads it again.
+func TestServeIdentityWiring(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	a, err := apps.Create(dir, "acme", "prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := serverFlags{Listen: "127.0.0.1:0", Data: dir, BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100,
+		identityFlags: identityFlags{JWTClaim: "sub", CompanyRule: []string{"url:/accounts/{id}"}, BillingDay: 1, BillingTZ: "UTC"}}
+	in, err := start(ctx, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := adminFlags{Server: in.URL, Org: "acme", Env: "prod"}
+	stdout := os.Stdout
+	os.Stdout, _ = os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	err = (&aliasesPutCmd{adminFlags: admin, keyRef: keyRef{Key: "ak_cli_key_1"}, User: "513"}).Run(ctx)
+	os.Stdout = stdout
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(id string, status int) apimeter.MoesifEvent {
+		return apimeter.MoesifEvent{EventID: id,
+			Request: apimeter.MoesifRequest{Time: "2026-11-24T10:00:00.000Z", URI: "https://api.example/accounts/abc/items", Verb: "GET",
+				Headers: apimeter.MoesifHeaders{{Name: "X-Api-Key", Value: "ak_cli_key_1"}}},
+			Response: &apimeter.MoesifResponse{Status: status}}
+	}
+	if _, err := postBatch(ctx, http.DefaultClient, in.URL, a.ID, []apimeter.MoesifEvent{call("e1", 200), call("e2", 502)}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(stage string) {
+		var rep identity.Report
+		if err := admin.call(ctx, "GET", "/v1/usage", map[string][]string{"period": {"2026-11"}, "group": {"company_id"}}, nil, &rep); err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Rows) != 1 || rep.Rows[0].ID != "abc" || rep.Rows[0].Calls != 2 || rep.Rows[0].Errors != 1 {
+			t.Fatalf("%s: usage by company = %+v, want abc with 2 calls and 1 error", stage, rep.Rows)
+		}
+	}
+	check("running")
+	if err := in.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.Listen = "127.0.0.1:0"
+	if in, err = start(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	admin.Server = in.URL
+	check("after restart")
+	var al identity.AliasJSON
+	if err := admin.call(ctx, "GET", "/v1/aliases/"+apimeter.KeyHash("ak_cli_key_1"), nil, nil, &al); err != nil || al.UserID != "513" {
+		t.Fatalf("alias after restart: %+v, %v", al, err)
+	}
+}
