@@ -63,64 +63,16 @@ type MoesifResponse struct {
 // the various SDKs send them; on output every value is a string.
 type MoesifHeaders Headers
 
-// UnmarshalJSON implements json.Unmarshaler.
+// UnmarshalJSON implements json.Unmarshaler. It scans the object itself
+// rather than through encoding/json's reflection: headers are most of an
+// event and this is the collector's hot path.
 func (h *MoesifHeaders) UnmarshalJSON(b []byte) error {
-	if bytes.Equal(b, []byte("null")) {
-		*h = nil
-		return nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	tok, err := dec.Token()
+	out, err := scanHeaders(b, Headers((*h)[:0]))
 	if err != nil {
 		return err
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return fmt.Errorf("must be an object of header names to values")
-	}
-	out := (*h)[:0]
-	for dec.More() {
-		kt, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		name := kt.(string)
-		var v any
-		if err := dec.Decode(&v); err != nil {
-			return fmt.Errorf("header %q: %w", name, err)
-		}
-		s, err := headerValue(v)
-		if err != nil {
-			return fmt.Errorf("header %q: %w", name, err)
-		}
-		out = append(out, Header{Name: name, Value: s})
-	}
-	*h = out
+	*h = MoesifHeaders(out)
 	return nil
-}
-
-func headerValue(v any) (string, error) {
-	switch v := v.(type) {
-	case string:
-		return v, nil
-	case json.Number:
-		return v.String(), nil
-	case bool:
-		return strconv.FormatBool(v), nil
-	case nil:
-		return "", nil
-	case []any:
-		parts := make([]string, 0, len(v))
-		for _, x := range v {
-			s, err := headerValue(x)
-			if err != nil {
-				return "", err
-			}
-			parts = append(parts, s)
-		}
-		return strings.Join(parts, ", "), nil
-	}
-	return "", fmt.Errorf("value must be a string or an array of strings")
 }
 
 // MarshalJSON implements json.Marshaler, keeping header order.

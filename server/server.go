@@ -5,6 +5,7 @@
 package server
 
 import (
+	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -14,7 +15,10 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
+
+	gojson "github.com/goccy/go-json"
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
@@ -251,47 +255,71 @@ func (s *Server) decodeEvents(w http.ResponseWriter, r *http.Request, a apps.App
 	if err != nil {
 		return nil, err
 	}
-	dec := json.NewDecoder(rd)
-	if !batch {
-		var m apimeter.MoesifEvent
-		if err := dec.Decode(&m); err != nil {
-			return nil, s.decodeErr(err, -1)
+	buf := bufPool.Get().(*bytes.Buffer)
+	defer bufPool.Put(buf)
+	buf.Reset()
+	if _, err := buf.ReadFrom(rd); err != nil {
+		if tooLarge(err) {
+			return nil, s.tooLarge()
 		}
-		ev, err := m.ToEvent(a.Org, a.Env, -1)
-		if err != nil {
-			return nil, err
+		return nil, newError(http.StatusBadRequest, "read_body", "reading the body: "+err.Error())
+	}
+	body := buf.Bytes()
+	var ms []apimeter.MoesifEvent
+	if batch {
+		// The fast decoder takes the whole batch at once; when it fails,
+		// the standard one walks the batch to say which event is bad.
+		if err := gojson.UnmarshalNoEscape(body, &ms); err != nil {
+			return nil, s.explainBatch(body, err)
 		}
-		return []apimeter.Event{ev}, nil
-	}
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, s.decodeErr(err, -1)
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '[' {
-		return nil, newError(http.StatusBadRequest, "invalid_batch", "a batch must be a JSON array of events")
-	}
-	var events []apimeter.Event
-	for i := 0; dec.More(); i++ {
-		if i >= s.cfg.MaxBatchEvents {
+		if len(ms) > s.cfg.MaxBatchEvents {
 			return nil, newError(http.StatusRequestEntityTooLarge, "batch_too_large", fmt.Sprintf("a batch may hold at most %d events", s.cfg.MaxBatchEvents))
 		}
-		var m apimeter.MoesifEvent
-		if err := dec.Decode(&m); err != nil {
-			return nil, s.decodeErr(err, i)
+		if len(ms) == 0 {
+			return nil, newError(http.StatusBadRequest, "empty_batch", "the batch holds no events")
 		}
-		ev, err := m.ToEvent(a.Org, a.Env, i)
-		if err != nil {
+	} else {
+		ms = make([]apimeter.MoesifEvent, 1)
+		if err := json.Unmarshal(body, &ms[0]); err != nil {
+			return nil, s.decodeErr(err, -1)
+		}
+	}
+	events := make([]apimeter.Event, len(ms))
+	for i := range ms {
+		index := i
+		if !batch {
+			index = -1
+		}
+		if events[i], err = ms[i].ToEvent(a.Org, a.Env, index); err != nil {
 			return nil, err
 		}
-		events = append(events, ev)
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, s.decodeErr(err, -1)
-	}
-	if len(events) == 0 {
-		return nil, newError(http.StatusBadRequest, "empty_batch", "the batch holds no events")
 	}
 	return events, nil
+}
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// explainBatch finds the first bad event of a batch that failed to decode
+// and says what is wrong with it.
+func (s *Server) explainBatch(body []byte, fastErr error) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	tok, err := dec.Token()
+	if err != nil {
+		return s.decodeErr(err, -1)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '[' {
+		return newError(http.StatusBadRequest, "invalid_batch", "a batch must be a JSON array of events")
+	}
+	for i := 0; dec.More(); i++ {
+		var m apimeter.MoesifEvent
+		if err := dec.Decode(&m); err != nil {
+			return s.decodeErr(err, i)
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return s.decodeErr(err, -1)
+	}
+	return &APIError{Status: http.StatusBadRequest, Code: "invalid_json", Message: fastErr.Error()}
 }
 
 // ingest identifies, scrubs and stores events, then tells the sinks.

@@ -44,7 +44,7 @@ func BenchmarkRawAppender(b *testing.B) {
 	}
 	db := sql.OpenDB(connector)
 	defer db.Close()
-	if _, err := db.ExecContext(ctx, "SET checkpoint_threshold = '"+os.Getenv("CKPT")+"'"); err != nil && os.Getenv("CKPT") != "" {
+	if _, err := db.ExecContext(ctx, Settings); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := db.ExecContext(ctx, Schema); err != nil {
@@ -61,16 +61,17 @@ func BenchmarkRawAppender(b *testing.B) {
 	}
 	defer app.Close()
 	var row []driver.Value
+	var buf []byte
 	now := time.Now()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		e := events[i%len(events)]
-		row = RowValues(row[:0], &e, now)
+		row, buf = RowValues(row[:0], buf, &e, now)
 		if err := app.AppendRow(row...); err != nil {
 			b.Fatal(err)
 		}
-		if (i+1)%500 == 0 {
+		if (i+1)%flushEvery() == 0 {
 			if err := app.Flush(); err != nil {
 				b.Fatal(err)
 			}
@@ -86,4 +87,15 @@ func dbPath(b *testing.B) string {
 		return ""
 	}
 	return filepath.Join(b.TempDir(), "raw.duckdb")
+}
+
+func flushEvery() int {
+	if v := os.Getenv("FLUSH"); v != "" {
+		n := 0
+		for _, c := range v {
+			n = n*10 + int(c-'0')
+		}
+		return n
+	}
+	return 500
 }
