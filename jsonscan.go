@@ -16,7 +16,7 @@ func scanHeaders(b []byte, out Headers) (Headers, error) {
 		return nil, nil
 	}
 	if i >= len(b) || b[i] != '{' {
-		return nil, errors.New("must be an object of header names to values")
+		return nil, errors.New("headers: must be an object of header names to values")
 	}
 	i = skipWS(b, i+1)
 	if i < len(b) && b[i] == '}' {
@@ -24,7 +24,7 @@ func scanHeaders(b []byte, out Headers) (Headers, error) {
 	}
 	for {
 		if i >= len(b) || b[i] != '"' {
-			return nil, errors.New("malformed headers object: expected a header name")
+			return nil, errors.New("headers: malformed object: expected a header name")
 		}
 		name, n, err := scanString(b, i)
 		if err != nil {
@@ -32,7 +32,7 @@ func scanHeaders(b []byte, out Headers) (Headers, error) {
 		}
 		i = skipWS(b, n)
 		if i >= len(b) || b[i] != ':' {
-			return nil, errors.New("malformed headers object: expected ':'")
+			return nil, errors.New("headers: malformed object: expected ':'")
 		}
 		i = skipWS(b, i+1)
 		var val string
@@ -57,7 +57,7 @@ func scanHeaders(b []byte, out Headers) (Headers, error) {
 						i++
 						break
 					}
-					return nil, fmt.Errorf("header %q: malformed array", name)
+					return nil, fmt.Errorf("headers: %q: malformed array", name)
 				}
 			}
 			val = strings.Join(parts, ", ")
@@ -73,14 +73,14 @@ func scanHeaders(b []byte, out Headers) (Headers, error) {
 		if i < len(b) && b[i] == '}' {
 			return out, nil
 		}
-		return nil, errors.New("malformed headers object: expected ',' or '}'")
+		return nil, errors.New("headers: malformed object: expected ',' or '}'")
 	}
 }
 
 // scanScalar reads a string, number, boolean or null at b[i:].
 func scanScalar(b []byte, i int, name string) (string, int, error) {
 	if i >= len(b) {
-		return "", i, fmt.Errorf("header %q: missing value", name)
+		return "", i, fmt.Errorf("headers: %q: missing value", name)
 	}
 	switch c := b[i]; {
 	case c == '"':
@@ -98,7 +98,7 @@ func scanScalar(b []byte, i int, name string) (string, int, error) {
 	case strings.HasPrefix(string(b[i:min(i+4, len(b))]), "null"):
 		return "", i + 4, nil
 	}
-	return "", i, fmt.Errorf("header %q: value must be a string or an array of strings", name)
+	return "", i, fmt.Errorf("headers: %q: value must be a string or an array of strings", name)
 }
 
 // scanString reads the JSON string starting at b[i] == '"' and returns it

@@ -46,6 +46,7 @@ type MoesifRequest struct {
 	Headers          MoesifHeaders   `json:"headers,omitempty"`
 	Body             json.RawMessage `json:"body,omitempty"`
 	TransferEncoding string          `json:"transfer_encoding,omitempty"`
+	ContentLength    *int64          `json:"content_length,omitempty"`
 }
 
 // MoesifResponse is the response half of MoesifEvent.
@@ -56,6 +57,7 @@ type MoesifResponse struct {
 	Headers          MoesifHeaders   `json:"headers,omitempty"`
 	Body             json.RawMessage `json:"body,omitempty"`
 	TransferEncoding string          `json:"transfer_encoding,omitempty"`
+	ContentLength    *int64          `json:"content_length,omitempty"`
 }
 
 // MoesifHeaders is a JSON object of headers. On input a value may be a
@@ -148,7 +150,9 @@ func (m *MoesifEvent) ToEvent(org, env string, index int) (Event, error) {
 	if ev.RequestBody, err = decodeBody(m.Request.Body, m.Request.TransferEncoding); err != nil {
 		return ev, fe("request.body", "%v", err)
 	}
-	if cl := ev.RequestHeaders.Get("Content-Length"); cl != "" {
+	if cl := m.Request.ContentLength; cl != nil && *cl >= 0 {
+		ev.RequestSize = *cl
+	} else if cl := ev.RequestHeaders.Get("Content-Length"); cl != "" {
 		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
 			ev.RequestSize = n
 		}
@@ -180,7 +184,9 @@ func (m *MoesifEvent) ToEvent(org, env string, index int) (Event, error) {
 	if ev.ResponseBody, err = decodeBody(m.Response.Body, m.Response.TransferEncoding); err != nil {
 		return ev, fe("response.body", "%v", err)
 	}
-	if cl := ev.ResponseHeaders.Get("Content-Length"); cl != "" {
+	if cl := m.Response.ContentLength; cl != nil && *cl >= 0 {
+		ev.ResponseSize = *cl
+	} else if cl := ev.ResponseHeaders.Get("Content-Length"); cl != "" {
 		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
 			ev.ResponseSize = n
 		}
@@ -205,9 +211,6 @@ func (m *MoesifEvent) ToEvent(org, env string, index int) (Event, error) {
 		return ev, fe("direction", "must be Incoming or Outgoing, got %q", m.Direction)
 	}
 	if len(m.Metadata) > 0 && !bytes.Equal(m.Metadata, []byte("null")) {
-		if m.Metadata[0] != '{' {
-			return ev, fe("metadata", "must be a JSON object")
-		}
 		ev.Metadata = m.Metadata
 	}
 	if len(m.Weight) > 0 && !bytes.Equal(m.Weight, []byte("null")) {
@@ -308,7 +311,7 @@ func decodeBody(raw json.RawMessage, enc string) (Body, error) {
 				return Body{}, fmt.Errorf("is not valid base64: %v", err)
 			}
 		}
-		if utf8.Valid(b) {
+		if isText(b) {
 			return Body{Text: string(b)}, nil
 		}
 		return Body{Text: s, Base64: true}, nil
@@ -376,4 +379,16 @@ func encodeBody(b Body) (json.RawMessage, string) {
 	}
 	s, _ := json.Marshal(b.Text)
 	return s, ""
+}
+
+// isText reports whether b is UTF-8 text without control characters other
+// than tab, newline and carriage return, so it can be stored as text and
+// read back unchanged.
+func isText(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 && c != '\t' && c != '\n' && c != '\r' || c == 0x7f {
+			return false
+		}
+	}
+	return utf8.Valid(b)
 }
