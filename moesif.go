@@ -5,12 +5,14 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	gojson "github.com/goccy/go-json"
 	"github.com/zeebo/xxh3"
 )
 
@@ -324,6 +326,9 @@ func decodeBody(raw json.RawMessage, enc string) (Body, error) {
 func ParseTime(s string) (time.Time, error) {
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02T15:04:05.999999999-0700", "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999"} {
 		if t, err := time.Parse(layout, s); err == nil {
+			if t.Year() < 1970 || t.Year() > 2200 {
+				return time.Time{}, fmt.Errorf("%q is outside the years 1970 to 2200", s)
+			}
 			return t.UTC(), nil
 		}
 	}
@@ -391,4 +396,24 @@ func isText(b []byte) bool {
 		}
 	}
 	return utf8.Valid(b)
+}
+
+// errFastDecode says the fast decoder gave up on its input.
+var errFastDecode = errors.New("fast JSON decoder refused the input")
+
+// DecodeBatch decodes a JSON array of collector events with a fast,
+// reflection-free decoder. Any error (including a panic of the decoder on
+// malformed input, which is recovered) means: decode the batch with
+// encoding/json instead, which accepts exactly the JSON standard and says
+// what is wrong.
+func DecodeBatch(b []byte) (ms []MoesifEvent, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			ms, err = nil, errFastDecode
+		}
+	}()
+	if err := gojson.UnmarshalNoEscape(b, &ms); err != nil {
+		return nil, err
+	}
+	return ms, nil
 }

@@ -126,6 +126,12 @@ func (s *Scrubber) Scrub(e *Event) {
 	}
 	s.capBody(&e.RequestBody)
 	s.capBody(&e.ResponseBody)
+	for _, f := range []*string{&e.ID, &e.Org, &e.Env, &e.APIName, &e.Method, &e.URI, &e.Path, &e.Route, &e.Query,
+		&e.UserID, &e.CompanyID, &e.APIKeyID, &e.ClientIP, &e.UserAgent, &e.TargetURL, &e.Tags} {
+		if !utf8.ValidString(*f) {
+			*f = strings.ToValidUTF8(*f, "\uFFFD")
+		}
+	}
 }
 
 func (s *Scrubber) scrubHeaders(h Headers) {

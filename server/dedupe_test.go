@@ -175,4 +175,3 @@ func TestWeights(t *testing.T) {
 		t.Errorf("weight after a weight-0 event %d, want 112", weight)
 	}
 }
-

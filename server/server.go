@@ -18,8 +18,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	gojson "github.com/goccy/go-json"
-
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 )
@@ -269,8 +267,10 @@ func (s *Server) decodeEvents(w http.ResponseWriter, r *http.Request, a apps.App
 	if batch {
 		// The fast decoder takes the whole batch at once; when it fails,
 		// the standard one walks the batch to say which event is bad.
-		if err := gojson.UnmarshalNoEscape(body, &ms); err != nil {
-			return nil, s.explainBatch(body, err)
+		if ms, err = apimeter.DecodeBatch(body); err != nil {
+			if ms, err = s.decodeBatchSlow(body); err != nil {
+				return nil, err
+			}
 		}
 		if len(ms) > s.cfg.MaxBatchEvents {
 			return nil, newError(http.StatusRequestEntityTooLarge, "batch_too_large", fmt.Sprintf("a batch may hold at most %d events", s.cfg.MaxBatchEvents))
@@ -299,27 +299,36 @@ func (s *Server) decodeEvents(w http.ResponseWriter, r *http.Request, a apps.App
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// explainBatch finds the first bad event of a batch that failed to decode
-// and says what is wrong with it.
-func (s *Server) explainBatch(body []byte, fastErr error) error {
+// decodeBatchSlow decodes a batch with encoding/json, event by event, so
+// that a bad event is named by its index. It runs when the fast decoder
+// refused the batch.
+func (s *Server) decodeBatchSlow(body []byte) ([]apimeter.MoesifEvent, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	tok, err := dec.Token()
 	if err != nil {
-		return s.decodeErr(err, -1)
+		return nil, s.decodeErr(err, -1)
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '[' {
-		return newError(http.StatusBadRequest, "invalid_batch", "a batch must be a JSON array of events")
+		return nil, newError(http.StatusBadRequest, "invalid_batch", "a batch must be a JSON array of events")
 	}
+	var ms []apimeter.MoesifEvent
 	for i := 0; dec.More(); i++ {
+		if i >= s.cfg.MaxBatchEvents {
+			return nil, newError(http.StatusRequestEntityTooLarge, "batch_too_large", fmt.Sprintf("a batch may hold at most %d events", s.cfg.MaxBatchEvents))
+		}
 		var m apimeter.MoesifEvent
 		if err := dec.Decode(&m); err != nil {
-			return s.decodeErr(err, i)
+			return nil, s.decodeErr(err, i)
 		}
+		ms = append(ms, m)
 	}
 	if _, err := dec.Token(); err != nil {
-		return s.decodeErr(err, -1)
+		return nil, s.decodeErr(err, -1)
 	}
-	return &APIError{Status: http.StatusBadRequest, Code: "invalid_json", Message: fastErr.Error()}
+	if dec.More() {
+		return nil, newError(http.StatusBadRequest, "malformed_json", "malformed JSON: data after the batch array")
+	}
+	return ms, nil
 }
 
 // ingest identifies, scrubs and stores events, then tells the sinks.

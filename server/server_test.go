@@ -21,14 +21,14 @@ import (
 )
 
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	dir   string
 	store *duckdb.Store
 	http  *httptest.Server
 	appID string
 }
 
-func newEnv(t *testing.T, cfg server.Config) *env {
+func newEnv(t testing.TB, cfg server.Config) *env {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := duckdb.Open(context.Background(), filepath.Join(dir, "events.duckdb"), duckdb.Options{})
@@ -97,7 +97,7 @@ func (e *env) events(query string) []map[string]any {
 	return out.Events
 }
 
-func readTestdata(t *testing.T, name string) []byte {
+func readTestdata(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "testdata", name))
 	if err != nil {

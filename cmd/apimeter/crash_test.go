@@ -268,4 +268,3 @@ func TestDemoShowsAnalytics(t *testing.T) {
 	}
 	t.Errorf("demo output does not show the application id")
 }
-
