@@ -82,12 +82,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 func (s *Server) routes() {
 	s.mux.HandleFunc("POST /v1/events", s.collect(false))
 	s.mux.HandleFunc("POST /v1/events/batch", s.collect(true))
-	s.mux.HandleFunc("POST /v1/users", s.profiles("user", false))
-	s.mux.HandleFunc("POST /v1/users/batch", s.profiles("user", true))
-	s.mux.HandleFunc("POST /v1/companies", s.profiles("company", false))
-	s.mux.HandleFunc("POST /v1/companies/batch", s.profiles("company", true))
+	for _, kind := range []string{"user", "company", "subscription", "action"} {
+		plural := map[string]string{"user": "users", "company": "companies", "subscription": "subscriptions", "action": "actions"}[kind]
+		s.mux.HandleFunc("POST /v1/"+plural, s.profiles(kind, false))
+		s.mux.HandleFunc("POST /v1/"+plural+"/batch", s.profiles(kind, true))
+	}
 	s.mux.HandleFunc("GET /v1/config", s.config)
 	s.mux.HandleFunc("GET /v1/rules", s.rules)
+	s.mux.HandleFunc("GET /health/probe", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": true, "region": "apimeter"})
+	})
 	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/events", s.listEvents)
 	s.mux.HandleFunc("GET /v1/o/{org}/e/{env}/events", s.listEvents)
 	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/users/{id}", s.getProfile("user"))
@@ -110,7 +114,16 @@ func (s *Server) routes() {
 // AppIDHeader carries the application id (write key) of a sender.
 const AppIDHeader = "X-Moesif-Application-Id"
 
-func (s *Server) app(r *http.Request) (apps.App, error) {
+// Tags Moesif's SDKs compare between /v1/config, /v1/rules and collector
+// answers; a change would make them fetch the configuration again.
+const (
+	configETag = "apimeter-config-1"
+	rulesTag   = "apimeter-rules-1"
+)
+
+func (s *Server) app(w http.ResponseWriter, r *http.Request) (apps.App, error) {
+	w.Header().Set("X-Moesif-Config-ETag", configETag)
+	w.Header().Set("X-Moesif-Rules-Tag", rulesTag)
 	id := strings.TrimSpace(r.Header.Get(AppIDHeader))
 	if id == "" {
 		return apps.App{}, newError(http.StatusUnauthorized, "missing_application_id", "the "+AppIDHeader+" header is required; create an id with `apimeter apps create`")
@@ -227,7 +240,7 @@ func jsonKind(k string) string {
 // names the first bad event's index and field.
 func (s *Server) collect(batch bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		a, err := s.app(r)
+		a, err := s.app(w, r)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
