@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/apimeter/apimeter"
@@ -46,5 +47,13 @@ func TestDetailRoundTrip(t *testing.T) {
 		got.Tags != e.Tags || string(got.Metadata) != string(e.Metadata) || got.RequestBody != e.RequestBody || got.ResponseBody != e.ResponseBody ||
 		len(got.RequestHeaders) != 2 || got.RequestHeaders[1] != e.RequestHeaders[1] || got.ResponseHeaders[0] != e.ResponseHeaders[0] {
 		t.Errorf("detail round trip:\n got %+v\nwant %+v", got, e)
+	}
+}
+
+func TestRowMatchesColumns(t *testing.T) {
+	n := len(strings.Split(eventColumns, ","))
+	row, _ := RowValues(nil, nil, &apimeter.Event{}, time.Now())
+	if n != columnCount || len(row) != columnCount {
+		t.Fatalf("eventColumns has %d columns, RowValues gives %d values, columnCount says %d", n, len(row), columnCount)
 	}
 }

@@ -53,8 +53,6 @@ type Store struct {
 	// seen maps the hash of (org, env, id) to the hour (unix/3600) the
 	// event was ingested; only the writer goroutine touches it.
 	seen      map[xxh3.Uint128]int32
-	row       []driver.Value
-	buf       []byte
 	lastSweep time.Time
 
 	closeOnce sync.Once
@@ -62,7 +60,11 @@ type Store struct {
 
 type appendReq struct {
 	events []apimeter.Event
-	done   chan appendResp
+	// rows are the events' column values, built by the caller so that the
+	// single writer only appends and commits.
+	rows [][]driver.Value
+	keys []xxh3.Uint128
+	done chan appendResp
 }
 
 type appendResp struct {
@@ -213,7 +215,23 @@ func (s *Store) Append(ctx context.Context, events []apimeter.Event) (apimeter.A
 	if len(events) == 0 {
 		return apimeter.AppendResult{}, nil
 	}
-	req := &appendReq{events: events, done: make(chan appendResp, 1)}
+	req := &appendReq{events: events, done: make(chan appendResp, 1), rows: make([][]driver.Value, len(events))}
+	// Everything that can be done per event outside the writer is done
+	// here, on the caller's goroutine, in parallel with other callers.
+	now := time.Now().UTC()
+	flat := make([]driver.Value, 0, len(events)*columnCount)
+	var buf []byte
+	for i := range events {
+		start := len(flat)
+		flat, buf = RowValues(flat, buf, &events[i], now)
+		req.rows[i] = flat[start:len(flat):len(flat)]
+	}
+	if !s.opts.NoDedupe {
+		req.keys = make([]xxh3.Uint128, len(events))
+		for i := range events {
+			req.keys[i] = dedupeKey(events[i].Org, events[i].Env, events[i].ID)
+		}
+	}
 	select {
 	case s.reqs <- req:
 	case <-s.quit:
@@ -275,7 +293,7 @@ func (s *Store) commit(group []*appendReq) {
 	now := time.Now().UTC()
 	defer func(began time.Time) {
 		s.log.Debug("commit", "batches", len(group), "took", time.Since(began))
-	}(time.Now())
+	}(now)
 	hour := hourOf(now)
 	results := make([]apimeter.AppendResult, len(group))
 	var fresh map[xxh3.Uint128]struct{}
@@ -288,7 +306,7 @@ func (s *Store) commit(group []*appendReq) {
 		for i := range req.events {
 			e := &req.events[i]
 			if !s.opts.NoDedupe {
-				k := dedupeKey(e.Org, e.Env, e.ID)
+				k := req.keys[i]
 				if _, dup := s.seen[k]; dup {
 					results[gi].Duplicates++
 					continue
@@ -300,7 +318,7 @@ func (s *Store) commit(group []*appendReq) {
 				fresh[k] = struct{}{}
 				keys = append(keys, k)
 			}
-			if err = s.appendRow(e, now); err != nil {
+			if err = s.app.AppendRow(req.rows[i]...); err != nil {
 				break
 			}
 			results[gi].Stored = append(results[gi].Stored, e)
@@ -358,11 +376,6 @@ func nullSize(n int64) driver.Value {
 	return n
 }
 
-func (s *Store) appendRow(e *apimeter.Event, now time.Time) error {
-	s.row, s.buf = RowValues(s.row[:0], s.buf, e, now)
-	return s.app.AppendRow(s.row...)
-}
-
 // RowValues appends the column values of e, in the events table's column
 // order, to dst. ingested is the ingest time recorded with the row; buf is
 // scratch space for the detail JSON, returned for reuse.
@@ -385,6 +398,9 @@ func RowValues(dst []driver.Value, buf []byte, e *apimeter.Event, ingested time.
 // checkpoint per row group of events); the write-ahead log replays what was
 // not checkpointed after a crash, which takes a few seconds at most.
 const Settings = "SET checkpoint_threshold = '128MB'"
+
+// columnCount is the number of columns of the events table.
+const columnCount = 23
 
 // Schema is the DDL of apimeter's tables.
 const Schema = schema
