@@ -356,7 +356,11 @@ func (s *Server) ingest(ctx context.Context, events []apimeter.Event) (apimeter.
 	}
 	res, err := s.cfg.Store.Append(ctx, events)
 	if err != nil {
-		return res, fmt.Errorf("store: %w", err)
+		// Nothing of the batch is acknowledged: the sender keeps it and may
+		// retry, which is safe because ingest is idempotent.
+		s.log.Error("store events", "events", len(events), "err", err)
+		return res, &APIError{Status: http.StatusServiceUnavailable, Code: "store_unavailable",
+			Message: "the events could not be stored; nothing was acknowledged, retry later"}
 	}
 	s.eventsStored.Add(int64(len(res.Stored)))
 	s.eventsDuplicates.Add(int64(res.Duplicates))
