@@ -5,12 +5,14 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	gojson "github.com/goccy/go-json"
 	"github.com/zeebo/xxh3"
 )
 
@@ -46,6 +48,7 @@ type MoesifRequest struct {
 	Headers          MoesifHeaders   `json:"headers,omitempty"`
 	Body             json.RawMessage `json:"body,omitempty"`
 	TransferEncoding string          `json:"transfer_encoding,omitempty"`
+	ContentLength    *int64          `json:"content_length,omitempty"`
 }
 
 // MoesifResponse is the response half of MoesifEvent.
@@ -56,6 +59,7 @@ type MoesifResponse struct {
 	Headers          MoesifHeaders   `json:"headers,omitempty"`
 	Body             json.RawMessage `json:"body,omitempty"`
 	TransferEncoding string          `json:"transfer_encoding,omitempty"`
+	ContentLength    *int64          `json:"content_length,omitempty"`
 }
 
 // MoesifHeaders is a JSON object of headers. On input a value may be a
@@ -63,64 +67,16 @@ type MoesifResponse struct {
 // the various SDKs send them; on output every value is a string.
 type MoesifHeaders Headers
 
-// UnmarshalJSON implements json.Unmarshaler.
+// UnmarshalJSON implements json.Unmarshaler. It scans the object itself
+// rather than through encoding/json's reflection: headers are most of an
+// event and this is the collector's hot path.
 func (h *MoesifHeaders) UnmarshalJSON(b []byte) error {
-	if bytes.Equal(b, []byte("null")) {
-		*h = nil
-		return nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	tok, err := dec.Token()
+	out, err := scanHeaders(b, Headers((*h)[:0]))
 	if err != nil {
 		return err
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return fmt.Errorf("must be an object of header names to values")
-	}
-	out := (*h)[:0]
-	for dec.More() {
-		kt, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		name := kt.(string)
-		var v any
-		if err := dec.Decode(&v); err != nil {
-			return fmt.Errorf("header %q: %w", name, err)
-		}
-		s, err := headerValue(v)
-		if err != nil {
-			return fmt.Errorf("header %q: %w", name, err)
-		}
-		out = append(out, Header{Name: name, Value: s})
-	}
-	*h = out
+	*h = MoesifHeaders(out)
 	return nil
-}
-
-func headerValue(v any) (string, error) {
-	switch v := v.(type) {
-	case string:
-		return v, nil
-	case json.Number:
-		return v.String(), nil
-	case bool:
-		return strconv.FormatBool(v), nil
-	case nil:
-		return "", nil
-	case []any:
-		parts := make([]string, 0, len(v))
-		for _, x := range v {
-			s, err := headerValue(x)
-			if err != nil {
-				return "", err
-			}
-			parts = append(parts, s)
-		}
-		return strings.Join(parts, ", "), nil
-	}
-	return "", fmt.Errorf("value must be a string or an array of strings")
 }
 
 // MarshalJSON implements json.Marshaler, keeping header order.
@@ -196,7 +152,9 @@ func (m *MoesifEvent) ToEvent(org, env string, index int) (Event, error) {
 	if ev.RequestBody, err = decodeBody(m.Request.Body, m.Request.TransferEncoding); err != nil {
 		return ev, fe("request.body", "%v", err)
 	}
-	if cl := ev.RequestHeaders.Get("Content-Length"); cl != "" {
+	if cl := m.Request.ContentLength; cl != nil && *cl >= 0 {
+		ev.RequestSize = *cl
+	} else if cl := ev.RequestHeaders.Get("Content-Length"); cl != "" {
 		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
 			ev.RequestSize = n
 		}
@@ -228,7 +186,9 @@ func (m *MoesifEvent) ToEvent(org, env string, index int) (Event, error) {
 	if ev.ResponseBody, err = decodeBody(m.Response.Body, m.Response.TransferEncoding); err != nil {
 		return ev, fe("response.body", "%v", err)
 	}
-	if cl := ev.ResponseHeaders.Get("Content-Length"); cl != "" {
+	if cl := m.Response.ContentLength; cl != nil && *cl >= 0 {
+		ev.ResponseSize = *cl
+	} else if cl := ev.ResponseHeaders.Get("Content-Length"); cl != "" {
 		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
 			ev.ResponseSize = n
 		}
@@ -253,9 +213,6 @@ func (m *MoesifEvent) ToEvent(org, env string, index int) (Event, error) {
 		return ev, fe("direction", "must be Incoming or Outgoing, got %q", m.Direction)
 	}
 	if len(m.Metadata) > 0 && !bytes.Equal(m.Metadata, []byte("null")) {
-		if m.Metadata[0] != '{' {
-			return ev, fe("metadata", "must be a JSON object")
-		}
 		ev.Metadata = m.Metadata
 	}
 	if len(m.Weight) > 0 && !bytes.Equal(m.Weight, []byte("null")) {
@@ -356,7 +313,7 @@ func decodeBody(raw json.RawMessage, enc string) (Body, error) {
 				return Body{}, fmt.Errorf("is not valid base64: %v", err)
 			}
 		}
-		if utf8.Valid(b) {
+		if isText(b) {
 			return Body{Text: string(b)}, nil
 		}
 		return Body{Text: s, Base64: true}, nil
@@ -369,6 +326,9 @@ func decodeBody(raw json.RawMessage, enc string) (Body, error) {
 func ParseTime(s string) (time.Time, error) {
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02T15:04:05.999999999-0700", "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999"} {
 		if t, err := time.Parse(layout, s); err == nil {
+			if t.Year() < 1970 || t.Year() > 2200 {
+				return time.Time{}, fmt.Errorf("%q is outside the years 1970 to 2200", s)
+			}
 			return t.UTC(), nil
 		}
 	}
@@ -424,4 +384,36 @@ func encodeBody(b Body) (json.RawMessage, string) {
 	}
 	s, _ := json.Marshal(b.Text)
 	return s, ""
+}
+
+// isText reports whether b is UTF-8 text without control characters other
+// than tab, newline and carriage return, so it can be stored as text and
+// read back unchanged.
+func isText(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 && c != '\t' && c != '\n' && c != '\r' || c == 0x7f {
+			return false
+		}
+	}
+	return utf8.Valid(b)
+}
+
+// errFastDecode says the fast decoder gave up on its input.
+var errFastDecode = errors.New("fast JSON decoder refused the input")
+
+// DecodeBatch decodes a JSON array of collector events with a fast,
+// reflection-free decoder. Any error (including a panic of the decoder on
+// malformed input, which is recovered) means: decode the batch with
+// encoding/json instead, which accepts exactly the JSON standard and says
+// what is wrong.
+func DecodeBatch(b []byte) (ms []MoesifEvent, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			ms, err = nil, errFastDecode
+		}
+	}()
+	if err := gojson.UnmarshalNoEscape(b, &ms); err != nil {
+		return nil, err
+	}
+	return ms, nil
 }

@@ -34,7 +34,7 @@ const DefaultBodyCap = 1024
 // Scrubber removes secrets from events and caps bodies. Its zero value is
 // not usable; build one with NewScrubber.
 type Scrubber struct {
-	headers map[string]bool
+	headers []string // compared ignoring case, without allocating
 	params  map[string]bool
 	// BodyCap is the number of bytes of each body kept; longer bodies are
 	// cut at a UTF-8 boundary and marked Truncated. Zero keeps no body.
@@ -45,12 +45,12 @@ type Scrubber struct {
 // DefaultSecretQueryParams plus the extra names given, and keeps bodyCap
 // bytes of each body (a negative bodyCap means DefaultBodyCap).
 func NewScrubber(extraHeaders, extraParams []string, bodyCap int) *Scrubber {
-	s := &Scrubber{headers: map[string]bool{}, params: map[string]bool{}, BodyCap: bodyCap}
+	s := &Scrubber{params: map[string]bool{}, BodyCap: bodyCap}
 	if bodyCap < 0 {
 		s.BodyCap = DefaultBodyCap
 	}
 	for _, h := range append(append([]string{}, DefaultSecretHeaders...), extraHeaders...) {
-		s.headers[strings.ToLower(h)] = true
+		s.headers = append(s.headers, h)
 	}
 	for _, p := range append(append([]string{}, DefaultSecretQueryParams...), extraParams...) {
 		s.params[strings.ToLower(p)] = true
@@ -126,14 +126,29 @@ func (s *Scrubber) Scrub(e *Event) {
 	}
 	s.capBody(&e.RequestBody)
 	s.capBody(&e.ResponseBody)
+	for _, f := range []*string{&e.ID, &e.Org, &e.Env, &e.APIName, &e.Method, &e.URI, &e.Path, &e.Route, &e.Query,
+		&e.UserID, &e.CompanyID, &e.APIKeyID, &e.ClientIP, &e.UserAgent, &e.TargetURL, &e.Tags} {
+		if !utf8.ValidString(*f) {
+			*f = strings.ToValidUTF8(*f, "\uFFFD")
+		}
+	}
 }
 
 func (s *Scrubber) scrubHeaders(h Headers) {
 	for i := range h {
-		if s.headers[strings.ToLower(h[i].Name)] && !strings.HasPrefix(h[i].Value, "fp_") {
+		if s.secretHeader(h[i].Name) && !strings.HasPrefix(h[i].Value, "fp_") {
 			h[i].Value = Fingerprint(h[i].Value)
 		}
 	}
+}
+
+func (s *Scrubber) secretHeader(name string) bool {
+	for _, h := range s.headers {
+		if len(h) == len(name) && equalFold(h, name) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Scrubber) scrubQuery(q string) string {

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,13 +14,16 @@ import (
 	"github.com/apimeter/apimeter"
 )
 
-// profileIn is Moesif's UserModel and CompanyModel together.
+// profileIn is what apimeter reads of Moesif's UserModel, CompanyModel,
+// SubscriptionModel and ActionModel; the rest is kept as sent.
 type profileIn struct {
-	UserID       string          `json:"user_id"`
-	CompanyID    string          `json:"company_id"`
-	ModifiedTime string          `json:"modified_time"`
-	SessionToken string          `json:"session_token,omitempty"`
-	Metadata     json.RawMessage `json:"metadata,omitempty"`
+	UserID         string          `json:"user_id"`
+	CompanyID      string          `json:"company_id"`
+	SubscriptionID string          `json:"subscription_id"`
+	TransactionID  string          `json:"transaction_id"`
+	ModifiedTime   string          `json:"modified_time"`
+	SessionToken   string          `json:"session_token,omitempty"`
+	Metadata       json.RawMessage `json:"metadata,omitempty"`
 }
 
 // profiles handles /v1/users, /v1/companies and their batch forms. Profiles
@@ -26,7 +31,7 @@ type profileIn struct {
 func (s *Server) profiles(kind string, batch bool) http.HandlerFunc {
 	idField := kind + "_id"
 	return func(w http.ResponseWriter, r *http.Request) {
-		a, err := s.app(r)
+		a, err := s.app(w, r)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -90,10 +95,21 @@ func parseProfile(raw json.RawMessage, kind, idField string, index int, now time
 		return apimeter.Profile{}, bad("(profile)", "must be a JSON object")
 	}
 	p := apimeter.Profile{Kind: kind, ModifiedTime: now}
-	if kind == "user" {
+	switch kind {
+	case "user":
 		p.ID, p.CompanyID = in.UserID, in.CompanyID
-	} else {
+	case "company":
 		p.ID = in.CompanyID
+	case "subscription":
+		p.ID, p.CompanyID = in.SubscriptionID, in.CompanyID
+	case "action":
+		// Actions have no id of their own: the transaction id when sent,
+		// else a hash of the action, so a resent action is kept once.
+		p.ID, p.CompanyID = in.TransactionID, in.CompanyID
+		if p.ID == "" {
+			sum := sha256.Sum256(raw)
+			p.ID = "h-" + hex.EncodeToString(sum[:16])
+		}
 	}
 	if p.ID == "" {
 		return p, bad(idField, "is required")
@@ -210,12 +226,11 @@ func parseTimeParam(v string) (time.Time, error) {
 // config answers GET /v1/config in the form Moesif's SDKs parse: sample
 // everything, no per-user or per-company rules.
 func (s *Server) config(w http.ResponseWriter, r *http.Request) {
-	a, err := s.app(r)
+	a, err := s.app(w, r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	w.Header().Set("X-Moesif-Config-ETag", "apimeter-1")
 	writeJSON(w, http.StatusOK, map[string]any{
 		"org_id":                       a.Org,
 		"app_id":                       a.Env,
@@ -234,7 +249,7 @@ func (s *Server) config(w http.ResponseWriter, r *http.Request) {
 // rules answers GET /v1/rules: apimeter has no governance rules, so the
 // list is empty.
 func (s *Server) rules(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.app(r); err != nil {
+	if _, err := s.app(w, r); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

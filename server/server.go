@@ -5,6 +5,7 @@
 package server
 
 import (
+	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -14,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/apimeter/apimeter"
@@ -80,12 +82,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 func (s *Server) routes() {
 	s.mux.HandleFunc("POST /v1/events", s.collect(false))
 	s.mux.HandleFunc("POST /v1/events/batch", s.collect(true))
-	s.mux.HandleFunc("POST /v1/users", s.profiles("user", false))
-	s.mux.HandleFunc("POST /v1/users/batch", s.profiles("user", true))
-	s.mux.HandleFunc("POST /v1/companies", s.profiles("company", false))
-	s.mux.HandleFunc("POST /v1/companies/batch", s.profiles("company", true))
+	for _, kind := range []string{"user", "company", "subscription", "action"} {
+		plural := map[string]string{"user": "users", "company": "companies", "subscription": "subscriptions", "action": "actions"}[kind]
+		s.mux.HandleFunc("POST /v1/"+plural, s.profiles(kind, false))
+		s.mux.HandleFunc("POST /v1/"+plural+"/batch", s.profiles(kind, true))
+	}
 	s.mux.HandleFunc("GET /v1/config", s.config)
 	s.mux.HandleFunc("GET /v1/rules", s.rules)
+	s.mux.HandleFunc("GET /health/probe", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": true, "region": "apimeter"})
+	})
 	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/events", s.listEvents)
 	s.mux.HandleFunc("GET /v1/o/{org}/e/{env}/events", s.listEvents)
 	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/users/{id}", s.getProfile("user"))
@@ -108,7 +114,16 @@ func (s *Server) routes() {
 // AppIDHeader carries the application id (write key) of a sender.
 const AppIDHeader = "X-Moesif-Application-Id"
 
-func (s *Server) app(r *http.Request) (apps.App, error) {
+// Tags Moesif's SDKs compare between /v1/config, /v1/rules and collector
+// answers; a change would make them fetch the configuration again.
+const (
+	configETag = "apimeter-config-1"
+	rulesTag   = "apimeter-rules-1"
+)
+
+func (s *Server) app(w http.ResponseWriter, r *http.Request) (apps.App, error) {
+	w.Header().Set("X-Moesif-Config-ETag", configETag)
+	w.Header().Set("X-Moesif-Rules-Tag", rulesTag)
 	id := strings.TrimSpace(r.Header.Get(AppIDHeader))
 	if id == "" {
 		return apps.App{}, newError(http.StatusUnauthorized, "missing_application_id", "the "+AppIDHeader+" header is required; create an id with `apimeter apps create`")
@@ -225,7 +240,7 @@ func jsonKind(k string) string {
 // names the first bad event's index and field.
 func (s *Server) collect(batch bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		a, err := s.app(r)
+		a, err := s.app(w, r)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -251,18 +266,57 @@ func (s *Server) decodeEvents(w http.ResponseWriter, r *http.Request, a apps.App
 	if err != nil {
 		return nil, err
 	}
-	dec := json.NewDecoder(rd)
-	if !batch {
-		var m apimeter.MoesifEvent
-		if err := dec.Decode(&m); err != nil {
+	buf := bufPool.Get().(*bytes.Buffer)
+	defer bufPool.Put(buf)
+	buf.Reset()
+	if _, err := buf.ReadFrom(rd); err != nil {
+		if tooLarge(err) {
+			return nil, s.tooLarge()
+		}
+		return nil, newError(http.StatusBadRequest, "read_body", "reading the body: "+err.Error())
+	}
+	body := buf.Bytes()
+	var ms []apimeter.MoesifEvent
+	if batch {
+		// The fast decoder takes the whole batch at once; when it fails,
+		// the standard one walks the batch to say which event is bad.
+		if ms, err = apimeter.DecodeBatch(body); err != nil {
+			if ms, err = s.decodeBatchSlow(body); err != nil {
+				return nil, err
+			}
+		}
+		if len(ms) > s.cfg.MaxBatchEvents {
+			return nil, newError(http.StatusRequestEntityTooLarge, "batch_too_large", fmt.Sprintf("a batch may hold at most %d events", s.cfg.MaxBatchEvents))
+		}
+		if len(ms) == 0 {
+			return nil, newError(http.StatusBadRequest, "empty_batch", "the batch holds no events")
+		}
+	} else {
+		ms = make([]apimeter.MoesifEvent, 1)
+		if err := json.Unmarshal(body, &ms[0]); err != nil {
 			return nil, s.decodeErr(err, -1)
 		}
-		ev, err := m.ToEvent(a.Org, a.Env, -1)
-		if err != nil {
+	}
+	events := make([]apimeter.Event, len(ms))
+	for i := range ms {
+		index := i
+		if !batch {
+			index = -1
+		}
+		if events[i], err = ms[i].ToEvent(a.Org, a.Env, index); err != nil {
 			return nil, err
 		}
-		return []apimeter.Event{ev}, nil
 	}
+	return events, nil
+}
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// decodeBatchSlow decodes a batch with encoding/json, event by event, so
+// that a bad event is named by its index. It runs when the fast decoder
+// refused the batch.
+func (s *Server) decodeBatchSlow(body []byte) ([]apimeter.MoesifEvent, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
 	tok, err := dec.Token()
 	if err != nil {
 		return nil, s.decodeErr(err, -1)
@@ -270,7 +324,7 @@ func (s *Server) decodeEvents(w http.ResponseWriter, r *http.Request, a apps.App
 	if d, ok := tok.(json.Delim); !ok || d != '[' {
 		return nil, newError(http.StatusBadRequest, "invalid_batch", "a batch must be a JSON array of events")
 	}
-	var events []apimeter.Event
+	var ms []apimeter.MoesifEvent
 	for i := 0; dec.More(); i++ {
 		if i >= s.cfg.MaxBatchEvents {
 			return nil, newError(http.StatusRequestEntityTooLarge, "batch_too_large", fmt.Sprintf("a batch may hold at most %d events", s.cfg.MaxBatchEvents))
@@ -279,19 +333,15 @@ func (s *Server) decodeEvents(w http.ResponseWriter, r *http.Request, a apps.App
 		if err := dec.Decode(&m); err != nil {
 			return nil, s.decodeErr(err, i)
 		}
-		ev, err := m.ToEvent(a.Org, a.Env, i)
-		if err != nil {
-			return nil, err
-		}
-		events = append(events, ev)
+		ms = append(ms, m)
 	}
 	if _, err := dec.Token(); err != nil {
 		return nil, s.decodeErr(err, -1)
 	}
-	if len(events) == 0 {
-		return nil, newError(http.StatusBadRequest, "empty_batch", "the batch holds no events")
+	if dec.More() {
+		return nil, newError(http.StatusBadRequest, "malformed_json", "malformed JSON: data after the batch array")
 	}
-	return events, nil
+	return ms, nil
 }
 
 // ingest identifies, scrubs and stores events, then tells the sinks.
@@ -306,7 +356,11 @@ func (s *Server) ingest(ctx context.Context, events []apimeter.Event) (apimeter.
 	}
 	res, err := s.cfg.Store.Append(ctx, events)
 	if err != nil {
-		return res, fmt.Errorf("store: %w", err)
+		// Nothing of the batch is acknowledged: the sender keeps it and may
+		// retry, which is safe because ingest is idempotent.
+		s.log.Error("store events", "events", len(events), "err", err)
+		return res, &APIError{Status: http.StatusServiceUnavailable, Code: "store_unavailable",
+			Message: "the events could not be stored; nothing was acknowledged, retry later"}
 	}
 	s.eventsStored.Add(int64(len(res.Stored)))
 	s.eventsDuplicates.Add(int64(res.Duplicates))

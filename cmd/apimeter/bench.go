@@ -6,9 +6,11 @@ import (
 	"database/sql/driver"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sync"
 	"time"
 
@@ -25,13 +27,14 @@ type benchCmd struct {
 }
 
 type benchIngestCmd struct {
-	Events   int           `default:"300000" help:"Events to send (bounded load)."`
-	Clients  int           `default:"4" help:"Concurrent clients."`
-	Batch    int           `default:"500" help:"Events per batch."`
-	DupRate  float64       `default:"0" help:"Share of events sent a second time (retries), 0 to 1."`
-	NoDedupe bool          `help:"Turn the idempotency check off (to measure its cost)."`
-	Timeout  time.Duration `default:"5m" help:"Give up after this long."`
-	SkipRaw  bool          `help:"Skip the raw appender measurement."`
+	Events     int           `default:"300000" help:"Events to send (bounded load)."`
+	Clients    int           `default:"4" help:"Concurrent clients."`
+	Batch      int           `default:"500" help:"Events per batch."`
+	DupRate    float64       `default:"0" help:"Share of events sent a second time (retries), 0 to 1."`
+	NoDedupe   bool          `help:"Turn the idempotency check off (to measure its cost)."`
+	Timeout    time.Duration `default:"5m" help:"Give up after this long."`
+	SkipRaw    bool          `help:"Skip the raw appender measurement."`
+	CPUProfile string        `help:"Write a CPU profile of the collector run to this file."`
 }
 
 func (c *benchIngestCmd) Run(ctx context.Context) error {
@@ -43,29 +46,38 @@ func (c *benchIngestCmd) Run(ctx context.Context) error {
 	}
 	defer os.RemoveAll(dir)
 
-	// Prepare every batch body up front so the clients only send.
+	// Prepare every batch body up front so the clients only send. Only the
+	// bodies are kept (no pointers for the collector's GC to scan).
 	gen := workload.New(42, 30*24*time.Hour)
 	gen.IDs = true
 	var bodies [][]byte
-	var all []apimeter.MoesifEvent
+	var dupBodies [][]byte
+	distinct := 0
+	dups := int(float64(c.Events) * c.DupRate)
 	for sent := 0; sent < c.Events; {
 		n := min(c.Batch, c.Events-sent)
-		b := gen.Batch(n)
-		all = append(all, b...)
-		sent += n
-	}
-	dups := int(float64(len(all)) * c.DupRate)
-	stream := append(all[:len(all):len(all)], all[:dups]...)
-	for i := 0; i < len(stream); i += c.Batch {
-		body, err := json.Marshal(stream[i:min(i+c.Batch, len(stream))])
+		body, err := json.Marshal(gen.Batch(n))
 		if err != nil {
 			return err
 		}
 		bodies = append(bodies, body)
+		if sent < dups {
+			dupBodies = append(dupBodies, body)
+		}
+		sent += n
+		distinct += n
 	}
+	// Resent batches go after the originals, spread evenly.
+	stream := make([][]byte, 0, len(bodies)+len(dupBodies))
+	stream = append(stream, bodies...)
+	for i, b := range dupBodies {
+		at := min(len(stream), (i+1)*len(bodies)/max(1, len(dupBodies)))
+		stream = append(stream[:at], append([][]byte{b}, stream[at:]...)...)
+	}
+	total := distinct + min(dups, len(dupBodies)*c.Batch)
 
 	f := serverFlags{Listen: "127.0.0.1:0", Data: filepath.Join(dir, "server"), BodyCap: 1024,
-		MaxBodyBytes: 32 << 20, MaxBatchEvents: 10000, DedupeHorizon: 168 * time.Hour, LogLevel: 8}
+		MaxBodyBytes: 32 << 20, MaxBatchEvents: 10000, DedupeHorizon: 168 * time.Hour, LogLevel: slog.Level(logLevel())}
 	in, err := startWith(ctx, f, duckdb.Options{NoDedupe: c.NoDedupe})
 	if err != nil {
 		return err
@@ -80,6 +92,16 @@ func (c *benchIngestCmd) Run(ctx context.Context) error {
 	var mu sync.Mutex
 	var firstErr error
 	stored := 0
+	if c.CPUProfile != "" {
+		pf, err := os.Create(c.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+	}
 	began := time.Now()
 	for i := 0; i < c.Clients; i++ {
 		wg.Add(1)
@@ -96,82 +118,98 @@ func (c *benchIngestCmd) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	for _, b := range bodies {
+	for _, b := range stream {
 		work <- b
 	}
 	close(work)
 	wg.Wait()
 	elapsed := time.Since(began)
+	if c.CPUProfile != "" {
+		pprof.StopCPUProfile()
+	}
 	in.Close()
 	if firstErr != nil {
 		return firstErr
 	}
-	rate := float64(len(stream)) / elapsed.Seconds()
+	rate := float64(total) / elapsed.Seconds()
 	fmt.Printf("collector: %d events (%d distinct, %d stored) in %d batches of %d from %d clients: %.0f events/s (%v)\n",
-		len(stream), len(all), stored, len(bodies), c.Batch, c.Clients, rate, elapsed.Round(time.Millisecond))
+		total, distinct, stored, len(stream), c.Batch, c.Clients, rate, elapsed.Round(time.Millisecond))
 	if c.SkipRaw {
 		return nil
 	}
 
 	// The limit: the same rows through DuckDB's appender, committed every
 	// batch, with no HTTP, JSON or checks.
-	scrub := apimeter.NewScrubber(nil, nil, 1024)
-	events := make([]apimeter.Event, len(all))
-	for i := range all {
-		ev, err := all[i].ToEvent("bench", "prod", i)
-		if err != nil {
-			return err
-		}
-		scrub.Scrub(&ev)
-		events[i] = ev
-	}
-	rawDur, err := rawAppend(ctx, filepath.Join(dir, "raw.duckdb"), events, c.Batch)
+	rawDur, rows, err := rawAppend(ctx, filepath.Join(dir, "raw.duckdb"), bodies)
 	if err != nil {
 		return err
 	}
-	rawRate := float64(len(events)) / rawDur.Seconds()
-	fmt.Printf("raw appender: %d rows, commit every %d: %.0f rows/s (%v)\n", len(events), c.Batch, rawRate, rawDur.Round(time.Millisecond))
+	rawRate := float64(rows) / rawDur.Seconds()
+	fmt.Printf("raw appender: %d rows, commit every %d: %.0f rows/s (%v)\n", rows, c.Batch, rawRate, rawDur.Round(time.Millisecond))
 	fmt.Printf("collector / raw appender: %.2f\n", rate/rawRate)
 	return nil
 }
 
-// rawAppend writes events through a bare DuckDB appender into a new file.
-func rawAppend(ctx context.Context, path string, events []apimeter.Event, every int) (time.Duration, error) {
+// rawAppend writes the events of each batch body through a bare DuckDB
+// appender into a new file, one commit per batch. Only the appends and
+// commits are timed; decoding the bodies is not.
+func rawAppend(ctx context.Context, path string, bodies [][]byte) (time.Duration, int, error) {
 	connector, err := duckdbdrv.NewConnector(path, nil)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	db := sql.OpenDB(connector)
 	defer db.Close()
-	if _, err := db.ExecContext(ctx, duckdb.Schema); err != nil {
-		return 0, err
+	if _, err := db.ExecContext(ctx, duckdb.Settings+";"+duckdb.Schema); err != nil {
+		return 0, 0, err
 	}
 	conn, err := connector.Connect(ctx)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer conn.Close()
 	app, err := duckdbdrv.NewAppenderFromConn(conn, "", "events")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer app.Close()
+	scrub := apimeter.NewScrubber(nil, nil, 1024)
 	var row []driver.Value
+	var buf []byte
+	var took time.Duration
+	rows := 0
 	now := time.Now().UTC()
-	began := time.Now()
-	for i := range events {
-		row = duckdb.RowValues(row[:0], &events[i], now)
-		if err := app.AppendRow(row...); err != nil {
-			return 0, err
+	for _, body := range bodies {
+		var ms []apimeter.MoesifEvent
+		if err := json.Unmarshal(body, &ms); err != nil {
+			return 0, 0, err
 		}
-		if (i+1)%every == 0 {
-			if err := app.Flush(); err != nil {
-				return 0, err
+		events := make([]apimeter.Event, len(ms))
+		for i := range ms {
+			if events[i], err = ms[i].ToEvent("bench", "prod", i); err != nil {
+				return 0, 0, err
+			}
+			scrub.Scrub(&events[i])
+		}
+		began := time.Now()
+		for i := range events {
+			row, buf = duckdb.RowValues(row[:0], buf, &events[i], now)
+			if err := app.AppendRow(row...); err != nil {
+				return 0, 0, err
 			}
 		}
+		if err := app.Flush(); err != nil {
+			return 0, 0, err
+		}
+		took += time.Since(began)
+		rows += len(events)
 	}
-	if err := app.Flush(); err != nil {
-		return 0, err
+	return took, rows, nil
+}
+
+func logLevel() int {
+	if os.Getenv("APIMETER_BENCH_DEBUG") != "" {
+		return -4
 	}
-	return time.Since(began), nil
+	return 8
 }

@@ -4,8 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -19,7 +19,7 @@ func benchEvents(b *testing.B, n int) []apimeter.Event {
 	b.Helper()
 	gen := workload.New(1, 24*time.Hour)
 	gen.IDs = true
-	scrub := apimeter.NewScrubber(nil, nil, 1024)
+	scrub := apimeter.NewScrubber(nil, nil, -1)
 	out := make([]apimeter.Event, n)
 	for i := range out {
 		m := gen.Event()
@@ -33,57 +33,73 @@ func benchEvents(b *testing.B, n int) []apimeter.Event {
 	return out
 }
 
-// BenchmarkRawAppender is the limit: rows through a bare DuckDB appender,
-// committed every 500 rows.
-func BenchmarkRawAppender(b *testing.B) {
-	events := benchEvents(b, 4096)
-	ctx := context.Background()
-	connector, err := duckdbdrv.NewConnector(dbPath(b), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	db := sql.OpenDB(connector)
-	defer db.Close()
-	if _, err := db.ExecContext(ctx, "SET checkpoint_threshold = '"+os.Getenv("CKPT")+"'"); err != nil && os.Getenv("CKPT") != "" {
-		b.Fatal(err)
-	}
-	if _, err := db.ExecContext(ctx, Schema); err != nil {
-		b.Fatal(err)
-	}
-	conn, err := connector.Connect(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	app, err := duckdbdrv.NewAppenderFromConn(conn, "", "events")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer app.Close()
-	var row []driver.Value
-	now := time.Now()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		e := events[i%len(events)]
-		row = RowValues(row[:0], &e, now)
-		if err := app.AppendRow(row...); err != nil {
+// BenchmarkAppend compares Store.Append (dedupe check, detail encoding,
+// one writer, a commit per call) with its limit, a bare DuckDB appender
+// writing the same rows with a commit every 500, in the same run. One op
+// is one event.
+//
+//	go test ./store/duckdb -run XXX -bench Append -benchtime 100000x
+func BenchmarkAppend(b *testing.B) {
+	const batch = 500
+	b.Run("raw-appender", func(b *testing.B) {
+		events := benchEvents(b, b.N)
+		ctx := context.Background()
+		connector, err := duckdbdrv.NewConnector(filepath.Join(b.TempDir(), "raw.duckdb"), nil)
+		if err != nil {
 			b.Fatal(err)
 		}
-		if (i+1)%500 == 0 {
-			if err := app.Flush(); err != nil {
+		db := sql.OpenDB(connector)
+		defer db.Close()
+		if _, err := db.ExecContext(ctx, Settings+";"+Schema); err != nil {
+			b.Fatal(err)
+		}
+		conn, err := connector.Connect(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer conn.Close()
+		app, err := duckdbdrv.NewAppenderFromConn(conn, "", "events")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer app.Close()
+		var row []driver.Value
+		var buf []byte
+		now := time.Now()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range events {
+			row, buf = RowValues(row[:0], buf, &events[i], now)
+			if err := app.AppendRow(row...); err != nil {
 				b.Fatal(err)
 			}
+			if (i+1)%batch == 0 || i == len(events)-1 {
+				if err := app.Flush(); err != nil {
+					b.Fatal(err)
+				}
+			}
 		}
-	}
-	if err := app.Flush(); err != nil {
-		b.Fatal(err)
-	}
-}
-
-func dbPath(b *testing.B) string {
-	if os.Getenv("MEM") != "" {
-		return ""
-	}
-	return filepath.Join(b.TempDir(), "raw.duckdb")
+	})
+	b.Run("store", func(b *testing.B) {
+		events := benchEvents(b, b.N)
+		for i := range events {
+			events[i].ID = strconv.Itoa(i) // distinct ids: nothing is skipped
+		}
+		st, err := Open(context.Background(), filepath.Join(b.TempDir(), "events.duckdb"), Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer st.Close()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < len(events); i += batch {
+			res, err := st.Append(context.Background(), events[i:min(i+batch, len(events))])
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(res.Stored) != min(batch, len(events)-i) {
+				b.Fatalf("stored %d of %d", len(res.Stored), min(batch, len(events)-i))
+			}
+		}
+	})
 }

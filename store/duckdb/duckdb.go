@@ -53,7 +53,6 @@ type Store struct {
 	// seen maps the hash of (org, env, id) to the hour (unix/3600) the
 	// event was ingested; only the writer goroutine touches it.
 	seen      map[xxh3.Uint128]int32
-	row       []driver.Value
 	lastSweep time.Time
 
 	closeOnce sync.Once
@@ -61,7 +60,11 @@ type Store struct {
 
 type appendReq struct {
 	events []apimeter.Event
-	done   chan appendResp
+	// rows are the events' column values, built by the caller so that the
+	// single writer only appends and commits.
+	rows [][]driver.Value
+	keys []xxh3.Uint128
+	done chan appendResp
 }
 
 type appendResp struct {
@@ -69,53 +72,37 @@ type appendResp struct {
 	err error
 }
 
-// Columns of the events table, in appender order.
-const eventColumns = `id, org, env, ingested_at, ts, response_ts, direction, api_name, api_version,
-target_url, method, uri, path, route, query, client_ip, user_agent,
-req_headers, req_body, req_body_b64, req_body_truncated, req_size,
-status, resp_headers, resp_body, resp_body_b64, resp_body_truncated, resp_size,
-latency_ms, target_latency_ms, user_id, company_id, api_key_id, session_id,
-tags, metadata, weight`
+// Columns of the events table, in appender order. Everything that is
+// grouped or filtered on has a column of its own; the rest is in detail.
+const eventColumns = `id, org, env, ingested_at, ts, api_name, method, uri, path, route,
+status, latency_ms, target_latency_ms, req_size, resp_size,
+user_id, company_id, api_key_id, client_ip, user_agent, target_url, weight, detail`
 
 const schema = `
 CREATE TABLE IF NOT EXISTS events (
-  id VARCHAR NOT NULL,
+  id VARCHAR NOT NULL,          -- event id, unique per (org, env)
   org VARCHAR NOT NULL,
   env VARCHAR NOT NULL,
   ingested_at TIMESTAMP NOT NULL,
-  ts TIMESTAMP NOT NULL,
-  response_ts TIMESTAMP NOT NULL,
-  direction VARCHAR NOT NULL,
-  api_name VARCHAR NOT NULL,
-  api_version VARCHAR NOT NULL,
-  target_url VARCHAR NOT NULL,
+  ts TIMESTAMP NOT NULL,        -- request time (UTC)
+  api_name VARCHAR NOT NULL,    -- Apigee's apiproxy
   method VARCHAR NOT NULL,
   uri VARCHAR NOT NULL,
   path VARCHAR NOT NULL,
-  route VARCHAR NOT NULL,
-  query VARCHAR NOT NULL,
-  client_ip VARCHAR NOT NULL,
-  user_agent VARCHAR NOT NULL,
-  req_headers VARCHAR NOT NULL,
-  req_body VARCHAR NOT NULL,
-  req_body_b64 BOOLEAN NOT NULL,
-  req_body_truncated BOOLEAN NOT NULL,
-  req_size BIGINT,
-  status INTEGER NOT NULL,
-  resp_headers VARCHAR NOT NULL,
-  resp_body VARCHAR NOT NULL,
-  resp_body_b64 BOOLEAN NOT NULL,
-  resp_body_truncated BOOLEAN NOT NULL,
+  route VARCHAR NOT NULL,       -- route template, '' when unknown
+  status INTEGER NOT NULL,      -- 0: no response
+  latency_ms DOUBLE NOT NULL,   -- total response time
+  target_latency_ms DOUBLE,     -- time in the upstream, when measured
+  req_size BIGINT,              -- NULL when unknown
   resp_size BIGINT,
-  latency_ms DOUBLE NOT NULL,
-  target_latency_ms DOUBLE,
   user_id VARCHAR NOT NULL,
   company_id VARCHAR NOT NULL,
-  api_key_id VARCHAR NOT NULL,
-  session_id VARCHAR NOT NULL,
-  tags VARCHAR NOT NULL,
-  metadata VARCHAR NOT NULL,
-  weight BIGINT NOT NULL
+  api_key_id VARCHAR NOT NULL,  -- fingerprint, never the key
+  client_ip VARCHAR NOT NULL,
+  user_agent VARCHAR NOT NULL,
+  target_url VARCHAR NOT NULL,
+  weight BIGINT NOT NULL,       -- calls this event stands for (sampling)
+  detail VARCHAR NOT NULL       -- JSON: headers, bodies, query, tags, metadata, ...
 );
 CREATE TABLE IF NOT EXISTS profiles (
   org VARCHAR NOT NULL,
@@ -146,6 +133,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open duckdb %s: %w", path, err)
 	}
 	db := sql.OpenDB(connector)
+	if _, err := db.ExecContext(ctx, Settings); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("configure duckdb: %w", err)
+	}
 	if _, err := db.ExecContext(ctx, schema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("create schema: %w", err)
@@ -224,7 +215,23 @@ func (s *Store) Append(ctx context.Context, events []apimeter.Event) (apimeter.A
 	if len(events) == 0 {
 		return apimeter.AppendResult{}, nil
 	}
-	req := &appendReq{events: events, done: make(chan appendResp, 1)}
+	req := &appendReq{events: events, done: make(chan appendResp, 1), rows: make([][]driver.Value, len(events))}
+	// Everything that can be done per event outside the writer is done
+	// here, on the caller's goroutine, in parallel with other callers.
+	now := time.Now().UTC()
+	flat := make([]driver.Value, 0, len(events)*columnCount)
+	var buf []byte
+	for i := range events {
+		start := len(flat)
+		flat, buf = RowValues(flat, buf, &events[i], now)
+		req.rows[i] = flat[start:len(flat):len(flat)]
+	}
+	if !s.opts.NoDedupe {
+		req.keys = make([]xxh3.Uint128, len(events))
+		for i := range events {
+			req.keys[i] = dedupeKey(events[i].Org, events[i].Env, events[i].ID)
+		}
+	}
 	select {
 	case s.reqs <- req:
 	case <-s.quit:
@@ -284,6 +291,9 @@ func (s *Store) writer() {
 // commit writes one group of batches in one appender flush.
 func (s *Store) commit(group []*appendReq) {
 	now := time.Now().UTC()
+	defer func(began time.Time) {
+		s.log.Debug("commit", "batches", len(group), "took", time.Since(began))
+	}(now)
 	hour := hourOf(now)
 	results := make([]apimeter.AppendResult, len(group))
 	var fresh map[xxh3.Uint128]struct{}
@@ -296,7 +306,7 @@ func (s *Store) commit(group []*appendReq) {
 		for i := range req.events {
 			e := &req.events[i]
 			if !s.opts.NoDedupe {
-				k := dedupeKey(e.Org, e.Env, e.ID)
+				k := req.keys[i]
 				if _, dup := s.seen[k]; dup {
 					results[gi].Duplicates++
 					continue
@@ -308,7 +318,7 @@ func (s *Store) commit(group []*appendReq) {
 				fresh[k] = struct{}{}
 				keys = append(keys, k)
 			}
-			if err = s.appendRow(e, now); err != nil {
+			if err = s.app.AppendRow(req.rows[i]...); err != nil {
 				break
 			}
 			results[gi].Stored = append(results[gi].Stored, e)
@@ -366,42 +376,34 @@ func nullSize(n int64) driver.Value {
 	return n
 }
 
-func (s *Store) appendRow(e *apimeter.Event, now time.Time) error {
-	s.row = RowValues(s.row[:0], e, now)
-	return s.app.AppendRow(s.row...)
-}
-
 // RowValues appends the column values of e, in the events table's column
-// order, to dst. ingested is the ingest time recorded with the row.
-func RowValues(dst []driver.Value, e *apimeter.Event, ingested time.Time) []driver.Value {
+// order, to dst. ingested is the ingest time recorded with the row; buf is
+// scratch space for the detail JSON, returned for reuse.
+func RowValues(dst []driver.Value, buf []byte, e *apimeter.Event, ingested time.Time) ([]driver.Value, []byte) {
 	var target driver.Value
 	if e.TargetLatencyMs > 0 {
 		target = e.TargetLatencyMs
 	}
-	meta := "{}"
-	if len(e.Metadata) > 0 {
-		meta = string(e.Metadata)
-	}
+	buf = appendDetail(buf[:0], e)
 	return append(dst,
-		e.ID, e.Org, e.Env, ingested, e.RequestTime.UTC(), e.ResponseTime.UTC(), e.Direction, e.APIName, e.APIVersion,
-		e.TargetURL, e.Method, e.URI, e.Path, e.Route, e.Query, e.ClientIP, e.UserAgent,
-		headersJSON(e.RequestHeaders), e.RequestBody.Text, e.RequestBody.Base64, e.RequestBody.Truncated, nullSize(e.RequestSize),
-		int32(e.Status), headersJSON(e.ResponseHeaders), e.ResponseBody.Text, e.ResponseBody.Base64, e.ResponseBody.Truncated, nullSize(e.ResponseSize),
-		e.LatencyMs, target, e.UserID, e.CompanyID, e.APIKeyID, e.SessionToken,
-		e.Tags, meta, e.Weight,
-	)
+		e.ID, e.Org, e.Env, ingested, e.RequestTime.UTC(), e.APIName, e.Method, e.URI, e.Path, e.Route,
+		int32(e.Status), e.LatencyMs, target, nullSize(e.RequestSize), nullSize(e.ResponseSize),
+		e.UserID, e.CompanyID, e.APIKeyID, e.ClientIP, e.UserAgent, e.TargetURL, e.Weight, string(buf),
+	), buf
 }
+
+// Settings are applied to the database when it is opened. The checkpoint
+// threshold is raised from DuckDB's 16 MB so that a steady stream of small
+// commits does not rewrite the open row group over and over (about one
+// checkpoint per row group of events); the write-ahead log replays what was
+// not checkpointed after a crash, which takes a few seconds at most.
+const Settings = "SET checkpoint_threshold = '128MB'"
+
+// columnCount is the number of columns of the events table.
+const columnCount = 23
 
 // Schema is the DDL of apimeter's tables.
 const Schema = schema
-
-func headersJSON(h apimeter.Headers) string {
-	if len(h) == 0 {
-		return "{}"
-	}
-	b, _ := apimeter.MoesifHeaders(h).MarshalJSON()
-	return string(b)
-}
 
 // Events implements apimeter.Store.
 func (s *Store) Events(ctx context.Context, f apimeter.EventFilter) ([]apimeter.Event, error) {
@@ -457,21 +459,19 @@ func (s *Store) Events(ctx context.Context, f apimeter.EventFilter) ([]apimeter.
 func scanEvent(rows *sql.Rows) (apimeter.Event, error) {
 	var e apimeter.Event
 	var ingested time.Time
-	var reqH, respH, meta string
+	var doc string
 	var reqSize, respSize sql.NullInt64
 	var target sql.NullFloat64
 	var status int32
-	err := rows.Scan(&e.ID, &e.Org, &e.Env, &ingested, &e.RequestTime, &e.ResponseTime, &e.Direction, &e.APIName, &e.APIVersion,
-		&e.TargetURL, &e.Method, &e.URI, &e.Path, &e.Route, &e.Query, &e.ClientIP, &e.UserAgent,
-		&reqH, &e.RequestBody.Text, &e.RequestBody.Base64, &e.RequestBody.Truncated, &reqSize,
-		&status, &respH, &e.ResponseBody.Text, &e.ResponseBody.Base64, &e.ResponseBody.Truncated, &respSize,
-		&e.LatencyMs, &target, &e.UserID, &e.CompanyID, &e.APIKeyID, &e.SessionToken,
-		&e.Tags, &meta, &e.Weight)
+	err := rows.Scan(&e.ID, &e.Org, &e.Env, &ingested, &e.RequestTime, &e.APIName, &e.Method, &e.URI, &e.Path, &e.Route,
+		&status, &e.LatencyMs, &target, &reqSize, &respSize,
+		&e.UserID, &e.CompanyID, &e.APIKeyID, &e.ClientIP, &e.UserAgent, &e.TargetURL, &e.Weight, &doc)
 	if err != nil {
 		return e, fmt.Errorf("scan event: %w", err)
 	}
 	e.Status = int(status)
-	e.RequestTime, e.ResponseTime = e.RequestTime.UTC(), e.ResponseTime.UTC()
+	e.RequestTime = e.RequestTime.UTC()
+	e.ResponseTime = e.RequestTime.Add(time.Duration(e.LatencyMs * float64(time.Millisecond)))
 	e.RequestSize, e.ResponseSize = -1, -1
 	if reqSize.Valid {
 		e.RequestSize = reqSize.Int64
@@ -482,16 +482,8 @@ func scanEvent(rows *sql.Rows) (apimeter.Event, error) {
 	if target.Valid {
 		e.TargetLatencyMs = target.Float64
 	}
-	if meta != "{}" {
-		e.Metadata = json.RawMessage(meta)
-	}
-	var h apimeter.MoesifHeaders
-	if err := h.UnmarshalJSON([]byte(reqH)); err == nil {
-		e.RequestHeaders = apimeter.Headers(h)
-	}
-	var h2 apimeter.MoesifHeaders
-	if err := h2.UnmarshalJSON([]byte(respH)); err == nil {
-		e.ResponseHeaders = apimeter.Headers(h2)
+	if err := applyDetail(&e, doc); err != nil {
+		return e, fmt.Errorf("event %s: detail: %w", e.ID, err)
 	}
 	return e, nil
 }

@@ -1,0 +1,142 @@
+package apimeter
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// scanHeaders parses a JSON object of header names to values. A value may
+// be a string, a number, a boolean, null or an array of those (joined with
+// ", "), as the various SDKs send them.
+func scanHeaders(b []byte, out Headers) (Headers, error) {
+	i := skipWS(b, 0)
+	if i < len(b) && b[i] == 'n' && strings.HasPrefix(string(b[i:]), "null") {
+		return nil, nil
+	}
+	if i >= len(b) || b[i] != '{' {
+		return nil, errors.New("headers: must be an object of header names to values")
+	}
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return out, nil
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return nil, errors.New("headers: malformed object: expected a header name")
+		}
+		name, n, err := scanString(b, i)
+		if err != nil {
+			return nil, err
+		}
+		i = skipWS(b, n)
+		if i >= len(b) || b[i] != ':' {
+			return nil, errors.New("headers: malformed object: expected ':'")
+		}
+		i = skipWS(b, i+1)
+		var val string
+		if i < len(b) && b[i] == '[' {
+			var parts []string
+			i = skipWS(b, i+1)
+			if i < len(b) && b[i] == ']' {
+				i++
+			} else {
+				for {
+					var v string
+					if v, i, err = scanScalar(b, i, name); err != nil {
+						return nil, err
+					}
+					parts = append(parts, v)
+					i = skipWS(b, i)
+					if i < len(b) && b[i] == ',' {
+						i = skipWS(b, i+1)
+						continue
+					}
+					if i < len(b) && b[i] == ']' {
+						i++
+						break
+					}
+					return nil, fmt.Errorf("headers: %q: malformed array", name)
+				}
+			}
+			val = strings.Join(parts, ", ")
+		} else if val, i, err = scanScalar(b, i, name); err != nil {
+			return nil, err
+		}
+		out = append(out, Header{Name: name, Value: val})
+		i = skipWS(b, i)
+		if i < len(b) && b[i] == ',' {
+			i = skipWS(b, i+1)
+			continue
+		}
+		if i < len(b) && b[i] == '}' {
+			return out, nil
+		}
+		return nil, errors.New("headers: malformed object: expected ',' or '}'")
+	}
+}
+
+// scanScalar reads a string, number, boolean or null at b[i:].
+func scanScalar(b []byte, i int, name string) (string, int, error) {
+	if i >= len(b) {
+		return "", i, fmt.Errorf("headers: %q: missing value", name)
+	}
+	switch c := b[i]; {
+	case c == '"':
+		return scanString(b, i)
+	case c == '-' || (c >= '0' && c <= '9'):
+		j := i + 1
+		for j < len(b) && strings.IndexByte("0123456789.eE+-", b[j]) >= 0 {
+			j++
+		}
+		return string(b[i:j]), j, nil
+	case strings.HasPrefix(string(b[i:min(i+5, len(b))]), "true"):
+		return "true", i + 4, nil
+	case strings.HasPrefix(string(b[i:min(i+5, len(b))]), "false"):
+		return "false", i + 5, nil
+	case strings.HasPrefix(string(b[i:min(i+4, len(b))]), "null"):
+		return "", i + 4, nil
+	}
+	return "", i, fmt.Errorf("headers: %q: value must be a string or an array of strings", name)
+}
+
+// scanString reads the JSON string starting at b[i] == '"' and returns it
+// with the index just past its closing quote.
+func scanString(b []byte, i int) (string, int, error) {
+	j := i + 1
+	escaped := false
+	for j < len(b) {
+		c := b[j]
+		if c == '\\' {
+			escaped = true
+			j += 2
+			continue
+		}
+		if c == '"' {
+			break
+		}
+		if c < 0x20 {
+			return "", j, errors.New("control character in string")
+		}
+		j++
+	}
+	if j >= len(b) {
+		return "", j, errors.New("unterminated string")
+	}
+	if !escaped {
+		return string(b[i+1 : j]), j + 1, nil
+	}
+	var s string
+	if err := json.Unmarshal(b[i:j+1], &s); err != nil {
+		return "", j, err
+	}
+	return s, j + 1, nil
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
+		i++
+	}
+	return i
+}

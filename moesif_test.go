@@ -1,0 +1,222 @@
+package apimeter
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+func TestParseTime(t *testing.T) {
+	want := time.Date(2024, 5, 1, 12, 34, 56, 789000000, time.UTC)
+	for _, c := range []struct {
+		name, in string
+		want     time.Time
+	}{
+		{"node", "2024-05-01T12:34:56.789Z", want},
+		{"wsgi and java, no zone", "2024-05-01T12:34:56.789", want},
+		{"go nanos", "2024-05-01T12:34:56.789000000Z", want},
+		{"offset", "2024-05-01T14:34:56.789+02:00", want},
+		{"php offset", "2024-05-01T12:34:56.789+0000", want},
+		{"no fraction", "2024-05-01T12:34:56Z", want.Truncate(time.Second)},
+		{"space", "2024-05-01 12:34:56.789", want},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := ParseTime(c.in)
+			if err != nil || !got.Equal(c.want) {
+				t.Errorf("ParseTime(%q) = %v, %v; want %v", c.in, got, err, c.want)
+			}
+		})
+	}
+	for _, bad := range []string{"", "yesterday", "2024-13-01T00:00:00Z", "1714566896"} {
+		if _, err := ParseTime(bad); err == nil {
+			t.Errorf("ParseTime(%q) accepted", bad)
+		}
+	}
+}
+
+func TestSplitURI(t *testing.T) {
+	for _, c := range []struct{ in, path, query string }{
+		{"https://api.example.com/a/b?x=1&y=2", "/a/b", "x=1&y=2"},
+		{"https://api.example.com", "/", ""},
+		{"https://api.example.com?x=1", "/", "x=1"},
+		{"/a?x", "/a", "x"},
+		{"/a#frag", "/a", ""},
+	} {
+		p, q := splitURI(c.in)
+		if p != c.path || q != c.query {
+			t.Errorf("splitURI(%q) = %q, %q; want %q, %q", c.in, p, q, c.path, c.query)
+		}
+	}
+}
+
+func TestToEventIDPrecedence(t *testing.T) {
+	base := func() MoesifEvent {
+		return MoesifEvent{
+			Request:  MoesifRequest{Time: "2026-11-02T09:00:00Z", URI: "/a", Verb: "GET", Headers: MoesifHeaders{{Name: "x-moesif-transaction-id", Value: "req-tx"}}},
+			Response: &MoesifResponse{Status: 200, Headers: MoesifHeaders{{Name: "X-Moesif-Transaction-Id", Value: "resp-tx"}}},
+		}
+	}
+	m := base()
+	m.EventID = "explicit"
+	if ev, _ := m.ToEvent("o", "e", -1); ev.ID != "explicit" {
+		t.Errorf("explicit event_id lost: %q", ev.ID)
+	}
+	m = base()
+	if ev, _ := m.ToEvent("o", "e", -1); ev.ID != "req-tx" {
+		t.Errorf("request transaction header not used: %q", ev.ID)
+	}
+	m = base()
+	m.Request.Headers = nil
+	if ev, _ := m.ToEvent("o", "e", -1); ev.ID != "resp-tx" {
+		t.Errorf("response transaction header not used: %q", ev.ID)
+	}
+	m = base()
+	m.Request.Headers, m.Response.Headers = nil, nil
+	a, _ := m.ToEvent("o", "e", -1)
+	b, _ := m.ToEvent("o", "e", -1)
+	m.Response.Status = 500
+	c, _ := m.ToEvent("o", "e", -1)
+	if a.ID != b.ID || a.ID == c.ID || !strings.HasPrefix(a.ID, "h-") {
+		t.Errorf("content ids: same event %q %q, different event %q", a.ID, b.ID, c.ID)
+	}
+}
+
+func TestScrub(t *testing.T) {
+	s := NewScrubber([]string{"X-Internal-Token"}, []string{"session"}, 8)
+	e := Event{
+		URI:   "https://h/p?a=1&api_key=K1&session=S1",
+		Query: "a=1&api_key=K1&session=S1",
+		RequestHeaders: Headers{
+			{"Authorization", "Bearer T1"}, {"X-API-KEY", "K2"}, {"x-internal-token", "I1"}, {"Accept", "*/*"},
+		},
+		ResponseHeaders: Headers{{"Set-Cookie", "c=C1"}},
+		SessionToken:    "Bearer T1",
+		RequestBody:     Body{Text: "héllo wörld"},
+		UserAgent:       "bad\xffbyte",
+	}
+	s.Scrub(&e)
+	for _, secret := range []string{"T1", "K1", "K2", "I1", "C1", "S1"} {
+		all := e.URI + e.Query + e.SessionToken + e.APIKeyID
+		for _, h := range append(e.RequestHeaders, e.ResponseHeaders...) {
+			all += h.Value
+		}
+		if strings.Contains(all, secret) {
+			t.Errorf("secret %s survived scrubbing: %+v", secret, e)
+		}
+	}
+	if e.RequestHeaders.Get("accept") != "*/*" {
+		t.Errorf("harmless header changed")
+	}
+	if e.APIKeyID != Fingerprint("K2") {
+		t.Errorf("api key id %q, want the fingerprint of the X-API-KEY header", e.APIKeyID)
+	}
+	if e.SessionToken != Fingerprint("T1") {
+		t.Errorf("session token %q, want the fingerprint of the bearer token", e.SessionToken)
+	}
+	if !e.RequestBody.Truncated || e.RequestBody.Text != "héllo w" || !utf8.ValidString(e.RequestBody.Text) {
+		t.Errorf("body capped to %q (truncated %v), want 7 bytes cut at a rune boundary", e.RequestBody.Text, e.RequestBody.Truncated)
+	}
+	if !utf8.ValidString(e.UserAgent) {
+		t.Errorf("invalid UTF-8 kept: %q", e.UserAgent)
+	}
+	before := e
+	s.Scrub(&e)
+	if !reflect.DeepEqual(before, e) {
+		t.Errorf("Scrub is not idempotent:\n%+v\n%+v", before, e)
+	}
+}
+
+func TestScanHeaders(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		in   string
+		want Headers
+		err  bool
+	}{
+		{"strings", `{"A":"1","b":"two"}`, Headers{{"A", "1"}, {"b", "two"}}, false},
+		{"arrays", `{"Set-Cookie":["a=1","b=2"],"X":[]}`, Headers{{"Set-Cookie", "a=1, b=2"}, {"X", ""}}, false},
+		{"numbers and bools", `{"N":98,"F":-1.5e3,"B":true,"Z":null}`, Headers{{"N", "98"}, {"F", "-1.5e3"}, {"B", "true"}, {"Z", ""}}, false},
+		{"escapes", `{"A\"b":"line\nbreak \u00e9"}`, Headers{{"A\"b", "line\nbreak é"}}, false},
+		{"whitespace", " { \"A\" : \"1\" ,\n\"B\":[ \"x\" , 2 ] } ", Headers{{"A", "1"}, {"B", "x, 2"}}, false},
+		{"empty", `{}`, Headers{}, false},
+		{"array", `["a"]`, nil, true},
+		{"object value", `{"A":{"b":1}}`, nil, true},
+		{"unterminated", `{"A":"1`, nil, true},
+		{"missing colon", `{"A" "1"}`, nil, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := scanHeaders([]byte(c.in), nil)
+			if (err != nil) != c.err {
+				t.Fatalf("scanHeaders(%s) error %v, want error %v", c.in, err, c.err)
+			}
+			if !c.err && !reflect.DeepEqual(got, c.want) && !(len(got) == 0 && len(c.want) == 0) {
+				t.Errorf("scanHeaders(%s) = %v, want %v", c.in, got, c.want)
+			}
+		})
+	}
+}
+
+// FuzzScanHeaders checks the hand-written header scanner against
+// encoding/json: whatever encoding/json reads as an object of strings, the
+// scanner reads the same, and it never panics.
+func FuzzScanHeaders(f *testing.F) {
+	for _, s := range []string{`{"A":"1"}`, `{"a":["x","y"]}`, `{"n":1}`, `{"e":"\u00e9\n"}`, `{}`, `[`, `{"a":`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := scanHeaders(b, nil)
+		var ref map[string]string
+		if json.Unmarshal(b, &ref) == nil && ref != nil {
+			if err != nil {
+				t.Fatalf("scanHeaders(%q) failed (%v) where encoding/json read %v", b, err, ref)
+			}
+			for _, h := range got {
+				if ref[h.Name] != h.Value && strings.Count(string(b), `"`+h.Name+`"`) == 1 && utf8.Valid(b) {
+					t.Fatalf("scanHeaders(%q): %q = %q, encoding/json says %q", b, h.Name, h.Value, ref[h.Name])
+				}
+			}
+		}
+	})
+}
+
+// FuzzDecodeEvent feeds arbitrary bytes through the collector's decoding:
+// it must never panic, and an accepted event is well formed.
+func FuzzDecodeEvent(f *testing.F) {
+	if b, err := os.ReadFile("testdata/moesif/node-batch.json"); err == nil {
+		var raws []json.RawMessage
+		json.Unmarshal(b, &raws)
+		for _, r := range raws {
+			f.Add([]byte(r))
+		}
+	}
+	f.Add([]byte(`{"request":{"time":"2026-11-02T09:00:00Z","uri":"/a","verb":"GET"},"response":{"status":200}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ms, err := DecodeBatch(append(append([]byte("["), b...), ']'))
+		if err != nil || len(ms) != 1 {
+			return
+		}
+		m := ms[0]
+		ev, err := m.ToEvent("o", "e", 0)
+		if err != nil {
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.Field == "" {
+				t.Fatalf("error without a field: %v", err)
+			}
+			return
+		}
+		if ev.ID == "" || ev.Method == "" || ev.RequestTime.IsZero() || ev.Weight < 1 || ev.LatencyMs < 0 {
+			t.Fatalf("accepted a malformed event: %+v", ev)
+		}
+		NewScrubber(nil, nil, -1).Scrub(&ev)
+		for _, s := range []string{ev.ID, ev.URI, ev.Path, ev.UserID, ev.UserAgent} {
+			if !utf8.ValidString(s) {
+				t.Fatalf("invalid UTF-8 after Scrub: %q", s)
+			}
+		}
+	})
+}

@@ -1,0 +1,157 @@
+package duckdb
+
+import (
+	"encoding/json"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/apimeter/apimeter"
+)
+
+// The parts of an event that are shown but never grouped or filtered on
+// (headers, bodies, query string, tags, metadata, ...) are kept together in
+// one JSON column, "detail". DuckDB's appender costs about the same for
+// every string value whatever its length, so one column instead of ten is
+// most of the difference between a slow and a fast ingest path.
+type detail struct {
+	Direction  string          `json:"direction,omitempty"`
+	APIVersion string          `json:"api_version,omitempty"`
+	Query      string          `json:"query,omitempty"`
+	Session    string          `json:"session,omitempty"`
+	Tags       string          `json:"tags,omitempty"`
+	Metadata   json.RawMessage `json:"metadata,omitempty"`
+	Req        detailMsg       `json:"req"`
+	Resp       detailMsg       `json:"resp"`
+}
+
+type detailMsg struct {
+	Headers   apimeter.MoesifHeaders `json:"headers,omitempty"`
+	Body      string                 `json:"body,omitempty"`
+	Base64    bool                   `json:"b64,omitempty"`
+	Truncated bool                   `json:"trunc,omitempty"`
+}
+
+// appendDetail appends the detail JSON of e to dst without reflection.
+func appendDetail(dst []byte, e *apimeter.Event) []byte {
+	dst = append(dst, '{')
+	dst = appendField(dst, "direction", e.Direction, false)
+	dst = appendField(dst, "api_version", e.APIVersion, true)
+	dst = appendField(dst, "query", e.Query, true)
+	dst = appendField(dst, "session", e.SessionToken, true)
+	dst = appendField(dst, "tags", e.Tags, true)
+	if len(e.Metadata) > 0 && json.Valid(e.Metadata) {
+		dst = append(dst, `,"metadata":`...)
+		dst = append(dst, e.Metadata...)
+	}
+	dst = append(dst, `,"req":`...)
+	dst = appendMsg(dst, e.RequestHeaders, e.RequestBody)
+	dst = append(dst, `,"resp":`...)
+	dst = appendMsg(dst, e.ResponseHeaders, e.ResponseBody)
+	return append(dst, '}')
+}
+
+func appendField(dst []byte, name, value string, comma bool) []byte {
+	if value == "" && comma {
+		return dst
+	}
+	if comma {
+		dst = append(dst, ',')
+	}
+	dst = append(dst, '"')
+	dst = append(dst, name...)
+	dst = append(dst, `":`...)
+	return appendString(dst, value)
+}
+
+func appendMsg(dst []byte, h apimeter.Headers, b apimeter.Body) []byte {
+	dst = append(dst, `{"headers":{`...)
+	for i, kv := range h {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, kv.Name)
+		dst = append(dst, ':')
+		dst = appendString(dst, kv.Value)
+	}
+	dst = append(dst, '}')
+	if b.Text != "" {
+		dst = append(dst, `,"body":`...)
+		dst = appendString(dst, b.Text)
+	}
+	if b.Base64 {
+		dst = append(dst, `,"b64":true`...)
+	}
+	if b.Truncated {
+		dst = append(dst, `,"trunc":true`...)
+	}
+	return append(dst, '}')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
+func appendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\u202`...)
+			dst = strconv.AppendInt(dst, int64(r&0xf), 16)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// applyDetail fills e from a detail JSON document.
+func applyDetail(e *apimeter.Event, doc string) error {
+	var d detail
+	if err := json.Unmarshal([]byte(doc), &d); err != nil {
+		return err
+	}
+	e.Direction, e.APIVersion, e.Query, e.SessionToken, e.Tags = d.Direction, d.APIVersion, d.Query, d.Session, d.Tags
+	if len(d.Metadata) > 0 {
+		e.Metadata = d.Metadata
+	}
+	e.RequestHeaders = apimeter.Headers(d.Req.Headers)
+	e.RequestBody = apimeter.Body{Text: d.Req.Body, Base64: d.Req.Base64, Truncated: d.Req.Truncated}
+	e.ResponseHeaders = apimeter.Headers(d.Resp.Headers)
+	e.ResponseBody = apimeter.Body{Text: d.Resp.Body, Base64: d.Resp.Base64, Truncated: d.Resp.Truncated}
+	return nil
+}

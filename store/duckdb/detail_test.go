@@ -1,0 +1,59 @@
+package duckdb
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/apimeter/apimeter"
+)
+
+// FuzzAppendString checks the hand-written JSON string encoder against
+// encoding/json: its output always parses back to the input (with invalid
+// UTF-8 replaced).
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "plain", "quote\" back\\slash", "ctl\x00\x1f\n\t", "é\u2028\u2029", "bad\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		b := appendString(nil, s)
+		var back string
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatalf("appendString(%q) = %s: not JSON: %v", s, b, err)
+		}
+		if want := strings.ToValidUTF8(s, "\uFFFD"); back != want && utf8.ValidString(s) {
+			t.Fatalf("appendString(%q) round-trips to %q", s, back)
+		}
+	})
+}
+
+func TestDetailRoundTrip(t *testing.T) {
+	e := apimeter.Event{
+		Direction: apimeter.Incoming, APIVersion: "1.0", Query: "a=1&b=\"x\"", SessionToken: "fp_1", Tags: "t",
+		Metadata:        json.RawMessage(`{"plan":"pro"}`),
+		RequestHeaders:  apimeter.Headers{{Name: "A", Value: "1"}, {Name: "b\"c", Value: "line\nbreak"}},
+		RequestBody:     apimeter.Body{Text: `{"x":1}`, Truncated: true},
+		ResponseHeaders: apimeter.Headers{{Name: "Content-Type", Value: "application/octet-stream"}},
+		ResponseBody:    apimeter.Body{Text: "AAEC", Base64: true},
+	}
+	doc := appendDetail(nil, &e)
+	var got apimeter.Event
+	if err := applyDetail(&got, string(doc)); err != nil {
+		t.Fatalf("applyDetail(%s): %v", doc, err)
+	}
+	if got.Direction != e.Direction || got.APIVersion != e.APIVersion || got.Query != e.Query || got.SessionToken != e.SessionToken ||
+		got.Tags != e.Tags || string(got.Metadata) != string(e.Metadata) || got.RequestBody != e.RequestBody || got.ResponseBody != e.ResponseBody ||
+		len(got.RequestHeaders) != 2 || got.RequestHeaders[1] != e.RequestHeaders[1] || got.ResponseHeaders[0] != e.ResponseHeaders[0] {
+		t.Errorf("detail round trip:\n got %+v\nwant %+v", got, e)
+	}
+}
+
+func TestRowMatchesColumns(t *testing.T) {
+	n := len(strings.Split(eventColumns, ","))
+	row, _ := RowValues(nil, nil, &apimeter.Event{}, time.Now())
+	if n != columnCount || len(row) != columnCount {
+		t.Fatalf("eventColumns has %d columns, RowValues gives %d values, columnCount says %d", n, len(row), columnCount)
+	}
+}
