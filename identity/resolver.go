@@ -77,7 +77,7 @@ func (c *creds) add(s string) {
 // Identify implements apimeter.Identifier.
 func (r *Resolver) Identify(ctx context.Context, events []apimeter.Event) error {
 	cs := make([]creds, len(events))
-	var refs []AliasRef
+	refs := make([]AliasRef, 0, 2*len(events))
 	for i := range events {
 		e := &events[i]
 		c := &cs[i]
