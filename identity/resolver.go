@@ -114,11 +114,10 @@ func (r *Resolver) Identify(ctx context.Context, events []apimeter.Event) error 
 
 func (r *Resolver) resolve(e *apimeter.Event, c *creds, found []Alias) {
 	var hit *Alias
-	hitCred := ""
 	for j := 0; j < c.n; j++ {
 		a := &found[c.first+j]
 		if a.UserID != "" && a.ValidAt(e.RequestTime) {
-			hit, hitCred = a, c.raw[j]
+			hit = a
 			break
 		}
 	}
@@ -130,7 +129,8 @@ func (r *Resolver) resolve(e *apimeter.Event, c *creds, found []Alias) {
 			e.CompanyID = hit.CompanyID
 		}
 		if e.APIKeyID == "" {
-			e.APIKeyID = apimeter.Fingerprint(hitCred)
+			// The fingerprint is a prefix of the hash already computed.
+			e.APIKeyID = hit.KeyID()
 		}
 	}
 	var claims jwt.MapClaims
