@@ -269,3 +269,11 @@ func (e *Embedded) Usage(ctx context.Context, org, env, period string, dim Dimen
 	e.cmu.Unlock()
 	return out, nil
 }
+
+// Counter implements Counters.
+func (e *Embedded) Counter(ctx context.Context, k CounterKey) (Counts, error) {
+	e.cmu.Lock()
+	c := e.counts[counterScope{k.Org, k.Env, k.Period, k.Dim}][k.ID]
+	e.cmu.Unlock()
+	return c, nil
+}

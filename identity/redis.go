@@ -278,3 +278,22 @@ func (r *Redis) ReplaceUsage(ctx context.Context, counts map[CounterKey]Counts) 
 	}
 	return nil
 }
+
+// Counter implements Counters in one pipelined round trip.
+func (r *Redis) Counter(ctx context.Context, k CounterKey) (Counts, error) {
+	p := r.c.Pipeline()
+	cmds := make([]*redis.StringCmd, 3)
+	for i, m := range []string{"calls", "errors", "bytes"} {
+		cmds[i] = p.HGet(ctx, r.usageKey(k.Org, k.Env, k.Period, k.Dim, m), k.ID)
+	}
+	if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return Counts{}, fmt.Errorf("redis: read counter: %w", err)
+	}
+	var c Counts
+	for i, dst := range []*int64{&c.Calls, &c.Errors, &c.Bytes} {
+		if v, err := cmds[i].Int64(); err == nil {
+			*dst = v
+		}
+	}
+	return c, nil
+}

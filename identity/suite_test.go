@@ -366,6 +366,21 @@ func runSuite(t *testing.T, be backend) {
 	if dec := r.userCalls("2026-12", "cust-513"); dec != 1 {
 		t.Fatalf("cust-513 December calls %d, want 1 (counters start from zero each period)", dec)
 	}
+	// What a gateway's quota reads: one customer's counter for the period
+	// an instant falls in.
+	for _, q := range []struct {
+		at   time.Time
+		want identity.Counts
+	}{
+		{time.Date(2026, 11, 15, 0, 0, 0, 0, time.UTC), identity.Counts{Calls: 115, Errors: 14, Bytes: 115 * 350}},
+		{time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC), identity.Counts{Calls: 1, Bytes: 350}},
+		{time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC), identity.Counts{}},
+	} {
+		got, err := r.meter.Usage(context.Background(), "acme", "prod", identity.ByUser, "cust-513", q.at)
+		if err != nil || got != q.want {
+			t.Errorf("quota counter of cust-513 at %s = %+v, %v; want %+v", q.at.Format("2006-01-02"), got, err, q.want)
+		}
+	}
 
 	// The admin API: list by user, get, delete.
 	var list struct {

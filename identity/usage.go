@@ -74,6 +74,8 @@ type Counters interface {
 	AddUsage(ctx context.Context, deltas map[CounterKey]Counts) error
 	// Usage returns every counter of one org, env, period and dimension.
 	Usage(ctx context.Context, org, env, period string, dim Dimension) ([]UsageRow, error)
+	// Counter returns one counter (zero when it was never incremented).
+	Counter(ctx context.Context, k CounterKey) (Counts, error)
 }
 
 // Meter counts newly stored events into Counters by billing period. It is
@@ -187,14 +189,5 @@ func (m *Meter) Report(ctx context.Context, org, env, label string, dim Dimensio
 // Usage returns one customer's usage in the period t falls in (what a
 // gateway's quota reads).
 func (m *Meter) Usage(ctx context.Context, org, env string, dim Dimension, id string, t time.Time) (Counts, error) {
-	rows, err := m.Counters.Usage(ctx, org, env, m.Periods.Of(t).Label, dim)
-	if err != nil {
-		return Counts{}, err
-	}
-	for _, r := range rows {
-		if r.ID == id {
-			return r.Counts, nil
-		}
-	}
-	return Counts{}, nil
+	return m.Counters.Counter(ctx, CounterKey{Org: org, Env: env, Period: m.Periods.Of(t).Label, Dim: dim, ID: id})
 }
