@@ -70,6 +70,11 @@ func OpenEmbedded(ctx context.Context, db *sql.DB, opts EmbeddedOptions) (*Embed
 		return nil, fmt.Errorf("create alias table: %w", err)
 	}
 	e := &Embedded{db: db, retention: opts.ExpiredRetention, aliases: map[AliasRef]Alias{}}
+	// Aliases past their retention are dropped at start-up, as Redis drops
+	// them by TTL; until then lookups skip them.
+	if _, err := db.ExecContext(ctx, `DELETE FROM identity_aliases WHERE expires_at < ?`, time.Now().UTC().Add(-opts.ExpiredRetention)); err != nil {
+		return nil, fmt.Errorf("drop expired aliases: %w", err)
+	}
 	rows, err := db.QueryContext(ctx, `SELECT org, env, key_hash, user_id, company_id, expires_at, created_at FROM identity_aliases`)
 	if err != nil {
 		return nil, fmt.Errorf("load aliases: %w", err)
