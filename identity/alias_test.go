@@ -70,7 +70,7 @@ func TestAliasTable(t *testing.T) {
 				user string
 				want []string
 			}{
-				{"u1", []string{apimeter.Fingerprint("k1")}},                              // "old" is past retention
+				{"u1", []string{apimeter.Fingerprint("k1")}},                             // "old" is past retention
 				{"u2", []string{apimeter.Fingerprint("k2"), apimeter.Fingerprint("k3")}}, // oldest first
 				{"nobody", nil},
 			} {
