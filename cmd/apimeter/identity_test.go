@@ -69,3 +69,51 @@ func TestServeIdentityWiring(t *testing.T) {
 		t.Fatalf("alias after restart: %+v, %v", al, err)
 	}
 }
+
+// TestUsageSurvivesKill9: aliases and usage counters of the embedded
+// backend survive a kill -9 of the real server process, and a replay after
+// the restart counts nothing twice.
+func TestUsageSurvivesKill9(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	a, err := apps.Create(data, "acme", "prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := startChild(t, data)
+	admin := adminFlags{Server: c.url, Org: "acme", Env: "prod"}
+	var al identity.AliasJSON
+	if err := admin.call(ctx, "PUT", "/v1/aliases", nil, identity.AliasJSON{Org: "acme", Env: "prod", Key: "ak_kill9_key", UserID: "513"}, &al); err != nil {
+		t.Fatal(err)
+	}
+	var batch []apimeter.MoesifEvent
+	for i := 0; i < 50; i++ {
+		batch = append(batch, apimeter.MoesifEvent{EventID: "k9-" + string(rune('a'+i%26)) + string(rune('a'+i/26)),
+			Request: apimeter.MoesifRequest{Time: "2026-11-24T10:00:00.000Z", URI: "/items", Verb: "GET",
+				Headers: apimeter.MoesifHeaders{{Name: "X-Api-Key", Value: "ak_kill9_key"}}},
+			Response: &apimeter.MoesifResponse{Status: 200 + 300*(i%2)}})
+	}
+	if res, err := postBatch(ctx, http.DefaultClient, c.url, a.ID, batch); err != nil || res.Stored != 50 {
+		t.Fatalf("post: %+v, %v", res, err)
+	}
+	c.kill9(t)
+
+	c = startChild(t, data)
+	defer c.kill9(t)
+	admin.Server = c.url
+	want := identity.Counts{Calls: 50, Errors: 25}
+	check := func(stage string) {
+		var rep identity.Report
+		if err := admin.call(ctx, "GET", "/v1/usage", map[string][]string{"period": {"2026-11"}}, nil, &rep); err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Rows) != 1 || rep.Rows[0].ID != "513" || rep.Rows[0].Counts != want {
+			t.Fatalf("%s: usage %+v, want user 513 with %+v", stage, rep.Rows, want)
+		}
+	}
+	check("after kill -9")
+	if res, err := postBatch(ctx, http.DefaultClient, c.url, a.ID, batch); err != nil || res.Stored != 0 {
+		t.Fatalf("replay after kill -9: %+v, %v; want nothing stored", res, err)
+	}
+	check("after replay")
+}
