@@ -88,19 +88,67 @@ type Meter struct {
 
 // Deltas folds events into counter increments, adding them to into.
 func (m *Meter) Deltas(events []*apimeter.Event, into map[CounterKey]Counts) {
-	var last Period
-	for _, e := range events {
-		if !last.Contains(e.RequestTime) {
-			last = m.Periods.Of(e.RequestTime)
-		}
-		c := EventCounts(e)
-		for _, d := range Dimensions {
-			k := CounterKey{Org: e.Org, Env: e.Env, Period: last.Label, Dim: d, ID: dimValue(e, d)}
+	for _, s := range m.fold(events) {
+		s.addTo(into)
+	}
+}
+
+// scopeCounts are the increments of one (org, env, period), by dimension
+// (user, company, API key) and id.
+type scopeCounts struct {
+	org, env, period string
+	dims             [3]map[string]Counts
+}
+
+func (s *scopeCounts) addTo(into map[CounterKey]Counts) {
+	for d, dim := range [3]Dimension{ByUser, ByCompany, ByAPIKey} {
+		for id, c := range s.dims[d] {
+			k := CounterKey{Org: s.org, Env: s.env, Period: s.period, Dim: dim, ID: id}
 			v := into[k]
 			v.add(c)
 			into[k] = v
 		}
 	}
+}
+
+func (s *scopeCounts) size() int { return len(s.dims[0]) + len(s.dims[1]) + len(s.dims[2]) }
+
+// fold aggregates per (org, env, period) scope, so the per-event work is
+// three map updates keyed by one short string each.
+func (m *Meter) fold(events []*apimeter.Event) []*scopeCounts {
+	var scopes []*scopeCounts
+	var cur *scopeCounts
+	var last Period
+	hint := min(len(events), 64)
+	for _, e := range events {
+		if !last.Contains(e.RequestTime) {
+			last = m.Periods.Of(e.RequestTime)
+			cur = nil
+		}
+		if cur == nil || cur.org != e.Org || cur.env != e.Env || cur.period != last.Label {
+			cur = nil
+			for _, s := range scopes {
+				if s.org == e.Org && s.env == e.Env && s.period == last.Label {
+					cur = s
+					break
+				}
+			}
+			if cur == nil {
+				cur = &scopeCounts{org: e.Org, env: e.Env, period: last.Label}
+				for d := range cur.dims {
+					cur.dims[d] = make(map[string]Counts, hint)
+				}
+				scopes = append(scopes, cur)
+			}
+		}
+		c := EventCounts(e)
+		for d, id := range [3]string{e.UserID, e.CompanyID, e.APIKeyID} {
+			v := cur.dims[d][id]
+			v.add(c)
+			cur.dims[d][id] = v
+		}
+	}
+	return scopes
 }
 
 // EventCounts is what one event adds to its counters.
@@ -123,24 +171,20 @@ func EventCounts(e *apimeter.Event) Counts {
 	return c
 }
 
-func dimValue(e *apimeter.Event, d Dimension) string {
-	switch d {
-	case ByUser:
-		return e.UserID
-	case ByCompany:
-		return e.CompanyID
-	default:
-		return e.APIKeyID
-	}
-}
-
 // Stored implements apimeter.Sink.
 func (m *Meter) Stored(ctx context.Context, events []*apimeter.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	deltas := make(map[CounterKey]Counts, 3*len(events))
-	m.Deltas(events, deltas)
+	scopes := m.fold(events)
+	n := 0
+	for _, sc := range scopes {
+		n += sc.size()
+	}
+	deltas := make(map[CounterKey]Counts, n)
+	for _, sc := range scopes {
+		sc.addTo(deltas)
+	}
 	if err := m.Counters.AddUsage(ctx, deltas); err != nil {
 		return fmt.Errorf("usage counters: %w", err)
 	}
