@@ -1,0 +1,62 @@
+package identity_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/store/duckdb"
+)
+
+// FuzzAdminAPI: alias bodies, key hashes and query parameters come from
+// outside; every answer is JSON, and nothing but a 2xx or a 4xx.
+func FuzzAdminAPI(f *testing.F) {
+	files, _ := filepath.Glob("testdata/admin/*.json")
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, "4173a669ea176cef21d48fe4cbff4dc2c29ec2959563fab76f41271110d825f5", "org=acme&period=2026-11&group=user_id&user_id=513")
+	}
+	f.Add([]byte(`[]`), "zz", "org=&period=13")
+	st, err := duckdb.Open(context.Background(), filepath.Join(f.TempDir(), "events.duckdb"), duckdb.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { st.Close() })
+	emb, err := identity.OpenEmbedded(context.Background(), st.DB(), identity.EmbeddedOptions{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	(&identity.API{Aliases: emb, Meter: &identity.Meter{Counters: emb}}).Register(mux)
+	f.Fuzz(func(t *testing.T, body []byte, hash, query string) {
+		hash = url.PathEscape(hash)
+		for _, req := range []*http.Request{
+			httptest.NewRequest("PUT", "/v1/aliases", strings.NewReader(string(body))),
+			httptest.NewRequest("GET", "/v1/aliases/"+hash+"?"+url.PathEscape(query), nil),
+			httptest.NewRequest("DELETE", "/v1/aliases/"+hash+"?org=acme", nil),
+			httptest.NewRequest("GET", "/v1/aliases?"+url.PathEscape(query), nil),
+			httptest.NewRequest("GET", "/v1/usage?"+url.PathEscape(query), nil),
+		} {
+			rec := httptest.NewRecorder()
+			mux.ServeHTTP(rec, req)
+			if rec.Code >= 500 || (rec.Code >= 300 && rec.Code < 400) {
+				t.Fatalf("%s %s: status %d: %s", req.Method, req.URL, rec.Code, rec.Body)
+			}
+			if rec.Code != 404 || rec.Header().Get("Content-Type") != "" {
+				if !json.Valid(rec.Body.Bytes()) {
+					t.Fatalf("%s %s: answer is not JSON: %q", req.Method, req.URL, rec.Body)
+				}
+			}
+		}
+	})
+}
