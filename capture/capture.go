@@ -1,0 +1,331 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/apimeter/apimeter"
+)
+
+// Sink receives batches of captured events, already scrubbed. Send is called
+// from one goroutine at a time and must not keep the slice after it returns.
+// An error means the batch is lost (a Sink retries inside Send if it wants
+// to); it is counted in Stats.Failed. Close releases the Sink's resources.
+type Sink interface {
+	Send(ctx context.Context, events []apimeter.Event) error
+	Close(ctx context.Context) error
+}
+
+// Stats are a Capture's counters since it was created.
+type Stats struct {
+	Enqueued int64 // events put on the queue
+	Queued   int64 // events on the queue now
+	Sent     int64 // events the Sink accepted
+	Dropped  int64 // events lost because the queue was full or closed
+	Failed   int64 // events the Sink gave up on
+	Skipped  int64 // calls Options.Skip excluded
+	Panics   int64 // panics recovered in Options callbacks
+}
+
+// Capture records API calls and sends them to a Sink. Build one with New,
+// wrap handlers with Middleware, and call Close on shutdown.
+type Capture struct {
+	opts     Options
+	log      *slog.Logger
+	scrub    *apimeter.Scrubber
+	jwt      jwtDecoder
+	weight   int64
+	sampleP  float64
+	queue    chan *record
+	pool     sync.Pool
+	stop     chan struct{}
+	done     chan struct{}
+	sendCtx  context.Context
+	cancel   context.CancelFunc
+	closed   atomic.Bool
+	stopOnce sync.Once
+
+	enqueued, sent, dropped, failed, skipped, panics atomic.Int64
+}
+
+// New returns a Capture for opts and starts its sending goroutine.
+func New(opts Options) (*Capture, error) {
+	if opts.Sink == nil {
+		return nil, errors.New("capture: Options.Sink is required")
+	}
+	if opts.SampleRate < 0 || opts.SampleRate > 1 || math.IsNaN(opts.SampleRate) {
+		return nil, fmt.Errorf("capture: SampleRate must be in (0, 1], got %v", opts.SampleRate)
+	}
+	if opts.SampleRate == 0 {
+		opts.SampleRate = 1
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = DefaultQueueSize
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = DefaultBatchSize
+	}
+	if opts.FlushInterval <= 0 {
+		opts.FlushInterval = DefaultFlushInterval
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	jd, err := newJWTDecoder(opts.JWTKey, opts.JWTMethods)
+	if err != nil {
+		return nil, fmt.Errorf("capture: %w", err)
+	}
+	c := &Capture{
+		opts:    opts,
+		log:     opts.Logger,
+		scrub:   apimeter.NewScrubber(opts.SecretHeaders, opts.SecretParams, opts.MaxBodyBytes),
+		jwt:     jd,
+		weight:  max(1, int64(math.Round(1/opts.SampleRate))),
+		sampleP: opts.SampleRate,
+		queue:   make(chan *record, opts.QueueSize),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	c.sendCtx, c.cancel = context.WithCancel(context.Background())
+	c.pool.New = func() any { return c.newRecord() }
+	go c.run()
+	return c, nil
+}
+
+// Middleware wraps next so that its calls are captured. It is a
+// func(http.Handler) http.Handler and composes with any router.
+func (c *Capture) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c.serve(next, w, r)
+	})
+}
+
+// Stats returns the current counters.
+func (c *Capture) Stats() Stats {
+	return Stats{
+		Enqueued: c.enqueued.Load(),
+		Queued:   int64(len(c.queue)),
+		Sent:     c.sent.Load(),
+		Dropped:  c.dropped.Load(),
+		Failed:   c.failed.Load(),
+		Skipped:  c.skipped.Load(),
+		Panics:   c.panics.Load(),
+	}
+}
+
+// Close stops capturing, sends what is queued and closes the Sink. When ctx
+// ends first, sending is abandoned, what is left is counted as failed, and
+// ctx's error is returned. Calls captured while Close runs may be dropped.
+func (c *Capture) Close(ctx context.Context) error {
+	c.closed.Store(true)
+	c.stopOnce.Do(func() { close(c.stop) })
+	var err error
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		c.cancel()
+		<-c.done
+		err = ctx.Err()
+	}
+	c.cancel()
+	return errors.Join(err, c.opts.Sink.Close(ctx))
+}
+
+func (c *Capture) serve(next http.Handler, w http.ResponseWriter, r *http.Request) {
+	if c.closed.Load() || (c.sampleP < 1 && rand.Float64() >= c.sampleP) {
+		next.ServeHTTP(w, r)
+		return
+	}
+	rec := c.pool.Get().(*record)
+	rec.start = time.Now()
+	rec.id = r.Header.Get(apimeter.TransactionIDHeader)
+	if rec.id == "" || len(rec.id) > 256 {
+		rec.id = newID()
+	}
+	w.Header()[apimeter.TransactionIDHeader] = []string{rec.id}
+	rec.method, rec.host, rec.requestURI = r.Method, r.Host, r.RequestURI
+	rec.path, rec.query = r.URL.Path, r.URL.RawQuery
+	rec.tls = r.TLS != nil
+	rec.remoteAddr = r.RemoteAddr
+	rec.reqLen = r.ContentLength
+	rec.reqHeaders = appendHeaders(rec.reqHeaders[:0], r.Header)
+	rec.reqHeaders = append(rec.reqHeaders, apimeter.Header{Name: apimeter.TransactionIDHeader, Value: rec.id})
+
+	body := r.Body
+	if c.opts.LogBody && body != nil && body != http.NoBody {
+		rec.body.rc = body
+		r.Body = &rec.body
+	}
+	next.ServeHTTP(rec.rw.wrap(w), r)
+	if r.Body == &rec.body {
+		r.Body = body
+	}
+	rec.end = time.Now()
+	if !rec.rw.wroteHeader {
+		// The server writes 200 for a handler that wrote nothing.
+		rec.rw.recordHeader(http.StatusOK, w.Header())
+	}
+	c.finish(rec, w, r)
+}
+
+// finish runs the callbacks and enqueues rec.
+func (c *Capture) finish(rec *record, w http.ResponseWriter, r *http.Request) {
+	res := Response{Status: rec.status, Header: w.Header(), Size: rec.respSize}
+	if c.opts.Skip != nil && c.callBool(c.opts.Skip, r, res) {
+		c.skipped.Add(1)
+		c.release(rec)
+		return
+	}
+	if c.opts.RouteFunc != nil {
+		rec.route = c.callRoute(r)
+	} else {
+		rec.route = routeOf(r.Pattern)
+	}
+	if c.opts.IdentifyUser != nil {
+		rec.user = c.callString(c.opts.IdentifyUser, r, res)
+	}
+	if rec.user == "" {
+		rec.auth = r.Header.Get("Authorization")
+	}
+	if c.opts.IdentifyCompany != nil {
+		rec.company = c.callString(c.opts.IdentifyCompany, r, res)
+	}
+	if c.opts.SessionToken != nil {
+		rec.session = c.callString(c.opts.SessionToken, r, res)
+	}
+	if c.opts.Metadata != nil {
+		rec.metadata = c.callMeta(r, res)
+	}
+	if c.closed.Load() {
+		c.dropped.Add(1)
+		c.release(rec)
+		return
+	}
+	select {
+	case c.queue <- rec:
+		c.enqueued.Add(1)
+	default:
+		c.dropped.Add(1)
+		c.release(rec)
+	}
+}
+
+// routeOf turns a ServeMux pattern such as "GET example.com/a/{id}" into
+// the route template "/a/{id}".
+func routeOf(pattern string) string {
+	if pattern == "" {
+		return ""
+	}
+	if i := strings.IndexAny(pattern, " \t"); i >= 0 {
+		pattern = strings.TrimLeft(pattern[i:], " \t")
+	}
+	if i := strings.IndexByte(pattern, '/'); i > 0 {
+		pattern = pattern[i:]
+	}
+	return pattern
+}
+
+func (c *Capture) recovered(what string) {
+	if v := recover(); v != nil {
+		c.panics.Add(1)
+		c.log.Error("capture: callback panicked", "callback", what, "panic", fmt.Sprint(v))
+	}
+}
+
+func (c *Capture) callString(f func(*http.Request, Response) string, r *http.Request, res Response) (s string) {
+	defer c.recovered("identify")
+	return f(r, res)
+}
+
+func (c *Capture) callBool(f func(*http.Request, Response) bool, r *http.Request, res Response) (b bool) {
+	defer c.recovered("Skip")
+	return f(r, res)
+}
+
+func (c *Capture) callMeta(r *http.Request, res Response) (m map[string]any) {
+	defer c.recovered("Metadata")
+	return c.opts.Metadata(r, res)
+}
+
+func (c *Capture) callRoute(r *http.Request) (s string) {
+	defer c.recovered("RouteFunc")
+	return c.opts.RouteFunc(r)
+}
+
+func (c *Capture) callMask(e *apimeter.Event) {
+	defer c.recovered("Mask")
+	c.opts.Mask(e)
+}
+
+// run is the sending goroutine: it builds events from records, batches them
+// and hands batches to the Sink, until Close.
+func (c *Capture) run() {
+	defer close(c.done)
+	batch := make([]apimeter.Event, 0, c.opts.BatchSize)
+	tick := time.NewTicker(c.opts.FlushInterval)
+	defer tick.Stop()
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		if err := c.opts.Sink.Send(c.sendCtx, batch); err != nil {
+			c.failed.Add(int64(len(batch)))
+			c.log.Warn("capture: send failed", "events", len(batch), "err", err)
+		} else {
+			c.sent.Add(int64(len(batch)))
+		}
+		clear(batch)
+		batch = batch[:0]
+	}
+	add := func(rec *record) {
+		batch = append(batch, c.event(rec))
+		c.release(rec)
+		if len(batch) >= c.opts.BatchSize {
+			flush()
+		}
+	}
+	for {
+		select {
+		case rec := <-c.queue:
+			add(rec)
+		case <-tick.C:
+			flush()
+		case <-c.stop:
+			for {
+				select {
+				case rec := <-c.queue:
+					if c.sendCtx.Err() != nil {
+						c.failed.Add(1)
+						c.release(rec)
+						continue
+					}
+					add(rec)
+				default:
+					if c.sendCtx.Err() != nil {
+						c.failed.Add(int64(len(batch)))
+						return
+					}
+					flush()
+					return
+				}
+			}
+		}
+	}
+}
+
+func (c *Capture) release(rec *record) {
+	rec.reset()
+	c.pool.Put(rec)
+}
