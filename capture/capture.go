@@ -43,6 +43,7 @@ type Capture struct {
 	log      *slog.Logger
 	scrub    *apimeter.Scrubber
 	jwt      jwtDecoder
+	subjects map[string]string // owned by run
 	weight   int64
 	sampleP  float64
 	queue    chan *record
@@ -88,15 +89,16 @@ func New(opts Options) (*Capture, error) {
 		return nil, fmt.Errorf("capture: %w", err)
 	}
 	c := &Capture{
-		opts:    opts,
-		log:     opts.Logger,
-		scrub:   apimeter.NewScrubber(opts.SecretHeaders, opts.SecretParams, opts.MaxBodyBytes),
-		jwt:     jd,
-		weight:  max(1, int64(math.Round(1/opts.SampleRate))),
-		sampleP: opts.SampleRate,
-		queue:   make(chan *record, opts.QueueSize),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
+		opts:     opts,
+		log:      opts.Logger,
+		scrub:    apimeter.NewScrubber(opts.SecretHeaders, opts.SecretParams, opts.MaxBodyBytes),
+		jwt:      jd,
+		subjects: map[string]string{},
+		weight:   max(1, int64(math.Round(1/opts.SampleRate))),
+		sampleP:  opts.SampleRate,
+		queue:    make(chan *record, opts.QueueSize),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	c.sendCtx, c.cancel = context.WithCancel(context.Background())
 	c.pool.New = func() any { return c.newRecord() }
@@ -150,8 +152,11 @@ func (c *Capture) serve(next http.Handler, w http.ResponseWriter, r *http.Reques
 	}
 	rec := c.pool.Get().(*record)
 	rec.start = time.Now()
-	rec.id = r.Header.Get(apimeter.TransactionIDHeader)
-	if rec.id == "" || len(rec.id) > 256 {
+	// Direct map lookups: the keys are canonical, so Header.Get's
+	// canonicalisation is wasted work on every request.
+	if v := r.Header[apimeter.TransactionIDHeader]; len(v) > 0 && v[0] != "" && len(v[0]) <= 256 {
+		rec.id = v[0]
+	} else {
 		rec.id = newID()
 	}
 	w.Header()[apimeter.TransactionIDHeader] = []string{rec.id}
@@ -172,7 +177,7 @@ func (c *Capture) serve(next http.Handler, w http.ResponseWriter, r *http.Reques
 	if r.Body == &rec.body {
 		r.Body = body
 	}
-	rec.end = time.Now()
+	rec.end = rec.start.Add(time.Since(rec.start))
 	if !rec.rw.wroteHeader {
 		// The server writes 200 for a handler that wrote nothing.
 		rec.rw.recordHeader(http.StatusOK, w.Header())
@@ -197,7 +202,9 @@ func (c *Capture) finish(rec *record, w http.ResponseWriter, r *http.Request) {
 		rec.user = c.callString(c.opts.IdentifyUser, r, res)
 	}
 	if rec.user == "" {
-		rec.auth = r.Header.Get("Authorization")
+		if v := r.Header["Authorization"]; len(v) > 0 {
+			rec.auth = v[0]
+		}
 	}
 	if c.opts.IdentifyCompany != nil {
 		rec.company = c.callString(c.opts.IdentifyCompany, r, res)
@@ -228,7 +235,9 @@ func routeOf(pattern string) string {
 	if pattern == "" {
 		return ""
 	}
-	if i := strings.IndexAny(pattern, " \t"); i >= 0 {
+	if i := strings.IndexByte(pattern, ' '); i >= 0 {
+		pattern = strings.TrimLeft(pattern[i:], " \t")
+	} else if i := strings.IndexByte(pattern, '\t'); i >= 0 {
 		pattern = strings.TrimLeft(pattern[i:], " \t")
 	}
 	if i := strings.IndexByte(pattern, '/'); i > 0 {

@@ -318,11 +318,13 @@ func TestCallbackPanicsAreRecovered(t *testing.T) {
 func TestSkipMaskMetadataAndRoute(t *testing.T) {
 	sink := &memSink{}
 	c, err := capture.New(capture.Options{
-		Sink:      sink,
-		APIName:   "accounts",
-		Skip:      func(r *http.Request, res capture.Response) bool { return r.URL.Path == "/health" },
-		Metadata:  func(r *http.Request, res capture.Response) map[string]any { return map[string]any{"size": res.Size} },
-		Mask:      func(e *apimeter.Event) { e.RequestHeaders = append(e.RequestHeaders, apimeter.Header{Name: "Authorization", Value: "leaked"}) },
+		Sink:     sink,
+		APIName:  "accounts",
+		Skip:     func(r *http.Request, res capture.Response) bool { return r.URL.Path == "/health" },
+		Metadata: func(r *http.Request, res capture.Response) map[string]any { return map[string]any{"size": res.Size} },
+		Mask: func(e *apimeter.Event) {
+			e.RequestHeaders = append(e.RequestHeaders, apimeter.Header{Name: "Authorization", Value: "leaked"})
+		},
 		RouteFunc: func(r *http.Request) string { return "custom:" + r.Pattern },
 	})
 	if err != nil {

@@ -131,3 +131,13 @@ func closeCapture(t *testing.T, c interface{ Close(context.Context) error }) {
 		t.Fatalf("close capture: %v", err)
 	}
 }
+
+// newDiscardServer is a loopback collector that reads and discards batches.
+func newDiscardServer(tb testing.TB) string {
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusOK)
+	}))
+	tb.Cleanup(hs.Close)
+	return hs.URL
+}

@@ -65,7 +65,7 @@ func (c *Capture) event(rec *record) apimeter.Event {
 		e.ResponseBody = body(rec.respBody, rec.respSize > int64(len(rec.respBody)))
 	}
 	if e.UserID == "" && rec.auth != "" {
-		e.UserID = c.jwt.subject(rec.auth)
+		e.UserID = c.subject(rec.auth)
 	}
 	if rec.metadata != nil {
 		if b, err := json.Marshal(rec.metadata); err == nil {
@@ -80,6 +80,24 @@ func (c *Capture) event(rec *record) apimeter.Event {
 		c.scrub.Scrub(&e)
 	}
 	return e
+}
+
+// maxSubjects bounds the sender's cache of token -> subject.
+const maxSubjects = 4096
+
+// subject returns the JWT subject of an Authorization value. Clients send
+// the same token for many calls, so answers are cached; only the sending
+// goroutine calls it.
+func (c *Capture) subject(auth string) string {
+	if sub, ok := c.subjects[auth]; ok {
+		return sub
+	}
+	if len(c.subjects) >= maxSubjects {
+		clear(c.subjects)
+	}
+	sub := c.jwt.subject(auth)
+	c.subjects[auth] = sub
+	return sub
 }
 
 // body turns captured bytes into a Body: text when valid UTF-8 (a cut
@@ -166,8 +184,12 @@ func newJWTDecoder(key any, methods []string) (jwtDecoder, error) {
 // subject returns the "sub" claim of the Bearer JWT in an Authorization
 // value, or "" when there is none or it does not verify.
 func (d jwtDecoder) subject(auth string) string {
+	auth = strings.TrimSpace(auth)
+	if len(auth) < 7 || !strings.EqualFold(auth[:7], "bearer ") {
+		return ""
+	}
 	tok := apimeter.BearerToken(auth)
-	if tok == auth || strings.Count(tok, ".") != 2 {
+	if strings.Count(tok, ".") != 2 {
 		return ""
 	}
 	claims := jwt.MapClaims{}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -53,10 +52,10 @@ type HTTPSink struct {
 	cfg HTTPSinkConfig
 	url string
 
-	mu  sync.Mutex // guards buf, gz, ms
-	buf bytes.Buffer
-	gz  *gzip.Writer
-	ms  []apimeter.MoesifEvent
+	mu   sync.Mutex // guards json, buf, gz
+	json []byte
+	buf  bytes.Buffer
+	gz   *gzip.Writer
 }
 
 // NewHTTPSink returns an HTTPSink for cfg.
@@ -94,16 +93,12 @@ func (s *HTTPSink) Send(ctx context.Context, events []apimeter.Event) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.ms = s.ms[:0]
-	for i := range events {
-		s.ms = append(s.ms, apimeter.FromEvent(&events[i]))
-	}
+	s.json = appendBatch(s.json[:0], events)
 	s.buf.Reset()
 	s.gz.Reset(&s.buf)
-	if err := json.NewEncoder(s.gz).Encode(s.ms); err != nil {
-		return fmt.Errorf("encode batch: %w", err)
+	if _, err := s.gz.Write(s.json); err != nil {
+		return fmt.Errorf("gzip batch: %w", err)
 	}
-	clear(s.ms)
 	if err := s.gz.Close(); err != nil {
 		return fmt.Errorf("gzip batch: %w", err)
 	}
