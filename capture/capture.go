@@ -41,7 +41,7 @@ type Stats struct {
 type Capture struct {
 	opts     Options
 	log      *slog.Logger
-	scrub    *apimeter.Scrubber
+	scrub    *scrubber // owned by run
 	jwt      jwtDecoder
 	subjects map[string]string // owned by run
 	weight   int64
@@ -91,7 +91,7 @@ func New(opts Options) (*Capture, error) {
 	c := &Capture{
 		opts:     opts,
 		log:      opts.Logger,
-		scrub:    apimeter.NewScrubber(opts.SecretHeaders, opts.SecretParams, opts.MaxBodyBytes),
+		scrub:    newScrubber(opts.SecretHeaders, opts.SecretParams, opts.MaxBodyBytes),
 		jwt:      jd,
 		subjects: map[string]string{},
 		weight:   max(1, int64(math.Round(1/opts.SampleRate))),

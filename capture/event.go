@@ -74,10 +74,10 @@ func (c *Capture) event(rec *record) apimeter.Event {
 			c.log.Warn("capture: metadata is not JSON", "err", err)
 		}
 	}
-	c.scrub.Scrub(&e)
+	c.scrub.scrub(&e)
 	if c.opts.Mask != nil {
 		c.callMask(&e)
-		c.scrub.Scrub(&e)
+		c.scrub.full.Scrub(&e)
 	}
 	return e
 }

@@ -1,9 +1,11 @@
 package capture
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/apimeter/apimeter"
 )
@@ -123,12 +125,35 @@ var plain = func() (t [utf8.RuneSelf]bool) {
 	return t
 }()
 
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// plain8 reports whether the 8 bytes at b[i:] need no escaping: none is
+// below 0x20, a quote, a backslash or non-ASCII (SWAR: a byte-wise test on
+// one 64-bit word).
+func plain8(b []byte, i int) bool {
+	x := binary.LittleEndian.Uint64(b[i:])
+	q, bs := x^('"'*lsb), x^('\\'*lsb)
+	return (x|((x-0x20*lsb)&^x)|((q-lsb)&^q)|((bs-lsb)&^bs))&msb == 0
+}
+
 // appendString appends s as a JSON string; invalid UTF-8 becomes U+FFFD,
 // as encoding/json does.
 func appendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
+	// A byte view of s for 64-bit loads; it is only read.
+	b := unsafe.Slice(unsafe.StringData(s), len(s))
 	start := 0
 	for i := 0; i < len(s); {
+		// Skip eight plain ASCII bytes at a time.
+		for i+8 <= len(s) && plain8(b, i) {
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if plain[c] {
