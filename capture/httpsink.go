@@ -41,6 +41,9 @@ type HTTPSinkConfig struct {
 	// to MaxBackoff, and waits a random time between half of it and all of
 	// it (jitter). Zero means DefaultBackoff / DefaultMaxBackoff.
 	Backoff, MaxBackoff time.Duration
+	// NoCompression sends batches without gzip: for a collector on the same
+	// machine, where bandwidth is free and CPU is not.
+	NoCompression bool
 	// AttemptTimeout bounds one POST. Zero means DefaultAttemptTimeout.
 	AttemptTimeout time.Duration
 	Logger         *slog.Logger
@@ -94,6 +97,9 @@ func (s *HTTPSink) Send(ctx context.Context, events []apimeter.Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.json = appendBatch(s.json[:0], events)
+	if s.cfg.NoCompression {
+		return s.postRetrying(ctx, s.json, len(events))
+	}
 	s.buf.Reset()
 	s.gz.Reset(&s.buf)
 	if _, err := s.gz.Write(s.json); err != nil {
@@ -102,16 +108,19 @@ func (s *HTTPSink) Send(ctx context.Context, events []apimeter.Event) error {
 	if err := s.gz.Close(); err != nil {
 		return fmt.Errorf("gzip batch: %w", err)
 	}
-	body := s.buf.Bytes()
+	return s.postRetrying(ctx, s.buf.Bytes(), len(events))
+}
 
+// postRetrying posts body, retrying as configured.
+func (s *HTTPSink) postRetrying(ctx context.Context, body []byte, n int) error {
 	backoff := s.cfg.Backoff
 	for attempt := 0; ; attempt++ {
-		retry, err := s.post(ctx, body)
+		retry, err := s.post(ctx, body, !s.cfg.NoCompression)
 		if err == nil {
 			return nil
 		}
 		if !retry || attempt >= s.cfg.MaxRetries || ctx.Err() != nil {
-			return fmt.Errorf("post %d events (attempt %d): %w", len(events), attempt+1, err)
+			return fmt.Errorf("post %d events (attempt %d): %w", n, attempt+1, err)
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
 		s.cfg.Logger.Debug("capture: retrying batch", "attempt", attempt+1, "wait", wait, "err", err)
@@ -119,7 +128,7 @@ func (s *HTTPSink) Send(ctx context.Context, events []apimeter.Event) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("post %d events: %w (last error: %v)", len(events), ctx.Err(), err)
+			return fmt.Errorf("post %d events: %w (last error: %v)", n, ctx.Err(), err)
 		case <-t.C:
 		}
 		backoff = min(2*backoff, s.cfg.MaxBackoff)
@@ -127,7 +136,7 @@ func (s *HTTPSink) Send(ctx context.Context, events []apimeter.Event) error {
 }
 
 // post sends body once; retry says whether another attempt may succeed.
-func (s *HTTPSink) post(ctx context.Context, body []byte) (retry bool, err error) {
+func (s *HTTPSink) post(ctx context.Context, body []byte, gzipped bool) (retry bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.AttemptTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
@@ -135,7 +144,9 @@ func (s *HTTPSink) post(ctx context.Context, body []byte) (retry bool, err error
 		return false, err
 	}
 	req.Header.Set("Content-Type", "application/json; charset=utf-8")
-	req.Header.Set("Content-Encoding", "gzip")
+	if gzipped {
+		req.Header.Set("Content-Encoding", "gzip")
+	}
 	req.Header.Set("X-Moesif-Application-Id", s.cfg.ApplicationID)
 	req.Header.Set("User-Agent", "apimeter-capture/1")
 	resp, err := s.cfg.Client.Do(req)
