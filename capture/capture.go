@@ -142,6 +142,17 @@ func (c *Capture) Close(ctx context.Context) error {
 		err = ctx.Err()
 	}
 	c.cancel()
+	// Calls that finished while the sender was stopping.
+	for {
+		select {
+		case rec := <-c.queue:
+			c.dropped.Add(1)
+			c.release(rec)
+			continue
+		default:
+		}
+		break
+	}
 	return errors.Join(err, c.opts.Sink.Close(ctx))
 }
 
@@ -197,6 +208,9 @@ func (c *Capture) finish(rec *record, w http.ResponseWriter, r *http.Request) {
 		rec.route = c.callRoute(r)
 	} else {
 		rec.route = routeOf(r.Pattern)
+	}
+	if c.opts.ClientIP != nil {
+		rec.remoteAddr = c.callIP(r)
 	}
 	if c.opts.IdentifyUser != nil {
 		rec.user = c.callString(c.opts.IdentifyUser, r, res)
@@ -271,6 +285,11 @@ func (c *Capture) callMeta(r *http.Request, res Response) (m map[string]any) {
 func (c *Capture) callRoute(r *http.Request) (s string) {
 	defer c.recovered("RouteFunc")
 	return c.opts.RouteFunc(r)
+}
+
+func (c *Capture) callIP(r *http.Request) (s string) {
+	defer c.recovered("ClientIP")
+	return c.opts.ClientIP(r)
 }
 
 func (c *Capture) callMask(e *apimeter.Event) {

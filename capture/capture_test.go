@@ -326,13 +326,16 @@ func TestSkipMaskMetadataAndRoute(t *testing.T) {
 			e.RequestHeaders = append(e.RequestHeaders, apimeter.Header{Name: "Authorization", Value: "leaked"})
 		},
 		RouteFunc: func(r *http.Request) string { return "custom:" + r.Pattern },
+		ClientIP:  func(r *http.Request) string { return r.Header.Get("X-Forwarded-For") },
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := c.Middleware(accountsMux(3))
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/health", nil))
-	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/accounts/9/message", strings.NewReader("hi")))
+	req := httptest.NewRequest("POST", "/accounts/9/message", strings.NewReader("hi"))
+	req.Header.Set("X-Forwarded-For", "203.0.113.7")
+	h.ServeHTTP(httptest.NewRecorder(), req)
 	closeCapture(t, c)
 	evs := sink.all()
 	if st := c.Stats(); st.Skipped != 1 || len(evs) != 1 {
@@ -345,6 +348,9 @@ func TestSkipMaskMetadataAndRoute(t *testing.T) {
 	}
 	if e.Route != "custom:POST /accounts/{id}/message" || e.APIName != "accounts" {
 		t.Errorf("route=%q api=%q", e.Route, e.APIName)
+	}
+	if e.ClientIP != "203.0.113.7" {
+		t.Errorf("client ip = %q, want the one ClientIP returned", e.ClientIP)
 	}
 	if v := e.RequestHeaders.Get("Authorization"); v == "leaked" {
 		t.Errorf("a secret header added by Mask was not scrubbed: %q", v)

@@ -54,6 +54,10 @@ type Options struct {
 	// event is scrubbed again after it, so Mask cannot leak a secret header.
 	Mask func(e *apimeter.Event)
 
+	// ClientIP returns the caller's address. Nil means the host of
+	// r.RemoteAddr; set it to read X-Forwarded-For behind a proxy you trust.
+	ClientIP func(r *http.Request) string
+
 	// RouteFunc returns the route template of a call (e.g.
 	// "/accounts/{id}/message"). Nil means Go's ServeMux pattern
 	// (r.Pattern without its method and host). See docs/capture.md for chi
