@@ -25,6 +25,18 @@ type Sink interface {
 	Close(ctx context.Context) error
 }
 
+// BorrowingSink is a Sink that keeps nothing of the events after Send
+// returns (HTTPSink encodes them during Send). To such a Sink the
+// middleware hands events whose bodies and headers point into its reused
+// buffers, saving a copy and about 3 KB of garbage per event at the default
+// body cap; any other Sink gets events it owns.
+type BorrowingSink interface {
+	Sink
+	// BorrowsEvents promises that Send neither keeps the events nor any
+	// string or slice in them after it returns.
+	BorrowsEvents()
+}
+
 // Stats are a Capture's counters since it was created.
 type Stats struct {
 	Enqueued int64 // events put on the queue
@@ -47,6 +59,9 @@ type Capture struct {
 	weight   int64
 	sampleP  float64
 	queue    chan *record
+	kick     chan struct{} // a batch is waiting
+	kickAt   int
+	borrow   bool // Sink is a BorrowingSink
 	pool     sync.Pool
 	stop     chan struct{}
 	done     chan struct{}
@@ -97,9 +112,12 @@ func New(opts Options) (*Capture, error) {
 		weight:   max(1, int64(math.Round(1/opts.SampleRate))),
 		sampleP:  opts.SampleRate,
 		queue:    make(chan *record, opts.QueueSize),
+		kick:     make(chan struct{}, 1),
+		kickAt:   max(1, min(opts.BatchSize, opts.QueueSize/2)),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+	_, c.borrow = opts.Sink.(BorrowingSink)
 	c.sendCtx, c.cancel = context.WithCancel(context.Background())
 	c.pool.New = func() any { return c.newRecord() }
 	go c.run()
@@ -237,6 +255,14 @@ func (c *Capture) finish(rec *record, w http.ResponseWriter, r *http.Request) {
 	select {
 	case c.queue <- rec:
 		c.enqueued.Add(1)
+		// Wake the sender only when a batch is ready (or on its tick):
+		// waking it for every call cost more CPU than building the events.
+		if len(c.queue) >= c.kickAt {
+			select {
+			case c.kick <- struct{}{}:
+			default:
+			}
+		}
 	default:
 		c.dropped.Add(1)
 		c.release(rec)
@@ -298,12 +324,21 @@ func (c *Capture) callMask(e *apimeter.Event) {
 }
 
 // run is the sending goroutine: it builds events from records, batches them
-// and hands batches to the Sink, until Close.
+// and hands batches to the Sink, until Close. It wakes when a batch is
+// waiting or every FlushInterval, not for each call.
 func (c *Capture) run() {
 	defer close(c.done)
 	batch := make([]apimeter.Event, 0, c.opts.BatchSize)
+	// held are the records a borrowing Sink's batch points into; they are
+	// reused only after Send returned.
+	var held []*record
 	tick := time.NewTicker(c.opts.FlushInterval)
 	defer tick.Stop()
+	defer func() {
+		for _, rec := range held {
+			c.release(rec)
+		}
+	}()
 	flush := func() {
 		if len(batch) == 0 {
 			return
@@ -316,39 +351,54 @@ func (c *Capture) run() {
 		}
 		clear(batch)
 		batch = batch[:0]
+		for _, rec := range held {
+			c.release(rec)
+		}
+		clear(held)
+		held = held[:0]
 	}
 	add := func(rec *record) {
-		batch = append(batch, c.event(rec))
-		c.release(rec)
+		batch = append(batch, c.event(rec, c.borrow))
+		if c.borrow {
+			held = append(held, rec)
+		} else {
+			c.release(rec)
+		}
 		if len(batch) >= c.opts.BatchSize {
 			flush()
 		}
 	}
+	// drain takes what is queued now, without waiting.
+	drain := func() {
+		for {
+			select {
+			case rec := <-c.queue:
+				if c.sendCtx.Err() != nil {
+					c.failed.Add(1)
+					c.release(rec)
+					continue
+				}
+				add(rec)
+			default:
+				return
+			}
+		}
+	}
 	for {
 		select {
-		case rec := <-c.queue:
-			add(rec)
+		case <-c.kick:
+			drain() // full batches go out; a remainder waits for the tick
 		case <-tick.C:
+			drain()
 			flush()
 		case <-c.stop:
-			for {
-				select {
-				case rec := <-c.queue:
-					if c.sendCtx.Err() != nil {
-						c.failed.Add(1)
-						c.release(rec)
-						continue
-					}
-					add(rec)
-				default:
-					if c.sendCtx.Err() != nil {
-						c.failed.Add(int64(len(batch)))
-						return
-					}
-					flush()
-					return
-				}
+			drain()
+			if c.sendCtx.Err() != nil {
+				c.failed.Add(int64(len(batch)))
+				return
 			}
+			flush()
+			return
 		}
 	}
 }

@@ -12,15 +12,18 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/apimeter/apimeter"
 )
 
-// event builds the scrubbed Event of a record. It copies everything it keeps,
-// so the record can be reused as soon as it returns.
-func (c *Capture) event(rec *record) apimeter.Event {
+// event builds the scrubbed Event of a record. Unless borrow is set, it
+// copies everything it keeps, so the record can be reused as soon as it
+// returns; with borrow, headers and bodies point into the record, which
+// must not be reused before the event is dropped.
+func (c *Capture) event(rec *record, borrow bool) apimeter.Event {
 	scheme := "http"
 	if rec.tls {
 		scheme = "https"
@@ -37,16 +40,20 @@ func (c *Capture) event(rec *record) apimeter.Event {
 		Route:           rec.route,
 		Query:           rec.query,
 		ClientIP:        hostOnly(rec.remoteAddr),
-		RequestHeaders:  append(apimeter.Headers(nil), rec.reqHeaders...),
+		RequestHeaders:  rec.reqHeaders,
 		RequestSize:     rec.reqLen,
 		Status:          rec.status,
-		ResponseHeaders: append(apimeter.Headers(nil), rec.respHeaders...),
+		ResponseHeaders: rec.respHeaders,
 		ResponseSize:    rec.respSize,
 		LatencyMs:       float64(rec.end.Sub(rec.start).Microseconds()) / 1000,
 		UserID:          rec.user,
 		CompanyID:       rec.company,
 		SessionToken:    rec.session,
 		Weight:          c.weight,
+	}
+	if !borrow {
+		e.RequestHeaders = append(apimeter.Headers(nil), e.RequestHeaders...)
+		e.ResponseHeaders = append(apimeter.Headers(nil), e.ResponseHeaders...)
 	}
 	if e.APIName == "" {
 		e.APIName = hostOnly(rec.host)
@@ -61,8 +68,8 @@ func (c *Capture) event(rec *record) apimeter.Event {
 		e.ResponseHeaders = append(e.ResponseHeaders, apimeter.Header{Name: "Content-Length", Value: strconv.FormatInt(rec.respSize, 10)})
 	}
 	if c.opts.LogBody {
-		e.RequestBody = body(rec.reqBody, rec.reqRead > int64(len(rec.reqBody)))
-		e.ResponseBody = body(rec.respBody, rec.respSize > int64(len(rec.respBody)))
+		e.RequestBody = body(rec.reqBody, rec.reqRead > int64(len(rec.reqBody)), borrow)
+		e.ResponseBody = body(rec.respBody, rec.respSize > int64(len(rec.respBody)), borrow)
 	}
 	if e.UserID == "" && rec.auth != "" {
 		e.UserID = c.subject(rec.auth)
@@ -101,8 +108,9 @@ func (c *Capture) subject(auth string) string {
 }
 
 // body turns captured bytes into a Body: text when valid UTF-8 (a cut
-// multi-byte character at the end is dropped), base64 otherwise.
-func body(b []byte, truncated bool) apimeter.Body {
+// multi-byte character at the end is dropped), base64 otherwise. With
+// borrow, the text points into b.
+func body(b []byte, truncated, borrow bool) apimeter.Body {
 	if len(b) == 0 {
 		return apimeter.Body{}
 	}
@@ -117,6 +125,9 @@ func body(b []byte, truncated bool) apimeter.Body {
 		}
 	}
 	if utf8.Valid(text) {
+		if borrow && len(text) > 0 {
+			return apimeter.Body{Text: unsafe.String(&text[0], len(text)), Truncated: truncated}
+		}
 		return apimeter.Body{Text: string(text), Truncated: truncated}
 	}
 	return apimeter.Body{Text: base64.StdEncoding.EncodeToString(b), Base64: true, Truncated: truncated}

@@ -10,12 +10,15 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/capture"
 )
@@ -31,7 +34,8 @@ type benchCaptureCmd struct {
 	SampleRate float64       `default:"1" help:"Options.SampleRate of the wrapped server."`
 	NoGzip     bool          `help:"Send batches without gzip (HTTPSinkConfig.NoCompression)."`
 	CPUProfile string        `help:"Write a CPU profile of the whole run to this file."`
-	Sink       string        `default:"http" enum:"http,collector" help:"Where the wrapped server sends events: http (HTTP sink to a loopback endpoint that reads and discards) or collector (a full apimeter collector with DuckDB in this process)."`
+	Sink       string        `default:"http" enum:"http,collector,none" help:"Where the wrapped server sends events: http (HTTP sink to a loopback endpoint that reads and discards), collector (a full apimeter collector with DuckDB in this process) or none (events are built and scrubbed, then dropped: the middleware alone)."`
+	NoBody     bool          `help:"Turn body capture off (Options.LogBody false)."`
 }
 
 // benchToken is seed 000's JWT (sub 513, HS256 with "my_super_secret").
@@ -43,13 +47,15 @@ func (c *benchCaptureCmd) Run(ctx context.Context) error {
 		return err
 	}
 	defer stopCollector()
-	sink, err := capture.NewHTTPSink(capture.HTTPSinkConfig{URL: collectorURL, ApplicationID: appID, NoCompression: c.NoGzip})
-	if err != nil {
-		return err
+	var sink capture.Sink = discardSink{}
+	if c.Sink != "none" {
+		if sink, err = capture.NewHTTPSink(capture.HTTPSinkConfig{URL: collectorURL, ApplicationID: appID, NoCompression: c.NoGzip}); err != nil {
+			return err
+		}
 	}
 	meter, err := capture.New(capture.Options{
 		Sink:            sink,
-		LogBody:         true,
+		LogBody:         !c.NoBody,
 		SampleRate:      c.SampleRate,
 		IdentifyCompany: func(r *http.Request, _ capture.Response) string { return r.PathValue("id") },
 	})
@@ -81,20 +87,28 @@ func (c *benchCaptureCmd) Run(ctx context.Context) error {
 	}
 	defer wrapped.Close()
 
-	var bareRates, wrappedRates, ratios []float64
+	var bareRates, wrappedRates, ratios, bareCPU, wrappedCPU []float64
 	for round := 0; round < c.Rounds; round++ {
 		for _, s := range []struct {
 			name  string
 			url   string
 			rates *[]float64
-		}{{"bare", bare.URL, &bareRates}, {"wrapped", wrapped.URL, &wrappedRates}} {
+			cpu   *[]float64
+		}{{"bare", bare.URL, &bareRates, &bareCPU}, {"wrapped", wrapped.URL, &wrappedRates, &wrappedCPU}} {
+			cpu0 := processCPU()
+			var ms0, ms1 runtime.MemStats
+			runtime.ReadMemStats(&ms0)
 			n, err := c.load(ctx, s.url, payload)
+			runtime.ReadMemStats(&ms1)
 			if err != nil {
 				return fmt.Errorf("%s round %d: %w", s.name, round+1, err)
 			}
+			perReq := float64((processCPU() - cpu0).Microseconds()) / float64(max(n, 1))
 			rate := float64(n) / c.Duration.Seconds()
 			*s.rates = append(*s.rates, rate)
-			fmt.Printf("round %d %-7s %8.0f req/s\n", round+1, s.name, rate)
+			*s.cpu = append(*s.cpu, perReq)
+			fmt.Printf("round %d %-7s %8.0f req/s  %6.1f µs CPU/request  %6.0f B allocated/request  %4d GCs\n", round+1, s.name, rate, perReq,
+				float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(max(n, 1)), ms1.NumGC-ms0.NumGC)
 		}
 		ratios = append(ratios, wrappedRates[round]/bareRates[round])
 	}
@@ -104,13 +118,15 @@ func (c *benchCaptureCmd) Run(ctx context.Context) error {
 	st := meter.Stats()
 	b, w := median(bareRates), median(wrappedRates)
 	fmt.Printf("median: bare %.0f req/s, wrapped %.0f req/s, wrapped/bare %.3f; median of per-round ratios %.3f (target >= 0.95)\n", b, w, w/b, median(ratios))
+	bc, wc := median(bareCPU), median(wrappedCPU)
+	fmt.Printf("CPU per request (this process: load generator + server + sender): bare %.1f µs, wrapped %.1f µs, bare/wrapped %.3f\n", bc, wc, bc/wc)
 	fmt.Printf("capture: enqueued %d, sent %d, dropped (queue full) %d, failed %d\n", st.Enqueued, st.Sent, st.Dropped, st.Failed)
 	return closeErr
 }
 
 // startSinkTarget starts what the wrapped server's events go to.
 func (c *benchCaptureCmd) startSinkTarget(ctx context.Context) (url, appID string, stop func(), err error) {
-	if c.Sink == "http" {
+	if c.Sink != "collector" {
 		s, err := serveLoopback(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.Copy(io.Discard, r.Body)
 			w.WriteHeader(http.StatusOK)
@@ -139,6 +155,12 @@ func (c *benchCaptureCmd) startSinkTarget(ctx context.Context) (url, appID strin
 	}
 	return in.URL, a.ID, func() { in.Close(); os.RemoveAll(dir) }, nil
 }
+
+// discardSink drops the events it is given.
+type discardSink struct{}
+
+func (discardSink) Send(context.Context, []apimeter.Event) error { return nil }
+func (discardSink) Close(context.Context) error                  { return nil }
 
 // benchAPI is seed 000's endpoint: it reads the request body and answers
 // with a JSON body of the same size.
@@ -208,6 +230,15 @@ func (c *benchCaptureCmd) load(ctx context.Context, base string, payload []byte)
 	}
 	wg.Wait()
 	return done.Load(), firstErr
+}
+
+// processCPU is the user+system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func median(xs []float64) float64 {
