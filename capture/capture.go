@@ -183,9 +183,13 @@ func (c *Capture) serve(next http.Handler, w http.ResponseWriter, r *http.Reques
 	rec.start = time.Now()
 	// Direct map lookups: the keys are canonical, so Header.Get's
 	// canonicalisation is wasted work on every request.
-	if v := r.Header[apimeter.TransactionIDHeader]; len(v) > 0 && v[0] != "" && len(v[0]) <= 256 {
-		rec.id = v[0]
-	} else {
+	rec.id = ""
+	if c.opts.TrustTransactionID {
+		if v := r.Header[apimeter.TransactionIDHeader]; len(v) > 0 && len(v[0]) <= 256 {
+			rec.id = v[0]
+		}
+	}
+	if rec.id == "" {
 		rec.id = newID()
 	}
 	w.Header()[apimeter.TransactionIDHeader] = []string{rec.id}
@@ -194,7 +198,8 @@ func (c *Capture) serve(next http.Handler, w http.ResponseWriter, r *http.Reques
 	rec.tls = r.TLS != nil
 	rec.remoteAddr = r.RemoteAddr
 	rec.reqLen = r.ContentLength
-	rec.reqHeaders = appendHeaders(rec.reqHeaders[:0], r.Header)
+	// The event carries the id it was given, not a caller's other one.
+	rec.reqHeaders = appendHeaders(rec.reqHeaders[:0], r.Header, apimeter.TransactionIDHeader)
 	rec.reqHeaders = append(rec.reqHeaders, apimeter.Header{Name: apimeter.TransactionIDHeader, Value: rec.id})
 
 	body := r.Body

@@ -387,3 +387,50 @@ func TestRouteFromServeMuxPattern(t *testing.T) {
 		})
 	}
 }
+
+func TestTransactionID(t *testing.T) {
+	cases := []struct {
+		name     string
+		trust    bool
+		incoming string
+		wantSame bool
+	}{
+		{"generated when absent", false, "", false},
+		{"caller's id not trusted by default", false, "client-chosen", false},
+		{"caller's id taken when trusted", true, "client-chosen", true},
+		{"overlong id replaced", true, strings.Repeat("x", 300), false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := &memSink{}
+			c, err := capture.New(capture.Options{Sink: sink, TrustTransactionID: tc.trust})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := httptest.NewRequest("GET", "/health", nil)
+			if tc.incoming != "" {
+				req.Header.Set(apimeter.TransactionIDHeader, tc.incoming)
+			}
+			rec := httptest.NewRecorder()
+			c.Middleware(accountsMux(1)).ServeHTTP(rec, req)
+			closeCapture(t, c)
+			e := sink.all()[0]
+			got := rec.Header().Get(apimeter.TransactionIDHeader)
+			if e.ID == "" || got != e.ID || (e.ID == tc.incoming) != tc.wantSame {
+				t.Fatalf("event id %q, response header %q, incoming %q; want them equal and the incoming one used: %v", e.ID, got, tc.incoming, tc.wantSame)
+			}
+			n := 0
+			for _, h := range e.RequestHeaders {
+				if strings.EqualFold(h.Name, apimeter.TransactionIDHeader) {
+					n++
+					if h.Value != e.ID {
+						t.Errorf("request header carries %q, want the event id %q", h.Value, e.ID)
+					}
+				}
+			}
+			if n != 1 {
+				t.Errorf("%d %s request headers in the event, want 1", n, apimeter.TransactionIDHeader)
+			}
+		})
+	}
+}

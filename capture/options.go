@@ -76,6 +76,13 @@ type Options struct {
 	// stay right.
 	SampleRate float64
 
+	// TrustTransactionID takes the caller's X-Moesif-Transaction-Id
+	// request header as the event id. Ingest is idempotent on the id, so a
+	// caller who can choose it can make its own calls count once: set it
+	// only behind a gateway you run that sets the header. By default every
+	// call gets a new id.
+	TrustTransactionID bool
+
 	// APIName names the API. Empty means the request's host, without port.
 	APIName string
 

@@ -63,10 +63,13 @@ func (rec *record) reset() {
 	rec.body.rc = nil
 }
 
-// appendHeaders flattens h into dst without allocating unless a header has
-// several values.
-func appendHeaders(dst apimeter.Headers, h http.Header) apimeter.Headers {
+// appendHeaders flattens h, but for the header named skip, into dst without
+// allocating unless a header has several values.
+func appendHeaders(dst apimeter.Headers, h http.Header, skip string) apimeter.Headers {
 	for k, vs := range h {
+		if k == skip {
+			continue
+		}
 		switch len(vs) {
 		case 0:
 		case 1:
@@ -147,7 +150,7 @@ func (w *responseWriter) Unwrap() http.ResponseWriter { return w.w }
 func (w *responseWriter) recordHeader(code int, h http.Header) {
 	w.wroteHeader = true
 	w.rec.status = code
-	w.rec.respHeaders = appendHeaders(w.rec.respHeaders[:0], h)
+	w.rec.respHeaders = appendHeaders(w.rec.respHeaders[:0], h, "")
 }
 
 func (w *responseWriter) WriteHeader(code int) {
