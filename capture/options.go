@@ -52,6 +52,8 @@ type Options struct {
 	// Mask is the last chance to edit an event before it is sent. It runs
 	// on the sending goroutine and sees the event already scrubbed; the
 	// event is scrubbed again after it, so Mask cannot leak a secret header.
+	// The event and its strings may point into reused buffers: do not keep
+	// them after Mask returns (copy what you need).
 	Mask func(e *apimeter.Event)
 
 	// ClientIP returns the caller's address. Nil means the host of
