@@ -471,8 +471,12 @@ func waitProfiles(t *testing.T, c *collector) {
 				if p.CompanyID != want.company || !bytes.Contains(p.Body, []byte(want.fragment)) {
 					t.Errorf("%s %s stored as company %q, %s; want company %q and %q in it", want.kind, want.id, p.CompanyID, p.Body, want.company, want.fragment)
 				}
-				if p.ModifiedTime.IsZero() {
-					t.Errorf("%s %s has no modified time", want.kind, want.id)
+				var body struct {
+					ModifiedTime *string `json:"modified_time"`
+				}
+				json.Unmarshal(p.Body, &body)
+				if p.ModifiedTime.IsZero() || body.ModifiedTime == nil {
+					t.Errorf("%s %s has no modified time: %v, %s", want.kind, want.id, p.ModifiedTime, p.Body)
 				}
 				break
 			}
