@@ -3,6 +3,7 @@ package sdktest
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -10,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -53,13 +55,22 @@ type sdk struct {
 	name         string
 	setCookie    string // the Set-Cookie value its app answers with
 	metadataName string // what its app puts in metadata.sdk
+	source       string // the SDK's packages, as pinned in its folder
 	prepare      func(t *testing.T) *exec.Cmd
 }
 
+// record, when set, makes TestMoesifSDKs write what each SDK sent to
+// apimeter to testdata/recorded-<sdk>.json, for TestRecordedSDKTraffic:
+//
+//	go test ./sdktest -run TestMoesifSDKs -record
+var record = flag.Bool("record", false, "write the SDKs' collector requests to testdata/recorded-<sdk>.json")
+
 func TestMoesifSDKs(t *testing.T) {
 	for _, s := range []sdk{
-		{name: "node", setCookie: "node-set-cookie-secret", metadataName: "moesif-nodejs", prepare: prepareNode},
-		{name: "go", setCookie: "go-set-cookie-secret", metadataName: "moesifmiddleware-go", prepare: prepareGo},
+		{name: "node", setCookie: "node-set-cookie-secret", metadataName: "moesif-nodejs",
+			source: "moesif-nodejs 3.11.0 with moesifapi 3.1.3 (node/package-lock.json)", prepare: prepareNode},
+		{name: "go", setCookie: "go-set-cookie-secret", metadataName: "moesifmiddleware-go",
+			source: "moesifmiddleware-go v1.2.9 with moesifapi-go v1.1.5 (go/go.mod)", prepare: prepareGo},
 	} {
 		t.Run(s.name, func(t *testing.T) {
 			t.Parallel()
@@ -134,7 +145,7 @@ func startCollector(t *testing.T, env string) *collector {
 		t.Fatalf("open apps: %v", err)
 	}
 	srv := server.New(server.Config{Store: st, Apps: reg, Scrubber: apimeter.NewScrubber(nil, nil, -1)})
-	hits := &hitLog{}
+	hits := &hitLog{record: *record}
 	hs := httptest.NewServer(hits.wrap(srv))
 	t.Cleanup(func() {
 		hs.Close()
@@ -146,21 +157,43 @@ func startCollector(t *testing.T, env string) *collector {
 type hit struct {
 	Method, Path, UserAgent, Encoding string
 	Status                            int
+	// ContentType and Body (gzip-decoded) are kept only when recording.
+	ContentType string          `json:",omitempty"`
+	Body        json.RawMessage `json:",omitempty"`
 }
 
 // hitLog records every request apimeter answers, with its status.
 type hitLog struct {
-	mu   sync.Mutex
-	hits []hit
+	record bool
+	mu     sync.Mutex
+	hits   []hit
 }
 
 func (l *hitLog) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body []byte
+		if l.record && r.Body != nil {
+			raw, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(raw))
+			body = raw
+			if r.Header.Get("Content-Encoding") == "gzip" {
+				if zr, err := gzip.NewReader(bytes.NewReader(raw)); err == nil {
+					body, _ = io.ReadAll(zr)
+				}
+			}
+		}
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		h.ServeHTTP(sw, r)
+		hh := hit{Method: r.Method, Path: r.URL.Path, UserAgent: r.UserAgent(),
+			Encoding: r.Header.Get("Content-Encoding"), Status: sw.status}
+		if l.record {
+			hh.ContentType = r.Header.Get("Content-Type")
+			if json.Valid(body) {
+				hh.Body = body
+			}
+		}
 		l.mu.Lock()
-		l.hits = append(l.hits, hit{Method: r.Method, Path: r.URL.Path, UserAgent: r.UserAgent(),
-			Encoding: r.Header.Get("Content-Encoding"), Status: sw.status})
+		l.hits = append(l.hits, hh)
 		l.mu.Unlock()
 	})
 }
@@ -295,14 +328,15 @@ type call struct {
 	wantBody   string // a fragment of the stored request body
 }
 
-func runSDK(t *testing.T, s sdk) {
-	cmd := s.prepare(t)
-	c := startCollector(t, s.name)
-	a := startApp(t, cmd, c)
+// seedJWT is the seed's token: HS256, sub 513 (the user), name, iat.
+func seedJWT() string {
+	return hs256(map[string]any{"sub": "513", "name": "John Doe", "iat": 1516239022}, jwtSecret)
+}
 
-	jwt := hs256(map[string]any{"sub": "513", "name": "John Doe", "iat": 1516239022}, jwtSecret)
+// seedCalls are the calls made to each SDK app, after seed 000.
+func seedCalls(jwt string) []call {
 	bearer := map[string]string{"Authorization": "Bearer " + jwt}
-	calls := []call{
+	return []call{
 		{
 			name: "seed call: JWT user 513, company from the URL, cookie and api keys", method: "GET",
 			path: "/accounts/abcdef/message?api_key=" + querySecret,
@@ -319,14 +353,24 @@ func runSDK(t *testing.T, s sdk) {
 			name: "anonymous 404", method: "GET", path: "/missing",
 			wantStatus: 404, wantPath: "/missing",
 		},
+		// runSDK sends the last call only once the others are stored, so
+		// that it follows the SDK's first batch: from then on the SDK must
+		// not fetch /v1/config again (apimeter's etags agree; see
+		// checkAnswers).
+		{
+			name: "second round, after the first batch", method: "GET", path: "/accounts/abcdef/message", header: bearer,
+			wantStatus: 200, wantUser: "513", wantComp: "abcdef", wantPath: "/accounts/abcdef/message",
+		},
 	}
-	// The last call goes out only once the others are stored, so that it
-	// follows the SDK's first batch: from then on the SDK must not fetch
-	// /v1/config again (apimeter's etags agree; see checkAnswers).
-	calls = append(calls, call{
-		name: "second round, after the first batch", method: "GET", path: "/accounts/abcdef/message", header: bearer,
-		wantStatus: 200, wantUser: "513", wantComp: "abcdef", wantPath: "/accounts/abcdef/message",
-	})
+}
+
+func runSDK(t *testing.T, s sdk) {
+	cmd := s.prepare(t)
+	c := startCollector(t, s.name)
+	a := startApp(t, cmd, c)
+
+	jwt := seedJWT()
+	calls := seedCalls(jwt)
 	txIDs := make([]string, len(calls))
 	for i, cl := range calls {
 		if i == len(calls)-1 {
@@ -346,50 +390,200 @@ func runSDK(t *testing.T, s sdk) {
 			if !ok {
 				t.Fatalf("no event stored with the transaction id %q the SDK gave the call; stored ids: %v", txIDs[i], ids(events))
 			}
-			checks := []struct {
-				field     string
-				got, want any
-			}{
-				{"method", e.Method, cl.method},
-				{"path", e.Path, cl.wantPath},
-				{"status", e.Status, cl.wantStatus},
-				{"user_id", e.UserID, cl.wantUser},
-				{"company_id", e.CompanyID, cl.wantComp},
-				{"client ip", e.ClientIP, "127.0.0.1"},
-				{"direction", e.Direction, apimeter.Incoming},
-				{"weight", e.Weight, int64(1)},
-			}
-			for _, ch := range checks {
-				if ch.got != ch.want {
-					t.Errorf("%s = %#v, want %#v", ch.field, ch.got, ch.want)
-				}
-			}
+			checkEvent(t, e, cl, s, jwt)
 			if want := strings.TrimPrefix(a.url, "http://") + cl.wantPath; !strings.Contains(e.URI, want) {
 				t.Errorf("uri = %q, want it to contain %q", e.URI, want)
-			}
-			if cl.wantBody != "" && !strings.Contains(e.RequestBody.Text, cl.wantBody) {
-				t.Errorf("request body = %q, want it to contain %s", e.RequestBody.Text, cl.wantBody)
-			}
-			if e.ResponseBody.Text == "" {
-				t.Errorf("response body not stored")
-			}
-			if !bytes.Contains(e.Metadata, []byte(s.metadataName)) {
-				t.Errorf("metadata = %s, want the app's {\"sdk\":%q}", e.Metadata, s.metadataName)
-			}
-			if cl.header["Authorization"] != "" {
-				if want := apimeter.Fingerprint(jwt); e.SessionToken != want {
-					t.Errorf("session token = %q, want the JWT's fingerprint %q", e.SessionToken, want)
-				}
-				if got := e.RequestHeaders.Get("Authorization"); !strings.HasPrefix(got, "fp_") {
-					t.Errorf("stored Authorization header = %q, want a fingerprint", got)
-				}
 			}
 		})
 	}
 
 	waitProfiles(t, c)
-	checkNoSecrets(t, c.store.DB(), []string{jwt, strings.Split(jwt, ".")[2], cookieSecret, apiKeySecret, querySecret, s.setCookie})
+	checkNoSecrets(t, c.store.DB(), secrets(jwt, s))
 	checkAnswers(t, c.hits.all(), a)
+	if *record && !t.Failed() {
+		writeRecording(t, s, c.hits.all())
+	}
+}
+
+// secrets are the values the calls to an SDK app carry that must never
+// be stored.
+func secrets(jwt string, s sdk) []string {
+	return []string{jwt, strings.Split(jwt, ".")[2], cookieSecret, apiKeySecret, querySecret, s.setCookie}
+}
+
+// checkEvent compares a stored event with what its call must produce.
+func checkEvent(t *testing.T, e apimeter.Event, cl call, s sdk, jwt string) {
+	t.Helper()
+	checks := []struct {
+		field     string
+		got, want any
+	}{
+		{"method", e.Method, cl.method},
+		{"path", e.Path, cl.wantPath},
+		{"status", e.Status, cl.wantStatus},
+		{"user_id", e.UserID, cl.wantUser},
+		{"company_id", e.CompanyID, cl.wantComp},
+		{"client ip", e.ClientIP, "127.0.0.1"},
+		{"direction", e.Direction, apimeter.Incoming},
+		{"weight", e.Weight, int64(1)},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %#v, want %#v", ch.field, ch.got, ch.want)
+		}
+	}
+	if !strings.HasSuffix(e.Path, cl.wantPath) || !strings.Contains(e.URI, "://127.0.0.1:") {
+		t.Errorf("uri = %q, want http://127.0.0.1:PORT%s", e.URI, cl.wantPath)
+	}
+	if cl.wantBody != "" && !strings.Contains(e.RequestBody.Text, cl.wantBody) {
+		t.Errorf("request body = %q, want it to contain %s", e.RequestBody.Text, cl.wantBody)
+	}
+	if e.ResponseBody.Text == "" {
+		t.Errorf("response body not stored")
+	}
+	if !bytes.Contains(e.Metadata, []byte(s.metadataName)) {
+		t.Errorf("metadata = %s, want the app's {\"sdk\":%q}", e.Metadata, s.metadataName)
+	}
+	if cl.header["Authorization"] != "" {
+		if want := apimeter.Fingerprint(jwt); e.SessionToken != want {
+			t.Errorf("session token = %q, want the JWT's fingerprint %q", e.SessionToken, want)
+		}
+		if got := e.RequestHeaders.Get("Authorization"); !strings.HasPrefix(got, "fp_") {
+			t.Errorf("stored Authorization header = %q, want a fingerprint", got)
+		}
+	}
+}
+
+// recording is what one SDK sent to apimeter in a run of TestMoesifSDKs.
+type recording struct {
+	SDK      string `json:"sdk"`
+	Source   string `json:"source"`
+	Note     string `json:"note"`
+	Requests []hit  `json:"requests"`
+}
+
+func recordingPath(name string) string {
+	return filepath.Join("testdata", "recorded-"+name+".json")
+}
+
+func writeRecording(t *testing.T, s sdk, hits []hit) {
+	t.Helper()
+	b, err := json.MarshalIndent(recording{SDK: s.name, Source: s.source,
+		Note:     "written by go test ./sdktest -run TestMoesifSDKs -record; bodies gzip-decoded; the secrets in them are the test's own",
+		Requests: hits}, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll("testdata", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(recordingPath(s.name), append(b, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote %s", recordingPath(s.name))
+}
+
+// TestRecordedSDKTraffic replays what the real SDKs sent in a recorded
+// run of TestMoesifSDKs, with their headers and JSON (gzip where they
+// gzipped; the recording is indented, the replay compact as sent), so that
+// their wire format stays covered where an SDK cannot run (the Go module
+// proxy does not serve Moesif's Go SDK). A second replay must store
+// nothing new: the SDKs' transaction ids make ingest idempotent.
+func TestRecordedSDKTraffic(t *testing.T) {
+	jwt := seedJWT()
+	calls := seedCalls(jwt)
+	for _, s := range []sdk{
+		{name: "node", setCookie: "node-set-cookie-secret", metadataName: "moesif-nodejs"},
+		{name: "go", setCookie: "go-set-cookie-secret", metadataName: "moesifmiddleware-go"},
+	} {
+		t.Run(s.name, func(t *testing.T) {
+			b, err := os.ReadFile(recordingPath(s.name))
+			if err != nil {
+				t.Fatalf("read the recording: %v", err)
+			}
+			var rec recording
+			if err := json.Unmarshal(b, &rec); err != nil {
+				t.Fatalf("%s: %v", recordingPath(s.name), err)
+			}
+			c := startCollector(t, "replay-"+s.name)
+			var posted int
+			for round := 1; round <= 2; round++ {
+				for _, h := range rec.Requests {
+					if status := replay(t, c, h); status != http.StatusOK {
+						t.Fatalf("round %d: %s %s (as sent by %s) answered %d, want 200", round, h.Method, h.Path, h.UserAgent, status)
+					}
+					if round == 1 && h.Method == http.MethodPost && strings.HasPrefix(h.Path, "/v1/events") {
+						var batch []json.RawMessage
+						if json.Unmarshal(h.Body, &batch) != nil {
+							batch = []json.RawMessage{h.Body}
+						}
+						posted += len(batch)
+					}
+				}
+			}
+			if posted != len(calls) {
+				t.Fatalf("the recording holds %d events, want one per call (%d)", posted, len(calls))
+			}
+			events, err := c.store.Events(t.Context(), apimeter.EventFilter{Org: c.app.Org, Env: c.app.Env, Limit: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(events) != len(calls) {
+				t.Fatalf("%d events stored after two replays, want %d: %v", len(events), len(calls), ids(events))
+			}
+			for _, e := range events {
+				i := slices.IndexFunc(calls, func(cl call) bool { return cl.method == e.Method && cl.wantPath == e.Path })
+				if i < 0 {
+					t.Errorf("stored event %s %s matches no call", e.Method, e.URI)
+					continue
+				}
+				t.Run(calls[i].name, func(t *testing.T) { checkEvent(t, e, calls[i], s, jwt) })
+			}
+			waitProfiles(t, c)
+			checkNoSecrets(t, c.store.DB(), secrets(jwt, s))
+		})
+	}
+}
+
+// replay sends one recorded request to c as the SDK sent it, under c's
+// application id, and returns the status.
+func replay(t *testing.T, c *collector, h hit) int {
+	t.Helper()
+	var body io.Reader
+	if len(h.Body) > 0 {
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, h.Body); err != nil {
+			t.Fatalf("recorded body of %s %s: %v", h.Method, h.Path, err)
+		}
+		raw := compact.Bytes()
+		if h.Encoding == "gzip" {
+			var buf bytes.Buffer
+			zw := gzip.NewWriter(&buf)
+			zw.Write(raw)
+			zw.Close()
+			raw = buf.Bytes()
+		}
+		body = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), h.Method, c.url+h.Path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set(server.AppIDHeader, c.app.ID)
+	req.Header.Set("User-Agent", h.UserAgent)
+	if h.ContentType != "" {
+		req.Header.Set("Content-Type", h.ContentType)
+	}
+	if h.Encoding != "" {
+		req.Header.Set("Content-Encoding", h.Encoding)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // send makes one call to the app and returns the transaction id the SDK
