@@ -56,7 +56,10 @@ type sdk struct {
 	setCookie    string // the Set-Cookie value its app answers with
 	metadataName string // what its app puts in metadata.sdk
 	source       string // the SDK's packages, as pinned in its folder
-	prepare      func(t *testing.T) *exec.Cmd
+	// reportsBatches says the app prints {"sdk":"events",...} once the SDK
+	// has handled the collector's answer to a batch.
+	reportsBatches bool
+	prepare        func(t *testing.T) *exec.Cmd
 }
 
 // record, when set, makes TestMoesifSDKs write what each SDK sent to
@@ -68,7 +71,7 @@ var record = flag.Bool("record", false, "write the SDKs' collector requests to t
 func TestMoesifSDKs(t *testing.T) {
 	for _, s := range []sdk{
 		{name: "node", setCookie: "node-set-cookie-secret", metadataName: "moesif-nodejs",
-			source: "moesif-nodejs 3.11.0 with moesifapi 3.1.3 (node/package-lock.json)", prepare: prepareNode},
+			source: "moesif-nodejs 3.11.0 with moesifapi 3.1.3 (node/package-lock.json)", reportsBatches: true, prepare: prepareNode},
 		{name: "go", setCookie: "go-set-cookie-secret", metadataName: "moesifmiddleware-go",
 			source: "moesifmiddleware-go v1.2.9 with moesifapi-go v1.1.5 (go/go.mod)", prepare: prepareGo},
 	} {
@@ -375,6 +378,11 @@ func runSDK(t *testing.T, s sdk) {
 	for i, cl := range calls {
 		if i == len(calls)-1 {
 			waitEvents(t, c, i)
+			if s.reportsBatches {
+				// Stored is not yet answered: wait until the SDK has read
+				// the answer (and its etag) before the next call.
+				waitOutput(t, a, `"sdk":"events"`)
+			}
 		}
 		txIDs[i] = send(t, a, cl)
 	}
@@ -648,6 +656,18 @@ func waitEvents(t *testing.T, c *collector, n int) []apimeter.Event {
 			t.Fatalf("%d of %d events arrived within %v; collector answers: %+v", len(events), n, arrivalTimeout, c.hits.all())
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitOutput waits until the app has printed a line containing fragment.
+func waitOutput(t *testing.T, a *app, fragment string) {
+	t.Helper()
+	deadline := time.Now().Add(arrivalTimeout)
+	for !slices.ContainsFunc(a.output(), func(l string) bool { return strings.Contains(l, fragment) }) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the app did not print %s within %v", fragment, arrivalTimeout)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
