@@ -33,3 +33,6 @@ require (
 	golang.org/x/tools v0.41.0 // indirect
 	golang.org/x/xerrors v0.0.0-20240903120638-7835f813f4da // indirect
 )
+
+// npm packages of the SDK test app; not Go code.
+ignore ./sdktest/node/node_modules
