@@ -90,7 +90,7 @@ var fixture = []ev{
 	{at: "2018-03-05 10:00", proxy: "weatherapi", app: "Test-App", user: "u1", status: 200, weight: 744944087, latency: 10},
 	{at: "2018-03-31 23:58", proxy: "weatherapi", app: "Test-App", user: "u1", status: 200, latency: 10},
 	{at: "2018-03-31 23:59", proxy: "weatherapi", app: "Test-App", user: "u1", status: 200, latency: 10}, // end is exclusive
-	{at: "2018-03-01 10:00", env: "prod", proxy: "weatherapi", status: 200, latency: 10},                // other env
+	{at: "2018-03-01 10:00", env: "prod", proxy: "weatherapi", status: 200, latency: 10},                 // other env
 
 	// June 20-21 2018: target-reroute 886 + 6645 + 1109 = 8640 calls;
 	// developer_app per day: Test-App 886 and johndoe_app 6645 on the 20th,

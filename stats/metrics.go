@@ -99,14 +99,14 @@ func (m metric) allows(agg string) bool {
 
 func isPercentile(agg string) bool { return agg == aggP50 || agg == aggP95 || agg == aggP99 }
 
-func percentileFraction(agg string) float64 {
+func percentilePercent(agg string) int64 {
 	switch agg {
 	case aggP50:
-		return 0.50
+		return 50
 	case aggP95:
-		return 0.95
+		return 95
 	default:
-		return 0.99
+		return 99
 	}
 }
 

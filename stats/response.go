@@ -15,7 +15,9 @@ type Response struct {
 
 // Environment holds either dimensions (grouped queries) or metrics (totals).
 type Environment struct {
-	Dimensions []DimensionResult `json:"dimensions,omitempty"`
+	// Dimensions is a pointer so that a grouped query with no groups
+	// still answers "dimensions": [].
+	Dimensions *[]DimensionResult `json:"dimensions,omitempty"`
 	Metrics    []MetricResult    `json:"metrics,omitempty"`
 	Name       string            `json:"name"`
 }
@@ -70,18 +72,19 @@ func Render(p *Plan, d Dialect, res *Result) *Response {
 	if len(p.Dimensions) == 0 {
 		env.Metrics = series(res.Rows)
 	} else {
-		env.Dimensions = []DimensionResult{}
+		dims := []DimensionResult{}
 		for i := 0; i < len(res.Rows); {
 			j := i + 1
 			for j < len(res.Rows) && equalDims(res.Rows[i].Dims, res.Rows[j].Dims) {
 				j++
 			}
-			env.Dimensions = append(env.Dimensions, DimensionResult{
+			dims = append(dims, DimensionResult{
 				Metrics: series(res.Rows[i:j]),
 				Name:    strings.Join(res.Rows[i].Dims, ","),
 			})
 			i = j
 		}
+		env.Dimensions = &dims
 	}
 	notices := []string{
 		"Source:" + d.Name(),

@@ -350,8 +350,9 @@ func (b *sqlBuilder) aggBlock(p *Plan, where string, keys []string, sels []Selec
 		}
 		var qs []string
 		for _, agg := range []string{aggP50, aggP95, aggP99} {
-			qs = append(qs, fmt.Sprintf("CAST(MIN(CASE WHEN cw >= %s * tw THEN v END) AS DOUBLE) AS %s",
-				strconv.FormatFloat(percentileFraction(agg), 'f', -1, 64), agg))
+			// Whole-number arithmetic keeps the comparison exact.
+			qs = append(qs, fmt.Sprintf("CAST(MIN(CASE WHEN cw * 100 >= %d * tw THEN v END) AS DOUBLE) AS %s",
+				percentilePercent(agg), agg))
 		}
 		fmt.Fprintf(&sb, " LEFT JOIN (SELECT %s%s FROM (SELECT %sv, SUM(w) OVER (%sORDER BY v ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cw, SUM(w) OVER (%s) AS tw FROM (SELECT %s%s AS v, SUM(weight) AS w FROM %s AS e WHERE %s IS NOT NULL GROUP BY %sv) AS g) AS c%s) AS p%d ON %s",
 			keyList, strings.Join(qs, ", "),
