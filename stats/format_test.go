@@ -79,4 +79,3 @@ func TestQuota(t *testing.T) {
 		}
 	}
 }
-

@@ -18,8 +18,8 @@ type Environment struct {
 	// Dimensions is a pointer so that a grouped query with no groups
 	// still answers "dimensions": [].
 	Dimensions *[]DimensionResult `json:"dimensions,omitempty"`
-	Metrics    []MetricResult    `json:"metrics,omitempty"`
-	Name       string            `json:"name"`
+	Metrics    []MetricResult     `json:"metrics,omitempty"`
+	Name       string             `json:"name"`
 }
 
 // DimensionResult is one dimension group; Name joins the values of several
