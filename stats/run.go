@@ -46,7 +46,7 @@ func Run(ctx context.Context, db Queryer, d Dialect, p *Plan) (*Result, error) {
 		n++
 	}
 	dims := make([]any, q.Dims)
-	var bucket time.Time
+	var bucket int64
 	vals := make([]sql.NullFloat64, len(p.Select))
 	var maxW sql.NullInt64
 	dest := make([]any, 0, n)
@@ -69,7 +69,7 @@ func Run(ctx context.Context, db Queryer, d Dialect, p *Plan) (*Result, error) {
 			r.Dims[i] = dimString(v)
 		}
 		if q.Bucket {
-			r.Bucket = bucket.UTC()
+			r.Bucket = time.UnixMicro(bucket).UTC()
 		}
 		for i, v := range vals {
 			if v.Valid {

@@ -14,10 +14,13 @@ type Dialect interface {
 	// Placeholder is the text of the n-th bound parameter (1-based); the
 	// same n may appear more than once.
 	Placeholder(n int) string
-	// Bucket truncates the timestamp column ts to the start of its unit
-	// (second .. month; weeks start on Monday) in the zone offsetMinutes
-	// (a placeholder holding minutes east of UTC), returned as UTC.
+	// Bucket is the grouping key of the time bucket (second .. month;
+	// weeks start on Monday) of timestamp column ts in the zone given by
+	// offsetMinutes (a placeholder holding minutes east of UTC, or "" for
+	// UTC). BucketStart turns such a key, after grouping, into the bucket's
+	// start in microseconds since the Unix epoch.
 	Bucket(unit, ts, offsetMinutes string) string
+	BucketStart(key, offsetMinutes string) string
 	// Basepath is the first segment of a path column, with its leading /.
 	Basepath(col string) string
 	// Text casts an expression to a string, for like on numbers.
@@ -30,7 +33,25 @@ type DuckDB struct{}
 func (DuckDB) Name() string             { return "DuckDB" }
 func (DuckDB) Placeholder(n int) string { return "$" + strconv.Itoa(n) }
 func (DuckDB) Bucket(unit, ts, off string) string {
-	return fmt.Sprintf("(date_trunc('%s', %s + to_minutes(%s)) - to_minutes(%s))", unit, ts, off, off)
+	local := ts
+	if off != "" {
+		local = fmt.Sprintf("(%s + to_minutes(%s))", ts, off)
+	}
+	// Days, weeks and months group on a DATE, which DuckDB groups faster
+	// than timestamps.
+	switch unit {
+	case "day":
+		return fmt.Sprintf("CAST(%s AS DATE)", local)
+	case "week", "month":
+		return fmt.Sprintf("CAST(date_trunc('%s', CAST(%s AS DATE)) AS DATE)", unit, local)
+	}
+	return fmt.Sprintf("date_trunc('%s', %s)", unit, local)
+}
+func (DuckDB) BucketStart(key, off string) string {
+	if off == "" {
+		return fmt.Sprintf("epoch_us(CAST(%s AS TIMESTAMP))", key)
+	}
+	return fmt.Sprintf("(epoch_us(CAST(%s AS TIMESTAMP)) - %s * 60000000)", key, off)
 }
 func (DuckDB) Basepath(col string) string {
 	return fmt.Sprintf("regexp_extract(%s, '^/[^/]*')", col)
@@ -52,6 +73,7 @@ type Query struct {
 type sqlBuilder struct {
 	d    Dialect
 	args []any
+	tzo  string // placeholder of the time-zone offset, "" for UTC
 }
 
 func (b *sqlBuilder) arg(v any) string {
@@ -67,6 +89,9 @@ const Table = "events"
 func Build(p *Plan, d Dialect) Query {
 	b := &sqlBuilder{d: d}
 	where := b.where(p)
+	if p.TimeUnit != "" && p.TZO != 0 {
+		b.tzo = b.arg(int64(p.TZO))
+	}
 	var dimKeys []string
 	for i := range p.Dimensions {
 		dimKeys = append(dimKeys, "d"+strconv.Itoa(i))
@@ -79,9 +104,29 @@ func Build(p *Plan, d Dialect) Query {
 	if len(sortSels) == 0 {
 		sortSels = p.Select[:1]
 	}
+	// The ranking over the whole range is read from the bucketed
+	// aggregate when the sort metrics can be re-aggregated from buckets;
+	// otherwise it takes its own pass (s below).
+	rankFromM := len(p.Dimensions) > 0 && (p.TimeUnit == "" || allRollup(sortSels))
 	mainSels := p.Select
-	if p.TimeUnit == "" {
-		mainSels = append(append([]Selection{}, p.Select...), sortSels...)
+	// sortIdx is the column of m (mN) each sort metric is read from; a
+	// sort metric that is also selected shares its column.
+	var sortIdx []int
+	if rankFromM {
+		mainSels = append([]Selection{}, p.Select...)
+		for _, ss := range sortSels {
+			j := len(mainSels)
+			for i, sel := range p.Select {
+				if sel.Name == ss.Name {
+					j = i
+					break
+				}
+			}
+			if j == len(mainSels) {
+				mainSels = append(mainSels, ss)
+			}
+			sortIdx = append(sortIdx, j)
+		}
 	}
 	var sb strings.Builder
 	sb.WriteString("WITH m AS (")
@@ -99,7 +144,7 @@ func Build(p *Plan, d Dialect) Query {
 	if len(p.Dimensions) == 0 {
 		sb.WriteString(" SELECT ")
 		if q.Bucket {
-			sb.WriteString("m.b, ")
+			sb.WriteString(b.d.BucketStart("m.b", b.tzo) + ", ")
 		}
 		sb.WriteString(strings.Join(metricCols, ", "))
 		sb.WriteString(", m.mw FROM m")
@@ -110,19 +155,33 @@ func Build(p *Plan, d Dialect) Query {
 		return q
 	}
 	// Rank the dimension groups over the whole time range.
+	// r ranks with sort keys k0.. taken from m, from a roll-up of m, or
+	// from a separate pass s.
 	rsrc := "m"
-	var sortCols []string
-	if p.TimeUnit == "" {
-		for i := range sortSels {
-			sortCols = append(sortCols, "m"+strconv.Itoa(len(p.Select)+i))
+	var sortCols, sortExprs []string
+	for i := range sortSels {
+		sortCols = append(sortCols, "k"+strconv.Itoa(i))
+	}
+	switch {
+	case p.TimeUnit == "":
+		for i, j := range sortIdx {
+			sortExprs = append(sortExprs, fmt.Sprintf("m%d AS k%d", j, i))
 		}
-	} else {
+	case rankFromM:
+		var cols []string
+		for i, j := range sortIdx {
+			cols = append(cols, fmt.Sprintf("%s(m%d) AS k%d", rollupFunc(sortSels[i]), j, i))
+			sortExprs = append(sortExprs, "k"+strconv.Itoa(i))
+		}
+		fmt.Fprintf(&sb, ", s AS (SELECT %s, %s FROM m GROUP BY %s)", strings.Join(dimKeys, ", "), strings.Join(cols, ", "), strings.Join(dimKeys, ", "))
+		rsrc = "s"
+	default:
 		sb.WriteString(", s AS (")
 		sb.WriteString(b.aggBlock(p, where, dimKeys, sortSels))
 		sb.WriteString(")")
 		rsrc = "s"
 		for i := range sortSels {
-			sortCols = append(sortCols, "m"+strconv.Itoa(i))
+			sortExprs = append(sortExprs, fmt.Sprintf("m%d AS k%d", i, i))
 		}
 	}
 	order := func(dir string) string {
@@ -140,8 +199,8 @@ func Build(p *Plan, d Dialect) Query {
 		dir = "ASC"
 	}
 	dimList := strings.Join(dimKeys, ", ")
-	fmt.Fprintf(&sb, ", r AS (SELECT %s, %s, ROW_NUMBER() OVER (ORDER BY %s) AS tk FROM %s)",
-		dimList, strings.Join(sortCols, ", "), order("DESC"), rsrc)
+	fmt.Fprintf(&sb, ", r AS (SELECT *, ROW_NUMBER() OVER (ORDER BY %s) AS tk FROM (SELECT %s, %s FROM %s) AS rk)",
+		order("DESC"), dimList, strings.Join(sortExprs, ", "), rsrc)
 	topWhere := ""
 	if p.TopK > 0 {
 		topWhere = " WHERE tk <= " + b.arg(int64(p.TopK))
@@ -152,7 +211,7 @@ func Build(p *Plan, d Dialect) Query {
 		sb.WriteString("m." + k + ", ")
 	}
 	if q.Bucket {
-		sb.WriteString("m.b, ")
+		sb.WriteString(b.d.BucketStart("m.b", b.tzo) + ", ")
 	}
 	sb.WriteString(strings.Join(metricCols, ", "))
 	sb.WriteString(", m.mw FROM m JOIN o ON ")
@@ -254,6 +313,34 @@ func (b *sqlBuilder) expr(sb *strings.Builder, e Expr) {
 	}
 }
 
+// rollupFunc is the aggregate that combines per-bucket values of sel into
+// its value over all buckets, or "" when there is none.
+func rollupFunc(sel Selection) string {
+	switch sel.Metric.kind {
+	case kindCount, kindError, kindTPS:
+		return "SUM"
+	case kindValue:
+		switch sel.Agg {
+		case aggSum:
+			return "SUM"
+		case aggMin:
+			return "MIN"
+		case aggMax:
+			return "MAX"
+		}
+	}
+	return ""
+}
+
+func allRollup(sels []Selection) bool {
+	for _, s := range sels {
+		if rollupFunc(s) == "" {
+			return false
+		}
+	}
+	return true
+}
+
 // aggExpr is the SQL aggregate of one selection over the events rows.
 // Counts and sums count each row by its weight, averages are weighted;
 // min and max are not affected by weights.
@@ -292,13 +379,20 @@ func (b *sqlBuilder) aggBlock(p *Plan, where string, keys []string, sels []Selec
 	}
 	hasBucket := len(keys) > len(p.Dimensions)
 	if hasBucket {
-		proj = append(proj, b.d.Bucket(p.TimeUnit, "ts", b.arg(int64(p.TZO)))+" AS b")
+		proj = append(proj, b.d.Bucket(p.TimeUnit, "ts", b.tzo)+" AS b")
 	}
 	groupBy := ""
 	if len(keys) > 0 {
 		groupBy = " GROUP BY " + strings.Join(keys, ", ")
 	}
 	src := " FROM " + Table + " WHERE " + where
+	inner0 := "SELECT " + strings.Join(proj, ", ")
+	if len(proj) == 0 {
+		inner0 = "SELECT 1 AS one"
+	}
+	if fusable(sels) {
+		return fusedBlock(fmt.Sprintf("(SELECT *, %s%s)", strings.TrimPrefix(inner0, "SELECT "), src), keys, sels)
+	}
 	cols := append([]string{}, keys...)
 	var pctCols []string // value columns that need a percentile subquery, in order
 	pctOf := map[string]bool{}
@@ -314,10 +408,7 @@ func (b *sqlBuilder) aggBlock(p *Plan, where string, keys []string, sels []Selec
 		cols = append(cols, aggExpr(s)+" AS m"+strconv.Itoa(i))
 	}
 	cols = append(cols, "MAX(weight) AS mw")
-	inner := "SELECT " + strings.Join(proj, ", ")
-	if len(proj) == 0 {
-		inner = "SELECT 1 AS one"
-	}
+	inner := inner0
 	// The projection gives dimension and bucket aliases to group on; the
 	// raw columns stay visible for the aggregates.
 	base := fmt.Sprintf("(SELECT *, %s%s)", strings.TrimPrefix(inner, "SELECT "), src)
@@ -361,6 +452,75 @@ func (b *sqlBuilder) aggBlock(p *Plan, where string, keys []string, sels []Selec
 			groupBy, pi, joinOn("a", "p"+strconv.Itoa(pi), keys))
 	}
 	return sb.String()
+}
+
+// fusable says sels can be answered in one pass over the events: the
+// percentiles are all of total_response_time (never null) and every other
+// selection can be combined from per-(group, latency) partial aggregates.
+func fusable(sels []Selection) bool {
+	pct := false
+	for _, s := range sels {
+		switch {
+		case isPercentile(s.Agg):
+			if s.Metric.column != colLatency {
+				return false
+			}
+			pct = true
+		case s.Metric.kind == kindDistinct:
+			return false
+		}
+	}
+	return pct
+}
+
+// fusedBlock groups the events once by (keys, latency), keeping partial
+// aggregates, then runs the percentile window over those groups and
+// combines the partials per key.
+func fusedBlock(base string, keys []string, sels []Selection) string {
+	keyList, part, groupBy := "", "", ""
+	if len(keys) > 0 {
+		keyList = strings.Join(keys, ", ") + ", "
+		part = "PARTITION BY " + strings.Join(keys, ", ") + " "
+		groupBy = " GROUP BY " + strings.Join(keys, ", ")
+	}
+	var partials, finals []string
+	for i, s := range sels {
+		x := "x" + strconv.Itoa(i)
+		m := s.Metric
+		switch {
+		case isPercentile(s.Agg):
+			finals = append(finals, fmt.Sprintf("CAST(MIN(CASE WHEN cw * 100 >= %d * tw THEN v END) AS DOUBLE) AS m%d", percentilePercent(s.Agg), i))
+			continue
+		case m.kind == kindCount || m.kind == kindTPS:
+			partials = append(partials, "SUM(weight) AS "+x)
+		case m.kind == kindError:
+			partials = append(partials, "SUM(CASE WHEN status >= 400 THEN weight ELSE 0 END) AS "+x)
+		case s.Agg == aggSum:
+			partials = append(partials, fmt.Sprintf("SUM(%s * weight) AS %s", m.column, x))
+		case s.Agg == aggMin:
+			partials = append(partials, fmt.Sprintf("MIN(%s) AS %s", m.column, x))
+			finals = append(finals, fmt.Sprintf("CAST(MIN(%s) AS DOUBLE) AS m%d", x, i))
+			continue
+		case s.Agg == aggMax:
+			partials = append(partials, fmt.Sprintf("MAX(%s) AS %s", m.column, x))
+			finals = append(finals, fmt.Sprintf("CAST(MAX(%s) AS DOUBLE) AS m%d", x, i))
+			continue
+		case s.Agg == aggAvg:
+			partials = append(partials, fmt.Sprintf("SUM(%s * weight) AS %s, SUM(CASE WHEN %s IS NOT NULL THEN weight END) AS %sd", m.column, x, m.column, x))
+			finals = append(finals, fmt.Sprintf("CAST(SUM(%s) AS DOUBLE) / CAST(SUM(%sd) AS DOUBLE) AS m%d", x, x, i))
+			continue
+		default:
+			panic("stats: no partial aggregate for " + s.Name)
+		}
+		finals = append(finals, fmt.Sprintf("CAST(SUM(%s) AS DOUBLE) AS m%d", x, i))
+	}
+	partials = append(partials, "MAX(weight) AS mw")
+	finals = append(finals, "MAX(mw) AS mw")
+	return fmt.Sprintf("SELECT %s%s FROM (SELECT *, SUM(w) OVER (%sORDER BY v ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cw, SUM(w) OVER (%s) AS tw FROM (SELECT %s%s AS v, SUM(weight) AS w, %s FROM %s AS e GROUP BY %sv) AS g) AS c%s",
+		keyList, strings.Join(finals, ", "),
+		part, strings.TrimSpace(part),
+		keyList, colLatency, strings.Join(partials, ", "), base, keyList,
+		groupBy)
 }
 
 func prefixed(t string, keys []string) []string {
