@@ -225,13 +225,15 @@ func Build(p *Plan, d Dialect) Query {
 	return q
 }
 
+// joinOn matches group keys; dimension values and buckets are never NULL
+// (text columns store unknown values as empty), so equality is enough.
 func joinOn(l, r string, keys []string) string {
 	if len(keys) == 0 {
 		return "TRUE"
 	}
 	parts := make([]string, len(keys))
 	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s.%s IS NOT DISTINCT FROM %s.%s", l, k, r, k)
+		parts[i] = fmt.Sprintf("%s.%s = %s.%s", l, k, r, k)
 	}
 	return strings.Join(parts, " AND ")
 }
@@ -385,13 +387,14 @@ func (b *sqlBuilder) aggBlock(p *Plan, where string, keys []string, sels []Selec
 	if len(keys) > 0 {
 		groupBy = " GROUP BY " + strings.Join(keys, ", ")
 	}
-	src := " FROM " + Table + " WHERE " + where
-	inner0 := "SELECT " + strings.Join(proj, ", ")
 	if len(proj) == 0 {
-		inner0 = "SELECT 1 AS one"
+		proj = []string{"1 AS one"}
 	}
+	// base gives dimension and bucket aliases to group on; the raw columns
+	// stay visible for the aggregates (DuckDB reads only those used).
+	base := fmt.Sprintf("(SELECT *, %s FROM %s WHERE %s)", strings.Join(proj, ", "), Table, where)
 	if fusable(sels) {
-		return fusedBlock(fmt.Sprintf("(SELECT *, %s%s)", strings.TrimPrefix(inner0, "SELECT "), src), keys, sels)
+		return fusedBlock(base, keys, sels)
 	}
 	cols := append([]string{}, keys...)
 	var pctCols []string // value columns that need a percentile subquery, in order
@@ -408,10 +411,6 @@ func (b *sqlBuilder) aggBlock(p *Plan, where string, keys []string, sels []Selec
 		cols = append(cols, aggExpr(s)+" AS m"+strconv.Itoa(i))
 	}
 	cols = append(cols, "MAX(weight) AS mw")
-	inner := inner0
-	// The projection gives dimension and bucket aliases to group on; the
-	// raw columns stay visible for the aggregates.
-	base := fmt.Sprintf("(SELECT *, %s%s)", strings.TrimPrefix(inner, "SELECT "), src)
 	agg := fmt.Sprintf("SELECT %s FROM %s AS e%s", strings.Join(cols, ", "), base, groupBy)
 	if len(pctCols) == 0 {
 		return agg

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -269,5 +270,37 @@ func TestBadParameters(t *testing.T) {
 				t.Errorf("error body %s lacks Apigee's code and contexts", rec.Body)
 			}
 		})
+	}
+}
+
+// TestFilterValuesAreBound sends SQL in filter values and dimension-like
+// text: it must be compared as data, never run.
+func TestFilterValuesAreBound(t *testing.T) {
+	st := openStore(t, fixtureEvents())
+	mux := newMux(t, Config{DB: st.DB(), QuotaPerMinute: -1})
+	const tr = "&timeRange=05/08/2018%2000:00~05/15/2018%2000:00"
+	tests := []struct {
+		name, filter, want string
+	}{
+		{"quote and statement", "apiproxy eq 'x'';DROP TABLE events;--'", "0.0"},
+		{"or-true trick", "apiproxy eq 'x'' OR ''1''=''1'", "0.0"},
+		{"comment in like", "apiproxy like '%'' --'", "0.0"},
+		{"real value still matches", "apiproxy eq 'testCache'", "12082.0"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			u := "/v1/o/myorg/e/test/stats?select=sum(message_count)" + tr + "&filter=" + url.QueryEscape(tc.filter)
+			rec := get(mux, u)
+			if rec.Code != http.StatusOK {
+				t.Fatalf("GET %s: %d %s", u, rec.Code, rec.Body)
+			}
+			if got, want := environments(t, rec.Body.Bytes()), compact(envMetrics(met("sum(message_count)", q(tc.want)))); got != want {
+				t.Errorf("filter %q: got %s, want %s", tc.filter, got, want)
+			}
+		})
+	}
+	var n int
+	if err := st.DB().QueryRow("SELECT count(*) FROM events").Scan(&n); err != nil || n != len(fixture) {
+		t.Fatalf("events table after the attempts: %d rows, %v; want %d", n, err, len(fixture))
 	}
 }
