@@ -25,6 +25,9 @@ type Dialect interface {
 	Basepath(col string) string
 	// Text casts an expression to a string, for like on numbers.
 	Text(expr string) string
+	// Like matches expr against the pattern placeholder with SQL's % and _
+	// wildcards and backslash as the escape; not negates it.
+	Like(expr, pattern string, not bool) string
 }
 
 // DuckDB is the dialect of the embedded store.
@@ -57,6 +60,13 @@ func (DuckDB) Basepath(col string) string {
 	return fmt.Sprintf("regexp_extract(%s, '^/[^/]*')", col)
 }
 func (DuckDB) Text(expr string) string { return "CAST(" + expr + " AS VARCHAR)" }
+func (DuckDB) Like(expr, pattern string, not bool) string {
+	op := "LIKE"
+	if not {
+		op = "NOT LIKE"
+	}
+	return fmt.Sprintf("%s %s %s ESCAPE '\\'", expr, op, pattern)
+}
 
 // Query is a Plan rendered for one dialect: the SQL text and its bound
 // arguments, and how to read the rows it returns.
@@ -293,11 +303,7 @@ func (b *sqlBuilder) expr(sb *strings.Builder, e Expr) {
 			if e.Dim.numeric {
 				col = b.d.Text(col)
 			}
-			not := ""
-			if e.Op == opNotLike {
-				not = "NOT "
-			}
-			fmt.Fprintf(sb, "%s %sLIKE %s ESCAPE '\\'", col, not, b.arg(e.Values[0]))
+			sb.WriteString(b.d.Like(col, b.arg(e.Values[0]), e.Op == opNotLike))
 		case opIsNull:
 			// apimeter stores an unknown text value as the empty string.
 			if e.Dim.numeric {
