@@ -54,11 +54,13 @@ func NewHandler(cfg Config) *Handler {
 }
 
 // Patterns are the routes the Handler answers, for http.ServeMux.
-var Patterns = []string{
-	"GET /v1/o/{org}/environments/{env}/stats",
-	"GET /v1/o/{org}/environments/{env}/stats/{dims...}",
-	"GET /v1/o/{org}/e/{env}/stats",
-	"GET /v1/o/{org}/e/{env}/stats/{dims...}",
+func Patterns() []string {
+	return []string{
+		"GET /v1/o/{org}/environments/{env}/stats",
+		"GET /v1/o/{org}/environments/{env}/stats/{dims...}",
+		"GET /v1/o/{org}/e/{env}/stats",
+		"GET /v1/o/{org}/e/{env}/stats/{dims...}",
+	}
 }
 
 // Mux is where routes are registered; http.ServeMux and server.Server are.
@@ -68,7 +70,7 @@ type Mux interface {
 
 // Register adds the Metrics API routes to mux.
 func (h *Handler) Register(mux Mux) {
-	for _, p := range Patterns {
+	for _, p := range Patterns() {
 		mux.Handle(p, h)
 	}
 }
