@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -146,7 +148,7 @@ func (m *MoesifEvent) ToEvent(org, env string, index int) (Event, error) {
 	ev.URI = m.Request.URI
 	ev.Path, ev.Query = splitURI(m.Request.URI)
 	ev.APIVersion = m.Request.APIVersion
-	ev.ClientIP = m.Request.IPAddress
+	ev.ClientIP = clientIP(m.Request.IPAddress)
 	ev.RequestHeaders = Headers(m.Request.Headers)
 	ev.UserAgent = ev.RequestHeaders.Get("User-Agent")
 	if ev.RequestBody, err = decodeBody(m.Request.Body, m.Request.TransferEncoding); err != nil {
@@ -265,6 +267,19 @@ func contentID(m *MoesifEvent) string {
 	}
 	sum := h.Sum128().Bytes()
 	return "h-" + hex.EncodeToString(sum[:])
+}
+
+// clientIP returns the address part of ip. Moesif's Go middleware falls
+// back to http.Request.RemoteAddr, which is "ip:port" ("[ip]:port" for
+// IPv6); the port would split one client into many.
+func clientIP(ip string) string {
+	ip = strings.TrimSpace(ip)
+	if host, _, err := net.SplitHostPort(ip); err == nil {
+		if _, err := netip.ParseAddr(host); err == nil {
+			return host
+		}
+	}
+	return ip
 }
 
 func splitURI(uri string) (path, query string) {

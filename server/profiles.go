@@ -129,6 +129,11 @@ func parseProfile(raw json.RawMessage, kind, idField string, index int, now time
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return p, bad("(profile)", "must be a JSON object")
 	}
+	// Node and Go send modified_time null when the app gave none; keep the
+	// time apimeter used instead, so the profile reads back complete.
+	if v, ok := m["modified_time"]; !ok || string(v) == "null" {
+		m["modified_time"], _ = json.Marshal(p.ModifiedTime.Format("2006-01-02T15:04:05.000Z"))
+	}
 	if in.SessionToken != "" {
 		fp, _ := json.Marshal(apimeter.Fingerprint(apimeter.BearerToken(in.SessionToken)))
 		m["session_token"] = fp

@@ -23,7 +23,8 @@ import (
 )
 
 type benchCmd struct {
-	Ingest benchIngestCmd `cmd:"" help:"Post batches of generated events from concurrent clients and compare with DuckDB's raw appender."`
+	Ingest  benchIngestCmd  `cmd:"" help:"Post batches of generated events from concurrent clients and compare with DuckDB's raw appender."`
+	Capture benchCaptureCmd `cmd:"" help:"Loopback load run: the same API bare and wrapped by the capture middleware, in alternating rounds."`
 }
 
 type benchIngestCmd struct {

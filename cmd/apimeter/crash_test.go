@@ -255,7 +255,7 @@ func TestDemoShowsAnalytics(t *testing.T) {
 		t.Fatalf("demo: %v\n%s", err, out)
 	}
 	s := string(out)
-	for _, want := range []string{"stored 3000 events", "Usage by user id", "513", "1234", "2560", "/accounts/{id}/message"} {
+	for _, want := range []string{"stored 3000 events", "Usage by user id", "513", "1234", "2560", "/accounts/{id}/message", "through the Metrics API", `"sum(message_count)"`} {
 		if !strings.Contains(s, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, s)
 		}

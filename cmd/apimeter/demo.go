@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"text/tabwriter"
 	"time"
@@ -65,9 +66,21 @@ func (c *demoCmd) Run(ctx context.Context) error {
 	if err := showUsage(ctx, in, c.Org, c.Env); err != nil {
 		return err
 	}
+	// The same questions through the Apigee-compatible Metrics API.
+	tr := time.Now().Add(-c.Span-24*time.Hour).UTC().Format("01/02/2006 15:04") + "~" + time.Now().Add(24*time.Hour).UTC().Format("01/02/2006 15:04")
+	statsURL := fmt.Sprintf("%s/v1/o/%s/environments/%s/stats/user_id?select=sum(message_count),avg(total_response_time)&timeRange=%s&sortby=sum(message_count)&topk=3",
+		in.URL, c.Org, c.Env, url.QueryEscape(tr))
+	if answer, err := httpGet(ctx, statsURL); err == nil {
+		fmt.Printf("\nTop 3 users through the Metrics API (%s):\n%s\n", "GET /v1/o/"+c.Org+"/environments/"+c.Env+"/stats/user_id?select=sum(message_count),...&topk=3", answer)
+	} else {
+		return err
+	}
+
 	fmt.Printf("\nTry it:\n")
 	fmt.Printf("  curl -s '%s/v1/o/%s/environments/%s/events?limit=5'\n", in.URL, c.Org, c.Env)
 	fmt.Printf("  curl -s '%s/v1/o/%s/environments/%s/events?user_id=513&errors=true&limit=5'\n", in.URL, c.Org, c.Env)
+	fmt.Printf("  curl -s '%s/v1/o/%s/environments/%s/stats/apiproxy?select=sum(message_count),sum(is_error)&timeUnit=day&timeRange=%s'\n", in.URL, c.Org, c.Env, url.QueryEscape(tr))
+	fmt.Printf("  curl -s '%s/v1/o/%s/environments/%s/stats/route?select=p95(total_response_time)&filter=(apiproxy%%20eq%%20%%27payments%%27)&timeRange=%s'\n", in.URL, c.Org, c.Env, url.QueryEscape(tr))
 	fmt.Printf("  application id (X-Moesif-Application-Id): %s\n", appID)
 	if c.Exit {
 		return nil
@@ -127,6 +140,24 @@ FROM events WHERE org = ? AND env = ? GROUP BY ALL ORDER BY calls DESC LIMIT 10`
 	}
 	fmt.Println("\nBusiest routes:")
 	return tw.Flush()
+}
+
+// httpGet returns the body of a GET, or an error naming the status.
+func httpGet(ctx context.Context, u string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s: %s", u, resp.Status, bytes.TrimSpace(b))
+	}
+	return string(bytes.TrimSpace(b)), nil
 }
 
 type batchResult struct {

@@ -28,6 +28,7 @@ type serverFlags struct {
 	MaxBatchEvents int           `default:"10000" env:"APIMETER_MAX_BATCH_EVENTS" help:"Most events accepted in one batch."`
 	DedupeHorizon  time.Duration `default:"168h" env:"APIMETER_DEDUPE_HORIZON" help:"How long an event id is remembered, so a resent event is not stored twice."`
 	LogLevel       slog.Level    `default:"info" env:"APIMETER_LOG_LEVEL" help:"debug, info, warn or error."`
+	statsFlags
 	identityFlags
 }
 
@@ -83,6 +84,7 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 		Logger:         log,
 	})
 	idn.API.Register(srv)
+	wireStats(srv, st, f.statsFlags, log)
 	ln, err := net.Listen("tcp", f.Listen)
 	if err != nil {
 		st.Close()

@@ -1,0 +1,159 @@
+package capture_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"testing"
+
+	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/capture"
+)
+
+// The benchmarks compare one handler, bare and wrapped, on 1 KiB request and
+// response bodies with body capture on:
+//
+//	go test -run XXX -bench Middleware -benchmem ./capture/
+//
+// "wrapped-handler-path" keeps the queue full so every event is dropped at
+// the enqueue: it measures exactly what the request goroutine pays.
+// "wrapped-with-sender" lets the sending goroutine build and scrub every
+// event as well (its CPU and allocations are counted too, since Go counts
+// allocations process-wide); "dropped/op" says how many could not be queued.
+
+var kib = bytes.Repeat([]byte("x"), 1024)
+
+// reqBody is a reusable request body with only Read and Close, like
+// net/http's own (a bytes.Reader's WriteTo would flatter the bare handler).
+type reqBody struct{ r bytes.Reader }
+
+func (b *reqBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+func (*reqBody) Close() error                 { return nil }
+
+// discardWriter is a reusable ResponseWriter with the optional interfaces
+// of net/http's own.
+type discardWriter struct{ h http.Header }
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *discardWriter) WriteHeader(int)             {}
+func (w *discardWriter) Flush()                      {}
+func (w *discardWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return nil, nil, http.ErrNotSupported
+}
+func (w *discardWriter) ReadFrom(r io.Reader) (int64, error) { return io.Copy(io.Discard, r) }
+
+func benchHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /accounts/{id}/message", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(kib)
+	})
+	return mux
+}
+
+func runRequests(b *testing.B, h http.Handler) {
+	body := &reqBody{}
+	req, _ := http.NewRequest("POST", "http://api.example.com/accounts/42/message?x=1", nil)
+	req.RequestURI = "/accounts/42/message?x=1"
+	req.RemoteAddr = "127.0.0.1:5555"
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "bench/1")
+	req.Header.Set("Authorization", "Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI1MTMiLCJuYW1lIjoiSm9obiBEb2UiLCJpYXQiOjE1MTYyMzkwMjJ9.FPN2Bj5b6OUzeTJ7lrNQPWUkZnnBnhMFYeyMjJ_-tN0")
+	req.ContentLength = int64(len(kib))
+	w := &discardWriter{h: http.Header{}}
+	b.SetBytes(2 * int64(len(kib)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		body.r.Reset(kib)
+		req.Body = body
+		clear(w.h)
+		h.ServeHTTP(w, req)
+	}
+}
+
+// blockedSink never returns until Close, so the queue stays full.
+type blockedSink struct{ stop chan struct{} }
+
+func (s blockedSink) Send(ctx context.Context, _ []apimeter.Event) error {
+	select {
+	case <-s.stop:
+	case <-ctx.Done():
+	}
+	return nil
+}
+func (s blockedSink) Close(context.Context) error { return nil }
+
+// countSink discards events, counting them.
+type countSink struct{ n atomic.Int64 }
+
+func (s *countSink) Send(_ context.Context, evs []apimeter.Event) error {
+	s.n.Add(int64(len(evs)))
+	return nil
+}
+func (s *countSink) Close(context.Context) error { return nil }
+
+func BenchmarkMiddleware(b *testing.B) {
+	b.Run("bare", func(b *testing.B) { runRequests(b, benchHandler()) })
+	b.Run("wrapped-handler-path", func(b *testing.B) {
+		sink := blockedSink{stop: make(chan struct{})}
+		c, err := capture.New(capture.Options{Sink: sink, LogBody: true, QueueSize: 1, BatchSize: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		h := c.Middleware(benchHandler())
+		// Fill the queue (one event held by the blocked sender, one queued).
+		for range 3 {
+			runOnce(h)
+		}
+		runRequests(b, h)
+		close(sink.stop)
+		c.Close(context.Background())
+	})
+	b.Run("wrapped-with-sender", func(b *testing.B) {
+		sink := &countSink{}
+		c, err := capture.New(capture.Options{Sink: sink, LogBody: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		runRequests(b, c.Middleware(benchHandler()))
+		c.Close(context.Background())
+		st := c.Stats()
+		b.ReportMetric(float64(st.Dropped)/float64(b.N), "dropped/op")
+	})
+}
+
+func runOnce(h http.Handler) {
+	req, _ := http.NewRequest("POST", "http://api.example.com/accounts/42/message", bytes.NewReader(kib))
+	h.ServeHTTP(&discardWriter{h: http.Header{}}, req)
+}
+
+// BenchmarkHTTPSink measures the sending side per event: building the
+// Moesif JSON, gzip and a POST to a loopback collector that discards.
+func BenchmarkHTTPSink(b *testing.B) {
+	// Build realistic events through the middleware once.
+	mem := &memSink{}
+	c, _ := capture.New(capture.Options{Sink: mem, LogBody: true})
+	h := c.Middleware(benchHandler())
+	for range 100 {
+		runOnce(h)
+	}
+	c.Close(context.Background())
+	events := mem.all()
+	srv := newDiscardServer(b)
+	sink, _ := capture.NewHTTPSink(capture.HTTPSinkConfig{URL: srv, ApplicationID: "bench"})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if err := sink.Send(context.Background(), events); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(events)), "ns/event")
+}

@@ -1,0 +1,117 @@
+package capture
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/apimeter/apimeter"
+)
+
+// Defaults for Options.
+const (
+	DefaultMaxBodyBytes  = apimeter.DefaultBodyCap
+	DefaultQueueSize     = 10000
+	DefaultBatchSize     = 100
+	DefaultFlushInterval = time.Second
+)
+
+// Response is what the middleware saw of the response, given to the
+// callbacks of Options after the wrapped handler has returned.
+type Response struct {
+	// Status is the status written (200 when the handler wrote nothing,
+	// 101 after a hijack without a status).
+	Status int
+	// Header is the handler's response header map. Do not modify it.
+	Header http.Header
+	// Size is the number of response body bytes written.
+	Size int64
+}
+
+// Options configure a Capture. Only Sink is required; every other zero value
+// is a working default. The callbacks run on the request's goroutine after
+// the wrapped handler returned; a panic in one is recovered, counted in
+// Stats.Panics and treated as if it had returned the zero value.
+type Options struct {
+	// Sink receives batches of scrubbed events. Required.
+	Sink Sink
+
+	// IdentifyUser returns the user id of a call. When nil or when it
+	// returns "", the user is the "sub" claim of an "Authorization: Bearer"
+	// JWT (verified only when JWTKey is set).
+	IdentifyUser func(r *http.Request, res Response) string
+	// IdentifyCompany returns the company id of a call. Nil means none.
+	IdentifyCompany func(r *http.Request, res Response) string
+	// SessionToken returns the session token or API key of a call; it
+	// leaves the process only as a fingerprint.
+	SessionToken func(r *http.Request, res Response) string
+	// Metadata returns extra fields stored with the event (a JSON object).
+	Metadata func(r *http.Request, res Response) map[string]any
+	// Skip reports whether a call is not recorded at all.
+	Skip func(r *http.Request, res Response) bool
+	// Mask is the last chance to edit an event before it is sent. It runs
+	// on the sending goroutine and sees the event already scrubbed; the
+	// event is scrubbed again after it, so Mask cannot leak a secret header.
+	// The event and its strings may point into reused buffers: do not keep
+	// them after Mask returns (copy what you need).
+	Mask func(e *apimeter.Event)
+
+	// ClientIP returns the caller's address. Nil means the host of
+	// r.RemoteAddr; set it to read X-Forwarded-For behind a proxy you trust.
+	ClientIP func(r *http.Request) string
+
+	// RouteFunc returns the route template of a call (e.g.
+	// "/accounts/{id}/message"). Nil means Go's ServeMux pattern
+	// (r.Pattern without its method and host). See docs/capture.md for chi
+	// and gorilla/mux.
+	RouteFunc func(r *http.Request) string
+
+	// LogBody turns body capture on. Bodies can hold personal data, so it
+	// is off unless asked for.
+	LogBody bool
+	// MaxBodyBytes is how many bytes of each body are kept. Zero means
+	// DefaultMaxBodyBytes.
+	MaxBodyBytes int
+
+	// SampleRate is the share of calls recorded, in (0, 1]. Zero means 1.
+	// Each recorded event carries weight round(1/SampleRate), so counts
+	// stay right.
+	SampleRate float64
+
+	// TrustTransactionID takes the caller's X-Moesif-Transaction-Id
+	// request header as the event id. Ingest is idempotent on the id, so a
+	// caller who can choose it can make its own calls count once: set it
+	// only behind a gateway you run that sets the header. By default every
+	// call gets a new id.
+	TrustTransactionID bool
+
+	// APIName names the API. Empty means the request's host, without port.
+	APIName string
+
+	// JWTKey, when set, makes the default user identification verify the
+	// Bearer JWT's signature with this key ([]byte for HMAC, *rsa.PublicKey,
+	// *ecdsa.PublicKey or ed25519.PublicKey); a token that fails
+	// verification identifies nobody. Nil means decode without verifying.
+	JWTKey any
+	// JWTMethods are the accepted signing algorithms ("HS256", ...). Empty
+	// means those that fit JWTKey's type.
+	JWTMethods []string
+
+	// SecretHeaders are header names scrubbed besides
+	// apimeter.DefaultSecretHeaders; SecretParams likewise for query
+	// parameters.
+	SecretHeaders []string
+	SecretParams  []string
+
+	// QueueSize bounds the events waiting to be sent. Zero means
+	// DefaultQueueSize.
+	QueueSize int
+	// BatchSize is the most events handed to the Sink at once. Zero means
+	// DefaultBatchSize.
+	BatchSize int
+	// FlushInterval is the longest an event waits for its batch to fill.
+	// Zero means DefaultFlushInterval.
+	FlushInterval time.Duration
+
+	Logger *slog.Logger
+}

@@ -1,0 +1,101 @@
+package capture
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apimeter/apimeter"
+)
+
+func wireEvent() apimeter.Event {
+	t0 := time.Date(2026, 11, 24, 10, 0, 0, 123456000, time.UTC)
+	return apimeter.Event{
+		ID: "tx-1", Direction: apimeter.Incoming, APIName: "accounts", Route: "/accounts/{id}/message",
+		RequestTime: t0, ResponseTime: t0.Add(1500 * time.Microsecond),
+		Method: "POST", URI: "http://api.example.com/accounts/1/message?x=1", ClientIP: "10.0.0.1",
+		RequestHeaders:  apimeter.Headers{{Name: "Content-Type", Value: "application/json"}, {Name: "User-Agent", Value: "t/1"}},
+		RequestBody:     apimeter.Body{Text: `{"a":[1,2,{"b":"c"}]}`},
+		Status:          201,
+		ResponseHeaders: apimeter.Headers{{Name: "Content-Length", Value: "12"}},
+		ResponseBody:    apimeter.Body{Text: "plain \"text\"\n\t\x01 é \u2028"},
+		UserID:          "513", CompanyID: "abcdef", SessionToken: "fp_0011223344556677", APIKeyID: "fp_8899",
+		Tags: "t", Metadata: json.RawMessage(`{"plan":"gold"}`), Weight: 4,
+	}
+}
+
+func TestWireRoundTrip(t *testing.T) {
+	trunc := wireEvent()
+	trunc.RequestBody = apimeter.Body{Text: `{"cut":`, Truncated: true}
+	bin := wireEvent()
+	bin.ResponseBody = apimeter.Body{Text: "AAEC/w==", Base64: true}
+	empty := wireEvent()
+	empty.RequestBody, empty.ResponseBody, empty.Metadata, empty.Weight = apimeter.Body{}, apimeter.Body{}, nil, 1
+	badUTF8 := wireEvent()
+	badUTF8.UserID = "a\xffb"
+	cases := []struct {
+		name string
+		ev   apimeter.Event
+		want func(e *apimeter.Event)
+	}{
+		{"full", wireEvent(), nil},
+		{"truncated JSON body goes as text", trunc, nil},
+		{"base64 body", bin, func(e *apimeter.Event) { e.ResponseBody = apimeter.Body{Text: "AAEC/w==", Base64: true} }},
+		{"no bodies, weight 1", empty, nil},
+		{"invalid UTF-8 replaced", badUTF8, func(e *apimeter.Event) { e.UserID = "a\ufffdb" }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := appendBatch(nil, []apimeter.Event{tc.ev})
+			var ms []apimeter.MoesifEvent
+			if err := json.Unmarshal(b, &ms); err != nil {
+				t.Fatalf("not valid JSON: %v\n%s", err, b)
+			}
+			got, err := ms[0].ToEvent("o", "e", 0)
+			if err != nil {
+				t.Fatalf("collector rejects it: %v\n%s", err, b)
+			}
+			want := tc.ev
+			if tc.want != nil {
+				tc.want(&want)
+			}
+			want.Org, want.Env = "o", "e"
+			want.RequestBody.Truncated = false // the schema has no flag for it
+			want.LatencyMs = 1.5
+			want.UserAgent = want.RequestHeaders.Get("User-Agent")
+			want.Path, want.Query = "/accounts/1/message", "x=1"
+			want.RequestSize = int64(len(want.RequestBody.Text))
+			if want.RequestBody.Text == "" {
+				want.RequestSize = -1
+			}
+			want.ResponseSize = 12
+			gj, _ := json.Marshal(got)
+			wj, _ := json.Marshal(want)
+			if string(gj) != string(wj) {
+				t.Fatalf("round trip changed the event:\n got %s\nwant %s\nwire %s", gj, wj, b)
+			}
+		})
+	}
+}
+
+// FuzzAppendString checks that any string is encoded as a JSON string that
+// decodes to the same text (invalid UTF-8 becoming U+FFFD).
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "plain", "q\"b\\", "\x00\x1f\n", "é\u2028\u2029", "\xff\xfe", strings.Repeat("ab", 100)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		b := appendString(nil, s)
+		var got string
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatalf("%q encoded as invalid JSON %s: %v", s, b, err)
+		}
+		want, _ := json.Marshal(s)
+		var w string
+		json.Unmarshal(want, &w)
+		if got != w {
+			t.Fatalf("%q came back as %q, encoding/json gives %q", s, got, w)
+		}
+	})
+}

@@ -1,0 +1,254 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/capture"
+)
+
+// benchCaptureCmd is a bounded loopback load run of the capture middleware:
+// the same API served bare and wrapped, measured in alternating rounds in
+// one process so that both see the same machine.
+type benchCaptureCmd struct {
+	Rounds     int           `default:"4" help:"Rounds per server (bare and wrapped alternate)."`
+	Duration   time.Duration `default:"2s" help:"Length of one round."`
+	Clients    int           `default:"8" help:"Concurrent keep-alive clients."`
+	BodyBytes  int           `default:"1024" help:"Request and response body size."`
+	SampleRate float64       `default:"1" help:"Options.SampleRate of the wrapped server."`
+	NoGzip     bool          `help:"Send batches without gzip (HTTPSinkConfig.NoCompression)."`
+	CPUProfile string        `help:"Write a CPU profile of the whole run to this file."`
+	Sink       string        `default:"http" enum:"http,collector,none" help:"Where the wrapped server sends events: http (HTTP sink to a loopback endpoint that reads and discards), collector (a full apimeter collector with DuckDB in this process) or none (events are built and scrubbed, then dropped: the middleware alone)."`
+	NoBody     bool          `help:"Turn body capture off (Options.LogBody false)."`
+}
+
+// benchToken is seed 000's JWT (sub 513, HS256 with "my_super_secret").
+const benchToken = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI1MTMiLCJuYW1lIjoiSm9obiBEb2UiLCJpYXQiOjE1MTYyMzkwMjJ9.FPN2Bj5b6OUzeTJ7lrNQPWUkZnnBnhMFYeyMjJ_-tN0"
+
+func (c *benchCaptureCmd) Run(ctx context.Context) error {
+	collectorURL, appID, stopCollector, err := c.startSinkTarget(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopCollector()
+	var sink capture.Sink = discardSink{}
+	if c.Sink != "none" {
+		if sink, err = capture.NewHTTPSink(capture.HTTPSinkConfig{URL: collectorURL, ApplicationID: appID, NoCompression: c.NoGzip}); err != nil {
+			return err
+		}
+	}
+	meter, err := capture.New(capture.Options{
+		Sink:            sink,
+		LogBody:         !c.NoBody,
+		SampleRate:      c.SampleRate,
+		IdentifyCompany: func(r *http.Request, _ capture.Response) string { return r.PathValue("id") },
+	})
+	if err != nil {
+		return err
+	}
+
+	if c.CPUProfile != "" {
+		f, err := os.Create(c.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	payload := bytes.Repeat([]byte("x"), c.BodyBytes)
+	api := benchAPI(payload)
+	bare, err := serveLoopback(api)
+	if err != nil {
+		return err
+	}
+	defer bare.Close()
+	wrapped, err := serveLoopback(meter.Middleware(api))
+	if err != nil {
+		return err
+	}
+	defer wrapped.Close()
+
+	var bareRates, wrappedRates, ratios, bareCPU, wrappedCPU []float64
+	for round := 0; round < c.Rounds; round++ {
+		for _, s := range []struct {
+			name  string
+			url   string
+			rates *[]float64
+			cpu   *[]float64
+		}{{"bare", bare.URL, &bareRates, &bareCPU}, {"wrapped", wrapped.URL, &wrappedRates, &wrappedCPU}} {
+			cpu0 := processCPU()
+			var ms0, ms1 runtime.MemStats
+			runtime.ReadMemStats(&ms0)
+			n, err := c.load(ctx, s.url, payload)
+			runtime.ReadMemStats(&ms1)
+			if err != nil {
+				return fmt.Errorf("%s round %d: %w", s.name, round+1, err)
+			}
+			perReq := float64((processCPU() - cpu0).Microseconds()) / float64(max(n, 1))
+			rate := float64(n) / c.Duration.Seconds()
+			*s.rates = append(*s.rates, rate)
+			*s.cpu = append(*s.cpu, perReq)
+			fmt.Printf("round %d %-7s %8.0f req/s  %6.1f µs CPU/request  %6.0f B allocated/request  %4d GCs\n", round+1, s.name, rate, perReq,
+				float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(max(n, 1)), ms1.NumGC-ms0.NumGC)
+		}
+		ratios = append(ratios, wrappedRates[round]/bareRates[round])
+	}
+	closeCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	closeErr := meter.Close(closeCtx)
+	st := meter.Stats()
+	b, w := median(bareRates), median(wrappedRates)
+	fmt.Printf("median: bare %.0f req/s, wrapped %.0f req/s, wrapped/bare %.3f; median of per-round ratios %.3f (target >= 0.95)\n", b, w, w/b, median(ratios))
+	bc, wc := median(bareCPU), median(wrappedCPU)
+	fmt.Printf("CPU per request (this process: load generator + server + sender): bare %.1f µs, wrapped %.1f µs, bare/wrapped %.3f\n", bc, wc, bc/wc)
+	fmt.Printf("capture: enqueued %d, sent %d, dropped (queue full) %d, failed %d\n", st.Enqueued, st.Sent, st.Dropped, st.Failed)
+	return closeErr
+}
+
+// startSinkTarget starts what the wrapped server's events go to.
+func (c *benchCaptureCmd) startSinkTarget(ctx context.Context) (url, appID string, stop func(), err error) {
+	if c.Sink != "collector" {
+		s, err := serveLoopback(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			w.WriteHeader(http.StatusOK)
+		}))
+		if err != nil {
+			return "", "", nil, err
+		}
+		return s.URL, "bench", s.Close, nil
+	}
+	dir, err := os.MkdirTemp("", "apimeter-bench-capture-")
+	if err != nil {
+		return "", "", nil, err
+	}
+	f := serverFlags{Listen: "127.0.0.1:0", Data: filepath.Join(dir, "server"), BodyCap: 1024,
+		MaxBodyBytes: 32 << 20, MaxBatchEvents: 10000, DedupeHorizon: 168 * time.Hour, LogLevel: 8}
+	in, err := start(ctx, f)
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", "", nil, err
+	}
+	a, err := apps.Create(f.Data, "bench", "prod")
+	if err != nil {
+		in.Close()
+		os.RemoveAll(dir)
+		return "", "", nil, err
+	}
+	return in.URL, a.ID, func() { in.Close(); os.RemoveAll(dir) }, nil
+}
+
+// discardSink drops the events it is given.
+type discardSink struct{}
+
+func (discardSink) Send(context.Context, []apimeter.Event) error { return nil }
+func (discardSink) Close(context.Context) error                  { return nil }
+
+// benchAPI is seed 000's endpoint: it reads the request body and answers
+// with a JSON body of the same size.
+func benchAPI(payload []byte) http.Handler {
+	resp := append(append([]byte(`{"my_message":"`), payload[:max(0, len(payload)-18)]...), `"}`...)
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /accounts/{id}/message", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(resp)
+	})
+	return mux
+}
+
+type loopbackServer struct {
+	URL string
+	srv *http.Server
+}
+
+func serveLoopback(h http.Handler) (*loopbackServer, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &loopbackServer{URL: "http://" + ln.Addr().String(), srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}}
+	go s.srv.Serve(ln)
+	return s, nil
+}
+
+func (s *loopbackServer) Close() { s.srv.Close() }
+
+// load sends requests from c.Clients keep-alive clients for c.Duration and
+// returns how many were answered with 200.
+func (c *benchCaptureCmd) load(ctx context.Context, base string, payload []byte) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.Duration)
+	defer cancel()
+	tr := &http.Transport{MaxIdleConnsPerHost: c.Clients, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	var done atomic.Int64
+	var mu sync.Mutex
+	var firstErr error
+	var wg sync.WaitGroup
+	for i := 0; i < c.Clients; i++ {
+		wg.Go(func() {
+			url := fmt.Sprintf("%s/accounts/%d/message", base, 1000+i)
+			for ctx.Err() == nil {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(payload))
+				req.Header.Set("Authorization", "Bearer "+benchToken)
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := client.Do(req)
+				if err != nil {
+					if ctx.Err() == nil {
+						mu.Lock()
+						firstErr = errors.Join(firstErr, err)
+						mu.Unlock()
+					}
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK && ctx.Err() == nil {
+					done.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return done.Load(), firstErr
+}
+
+// processCPU is the user+system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}

@@ -1,0 +1,159 @@
+package stats
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Row is one dimension group (and time bucket) of an answer.
+type Row struct {
+	Dims   []string
+	Bucket time.Time // zero without timeUnit
+	// Values are the selected metrics, in select order; NaN-free, with
+	// missing values (no data) as nil.
+	Values []*float64
+}
+
+// Result is the answer to a Plan.
+type Result struct {
+	Rows []Row
+	// Weighted says events standing for more than one call (sampled,
+	// weight > 1) contributed to the answer.
+	Weighted bool
+	Elapsed  time.Duration
+}
+
+// Queryer runs SQL; *sql.DB is one.
+type Queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// Run renders p for d, runs it on db and reads the answer.
+func Run(ctx context.Context, db Queryer, d Dialect, p *Plan) (*Result, error) {
+	start := time.Now()
+	q := Build(p, d)
+	rows, err := db.QueryContext(ctx, q.SQL, q.Args...)
+	if err != nil {
+		return nil, fmt.Errorf("stats query: %w", err)
+	}
+	defer rows.Close()
+	res := &Result{}
+	n := q.Dims + len(p.Select) + 1
+	if q.Bucket {
+		n++
+	}
+	dims := make([]any, q.Dims)
+	var bucket int64
+	vals := make([]sql.NullFloat64, len(p.Select))
+	var maxW sql.NullInt64
+	dest := make([]any, 0, n)
+	for i := range dims {
+		dest = append(dest, &dims[i])
+	}
+	if q.Bucket {
+		dest = append(dest, &bucket)
+	}
+	for i := range vals {
+		dest = append(dest, &vals[i])
+	}
+	dest = append(dest, &maxW)
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("stats query: read row: %w", err)
+		}
+		r := Row{Dims: make([]string, q.Dims), Values: make([]*float64, len(vals))}
+		for i, v := range dims {
+			r.Dims[i] = dimString(v)
+		}
+		if q.Bucket {
+			r.Bucket = time.UnixMicro(bucket).UTC()
+		}
+		for i, v := range vals {
+			if v.Valid {
+				f := v.Float64
+				r.Values[i] = &f
+			}
+		}
+		if maxW.Valid && maxW.Int64 > 1 {
+			res.Weighted = true
+		}
+		res.Rows = append(res.Rows, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("stats query: %w", err)
+	}
+	applyTPS(p, res)
+	res.Elapsed = time.Since(start)
+	return res, nil
+}
+
+func dimString(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	case []byte:
+		return string(v)
+	case int32:
+		return strconv.FormatInt(int64(v), 10)
+	case int64:
+		return strconv.FormatInt(v, 10)
+	default:
+		return fmt.Sprint(v)
+	}
+}
+
+// applyTPS turns the weighted call counts of tps selections into calls per
+// second of the interval each value covers: the whole time range, or the
+// part of the time bucket inside it.
+func applyTPS(p *Plan, res *Result) {
+	for i, s := range p.Select {
+		if s.Metric.kind != kindTPS {
+			continue
+		}
+		for _, r := range res.Rows {
+			if r.Values[i] == nil {
+				continue
+			}
+			secs := p.To.Sub(p.From).Seconds()
+			if p.TimeUnit != "" {
+				start, end := BucketSpan(p, r.Bucket)
+				if start.Before(p.From) {
+					start = p.From
+				}
+				if end.After(p.To) {
+					end = p.To
+				}
+				secs = end.Sub(start).Seconds()
+			}
+			v := 0.0
+			if secs > 0 {
+				v = *r.Values[i] / secs
+			}
+			r.Values[i] = &v
+		}
+	}
+}
+
+// BucketSpan is the interval [start, end) of the time bucket starting at
+// b for p's timeUnit and time-zone offset.
+func BucketSpan(p *Plan, b time.Time) (time.Time, time.Time) {
+	loc := time.FixedZone("tzo", p.TZO*60)
+	l := b.In(loc)
+	var e time.Time
+	switch p.TimeUnit {
+	case "month":
+		e = l.AddDate(0, 1, 0)
+	case "week":
+		e = l.AddDate(0, 0, 7)
+	case "day":
+		e = l.AddDate(0, 0, 1)
+	default:
+		e = l.Add(timeUnits[p.TimeUnit])
+	}
+	return b, e.UTC()
+}
