@@ -9,8 +9,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"testing"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/identity"
 	"github.com/apimeter/apimeter/server"
+	"github.com/apimeter/apimeter/stats"
 	"github.com/apimeter/apimeter/store/duckdb"
 )
 
@@ -100,6 +103,7 @@ func startRig(t *testing.T, dir, app string, open func(*testing.T, *duckdb.Store
 	srv := server.New(server.Config{Store: st, Apps: reg, Scrubber: apimeter.NewScrubber(nil, nil, -1),
 		Identifier: res, Sinks: []apimeter.Sink{meter}})
 	(&identity.API{Aliases: al, Meter: meter}).Register(srv)
+	stats.NewHandler(stats.Config{DB: st.DB(), Dialect: stats.DuckDB{}, QuotaPerMinute: -1}).Register(srv)
 	hs := httptest.NewServer(srv)
 	return &rig{t: t, st: st, hs: hs, meter: meter, app: app}
 }
@@ -219,8 +223,53 @@ func (r *rig) agree(stage string, labels ...string) {
 			if fmt.Sprint(sorted(got)) != fmt.Sprint(sorted(want)) {
 				r.t.Errorf("%s: period %s by %s:\n counters %v\n store    %v", stage, label, dim, sorted(got), sorted(want))
 			}
+			// The Metrics API's sum(message_count) per group must equal
+			// the counters' calls.
+			calls := map[string]int64{}
+			for id, c := range got {
+				calls[id] = c.Calls
+			}
+			if mc := r.metricsCalls(p, dim); fmt.Sprint(mc) != fmt.Sprint(calls) {
+				r.t.Errorf("%s: period %s by %s: Metrics API sum(message_count) %v, counters %v", stage, label, dim, mc, calls)
+			}
 		}
 	}
+}
+
+// metricsCalls asks the Metrics API for sum(message_count) per group of
+// dim over the period.
+func (r *rig) metricsCalls(p identity.Period, dim identity.Dimension) map[string]int64 {
+	r.t.Helper()
+	tr := p.Start.UTC().Format("01/02/2006 15:04") + "~" + p.End.UTC().Format("01/02/2006 15:04")
+	var res struct {
+		Environments []struct {
+			Dimensions []struct {
+				Name    string `json:"name"`
+				Metrics []struct {
+					Values []string `json:"values"`
+				} `json:"metrics"`
+			} `json:"dimensions"`
+		} `json:"environments"`
+	}
+	name := string(dim)
+	if dim == identity.ByAPIKey {
+		name = "api_key" // the Metrics API's name for api_key_id
+	}
+	path := "/v1/o/acme/environments/prod/stats/" + name + "?select=sum(message_count)&timeRange=" + url.QueryEscape(tr)
+	if code := r.do("GET", path, nil, &res); code != 200 {
+		r.t.Fatalf("Metrics API %s: status %d", path, code)
+	}
+	out := map[string]int64{}
+	for _, env := range res.Environments {
+		for _, d := range env.Dimensions {
+			f, err := strconv.ParseFloat(d.Metrics[0].Values[0], 64)
+			if err != nil {
+				r.t.Fatalf("Metrics API value %q: %v", d.Metrics[0].Values[0], err)
+			}
+			out[d.Name] = int64(f)
+		}
+	}
+	return out
 }
 
 func sorted(m map[string]identity.Counts) []string {
