@@ -53,7 +53,7 @@ func TestRedisReplaceUsage(t *testing.T) {
 	}
 	for _, label := range []string{"2026-10", "2026-11"} {
 		p, _ := identity.Periods{}.Parse(label, time.Now())
-		for _, dim := range identity.Dimensions {
+		for _, dim := range identity.Dimensions() {
 			rows, err := r.Usage(ctx, "acme", "prod", label, dim)
 			if err != nil {
 				t.Fatal(err)

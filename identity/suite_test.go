@@ -210,7 +210,7 @@ func (r *rig) agree(stage string, labels ...string) {
 	r.t.Helper()
 	for _, label := range labels {
 		p, _ := periods.Parse(label, time.Now())
-		for _, dim := range identity.Dimensions {
+		for _, dim := range identity.Dimensions() {
 			var rep identity.Report
 			if code := r.do("GET", "/v1/usage?org=acme&env=prod&period="+label+"&group="+string(dim), nil, &rep); code != 200 {
 				r.t.Fatalf("%s: usage status %d", stage, code)

@@ -20,7 +20,7 @@ const (
 )
 
 // Dimensions lists every counted dimension.
-var Dimensions = []Dimension{ByUser, ByCompany, ByAPIKey}
+func Dimensions() []Dimension { return []Dimension{ByUser, ByCompany, ByAPIKey} }
 
 // ParseDimension accepts user_id, company_id or api_key_id (and the short
 // forms user, company, api_key).
