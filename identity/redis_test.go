@@ -3,11 +3,15 @@ package identity_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/identity"
 	"github.com/apimeter/apimeter/store/duckdb"
 )
@@ -67,5 +71,40 @@ func TestRedisReplaceUsage(t *testing.T) {
 				t.Errorf("period %s by %s after rebuild:\n redis %v\n store %v", label, dim, sorted(got), sorted(want))
 			}
 		}
+	}
+}
+
+// TestRedisDownRefusesBatch: with the alias table unreachable the collector
+// stores nothing (so nothing is counted for no one) and answers an error
+// the sender will retry.
+func TestRedisDownRefusesBatch(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens here now
+	rc := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
+	defer rc.Close()
+	dir := t.TempDir()
+	a, err := apps.Create(dir, "acme", "prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startRig(t, dir, a.ID, func(*testing.T, *duckdb.Store) (identity.Aliases, identity.Counters) {
+		b := identity.NewRedis(rc, identity.RedisOptions{})
+		return b, b
+	})
+	defer r.close()
+	var res map[string]any
+	code := r.do("POST", "/v1/events/batch", []map[string]any{
+		call("down-1", "2026-11-02T00:00:00.000Z", "https://api.example/items", map[string]string{"X-Api-Key": "k"}, 200, 1),
+	}, &res)
+	if code < 500 {
+		t.Fatalf("batch with Redis down: status %d (%v), want a 5xx", code, res)
+	}
+	var n int
+	if err := r.st.DB().QueryRow(`SELECT count(*) FROM events`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d events stored with Redis down (%v), want 0", n, err)
 	}
 }
