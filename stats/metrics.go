@@ -24,7 +24,7 @@ type metricKind int
 
 const (
 	kindCount    metricKind = iota // each row counts its weight
-	kindError                      // rows with status >= 400 count their weight
+	kindError                      // rows with status >= 400 or no response (0) count their weight
 	kindValue                      // a numeric column, weighted for sum and avg
 	kindTPS                        // weight per second of the interval
 	kindDistinct                   // distinct non-empty user ids

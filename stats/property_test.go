@@ -443,7 +443,7 @@ func metricValues(sels []Selection, rows []*apimeter.Event) []*float64 {
 		case kindCount, kindTPS, kindError:
 			var n int64
 			for _, e := range rows {
-				if m.kind != kindError || e.Status >= 400 {
+				if m.kind != kindError || e.Status >= 400 || e.Status == 0 {
 					n += e.Weight
 				}
 			}
