@@ -29,7 +29,7 @@ type benchCmd struct {
 
 type benchIngestCmd struct {
 	Events     int           `default:"300000" help:"Events to send (bounded load)."`
-	Clients    int           `default:"4" help:"Concurrent clients."`
+	Clients    int           `default:"8" help:"Concurrent clients."`
 	Batch      int           `default:"500" help:"Events per batch."`
 	DupRate    float64       `default:"0" help:"Share of events sent a second time (retries), 0 to 1."`
 	NoDedupe   bool          `help:"Turn the idempotency check off (to measure its cost)."`
@@ -87,7 +87,7 @@ func (c *benchIngestCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: c.Clients}}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: c.Clients, WriteBufferSize: 256 << 10}}
 	work := make(chan []byte)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
