@@ -1,11 +1,8 @@
 package capture
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"strconv"
-	"unicode/utf8"
-	"unsafe"
 
 	"github.com/apimeter/apimeter"
 )
@@ -76,7 +73,7 @@ func appendField(dst []byte, name, value string) []byte {
 	dst = append(dst, '"')
 	dst = append(dst, name...)
 	dst = append(dst, `":`...)
-	return appendString(dst, value)
+	return apimeter.AppendJSONString(dst, value)
 }
 
 func appendOpt(dst []byte, name, value string) []byte {
@@ -93,9 +90,9 @@ func appendHeadersJSON(dst []byte, h apimeter.Headers) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, kv.Name)
+		dst = apimeter.AppendJSONString(dst, kv.Name)
 		dst = append(dst, ':')
-		dst = appendString(dst, kv.Value)
+		dst = apimeter.AppendJSONString(dst, kv.Value)
 	}
 	return append(dst, '}')
 }
@@ -108,91 +105,9 @@ func appendBody(dst []byte, b apimeter.Body) []byte {
 		return dst
 	}
 	dst = append(dst, `,"body":`...)
-	dst = appendString(dst, b.Text)
+	dst = apimeter.AppendJSONString(dst, b.Text)
 	if b.Base64 {
 		dst = append(dst, `,"transfer_encoding":"base64"`...)
 	}
 	return dst
-}
-
-const hexDigits = "0123456789abcdef"
-
-// plain marks the ASCII bytes that go into a JSON string as they are.
-var plain = func() (t [utf8.RuneSelf]bool) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		t[c] = c != '"' && c != '\\'
-	}
-	return t
-}()
-
-const (
-	lsb = 0x0101010101010101
-	msb = 0x8080808080808080
-)
-
-// plain8 reports whether the 8 bytes at b[i:] need no escaping: none is
-// below 0x20, a quote, a backslash or non-ASCII (SWAR: a byte-wise test on
-// one 64-bit word).
-func plain8(b []byte, i int) bool {
-	x := binary.LittleEndian.Uint64(b[i:])
-	q, bs := x^('"'*lsb), x^('\\'*lsb)
-	return (x|((x-0x20*lsb)&^x)|((q-lsb)&^q)|((bs-lsb)&^bs))&msb == 0
-}
-
-// appendString appends s as a JSON string; invalid UTF-8 becomes U+FFFD,
-// as encoding/json does.
-func appendString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	// A byte view of s for 64-bit loads; it is only read.
-	b := unsafe.Slice(unsafe.StringData(s), len(s))
-	start := 0
-	for i := 0; i < len(s); {
-		// Skip eight plain ASCII bytes at a time.
-		for i+8 <= len(s) && plain8(b, i) {
-			i += 8
-		}
-		if i >= len(s) {
-			break
-		}
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if plain[c] {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			// Valid JSON, but they end lines in JavaScript readers.
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }

@@ -2,8 +2,6 @@ package duckdb
 
 import (
 	"encoding/json"
-	"strconv"
-	"unicode/utf8"
 
 	"github.com/apimeter/apimeter"
 )
@@ -60,7 +58,7 @@ func appendField(dst []byte, name, value string, comma bool) []byte {
 	dst = append(dst, '"')
 	dst = append(dst, name...)
 	dst = append(dst, `":`...)
-	return appendString(dst, value)
+	return apimeter.AppendJSONString(dst, value)
 }
 
 func appendMsg(dst []byte, h apimeter.Headers, b apimeter.Body) []byte {
@@ -69,14 +67,14 @@ func appendMsg(dst []byte, h apimeter.Headers, b apimeter.Body) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, kv.Name)
+		dst = apimeter.AppendJSONString(dst, kv.Name)
 		dst = append(dst, ':')
-		dst = appendString(dst, kv.Value)
+		dst = apimeter.AppendJSONString(dst, kv.Value)
 	}
 	dst = append(dst, '}')
 	if b.Text != "" {
 		dst = append(dst, `,"body":`...)
-		dst = appendString(dst, b.Text)
+		dst = apimeter.AppendJSONString(dst, b.Text)
 	}
 	if b.Base64 {
 		dst = append(dst, `,"b64":true`...)
@@ -85,58 +83,6 @@ func appendMsg(dst []byte, h apimeter.Headers, b apimeter.Body) []byte {
 		dst = append(dst, `,"trunc":true`...)
 	}
 	return append(dst, '}')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
-func appendString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\u202`...)
-			dst = strconv.AppendInt(dst, int64(r&0xf), 16)
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
 
 // applyDetail fills e from a detail JSON document.

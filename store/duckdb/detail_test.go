@@ -5,29 +5,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/apimeter/apimeter"
 )
-
-// FuzzAppendString checks the hand-written JSON string encoder against
-// encoding/json: its output always parses back to the input (with invalid
-// UTF-8 replaced).
-func FuzzAppendString(f *testing.F) {
-	for _, s := range []string{"", "plain", "quote\" back\\slash", "ctl\x00\x1f\n\t", "é\u2028\u2029", "bad\xff"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		b := appendString(nil, s)
-		var back string
-		if err := json.Unmarshal(b, &back); err != nil {
-			t.Fatalf("appendString(%q) = %s: not JSON: %v", s, b, err)
-		}
-		if want := strings.ToValidUTF8(s, "\uFFFD"); back != want && utf8.ValidString(s) {
-			t.Fatalf("appendString(%q) round-trips to %q", s, back)
-		}
-	})
-}
 
 func TestDetailRoundTrip(t *testing.T) {
 	e := apimeter.Event{
