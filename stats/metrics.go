@@ -122,12 +122,16 @@ type dimension struct {
 // segment, rendered by the dialect.
 const colBasepath = "#basepath"
 
+// colAPIVersion marks the apiproxy_revision dimension: the API version the
+// sender reported, kept in the detail JSON column.
+const colAPIVersion = "#api_version"
+
 // dimensionList maps Apigee's dimension names (where apimeter has the
 // meaning) and apimeter's own names to columns. docs/api.md documents it.
 var dimensionList = []dimension{
 	{name: "apiproxy", column: "api_name"},
 	{name: "apis", column: "api_name"},
-	{name: "apiproxy_revision", column: "api_version"},
+	{name: "apiproxy_revision", column: colAPIVersion},
 	{name: "developer", column: "user_id"},
 	{name: "developer_email", column: "user_id"},
 	{name: "developer_app", column: "company_id"},

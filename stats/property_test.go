@@ -341,6 +341,8 @@ func dimValue(d dimension, e *apimeter.Event) string {
 		return e.UserAgent
 	case "env":
 		return e.Env
+	case colAPIVersion:
+		return e.APIVersion
 	case colBasepath:
 		if !strings.HasPrefix(e.Path, "/") {
 			return ""

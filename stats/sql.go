@@ -25,6 +25,9 @@ type Dialect interface {
 	Basepath(col string) string
 	// Text casts an expression to a string, for like on numbers.
 	Text(expr string) string
+	// JSONText is the string at top-level key of the JSON object in col,
+	// or '' when absent.
+	JSONText(col, key string) string
 	// Like matches expr against the pattern placeholder with SQL's % and _
 	// wildcards and backslash as the escape; not negates it.
 	Like(expr, pattern string, not bool) string
@@ -60,6 +63,9 @@ func (DuckDB) Basepath(col string) string {
 	return fmt.Sprintf("regexp_extract(%s, '^/[^/]*')", col)
 }
 func (DuckDB) Text(expr string) string { return "CAST(" + expr + " AS VARCHAR)" }
+func (DuckDB) JSONText(col, key string) string {
+	return fmt.Sprintf("coalesce(json_extract_string(%s, '$.%s'), '')", col, key)
+}
 func (DuckDB) Like(expr, pattern string, not bool) string {
 	op := "LIKE"
 	if not {
@@ -262,8 +268,11 @@ func (b *sqlBuilder) where(p *Plan) string {
 }
 
 func (b *sqlBuilder) dimExpr(d dimension) string {
-	if d.column == colBasepath {
+	switch d.column {
+	case colBasepath:
 		return b.d.Basepath("path")
+	case colAPIVersion:
+		return b.d.JSONText("detail", "api_version")
 	}
 	return d.column
 }
