@@ -3,8 +3,6 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"database/sql"
-	"database/sql/driver"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -12,8 +10,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	duckdbdrv "github.com/duckdb/duckdb-go/v2"
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
@@ -54,26 +50,11 @@ func benchBodies(b *testing.B, n, dupEvery int) [][]byte {
 func BenchmarkIngest(b *testing.B) {
 	b.Run("raw-appender", func(b *testing.B) {
 		bodies := benchBodies(b, max(1, b.N/benchBatch), 0)
-		ctx := context.Background()
-		connector, err := duckdbdrv.NewConnector(filepath.Join(b.TempDir(), "raw.duckdb"), nil)
+		raw, err := duckdb.OpenRaw(context.Background(), filepath.Join(b.TempDir(), "raw.duckdb"))
 		if err != nil {
 			b.Fatal(err)
 		}
-		db := sql.OpenDB(connector)
-		defer db.Close()
-		if _, err := db.Exec(duckdb.Settings + ";" + duckdb.Schema); err != nil {
-			b.Fatal(err)
-		}
-		conn, err := connector.Connect(ctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer conn.Close()
-		app, err := duckdbdrv.NewAppenderFromConn(conn, "", "events")
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer app.Close()
+		defer raw.Close()
 		scrub := apimeter.NewScrubber(nil, nil, -1)
 		batches := make([][]apimeter.Event, len(bodies))
 		for i, body := range bodies {
@@ -90,18 +71,12 @@ func BenchmarkIngest(b *testing.B) {
 				batches[i] = append(batches[i], ev)
 			}
 		}
-		var row []driver.Value
-		var buf []byte
-		now := time.Now()
 		b.ResetTimer()
 		for _, evs := range batches {
-			for i := range evs {
-				row, buf = duckdb.RowValues(row[:0], buf, &evs[i], now)
-				if err := app.AppendRow(row...); err != nil {
-					b.Fatal(err)
-				}
+			if err := raw.Append(evs); err != nil {
+				b.Fatal(err)
 			}
-			if err := app.Flush(); err != nil {
+			if err := raw.Commit(); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
-	"database/sql/driver"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -13,8 +11,6 @@ import (
 	"runtime/pprof"
 	"sync"
 	"time"
-
-	duckdbdrv "github.com/duckdb/duckdb-go/v2"
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
@@ -155,31 +151,14 @@ func (c *benchIngestCmd) Run(ctx context.Context) error {
 // appender into a new file, one commit per batch. Only the appends and
 // commits are timed; decoding the bodies is not.
 func rawAppend(ctx context.Context, path string, bodies [][]byte) (time.Duration, int, error) {
-	connector, err := duckdbdrv.NewConnector(path, nil)
+	raw, err := duckdb.OpenRaw(ctx, path)
 	if err != nil {
 		return 0, 0, err
 	}
-	db := sql.OpenDB(connector)
-	defer db.Close()
-	if _, err := db.ExecContext(ctx, duckdb.Settings+";"+duckdb.Schema); err != nil {
-		return 0, 0, err
-	}
-	conn, err := connector.Connect(ctx)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer conn.Close()
-	app, err := duckdbdrv.NewAppenderFromConn(conn, "", "events")
-	if err != nil {
-		return 0, 0, err
-	}
-	defer app.Close()
+	defer raw.Close()
 	scrub := apimeter.NewScrubber(nil, nil, 1024)
-	var row []driver.Value
-	var buf []byte
 	var took time.Duration
 	rows := 0
-	now := time.Now().UTC()
 	for _, body := range bodies {
 		var ms []apimeter.MoesifEvent
 		if err := json.Unmarshal(body, &ms); err != nil {
@@ -193,13 +172,10 @@ func rawAppend(ctx context.Context, path string, bodies [][]byte) (time.Duration
 			scrub.Scrub(&events[i])
 		}
 		began := time.Now()
-		for i := range events {
-			row, buf = duckdb.RowValues(row[:0], buf, &events[i], now)
-			if err := app.AppendRow(row...); err != nil {
-				return 0, 0, err
-			}
+		if err := raw.Append(events); err != nil {
+			return 0, 0, err
 		}
-		if err := app.Flush(); err != nil {
+		if err := raw.Commit(); err != nil {
 			return 0, 0, err
 		}
 		took += time.Since(began)

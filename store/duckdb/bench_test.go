@@ -2,14 +2,10 @@ package duckdb
 
 import (
 	"context"
-	"database/sql"
-	"database/sql/driver"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
-
-	duckdbdrv "github.com/duckdb/duckdb-go/v2"
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/workload"
@@ -43,40 +39,19 @@ func BenchmarkAppend(b *testing.B) {
 	const batch = 500
 	b.Run("raw-appender", func(b *testing.B) {
 		events := benchEvents(b, b.N)
-		ctx := context.Background()
-		connector, err := duckdbdrv.NewConnector(filepath.Join(b.TempDir(), "raw.duckdb"), nil)
+		raw, err := OpenRaw(context.Background(), filepath.Join(b.TempDir(), "raw.duckdb"))
 		if err != nil {
 			b.Fatal(err)
 		}
-		db := sql.OpenDB(connector)
-		defer db.Close()
-		if _, err := db.ExecContext(ctx, Settings+";"+Schema); err != nil {
-			b.Fatal(err)
-		}
-		conn, err := connector.Connect(ctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer conn.Close()
-		app, err := duckdbdrv.NewAppenderFromConn(conn, "", "events")
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer app.Close()
-		var row []driver.Value
-		var buf []byte
-		now := time.Now()
+		defer raw.Close()
 		b.ReportAllocs()
 		b.ResetTimer()
-		for i := range events {
-			row, buf = RowValues(row[:0], buf, &events[i], now)
-			if err := app.AppendRow(row...); err != nil {
+		for i := 0; i < len(events); i += batch {
+			if err := raw.Append(events[i:min(i+batch, len(events))]); err != nil {
 				b.Fatal(err)
 			}
-			if (i+1)%batch == 0 || i == len(events)-1 {
-				if err := app.Flush(); err != nil {
-					b.Fatal(err)
-				}
+			if err := raw.Commit(); err != nil {
+				b.Fatal(err)
 			}
 		}
 	})
