@@ -3,8 +3,10 @@ package stats
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -25,34 +27,38 @@ const (
 	benchAPIs   = 50
 	benchUsers  = 5000
 	benchRoutes = 40
+	// benchAgent marks rows made by the current generator; a kept file
+	// without it is regenerated.
+	benchAgent = "bench-client/2"
 )
 
 var benchStart = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// benchInsert generates the events inside DuckDB from range(): hash(i, k)
-// gives each row independent pseudo-random draws. Latencies are whole
+// benchInsert generates the events inside DuckDB from range(): hash(i*16 + k)
+// gives each row independent pseudo-random draws (hash(i, k) does not: its
+// low bits are shared between k, which tied the method to the route). Latencies are whole
 // milliseconds with a long tail; 10% of calls fail; 2% are sampled events
 // of weight 10. Rows are stored in request-time order, as they arrive.
 const benchInsert = `
-INSERT INTO events
+INSERT INTO events (id, org, env, ingested_at, ts, api_name, method, uri, path, route,
+  status, latency_ms, target_latency_ms, req_size, resp_size,
+  user_id, company_id, api_key_id, client_ip, user_agent, target_url, weight, detail)
 SELECT
-  'ev' || i, 'bench', 'prod', TIMESTAMP '2026-02-01 00:00:00',
-  ts, ts + to_milliseconds(CAST(lat AS BIGINT)), 'Incoming',
-  'api-' || (hash(i, 1) % {APIS}), '1', 'http://backend.internal',
-  CASE WHEN hash(i, 7) % 4 = 0 THEN 'POST' ELSE 'GET' END,
-  'https://api.example.com/res' || r || '/42', '/res' || r || '/42', '/res' || r || '/{id}', '',
-  '10.0.' || (hash(i, 8) % 256) || '.1', 'bench-client/1.0',
-  '{}', '', false, false, CAST(hash(i, 9) % 2000 AS BIGINT),
-  CASE WHEN hash(i, 4) % 100 < 90 THEN 200 WHEN hash(i, 4) % 100 < 95 THEN 404 WHEN hash(i, 4) % 100 < 98 THEN 500 ELSE 503 END,
-  '{}', '', false, false, CAST(hash(i, 10) % 20000 AS BIGINT),
-  lat, floor(lat * 0.8),
-  'user-' || (hash(i, 2) % {USERS}), 'company-' || (hash(i, 2) % {USERS} % 300), 'key-' || (hash(i, 2) % {USERS}), '',
-  '', '{}', CASE WHEN hash(i, 11) % 100 < 2 THEN 10 ELSE 1 END
+  'ev' || i, 'bench', 'prod', TIMESTAMP '2026-02-01 00:00:00', ts,
+  'api-' || (hash(i * 16 + 1) % {APIS}),
+  CASE WHEN hash(i * 16 + 7) % 4 = 0 THEN 'POST' ELSE 'GET' END,
+  'https://api.example.com/res' || r || '/42', '/res' || r || '/42', '/res' || r || '/{id}',
+  CASE WHEN hash(i * 16 + 4) % 100 < 90 THEN 200 WHEN hash(i * 16 + 4) % 100 < 95 THEN 404 WHEN hash(i * 16 + 4) % 100 < 98 THEN 500 ELSE 503 END,
+  lat, floor(lat * 0.8), CAST(hash(i * 16 + 9) % 2000 AS BIGINT), CAST(hash(i * 16 + 10) % 20000 AS BIGINT),
+  'user-' || (hash(i * 16 + 2) % {USERS}), 'company-' || (hash(i * 16 + 2) % {USERS} % 300), 'key-' || (hash(i * 16 + 2) % {USERS}),
+  '10.0.' || (hash(i * 16 + 8) % 256) || '.1', '{AGENT}', 'http://backend.internal',
+  CASE WHEN hash(i * 16 + 11) % 100 < 2 THEN 10 ELSE 1 END,
+  '{"direction":"Incoming","req":{},"resp":{}}'
 FROM (
   SELECT i,
-    TIMESTAMP '2026-01-01 00:00:00' + to_microseconds(CAST(hash(i, 0) % {SPAN} AS BIGINT)) AS ts,
-    hash(i, 3) % {ROUTES} AS r,
-    CAST(CASE WHEN hash(i, 5) % 100 < 5 THEN 500 + hash(i, 6) % 4500 ELSE 5 + hash(i, 6) % 300 END AS DOUBLE) AS lat
+    TIMESTAMP '2026-01-01 00:00:00' + to_microseconds(CAST(hash(i * 16 + 0) % {SPAN} AS BIGINT)) AS ts,
+    hash(i * 16 + 3) % {ROUTES} AS r,
+    CAST(CASE WHEN hash(i * 16 + 5) % 100 < 5 THEN 500 + hash(i * 16 + 6) % 4500 ELSE 5 + hash(i * 16 + 6) % 300 END AS DOUBLE) AS lat
   FROM range({N}) t(i)
 )
 ORDER BY ts`
@@ -65,6 +71,12 @@ func benchStore(b *testing.B) *duckdb.Store {
 	path := os.Getenv("APIMETER_STATS_BENCH_DB")
 	if path == "" {
 		path = filepath.Join(b.TempDir(), "bench.duckdb")
+	} else if _, err := os.Stat(path); err == nil && !benchSchemaCurrent(b, ctx, path) {
+		// A file kept from before a schema change: start again.
+		b.Logf("%s has an older events table; regenerating", path)
+		if err := errors.Join(os.Remove(path), removeIfExists(path+".wal")); err != nil {
+			b.Fatal(err)
+		}
 	}
 	st, err := duckdb.Open(ctx, path, duckdb.Options{})
 	if err != nil {
@@ -72,7 +84,7 @@ func benchStore(b *testing.B) *duckdb.Store {
 	}
 	b.Cleanup(func() { st.Close() })
 	var n int64
-	if err := st.DB().QueryRowContext(ctx, "SELECT count(*) FROM events WHERE org = 'bench'").Scan(&n); err != nil {
+	if err := st.DB().QueryRowContext(ctx, "SELECT count(*) FROM events WHERE org = 'bench' AND user_agent = ?", benchAgent).Scan(&n); err != nil {
 		b.Fatal(err)
 	}
 	if n != benchEvents {
@@ -81,7 +93,7 @@ func benchStore(b *testing.B) *duckdb.Store {
 			b.Fatal(err)
 		}
 		q := strings.NewReplacer("{N}", fmt.Sprint(benchEvents), "{APIS}", fmt.Sprint(benchAPIs), "{USERS}", fmt.Sprint(benchUsers),
-			"{SPAN}", fmt.Sprint(int64(benchDays*24*time.Hour/time.Microsecond)), "{ROUTES}", fmt.Sprint(benchRoutes)).Replace(benchInsert)
+			"{SPAN}", fmt.Sprint(int64(benchDays*24*time.Hour/time.Microsecond)), "{ROUTES}", fmt.Sprint(benchRoutes), "{AGENT}", benchAgent).Replace(benchInsert)
 		if _, err := st.DB().ExecContext(ctx, q); err != nil {
 			b.Fatalf("generate: %v", err)
 		}
@@ -91,6 +103,39 @@ func benchStore(b *testing.B) *duckdb.Store {
 		b.Logf("generated %d events in %s", benchEvents, time.Since(start).Round(time.Millisecond))
 	}
 	return st
+}
+
+// benchSchemaCurrent says the events table in the file at path has the
+// columns (names and types, in order) of the store's current schema.
+func benchSchemaCurrent(b *testing.B, ctx context.Context, path string) bool {
+	b.Helper()
+	columns := func(dsn, ddl string) string {
+		db, err := sql.Open("duckdb", dsn)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		if ddl != "" {
+			if _, err := db.ExecContext(ctx, ddl); err != nil {
+				b.Fatal(err)
+			}
+		}
+		var cols string
+		err = db.QueryRowContext(ctx, `SELECT coalesce(string_agg(column_name || ' ' || data_type, ', ' ORDER BY column_index), '')
+			FROM duckdb_columns() WHERE table_name = 'events'`).Scan(&cols)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return cols
+	}
+	return columns(path, "") == columns("", duckdb.Schema)
+}
+
+func removeIfExists(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // benchQueries are the three queries of issue 7.
