@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -14,7 +13,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	gojson "github.com/goccy/go-json"
 	"github.com/zeebo/xxh3"
 )
 
@@ -411,24 +409,4 @@ func isText(b []byte) bool {
 		}
 	}
 	return utf8.Valid(b)
-}
-
-// errFastDecode says the fast decoder gave up on its input.
-var errFastDecode = errors.New("fast JSON decoder refused the input")
-
-// DecodeBatch decodes a JSON array of collector events with a fast,
-// reflection-free decoder. Any error (including a panic of the decoder on
-// malformed input, which is recovered) means: decode the batch with
-// encoding/json instead, which accepts exactly the JSON standard and says
-// what is wrong.
-func DecodeBatch(b []byte) (ms []MoesifEvent, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			ms, err = nil, errFastDecode
-		}
-	}()
-	if err := gojson.UnmarshalNoEscape(b, &ms); err != nil {
-		return nil, err
-	}
-	return ms, nil
 }

@@ -220,3 +220,32 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeBatch checks the fast batch decoder against encoding/json:
+// whatever the fast decoder accepts, encoding/json accepts and decodes to
+// the same events. (Where the fast decoder declines, the collector falls
+// back to encoding/json, so declining is always safe.)
+func FuzzDecodeBatch(f *testing.F) {
+	if b, err := os.ReadFile("testdata/moesif/node-batch.json"); err == nil {
+		f.Add(b)
+	}
+	f.Add([]byte(`[{"request":{"time":"2026-11-02T09:00:00Z","uri":"/a","verb":"GET","headers":{"A":["x",1,true,null]}},"response":{"status":200,"body":{"k":[1,2.5e3,"\u00e9"]}},"weight":10,"metadata":null}]`))
+	f.Add([]byte(`[null,{},{"Request":{}}]`))
+	f.Add([]byte(` [ ] `))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fast, err := DecodeBatch(b)
+		if err != nil {
+			return
+		}
+		var ref []MoesifEvent
+		if err := json.Unmarshal(b, &ref); err != nil {
+			t.Fatalf("fast decoder accepted %q, encoding/json refuses it: %v", b, err)
+		}
+		if len(fast) == 0 && len(ref) == 0 {
+			return
+		}
+		if !reflect.DeepEqual(fast, ref) {
+			t.Fatalf("decoders differ on %q:\nfast %+v\njson %+v", b, fast, ref)
+		}
+	})
+}
