@@ -363,7 +363,8 @@ func (c *Capture) run() {
 		held = held[:0]
 	}
 	add := func(rec *record) {
-		batch = append(batch, c.event(rec, c.borrow))
+		batch = append(batch, apimeter.Event{})
+		c.fillEvent(&batch[len(batch)-1], rec, c.borrow)
 		if c.borrow {
 			held = append(held, rec)
 		} else {
