@@ -16,9 +16,9 @@ import (
 // handles query parameters. Only the sending goroutine uses a scrubber.
 type scrubber struct {
 	full    *apimeter.Scrubber
-	secret  map[string]bool   // canonical header names
-	lower   []string          // the same names, lower case, for other spellings
-	fps     map[string]string // secret -> fingerprint
+	secret  map[string]bool     // canonical header names
+	lower   []string            // the same names, lower case, for other spellings
+	fps     map[string]string   // secret -> fingerprint
 	names   map[string]nameKind // header name, any spelling -> what it is
 	keyHdrs []string
 }
