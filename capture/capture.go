@@ -328,6 +328,11 @@ func (c *Capture) callMask(e *apimeter.Event) {
 	c.opts.Mask(e)
 }
 
+// maxBatchBodyBytes ends a batch early when its bodies add up to this
+// much, so that large MaxBodyBytes cannot make a batch too big for the
+// collector (32 MiB by default) however large BatchSize is.
+const maxBatchBodyBytes = 8 << 20
+
 // run is the sending goroutine: it builds events from records, batches them
 // and hands batches to the Sink, until Close. It wakes when a batch is
 // waiting or every FlushInterval, not for each call.
@@ -337,6 +342,7 @@ func (c *Capture) run() {
 	// held are the records a borrowing Sink's batch points into; they are
 	// reused only after Send returned.
 	var held []*record
+	var bodyBytes int // of the batch's bodies, against maxBatchBodyBytes
 	tick := time.NewTicker(c.opts.FlushInterval)
 	defer tick.Stop()
 	defer func() {
@@ -356,6 +362,7 @@ func (c *Capture) run() {
 		}
 		clear(batch)
 		batch = batch[:0]
+		bodyBytes = 0
 		for _, rec := range held {
 			c.release(rec)
 		}
@@ -363,13 +370,16 @@ func (c *Capture) run() {
 		held = held[:0]
 	}
 	add := func(rec *record) {
-		batch = append(batch, c.event(rec, c.borrow))
+		batch = append(batch, apimeter.Event{})
+		c.fillEvent(&batch[len(batch)-1], rec, c.borrow)
 		if c.borrow {
 			held = append(held, rec)
 		} else {
 			c.release(rec)
 		}
-		if len(batch) >= c.opts.BatchSize {
+		e := &batch[len(batch)-1]
+		bodyBytes += len(e.RequestBody.Text) + len(e.ResponseBody.Text)
+		if len(batch) >= c.opts.BatchSize || bodyBytes >= maxBatchBodyBytes {
 			flush()
 		}
 	}

@@ -1,12 +1,14 @@
 package capture_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -193,13 +195,15 @@ func TestSampleRateSetsWeight(t *testing.T) {
 // memSink keeps every event it is sent; the in-process Sink a user would
 // write to feed their own pipeline.
 type memSink struct {
-	mu     sync.Mutex
-	events []apimeter.Event
+	mu      sync.Mutex
+	events  []apimeter.Event
+	batches []int // events per Send
 }
 
 func (s *memSink) Send(_ context.Context, evs []apimeter.Event) error {
 	s.mu.Lock()
 	s.events = append(s.events, evs...)
+	s.batches = append(s.batches, len(evs))
 	s.mu.Unlock()
 	return nil
 }
@@ -210,6 +214,43 @@ func (s *memSink) all() []apimeter.Event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]apimeter.Event(nil), s.events...)
+}
+
+// Batches end at BatchSize events or when their bodies reach 8 MiB,
+// whichever comes first.
+func TestBatchesAreBoundedByCountAndBodyBytes(t *testing.T) {
+	cases := []struct {
+		name        string
+		batchSize   int
+		bodyBytes   int
+		calls       int
+		wantBatches []int
+	}{
+		{"count bound", 4, 10, 10, []int{4, 4, 2}},
+		{"body bytes bound: 1 MiB bodies, 8 per batch", 500, 1 << 20, 10, []int{8, 2}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := &memSink{}
+			c, err := capture.New(capture.Options{Sink: sink, LogBody: true, MaxBodyBytes: tc.bodyBytes, BatchSize: tc.batchSize, FlushInterval: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := c.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) }))
+			body := bytes.Repeat([]byte("b"), tc.bodyBytes)
+			for range tc.calls {
+				h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/x", bytes.NewReader(body)))
+			}
+			if err := c.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			sink.mu.Lock()
+			defer sink.mu.Unlock()
+			if !slices.Equal(sink.batches, tc.wantBatches) {
+				t.Fatalf("batches of %v events, want %v", sink.batches, tc.wantBatches)
+			}
+		})
+	}
 }
 
 func TestQueueFullDropsAndHandlerStillAnswers(t *testing.T) {

@@ -19,23 +19,25 @@ import (
 	"github.com/apimeter/apimeter"
 )
 
-// event builds the scrubbed Event of a record. Unless borrow is set, it
-// copies everything it keeps, so the record can be reused as soon as it
-// returns; with borrow, headers and bodies point into the record, which
-// must not be reused before the event is dropped.
-func (c *Capture) event(rec *record, borrow bool) apimeter.Event {
+// fillEvent overwrites *e with the scrubbed Event of a record. Unless
+// borrow is set, it copies everything it keeps, so the record can be reused
+// as soon as it returns; with borrow, headers and bodies point into the
+// record, which must not be reused before the event is dropped. It fills a
+// slot of the sender's batch in place: an Event returned by value escaped
+// to the heap (the scrubber and Mask take its address), 500 bytes of
+// garbage per call.
+func (c *Capture) fillEvent(e *apimeter.Event, rec *record, borrow bool) {
 	scheme := "http"
 	if rec.tls {
 		scheme = "https"
 	}
-	e := apimeter.Event{
+	*e = apimeter.Event{
 		ID:              rec.id,
 		Direction:       apimeter.Incoming,
 		APIName:         c.opts.APIName,
 		RequestTime:     rec.start.UTC(),
 		ResponseTime:    rec.end.UTC(),
 		Method:          rec.method,
-		URI:             scheme + "://" + rec.host + rec.requestURI,
 		Path:            rec.path,
 		Route:           rec.route,
 		Query:           rec.query,
@@ -51,7 +53,13 @@ func (c *Capture) event(rec *record, borrow bool) apimeter.Event {
 		SessionToken:    rec.session,
 		Weight:          c.weight,
 	}
+	// With borrow, the URI and the added Content-Length point into the
+	// record's scratch buffer rather than into new strings.
+	rec.scratch = append(append(append(rec.scratch[:0], scheme...), "://"...), rec.host...)
+	rec.scratch = append(rec.scratch, rec.requestURI...)
+	uriLen := len(rec.scratch)
 	if !borrow {
+		e.URI = string(rec.scratch)
 		e.RequestHeaders = append(apimeter.Headers(nil), e.RequestHeaders...)
 		e.ResponseHeaders = append(apimeter.Headers(nil), e.ResponseHeaders...)
 	}
@@ -65,7 +73,18 @@ func (c *Capture) event(rec *record, borrow bool) apimeter.Event {
 	// The collector schema carries sizes only as Content-Length; add it when
 	// the handler did not, so that a capped body does not understate them.
 	if e.ResponseHeaders.Get("Content-Length") == "" && !rec.hijacked {
-		e.ResponseHeaders = append(e.ResponseHeaders, apimeter.Header{Name: "Content-Length", Value: strconv.FormatInt(rec.respSize, 10)})
+		var n string
+		if borrow {
+			rec.scratch = strconv.AppendInt(rec.scratch, rec.respSize, 10)
+			n = unsafe.String(&rec.scratch[uriLen], len(rec.scratch)-uriLen)
+		} else {
+			n = strconv.FormatInt(rec.respSize, 10)
+		}
+		e.ResponseHeaders = append(e.ResponseHeaders, apimeter.Header{Name: "Content-Length", Value: n})
+	}
+	if borrow {
+		// After the last append: the buffer no longer moves.
+		e.URI = unsafe.String(&rec.scratch[0], uriLen)
 	}
 	if c.opts.LogBody {
 		e.RequestBody = body(rec.reqBody, rec.reqRead > int64(len(rec.reqBody)), borrow)
@@ -81,12 +100,11 @@ func (c *Capture) event(rec *record, borrow bool) apimeter.Event {
 			c.log.Warn("capture: metadata is not JSON", "err", err)
 		}
 	}
-	c.scrub.scrub(&e)
+	c.scrub.scrub(e)
 	if c.opts.Mask != nil {
-		c.callMask(&e)
-		c.scrub.full.Scrub(&e)
+		c.callMask(e)
+		c.scrub.full.Scrub(e)
 	}
-	return e
 }
 
 // maxSubjects bounds the sender's cache of token -> subject.

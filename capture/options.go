@@ -12,7 +12,7 @@ import (
 const (
 	DefaultMaxBodyBytes  = apimeter.DefaultBodyCap
 	DefaultQueueSize     = 10000
-	DefaultBatchSize     = 100
+	DefaultBatchSize     = 500
 	DefaultFlushInterval = time.Second
 )
 
@@ -107,7 +107,10 @@ type Options struct {
 	// DefaultQueueSize.
 	QueueSize int
 	// BatchSize is the most events handed to the Sink at once. Zero means
-	// DefaultBatchSize.
+	// DefaultBatchSize: 500, because each batch has a fixed cost (an HTTP
+	// request, a gzip stream), which at 100 events was a quarter of the
+	// HTTP sink's CPU per event. A batch also ends when its bodies reach
+	// 8 MiB.
 	BatchSize int
 	// FlushInterval is the longest an event waits for its batch to fill.
 	// Zero means DefaultFlushInterval.

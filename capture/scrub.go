@@ -16,9 +16,10 @@ import (
 // handles query parameters. Only the sending goroutine uses a scrubber.
 type scrubber struct {
 	full    *apimeter.Scrubber
-	secret  map[string]bool   // canonical header names
-	lower   []string          // the same names, lower case, for other spellings
-	fps     map[string]string // secret -> fingerprint
+	secret  map[string]bool     // canonical header names
+	lower   []string            // the same names, lower case, for other spellings
+	fps     map[string]string   // secret -> fingerprint
+	names   map[string]nameKind // header name, any spelling -> what it is
 	keyHdrs []string
 }
 
@@ -30,6 +31,7 @@ func newScrubber(extraHeaders, extraParams []string, bodyCap int) *scrubber {
 		full:    apimeter.NewScrubber(extraHeaders, extraParams, bodyCap),
 		secret:  map[string]bool{},
 		fps:     map[string]string{},
+		names:   map[string]nameKind{},
 		keyHdrs: apimeter.APIKeyHeaders,
 	}
 	for _, h := range append(append([]string{}, apimeter.DefaultSecretHeaders...), extraHeaders...) {
@@ -39,16 +41,42 @@ func newScrubber(extraHeaders, extraParams []string, bodyCap int) *scrubber {
 	return s
 }
 
-func (s *scrubber) isSecret(name string) bool {
-	if s.secret[name] {
-		return true
+// maxNames bounds the cache of header names.
+const maxNames = 1024
+
+// nameKind is what the scrubber knows of a header name: whether it is a
+// secret one, and its place in keyHdrs (-1: not an API key header).
+type nameKind struct {
+	secret bool
+	key    int8
+}
+
+// kind returns what a header name is. A service sees the same few names
+// again and again, so answers are cached: comparing every name with each
+// secret and API key header name, case-insensitively, was most of the
+// scrubber's time.
+func (s *scrubber) kind(name string) nameKind {
+	if k, ok := s.names[name]; ok {
+		return k
 	}
+	k := nameKind{secret: s.secret[name], key: -1}
 	for _, l := range s.lower {
-		if strings.EqualFold(name, l) {
-			return true
+		if k.secret {
+			break
+		}
+		k.secret = strings.EqualFold(name, l)
+	}
+	for i, h := range s.keyHdrs {
+		if strings.EqualFold(name, h) {
+			k.key = int8(i)
+			break
 		}
 	}
-	return false
+	if len(s.names) >= maxNames {
+		clear(s.names)
+	}
+	s.names[name] = k
+	return k
 }
 
 func (s *scrubber) fingerprint(secret string) string {
@@ -66,11 +94,16 @@ func (s *scrubber) fingerprint(secret string) string {
 // scrub makes e safe to send, with the same result as apimeter.Scrubber.
 func (s *scrubber) scrub(e *apimeter.Event) {
 	if e.APIKeyID == "" {
-		for _, h := range s.keyHdrs {
-			if v := e.RequestHeaders.Get(h); v != "" {
-				e.APIKeyID = s.fingerprint(v)
-				break
+		// The value of the first of keyHdrs present with a value, as
+		// apimeter.Scrubber.APIKey, in one pass over the headers.
+		best, key := len(s.keyHdrs), ""
+		for _, h := range e.RequestHeaders {
+			if k := s.kind(h.Name); k.key >= 0 && int(k.key) < best && h.Value != "" {
+				best, key = int(k.key), h.Value
 			}
+		}
+		if key != "" {
+			e.APIKeyID = s.fingerprint(key)
 		}
 	}
 	if e.SessionToken != "" && !strings.HasPrefix(e.SessionToken, "fp_") {
@@ -85,7 +118,7 @@ func (s *scrubber) scrub(e *apimeter.Event) {
 
 func (s *scrubber) headers(h apimeter.Headers) {
 	for i := range h {
-		if s.isSecret(h[i].Name) && !strings.HasPrefix(h[i].Value, "fp_") {
+		if s.kind(h[i].Name).secret && !strings.HasPrefix(h[i].Value, "fp_") {
 			h[i].Value = s.fingerprint(h[i].Value)
 		}
 	}

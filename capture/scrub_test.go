@@ -25,6 +25,8 @@ func TestScrubMatchesRootScrubber(t *testing.T) {
 		{"api key and session", apimeter.Event{RequestHeaders: hdr("X-Api-Key", "key-1"), SessionToken: "Bearer tok"}},
 		{"explicit api key id kept", apimeter.Event{RequestHeaders: hdr("X-Api-Key", "key-1"), APIKeyID: "fp_0000000000000000"}},
 		{"query secrets", apimeter.Event{URI: "http://h/p?api_key=s1&x=1", Query: "api_key=s1&x=1", RequestHeaders: hdr("Ocp-Apim-Subscription-Key", "k2")}},
+		{"key headers out of priority order", apimeter.Event{RequestHeaders: hdr("Api-Key", "k3", "ocp-apim-subscription-key", "k2", "X-API-Key", "k1")}},
+		{"empty key header skipped", apimeter.Event{RequestHeaders: hdr("X-Api-Key", "", "Api-Key", "k3")}},
 		{"already scrubbed", apimeter.Event{RequestHeaders: hdr("Authorization", "fp_0011223344556677"), SessionToken: "fp_aa"}},
 	}
 	extra := []string{"X-Custom-Secret"}

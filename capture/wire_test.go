@@ -2,6 +2,7 @@ package capture
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -75,5 +76,40 @@ func TestWireRoundTrip(t *testing.T) {
 				t.Fatalf("round trip changed the event:\n got %s\nwant %s\nwire %s", gj, wj, b)
 			}
 		})
+	}
+}
+
+func TestAppendWireTimeMatchesAppendFormat(t *testing.T) {
+	cases := []struct {
+		name string
+		t    time.Time
+	}{
+		{"unix epoch", time.Unix(0, 0)},
+		{"before the epoch", time.Date(1969, 12, 31, 23, 59, 59, 999_999_999, time.UTC)},
+		{"leap day", time.Date(2024, 2, 29, 12, 0, 0, 1_000, time.UTC)},
+		{"end of a century year not leap", time.Date(2100, 2, 28, 23, 59, 59, 0, time.UTC)},
+		{"400-year leap", time.Date(2000, 2, 29, 1, 2, 3, 456_789_000, time.UTC)},
+		{"first year", time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{"last year", time.Date(9999, 12, 31, 23, 59, 59, 999_999_000, time.UTC)},
+		{"out of range year falls back", time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{"negative year falls back", time.Date(-5, 3, 1, 0, 0, 0, 0, time.UTC)},
+		{"other zone", time.Date(2026, 11, 24, 1, 30, 0, 5_000, time.FixedZone("x", -7*3600))},
+		{"now", time.Now()},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got, want := string(appendWireTime(nil, tc.t)), tc.t.UTC().Format(wireTime); got != want {
+				t.Fatalf("appendWireTime = %s, want %s", got, want)
+			}
+		})
+	}
+	// And a spread of instants over the whole range.
+	r := rand.New(rand.NewPCG(1, 2))
+	lo, hi := time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC).Unix(), time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC).Unix()
+	for range 100000 {
+		tm := time.Unix(lo+r.Int64N(hi-lo), r.Int64N(1e9))
+		if got, want := string(appendWireTime(nil, tm)), tm.UTC().Format(wireTime); got != want {
+			t.Fatalf("appendWireTime(%v) = %s, want %s", tm.Unix(), got, want)
+		}
 	}
 }

@@ -34,6 +34,8 @@ type record struct {
 	route, user, company, session, auth string
 	metadata                            map[string]any
 
+	scratch []byte // the sender's: URI and Content-Length of a borrowed event
+
 	rw   responseWriter
 	body bodyReader
 }

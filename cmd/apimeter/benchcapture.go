@@ -34,8 +34,10 @@ type benchCaptureCmd struct {
 	SampleRate float64       `default:"1" help:"Options.SampleRate of the wrapped server."`
 	NoGzip     bool          `help:"Send batches without gzip (HTTPSinkConfig.NoCompression)."`
 	CPUProfile string        `help:"Write a CPU profile of the whole run to this file."`
+	ProfileDir string        `help:"Write CPU profiles of the bare and the wrapped rounds separately to this directory (cpu-bare-N.prof, cpu-wrapped-N.prof per round; go tool pprof merges several files, e.g. -diff_base with the bare ones)."`
 	Sink       string        `default:"http" enum:"http,collector,none" help:"Where the wrapped server sends events: http (HTTP sink to a loopback endpoint that reads and discards), collector (a full apimeter collector with DuckDB in this process) or none (events are built and scrubbed, then dropped: the middleware alone)."`
 	NoBody     bool          `help:"Turn body capture off (Options.LogBody false)."`
+	BatchSize  int           `help:"Options.BatchSize of the wrapped server (0: the default)."`
 }
 
 // benchToken is seed 000's JWT (sub 513, HS256 with "my_super_secret").
@@ -56,6 +58,7 @@ func (c *benchCaptureCmd) Run(ctx context.Context) error {
 	meter, err := capture.New(capture.Options{
 		Sink:            sink,
 		LogBody:         !c.NoBody,
+		BatchSize:       c.BatchSize,
 		SampleRate:      c.SampleRate,
 		IdentifyCompany: func(r *http.Request, _ capture.Response) string { return r.PathValue("id") },
 	})
@@ -63,6 +66,9 @@ func (c *benchCaptureCmd) Run(ctx context.Context) error {
 		return err
 	}
 
+	if c.CPUProfile != "" && c.ProfileDir != "" {
+		return errors.New("--cpu-profile and --profile-dir exclude each other")
+	}
 	if c.CPUProfile != "" {
 		f, err := os.Create(c.CPUProfile)
 		if err != nil {
@@ -95,11 +101,18 @@ func (c *benchCaptureCmd) Run(ctx context.Context) error {
 			rates *[]float64
 			cpu   *[]float64
 		}{{"bare", bare.URL, &bareRates, &bareCPU}, {"wrapped", wrapped.URL, &wrappedRates, &wrappedCPU}} {
+			stopProfile, err := c.startRoundProfile(s.name, round)
+			if err != nil {
+				return err
+			}
 			cpu0 := processCPU()
 			var ms0, ms1 runtime.MemStats
 			runtime.ReadMemStats(&ms0)
 			n, err := c.load(ctx, s.url, payload)
 			runtime.ReadMemStats(&ms1)
+			if err := stopProfile(); err != nil {
+				return err
+			}
 			if err != nil {
 				return fmt.Errorf("%s round %d: %w", s.name, round+1, err)
 			}
@@ -122,6 +135,51 @@ func (c *benchCaptureCmd) Run(ctx context.Context) error {
 	fmt.Printf("CPU per request (this process: load generator + server + sender): bare %.1f µs, wrapped %.1f µs, bare/wrapped %.3f\n", bc, wc, bc/wc)
 	fmt.Printf("capture: enqueued %d, sent %d, dropped (queue full) %d, failed %d\n", st.Enqueued, st.Sent, st.Dropped, st.Failed)
 	return closeErr
+}
+
+// startRoundProfile starts a CPU profile of one round when --profile-dir is
+// set; the returned func stops it.
+func (c *benchCaptureCmd) startRoundProfile(server string, round int) (stop func() error, err error) {
+	if c.ProfileDir == "" {
+		return func() error { return nil }, nil
+	}
+	if err := os.MkdirAll(c.ProfileDir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.Create(filepath.Join(c.ProfileDir, fmt.Sprintf("cpu-%s-%d.prof", server, round+1)))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if server == "bare" && round == 0 {
+		if err := writeProfile("allocs", filepath.Join(c.ProfileDir, "allocs-start.prof")); err != nil {
+			return nil, err
+		}
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			return err
+		}
+		// The allocation profile is cumulative: a round's own is this
+		// snapshot with the previous one as -base.
+		return writeProfile("allocs", filepath.Join(c.ProfileDir, fmt.Sprintf("allocs-%s-%d.prof", server, round+1)))
+	}, nil
+}
+
+func writeProfile(name, path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // startSinkTarget starts what the wrapped server's events go to.
@@ -156,8 +214,12 @@ func (c *benchCaptureCmd) startSinkTarget(ctx context.Context) (url, appID strin
 	return in.URL, a.ID, func() { in.Close(); os.RemoveAll(dir) }, nil
 }
 
-// discardSink drops the events it is given.
+// discardSink drops the events it is given. It keeps nothing, so it is a
+// BorrowingSink, like HTTPSink: --sink none then measures the same event
+// building as the default run, without copies no real sink would get.
 type discardSink struct{}
+
+func (discardSink) BorrowsEvents() {}
 
 func (discardSink) Send(context.Context, []apimeter.Event) error { return nil }
 func (discardSink) Close(context.Context) error                  { return nil }
