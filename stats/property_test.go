@@ -333,15 +333,15 @@ func dimValue(d dimension, e *apimeter.Event) string {
 		return e.URI
 	case "status":
 		return strconv.Itoa(e.Status)
-	case "target_url":
+	case detailPrefix + "target_url":
 		return e.TargetURL
-	case "client_ip":
+	case detailPrefix + "client_ip":
 		return e.ClientIP
-	case "user_agent":
+	case detailPrefix + "user_agent":
 		return e.UserAgent
 	case "env":
 		return e.Env
-	case colAPIVersion:
+	case detailPrefix + "api_version":
 		return e.APIVersion
 	case colBasepath:
 		if !strings.HasPrefix(e.Path, "/") {

@@ -268,11 +268,11 @@ func (b *sqlBuilder) where(p *Plan) string {
 }
 
 func (b *sqlBuilder) dimExpr(d dimension) string {
-	switch d.column {
-	case colBasepath:
+	if d.column == colBasepath {
 		return b.d.Basepath("path")
-	case colAPIVersion:
-		return b.d.JSONText("detail", "api_version")
+	}
+	if key, ok := strings.CutPrefix(d.column, detailPrefix); ok {
+		return b.d.JSONText("detail", key)
 	}
 	return d.column
 }
