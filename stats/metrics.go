@@ -122,17 +122,16 @@ type dimension struct {
 // segment, rendered by the dialect.
 const colBasepath = "#basepath"
 
-// detailPrefix marks dimensions kept in the events table's detail JSON
-// column rather than a column of their own: "#detail.client_ip" is the
-// client_ip key of detail.
-const detailPrefix = "#detail."
+// colAPIVersion marks the apiproxy_revision dimension: the API version the
+// sender reported, kept in the detail JSON column.
+const colAPIVersion = "#api_version"
 
 // dimensionList maps Apigee's dimension names (where apimeter has the
 // meaning) and apimeter's own names to columns. docs/api.md documents it.
 var dimensionList = []dimension{
 	{name: "apiproxy", column: "api_name"},
 	{name: "apis", column: "api_name"},
-	{name: "apiproxy_revision", column: detailPrefix + "api_version"},
+	{name: "apiproxy_revision", column: colAPIVersion},
 	{name: "developer", column: "user_id"},
 	{name: "developer_email", column: "user_id"},
 	{name: "developer_app", column: "company_id"},
@@ -142,9 +141,9 @@ var dimensionList = []dimension{
 	{name: "request_path", column: "path"},
 	{name: "request_uri", column: "uri"},
 	{name: "response_status_code", column: "status", numeric: true},
-	{name: "target_url", column: detailPrefix + "target_url"},
-	{name: "client_ip", column: detailPrefix + "client_ip"},
-	{name: "useragent", column: detailPrefix + "user_agent"},
+	{name: "target_url", column: "target_url"},
+	{name: "client_ip", column: "client_ip"},
+	{name: "useragent", column: "user_agent"},
 	{name: "proxy_basepath", column: colBasepath},
 	{name: "user_id", column: "user_id"},
 	{name: "company_id", column: "company_id"},

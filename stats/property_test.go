@@ -333,15 +333,15 @@ func dimValue(d dimension, e *apimeter.Event) string {
 		return e.URI
 	case "status":
 		return strconv.Itoa(e.Status)
-	case detailPrefix + "target_url":
+	case "target_url":
 		return e.TargetURL
-	case detailPrefix + "client_ip":
+	case "client_ip":
 		return e.ClientIP
-	case detailPrefix + "user_agent":
+	case "user_agent":
 		return e.UserAgent
 	case "env":
 		return e.Env
-	case detailPrefix + "api_version":
+	case colAPIVersion:
 		return e.APIVersion
 	case colBasepath:
 		if !strings.HasPrefix(e.Path, "/") {

@@ -268,11 +268,11 @@ func (b *sqlBuilder) where(p *Plan) string {
 }
 
 func (b *sqlBuilder) dimExpr(d dimension) string {
-	if d.column == colBasepath {
+	switch d.column {
+	case colBasepath:
 		return b.d.Basepath("path")
-	}
-	if key, ok := strings.CutPrefix(d.column, detailPrefix); ok {
-		return b.d.JSONText("detail", key)
+	case colAPIVersion:
+		return b.d.JSONText("detail", "api_version")
 	}
 	return d.column
 }

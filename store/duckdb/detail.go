@@ -6,10 +6,9 @@ import (
 	"github.com/apimeter/apimeter"
 )
 
-// The parts of an event that are shown but seldom or never grouped or
-// filtered on (headers, bodies, query string, tags, metadata, client IP,
-// user agent, target URL, ...) are kept together in one JSON column,
-// "detail"; the Metrics API reads the few it groups on from there. DuckDB's appender costs about the same for
+// The parts of an event that are shown but never grouped or filtered on
+// (headers, bodies, query string, tags, metadata, ...) are kept together in
+// one JSON column, "detail". DuckDB's appender costs about the same for
 // every string value whatever its length, so one column instead of ten is
 // most of the difference between a slow and a fast ingest path.
 type detail struct {
@@ -18,9 +17,6 @@ type detail struct {
 	Query      string          `json:"query,omitempty"`
 	Session    string          `json:"session,omitempty"`
 	Tags       string          `json:"tags,omitempty"`
-	ClientIP   string          `json:"client_ip,omitempty"`
-	UserAgent  string          `json:"user_agent,omitempty"`
-	TargetURL  string          `json:"target_url,omitempty"`
 	Metadata   json.RawMessage `json:"metadata,omitempty"`
 	Req        detailMsg       `json:"req"`
 	Resp       detailMsg       `json:"resp"`
@@ -41,9 +37,6 @@ func appendDetail(dst []byte, e *apimeter.Event) []byte {
 	dst = appendField(dst, "query", e.Query, true)
 	dst = appendField(dst, "session", e.SessionToken, true)
 	dst = appendField(dst, "tags", e.Tags, true)
-	dst = appendField(dst, "client_ip", e.ClientIP, true)
-	dst = appendField(dst, "user_agent", e.UserAgent, true)
-	dst = appendField(dst, "target_url", e.TargetURL, true)
 	if len(e.Metadata) > 0 && json.Valid(e.Metadata) {
 		dst = append(dst, `,"metadata":`...)
 		dst = append(dst, e.Metadata...)
@@ -99,7 +92,6 @@ func applyDetail(e *apimeter.Event, doc string) error {
 		return err
 	}
 	e.Direction, e.APIVersion, e.Query, e.SessionToken, e.Tags = d.Direction, d.APIVersion, d.Query, d.Session, d.Tags
-	e.ClientIP, e.UserAgent, e.TargetURL = d.ClientIP, d.UserAgent, d.TargetURL
 	if len(d.Metadata) > 0 {
 		e.Metadata = d.Metadata
 	}

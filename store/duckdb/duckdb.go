@@ -76,7 +76,7 @@ type appendResp struct {
 // grouped or filtered on has a column of its own; the rest is in detail.
 const eventColumns = `id, org, env, ingested_at, ts, api_name, method, uri, path, route,
 status, latency_ms, target_latency_ms, req_size, resp_size,
-user_id, company_id, api_key_id, weight, detail`
+user_id, company_id, api_key_id, client_ip, user_agent, target_url, weight, detail`
 
 const schema = `
 CREATE TABLE IF NOT EXISTS events (
@@ -98,8 +98,11 @@ CREATE TABLE IF NOT EXISTS events (
   user_id VARCHAR NOT NULL,
   company_id VARCHAR NOT NULL,
   api_key_id VARCHAR NOT NULL,  -- fingerprint, never the key
+  client_ip VARCHAR NOT NULL,
+  user_agent VARCHAR NOT NULL,
+  target_url VARCHAR NOT NULL,
   weight BIGINT NOT NULL,       -- calls this event stands for (sampling)
-  detail VARCHAR NOT NULL       -- JSON: headers, bodies, query, client IP, user agent, target URL, ...
+  detail VARCHAR NOT NULL       -- JSON: headers, bodies, query, tags, metadata, ...
 );
 CREATE TABLE IF NOT EXISTS profiles (
   org VARCHAR NOT NULL,
@@ -385,7 +388,7 @@ func RowValues(dst []driver.Value, buf []byte, e *apimeter.Event, ingested time.
 	return append(dst,
 		e.ID, e.Org, e.Env, ingested, e.RequestTime.UTC(), e.APIName, e.Method, e.URI, e.Path, e.Route,
 		int32(e.Status), e.LatencyMs, target, nullSize(e.RequestSize), nullSize(e.ResponseSize),
-		e.UserID, e.CompanyID, e.APIKeyID, e.Weight, string(buf),
+		e.UserID, e.CompanyID, e.APIKeyID, e.ClientIP, e.UserAgent, e.TargetURL, e.Weight, string(buf),
 	), buf
 }
 
@@ -397,7 +400,7 @@ func RowValues(dst []driver.Value, buf []byte, e *apimeter.Event, ingested time.
 const Settings = "SET checkpoint_threshold = '128MB'"
 
 // columnCount is the number of columns of the events table.
-const columnCount = 20
+const columnCount = 23
 
 // Schema is the DDL of apimeter's tables.
 const Schema = schema
@@ -462,7 +465,7 @@ func scanEvent(rows *sql.Rows) (apimeter.Event, error) {
 	var status int32
 	err := rows.Scan(&e.ID, &e.Org, &e.Env, &ingested, &e.RequestTime, &e.APIName, &e.Method, &e.URI, &e.Path, &e.Route,
 		&status, &e.LatencyMs, &target, &reqSize, &respSize,
-		&e.UserID, &e.CompanyID, &e.APIKeyID, &e.Weight, &doc)
+		&e.UserID, &e.CompanyID, &e.APIKeyID, &e.ClientIP, &e.UserAgent, &e.TargetURL, &e.Weight, &doc)
 	if err != nil {
 		return e, fmt.Errorf("scan event: %w", err)
 	}
