@@ -468,37 +468,56 @@ func (d *decoder) event(m *MoesifEvent) error {
 	})
 }
 
+// message points at the fields requests and responses share.
+type message struct {
+	time, ip, encoding *string
+	headers            *MoesifHeaders
+	body               *json.RawMessage
+	length             **int64
+}
+
+// messageField reads key into m when it is one of the shared fields.
+func (d *decoder) messageField(key []byte, m message) (bool, error) {
+	var err error
+	switch string(key) {
+	case "time":
+		err = d.str(m.time)
+	case "ip_address":
+		err = d.str(m.ip)
+	case "headers":
+		err = d.headers(m.headers)
+	case "body":
+		*m.body, err = d.raw()
+	case "transfer_encoding":
+		err = d.str(m.encoding)
+	case "content_length":
+		err = d.int64p(m.length)
+	default:
+		return false, nil
+	}
+	return true, err
+}
+
 var requestFields = []string{"time", "uri", "verb", "api_version", "ip_address", "headers", "body", "transfer_encoding", "content_length"}
 
 func (d *decoder) request(r *MoesifRequest) error {
 	if d.i < len(d.b) && d.b[d.i] != '{' && d.b[d.i] != 'n' {
 		return errNotFast
 	}
+	m := message{&r.Time, &r.IPAddress, &r.TransferEncoding, &r.Headers, &r.Body, &r.ContentLength}
 	return d.object(func(key []byte) error {
-		var err error
 		switch string(key) {
-		case "time":
-			return d.str(&r.Time)
 		case "uri":
 			return d.str(&r.URI)
 		case "verb":
 			return d.str(&r.Verb)
 		case "api_version":
 			return d.str(&r.APIVersion)
-		case "ip_address":
-			return d.str(&r.IPAddress)
-		case "headers":
-			return d.headers(&r.Headers)
-		case "body":
-			r.Body, err = d.raw()
-		case "transfer_encoding":
-			return d.str(&r.TransferEncoding)
-		case "content_length":
-			return d.int64p(&r.ContentLength)
-		default:
-			return d.unknown(key, requestFields...)
 		}
-		return err
+		if ok, err := d.messageField(key, m); ok {
+			return err
+		}
+		return d.unknown(key, requestFields...)
 	})
 }
 
@@ -508,27 +527,15 @@ func (d *decoder) response(r *MoesifResponse) error {
 	if d.i < len(d.b) && d.b[d.i] != '{' {
 		return errNotFast
 	}
+	m := message{&r.Time, &r.IPAddress, &r.TransferEncoding, &r.Headers, &r.Body, &r.ContentLength}
 	return d.object(func(key []byte) error {
-		var err error
-		switch string(key) {
-		case "time":
-			return d.str(&r.Time)
-		case "status":
+		if string(key) == "status" {
 			return d.int(&r.Status)
-		case "ip_address":
-			return d.str(&r.IPAddress)
-		case "headers":
-			return d.headers(&r.Headers)
-		case "body":
-			r.Body, err = d.raw()
-		case "transfer_encoding":
-			return d.str(&r.TransferEncoding)
-		case "content_length":
-			return d.int64p(&r.ContentLength)
-		default:
-			return d.unknown(key, responseFields...)
 		}
-		return err
+		if ok, err := d.messageField(key, m); ok {
+			return err
+		}
+		return d.unknown(key, responseFields...)
 	})
 }
 
