@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/server"
 )
 
 // API is the admin HTTP API for aliases and usage:
@@ -72,42 +73,19 @@ func (a *API) toJSON(al Alias) AliasJSON {
 	return out
 }
 
-type apiError struct {
-	status int
-	Code   string `json:"code"`
-	Msg    string `json:"message"`
-	Field  string `json:"field,omitempty"`
-}
-
-func (e *apiError) Error() string { return e.Msg }
-
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var fe *FieldError
-	var ae *apiError
 	switch {
-	case errors.As(err, &ae):
 	case errors.As(err, &fe):
-		ae = &apiError{status: http.StatusBadRequest, Code: "invalid_" + fe.Field, Msg: fe.Error(), Field: fe.Field}
+		err = &server.APIError{Status: http.StatusBadRequest, Code: "invalid_" + fe.Field, Message: fe.Error(), Field: fe.Field}
 	case errors.Is(err, apimeter.ErrNotFound):
-		ae = &apiError{status: http.StatusNotFound, Code: "not_found", Msg: "no alias for that key hash in this org and env"}
-	default:
-		if a.Logger != nil {
-			a.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		}
-		ae = &apiError{status: http.StatusInternalServerError, Code: "internal", Msg: "internal error; see the server log"}
+		err = &server.APIError{Status: http.StatusNotFound, Code: "not_found", Message: "no alias for that key hash in this org and env"}
 	}
-	writeJSON(w, ae.status, map[string]*apiError{"error": ae})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		http.Error(w, `{"error":{"code":"internal","message":"encode response"}}`, http.StatusInternalServerError)
-		return
+	log := a.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	server.WriteError(w, r, log, err)
 }
 
 // scope reads org and env from the query string.
@@ -127,7 +105,7 @@ func (a *API) putAlias(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
-		a.fail(w, r, &apiError{status: http.StatusBadRequest, Code: "invalid_json", Msg: "body must be a JSON alias: " + err.Error()})
+		a.fail(w, r, &server.APIError{Status: http.StatusBadRequest, Code: "invalid_json", Message: "body must be a JSON alias: " + err.Error()})
 		return
 	}
 	if in.Env == "" {
@@ -151,7 +129,7 @@ func (a *API) putAlias(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, a.toJSON(al))
+	server.WriteJSON(w, http.StatusOK, a.toJSON(al))
 }
 
 func (a *API) keyHash(r *http.Request) (string, error) {
@@ -169,7 +147,7 @@ func (a *API) getAlias(w http.ResponseWriter, r *http.Request) {
 		if h, err = a.keyHash(r); err == nil {
 			var al Alias
 			if al, err = a.Aliases.GetAlias(r.Context(), org, env, h); err == nil {
-				writeJSON(w, http.StatusOK, a.toJSON(al))
+				server.WriteJSON(w, http.StatusOK, a.toJSON(al))
 				return
 			}
 		}
@@ -183,7 +161,7 @@ func (a *API) deleteAlias(w http.ResponseWriter, r *http.Request) {
 		var h string
 		if h, err = a.keyHash(r); err == nil {
 			if err = a.Aliases.DeleteAlias(r.Context(), org, env, h); err == nil {
-				writeJSON(w, http.StatusOK, map[string]string{"deleted": h})
+				server.WriteJSON(w, http.StatusOK, map[string]string{"deleted": h})
 				return
 			}
 		}
@@ -211,7 +189,7 @@ func (a *API) listAliases(w http.ResponseWriter, r *http.Request) {
 	for _, al := range as {
 		out = append(out, a.toJSON(al))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"org": org, "env": env, "user_id": user, "aliases": out})
+	server.WriteJSON(w, http.StatusOK, map[string]any{"org": org, "env": env, "user_id": user, "aliases": out})
 }
 
 func (a *API) usage(w http.ResponseWriter, r *http.Request) {
@@ -230,5 +208,5 @@ func (a *API) usage(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, rep)
+	server.WriteJSON(w, http.StatusOK, rep)
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 
 	"github.com/apimeter/apimeter"
@@ -22,15 +23,20 @@ type APIError struct {
 
 func (e *APIError) Error() string { return e.Message }
 
-// Errorf builds an APIError.
+// newError builds an APIError.
 func newError(status int, code, msg string) *APIError {
 	return &APIError{Status: status, Code: code, Message: msg}
 }
 
-// WriteError answers with err as JSON. Errors that are not an *APIError or
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	WriteError(w, r, s.log, err)
+}
+
+// WriteError answers with err as JSON: every HTTP error of apimeter's own
+// APIs is written here. Errors that are not an *APIError or
 // *apimeter.FieldError are reported as a 500 without their text, which is
 // logged instead.
-func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	var ae *APIError
 	var fe *apimeter.FieldError
 	switch {
@@ -42,16 +48,17 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			ae.Index = &i
 		}
 	default:
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		ae = newError(http.StatusInternalServerError, "internal", "internal error; see the server log")
 	}
 	if ae.Status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "5")
 	}
-	writeJSON(w, ae.Status, map[string]*APIError{"error": ae})
+	WriteJSON(w, ae.Status, map[string]*APIError{"error": ae})
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// WriteJSON answers with v as JSON.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		http.Error(w, `{"error":{"code":"internal","message":"encode response"}}`, http.StatusInternalServerError)

@@ -78,7 +78,7 @@ func (s *Server) profiles(kind string, batch bool) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]int{"stored": len(ps)})
+		WriteJSON(w, http.StatusOK, map[string]int{"stored": len(ps)})
 	}
 }
 
@@ -218,7 +218,7 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
 	for i := range events {
 		out[i] = apimeter.FromEvent(&events[i])
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"events": out})
+	WriteJSON(w, http.StatusOK, map[string]any{"events": out})
 }
 
 func parseTimeParam(v string) (time.Time, error) {
@@ -236,7 +236,7 @@ func (s *Server) config(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
+	WriteJSON(w, http.StatusOK, map[string]any{
 		"org_id":                       a.Org,
 		"app_id":                       a.Env,
 		"sample_rate":                  100,
@@ -258,5 +258,5 @@ func (s *Server) rules(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, []any{})
+	WriteJSON(w, http.StatusOK, []any{})
 }

@@ -90,14 +90,14 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /v1/config", s.config)
 	s.mux.HandleFunc("GET /v1/rules", s.rules)
 	s.mux.HandleFunc("GET /health/probe", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"status": true, "region": "apimeter"})
+		WriteJSON(w, http.StatusOK, map[string]any{"status": true, "region": "apimeter"})
 	})
 	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/events", s.listEvents)
 	s.mux.HandleFunc("GET /v1/o/{org}/e/{env}/events", s.listEvents)
 	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/users/{id}", s.getProfile("user"))
 	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/companies/{id}", s.getProfile("company"))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{
+		WriteJSON(w, http.StatusOK, map[string]any{
 			"status": "ok",
 			"events": map[string]int64{
 				"stored":           s.eventsStored.Load(),
@@ -256,7 +256,7 @@ func (s *Server) collect(batch bool) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]int{"stored": len(res.Stored), "duplicates": res.Duplicates})
+		WriteJSON(w, http.StatusOK, map[string]int{"stored": len(res.Stored), "duplicates": res.Duplicates})
 	}
 }
 
