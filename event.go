@@ -101,6 +101,10 @@ type Body struct {
 // a status of 400 or above, or no response at all (status 0).
 func (e *Event) IsError() bool { return e.Status >= 400 || e.Status == 0 }
 
+// IsErrorSQL is IsError as a SQL condition on the events table's status
+// column, for every query that counts errors (usage, Metrics API, demo).
+const IsErrorSQL = "(status >= 400 OR status = 0)"
+
 func equalFold(a, b string) bool {
 	if len(a) != len(b) {
 		return false

@@ -111,7 +111,7 @@ func RebuildCounters(ctx context.Context, db *sql.DB, ps Periods) (map[CounterKe
 	rows, err := db.QueryContext(ctx, `
 SELECT org, env, CAST(floor(epoch(ts) / 900) AS BIGINT) AS bucket, user_id, company_id, api_key_id,
   CAST(sum(weight) AS BIGINT),
-  CAST(sum(CASE WHEN status >= 400 OR status = 0 THEN weight ELSE 0 END) AS BIGINT),
+  CAST(sum(CASE WHEN `+apimeter.IsErrorSQL+` THEN weight ELSE 0 END) AS BIGINT),
   CAST(sum(weight * (coalesce(req_size, 0) + coalesce(resp_size, 0))) AS BIGINT)
 FROM events GROUP BY ALL`)
 	if err != nil {

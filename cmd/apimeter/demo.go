@@ -100,7 +100,7 @@ func showUsage(ctx context.Context, in *instance, org, env string) error {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	rows, err := in.Store.DB().QueryContext(ctx, `
 SELECT user_id, company_id, sum(weight) AS calls,
-       sum(CASE WHEN status >= 400 THEN weight ELSE 0 END) AS errors,
+       sum(CASE WHEN `+apimeter.IsErrorSQL+` THEN weight ELSE 0 END) AS errors,
        round(quantile_cont(latency_ms, 0.95), 1) AS p95
 FROM events WHERE org = ? AND env = ? GROUP BY ALL ORDER BY calls DESC, user_id LIMIT 10`, org, env)
 	if err != nil {
