@@ -249,3 +249,14 @@ func FuzzDecodeBatch(f *testing.F) {
 		}
 	})
 }
+
+func TestFingerprintOfHash(t *testing.T) {
+	for _, key := range []string{"sk_live_1", "", "ключ"} {
+		if got, want := FingerprintOfHash(KeyHash(key)), Fingerprint(key); got != want {
+			t.Errorf("FingerprintOfHash(KeyHash(%q)) = %q, Fingerprint = %q", key, got, want)
+		}
+		if !IsFingerprint(Fingerprint(key)) {
+			t.Errorf("IsFingerprint(Fingerprint(%q)) is false", key)
+		}
+	}
+}

@@ -58,12 +58,28 @@ func NewScrubber(extraHeaders, extraParams []string, bodyCap int) *Scrubber {
 	return s
 }
 
+// fingerprintPrefix starts every fingerprint.
+const fingerprintPrefix = "fp_"
+
 // Fingerprint is the short, non-reversible form in which a secret may be
 // stored: "fp_" and the first 16 hex digits of its SHA-256.
 func Fingerprint(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
-	return "fp_" + hex.EncodeToString(sum[:8])
+	return fingerprintPrefix + hex.EncodeToString(sum[:8])
 }
+
+// FingerprintOfHash is Fingerprint of a key whose KeyHash is keyHash,
+// without the key: the alias table knows keys only by their hash.
+func FingerprintOfHash(keyHash string) string {
+	if len(keyHash) < 16 {
+		return ""
+	}
+	return fingerprintPrefix + keyHash[:16]
+}
+
+// IsFingerprint reports whether s is already a fingerprint, so that
+// scrubbing twice changes nothing.
+func IsFingerprint(s string) bool { return strings.HasPrefix(s, fingerprintPrefix) }
 
 // KeyHash is the full SHA-256 of a key, hex-encoded: the form the alias
 // table stores keys in.
@@ -109,10 +125,10 @@ func (s *Scrubber) Scrub(e *Event) {
 		if k := s.APIKey(e); k != "" {
 			e.APIKeyID = Fingerprint(k)
 		}
-	} else if !strings.HasPrefix(e.APIKeyID, "fp_") {
+	} else if !IsFingerprint(e.APIKeyID) {
 		e.APIKeyID = Fingerprint(e.APIKeyID)
 	}
-	if e.SessionToken != "" && !strings.HasPrefix(e.SessionToken, "fp_") {
+	if e.SessionToken != "" && !IsFingerprint(e.SessionToken) {
 		e.SessionToken = Fingerprint(BearerToken(e.SessionToken))
 	}
 	s.scrubHeaders(e.RequestHeaders)
@@ -136,7 +152,7 @@ func (s *Scrubber) Scrub(e *Event) {
 
 func (s *Scrubber) scrubHeaders(h Headers) {
 	for i := range h {
-		if s.secretHeader(h[i].Name) && !strings.HasPrefix(h[i].Value, "fp_") {
+		if s.secretHeader(h[i].Name) && !IsFingerprint(h[i].Value) {
 			h[i].Value = Fingerprint(h[i].Value)
 		}
 	}
@@ -156,7 +172,7 @@ func (s *Scrubber) scrubQuery(q string) string {
 	changed := false
 	for i, p := range parts {
 		name, val, ok := strings.Cut(p, "=")
-		if !ok || val == "" || strings.HasPrefix(val, "fp_") {
+		if !ok || val == "" || IsFingerprint(val) {
 			continue
 		}
 		n, err := url.QueryUnescape(name)

@@ -106,7 +106,7 @@ func (s *scrubber) scrub(e *apimeter.Event) {
 			e.APIKeyID = s.fingerprint(key)
 		}
 	}
-	if e.SessionToken != "" && !strings.HasPrefix(e.SessionToken, "fp_") {
+	if e.SessionToken != "" && !apimeter.IsFingerprint(e.SessionToken) {
 		e.SessionToken = s.fingerprint(apimeter.BearerToken(e.SessionToken))
 	}
 	s.headers(e.RequestHeaders)
@@ -118,7 +118,7 @@ func (s *scrubber) scrub(e *apimeter.Event) {
 
 func (s *scrubber) headers(h apimeter.Headers) {
 	for i := range h {
-		if s.kind(h[i].Name).secret && !strings.HasPrefix(h[i].Value, "fp_") {
+		if s.kind(h[i].Name).secret && !apimeter.IsFingerprint(h[i].Value) {
 			h[i].Value = s.fingerprint(h[i].Value)
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"time"
+
+	"github.com/apimeter/apimeter"
 )
 
 // Alias maps one API key, token or client id, held only as its SHA-256
@@ -23,12 +25,7 @@ type Alias struct {
 
 // KeyID is the fingerprint id events carry for the key
 // (apimeter.Fingerprint of the raw key).
-func (a Alias) KeyID() string {
-	if len(a.KeyHash) < 16 {
-		return ""
-	}
-	return "fp_" + a.KeyHash[:16]
-}
+func (a Alias) KeyID() string { return apimeter.FingerprintOfHash(a.KeyHash) }
 
 // ValidAt reports whether the alias identifies a call made at t.
 func (a Alias) ValidAt(t time.Time) bool { return a.ExpiresAt.IsZero() || t.Before(a.ExpiresAt) }

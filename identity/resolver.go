@@ -62,7 +62,7 @@ type creds struct {
 
 func (c *creds) add(s string) {
 	s = strings.TrimSpace(s)
-	if s == "" || strings.HasPrefix(s, "fp_") || c.n == maxCreds {
+	if s == "" || apimeter.IsFingerprint(s) || c.n == maxCreds {
 		return
 	}
 	for i := 0; i < c.n; i++ {
