@@ -226,7 +226,10 @@ func TestSecretsNeverReachDisk(t *testing.T) {
 
 	// The write-ahead log holds the rows uncompressed: scan it now, then
 	// the database file after the store is closed (checkpointed).
-	scan := func(when string) {
+	// A control: a stored value the scan must see, so that an empty or
+	// wrong directory cannot make the test pass.
+	const control = "api.acme.example/accounts/abcdef/message"
+	scan := func(when string) (sawControl bool) {
 		t.Helper()
 		filepath.Walk(e.dir, func(path string, info os.FileInfo, err error) error {
 			if err != nil || info.IsDir() {
@@ -241,10 +244,14 @@ func TestSecretsNeverReachDisk(t *testing.T) {
 					t.Errorf("%s: secret %q found in %s", when, s, filepath.Base(path))
 				}
 			}
+			sawControl = sawControl || bytes.Contains(b, []byte(control))
 			return nil
 		})
+		return sawControl
 	}
-	scan("before checkpoint")
+	if !scan("before checkpoint") {
+		t.Fatalf("the scan did not find the stored URI %q: it is not reading the data", control)
+	}
 	// And through SQL, which sees past any compression.
 	for _, s := range secrets {
 		var n int
