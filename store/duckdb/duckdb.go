@@ -301,7 +301,6 @@ func (s *Store) commit(group []*appendReq) {
 		fresh = make(map[xxh3.Uint128]struct{})
 	}
 	var err error
-	var keys []xxh3.Uint128
 	for gi, req := range group {
 		for i := range req.events {
 			e := &req.events[i]
@@ -316,7 +315,6 @@ func (s *Store) commit(group []*appendReq) {
 					continue
 				}
 				fresh[k] = struct{}{}
-				keys = append(keys, k)
 			}
 			if err = s.app.AppendRow(req.rows[i]...); err != nil {
 				break
@@ -346,7 +344,7 @@ func (s *Store) commit(group []*appendReq) {
 		}
 		return
 	}
-	for _, k := range keys {
+	for k := range fresh {
 		s.seen[k] = hour
 	}
 	for gi, req := range group {
