@@ -151,32 +151,11 @@ func (s *Server) body(w http.ResponseWriter, r *http.Request) (io.Reader, func()
 			return nil, done, newError(http.StatusBadRequest, "invalid_gzip", "body is not valid gzip: "+err.Error())
 		}
 		done = func() { zr.Close() }
-		rd = &limitReader{r: zr, n: s.cfg.MaxBodyBytes}
+		rd = http.MaxBytesReader(w, zr, s.cfg.MaxBodyBytes)
 	default:
 		return nil, done, newError(http.StatusUnsupportedMediaType, "unsupported_encoding", "Content-Encoding must be gzip or absent")
 	}
 	return rd, done, nil
-}
-
-type limitReader struct {
-	r io.Reader
-	n int64
-}
-
-func (l *limitReader) Read(p []byte) (int, error) {
-	if l.n <= 0 {
-		return 0, &http.MaxBytesError{}
-	}
-	if int64(len(p)) > l.n {
-		p = p[:l.n+1]
-	}
-	n, err := l.r.Read(p)
-	if int64(n) > l.n {
-		l.n = 0
-		return n, &http.MaxBytesError{}
-	}
-	l.n -= int64(n)
-	return n, err
 }
 
 func tooLarge(err error) bool {

@@ -322,6 +322,7 @@ func TestBadInput(t *testing.T) {
 		{name: "single event missing verb", path: "/v1/events", body: replace(`,"verb":"GET"`, ``), status: 400, code: "invalid_event", field: "request.verb"},
 		{name: "too many events", path: "/v1/events/batch", body: batch(goodEvent, goodEvent, goodEvent, goodEvent), status: 413, code: "batch_too_large"},
 		{name: "body too large", path: "/v1/events/batch", body: big, status: 413, code: "body_too_large"},
+		{name: "body too large after gzip decoding", path: "/v1/events/batch", body: string(gz([]byte(big))), header: []string{"Content-Encoding", "gzip"}, status: 413, code: "body_too_large"},
 		{name: "not gzip", path: "/v1/events/batch", body: batch(goodEvent), header: []string{"Content-Encoding", "gzip"}, status: 400, code: "invalid_gzip"},
 		{name: "unknown encoding", path: "/v1/events/batch", body: batch(goodEvent), header: []string{"Content-Encoding", "br"}, status: 415, code: "unsupported_encoding"},
 		{name: "missing application id", path: "/v1/events/batch", body: batch(goodEvent), header: []string{server.AppIDHeader, ""}, status: 401, code: "missing_application_id"},
