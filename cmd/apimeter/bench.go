@@ -31,6 +31,7 @@ type benchIngestCmd struct {
 	NoDedupe   bool          `help:"Turn the idempotency check off (to measure its cost)."`
 	Timeout    time.Duration `default:"5m" help:"Give up after this long."`
 	SkipRaw    bool          `help:"Skip the raw appender measurement."`
+	LogLevel   slog.Level    `default:"error" help:"Log level of the server under test (debug shows each commit)."`
 	CPUProfile string        `help:"Write a CPU profile of the collector run to this file."`
 }
 
@@ -74,7 +75,7 @@ func (c *benchIngestCmd) Run(ctx context.Context) error {
 	total := distinct + min(dups, len(dupBodies)*c.Batch)
 
 	f := serverFlags{Listen: "127.0.0.1:0", Data: filepath.Join(dir, "server"), BodyCap: 1024,
-		MaxBodyBytes: 32 << 20, MaxBatchEvents: 10000, DedupeHorizon: 168 * time.Hour, LogLevel: slog.Level(logLevel())}
+		MaxBodyBytes: 32 << 20, MaxBatchEvents: 10000, DedupeHorizon: 168 * time.Hour, LogLevel: c.LogLevel}
 	in, err := startWith(ctx, f, duckdb.Options{NoDedupe: c.NoDedupe})
 	if err != nil {
 		return err
@@ -182,11 +183,4 @@ func rawAppend(ctx context.Context, path string, bodies [][]byte) (time.Duration
 		rows += len(events)
 	}
 	return took, rows, nil
-}
-
-func logLevel() int {
-	if os.Getenv("APIMETER_BENCH_DEBUG") != "" {
-		return -4
-	}
-	return 8
 }
