@@ -88,3 +88,18 @@ func AppendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
+
+// AppendHeadersJSON appends h to dst as a JSON object of names to values,
+// in order.
+func AppendHeadersJSON(dst []byte, h Headers) []byte {
+	dst = append(dst, '{')
+	for i, kv := range h {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = AppendJSONString(dst, kv.Name)
+		dst = append(dst, ':')
+		dst = AppendJSONString(dst, kv.Value)
+	}
+	return append(dst, '}')
+}

@@ -81,20 +81,7 @@ func (h *MoesifHeaders) UnmarshalJSON(b []byte) error {
 
 // MarshalJSON implements json.Marshaler, keeping header order.
 func (h MoesifHeaders) MarshalJSON() ([]byte, error) {
-	var buf bytes.Buffer
-	buf.WriteByte('{')
-	for i, kv := range h {
-		if i > 0 {
-			buf.WriteByte(',')
-		}
-		k, _ := json.Marshal(kv.Name)
-		v, _ := json.Marshal(kv.Value)
-		buf.Write(k)
-		buf.WriteByte(':')
-		buf.Write(v)
-	}
-	buf.WriteByte('}')
-	return buf.Bytes(), nil
+	return AppendHeadersJSON(nil, Headers(h)), nil
 }
 
 // FieldError is bad input in one event: which event of a batch (Index, -1

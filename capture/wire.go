@@ -141,16 +141,8 @@ func appendOpt(dst []byte, name, value string) []byte {
 }
 
 func appendHeadersJSON(dst []byte, h apimeter.Headers) []byte {
-	dst = append(dst, `,"headers":{`...)
-	for i, kv := range h {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = apimeter.AppendJSONString(dst, kv.Name)
-		dst = append(dst, ':')
-		dst = apimeter.AppendJSONString(dst, kv.Value)
-	}
-	return append(dst, '}')
+	dst = append(dst, `,"headers":`...)
+	return apimeter.AppendHeadersJSON(dst, h)
 }
 
 // appendBody sends text bodies as JSON strings (the collector stores the

@@ -62,16 +62,8 @@ func appendField(dst []byte, name, value string, comma bool) []byte {
 }
 
 func appendMsg(dst []byte, h apimeter.Headers, b apimeter.Body) []byte {
-	dst = append(dst, `{"headers":{`...)
-	for i, kv := range h {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = apimeter.AppendJSONString(dst, kv.Name)
-		dst = append(dst, ':')
-		dst = apimeter.AppendJSONString(dst, kv.Value)
-	}
-	dst = append(dst, '}')
+	dst = append(dst, `{"headers":`...)
+	dst = apimeter.AppendHeadersJSON(dst, h)
 	if b.Text != "" {
 		dst = append(dst, `,"body":`...)
 		dst = apimeter.AppendJSONString(dst, b.Text)
