@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -337,16 +338,23 @@ func (d *decoder) headers(dst *MoesifHeaders) error {
 	err := d.object(func(key []byte) error {
 		name := d.intern(key)
 		var val string
-		if d.i < len(d.b) && d.b[d.i] == '[' {
-			start := d.i
-			if err := d.skip(0); err != nil {
-				return err
+		if d.eat('[') {
+			// An array of values is joined with ", ", as scanHeaders does.
+			var parts []string
+			d.ws()
+			for !d.eat(']') {
+				if len(parts) > 0 && !d.eat(',') {
+					return errNotFast
+				}
+				d.ws()
+				var v string
+				if err := d.headerValue(&v); err != nil {
+					return err
+				}
+				parts = append(parts, v)
+				d.ws()
 			}
-			one, err := scanHeaders(append(append([]byte(`{"x":`), d.b[start:d.i]...), '}'), nil)
-			if err != nil || len(one) != 1 {
-				return errNotFast
-			}
-			val = one[0].Value
+			val = strings.Join(parts, ", ")
 		} else if err := d.headerValue(&val); err != nil {
 			return err
 		}
