@@ -33,6 +33,10 @@ type Options struct {
 	DedupeHorizon time.Duration
 	// MaxGroupRows bounds how many rows one commit takes. Zero means 65536.
 	MaxGroupRows int
+	// CheckpointRowGroups is how many of DuckDB's row groups of events
+	// (122,880 rows each) the writer lets accumulate in the write-ahead log
+	// before it checkpoints. Zero means 1.
+	CheckpointRowGroups int
 	// NoDedupe turns the idempotency check off (benchmarks only).
 	NoDedupe bool
 	Logger   *slog.Logger
@@ -54,6 +58,12 @@ type Store struct {
 	// event was ingested; only the writer goroutine touches it.
 	seen      map[xxh3.Uint128]int32
 	lastSweep time.Time
+
+	// rows is the events table's row count and ckptRows the count at which
+	// the writer checkpoints next (see maybeCheckpoint); only the writer
+	// touches them after Open.
+	rows, ckptRows int64
+	ckptDeferred   int
 
 	closeOnce sync.Once
 }
@@ -122,6 +132,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if opts.DedupeHorizon == 0 {
 		opts.DedupeHorizon = DefaultDedupeHorizon
 	}
+	if opts.CheckpointRowGroups <= 0 {
+		opts.CheckpointRowGroups = 1
+	}
 	if opts.MaxGroupRows == 0 {
 		opts.MaxGroupRows = 65536
 	}
@@ -165,6 +178,13 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM events").Scan(&s.rows); err != nil {
+		s.app.Close()
+		conn.Close()
+		db.Close()
+		return nil, fmt.Errorf("count events: %w", err)
+	}
+	s.ckptRows = s.nextCheckpoint(s.rows)
 	go s.writer()
 	return s, nil
 }
@@ -348,9 +368,11 @@ func (s *Store) commit(group []*appendReq) {
 		s.seen[k] = hour
 	}
 	for gi, req := range group {
+		s.rows += int64(len(results[gi].Stored))
 		req.done <- appendResp{res: results[gi]}
 	}
 	s.sweep(now)
+	s.maybeCheckpoint()
 }
 
 // sweep forgets ids older than the horizon, once an hour.
@@ -390,12 +412,13 @@ func RowValues(dst []driver.Value, buf []byte, e *apimeter.Event, ingested time.
 	), buf
 }
 
-// Settings are applied to the database when it is opened. The checkpoint
-// threshold is raised from DuckDB's 16 MB so that a steady stream of small
-// commits does not rewrite the open row group over and over (about one
-// checkpoint per row group of events); the write-ahead log replays what was
-// not checkpointed after a crash, which takes a few seconds at most.
-const Settings = "SET checkpoint_threshold = '128MB'"
+// Settings are applied to the database when it is opened. DuckDB's own
+// checkpoint, which runs inside whichever commit takes the write-ahead log
+// past a size, is only a safety net here: the writer checkpoints when the
+// events table fills a row group (see maybeCheckpoint). At DuckDB's default
+// 16 MB, a steady stream of small commits would rewrite the open row group
+// over and over.
+const Settings = "SET checkpoint_threshold = '1GB'"
 
 // columnCount is the number of columns of the events table.
 const columnCount = 23
