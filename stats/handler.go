@@ -3,6 +3,7 @@ package stats
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +22,9 @@ const DefaultQuotaPerMinute = 40
 type Config struct {
 	DB      Queryer
 	Dialect Dialect
+	// DailyTable is the store's daily table (see RunDaily), read when the
+	// query allows and DB is a *sql.DB; "" reads the events table alone.
+	DailyTable string
 	// QuotaPerMinute is the calls per minute allowed per organization;
 	// 0 means DefaultQuotaPerMinute, a negative value turns the quota off.
 	QuotaPerMinute int
@@ -111,7 +115,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	res, err := Run(r.Context(), h.cfg.DB, h.cfg.Dialect, p)
+	var res *Result
+	if db, ok := h.cfg.DB.(*sql.DB); ok && h.cfg.DailyTable != "" {
+		res, err = RunDaily(r.Context(), db, h.cfg.Dialect, p, h.cfg.DailyTable)
+	} else {
+		res, err = Run(r.Context(), h.cfg.DB, h.cfg.Dialect, p)
+	}
 	if err != nil {
 		h.fail(w, r, err)
 		return

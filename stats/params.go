@@ -52,6 +52,9 @@ type Plan struct {
 	Limit       int
 	Offset      int
 	TSAscending bool
+	// Cover, when set, is the part of the time range read from the daily
+	// table (see FindCover); nil reads the events table alone.
+	Cover *Cover
 }
 
 // Limits of the query language.

@@ -88,7 +88,7 @@ func Render(p *Plan, d Dialect, res *Result) *Response {
 	}
 	notices := []string{
 		"Source:" + d.Name(),
-		"Table used: " + Table,
+		"Table used: " + tablesUsed(p),
 		"query served by:apimeter",
 		"query time:" + strconv.FormatFloat(float64(res.Elapsed)/float64(time.Millisecond), 'f', 2, 64) + " ms",
 	}

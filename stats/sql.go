@@ -92,6 +92,9 @@ type sqlBuilder struct {
 	d    Dialect
 	args []any
 	tzo  string // placeholder of the time-zone offset, "" for UTC
+	// src is the table or subquery the rows come from, and maxW the
+	// column with each row's largest event weight.
+	src, maxW string
 }
 
 func (b *sqlBuilder) arg(v any) string {
@@ -105,7 +108,10 @@ const Table = "events"
 // Build renders p as SQL for d. Each row of the answer is one dimension
 // group (and time bucket when p.TimeUnit is set), in answer order.
 func Build(p *Plan, d Dialect) Query {
-	b := &sqlBuilder{d: d}
+	b := &sqlBuilder{d: d, src: Table, maxW: "weight"}
+	if p.Cover != nil {
+		b.src, b.maxW = b.coverSource(p), "max_weight"
+	}
 	where := b.where(p)
 	if p.TimeUnit != "" && p.TZO != 0 {
 		b.tzo = b.arg(int64(p.TZO))
@@ -409,9 +415,9 @@ func (b *sqlBuilder) aggBlock(p *Plan, where string, keys []string, sels []Selec
 	}
 	// base gives dimension and bucket aliases to group on; the raw columns
 	// stay visible for the aggregates (DuckDB reads only those used).
-	base := fmt.Sprintf("(SELECT *, %s FROM %s WHERE %s)", strings.Join(proj, ", "), Table, where)
+	base := fmt.Sprintf("(SELECT *, %s FROM %s WHERE %s)", strings.Join(proj, ", "), b.src, where)
 	if fusable(sels) {
-		return fusedBlock(base, keys, sels)
+		return fusedBlock(base, keys, sels, b.maxW)
 	}
 	cols := append([]string{}, keys...)
 	var pctCols []string // value columns that need a percentile subquery, in order
@@ -427,7 +433,7 @@ func (b *sqlBuilder) aggBlock(p *Plan, where string, keys []string, sels []Selec
 		}
 		cols = append(cols, aggExpr(s)+" AS m"+strconv.Itoa(i))
 	}
-	cols = append(cols, "MAX(weight) AS mw")
+	cols = append(cols, "MAX("+b.maxW+") AS mw")
 	agg := fmt.Sprintf("SELECT %s FROM %s AS e%s", strings.Join(cols, ", "), base, groupBy)
 	if len(pctCols) == 0 {
 		return agg
@@ -492,7 +498,7 @@ func fusable(sels []Selection) bool {
 // fusedBlock groups the events once by (keys, latency), keeping partial
 // aggregates, then runs the percentile window over those groups and
 // combines the partials per key.
-func fusedBlock(base string, keys []string, sels []Selection) string {
+func fusedBlock(base string, keys []string, sels []Selection, maxW string) string {
 	keyList, part, groupBy := "", "", ""
 	if len(keys) > 0 {
 		keyList = strings.Join(keys, ", ") + ", "
@@ -530,7 +536,7 @@ func fusedBlock(base string, keys []string, sels []Selection) string {
 		}
 		finals = append(finals, fmt.Sprintf("CAST(SUM(%s) AS DOUBLE) AS m%d", x, i))
 	}
-	partials = append(partials, "MAX(weight) AS mw")
+	partials = append(partials, "MAX("+maxW+") AS mw")
 	finals = append(finals, "MAX(mw) AS mw")
 	return fmt.Sprintf("SELECT %s%s FROM (SELECT *, SUM(w) OVER (%sORDER BY v ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cw, SUM(w) OVER (%s) AS tw FROM (SELECT %s%s AS v, SUM(weight) AS w, %s FROM %s AS e GROUP BY %sv) AS g) AS c%s",
 		keyList, strings.Join(finals, ", "),

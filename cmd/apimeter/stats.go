@@ -23,6 +23,7 @@ func wireStats(srv *server.Server, st *duckdb.Store, f statsFlags, log *slog.Log
 	stats.NewHandler(stats.Config{
 		DB:             st.DB(),
 		Dialect:        stats.DuckDB{},
+		DailyTable:     duckdb.DailyTable,
 		QuotaPerMinute: quota,
 		Logger:         log,
 	}).Register(srv)

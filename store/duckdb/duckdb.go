@@ -37,6 +37,10 @@ type Options struct {
 	// (122,880 rows each) the writer lets accumulate in the write-ahead log
 	// before it checkpoints. Zero means 1.
 	CheckpointRowGroups int
+	// DailyInterval is how often the daily table (see BuildDaily) is
+	// brought up to date. Zero means DefaultDailyInterval; a negative value
+	// turns the background passes off (BuildDaily still works).
+	DailyInterval time.Duration
 	// NoDedupe turns the idempotency check off (benchmarks only).
 	NoDedupe bool
 	Logger   *slog.Logger
@@ -64,6 +68,14 @@ type Store struct {
 	// touches them after Open.
 	rows, ckptRows int64
 	ckptDeferred   int
+
+	// pending holds, per batch in Append, when it was registered (before
+	// its rows got their ingest time); see oldestPending.
+	pendMu  sync.Mutex
+	pending map[*appendReq]time.Time
+
+	dailyMu   sync.Mutex // one BuildDaily at a time
+	dailyDone chan struct{}
 
 	closeOnce sync.Once
 }
@@ -150,7 +162,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("configure duckdb: %w", err)
 	}
-	if _, err := db.ExecContext(ctx, schema); err != nil {
+	if _, err := db.ExecContext(ctx, schema+dailySchema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("create schema: %w", err)
 	}
@@ -167,10 +179,11 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	s := &Store{
 		db: db, conn: conn, app: app, opts: opts, log: opts.Logger,
-		reqs:   make(chan *appendReq, 1024),
-		quit:   make(chan struct{}),
-		closed: make(chan struct{}),
-		seen:   map[xxh3.Uint128]int32{},
+		reqs:    make(chan *appendReq, 1024),
+		quit:    make(chan struct{}),
+		closed:  make(chan struct{}),
+		seen:    map[xxh3.Uint128]int32{},
+		pending: map[*appendReq]time.Time{},
 	}
 	if err := s.loadSeen(ctx); err != nil {
 		s.app.Close()
@@ -186,6 +199,16 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	s.ckptRows = s.nextCheckpoint(s.rows)
 	go s.writer()
+	s.dailyDone = make(chan struct{})
+	if opts.DailyInterval >= 0 {
+		every := opts.DailyInterval
+		if every == 0 {
+			every = DefaultDailyInterval
+		}
+		go s.dailyLoop(every)
+	} else {
+		close(s.dailyDone)
+	}
 	return s, nil
 }
 
@@ -236,6 +259,16 @@ func (s *Store) Append(ctx context.Context, events []apimeter.Event) (apimeter.A
 		return apimeter.AppendResult{}, nil
 	}
 	req := &appendReq{events: events, done: make(chan appendResp, 1), rows: make([][]driver.Value, len(events))}
+	// Registered before the rows get their ingest time, and until the
+	// answer: BuildDaily relies on it (oldestPending).
+	s.pendMu.Lock()
+	s.pending[req] = time.Now().UTC()
+	s.pendMu.Unlock()
+	defer func() {
+		s.pendMu.Lock()
+		delete(s.pending, req)
+		s.pendMu.Unlock()
+	}()
 	// Everything that can be done per event outside the writer is done
 	// here, on the caller's goroutine, in parallel with other callers.
 	now := time.Now().UTC()
@@ -552,6 +585,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.quit)
 		<-s.closed
+		<-s.dailyDone
 		err = errors.Join(s.app.Close(), s.conn.Close(), s.db.Close())
 	})
 	return err
