@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
@@ -65,6 +66,7 @@ type Store struct {
 	// beforeFlush, when set (tests), runs before each flush; an error
 	// fails the commit as a failed flush would.
 	beforeFlush func() error
+	added       atomic.Int64 // batches given to add, for tests
 
 	// seen maps the hash of (org, env, id) to the hour (unix/3600) the
 	// event was ingested; only the writer goroutine touches it.
@@ -171,7 +173,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		reqs:     make(chan *appendReq, 1024),
 		quit:     make(chan struct{}),
 		closed:   make(chan struct{}),
-		jobs:     make(chan *job, 1),
+		jobs:     make(chan *job),
 		free:     make(chan *lane, 2),
 		reports:  make(chan report, 4),
 		seen:     map[xxh3.Uint128]int32{},
@@ -291,72 +293,79 @@ func (s *Store) Append(ctx context.Context, events []apimeter.Event) (apimeter.A
 func (s *Store) writer() {
 	defer close(s.jobs)
 	for {
-		// A new slice each time: the committer still reads the last one.
-		var group []*appendReq
+		var first *appendReq
 		select {
-		case r := <-s.reqs:
-			group = append(group, r)
+		case first = <-s.reqs:
 		case <-s.quit:
 			// Write what was queued before Close.
 			for {
 				select {
 				case r := <-s.reqs:
-					s.absorbReports()
-					s.jobs <- s.fill(<-s.free, []*appendReq{r})
+					j := &job{lane: <-s.free, began: time.Now()}
+					s.add(j, r)
+					s.jobs <- j
 				default:
 					return
 				}
 			}
 		}
-		rows := len(group[0].events)
-	more:
-		for rows < s.opts.MaxGroupRows {
+		j := &job{lane: <-s.free, began: time.Now()}
+		s.add(j, first)
+		// Keep adding the batches that arrive until the committer takes the
+		// job: the longer the commit before it, the larger this one.
+		for j.err == nil && j.rows < s.opts.MaxGroupRows {
 			select {
 			case r := <-s.reqs:
-				group = append(group, r)
-				rows += len(r.events)
-			default:
-				break more
+				s.add(j, r)
+				continue
+			case s.jobs <- j:
 			}
+			j = nil
+			break
 		}
-		ln := <-s.free
-		s.absorbReports()
-		s.jobs <- s.fill(ln, group)
+		if j != nil {
+			s.jobs <- j
+		}
 		s.sweep(time.Now())
 	}
 }
 
-// fill appends the new events of group to ln's appender: the first half
-// of a commit, done by the writer goroutine while the committer flushes the
+// add appends the new events of req to j's lane: the first half of a
+// commit, done by the writer goroutine while the committer flushes the
 // other lane.
-func (s *Store) fill(ln *lane, group []*appendReq) *job {
-	j := &job{lane: ln, group: group, results: make([]apimeter.AppendResult, len(group)), began: time.Now()}
-	hour := hourOf(j.began)
-	for gi, req := range group {
-		for i := range req.events {
-			if !s.opts.NoDedupe {
-				k := req.keys[i]
-				if _, dup := s.seen[k]; dup {
-					j.results[gi].Duplicates++
-					if _, pending := s.inflight[k]; pending {
-						j.leans = true
-					}
-					continue
-				}
-				// Marked seen now, so that the next group, filled while
-				// this one commits, finds it; forgotten again if the
-				// commit fails (absorbReports).
-				s.seen[k] = hour
-				s.inflight[k] = struct{}{}
-				j.keys = append(j.keys, k)
-			}
-			if j.err = ln.app.AppendRow(req.rows[i]...); j.err != nil {
-				return j
-			}
-			j.results[gi].Stored = append(j.results[gi].Stored, &req.events[i])
-		}
+func (s *Store) add(j *job, req *appendReq) {
+	s.added.Add(1)
+	s.absorbReports()
+	j.group = append(j.group, req)
+	j.results = append(j.results, apimeter.AppendResult{})
+	res := &j.results[len(j.results)-1]
+	if j.err != nil {
+		return
 	}
-	return j
+	hour := hourOf(j.began)
+	for i := range req.events {
+		if !s.opts.NoDedupe {
+			k := req.keys[i]
+			if _, dup := s.seen[k]; dup {
+				res.Duplicates++
+				if _, pending := s.inflight[k]; pending {
+					j.leans = true
+				}
+				continue
+			}
+			// Marked seen now, so that the next job, filled while this
+			// one commits, finds it; forgotten again if the commit fails
+			// (absorbReports).
+			s.seen[k] = hour
+			s.inflight[k] = struct{}{}
+			j.keys = append(j.keys, k)
+		}
+		if j.err = j.lane.app.AppendRow(req.rows[i]...); j.err != nil {
+			return
+		}
+		j.rows++
+		res.Stored = append(res.Stored, &req.events[i])
+	}
 }
 
 // absorbReports applies the committer's reports: the keys of a committed

@@ -72,6 +72,7 @@ type job struct {
 	// leans says some events were counted as duplicates of a job not yet
 	// committed when this one was filled.
 	leans bool
+	rows  int   // appended
 	err   error // appending failed
 	began time.Time
 }

@@ -26,6 +26,13 @@ func TestPipelineDuplicatesOfAFailedCommit(t *testing.T) {
 			}
 			defer st.Close()
 			held, release := make(chan struct{}), make(chan struct{})
+			defer func() { // before Close, which waits for the held commit
+				select {
+				case <-release:
+				default:
+					close(release)
+				}
+			}()
 			first := true
 			st.beforeFlush = func() error { // runs on the committer only
 				if !first {
@@ -58,11 +65,11 @@ func TestPipelineDuplicatesOfAFailedCommit(t *testing.T) {
 			a1 := send()
 			<-held
 			a2 := send()
-			// Wait until the writer has filled the second job and queued it
+			// Wait until the writer has added the second batch to the job
 			// behind the held commit.
-			for deadline := time.Now().Add(10 * time.Second); len(st.jobs) == 0; {
+			for deadline := time.Now().Add(10 * time.Second); st.added.Load() < 2; {
 				if time.Now().After(deadline) {
-					t.Fatal("the second batch was never queued for commit")
+					t.Fatal("the second batch never reached the writer")
 				}
 				time.Sleep(time.Millisecond)
 			}
