@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
@@ -48,15 +49,28 @@ type Options struct {
 
 // Store is a DuckDB-backed apimeter.Store.
 type Store struct {
-	db   *sql.DB
-	conn driver.Conn
-	app  *duckdb.Appender
-	opts Options
-	log  *slog.Logger
+	db    *sql.DB
+	lanes [2]*lane
+	opts  Options
+	log   *slog.Logger
 
 	reqs   chan *appendReq
 	quit   chan struct{}
 	closed chan struct{}
+
+	// The filler (writer goroutine) hands filled lanes to the committer
+	// through jobs and gets them back through free; the committer reports
+	// each job's keys back through reports.
+	jobs    chan *job
+	free    chan *lane
+	reports chan report
+	// inflight are the keys of jobs handed to the committer and not yet
+	// reported; only the filler touches it.
+	inflight map[xxh3.Uint128]struct{}
+	// beforeFlush, when set (tests), runs before each flush; an error
+	// fails the commit as a failed flush would.
+	beforeFlush func() error
+	added       atomic.Int64 // batches given to add, for tests
 
 	// seen maps the hash of (org, env, id) to the hour (unix/3600) the
 	// event was ingested; only the writer goroutine touches it.
@@ -166,39 +180,41 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("create schema: %w", err)
 	}
-	conn, err := connector.Connect(ctx)
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("connect: %w", err)
-	}
-	app, err := duckdb.NewAppenderFromConn(conn, "", "events")
-	if err != nil {
-		conn.Close()
-		db.Close()
-		return nil, fmt.Errorf("appender: %w", err)
-	}
 	s := &Store{
-		db: db, conn: conn, app: app, opts: opts, log: opts.Logger,
-		reqs:    make(chan *appendReq, 1024),
-		quit:    make(chan struct{}),
-		closed:  make(chan struct{}),
-		seen:    map[xxh3.Uint128]int32{},
-		pending: map[*appendReq]time.Time{},
+		db: db, opts: opts, log: opts.Logger,
+		reqs:     make(chan *appendReq, 1024),
+		quit:     make(chan struct{}),
+		closed:   make(chan struct{}),
+		jobs:     make(chan *job),
+		free:     make(chan *lane, 2),
+		reports:  make(chan report, 4),
+		seen:     map[xxh3.Uint128]int32{},
+		inflight: map[xxh3.Uint128]struct{}{},
+		pending:  map[*appendReq]time.Time{},
+	}
+	for i := range s.lanes {
+		ln, err := openLane(ctx, connector)
+		if err != nil {
+			s.closeLanes()
+			db.Close()
+			return nil, err
+		}
+		s.lanes[i] = ln
+		s.free <- ln
 	}
 	if err := s.loadSeen(ctx); err != nil {
-		s.app.Close()
-		conn.Close()
+		s.closeLanes()
 		db.Close()
 		return nil, err
 	}
 	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM events").Scan(&s.rows); err != nil {
-		s.app.Close()
-		conn.Close()
+		s.closeLanes()
 		db.Close()
 		return nil, fmt.Errorf("count events: %w", err)
 	}
 	s.ckptRows = s.nextCheckpoint(s.rows)
 	go s.writer()
+	go s.committer()
 	s.dailyDone = make(chan struct{})
 	if opts.DailyInterval >= 0 {
 		every := opts.DailyInterval
@@ -308,104 +324,148 @@ func (s *Store) Append(ctx context.Context, events []apimeter.Event) (apimeter.A
 }
 
 func (s *Store) writer() {
-	defer close(s.closed)
-	var group []*appendReq
+	defer close(s.jobs)
 	for {
-		group = group[:0]
+		var first *appendReq
 		select {
-		case r := <-s.reqs:
-			group = append(group, r)
+		case first = <-s.reqs:
 		case <-s.quit:
-			// Drain what was queued before Close.
+			// Write what was queued before Close.
 			for {
 				select {
 				case r := <-s.reqs:
-					s.commit([]*appendReq{r})
+					j := &job{lane: <-s.free, began: time.Now()}
+					s.add(j, r)
+					s.jobs <- j
 				default:
 					return
 				}
 			}
 		}
-		rows := len(group[0].events)
-	more:
-		for rows < s.opts.MaxGroupRows {
+		j := &job{lane: <-s.free, began: time.Now()}
+		s.add(j, first)
+		// Keep adding the batches that arrive until the committer takes the
+		// job: the longer the commit before it, the larger this one.
+		for j.err == nil && j.rows < s.opts.MaxGroupRows {
 			select {
 			case r := <-s.reqs:
-				group = append(group, r)
-				rows += len(r.events)
-			default:
-				break more
+				s.add(j, r)
+				continue
+			case s.jobs <- j:
 			}
+			j = nil
+			break
 		}
-		s.commit(group)
+		if j != nil {
+			s.jobs <- j
+		}
+		s.sweep(time.Now())
 	}
 }
 
-// commit writes one group of batches in one appender flush.
-func (s *Store) commit(group []*appendReq) {
-	now := time.Now().UTC()
-	defer func(began time.Time) {
-		s.log.Debug("commit", "batches", len(group), "took", time.Since(began))
-	}(now)
-	hour := hourOf(now)
-	results := make([]apimeter.AppendResult, len(group))
-	var fresh map[xxh3.Uint128]struct{}
-	if !s.opts.NoDedupe {
-		fresh = make(map[xxh3.Uint128]struct{})
+// add appends the new events of req to j's lane: the first half of a
+// commit, done by the writer goroutine while the committer flushes the
+// other lane.
+func (s *Store) add(j *job, req *appendReq) {
+	s.added.Add(1)
+	s.absorbReports()
+	j.group = append(j.group, req)
+	j.results = append(j.results, apimeter.AppendResult{})
+	res := &j.results[len(j.results)-1]
+	if j.err != nil {
+		return
 	}
-	var err error
-	for gi, req := range group {
-		for i := range req.events {
-			e := &req.events[i]
-			if !s.opts.NoDedupe {
-				k := req.keys[i]
-				if _, dup := s.seen[k]; dup {
-					results[gi].Duplicates++
-					continue
+	hour := hourOf(j.began)
+	for i := range req.events {
+		if !s.opts.NoDedupe {
+			k := req.keys[i]
+			if _, dup := s.seen[k]; dup {
+				res.Duplicates++
+				if _, pending := s.inflight[k]; pending {
+					j.leans = true
 				}
-				if _, dup := fresh[k]; dup {
-					results[gi].Duplicates++
-					continue
+				continue
+			}
+			// Marked seen now, so that the next job, filled while this
+			// one commits, finds it; forgotten again if the commit fails
+			// (absorbReports).
+			s.seen[k] = hour
+			s.inflight[k] = struct{}{}
+			j.keys = append(j.keys, k)
+		}
+		if j.err = j.lane.app.AppendRow(req.rows[i]...); j.err != nil {
+			return
+		}
+		j.rows++
+		res.Stored = append(res.Stored, &req.events[i])
+	}
+}
+
+// absorbReports applies the committer's reports: the keys of a committed
+// job stay seen, those of a failed one are forgotten so that a retry is
+// stored. The committer sends a job's report before it answers the job's
+// callers, so a retry always finds the report of the failure it follows.
+func (s *Store) absorbReports() {
+	for {
+		select {
+		case r := <-s.reports:
+			for _, k := range r.keys {
+				delete(s.inflight, k)
+				if !r.ok {
+					delete(s.seen, k)
 				}
-				fresh[k] = struct{}{}
 			}
-			if err = s.app.AppendRow(req.rows[i]...); err != nil {
-				break
-			}
-			results[gi].Stored = append(results[gi].Stored, e)
+		default:
+			return
 		}
-		if err != nil {
-			break
-		}
+	}
+}
+
+// committer flushes the lanes the writer filled, in order, one at a time:
+// the second half of a commit.
+func (s *Store) committer() {
+	defer close(s.closed)
+	prevFailed := false
+	for j := range s.jobs {
+		prevFailed = s.commit(j, prevFailed)
+		s.free <- j.lane
+	}
+}
+
+// commit flushes j's lane in one transaction and answers j's callers; it
+// reports whether the commit failed. A job that counted events as
+// duplicates of the job before it, still uncommitted when j was filled,
+// fails with that job: those events were stored by neither.
+func (s *Store) commit(j *job, prevFailed bool) (failed bool) {
+	defer func() {
+		s.log.Debug("commit", "batches", len(j.group), "took", time.Since(j.began))
+	}()
+	err := j.err
+	if err == nil && prevFailed && j.leans {
+		err = errors.New("an earlier commit holding some of these events failed")
+	}
+	if err == nil && s.beforeFlush != nil {
+		err = s.beforeFlush()
 	}
 	if err == nil {
-		err = s.app.Flush()
+		err = j.lane.app.Flush()
 	}
 	if err != nil {
 		s.log.Error("commit events", "err", err)
-		// The appender is invalid after a failed flush: start a new one so
-		// later batches can still be written.
-		s.app.Clear()
-		s.app.Close()
-		if app, aerr := duckdb.NewAppenderFromConn(s.conn, "", "events"); aerr == nil {
-			s.app = app
-		} else {
-			s.log.Error("reopen appender", "err", aerr)
-		}
-		for _, req := range group {
+		j.lane.reset(s.log)
+		s.reports <- report{keys: j.keys}
+		for _, req := range j.group {
 			req.done <- appendResp{err: fmt.Errorf("commit events: %w", err)}
 		}
-		return
+		return true
 	}
-	for k := range fresh {
-		s.seen[k] = hour
+	s.reports <- report{keys: j.keys, ok: true}
+	for gi, req := range j.group {
+		s.rows += int64(len(j.results[gi].Stored))
+		req.done <- appendResp{res: j.results[gi]}
 	}
-	for gi, req := range group {
-		s.rows += int64(len(results[gi].Stored))
-		req.done <- appendResp{res: results[gi]}
-	}
-	s.sweep(now)
 	s.maybeCheckpoint()
+	return false
 }
 
 // sweep forgets ids older than the horizon, once an hour.
@@ -586,7 +646,7 @@ func (s *Store) Close() error {
 		close(s.quit)
 		<-s.closed
 		<-s.dailyDone
-		err = errors.Join(s.app.Close(), s.conn.Close(), s.db.Close())
+		err = errors.Join(s.closeLanes(), s.db.Close())
 	})
 	return err
 }
