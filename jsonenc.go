@@ -2,6 +2,7 @@ package apimeter
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"unicode/utf8"
 	"unsafe"
 )
@@ -21,14 +22,20 @@ const (
 	msb = 0x8080808080808080
 )
 
-// plain8 reports whether the 8 bytes at b[i:] need no escaping: none is
-// below 0x20, a quote, a backslash or non-ASCII (SWAR: a byte-wise test on
-// one 64-bit word).
-func plain8(b []byte, i int) bool {
+// special8 returns a mask of the 8 bytes at b[i:] that need escaping or
+// are not ASCII: below 0x20, a quote, a backslash, or 0x80 and above (SWAR:
+// a byte-wise test on one 64-bit word). Only the lowest set byte is exact
+// (a borrow can mark bytes above it), which is all the encoder uses: it
+// jumps straight to that byte.
+func special8(b []byte, i int) uint64 {
 	x := binary.LittleEndian.Uint64(b[i:])
 	q, bs := x^('"'*lsb), x^('\\'*lsb)
-	return (x|((x-0x20*lsb)&^x)|((q-lsb)&^q)|((bs-lsb)&^bs))&msb == 0
+	return (x | ((x - 0x20*lsb) &^ x) | ((q - lsb) &^ q) | ((bs - lsb) &^ bs)) & msb
 }
+
+// plain8 reports whether the 8 bytes at b[i:] need no escaping and are
+// ASCII.
+func plain8(b []byte, i int) bool { return special8(b, i) == 0 }
 
 // AppendJSONString appends s to dst as a JSON string; invalid UTF-8
 // becomes U+FFFD, as encoding/json does. It does not allocate beyond
@@ -39,8 +46,15 @@ func AppendJSONString(dst []byte, s string) []byte {
 	b := unsafe.Slice(unsafe.StringData(s), len(s))
 	start := 0
 	for i := 0; i < len(s); {
-		// Skip eight plain ASCII bytes at a time.
-		for i+8 <= len(s) && plain8(b, i) {
+		// Skip plain ASCII bytes a word at a time, and land on the first
+		// byte that is not: in JSON text, with a quote every few bytes,
+		// stepping one byte at a time to the next word cost more than the
+		// escaping.
+		for i+8 <= len(s) {
+			if m := special8(b, i); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
 			i += 8
 		}
 		if i >= len(s) {
