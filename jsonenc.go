@@ -41,6 +41,23 @@ func plain8(b []byte, i int) bool { return special8(b, i) == 0 }
 // becomes U+FFFD, as encoding/json does. It does not allocate beyond
 // growing dst, for the encoders on hot paths (capture sink, store rows).
 func AppendJSONString(dst []byte, s string) []byte {
+	dst, _ = appendJSONString(dst, s, false)
+	return dst
+}
+
+// AppendJSONText is AppendJSONString for text that must arrive unchanged:
+// when s is not valid UTF-8 it returns dst as it was and false. It checks
+// and escapes in one pass, where utf8.Valid and then AppendJSONString would
+// read s twice.
+func AppendJSONText(dst []byte, s string) ([]byte, bool) {
+	return appendJSONString(dst, s, true)
+}
+
+// appendJSONString appends s as a JSON string. An invalid UTF-8 sequence
+// becomes U+FFFD, or with strict ends the call: it then returns dst
+// unchanged and false.
+func appendJSONString(dst []byte, s string, strict bool) ([]byte, bool) {
+	at := len(dst)
 	dst = append(dst, '"')
 	// A byte view of s for 64-bit loads; it is only read.
 	b := unsafe.Slice(unsafe.StringData(s), len(s))
@@ -86,6 +103,9 @@ func AppendJSONString(dst []byte, s string) []byte {
 		r, size := utf8.DecodeRuneInString(s[i:])
 		switch {
 		case r == utf8.RuneError && size == 1:
+			if strict {
+				return dst[:at], false
+			}
 			dst = append(dst, s[start:i]...)
 			dst = append(dst, `\ufffd`...)
 		case r == '\u2028' || r == '\u2029':
@@ -100,7 +120,7 @@ func AppendJSONString(dst []byte, s string) []byte {
 		start = i
 	}
 	dst = append(dst, s[start:]...)
-	return append(dst, '"')
+	return append(dst, '"'), true
 }
 
 // AppendHeadersJSON appends h to dst as a JSON object of names to values,

@@ -98,3 +98,31 @@ func BenchmarkAppendJSONString(b *testing.B) {
 		})
 	}
 }
+
+func TestAppendJSONText(t *testing.T) {
+	for _, tc := range []struct {
+		name, s string
+		ok      bool
+	}{
+		{"empty", "", true},
+		{"plain", "plain text", true},
+		{"escapes and non-ASCII", "q\"\\\n\x01 é € \u2028", true},
+		{"invalid byte", "abc\xffdef", false},
+		{"invalid after a word", strings.Repeat("a", 17) + "\xc3", false},
+		{"cut sequence at the end", "abc\xe2\x82", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := AppendJSONText([]byte("x"), tc.s)
+			if ok != tc.ok {
+				t.Fatalf("ok = %v, want %v", ok, tc.ok)
+			}
+			want := "x"
+			if ok {
+				want = string(AppendJSONString([]byte("x"), tc.s))
+			}
+			if string(got) != want {
+				t.Fatalf("got %s, want %s", got, want)
+			}
+		})
+	}
+}
