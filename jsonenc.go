@@ -37,6 +37,24 @@ func special8(b []byte, i int) uint64 {
 // ASCII.
 func plain8(b []byte, i int) bool { return special8(b, i) == 0 }
 
+// plainRun returns the index of the first byte from i on that is not plain
+// ASCII, a word at a time, or where fewer than 8 bytes are left. It lands
+// on that byte rather than on its word: in JSON text, with a quote every
+// few bytes, stepping a byte at a time to the next word cost more than the
+// escaping. A function of its own so that the loop keeps its few values in
+// registers.
+//
+//go:noinline
+func plainRun(b []byte, i int) int {
+	for i+8 <= len(b) {
+		if m := special8(b, i); m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+		i += 8
+	}
+	return i
+}
+
 // AppendJSONString appends s to dst as a JSON string; invalid UTF-8
 // becomes U+FFFD, as encoding/json does. It does not allocate beyond
 // growing dst, for the encoders on hot paths (capture sink, store rows).
@@ -63,19 +81,10 @@ func appendJSONString(dst []byte, s string, strict bool) ([]byte, bool) {
 	b := unsafe.Slice(unsafe.StringData(s), len(s))
 	start := 0
 	for i := 0; i < len(s); {
-		// Skip plain ASCII bytes a word at a time, and land on the first
-		// byte that is not: in JSON text, with a quote every few bytes,
-		// stepping one byte at a time to the next word cost more than the
-		// escaping.
-		for i+8 <= len(s) {
-			if m := special8(b, i); m != 0 {
-				i += bits.TrailingZeros64(m) >> 3
+		if i+8 <= len(s) {
+			if i = plainRun(b, i); i >= len(s) {
 				break
 			}
-			i += 8
-		}
-		if i >= len(s) {
-			break
 		}
 		c := s[i]
 		if c < utf8.RuneSelf {
