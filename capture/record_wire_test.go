@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -128,21 +129,23 @@ func TestAppendRecordMatchesEvent(t *testing.T) {
 }
 
 // BenchmarkSenderEncode is the sending goroutine's work on one batch of
-// 500 calls with 1 KiB bodies (plain text, or JSON with a quote every few
-// bytes), without the POST: encoding in the collector schema and gzip at
-// the default level, straight from the records ("record", what HTTPSink
-// gets without Mask) or through an Event ("event", with Mask or another
-// Sink). ns/event is per call.
+// 500 calls with 1 KiB bodies (the load run's repeated 'x', or JSON that
+// differs from call to call), without the POST: encoding in the collector
+// schema and gzip at the default level, straight from the records
+// ("record", what HTTPSink gets without Mask) or through an Event
+// ("event", with Mask or another Sink). ns/event is per call.
 func BenchmarkSenderEncode(b *testing.B) {
-	var js strings.Builder
-	for i := 0; js.Len() < 1024; i++ {
-		fmt.Fprintf(&js, `{"sku":"W-%05d","qty":%d,"price":%d.99,"desc":"blue widget, boxed"},`, i*7919%99999, i%9+1, i%500)
-	}
-	bodies := map[string]string{"plain": strings.Repeat("x", 1024), "json": "[" + js.String()[:1022] + "]"}
-	for _, kind := range []string{"plain", "json"} {
+	for _, kind := range []string{"x", "json"} {
 		for _, path := range []string{"record", "event"} {
 			b.Run(kind+"/"+path, func(b *testing.B) {
 				const n = 500
+				rnd := rand.New(rand.NewPCG(1, 2))
+				body := func() string {
+					if kind == "json" {
+						return jsonBody(rnd, 1024)
+					}
+					return strings.Repeat("x", 1024)
+				}
 				c, err := newCapture(Options{Sink: nopSink{}, LogBody: true, QueueSize: n,
 					IdentifyCompany: func(r *http.Request, _ Response) string { return r.PathValue("id") }})
 				if err != nil {
@@ -152,12 +155,12 @@ func BenchmarkSenderEncode(b *testing.B) {
 				mux.HandleFunc("POST /accounts/{id}/message", func(w http.ResponseWriter, r *http.Request) {
 					io.Copy(io.Discard, r.Body)
 					w.Header().Set("Content-Type", "application/json")
-					io.WriteString(w, bodies[kind])
+					io.WriteString(w, body())
 				})
 				h := c.Middleware(mux)
 				recs := make([]*record, n)
 				for i := range recs {
-					r := httptest.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:8080/accounts/%d/message", 1000+i%8), strings.NewReader(bodies[kind]))
+					r := httptest.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:8080/accounts/%d/message", 1000+i%8), strings.NewReader(body()))
 					r.Header.Set("Authorization", "Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI1MTMiLCJuYW1lIjoiSm9obiBEb2UiLCJpYXQiOjE1MTYyMzkwMjJ9.FPN2Bj5b6OUzeTJ7lrNQPWUkZnnBnhMFYeyMjJ_-tN0")
 					r.Header.Set("Content-Type", "application/json")
 					h.ServeHTTP(httptest.NewRecorder(), r)
