@@ -202,7 +202,9 @@ func (c *Capture) serve(next http.Handler, w http.ResponseWriter, r *http.Reques
 	if rec.id == "" {
 		rec.id = newID()
 	}
-	w.Header()[apimeter.TransactionIDHeader] = []string{rec.id}
+	if !c.opts.DisableTransactionID {
+		w.Header()[apimeter.TransactionIDHeader] = []string{rec.id}
+	}
 	rec.method, rec.host, rec.requestURI = r.Method, r.Host, r.RequestURI
 	rec.path, rec.query = r.URL.Path, r.URL.RawQuery
 	rec.tls = r.TLS != nil
