@@ -2,6 +2,7 @@ package apimeter
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"unicode/utf8"
 	"unsafe"
 )
@@ -21,30 +22,69 @@ const (
 	msb = 0x8080808080808080
 )
 
-// plain8 reports whether the 8 bytes at b[i:] need no escaping: none is
-// below 0x20, a quote, a backslash or non-ASCII (SWAR: a byte-wise test on
-// one 64-bit word).
-func plain8(b []byte, i int) bool {
+// special8 returns a mask of the 8 bytes at b[i:] that need escaping or
+// are not ASCII: below 0x20, a quote, a backslash, or 0x80 and above (SWAR:
+// a byte-wise test on one 64-bit word). Only the lowest set byte is exact
+// (a borrow can mark bytes above it), which is all the encoder uses: it
+// jumps straight to that byte.
+func special8(b []byte, i int) uint64 {
 	x := binary.LittleEndian.Uint64(b[i:])
 	q, bs := x^('"'*lsb), x^('\\'*lsb)
-	return (x|((x-0x20*lsb)&^x)|((q-lsb)&^q)|((bs-lsb)&^bs))&msb == 0
+	return (x | ((x - 0x20*lsb) &^ x) | ((q - lsb) &^ q) | ((bs - lsb) &^ bs)) & msb
+}
+
+// plain8 reports whether the 8 bytes at b[i:] need no escaping and are
+// ASCII.
+func plain8(b []byte, i int) bool { return special8(b, i) == 0 }
+
+// plainRun returns the index of the first byte from i on that is not plain
+// ASCII, a word at a time, or where fewer than 8 bytes are left. It lands
+// on that byte rather than on its word: in JSON text, with a quote every
+// few bytes, stepping a byte at a time to the next word cost more than the
+// escaping. A function of its own so that the loop keeps its few values in
+// registers.
+//
+//go:noinline
+func plainRun(b []byte, i int) int {
+	for i+8 <= len(b) {
+		if m := special8(b, i); m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+		i += 8
+	}
+	return i
 }
 
 // AppendJSONString appends s to dst as a JSON string; invalid UTF-8
 // becomes U+FFFD, as encoding/json does. It does not allocate beyond
 // growing dst, for the encoders on hot paths (capture sink, store rows).
 func AppendJSONString(dst []byte, s string) []byte {
+	dst, _ = appendJSONString(dst, s, false)
+	return dst
+}
+
+// AppendJSONText is AppendJSONString for text that must arrive unchanged:
+// when s is not valid UTF-8 it returns dst as it was and false. It checks
+// and escapes in one pass, where utf8.Valid and then AppendJSONString would
+// read s twice.
+func AppendJSONText(dst []byte, s string) ([]byte, bool) {
+	return appendJSONString(dst, s, true)
+}
+
+// appendJSONString appends s as a JSON string. An invalid UTF-8 sequence
+// becomes U+FFFD, or with strict ends the call: it then returns dst
+// unchanged and false.
+func appendJSONString(dst []byte, s string, strict bool) ([]byte, bool) {
+	at := len(dst)
 	dst = append(dst, '"')
 	// A byte view of s for 64-bit loads; it is only read.
 	b := unsafe.Slice(unsafe.StringData(s), len(s))
 	start := 0
 	for i := 0; i < len(s); {
-		// Skip eight plain ASCII bytes at a time.
-		for i+8 <= len(s) && plain8(b, i) {
-			i += 8
-		}
-		if i >= len(s) {
-			break
+		if i+8 <= len(s) {
+			if i = plainRun(b, i); i >= len(s) {
+				break
+			}
 		}
 		c := s[i]
 		if c < utf8.RuneSelf {
@@ -72,6 +112,9 @@ func AppendJSONString(dst []byte, s string) []byte {
 		r, size := utf8.DecodeRuneInString(s[i:])
 		switch {
 		case r == utf8.RuneError && size == 1:
+			if strict {
+				return dst[:at], false
+			}
 			dst = append(dst, s[start:i]...)
 			dst = append(dst, `\ufffd`...)
 		case r == '\u2028' || r == '\u2029':
@@ -86,7 +129,7 @@ func AppendJSONString(dst []byte, s string) []byte {
 		start = i
 	}
 	dst = append(dst, s[start:]...)
-	return append(dst, '"')
+	return append(dst, '"'), true
 }
 
 // AppendHeadersJSON appends h to dst as a JSON object of names to values,

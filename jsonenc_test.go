@@ -2,8 +2,10 @@ package apimeter
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // FuzzAppendString checks that any string is encoded as a JSON string that
@@ -25,4 +27,102 @@ func FuzzAppendString(f *testing.F) {
 			t.Fatalf("%q came back as %q, encoding/json gives %q", s, got, w)
 		}
 	})
+}
+
+// appendJSONStringRef is AppendJSONString written one rune at a time, the
+// reference for the word-at-a-time version.
+func appendJSONStringRef(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			dst = append(dst, `\ufffd`...)
+		case r == '"' || r == '\\':
+			dst = append(dst, '\\', byte(r))
+		case r == '\n':
+			dst = append(dst, `\n`...)
+		case r == '\r':
+			dst = append(dst, `\r`...)
+		case r == '\t':
+			dst = append(dst, `\t`...)
+		case r < 0x20:
+			dst = fmt.Appendf(dst, `\u%04x`, r)
+		case r == '\u2028' || r == '\u2029':
+			dst = fmt.Appendf(dst, `\u%04x`, r)
+		default:
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(dst, '"')
+}
+
+// TestAppendJSONStringPositions puts each kind of byte that stops the
+// word-at-a-time scan at every offset of the first three words, alone and
+// in pairs, since the scan jumps to the first such byte of a word.
+func TestAppendJSONStringPositions(t *testing.T) {
+	specials := []string{`"`, `\`, "\n", "\x00", "\x1f", "\x7f", "é", "\u2028", "\xff", "€", "\xe2\x82"}
+	for _, sp := range specials {
+		for _, sp2 := range append([]string{""}, specials...) {
+			for pos := 0; pos < 24; pos++ {
+				for gap := 0; gap < 10; gap++ {
+					s := strings.Repeat("a", pos) + sp + strings.Repeat("b", gap) + sp2 + strings.Repeat("c", 20)
+					got, want := AppendJSONString(nil, s), appendJSONStringRef(nil, s)
+					if string(got) != string(want) {
+						t.Fatalf("%q: got %s, want %s", s, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkAppendJSONString encodes 1 KiB of plain text and 1 KiB of JSON
+// (a quote every few bytes), the bodies the capture sink sends.
+func BenchmarkAppendJSONString(b *testing.B) {
+	var js strings.Builder
+	for i := 0; js.Len() < 1024; i++ {
+		fmt.Fprintf(&js, `{"sku":"W-%05d","qty":%d,"price":%d.99,"desc":"blue widget, boxed"},`, i*7919%99999, i%9+1, i%500)
+	}
+	for _, c := range []struct{ name, s string }{
+		{"plain", strings.Repeat("x", 1024)},
+		{"json", js.String()[:1024]},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			var dst []byte
+			b.SetBytes(int64(len(c.s)))
+			for b.Loop() {
+				dst = AppendJSONString(dst[:0], c.s)
+			}
+		})
+	}
+}
+
+func TestAppendJSONText(t *testing.T) {
+	for _, tc := range []struct {
+		name, s string
+		ok      bool
+	}{
+		{"empty", "", true},
+		{"plain", "plain text", true},
+		{"escapes and non-ASCII", "q\"\\\n\x01 é € \u2028", true},
+		{"invalid byte", "abc\xffdef", false},
+		{"invalid after a word", strings.Repeat("a", 17) + "\xc3", false},
+		{"cut sequence at the end", "abc\xe2\x82", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := AppendJSONText([]byte("x"), tc.s)
+			if ok != tc.ok {
+				t.Fatalf("ok = %v, want %v", ok, tc.ok)
+			}
+			want := "x"
+			if ok {
+				want = string(AppendJSONString([]byte("x"), tc.s))
+			}
+			if string(got) != want {
+				t.Fatalf("got %s, want %s", got, want)
+			}
+		})
+	}
 }

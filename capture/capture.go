@@ -56,6 +56,7 @@ type Capture struct {
 	scrub    *scrubber // owned by run
 	jwt      jwtDecoder
 	subjects map[string]string // owned by run
+	uri      []byte            // owned by run: appendRecord's URI
 	weight   int64
 	sampleP  float64
 	queue    chan *record
@@ -75,6 +76,16 @@ type Capture struct {
 
 // New returns a Capture for opts and starts its sending goroutine.
 func New(opts Options) (*Capture, error) {
+	c, err := newCapture(opts)
+	if err != nil {
+		return nil, err
+	}
+	go c.run()
+	return c, nil
+}
+
+// newCapture returns a Capture for opts without its sending goroutine.
+func newCapture(opts Options) (*Capture, error) {
 	if opts.Sink == nil {
 		return nil, errors.New("capture: Options.Sink is required")
 	}
@@ -120,7 +131,6 @@ func New(opts Options) (*Capture, error) {
 	_, c.borrow = opts.Sink.(BorrowingSink)
 	c.sendCtx, c.cancel = context.WithCancel(context.Background())
 	c.pool.New = func() any { return c.newRecord() }
-	go c.run()
 	return c, nil
 }
 
@@ -192,7 +202,9 @@ func (c *Capture) serve(next http.Handler, w http.ResponseWriter, r *http.Reques
 	if rec.id == "" {
 		rec.id = newID()
 	}
-	w.Header()[apimeter.TransactionIDHeader] = []string{rec.id}
+	if !c.opts.DisableTransactionID {
+		w.Header()[apimeter.TransactionIDHeader] = []string{rec.id}
+	}
 	rec.method, rec.host, rec.requestURI = r.Method, r.Host, r.RequestURI
 	rec.path, rec.query = r.URL.Path, r.URL.RawQuery
 	rec.tls = r.TLS != nil
@@ -343,6 +355,20 @@ func (c *Capture) run() {
 	// reused only after Send returned.
 	var held []*record
 	var bodyBytes int // of the batch's bodies, against maxBatchBodyBytes
+	// An HTTPSink without Mask gets its batch encoded straight from the
+	// records into its stream, and each record is reused at once.
+	var hs *HTTPSink
+	var stream *batchStream
+	var ev apimeter.Event // the stream's Event, for records that need one
+	if s, ok := c.opts.Sink.(*HTTPSink); ok && c.opts.Mask == nil {
+		hs, stream = s, s.newStream()
+	}
+	pending := func() int {
+		if stream != nil {
+			return stream.n
+		}
+		return len(batch)
+	}
 	tick := time.NewTicker(c.opts.FlushInterval)
 	defer tick.Stop()
 	defer func() {
@@ -351,14 +377,24 @@ func (c *Capture) run() {
 		}
 	}()
 	flush := func() {
-		if len(batch) == 0 {
+		n := pending()
+		if n == 0 {
 			return
 		}
-		if err := c.opts.Sink.Send(c.sendCtx, batch); err != nil {
-			c.failed.Add(int64(len(batch)))
-			c.log.Warn("capture: send failed", "events", len(batch), "err", err)
+		var err error
+		if stream != nil {
+			var body []byte
+			if body, err = stream.finish(); err == nil {
+				err = hs.postRetrying(c.sendCtx, body, n)
+			}
 		} else {
-			c.sent.Add(int64(len(batch)))
+			err = c.opts.Sink.Send(c.sendCtx, batch)
+		}
+		if err != nil {
+			c.failed.Add(int64(n))
+			c.log.Warn("capture: send failed", "events", n, "err", err)
+		} else {
+			c.sent.Add(int64(n))
 		}
 		clear(batch)
 		batch = batch[:0]
@@ -370,16 +406,34 @@ func (c *Capture) run() {
 		held = held[:0]
 	}
 	add := func(rec *record) {
-		batch = append(batch, apimeter.Event{})
-		c.fillEvent(&batch[len(batch)-1], rec, c.borrow)
-		if c.borrow {
+		bodyBytes += len(rec.reqBody) + len(rec.respBody)
+		switch {
+		case stream != nil:
+			stream.next()
+			if rec.query != "" {
+				// The query's secret parameters are the Event scrubber's.
+				c.fillEvent(&ev, rec, true)
+				stream.json = appendEvent(stream.json, &ev)
+			} else {
+				stream.json = c.appendRecord(stream.json, rec)
+			}
+			c.release(rec)
+			if err := stream.written(); err != nil {
+				c.failed.Add(int64(stream.n))
+				c.log.Warn("capture: send failed", "events", stream.n, "err", err)
+				stream.n, bodyBytes = 0, 0
+				return
+			}
+		case c.borrow:
+			batch = append(batch, apimeter.Event{})
+			c.fillEvent(&batch[len(batch)-1], rec, true)
 			held = append(held, rec)
-		} else {
+		default:
+			batch = append(batch, apimeter.Event{})
+			c.fillEvent(&batch[len(batch)-1], rec, false)
 			c.release(rec)
 		}
-		e := &batch[len(batch)-1]
-		bodyBytes += len(e.RequestBody.Text) + len(e.ResponseBody.Text)
-		if len(batch) >= c.opts.BatchSize || bodyBytes >= maxBatchBodyBytes {
+		if pending() >= c.opts.BatchSize || bodyBytes >= maxBatchBodyBytes {
 			flush()
 		}
 	}
@@ -409,7 +463,7 @@ func (c *Capture) run() {
 		case <-c.stop:
 			drain()
 			if c.sendCtx.Err() != nil {
-				c.failed.Add(int64(len(batch)))
+				c.failed.Add(int64(pending()))
 				return
 			}
 			flush()

@@ -433,18 +433,21 @@ func TestTransactionID(t *testing.T) {
 	cases := []struct {
 		name     string
 		trust    bool
+		noHeader bool // DisableTransactionID
 		incoming string
 		wantSame bool
 	}{
-		{"generated when absent", false, "", false},
-		{"caller's id not trusted by default", false, "client-chosen", false},
-		{"caller's id taken when trusted", true, "client-chosen", true},
-		{"overlong id replaced", true, strings.Repeat("x", 300), false},
+		{"generated when absent", false, false, "", false},
+		{"caller's id not trusted by default", false, false, "client-chosen", false},
+		{"caller's id taken when trusted", true, false, "client-chosen", true},
+		{"overlong id replaced", true, false, strings.Repeat("x", 300), false},
+		{"no response header when disabled", false, true, "", false},
+		{"trusted id without the response header", true, true, "client-chosen", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			sink := &memSink{}
-			c, err := capture.New(capture.Options{Sink: sink, TrustTransactionID: tc.trust})
+			c, err := capture.New(capture.Options{Sink: sink, TrustTransactionID: tc.trust, DisableTransactionID: tc.noHeader})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -456,9 +459,12 @@ func TestTransactionID(t *testing.T) {
 			c.Middleware(accountsMux(1)).ServeHTTP(rec, req)
 			closeCapture(t, c)
 			e := sink.all()[0]
-			got := rec.Header().Get(apimeter.TransactionIDHeader)
-			if e.ID == "" || got != e.ID || (e.ID == tc.incoming) != tc.wantSame {
-				t.Fatalf("event id %q, response header %q, incoming %q; want them equal and the incoming one used: %v", e.ID, got, tc.incoming, tc.wantSame)
+			got, want := rec.Header().Get(apimeter.TransactionIDHeader), e.ID
+			if tc.noHeader {
+				want = ""
+			}
+			if e.ID == "" || got != want || (e.ID == tc.incoming) != tc.wantSame {
+				t.Fatalf("event id %q, response header %q, incoming %q; want the header %q and the incoming id used: %v", e.ID, got, tc.incoming, want, tc.wantSame)
 			}
 			n := 0
 			for _, h := range e.RequestHeaders {

@@ -81,6 +81,11 @@ func (c *Capture) fillEvent(e *apimeter.Event, rec *record, borrow bool) {
 			n = strconv.FormatInt(rec.respSize, 10)
 		}
 		e.ResponseHeaders = append(e.ResponseHeaders, apimeter.Header{Name: "Content-Length", Value: n})
+		if borrow {
+			// Keep the grown slice: appending to the record's full one
+			// allocated a new array for every event.
+			rec.respHeaders = e.ResponseHeaders
+		}
 	}
 	if borrow {
 		// After the last append: the buffer no longer moves.
@@ -134,13 +139,7 @@ func body(b []byte, truncated, borrow bool) apimeter.Body {
 	}
 	text := b
 	if truncated {
-		for i := 0; i < utf8.UTFMax && len(text) > 0; i++ {
-			r, size := utf8.DecodeLastRune(text)
-			if r != utf8.RuneError || size != 1 {
-				break
-			}
-			text = text[:len(text)-1]
-		}
+		text = trimCutRune(text)
 	}
 	if utf8.Valid(text) {
 		if borrow && len(text) > 0 {
@@ -149,6 +148,19 @@ func body(b []byte, truncated, borrow bool) apimeter.Body {
 		return apimeter.Body{Text: string(text), Truncated: truncated}
 	}
 	return apimeter.Body{Text: base64.StdEncoding.EncodeToString(b), Base64: true, Truncated: truncated}
+}
+
+// trimCutRune drops the bytes of a multi-byte character that the body cap
+// cut off at the end of b.
+func trimCutRune(b []byte) []byte {
+	for i := 0; i < utf8.UTFMax && len(b) > 0; i++ {
+		r, size := utf8.DecodeLastRune(b)
+		if r != utf8.RuneError || size != 1 {
+			break
+		}
+		b = b[:len(b)-1]
+	}
+	return b
 }
 
 func hostOnly(hostport string) string {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/gzip"
+
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/capture"
 )
@@ -105,5 +107,47 @@ func TestRetainedEventsStayIntact(t *testing.T) {
 		if e.RequestBody.Text != want || e.ResponseBody.Text != want || e.ResponseHeaders.Get("X-Echo") != want {
 			t.Fatalf("event %d: request body %.20q, response body %.20q, header %.20q; want %.20q", i, e.RequestBody.Text, e.ResponseBody.Text, e.ResponseHeaders.Get("X-Echo"), want)
 		}
+	}
+}
+
+func TestHTTPSinkCompressionLevels(t *testing.T) {
+	col := startCollector(t)
+	cases := []struct {
+		name    string
+		level   int
+		wantErr bool
+	}{
+		{"zero is the default", 0, false},
+		{"best speed", gzip.BestSpeed, false},
+		{"best compression", gzip.BestCompression, false},
+		{"Huffman only", gzip.HuffmanOnly, false},
+		{"stateless", gzip.StatelessCompression, true},
+		{"above 9", 10, true},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			sink, err := capture.NewHTTPSink(capture.HTTPSinkConfig{URL: col.URL, ApplicationID: col.AppID, CompressionLevel: tc.level})
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("NewHTTPSink: err = %v, want error %v", err, tc.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			ev := wireTestEvent()
+			ev.ID = fmt.Sprintf("level-%d", i)
+			ev.ResponseBody = apimeter.Body{Text: strings.Repeat(`{"k":"v"},`, 50)}
+			if err := sink.Send(context.Background(), []apimeter.Event{ev}); err != nil {
+				t.Fatalf("send: %v", err)
+			}
+			for _, e := range col.events(t) {
+				if e.ID == ev.ID {
+					if e.ResponseBody.Text != ev.ResponseBody.Text {
+						t.Fatalf("stored body %.40q..., want %.40q...", e.ResponseBody.Text, ev.ResponseBody.Text)
+					}
+					return
+				}
+			}
+			t.Fatalf("event %s not stored", ev.ID)
+		})
 	}
 }

@@ -94,15 +94,7 @@ func (s *scrubber) fingerprint(secret string) string {
 // scrub makes e safe to send, with the same result as apimeter.Scrubber.
 func (s *scrubber) scrub(e *apimeter.Event) {
 	if e.APIKeyID == "" {
-		// The value of the first of keyHdrs present with a value, as
-		// apimeter.Scrubber.APIKey, in one pass over the headers.
-		best, key := len(s.keyHdrs), ""
-		for _, h := range e.RequestHeaders {
-			if k := s.kind(h.Name); k.key >= 0 && int(k.key) < best && h.Value != "" {
-				best, key = int(k.key), h.Value
-			}
-		}
-		if key != "" {
+		if key := s.apiKey(e.RequestHeaders); key != "" {
 			e.APIKeyID = s.fingerprint(key)
 		}
 	}
@@ -114,6 +106,18 @@ func (s *scrubber) scrub(e *apimeter.Event) {
 	if e.Query != "" {
 		s.full.Scrub(e)
 	}
+}
+
+// apiKey returns the value of the first of keyHdrs present with a value,
+// as apimeter.Scrubber.APIKey, in one pass over the headers.
+func (s *scrubber) apiKey(h apimeter.Headers) string {
+	best, key := len(s.keyHdrs), ""
+	for _, kv := range h {
+		if k := s.kind(kv.Name); k.key >= 0 && int(k.key) < best && kv.Value != "" {
+			best, key = int(k.key), kv.Value
+		}
+	}
+	return key
 }
 
 func (s *scrubber) headers(h apimeter.Headers) {

@@ -38,6 +38,7 @@ type benchCaptureCmd struct {
 	Sink       string        `default:"http" enum:"http,collector,none" help:"Where the wrapped server sends events: http (HTTP sink to a loopback endpoint that reads and discards), collector (a full apimeter collector with DuckDB in this process) or none (events are built and scrubbed, then dropped: the middleware alone)."`
 	NoBody     bool          `help:"Turn body capture off (Options.LogBody false)."`
 	BatchSize  int           `help:"Options.BatchSize of the wrapped server (0: the default)."`
+	NoTxID     bool          `name:"no-transaction-id" help:"Options.DisableTransactionID: no X-Moesif-Transaction-Id response header, which the in-process clients otherwise parse on every call (a variant; the default keeps the header, as Moesif's SDKs do)."`
 }
 
 // benchToken is seed 000's JWT (sub 513, HS256 with "my_super_secret").
@@ -56,11 +57,12 @@ func (c *benchCaptureCmd) Run(ctx context.Context) error {
 		}
 	}
 	meter, err := capture.New(capture.Options{
-		Sink:            sink,
-		LogBody:         !c.NoBody,
-		BatchSize:       c.BatchSize,
-		SampleRate:      c.SampleRate,
-		IdentifyCompany: func(r *http.Request, _ capture.Response) string { return r.PathValue("id") },
+		Sink:                 sink,
+		LogBody:              !c.NoBody,
+		BatchSize:            c.BatchSize,
+		SampleRate:           c.SampleRate,
+		DisableTransactionID: c.NoTxID,
+		IdentifyCompany:      func(r *http.Request, _ capture.Response) string { return r.PathValue("id") },
 	})
 	if err != nil {
 		return err
