@@ -128,6 +128,10 @@ func TestDailyMatchesEvents(t *testing.T) {
 	if built == 0 {
 		t.Fatal("the next build rebuilt no day after late events")
 	}
+	var stamps int
+	if err := st.DB().QueryRowContext(ctx, "SELECT count(DISTINCT built_at) FROM "+duckdb.DailyDaysTable).Scan(&stamps); err != nil || stamps != 1 {
+		t.Fatalf("after a pass the built days carry %d built_at values (%v), want 1: readers would scan more rows for late events than needed", stamps, err)
+	}
 	check("rebuilt", n)
 }
 
