@@ -137,15 +137,22 @@ func (s *Scrubber) APIKey(e *Event) string {
 			return v
 		}
 	}
-	if e.Query != "" {
-		for _, p := range []string{"api_key", "apikey", "api-key", "key", "subscription-key"} {
-			if v := queryValue(e.Query, p); v != "" {
-				return v
-			}
-		}
-	}
-	return ""
+	return QueryAPIKey(e.Query)
 }
+
+// QueryAPIKey returns the API key a raw query string carries in one of the
+// usual parameters (api_key, apikey, api-key, key, subscription-key, the
+// first of these present), unescaped, or "".
+func QueryAPIKey(q string) string {
+	if q == "" {
+		return ""
+	}
+	return queryValue(q, apiKeyParams)
+}
+
+// apiKeyParams are the query parameters that carry an API key, the
+// likeliest first.
+var apiKeyParams = []string{"api_key", "apikey", "api-key", "key", "subscription-key"}
 
 // Scrub makes e safe to store: secret header values and query parameters
 // become fingerprints, the session token and API key are kept only as
@@ -165,9 +172,13 @@ func (s *Scrubber) Scrub(e *Event) {
 	s.scrubHeaders(e.RequestHeaders)
 	s.scrubHeaders(e.ResponseHeaders)
 	if e.Query != "" {
-		q := s.scrubQuery(e.Query)
+		q := s.ScrubQuery(e.Query)
 		if q != e.Query {
-			e.URI = strings.Replace(e.URI, e.Query, q, 1)
+			// The query ends the URI; an earlier copy of its text (in the
+			// path, say) is not the query.
+			if i := strings.LastIndex(e.URI, e.Query); i >= 0 {
+				e.URI = e.URI[:i] + q + e.URI[i+len(e.Query):]
+			}
 			e.Query = q
 		}
 	}
@@ -198,45 +209,82 @@ func (s *Scrubber) secretHeader(name string) bool {
 	return false
 }
 
-func (s *Scrubber) scrubQuery(q string) string {
-	parts := strings.Split(q, "&")
-	changed := false
-	for i, p := range parts {
-		name, val, ok := strings.Cut(p, "=")
-		if !ok || val == "" || IsFingerprint(val) {
-			continue
-		}
-		n, err := url.QueryUnescape(name)
-		if err != nil {
-			n = name
-		}
-		if s.params[strings.ToLower(n)] {
-			v, err := url.QueryUnescape(val)
-			if err != nil {
-				v = val
+// ScrubQuery returns the raw query string q with the values of secret
+// parameters replaced by their fingerprints, and q itself when it has none.
+func (s *Scrubber) ScrubQuery(q string) string {
+	var out []byte // nil until a parameter changes
+	for rest, start := q, 0; rest != ""; {
+		p, next, more := strings.Cut(rest, "&")
+		end := start + len(p)
+		if name, val, ok := strings.Cut(p, "="); ok && val != "" && !IsFingerprint(val) && s.params[paramName(name)] {
+			if strings.ContainsAny(val, "%+") {
+				if v, err := url.QueryUnescape(val); err == nil {
+					val = v
+				}
 			}
-			parts[i] = name + "=" + s.fps.of(v)
-			changed = true
+			if out == nil {
+				out = append(make([]byte, 0, len(q)+64), q[:start]...)
+			}
+			out = append(append(append(out, name...), '='), s.fps.of(val)...)
+		} else if out != nil {
+			out = append(out, p...)
 		}
+		if more && out != nil {
+			out = append(out, '&')
+		}
+		rest, start = next, end+1
 	}
-	if !changed {
+	if out == nil {
 		return q
 	}
-	return strings.Join(parts, "&")
+	return string(out)
 }
 
-func queryValue(q, name string) string {
-	for _, p := range strings.Split(q, "&") {
+// paramName is a query parameter's name unescaped and in lower case, as
+// Scrubber.params holds them; it allocates only when it has to change name.
+func paramName(name string) string {
+	if strings.ContainsAny(name, "%+") {
+		if n, err := url.QueryUnescape(name); err == nil {
+			name = n
+		}
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; 'A' <= c && c <= 'Z' {
+			return strings.ToLower(name)
+		}
+	}
+	return name
+}
+
+// queryValue returns the unescaped value of the first parameter of the raw
+// query q whose name is names[0], or failing that names[1], and so on
+// (names compared without case), or "" if none has a value. It reads q
+// once and allocates only to unescape.
+func queryValue(q string, names []string) string {
+	best, bestRank := "", len(names)
+	for q != "" && bestRank > 0 {
+		var p string
+		p, q, _ = strings.Cut(q, "&")
 		n, v, ok := strings.Cut(p, "=")
-		if !ok || !strings.EqualFold(n, name) {
+		if !ok || v == "" {
 			continue
 		}
-		if u, err := url.QueryUnescape(v); err == nil {
+		for rank, name := range names[:bestRank] {
+			if len(n) == len(name) && strings.EqualFold(n, name) {
+				best, bestRank = v, rank
+				break
+			}
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	if strings.ContainsAny(best, "%+") {
+		if u, err := url.QueryUnescape(best); err == nil {
 			return u
 		}
-		return v
 	}
-	return ""
+	return best
 }
 
 func (s *Scrubber) capBody(b *Body) {
