@@ -206,6 +206,11 @@ func (c *Capture) serve(next http.Handler, w http.ResponseWriter, r *http.Reques
 		w.Header()[apimeter.TransactionIDHeader] = []string{rec.id}
 	}
 	rec.method, rec.host, rec.requestURI = r.Method, r.Host, r.RequestURI
+	if !strings.HasPrefix(rec.requestURI, "/") && r.URL != nil {
+		// Absolute form ("GET http://host/path", which servers must
+		// accept): the URI is built from the scheme, host and this.
+		rec.requestURI = r.URL.RequestURI()
+	}
 	rec.path, rec.query = r.URL.Path, r.URL.RawQuery
 	rec.tls = r.TLS != nil
 	rec.remoteAddr = r.RemoteAddr
@@ -410,8 +415,10 @@ func (c *Capture) run() {
 		switch {
 		case stream != nil:
 			stream.next()
-			if rec.query != "" {
-				// The query's secret parameters are the Event scrubber's.
+			if !strings.HasSuffix(rec.requestURI, rec.query) {
+				// A request URI that does not end with its query (not one
+				// net/http's server parses) goes through an Event, whose
+				// scrubber finds the query wherever it is.
 				c.fillEvent(&ev, rec, true)
 				stream.json = appendEvent(stream.json, &ev)
 			} else {

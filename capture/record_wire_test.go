@@ -38,6 +38,7 @@ func TestAppendRecordMatchesEvent(t *testing.T) {
 	}
 	cases := []struct {
 		name    string
+		target  string // default "http://api.example.com:8080/a/%22b%22/é"
 		opts    Options
 		weight  int64
 		method  string
@@ -86,6 +87,12 @@ func TestAppendRecordMatchesEvent(t *testing.T) {
 		{name: "escapes in the URI and headers", method: "GET", header: map[string][]string{"X-Q": {"a\"b\\c\x01é"}}, handler: echo},
 		{name: "TLS", method: "GET", tls: true, handler: echo},
 		{name: "remote address without a port", method: "GET", remote: "10.1.2.3", handler: echo},
+		{name: "query without secrets", target: "http://api.example.com/a?x=1&y=%22z%22", method: "GET", handler: echo},
+		{name: "query with secrets and an API key", target: "http://api.example.com/a?api_key=k%2B1&access_token=t&password=&x=1", method: "GET", handler: echo},
+		{name: "query API key after a header key", target: "http://api.example.com/a?key=q", header: map[string][]string{"X-Api-Key": {"h"}}, method: "GET", handler: echo},
+		{name: "query text also in the path", target: "http://api.example.com/token=abc?token=abc", method: "GET", handler: echo},
+		{name: "secret query parameter with an escaped name", opts: Options{SecretParams: []string{"My Secret"}}, target: "http://api.example.com/a?My+Secret=s&my%20secret=t&b", method: "GET", handler: echo},
+		{name: "invalid UTF-8 in the query", target: "http://api.example.com/a?x=%ff\xff&key=%fe", method: "GET", handler: echo},
 		{name: "hijacked", method: "GET", hijack: true, handler: func(w http.ResponseWriter, r *http.Request) {
 			http.NewResponseController(w).Hijack()
 		}},
@@ -101,7 +108,11 @@ func TestAppendRecordMatchesEvent(t *testing.T) {
 			if tc.weight > 0 {
 				c.weight = tc.weight
 			}
-			r := httptest.NewRequest(tc.method, "http://api.example.com:8080/a/%22b%22/é", strings.NewReader(tc.body))
+			target := tc.target
+			if target == "" {
+				target = "http://api.example.com:8080/a/%22b%22/é"
+			}
+			r := httptest.NewRequest(tc.method, target, strings.NewReader(tc.body))
 			for k, v := range tc.header {
 				r.Header[k] = v
 			}
@@ -123,6 +134,11 @@ func TestAppendRecordMatchesEvent(t *testing.T) {
 			viaEvent := string(appendEvent(nil, &ev))
 			if direct != viaEvent {
 				t.Fatalf("straight from the record:\n%s\nthrough the Event:\n%s", direct, viaEvent)
+			}
+			for _, secret := range []string{"key-1", "sid=secret", `"p"`, `"q"`, "k%2B1", "k+1", "access_token=t", "key=q", "token=abc\"", "=s&", "=t&", "key=%fe"} {
+				if strings.Contains(direct, secret) {
+					t.Errorf("%q left in the event: %s", secret, direct)
+				}
 			}
 		})
 	}

@@ -1,10 +1,12 @@
 package capture
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"strconv"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/apimeter/apimeter"
@@ -183,6 +185,18 @@ func (c *Capture) appendRecord(dst []byte, rec *record) []byte {
 		c.uri = append(c.uri, 's')
 	}
 	c.uri = append(append(append(c.uri, "://"...), rec.host...), rec.requestURI...)
+	if rec.query != "" {
+		// Secret query parameters become fingerprints in the URI, as
+		// apimeter.Scrubber does. The query ends the URI (run sends other
+		// records through an Event).
+		if q := c.scrub.full.ScrubQuery(rec.query); q != rec.query {
+			c.uri = append(c.uri[:len(c.uri)-len(rec.query)], q...)
+		}
+		if !utf8.Valid(c.uri) {
+			// As apimeter.Scrubber leaves it, so that both paths agree.
+			c.uri = append(c.uri[:0], bytes.ToValidUTF8(c.uri, []byte("\uFFFD"))...)
+		}
+	}
 	dst = append(dst, `"uri":`...)
 	dst = apimeter.AppendJSONString(dst, unsafe.String(&c.uri[0], len(c.uri)))
 	dst = append(dst, ',')
@@ -236,7 +250,11 @@ func (c *Capture) appendRecord(dst []byte, rec *record) []byte {
 		dst = appendOpt(dst, "api_name", hostOnly(rec.host))
 	}
 	dst = appendOpt(dst, "route", rec.route)
-	if key := c.scrub.apiKey(rec.reqHeaders); key != "" {
+	key := c.scrub.apiKey(rec.reqHeaders)
+	if key == "" {
+		key = apimeter.QueryAPIKey(rec.query)
+	}
+	if key != "" {
 		dst = appendOpt(dst, "api_key_id", c.scrub.fingerprint(key))
 	}
 	return append(dst, '}')
