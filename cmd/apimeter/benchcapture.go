@@ -9,10 +9,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -27,24 +29,40 @@ import (
 // the same API served bare and wrapped, measured in alternating rounds in
 // one process so that both see the same machine.
 type benchCaptureCmd struct {
-	Rounds     int           `default:"4" help:"Rounds per server (bare and wrapped alternate)."`
-	Duration   time.Duration `default:"2s" help:"Length of one round."`
-	Clients    int           `default:"8" help:"Concurrent keep-alive clients."`
-	BodyBytes  int           `default:"1024" help:"Request and response body size."`
-	SampleRate float64       `default:"1" help:"Options.SampleRate of the wrapped server."`
-	NoGzip     bool          `help:"Send batches without gzip (HTTPSinkConfig.NoCompression)."`
-	CPUProfile string        `help:"Write a CPU profile of the whole run to this file."`
-	ProfileDir string        `help:"Write CPU profiles of the bare and the wrapped rounds separately to this directory (cpu-bare-N.prof, cpu-wrapped-N.prof per round; go tool pprof merges several files, e.g. -diff_base with the bare ones)."`
-	Sink       string        `default:"http" enum:"http,collector,none" help:"Where the wrapped server sends events: http (HTTP sink to a loopback endpoint that reads and discards), collector (a full apimeter collector with DuckDB in this process) or none (events are built and scrubbed, then dropped: the middleware alone)."`
-	NoBody     bool          `help:"Turn body capture off (Options.LogBody false)."`
-	BatchSize  int           `help:"Options.BatchSize of the wrapped server (0: the default)."`
-	NoTxID     bool          `name:"no-transaction-id" help:"Options.DisableTransactionID: no X-Moesif-Transaction-Id response header, which the in-process clients otherwise parse on every call (a variant; the default keeps the header, as Moesif's SDKs do)."`
+	Rounds      int           `default:"4" help:"Rounds per server (bare and wrapped alternate)."`
+	Duration    time.Duration `default:"2s" help:"Length of one round."`
+	Clients     int           `default:"8" help:"Concurrent keep-alive clients."`
+	BodyBytes   int           `default:"1024" help:"Request and response body size."`
+	SampleRate  float64       `default:"1" help:"Options.SampleRate of the wrapped server."`
+	NoGzip      bool          `help:"Send batches without gzip (HTTPSinkConfig.NoCompression)."`
+	CPUProfile  string        `help:"Write a CPU profile of the whole run to this file."`
+	ProfileDir  string        `help:"Write CPU profiles of the bare and the wrapped rounds separately to this directory (cpu-bare-N.prof, cpu-wrapped-N.prof per round; go tool pprof merges several files, e.g. -diff_base with the bare ones)."`
+	Sink        string        `default:"http" enum:"http,collector,none" help:"Where the wrapped server sends events: http (HTTP sink to a loopback endpoint that reads and discards), collector (a full apimeter collector with DuckDB in this process) or none (events are built and scrubbed, then dropped: the middleware alone)."`
+	NoBody      bool          `help:"Turn body capture off (Options.LogBody false)."`
+	BatchSize   int           `help:"Options.BatchSize of the wrapped server (0: the default)."`
+	Serve       bool          `help:"Serve the bare and the wrapped API on loopback until interrupted, printing their URLs, for an outside load generator (wrk, hey, oha); no rounds are run."`
+	BareAddr    string        `default:"127.0.0.1:0" help:"Address of the bare server (with --serve, to fix its port)."`
+	WrappedAddr string        `default:"127.0.0.1:0" help:"Address of the wrapped server (with --serve, to fix its port)."`
+	Load        string        `default:"go" enum:"go,wrk" help:"Load generator for the rounds: go (keep-alive clients in this process) or wrk (the wrk command, a separate process; --clients connections, one thread, --duration in whole seconds)."`
+	NoTxID      bool          `name:"no-transaction-id" help:"Options.DisableTransactionID: no X-Moesif-Transaction-Id response header, which the in-process clients otherwise parse on every call (a variant; the default keeps the header, as Moesif's SDKs do)."`
+
+	out io.Writer `kong:"-"` // nil: os.Stdout
+}
+
+func (c *benchCaptureCmd) stdout() io.Writer {
+	if c.out == nil {
+		return os.Stdout
+	}
+	return c.out
 }
 
 // benchToken is seed 000's JWT (sub 513, HS256 with "my_super_secret").
 const benchToken = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI1MTMiLCJuYW1lIjoiSm9obiBEb2UiLCJpYXQiOjE1MTYyMzkwMjJ9.FPN2Bj5b6OUzeTJ7lrNQPWUkZnnBnhMFYeyMjJ_-tN0"
 
 func (c *benchCaptureCmd) Run(ctx context.Context) error {
+	if c.Load == "wrk" {
+		c.Duration = max(time.Second, c.Duration.Round(time.Second)) // wrk counts whole seconds
+	}
 	collectorURL, appID, stopCollector, err := c.startSinkTarget(ctx)
 	if err != nil {
 		return err
@@ -84,25 +102,40 @@ func (c *benchCaptureCmd) Run(ctx context.Context) error {
 	}
 	payload := bytes.Repeat([]byte("x"), c.BodyBytes)
 	api := benchAPI(payload)
-	bare, err := serveLoopback(api)
+	bare, err := serveAt(c.BareAddr, api)
 	if err != nil {
 		return err
 	}
 	defer bare.Close()
-	wrapped, err := serveLoopback(meter.Middleware(api))
+	wrapped, err := serveAt(c.WrappedAddr, meter.Middleware(api))
 	if err != nil {
 		return err
 	}
 	defer wrapped.Close()
 
-	var bareRates, wrappedRates, ratios, bareCPU, wrappedCPU []float64
+	if c.Serve {
+		fmt.Fprintf(c.stdout(), "bare:    %s/accounts/1001/message\nwrapped: %s/accounts/1001/message\n", bare.URL, wrapped.URL)
+		fmt.Fprintf(c.stdout(), "POST %d-byte bodies with Content-Type: application/json and Authorization: Bearer %s\n", c.BodyBytes, benchToken)
+		<-ctx.Done()
+		closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err := meter.Close(closeCtx)
+		st := meter.Stats()
+		fmt.Fprintf(c.stdout(), "capture: enqueued %d, sent %d, dropped (queue full) %d, failed %d\n", st.Enqueued, st.Sent, st.Dropped, st.Failed)
+		return err
+	}
+	// The CPU figures are per answered request: this process's (the
+	// server, the sender and, with --load go, the clients), and with
+	// --load wrk also wrk's, so that "all" is everything the run used.
+	var bareRates, wrappedRates, ratios, bareCPU, wrappedCPU, bareAll, wrappedAll []float64
 	for round := 0; round < c.Rounds; round++ {
 		for _, s := range []struct {
 			name  string
 			url   string
 			rates *[]float64
 			cpu   *[]float64
-		}{{"bare", bare.URL, &bareRates, &bareCPU}, {"wrapped", wrapped.URL, &wrappedRates, &wrappedCPU}} {
+			all   *[]float64
+		}{{"bare", bare.URL, &bareRates, &bareCPU, &bareAll}, {"wrapped", wrapped.URL, &wrappedRates, &wrappedCPU, &wrappedAll}} {
 			stopProfile, err := c.startRoundProfile(s.name, round)
 			if err != nil {
 				return err
@@ -110,7 +143,13 @@ func (c *benchCaptureCmd) Run(ctx context.Context) error {
 			cpu0 := processCPU()
 			var ms0, ms1 runtime.MemStats
 			runtime.ReadMemStats(&ms0)
-			n, err := c.load(ctx, s.url, payload)
+			var n int64
+			var loadCPU time.Duration // of a load generator in another process
+			if c.Load == "wrk" {
+				n, loadCPU, err = c.loadWrk(ctx, s.url, payload)
+			} else {
+				n, err = c.load(ctx, s.url, payload)
+			}
 			runtime.ReadMemStats(&ms1)
 			if err := stopProfile(); err != nil {
 				return err
@@ -118,11 +157,18 @@ func (c *benchCaptureCmd) Run(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("%s round %d: %w", s.name, round+1, err)
 			}
-			perReq := float64((processCPU() - cpu0).Microseconds()) / float64(max(n, 1))
+			ours := processCPU() - cpu0
+			perReq := float64(ours.Microseconds()) / float64(max(n, 1))
+			all := float64((ours + loadCPU).Microseconds()) / float64(max(n, 1))
 			rate := float64(n) / c.Duration.Seconds()
 			*s.rates = append(*s.rates, rate)
 			*s.cpu = append(*s.cpu, perReq)
-			fmt.Printf("round %d %-7s %8.0f req/s  %6.1f µs CPU/request  %6.0f B allocated/request  %4d GCs\n", round+1, s.name, rate, perReq,
+			*s.all = append(*s.all, all)
+			wrkNote := ""
+			if c.Load == "wrk" {
+				wrkNote = fmt.Sprintf(" (+ wrk %.1f)", all-perReq)
+			}
+			fmt.Fprintf(c.stdout(), "round %d %-7s %8.0f req/s  %6.1f µs CPU/request%s  %6.0f B allocated/request  %4d GCs\n", round+1, s.name, rate, perReq, wrkNote,
 				float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(max(n, 1)), ms1.NumGC-ms0.NumGC)
 		}
 		ratios = append(ratios, wrappedRates[round]/bareRates[round])
@@ -132,10 +178,19 @@ func (c *benchCaptureCmd) Run(ctx context.Context) error {
 	closeErr := meter.Close(closeCtx)
 	st := meter.Stats()
 	b, w := median(bareRates), median(wrappedRates)
-	fmt.Printf("median: bare %.0f req/s, wrapped %.0f req/s, wrapped/bare %.3f; median of per-round ratios %.3f (target >= 0.95)\n", b, w, w/b, median(ratios))
+	fmt.Fprintf(c.stdout(), "median: bare %.0f req/s, wrapped %.0f req/s, wrapped/bare %.3f; median of per-round ratios %.3f (target >= 0.95)\n", b, w, w/b, median(ratios))
 	bc, wc := median(bareCPU), median(wrappedCPU)
-	fmt.Printf("CPU per request (this process: load generator + server + sender): bare %.1f µs, wrapped %.1f µs, bare/wrapped %.3f\n", bc, wc, bc/wc)
-	fmt.Printf("capture: enqueued %d, sent %d, dropped (queue full) %d, failed %d\n", st.Enqueued, st.Sent, st.Dropped, st.Failed)
+	if c.Load == "wrk" {
+		fmt.Fprintf(c.stdout(), "CPU per request (this process: server + sender): bare %.1f µs, wrapped %.1f µs, bare/wrapped %.3f\n", bc, wc, bc/wc)
+		bc, wc = median(bareAll), median(wrappedAll)
+		fmt.Fprintf(c.stdout(), "CPU per request (this process and wrk): bare %.1f µs, wrapped %.1f µs, bare/wrapped %.3f\n", bc, wc, bc/wc)
+	} else {
+		fmt.Fprintf(c.stdout(), "CPU per request (this process: load generator + server + sender): bare %.1f µs, wrapped %.1f µs, bare/wrapped %.3f\n", bc, wc, bc/wc)
+	}
+	// With the cores saturated, requests/s go as 1/CPU per request, so
+	// keeping 95 % leaves this much CPU per call for capturing.
+	fmt.Fprintf(c.stdout(), "on saturated cores 0.95 of bare requests/s leaves %.1f µs of CPU per call for capturing; this run's wrapped server took %.1f µs more\n", bc*(1/0.95-1), wc-bc)
+	fmt.Fprintf(c.stdout(), "capture: enqueued %d, sent %d, dropped (queue full) %d, failed %d\n", st.Enqueued, st.Sent, st.Dropped, st.Failed)
 	return closeErr
 }
 
@@ -187,7 +242,7 @@ func writeProfile(name, path string) error {
 // startSinkTarget starts what the wrapped server's events go to.
 func (c *benchCaptureCmd) startSinkTarget(ctx context.Context) (url, appID string, stop func(), err error) {
 	if c.Sink != "collector" {
-		s, err := serveLoopback(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s, err := serveAt("127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.Copy(io.Discard, r.Body)
 			w.WriteHeader(http.StatusOK)
 		}))
@@ -239,22 +294,22 @@ func benchAPI(payload []byte) http.Handler {
 	return mux
 }
 
-type loopbackServer struct {
+type benchServer struct {
 	URL string
 	srv *http.Server
 }
 
-func serveLoopback(h http.Handler) (*loopbackServer, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func serveAt(addr string, h http.Handler) (*benchServer, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	s := &loopbackServer{URL: "http://" + ln.Addr().String(), srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}}
+	s := &benchServer{URL: "http://" + ln.Addr().String(), srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}}
 	go s.srv.Serve(ln)
 	return s, nil
 }
 
-func (s *loopbackServer) Close() { s.srv.Close() }
+func (s *benchServer) Close() { s.srv.Close() }
 
 // load sends requests from c.Clients keep-alive clients for c.Duration and
 // returns how many were answered with 200.
@@ -315,4 +370,51 @@ func median(xs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// loadWrk runs one round with wrk against base and returns how many
+// requests were answered with a 2xx or 3xx status, and the CPU time wrk
+// used.
+func (c *benchCaptureCmd) loadWrk(ctx context.Context, base string, payload []byte) (int64, time.Duration, error) {
+	dir, err := os.MkdirTemp("", "apimeter-wrk-")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer os.RemoveAll(dir)
+	script := filepath.Join(dir, "post.lua")
+	lua := fmt.Sprintf(`wrk.method = "POST"
+wrk.body = %q
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %s"
+done = function(summary, latency, requests)
+  io.write(string.format("apimeter-wrk %%d %%d %%d\n", summary.requests, summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+`, payload, benchToken)
+	if err := os.WriteFile(script, []byte(lua), 0o600); err != nil {
+		return 0, 0, err
+	}
+	cmd := exec.CommandContext(ctx, "wrk", "-t1", fmt.Sprintf("-c%d", c.Clients), fmt.Sprintf("-d%ds", int(c.Duration.Seconds())),
+		"-s", script, base+"/accounts/1001/message")
+	out, err := cmd.Output()
+	if err != nil {
+		if errors.Is(err, exec.ErrNotFound) {
+			return 0, 0, errors.New("--load wrk: the wrk command is not installed (apt-get install wrk)")
+		}
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return 0, 0, fmt.Errorf("wrk: %w: %s%s", err, ee.Stderr, out)
+		}
+		return 0, 0, fmt.Errorf("wrk: %w", err)
+	}
+	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	for line := range strings.Lines(string(out)) {
+		var total, bad, failed int64
+		if _, err := fmt.Sscanf(line, "apimeter-wrk %d %d %d", &total, &bad, &failed); err == nil {
+			if bad+failed > 0 {
+				return 0, 0, fmt.Errorf("wrk: %d non-2xx answers and %d socket errors of %d requests", bad, failed, total)
+			}
+			return total, cpu, nil
+		}
+	}
+	return 0, 0, fmt.Errorf("wrk printed no summary:\n%s", out)
 }
