@@ -86,10 +86,9 @@ type Options struct {
 	TrustTransactionID bool
 
 	// DisableTransactionID leaves out the X-Moesif-Transaction-Id response
-	// header (Moesif's disableTransactionId); events keep their ids. Each
-	// response header costs net/http's server and every client that reads
-	// the response about 0.5-1 µs per call (docs/performance.md): for a
-	// small fast API that is a visible part of capturing.
+	// header (Moesif's disableTransactionId); events keep their ids. The
+	// header lets a caller quote the id of a call to you; it costs the
+	// server and every client a header per response.
 	DisableTransactionID bool
 
 	// APIName names the API. Empty means the request's host, without port.

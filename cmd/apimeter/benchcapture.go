@@ -44,7 +44,7 @@ type benchCaptureCmd struct {
 	BareAddr    string        `default:"127.0.0.1:0" help:"Address of the bare server (with --serve, to fix its port)."`
 	WrappedAddr string        `default:"127.0.0.1:0" help:"Address of the wrapped server (with --serve, to fix its port)."`
 	Load        string        `default:"go" enum:"go,wrk" help:"Load generator for the rounds: go (keep-alive clients in this process) or wrk (the wrk command, a separate process; --clients connections, one thread, --duration in whole seconds)."`
-	NoTxID      bool          `name:"no-transaction-id" help:"Options.DisableTransactionID: no X-Moesif-Transaction-Id response header, which the in-process clients otherwise parse on every call (a variant; the default keeps the header, as Moesif's SDKs do)."`
+	NoTxID      bool          `name:"no-transaction-id" help:"Options.DisableTransactionID: no X-Moesif-Transaction-Id response header, which the clients otherwise read on every call (a variant; the default keeps the header, as Moesif SDKs do)."`
 
 	out io.Writer `kong:"-"` // nil: os.Stdout
 }
