@@ -162,9 +162,10 @@ func (d *decoder) str(dst *string) error {
 	j := start
 	plain := true
 	for j < len(d.b) {
-		// Eight plain ASCII bytes at a time.
-		for j+8 <= len(d.b) && plain8(d.b, j) {
-			j += 8
+		// Straight to the next quote, backslash, control or non-ASCII
+		// byte, a word or a block at a time.
+		if j+8 <= len(d.b) {
+			j = plainRun(d.b, j)
 		}
 		if j >= len(d.b) {
 			break

@@ -33,10 +33,6 @@ func special8(b []byte, i int) uint64 {
 	return (x | ((x - 0x20*lsb) &^ x) | ((q - lsb) &^ q) | ((bs - lsb) &^ bs)) & msb
 }
 
-// plain8 reports whether the 8 bytes at b[i:] need no escaping and are
-// ASCII.
-func plain8(b []byte, i int) bool { return special8(b, i) == 0 }
-
 // plainRun returns the index of the first byte from i on that is not plain
 // ASCII, a word at a time, or where fewer than 8 bytes are left. It lands
 // on that byte rather than on its word: in JSON text, with a quote every
@@ -46,6 +42,19 @@ func plain8(b []byte, i int) bool { return special8(b, i) == 0 }
 //
 //go:noinline
 func plainRun(b []byte, i int) int {
+	// Four words first: in JSON text the next quote is rarely further, and
+	// the block scan's call costs more than a few bytes of it save.
+	for w := 0; w < 4 && i+8 <= len(b); w++ {
+		if m := special8(b, i); m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+		i += 8
+	}
+	if len(b)-i >= 32 {
+		// A long plain run (a text body, a long header value): 16 bytes a
+		// step.
+		i += skipPlain16(b[i:])
+	}
 	for i+8 <= len(b) {
 		if m := special8(b, i); m != 0 {
 			return i + bits.TrailingZeros64(m)>>3

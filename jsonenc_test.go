@@ -59,19 +59,52 @@ func appendJSONStringRef(dst []byte, s string) []byte {
 }
 
 // TestAppendJSONStringPositions puts each kind of byte that stops the
-// word-at-a-time scan at every offset of the first three words, alone and
-// in pairs, since the scan jumps to the first such byte of a word.
+// scan at every offset of the first blocks of 16 and words of 8, alone and
+// in pairs, since the scan jumps to the first such byte of a block or word.
 func TestAppendJSONStringPositions(t *testing.T) {
 	specials := []string{`"`, `\`, "\n", "\x00", "\x1f", "\x7f", "é", "\u2028", "\xff", "€", "\xe2\x82"}
 	for _, sp := range specials {
 		for _, sp2 := range append([]string{""}, specials...) {
-			for pos := 0; pos < 24; pos++ {
+			for pos := 0; pos < 72; pos++ {
 				for gap := 0; gap < 10; gap++ {
 					s := strings.Repeat("a", pos) + sp + strings.Repeat("b", gap) + sp2 + strings.Repeat("c", 20)
 					got, want := AppendJSONString(nil, s), appendJSONStringRef(nil, s)
 					if string(got) != string(want) {
 						t.Fatalf("%q: got %s, want %s", s, got, want)
 					}
+				}
+			}
+		}
+	}
+}
+
+// TestSkipPlain16 checks the block scan against a byte loop for every byte
+// value at every position of buffers of every length up to 64.
+func TestSkipPlain16(t *testing.T) {
+	special := func(c byte) bool { return c < 0x20 || c >= 0x80 || c == '"' || c == '\\' }
+	buf := make([]byte, 64)
+	for n := 0; n <= len(buf); n++ {
+		for pos := -1; pos < n; pos++ {
+			for v := 0; v < 256; v++ {
+				for i := range buf {
+					buf[i] = 'a' + byte(i%26)
+				}
+				if pos >= 0 {
+					buf[pos] = byte(v)
+				}
+				b := buf[:n]
+				want := n &^ 15
+				for i, c := range b[:want] {
+					if special(c) {
+						want = i
+						break
+					}
+				}
+				if got := skipPlain16(b); got != want && !(got == 0 && skipsNothing) {
+					t.Fatalf("len %d, byte %#x at %d: got %d, want %d", n, v, pos, got, want)
+				}
+				if pos < 0 {
+					break
 				}
 			}
 		}

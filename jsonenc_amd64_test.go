@@ -1,0 +1,4 @@
+package apimeter
+
+// skipsNothing: skipPlain16 has a vector version here.
+const skipsNothing = false
