@@ -72,6 +72,10 @@ func (c *fingerprints) of(secret string) string {
 	return fp
 }
 
+// Fingerprint is Fingerprint(secret) from the Scrubber's cache of recent
+// secrets.
+func (s *Scrubber) Fingerprint(secret string) string { return s.fps.of(secret) }
+
 // NewScrubber returns a Scrubber that drops DefaultSecretHeaders and
 // DefaultSecretQueryParams plus the extra names given, and keeps bodyCap
 // bytes of each body (a negative bodyCap means DefaultBodyCap).

@@ -10,27 +10,23 @@ import (
 // scrubber removes secrets from captured events before they leave the
 // process, with the header list of apimeter.Scrubber. It is the sender's
 // fast path: header names captured from net/http are canonical, so one map
-// lookup decides, and the fingerprints of the few secrets a service sees
-// again and again (tokens, keys) are cached. Events that carry a query
-// string, or that Mask changed, also go through apimeter.Scrubber, which
-// handles query parameters. Only the sending goroutine uses a scrubber.
+// lookup decides. Fingerprints come from apimeter.Scrubber's cache of the
+// few secrets a service sees again and again (tokens, keys), and query
+// strings from its ScrubQuery; Events that carry a query string, or that
+// Mask changed, go through the whole apimeter.Scrubber. Only the sending
+// goroutine uses a scrubber.
 type scrubber struct {
 	full    *apimeter.Scrubber
 	secret  map[string]bool     // canonical header names
 	lower   []string            // the same names, lower case, for other spellings
-	fps     map[string]string   // secret -> fingerprint
 	names   map[string]nameKind // header name, any spelling -> what it is
 	keyHdrs []string
 }
-
-// maxFingerprints bounds the fingerprint cache.
-const maxFingerprints = 4096
 
 func newScrubber(extraHeaders, extraParams []string, bodyCap int) *scrubber {
 	s := &scrubber{
 		full:    apimeter.NewScrubber(extraHeaders, extraParams, bodyCap),
 		secret:  map[string]bool{},
-		fps:     map[string]string{},
 		names:   map[string]nameKind{},
 		keyHdrs: apimeter.APIKeyHeaders,
 	}
@@ -79,17 +75,9 @@ func (s *scrubber) kind(name string) nameKind {
 	return k
 }
 
-func (s *scrubber) fingerprint(secret string) string {
-	if fp, ok := s.fps[secret]; ok {
-		return fp
-	}
-	if len(s.fps) >= maxFingerprints {
-		clear(s.fps)
-	}
-	fp := apimeter.Fingerprint(secret)
-	s.fps[secret] = fp
-	return fp
-}
+// fingerprint is the fingerprint of a secret, from apimeter.Scrubber's
+// cache of recent ones.
+func (s *scrubber) fingerprint(secret string) string { return s.full.Fingerprint(secret) }
 
 // scrub makes e safe to send, with the same result as apimeter.Scrubber.
 func (s *scrubber) scrub(e *apimeter.Event) {
