@@ -34,7 +34,8 @@ func special8(b []byte, i int) uint64 {
 }
 
 // plainRun returns the index of the first byte from i on that is not plain
-// ASCII, a word at a time, or where fewer than 8 bytes are left. It lands
+// ASCII, a word or a 16-byte block at a time, or where fewer than 8 bytes
+// are left. It lands
 // on that byte rather than on its word: in JSON text, with a quote every
 // few bytes, stepping a byte at a time to the next word cost more than the
 // escaping. A function of its own so that the loop keeps its few values in

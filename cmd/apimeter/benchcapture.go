@@ -117,12 +117,7 @@ func (c *benchCaptureCmd) Run(ctx context.Context) error {
 		fmt.Fprintf(c.stdout(), "bare:    %s/accounts/1001/message\nwrapped: %s/accounts/1001/message\n", bare.URL, wrapped.URL)
 		fmt.Fprintf(c.stdout(), "POST %d-byte bodies with Content-Type: application/json and Authorization: Bearer %s\n", c.BodyBytes, benchToken)
 		<-ctx.Done()
-		closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		err := meter.Close(closeCtx)
-		st := meter.Stats()
-		fmt.Fprintf(c.stdout(), "capture: enqueued %d, sent %d, dropped (queue full) %d, failed %d\n", st.Enqueued, st.Sent, st.Dropped, st.Failed)
-		return err
+		return c.closeAndReport(context.Background(), meter) // ctx has ended: still send what is queued
 	}
 	// The CPU figures are per answered request: this process's (the
 	// server, the sender and, with --load go, the clients), and with
@@ -173,10 +168,6 @@ func (c *benchCaptureCmd) Run(ctx context.Context) error {
 		}
 		ratios = append(ratios, wrappedRates[round]/bareRates[round])
 	}
-	closeCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	closeErr := meter.Close(closeCtx)
-	st := meter.Stats()
 	b, w := median(bareRates), median(wrappedRates)
 	fmt.Fprintf(c.stdout(), "median: bare %.0f req/s, wrapped %.0f req/s, wrapped/bare %.3f; median of per-round ratios %.3f (target >= 0.95)\n", b, w, w/b, median(ratios))
 	bc, wc := median(bareCPU), median(wrappedCPU)
@@ -190,8 +181,18 @@ func (c *benchCaptureCmd) Run(ctx context.Context) error {
 	// With the cores saturated, requests/s go as 1/CPU per request, so
 	// keeping 95 % leaves this much CPU per call for capturing.
 	fmt.Fprintf(c.stdout(), "on saturated cores 0.95 of bare requests/s leaves %.1f µs of CPU per call for capturing; this run's wrapped server took %.1f µs more\n", bc*(1/0.95-1), wc-bc)
+	return c.closeAndReport(ctx, meter)
+}
+
+// closeAndReport sends what the wrapped server still holds and prints the
+// middleware's counters.
+func (c *benchCaptureCmd) closeAndReport(ctx context.Context, meter *capture.Capture) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := meter.Close(ctx)
+	st := meter.Stats()
 	fmt.Fprintf(c.stdout(), "capture: enqueued %d, sent %d, dropped (queue full) %d, failed %d\n", st.Enqueued, st.Sent, st.Dropped, st.Failed)
-	return closeErr
+	return err
 }
 
 // startRoundProfile starts a CPU profile of one round when --profile-dir is
