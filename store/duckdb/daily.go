@@ -50,17 +50,19 @@ const DefaultDailyInterval = 5 * time.Minute
 // dailyLoop builds days at start and then every interval until Close.
 func (s *Store) dailyLoop(every time.Duration) {
 	defer close(s.dailyDone)
+	// Close cancels a pass under way.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() {
-			select {
-			case <-s.quit:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
 		if n, err := s.BuildDaily(ctx); err != nil {
 			if ctx.Err() == nil {
 				s.log.Error("build daily table", "err", err)
@@ -68,7 +70,6 @@ func (s *Store) dailyLoop(every time.Duration) {
 		} else if n > 0 {
 			s.log.Debug("built daily table", "days", n)
 		}
-		cancel()
 		select {
 		case <-s.quit:
 			return
