@@ -21,6 +21,8 @@ type EventFilter struct {
 	Org, Env  string
 	UserID    string
 	CompanyID string
+	APIName   string
+	Route     string    // route template, e.g. /accounts/{id}/message
 	Status    int       // exact status, 0 for any
 	MinStatus int       // e.g. 400 for errors only, 0 for any
 	From, To  time.Time // request time, zero for open

@@ -43,7 +43,9 @@ type Config struct {
 	// MaxBatchEvents caps the events in one batch. Zero means
 	// DefaultMaxBatchEvents.
 	MaxBatchEvents int
-	Logger         *slog.Logger
+	// Stream bounds the live event stream (GET .../events/stream).
+	Stream StreamConfig
+	Logger *slog.Logger
 }
 
 // Server serves apimeter's HTTP API.
@@ -51,6 +53,8 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 	mux *http.ServeMux
+	// stream is told about stored events after the sinks.
+	stream *Stream
 
 	eventsStored     atomic.Int64
 	eventsDuplicates atomic.Int64
@@ -68,13 +72,22 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), stream: NewStream(cfg.Stream)}
 	s.routes()
 	return s
 }
 
 // Handle adds a handler to the server's mux (for parts wired in cmd/).
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// Stream returns the live event stream; cmd/ closes it on shutdown
+// (http.Server.RegisterOnShutdown) so open streams do not hold the
+// server up.
+func (s *Server) Stream() *Stream { return s.stream }
+
+func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
+	s.stream.serve(w, r, s.writeError)
+}
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
@@ -94,6 +107,8 @@ func (s *Server) routes() {
 	})
 	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/events", s.listEvents)
 	s.mux.HandleFunc("GET /v1/o/{org}/e/{env}/events", s.listEvents)
+	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/events/stream", s.streamEvents)
+	s.mux.HandleFunc("GET /v1/o/{org}/e/{env}/events/stream", s.streamEvents)
 	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/users/{id}", s.getProfile("user"))
 	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/companies/{id}", s.getProfile("company"))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -347,6 +362,9 @@ func (s *Server) ingest(ctx context.Context, events []apimeter.Event) (apimeter.
 		if err := sink.Stored(ctx, res.Stored); err != nil {
 			s.log.Error("sink", "err", err)
 		}
+	}
+	if err := s.stream.Stored(ctx, res.Stored); err != nil {
+		s.log.Error("event stream", "err", err)
 	}
 	return res, nil
 }

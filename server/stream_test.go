@@ -1,0 +1,96 @@
+package server_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apimeter/apimeter/server"
+)
+
+func streamEvent(id, user string, status int) string {
+	return fmt.Sprintf(`{"event_id":%q,"request":{"time":"2026-11-24T10:00:00.000Z","uri":"https://api.acme.example/accounts/abcdef/message","verb":"GET","headers":{"Authorization":"Bearer secret-token"}},"response":{"status":%d},"user_id":%q,"api_name":"accounts","route":"/accounts/{id}/message"}`, id, status, user)
+}
+
+// The stream delivers newly stored events that pass its filter, scrubbed,
+// in the events API's shape, and nothing else.
+func TestStreamOverHTTP(t *testing.T) {
+	e := newEnv(t, server.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.http.URL+"/v1/o/acme/environments/prod/events/stream?user_id=513&errors=true&api_name=accounts", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != 200 || ct != "text/event-stream" {
+		t.Fatalf("stream answered %d %q, want 200 text/event-stream", resp.StatusCode, ct)
+	}
+	got := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				got <- d
+			}
+		}
+		close(got)
+	}()
+	batch := "[" + strings.Join([]string{
+		streamEvent("ok-513", "513", 200),
+		streamEvent("err-1234", "1234", 500),
+		streamEvent("err-513", "513", 503),
+	}, ",") + "]"
+	if code, out := e.post("/v1/events/batch", []byte(batch)); code != 200 {
+		t.Fatalf("batch: %d %v", code, out)
+	}
+	// A duplicate is not newly stored: it must not be streamed again.
+	e.post("/v1/events/batch", []byte(batch))
+	if code, out := e.post("/v1/events/batch", []byte("["+streamEvent("err-513-b", "513", 404)+"]")); code != 200 {
+		t.Fatalf("batch: %d %v", code, out)
+	}
+	var ids []string
+	for len(ids) < 2 {
+		select {
+		case d, ok := <-got:
+			if !ok {
+				t.Fatalf("stream ended after %v", ids)
+			}
+			var m map[string]any
+			if err := json.Unmarshal([]byte(d), &m); err != nil {
+				t.Fatalf("data line is not JSON: %q", d)
+			}
+			ids = append(ids, m["event_id"].(string))
+			if h := fmt.Sprint(get(m, "request.headers.Authorization")); !strings.HasPrefix(h, "fp_") {
+				t.Errorf("streamed Authorization = %q, want a fingerprint", h)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("waited 10 s for streamed events; got %v", ids)
+		}
+	}
+	if want := "err-513,err-513-b"; strings.Join(ids, ",") != want {
+		t.Errorf("streamed %v, want %s (user 513, errors only, each once)", ids, want)
+	}
+}
+
+func TestStreamBadParameters(t *testing.T) {
+	e := newEnv(t, server.Config{})
+	for _, q := range []string{"status=abc", "status=42", "errors=maybe"} {
+		resp, err := http.Get(e.http.URL + "/v1/o/acme/environments/prod/events/stream?" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || get(out, "error.code") != "invalid_parameter" {
+			t.Errorf("%s: %d %v, want 400 invalid_parameter", q, resp.StatusCode, out)
+		}
+	}
+}
