@@ -89,6 +89,7 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 	})
 	idn.API.Register(srv)
 	wireStats(srv, st, f.statsFlags, log)
+	wireWeb(srv)
 	ln, err := net.Listen("tcp", f.Listen)
 	if err != nil {
 		st.Close()

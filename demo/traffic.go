@@ -1,0 +1,164 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/workload"
+)
+
+// GuideUsers are the users of the counting guide, with their companies;
+// they make most of the traffic.
+var GuideUsers = []User{{"513", "abcdef"}, {"1234", "abcdef"}, {"2560", "contoso"}}
+
+// User is a caller and the company it belongs to.
+type User struct{ ID, Company string }
+
+var companies = []string{"contoso", "fabrikam", "northwind", "tailspin", "wingtip", "litware", "adatum", "proseware"}
+
+// Background returns n other users spread over the companies.
+func Background(n int) []User {
+	out := make([]User, n)
+	for i := range out {
+		out[i] = User{ID: strconv.Itoa(8000 + i*7), Company: companies[i%len(companies)]}
+	}
+	return out
+}
+
+// Traffic calls a SampleAPI as its users would: the guide's three users
+// often, a background of others now and then, with a few calls that carry
+// no token or a forged one.
+type Traffic struct {
+	BaseURL string
+	Secret  []byte
+	// Rate is calls per second; zero means 4.
+	Rate       float64
+	Background []User
+	Client     *http.Client
+}
+
+// Run calls the API until ctx ends.
+func (t *Traffic) Run(ctx context.Context) {
+	rate := t.Rate
+	if rate <= 0 {
+		rate = 4
+	}
+	client := t.Client
+	if client == nil {
+		client = &http.Client{Timeout: 10 * time.Second}
+	}
+	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		u := GuideUsers[rand.IntN(len(GuideUsers))]
+		if len(t.Background) > 0 && rand.IntN(3) == 0 {
+			u = t.Background[rand.IntN(len(t.Background))]
+		}
+		go t.call(ctx, client, u)
+	}
+}
+
+// Call makes one call to the sample API as user and returns its status.
+func (t *Traffic) Call(ctx context.Context, client *http.Client, u User, method, path, token string) (int, error) {
+	var body io.Reader
+	if method == http.MethodPost {
+		body = strings.NewReader(fmt.Sprintf(`{"text":"hello from %s","qty":%d}`, u.ID, 1+rand.IntN(9)))
+	}
+	req, err := http.NewRequestWithContext(ctx, method, t.BaseURL+path, body)
+	if err != nil {
+		return 0, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("User-Agent", []string{"curl/8.5.0", "python-requests/2.32.3", "okhttp/4.12.0", "Go-http-client/1.1"}[rand.IntN(4)])
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+func (t *Traffic) call(ctx context.Context, client *http.Client, u User) {
+	method, path := http.MethodGet, "/accounts/"+u.Company+"/message"
+	switch n := rand.IntN(20); {
+	case n < 9:
+	case n < 11:
+		method = http.MethodPost
+	case n < 13:
+		path = "/accounts/" + u.Company
+	case n < 16:
+		path = "/orders/" + strconv.Itoa(1000+rand.IntN(9000))
+	case n < 17:
+		method, path = http.MethodPost, "/orders"
+	default:
+		path = "/search?q=widget&page=" + strconv.Itoa(1+rand.IntN(5))
+	}
+	token := Token(t.Secret, u)
+	switch n := rand.IntN(100); {
+	case n < 2:
+		token = "" // forgot the token: a 401 no one is identified for
+	case n < 3:
+		token = Token([]byte("not the secret"), u) // forged: 401, and apimeter verifies too
+	}
+	t.Call(ctx, client, u, method, path, token)
+}
+
+// Backfill sends n generated calls spread over the span before now through
+// post, in batches: history for the charts. The generator's users are
+// mixed with the background users so that segmentations have a tail.
+func Backfill(ctx context.Context, n int, span time.Duration, background []User, post func(context.Context, []apimeter.MoesifEvent) error) error {
+	gen := workload.New(uint64(time.Now().UnixNano()), span)
+	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	for sent := 0; sent < n; {
+		batch := gen.Batch(min(1000, n-sent))
+		for i := range batch {
+			if len(background) > 0 && rnd.IntN(4) == 0 {
+				u := background[rnd.IntN(len(background))]
+				setUser(&batch[i], u)
+			}
+		}
+		if err := post(ctx, batch); err != nil {
+			return fmt.Errorf("backfill: %w", err)
+		}
+		sent += len(batch)
+	}
+	return nil
+}
+
+func setUser(e *apimeter.MoesifEvent, u User) {
+	e.UserID, e.CompanyID = u.ID, u.Company
+	e.SessionToken = "Bearer " + workload.JWT(u.ID)
+	for i, h := range e.Request.Headers {
+		switch h.Name {
+		case "Authorization":
+			e.Request.Headers[i].Value = "Bearer " + workload.JWT(u.ID)
+		case "X-Api-Key":
+			e.Request.Headers[i].Value = workload.APIKey(u.ID)
+		}
+	}
+	if rest, ok := strings.CutPrefix(e.Request.URI, "https://accounts.api.example.com/accounts/"); ok {
+		_, tail, _ := strings.Cut(rest, "/")
+		if tail != "" {
+			tail = "/" + tail
+		}
+		e.Request.URI = "https://accounts.api.example.com/accounts/" + u.Company + tail
+	}
+}
