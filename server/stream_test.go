@@ -94,3 +94,26 @@ func TestStreamBadParameters(t *testing.T) {
 		}
 	}
 }
+
+func TestEventsFilterByAPIAndRoute(t *testing.T) {
+	e := newEnv(t, server.Config{})
+	other := `{"event_id":"orders-1","request":{"time":"2026-11-24T10:00:01.000Z","uri":"https://api.acme.example/orders/7","verb":"GET"},"response":{"status":200},"api_name":"orders","route":"/orders/{id}"}`
+	if code, out := e.post("/v1/events/batch", []byte("["+streamEvent("acc-1", "513", 200)+","+other+"]")); code != 200 {
+		t.Fatalf("batch: %d %v", code, out)
+	}
+	for _, tc := range []struct{ query, want string }{
+		{"api_name=orders", "orders-1"},
+		{"api_name=accounts", "acc-1"},
+		{"route=%2Forders%2F%7Bid%7D", "orders-1"},
+		{"route=%2Faccounts%2F%7Bid%7D%2Fmessage&api_name=accounts", "acc-1"},
+		{"route=%2Fnone", ""},
+	} {
+		var ids []string
+		for _, ev := range e.events(tc.query) {
+			ids = append(ids, ev["event_id"].(string))
+		}
+		if got := strings.Join(ids, ","); got != tc.want {
+			t.Errorf("events?%s = %q, want %q", tc.query, got, tc.want)
+		}
+	}
+}
