@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/apimeter/apimeter"
@@ -122,23 +123,43 @@ func (t *Traffic) call(ctx context.Context, client *http.Client, u User) {
 }
 
 // Backfill sends n generated calls spread over the span before now through
-// post, in batches: history for the charts. The generator's users are
-// mixed with the background users so that segmentations have a tail.
-func Backfill(ctx context.Context, n int, span time.Duration, background []User, post func(context.Context, []apimeter.MoesifEvent) error) error {
-	gen := workload.New(uint64(time.Now().UnixNano()), span)
-	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
-	for sent := 0; sent < n; {
-		batch := gen.Batch(min(1000, n-sent))
-		for i := range batch {
-			if len(background) > 0 && rnd.IntN(4) == 0 {
-				u := background[rnd.IntN(len(background))]
-				setUser(&batch[i], u)
+// post, in batches of 1000 from `workers` goroutines: history for the
+// charts. The generator's users are mixed with the background users so
+// that segmentations have a tail.
+func Backfill(ctx context.Context, n, workers int, span time.Duration, background []User, post func(context.Context, []apimeter.MoesifEvent) error) error {
+	workers = max(1, workers)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	seed := uint64(time.Now().UnixNano())
+	for w := range workers {
+		share := n / workers
+		if w == 0 {
+			share += n % workers
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			gen := workload.New(seed+uint64(w), span)
+			rnd := rand.New(rand.NewPCG(seed+uint64(w), 7))
+			for sent := 0; sent < share && ctx.Err() == nil; {
+				batch := gen.Batch(min(1000, share-sent))
+				for i := range batch {
+					if len(background) > 0 && rnd.IntN(4) == 0 {
+						setUser(&batch[i], background[rnd.IntN(len(background))])
+					}
+				}
+				if err := post(ctx, batch); err != nil {
+					cancel(err)
+					return
+				}
+				sent += len(batch)
 			}
-		}
-		if err := post(ctx, batch); err != nil {
-			return fmt.Errorf("backfill: %w", err)
-		}
-		sent += len(batch)
+		}()
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && ctx.Err() != nil {
+		return fmt.Errorf("backfill: %w", err)
 	}
 	return nil
 }

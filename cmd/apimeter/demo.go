@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/alecthomas/kong"
@@ -114,10 +115,12 @@ func (c *demoCmd) run(ctx context.Context, ready func(demoInfo)) (err error) {
 		_, err := postBatch(ctx, http.DefaultClient, in.URL, appID, batch)
 		return err
 	}
-	if err := demo.Backfill(ctx, c.Backfill, c.Span, background, post); err != nil {
+	if err := demo.Backfill(ctx, c.Backfill, runtime.GOMAXPROCS(0), c.Span, background, post); err != nil {
 		return err
 	}
-	in.log.Info("backfill done", "events", c.Backfill, "took", time.Since(began))
+	if c.Backfill > 0 {
+		fmt.Fprintf(os.Stderr, "apimeter demo: backfilled %d calls over %v in %v\n", c.Backfill, c.Span, time.Since(began).Round(time.Millisecond))
+	}
 
 	// The sample API, captured by the middleware into this server.
 	sink, err := capture.NewHTTPSink(capture.HTTPSinkConfig{URL: in.URL, ApplicationID: appID, NoCompression: true, Logger: in.log})

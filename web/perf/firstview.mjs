@@ -1,0 +1,43 @@
+// Measures the dashboard's first view (segmentation: calls by user this
+// month) in Debian's chromium: milliseconds from navigation start until the
+// chart and table are painted (window.apimeter.firstView), and how long the
+// Metrics API request behind it took. It reports; it asserts nothing.
+//
+//   node perf/firstview.mjs 'http://127.0.0.1:7070/ui/?org=demo&env=prod' [runs] [view hash]
+import { chromium } from 'playwright-core';
+
+const [url, runsArg = '5', hash = ''] = process.argv.slice(2);
+if (!url) {
+  console.error('usage: node perf/firstview.mjs DASHBOARD_URL [runs] [#/view?...]');
+  process.exit(2);
+}
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'],
+});
+const rows = [];
+for (let i = 0; i < Number(runsArg); i++) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } }); // cold cache each run
+  const page = await context.newPage();
+  await page.goto(url + hash);
+  await page.waitForFunction(() => window.apimeter && window.apimeter.firstView != null, null, { timeout: 120_000 });
+  const r = await page.evaluate(() => {
+    const stats = performance.getEntriesByType('resource').filter((e) => e.name.includes('/stats/'));
+    const fcp = performance.getEntriesByName('first-contentful-paint')[0];
+    return {
+      firstView: window.apimeter.firstView,
+      fcp: fcp ? fcp.startTime : null,
+      statsRequest: stats.length ? Math.max(...stats.map((e) => e.duration)) : null,
+    };
+  });
+  rows.push(r);
+  console.log(`run ${i + 1}: first view ${r.firstView.toFixed(0)} ms, first contentful paint ${r.fcp?.toFixed(0)} ms, Metrics API request ${r.statsRequest?.toFixed(0)} ms`);
+  await context.close();
+}
+await browser.close();
+const med = (k) => {
+  const v = rows.map((r) => r[k]).filter((x) => x != null).sort((a, b) => a - b);
+  return v.length ? v[Math.floor(v.length / 2)].toFixed(0) : '–';
+};
+console.log(`median of ${rows.length}: first view ${med('firstView')} ms, first contentful paint ${med('fcp')} ms, Metrics API request ${med('statsRequest')} ms`);
