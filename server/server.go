@@ -107,8 +107,8 @@ func (s *Server) routes() {
 	})
 	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/events", s.listEvents)
 	s.mux.HandleFunc("GET /v1/o/{org}/e/{env}/events", s.listEvents)
-	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/events/stream", s.streamEvents)
-	s.mux.HandleFunc("GET /v1/o/{org}/e/{env}/events/stream", s.streamEvents)
+	s.Handle("GET /v1/o/{org}/environments/{env}/events/stream", http.HandlerFunc(s.streamEvents))
+	s.Handle("GET /v1/o/{org}/e/{env}/events/stream", http.HandlerFunc(s.streamEvents))
 	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/users/{id}", s.getProfile("user"))
 	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/companies/{id}", s.getProfile("company"))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
