@@ -38,7 +38,7 @@ async function apiGet(path) {
 // into a minute and has `before` seconds left: the dashboard's ranges end at
 // the start of the current minute, and every call made before it has been
 // stored by then, so the page and the test ask about the same calls.
-async function waitForMinuteMiddle(after = 4, before = 20) {
+async function waitForMinuteMiddle(after = 8, before = 20) {
   for (;;) {
     const s = new Date().getUTCSeconds();
     if (s >= after && s <= 60 - before) return;
