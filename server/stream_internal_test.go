@@ -169,3 +169,28 @@ func TestStreamRefusesPastMaxAndAfterClose(t *testing.T) {
 		t.Error("a closed stream took a subscriber")
 	}
 }
+
+// FuzzStreamFilter: any query string gives a filter or a 400 naming the
+// parameter, never a panic.
+func FuzzStreamFilter(f *testing.F) {
+	for _, q := range []string{"", "user_id=513&errors=true", "status=503", "status=abc", "errors=maybe", "route=%2Faccounts%2F%7Bid%7D&api_name=accounts", "status=99999999999999999999"} {
+		f.Add(q)
+	}
+	f.Fuzz(func(t *testing.T, q string) {
+		r := httptest.NewRequest(http.MethodGet, "/x", nil)
+		r.URL.RawQuery = q
+		r.SetPathValue("org", "acme")
+		r.SetPathValue("env", "prod")
+		sf, err := streamFilter(r)
+		if err != nil {
+			ae, ok := err.(*APIError)
+			if !ok || ae.Status != http.StatusBadRequest || ae.Field == "" {
+				t.Fatalf("streamFilter(%q): %v, want a 400 naming the parameter", q, err)
+			}
+			return
+		}
+		if sf.Org != "acme" || sf.Env != "prod" || (sf.Status != 0 && (sf.Status < 100 || sf.Status > 999)) {
+			t.Fatalf("streamFilter(%q) = %+v", q, sf)
+		}
+	})
+}
