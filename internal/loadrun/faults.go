@@ -32,6 +32,7 @@ type FaultConfig struct {
 	SlowClients int           // connections of the slow-client flood
 	Poison      bool          // run the poison sender
 	ServeArgs   []string      // extra flags for serve
+	Env         []string      // extra environment of the server process
 	Out         io.Writer     // progress lines
 }
 
@@ -105,7 +106,7 @@ func Faults(ctx context.Context, c FaultConfig) (FaultReport, error) {
 		args = append(args, "--redis", "redis://"+raddr+"/0")
 		logf("redis-server on %s", raddr)
 	}
-	srv := &Server{Bin: c.Bin, Args: args, Addr: addr, Log: logFile}
+	srv := &Server{Bin: c.Bin, Args: args, Addr: addr, Log: logFile, Env: c.Env}
 	if err := srv.Start(ctx); err != nil {
 		return rep, fmt.Errorf("%w (log: %s)", err, tail(logFile.Name()))
 	}

@@ -21,6 +21,7 @@ type Server struct {
 	Args []string // flags after `serve`
 	Addr string   // host:port it listens on
 	Log  *os.File // where its output goes; nil discards it
+	Env  []string // extra environment of the process
 
 	cmd    *exec.Cmd
 	exited chan error // gets the process's exit, once
@@ -33,6 +34,7 @@ func (s *Server) Start(ctx context.Context) error {
 	args := append([]string{"serve", "--listen", s.Addr}, s.Args...)
 	s.cmd = exec.Command(s.Bin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.Log, s.Log
+	s.cmd.Env = append(os.Environ(), s.Env...)
 	if err := s.cmd.Start(); err != nil {
 		return fmt.Errorf("start server: %w", err)
 	}
