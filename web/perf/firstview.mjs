@@ -3,7 +3,11 @@
 // chart and table are painted (window.apimeter.firstView), and how long the
 // Metrics API request behind it took. It reports; it asserts nothing.
 //
-//   node perf/firstview.mjs 'http://127.0.0.1:7070/ui/?org=demo&env=prod' [runs] [view hash]
+//   APIMETER_KEY=... node perf/firstview.mjs http://127.0.0.1:7070/ui/ [runs] [view hash]
+//
+// With APIMETER_KEY each run signs in first (POST /v1/session), outside the
+// measured navigation; without it the URL must name the org
+// (/ui/?org=demo&env=prod) on a server without sign-in.
 import { chromium } from 'playwright-core';
 
 const [url, runsArg = '5', hash = ''] = process.argv.slice(2);
@@ -19,6 +23,10 @@ const browser = await chromium.launch({
 const rows = [];
 for (let i = 0; i < Number(runsArg); i++) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 } }); // cold cache each run
+  if (process.env.APIMETER_KEY) {
+    const res = await context.request.post(new URL('/v1/session', url).href, { data: { key: process.env.APIMETER_KEY } });
+    if (!res.ok()) throw new Error(`sign-in: ${res.status()} ${await res.text()}`);
+  }
   const page = await context.newPage();
   await page.goto(url + hash);
   await page.waitForFunction(() => window.apimeter && window.apimeter.firstView != null, null, { timeout: 120_000 });
