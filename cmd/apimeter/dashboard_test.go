@@ -42,6 +42,16 @@ func TestDashboardInBrowser(t *testing.T) {
 	ready := make(chan demoInfo, 1)
 	done := make(chan error, 1)
 	go func() { done <- c.run(ctx, func(d demoInfo) { ready <- d }) }()
+	stopped := false
+	t.Cleanup(func() { // on failure too: the demo removes its data directory as it stops
+		if !stopped {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(15 * time.Second):
+			}
+		}
+	})
 	var d demoInfo
 	select {
 	case d = <-ready:
@@ -77,6 +87,7 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	began := time.Now()
 	cancel()
+	stopped = true
 	select {
 	case err := <-done:
 		if err != nil {
