@@ -429,7 +429,7 @@ async function customer(params) {
     h('p', { class: 'muted' }, `Billing period ${usage.period}: ${from.toISOString().slice(0, 10)} to ${to.toISOString().slice(0, 10)} (UTC)`),
     h('div', { class: 'kpis', id: 'customer-kpis' },
       kpi('calls this period', format('int', row.calls), 'kpi-calls'),
-      kpi('quota', 'none set', 'kpi-quota'),
+      kpi('quota (set in the gateway; not readable here)', '–', 'kpi-quota'),
       kpi('errors', `${format('int', row.errors)} (${format('pct', row.calls ? row.errors / row.calls : 0)})`, 'kpi-errors'),
       kpi('bytes', format('bytes', row.bytes)),
       kpi('latency p50 / p95 / p99', `${format('ms', p50)} / ${format('ms', p95)} / ${format('ms', p99)}`),
