@@ -90,7 +90,8 @@ func NewStream(cfg StreamConfig) *Stream {
 }
 
 // Stored implements apimeter.Sink. Each event is encoded once, and only
-// when some subscriber wants it; a full subscriber buffer costs a counter
+// when a subscriber with room wants it, so the encoding work is bounded by
+// the rate the readers actually read; a full buffer costs a counter
 // increment.
 func (s *Stream) Stored(_ context.Context, events []*apimeter.Event) error {
 	s.mu.RLock()
@@ -102,6 +103,12 @@ func (s *Stream) Stored(_ context.Context, events []*apimeter.Event) error {
 		var msg []byte
 		for sub := range s.subs {
 			if !sub.f.Match(e) {
+				continue
+			}
+			if len(sub.ch) == cap(sub.ch) {
+				// Full: drop before paying for the encoding, so a stalled
+				// reader costs ingest a counter increment per event.
+				sub.dropped.Add(1)
 				continue
 			}
 			if msg == nil {
