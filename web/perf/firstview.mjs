@@ -33,14 +33,21 @@ for (let i = 0; i < Number(runsArg); i++) {
   const r = await page.evaluate(() => {
     const stats = performance.getEntriesByType('resource').filter((e) => e.name.includes('/stats/'));
     const fcp = performance.getEntriesByName('first-contentful-paint')[0];
+    const nav = performance.getEntriesByType('navigation')[0];
+    const marks = Object.fromEntries(performance.getEntriesByType('mark').map((m) => [m.name, Math.round(m.startTime)]));
     return {
       firstView: window.apimeter.firstView,
       fcp: fcp ? fcp.startTime : null,
+      scriptReady: nav ? nav.domContentLoadedEventEnd : null,
       statsRequest: stats.length ? Math.max(...stats.map((e) => e.duration)) : null,
+      statsAnswered: stats.length ? Math.max(...stats.map((e) => e.responseEnd)) : null,
+      marks,
     };
   });
   rows.push(r);
-  console.log(`run ${i + 1}: first view ${r.firstView.toFixed(0)} ms, first contentful paint ${r.fcp?.toFixed(0)} ms, Metrics API request ${r.statsRequest?.toFixed(0)} ms`);
+  r.render = r.firstView - r.statsAnswered;
+  console.log(`run ${i + 1}: first view ${r.firstView.toFixed(0)} ms, first contentful paint ${r.fcp?.toFixed(0)} ms, script ready ${r.scriptReady?.toFixed(0)} ms, Metrics API request ${r.statsRequest?.toFixed(0)} ms, answer to painted view ${r.render.toFixed(0)} ms`);
+  if (process.env.VERBOSE) console.log('  marks (ms from navigation start):', JSON.stringify(r.marks));
   await context.close();
 }
 await browser.close();
@@ -48,4 +55,4 @@ const med = (k) => {
   const v = rows.map((r) => r[k]).filter((x) => x != null).sort((a, b) => a - b);
   return v.length ? v[Math.floor(v.length / 2)].toFixed(0) : '–';
 };
-console.log(`median of ${rows.length}: first view ${med('firstView')} ms, first contentful paint ${med('fcp')} ms, Metrics API request ${med('statsRequest')} ms`);
+console.log(`median of ${rows.length}: first view ${med('firstView')} ms, first contentful paint ${med('fcp')} ms, script ready ${med('scriptReady')} ms, Metrics API request ${med('statsRequest')} ms, answer to painted view ${med('render')} ms`);

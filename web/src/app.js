@@ -63,6 +63,7 @@ function route() {
 // ---- session -------------------------------------------------------------
 
 async function start() {
+  performance.mark('app:start');
   const q = new URLSearchParams(location.search);
   let sess = null;
   try {
@@ -189,7 +190,9 @@ async function segmentation(params) {
     h('div', { class: 'card' }, chartEl, linkEl),
     tableEl);
   const sel = [...new Set(['sum(message_count)', 'sum(is_error)', ...m.select])];
+  performance.mark('segmentation:query');
   const { url, rows } = await client.stats(group, { select: sel, from, to, sortby: m.sortby || m.select[0], sort: 'DESC', limit: 500 });
+  performance.mark('segmentation:answer');
   const idx = (s) => sel.indexOf(s);
   const data = rows.map((r) => ({
     name: r.name,
@@ -202,11 +205,13 @@ async function segmentation(params) {
   const top = [...data].sort((a, b) => b.metric - a.metric).slice(0, 25);
   if (data.length === 0) chartEl.append(h('p', { class: 'muted' }, 'No calls in this range.'));
   else barChart(chartEl, top.map((r) => r.name || '(none)'), top.map((r) => r.metric), m.fmt, m.label);
+  performance.mark('segmentation:chart');
   const cols = [{ key: 'name', label: DIMENSIONS[group] }, { key: 'calls', label: 'Calls', kind: 'int' }, { key: 'errors', label: 'Errors', kind: 'int' }, { key: 'error_rate', label: 'Error rate', kind: 'pct' }];
   if (!['calls', 'errors', 'error_rate'].includes(metric)) cols.push({ key: 'metric', label: m.label, kind: m.fmt });
   const sortKey = ['calls', 'errors', 'error_rate'].includes(metric) ? metric : 'metric';
   tableEl.append(sortableTable(cols, data, sortKey, 'desc', (r) => ({ dataset: { name: r.name } }),
     (c, r) => (c.key === 'name' ? customerLink(group, r.name) : r[c.key])));
+  performance.mark('segmentation:table');
   markView();
 }
 
