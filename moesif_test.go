@@ -196,7 +196,7 @@ func FuzzDecodeEvent(f *testing.F) {
 	}
 	f.Add([]byte(`{"request":{"time":"2026-11-02T09:00:00Z","uri":"/a","verb":"GET"},"response":{"status":200}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		ms, err := DecodeBatch(append(append([]byte("["), b...), ']'))
+		ms, err := DecodeBatch(append(append([]byte("["), b...), ']'), Limits{})
 		if err != nil || len(ms) != 1 {
 			return
 		}
@@ -233,7 +233,7 @@ func FuzzDecodeBatch(f *testing.F) {
 	f.Add([]byte(`[null,{},{"Request":{}}]`))
 	f.Add([]byte(` [ ] `))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fast, err := DecodeBatch(b)
+		fast, err := DecodeBatch(b, Limits{})
 		if err != nil {
 			return
 		}
