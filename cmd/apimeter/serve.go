@@ -26,6 +26,7 @@ type serverFlags struct {
 	SecretParam    []string      `env:"APIMETER_SECRET_PARAMS" help:"Extra query parameters whose values never reach disk."`
 	MaxBodyBytes   int64         `default:"33554432" env:"APIMETER_MAX_BODY_BYTES" help:"Largest accepted request body, after gzip decoding."`
 	MaxBatchEvents int           `default:"10000" env:"APIMETER_MAX_BATCH_EVENTS" help:"Most events accepted in one batch."`
+	ingestCapFlags
 	DedupeHorizon  time.Duration `default:"168h" env:"APIMETER_DEDUPE_HORIZON" help:"How long an event id is remembered, so a resent event is not stored twice."`
 	DailyInterval  time.Duration `default:"5m" env:"APIMETER_DAILY_INTERVAL" help:"How often complete days are folded into the daily table the Metrics API reads (negative: never; the events table is then read alone)."`
 	LogLevel       slog.Level    `default:"info" env:"APIMETER_LOG_LEVEL" help:"debug, info, warn or error."`
@@ -57,7 +58,7 @@ func start(ctx context.Context, f serverFlags) (*instance, error) {
 // benchmarks).
 func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance, error) {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: f.LogLevel}))
-	if err := os.MkdirAll(f.Data, 0o750); err != nil {
+	if err := privateDataDir(f.Data); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	reg, err := apps.Open(f.Data)
@@ -86,6 +87,10 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 		MaxBodyBytes:   f.MaxBodyBytes,
 		MaxBatchEvents: f.MaxBatchEvents,
 		Logger:         log,
+
+		MaxHeaderValueBytes: f.MaxHeaderValueBytes,
+		MaxURIBytes:         f.MaxURIBytes,
+		MaxMetadataBytes:    f.MaxMetadataBytes,
 	})
 	idn.API.Register(srv)
 	wireStats(srv, st, f.statsFlags, log)
@@ -95,6 +100,7 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 		idn.Close()
 		return nil, err
 	}
+	ln = server.JSONConnErrors(ln) // net/http's own 431 and 400 answers as JSON
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, http: hs, idn: idn, done: make(chan error, 1), log: log}
 	go func() {
