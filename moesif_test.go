@@ -34,7 +34,9 @@ func TestParseTime(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []string{"", "yesterday", "2024-13-01T00:00:00Z", "1714566896"} {
+	for _, bad := range []string{"", "yesterday", "2024-13-01T00:00:00Z", "1714566896",
+		// In range as written, out of it in UTC.
+		"2200-12-31T23:00:00-05:00", "1970-01-01T00:30:00+01:00"} {
 		if _, err := ParseTime(bad); err == nil {
 			t.Errorf("ParseTime(%q) accepted", bad)
 		}
