@@ -96,3 +96,27 @@ func TestPoisonBatchFailsAlone(t *testing.T) {
 		t.Errorf("the poison batch, fixed: %d stored, %v; want 5 stored", len(res.Stored), err)
 	}
 }
+
+// TestMetadataMadeValid: metadata given to Append with invalid UTF-8 or a
+// lone surrogate (callers other than the collector) is stored with U+FFFD
+// in their place rather than failing the commit.
+func TestMetadataMadeValid(t *testing.T) {
+	ctx := context.Background()
+	st, err := Open(ctx, filepath.Join(t.TempDir(), "events.duckdb"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	e := apimeter.Event{ID: "m", Org: "o", Env: "e", RequestTime: time.Unix(1e9, 0), Method: "GET", URI: "/a", Path: "/a",
+		Status: 200, Weight: 1, Metadata: []byte("{\"a\":\"x\xffy\",\"b\":\"\\ud800\"}")}
+	if _, err := st.Append(ctx, []apimeter.Event{e}); err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	got, err := st.Events(ctx, apimeter.EventFilter{Org: "o", Env: "e", Limit: 1})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("Events: %v %v", got, err)
+	}
+	if want := `{"a":"x` + "\uFFFD" + `y","b":"\ufffd"}`; string(got[0].Metadata) != want {
+		t.Errorf("metadata stored as %q, want %q", got[0].Metadata, want)
+	}
+}
