@@ -67,7 +67,9 @@ func (s *Server) profiles(kind string, batch bool) http.HandlerFunc {
 		if err := s.cfg.Store.PutProfiles(r.Context(), ps); err != nil {
 			// Every value is valid by now (parseProfile), so this is the
 			// store failing, not the sender's data.
-			s.log.Error("store profiles", "kind", kind, "profiles", len(ps), "err", err)
+			if ok, held := s.logLimit.allow("profiles\x00"+a.Org+"\x00"+a.Env, time.Now()); ok {
+				s.log.Error("store profiles", "org", a.Org, "env", a.Env, "kind", kind, "profiles", len(ps), "err", err, "similar_lines_held_back", held)
+			}
 			s.writeError(w, r, &APIError{Status: http.StatusServiceUnavailable, Code: "store_unavailable",
 				Message: "the profiles could not be stored; retry later"})
 			return
