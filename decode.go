@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -419,7 +420,7 @@ func (d *decoder) headers(dst *MoesifHeaders) error {
 		if d.eat('[') {
 			// An array of values is joined with ", ", as scanHeaders does,
 			// as it is read.
-			var joined []byte
+			var joined strings.Builder // String() without a copy
 			d.ws()
 			for k := 0; !d.eat(']'); k++ {
 				if k > 0 && !d.eat(',') {
@@ -431,12 +432,12 @@ func (d *decoder) headers(dst *MoesifHeaders) error {
 					return err
 				}
 				if k > 0 {
-					joined = append(joined, ", "...)
+					joined.WriteString(", ")
 				}
-				joined = append(joined, v...)
+				joined.WriteString(v)
 				d.ws()
 			}
-			val = string(joined)
+			val = joined.String()
 		} else if err := d.headerValue(&val); err != nil {
 			return err
 		}

@@ -54,7 +54,7 @@ func scanHeaders(b []byte, out Headers) (Headers, error) {
 		if i < len(b) && b[i] == '[' {
 			// Joined as read: a slice of the parts would take 16 bytes for
 			// each 2-byte element.
-			var joined []byte
+			var joined strings.Builder // String() without a copy
 			i = skipWS(b, i+1)
 			if i < len(b) && b[i] == ']' {
 				i++
@@ -65,9 +65,9 @@ func scanHeaders(b []byte, out Headers) (Headers, error) {
 						return nil, err
 					}
 					if k > 0 {
-						joined = append(joined, ", "...)
+						joined.WriteString(", ")
 					}
-					joined = append(joined, v...)
+					joined.WriteString(v)
 					i = skipWS(b, i)
 					if i < len(b) && b[i] == ',' {
 						i = skipWS(b, i+1)
@@ -80,7 +80,7 @@ func scanHeaders(b []byte, out Headers) (Headers, error) {
 					return nil, fmt.Errorf("headers: %q: malformed array", name)
 				}
 			}
-			val = string(joined)
+			val = joined.String()
 		} else if val, i, err = scanScalar(b, i, name); err != nil {
 			return nil, err
 		}
