@@ -115,6 +115,7 @@ func TestSmallRequestPeakMemory(t *testing.T) {
 		{"999 headers per event", "/v1/events/batch", repeat("[", fmt.Sprintf(ev, headers), "]", body)},
 		{"one header of many array elements", "/v1/events/batch", []byte("[" + fmt.Sprintf(ev, `"a":[`+string(repeat("", "1", "", body-200))+`]`) + "]")},
 		{"a 32 MiB body", "/v1/events", []byte(strings.Replace(fmt.Sprintf(ev, ""), `"verb":"GET"`, `"verb":"GET","body":"`+strings.Repeat("a", body-200)+`"`, 1))},
+		{"a 32 MiB base64 body", "/v1/events", []byte(strings.Replace(fmt.Sprintf(ev, ""), `"verb":"GET"`, `"verb":"GET","transfer_encoding":"base64","body":"`+strings.Repeat("QUFB", (body-200)/4)+`"`, 1))},
 		{"a 32 MiB metadata", "/v1/events", []byte(strings.Replace(fmt.Sprintf(ev, ""), `{"request"`, `{"metadata":{"a":[`+string(repeat("", "1", "", body-200))+`]},"request"`, 1))},
 		{"10,000 events with 2.6 KiB bodies", "/v1/events/batch", []byte("[" + strings.Repeat(event2k+",", 9999) + event2k + "]")},
 		{"users: millions of {}", "/v1/users/batch", repeat("[", "{}", "]", body)},
