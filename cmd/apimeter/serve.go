@@ -32,6 +32,7 @@ type serverFlags struct {
 	statsFlags
 	identityFlags
 	observability
+	ingestCapFlags
 }
 
 // instance is a running server.
@@ -60,7 +61,7 @@ func start(ctx context.Context, f serverFlags) (*instance, error) {
 // benchmarks).
 func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance, error) {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: f.LogLevel}))
-	if err := os.MkdirAll(f.Data, 0o750); err != nil {
+	if err := privateDataDir(f.Data); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	reg, err := apps.Open(f.Data)
@@ -96,6 +97,10 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 		Logger:         log,
 		Registerer:     prom,
 		Ready:          readyChecks(st, idn.Redis),
+
+		MaxHeaderValueBytes: f.MaxHeaderValueBytes,
+		MaxURIBytes:         f.MaxURIBytes,
+		MaxMetadataBytes:    f.MaxMetadataBytes,
 	})
 	idn.API.Register(srv)
 	wireStats(newTimedMux(srv, prom, "apimeter_metrics_api", "Metrics API"), st, f.statsFlags, log)
@@ -124,6 +129,7 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 		}
 		return nil, err
 	}
+	ln = server.JSONConnErrors(ln) // net/http's own 431 and 400 answers as JSON
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, http: hs, metrics: metricsSrv, idn: idn, done: make(chan error, 1), log: log}
 	go func() {
