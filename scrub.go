@@ -1,7 +1,6 @@
 package apimeter
 
 import (
-	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -103,11 +102,14 @@ type Scrubber struct {
 	urlHdrs map[string]bool // normalised names
 	params  map[string]bool // lower-case query parameter names
 	fields  map[string]bool // normalised field names
+	// fieldEnds[c] has bit d&63 set when a name in fields starts with c
+	// and ends with d: most names are rejected without a map lookup.
+	fieldEnds [256]uint64
 	// BodyCap is the number of bytes of each body kept; longer bodies are
 	// cut at a UTF-8 boundary and marked Truncated. Zero keeps no body.
 	BodyCap int
 	fps     *fingerprints
-	names   nameCache
+	names   atomic.Pointer[map[string]HeaderKind] // header name as sent -> kind
 }
 
 // Fingerprints are "fp_" and 16 hex digits. The unkeyed fingerprint of a
@@ -236,7 +238,12 @@ func NewScrubberWith(cfg ScrubConfig) *Scrubber {
 		s.params[strings.ToLower(p)] = true
 	}
 	for _, f := range append(append([]string{}, DefaultSecretFields...), cfg.SecretFields...) {
-		s.fields[normName(f)] = true
+		n := normName(f)
+		if n == "" {
+			continue
+		}
+		s.fields[n] = true
+		s.fieldEnds[n[0]] |= 1 << (n[len(n)-1] & 63)
 	}
 	return s
 }
@@ -400,46 +407,55 @@ const (
 // a URL-valued one, or neither. A service sends the same few names again
 // and again, so answers are cached.
 func (s *Scrubber) HeaderKind(name string) HeaderKind {
-	if k, ok := s.names.m.Load(name); ok {
-		return k.(HeaderKind)
-	}
-	var k HeaderKind
-	n := normName(name)
-	switch {
-	case s.headers[n]:
-		k = SecretHeader
-	case s.urlHdrs[n]:
-		k = URLHeader
-	case n == "contenttype":
-		k = ContentTypeHeader
-	default:
-		for _, w := range secretHeaderWords {
-			if strings.Contains(n, w) {
-				k = SecretHeader
-			}
-		}
-		for _, w := range secretHeaderSuffixes {
-			if strings.HasSuffix(n, w) {
-				k = SecretHeader
-			}
+	known := s.names.Load()
+	if known != nil {
+		if k, ok := (*known)[name]; ok {
+			return k
 		}
 	}
-	if s.names.n.Add(1) > maxNames {
-		s.names.m.Clear()
-		s.names.n.Store(1)
+	k := s.headerKind(name)
+	// Copy on write: readers take the map without a lock. Past maxNames
+	// (a sender making up names) answers are computed each time instead.
+	var old map[string]HeaderKind
+	if known != nil {
+		old = *known
 	}
-	s.names.m.Store(strings.Clone(name), k)
+	if len(old) < maxNames {
+		next := make(map[string]HeaderKind, len(old)+1)
+		for n, v := range old {
+			next[n] = v
+		}
+		next[strings.Clone(name)] = k
+		s.names.CompareAndSwap(known, &next)
+	}
 	return k
 }
 
-// nameCache holds HeaderKind answers by header name as sent.
-type nameCache struct {
-	m sync.Map // string -> HeaderKind
-	n atomic.Int64
+func (s *Scrubber) headerKind(name string) HeaderKind {
+	n := normName(name)
+	switch {
+	case s.headers[n]:
+		return SecretHeader
+	case s.urlHdrs[n]:
+		return URLHeader
+	case n == "contenttype":
+		return ContentTypeHeader
+	}
+	for _, w := range secretHeaderWords {
+		if strings.Contains(n, w) {
+			return SecretHeader
+		}
+	}
+	for _, w := range secretHeaderSuffixes {
+		if strings.HasSuffix(n, w) {
+			return SecretHeader
+		}
+	}
+	return 0
 }
 
-// maxNames bounds the cache of header names; when full it starts again.
-const maxNames = 4096
+// maxNames bounds the header names whose kinds are remembered.
+const maxNames = 512
 
 // normName is a header or field name in lower case with '-' and '_' left
 // out, the form the name lists are compared in.
@@ -486,15 +502,23 @@ func (s *Scrubber) secretField(name string) bool {
 		}
 		n = append(n, c)
 	}
-	if s.fields[string(n)] {
-		return true
-	}
-	if len(n) < 6 {
+	if len(n) == 0 {
 		return false
 	}
-	for _, w := range secretFieldWords {
-		if bytes.Contains(n, []byte(w)) {
-			return true
+	if s.fieldEnds[n[0]]&(1<<(n[len(n)-1]&63)) != 0 && s.fields[string(n)] {
+		return true
+	}
+	// secretFieldWords: "passw" covers "password" and "passwd".
+	for i := 0; i+5 <= len(n); i++ {
+		switch n[i] {
+		case 'p':
+			if string(n[i:i+5]) == "passw" {
+				return true
+			}
+		case 's':
+			if i+6 <= len(n) && string(n[i:i+6]) == "secret" {
+				return true
+			}
 		}
 	}
 	return false

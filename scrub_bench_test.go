@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -71,19 +72,32 @@ func BenchmarkScrub(b *testing.B) {
 		}
 		b.Run(name+"/copy", func(b *testing.B) {
 			b.ReportAllocs()
+			cpu0 := processCPU()
 			for i := 0; i < b.N; i += len(evs) {
 				copyAll()
 			}
+			b.ReportMetric(float64((processCPU()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 		})
 		b.Run(name+"/copy+scrub", func(b *testing.B) {
 			s := benchScrubber()
 			b.ReportAllocs()
+			cpu0 := processCPU()
 			for i := 0; i < b.N; i += len(evs) {
 				copyAll()
 				for j := range work {
 					s.Scrub(&work[j])
 				}
 			}
+			b.ReportMetric(float64((processCPU()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 		})
 	}
+}
+
+// processCPU is the CPU time the process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

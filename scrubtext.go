@@ -3,6 +3,7 @@ package apimeter
 import (
 	"encoding/base64"
 	"encoding/json"
+	"math/bits"
 	"strings"
 )
 
@@ -35,30 +36,18 @@ func (s *Scrubber) ScrubURL(u string) string {
 	if u == "" || !strings.ContainsAny(u, "@;?#") {
 		return u
 	}
-	var b strings.Builder
-	changed := false
-	rest := u
+	// u is head (scheme://user@host), path, ?query, #fragment.
+	head, rest, userinfo := "", u, ""
 	if i := strings.Index(u, "://"); i > 0 && hasScheme(u) {
 		auth := u[i+3:]
 		end := strings.IndexAny(auth, "/?#")
 		if end < 0 {
 			end = len(auth)
 		}
-		head := u[:i+3]
-		host := auth[:end]
-		if at := strings.LastIndexByte(host, '@'); at >= 0 {
-			ui := host[:at]
-			if fp := s.fps.of(ui); fp != ui {
-				head += fp + host[at:]
-				changed = true
-			} else {
-				head += host
-			}
-		} else {
-			head += host
+		if at := strings.LastIndexByte(auth[:end], '@'); at >= 0 {
+			userinfo = auth[:at]
 		}
-		b.WriteString(head)
-		rest = auth[end:]
+		head, rest = u[:i+3+end], auth[end:]
 	}
 	path, query, frag := rest, "", ""
 	hasQ, hasF := false, false
@@ -68,12 +57,25 @@ func (s *Scrubber) ScrubURL(u string) string {
 	if i := strings.IndexByte(path, '?'); i >= 0 {
 		path, query, hasQ = path[:i], path[i+1:], true
 	}
-	p2, q2, f2 := s.scrubPathParams(path), s.ScrubQuery(query), frag
+	ui, p2, q2, f2 := userinfo, s.scrubPathParams(path), s.ScrubQuery(query), frag
+	if userinfo != "" {
+		ui = s.fps.of(userinfo)
+	}
 	if strings.IndexByte(frag, '=') >= 0 {
 		f2 = s.ScrubQuery(frag)
 	}
-	if !changed && p2 == path && q2 == query && f2 == frag {
+	if ui == userinfo && p2 == path && q2 == query && f2 == frag {
 		return u
+	}
+	var b strings.Builder
+	b.Grow(len(u) + 32)
+	if userinfo != "" {
+		scheme := strings.Index(head, "://") + 3
+		b.WriteString(head[:scheme])
+		b.WriteString(ui)
+		b.WriteString(head[scheme+len(userinfo):])
+	} else {
+		b.WriteString(head)
 	}
 	b.WriteString(p2)
 	if hasQ {
@@ -187,11 +189,14 @@ func (s *Scrubber) ScrubJSON(t string) (string, bool) {
 	var out []byte
 	last := 0
 	for i := 0; i < len(t); {
-		q := strings.IndexByte(t[i:], '"')
-		if q < 0 {
+		// Between strings there are only a few structural bytes.
+		for i < len(t) && t[i] != '"' {
+			i++
+		}
+		if i >= len(t) {
 			break
 		}
-		start := i + q
+		start := i
 		end := stringEnd(t, start)
 		// A string followed by ':' is a field name.
 		k := skipSpace(t, end)
@@ -265,20 +270,49 @@ func (s *Scrubber) jsonSecret(v string) (string, bool) {
 }
 
 // stringEnd returns the index just past the JSON string that starts at
-// t[start] ('"'), or len(t) when it is not closed.
+// t[start] ('"'), or len(t) when it is not closed. It steps a 64-bit word
+// at a time to the next quote or backslash.
 func stringEnd(t string, start int) int {
-	for i := start + 1; i < len(t); {
-		j := strings.IndexAny(t[i:], `"\`)
-		if j < 0 {
+	i := start + 1
+	for {
+		for i+8 <= len(t) {
+			w := le64(t, i)
+			if m := zeroBytes(w^quotes8) | zeroBytes(w^backslashes8); m != 0 {
+				// The lowest marked byte is exact.
+				i += bits.TrailingZeros64(m) / 8
+				break
+			}
+			i += 8
+		}
+		for i < len(t) && t[i] != '"' && t[i] != '\\' {
+			i++
+		}
+		if i >= len(t) {
 			return len(t)
 		}
-		i += j
 		if t[i] == '"' {
 			return i + 1
 		}
-		i += 2 // the escaped character
+		i += 2 // a backslash and the character it escapes
 	}
-	return len(t)
+}
+
+const (
+	ones8        = 0x0101010101010101
+	highs8       = 0x8080808080808080
+	quotes8      = '"' * ones8
+	backslashes8 = '\\' * ones8
+)
+
+// zeroBytes marks the bytes of w that are zero (their high bits set); the
+// lowest mark is exact, higher ones may be false.
+func zeroBytes(w uint64) uint64 { return (w - ones8) &^ w & highs8 }
+
+// le64 reads the 8 bytes of t at i as a little-endian word.
+func le64(t string, i int) uint64 {
+	_ = t[i+7]
+	return uint64(t[i]) | uint64(t[i+1])<<8 | uint64(t[i+2])<<16 | uint64(t[i+3])<<24 |
+		uint64(t[i+4])<<32 | uint64(t[i+5])<<40 | uint64(t[i+6])<<48 | uint64(t[i+7])<<56
 }
 
 // closedString reports whether v, a JSON string as far as valueEnd took
