@@ -24,6 +24,7 @@ type serverFlags struct {
 	BodyCap        int           `default:"1024" env:"APIMETER_BODY_CAP" help:"Bytes of each request/response body kept; longer bodies are cut and marked truncated."`
 	SecretHeader   []string      `env:"APIMETER_SECRET_HEADERS" help:"Extra header names whose values never reach disk (besides Authorization, Cookie, X-Api-Key, ...)."`
 	SecretParam    []string      `env:"APIMETER_SECRET_PARAMS" help:"Extra query parameters whose values never reach disk."`
+	SecretField    []string      `env:"APIMETER_SECRET_FIELDS" help:"Extra JSON/form body and metadata field names whose values never reach disk (besides password, token, access_token, card_number, ...)."`
 	MaxBodyBytes   int64         `default:"33554432" env:"APIMETER_MAX_BODY_BYTES" help:"Largest accepted request body, after gzip decoding."`
 	MaxBatchEvents int           `default:"10000" env:"APIMETER_MAX_BATCH_EVENTS" help:"Most events accepted in one batch."`
 	DedupeHorizon  time.Duration `default:"168h" env:"APIMETER_DEDUPE_HORIZON" help:"How long an event id is remembered, so a resent event is not stored twice."`
@@ -72,15 +73,25 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 	if err != nil {
 		return nil, err
 	}
+	fpKey, err := apimeter.LoadFingerprintKey(f.Data)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	scrub := apimeter.NewScrubberWith(apimeter.ScrubConfig{
+		SecretHeaders: f.SecretHeader, SecretParams: f.SecretParam, SecretFields: f.SecretField,
+		BodyCap: f.BodyCap, Key: fpKey,
+	})
 	idn, err := setupIdentity(ctx, f.identityFlags, st, log)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
+	idn.API.KeyID = scrub.FingerprintOfHash
 	srv := server.New(server.Config{
 		Store:          st,
 		Apps:           reg,
-		Scrubber:       apimeter.NewScrubber(f.SecretHeader, f.SecretParam, f.BodyCap),
+		Scrubber:       scrub,
 		Identifier:     idn.Identifier,
 		Sinks:          idn.Sinks,
 		MaxBodyBytes:   f.MaxBodyBytes,
