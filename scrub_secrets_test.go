@@ -205,3 +205,29 @@ func checkNoSecretValues(t *testing.T, s *Scrubber, v any, in string) {
 		}
 	}
 }
+
+// FuzzScrubURL: scrubbing a URL never panics, an unkeyed Scrubber's result
+// is stable (scrubbing it again changes nothing), and a secret query
+// parameter's raw value does not survive.
+func FuzzScrubURL(f *testing.F) {
+	for _, seed := range []string{"https://u:p@h.example/a;jsessionid=x/b?token=t&a=1#access_token=f&s=2", "/p?password=%zz", "http://@h/?#", ";;a=b?c#d=e", "https://h/p?x=1#frag"} {
+		f.Add(seed)
+	}
+	unkeyed := NewScrubber(nil, nil, -1)
+	keyed := NewScrubberWith(ScrubConfig{Key: testKey})
+	f.Fuzz(func(t *testing.T, in string) {
+		out := unkeyed.ScrubURL(in)
+		if again := unkeyed.ScrubURL(out); again != out {
+			t.Fatalf("ScrubURL(%q) = %q, and again %q", in, out, again)
+		}
+		k := keyed.ScrubURL(in)
+		if _, q, ok := strings.Cut(in, "?"); ok && !strings.ContainsAny(in, "#") {
+			for _, p := range strings.Split(q, "&") {
+				if name, v, ok := strings.Cut(p, "="); ok && len(v) > 3 && keyed.secretParam(name) && !strings.Contains(name, v) &&
+					strings.Contains(k, "="+v) && !strings.Contains(q, "="+v+"=") {
+					t.Fatalf("secret %s=%s survived: %q", name, v, k)
+				}
+			}
+		}
+	})
+}

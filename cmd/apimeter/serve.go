@@ -32,6 +32,7 @@ type serverFlags struct {
 	LogLevel       slog.Level    `default:"info" env:"APIMETER_LOG_LEVEL" help:"debug, info, warn or error."`
 	statsFlags
 	identityFlags
+	httpFlags
 }
 
 // instance is a running server.
@@ -100,13 +101,19 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 	})
 	idn.API.Register(srv)
 	wireStats(srv, st, f.statsFlags, log)
+	if err := f.httpFlags.Validate(); err != nil {
+		st.Close()
+		idn.Close()
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", f.Listen)
 	if err != nil {
 		st.Close()
 		idn.Close()
 		return nil, err
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	ln = server.LimitListener(ln, f.httpFlags.withDefaults().MaxConnections)
+	hs := f.httpFlags.server(srv)
 	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, http: hs, idn: idn, done: make(chan error, 1), log: log}
 	go func() {
 		err := hs.Serve(ln)
