@@ -481,6 +481,26 @@ func (s *Scrubber) secretField(name string) bool {
 	if len(name) < 2 {
 		return false
 	}
+	// Most names are rejected here, without normalising: no listed name
+	// starts and ends with their letters, and they hold no secret word.
+	if first, last := lowerASCII(name[0]), lowerASCII(name[len(name)-1]); len(name) <= 64 &&
+		first != '-' && first != '_' && last != '-' && last != '_' && s.fieldEnds[first]&(1<<(last&63)) == 0 {
+		if len(name) < 6 {
+			return false
+		}
+		plain, cand := true, false
+		for i := 0; i < len(name); i++ {
+			switch name[i] {
+			case '-', '_':
+				plain = false
+			case 'p', 'P', 's', 'S':
+				cand = true
+			}
+		}
+		if plain && !cand {
+			return false
+		}
+	}
 	if len(name) > 64 {
 		n := normName(name)
 		for _, w := range secretFieldWords {
@@ -508,11 +528,11 @@ func (s *Scrubber) secretField(name string) bool {
 	if s.fieldEnds[n[0]]&(1<<(n[len(n)-1]&63)) != 0 && s.fields[string(n)] {
 		return true
 	}
-	// secretFieldWords: "passw" covers "password" and "passwd".
-	for i := 0; i+5 <= len(n); i++ {
+	// secretFieldWords.
+	for i := 0; i+6 <= len(n); i++ {
 		switch n[i] {
 		case 'p':
-			if string(n[i:i+5]) == "passw" {
+			if string(n[i:i+6]) == "passwd" || i+8 <= len(n) && string(n[i:i+8]) == "password" {
 				return true
 			}
 		case 's':
@@ -522,6 +542,13 @@ func (s *Scrubber) secretField(name string) bool {
 		}
 	}
 	return false
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 // secretParam reports whether a query or form parameter, unescaped, is a
