@@ -488,16 +488,15 @@ func (s *Scrubber) secretField(name string) bool {
 		if len(name) < 6 {
 			return false
 		}
-		plain, cand := true, false
-		for i := 0; i < len(name); i++ {
+		// The words start with 'p' or 's'.
+		cand := false
+		for i := 0; i < len(name) && !cand; i++ {
 			switch name[i] {
-			case '-', '_':
-				plain = false
 			case 'p', 'P', 's', 'S':
 				cand = true
 			}
 		}
-		if plain && !cand {
+		if !cand {
 			return false
 		}
 	}
