@@ -93,6 +93,33 @@ func BenchmarkScrub(b *testing.B) {
 	}
 }
 
+// BenchmarkScrubJSON compares scrubbing a 1 KiB JSON body with no secret
+// in it against reading it with encoding/json's scanner (json.Valid), the
+// cheapest way the standard library reads JSON: the raw limit of a reader
+// that must look at every field name.
+//
+//	go test . -run XXX -bench 'ScrubJSON$' -count 5
+func BenchmarkScrubJSON(b *testing.B) {
+	body := orderJSON()
+	s := benchScrubber()
+	for _, c := range []struct {
+		name string
+		f    func()
+	}{
+		{"json.Valid", func() { json.Valid([]byte(body)) }},
+		{"ScrubJSON", func() { s.ScrubJSON(body) }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			cpu0 := processCPU()
+			for b.Loop() {
+				c.f()
+			}
+			b.ReportMetric(float64((processCPU()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
 // processCPU is the CPU time the process has used.
 func processCPU() time.Duration {
 	var ru syscall.Rusage
