@@ -376,18 +376,27 @@ func (s *Scrubber) Scrub(e *Event) {
 func (s *Scrubber) scrubHeaders(h Headers) (contentType string) {
 	for i := range h {
 		k := s.HeaderKind(h[i].Name)
-		switch {
-		case k&SecretHeader != 0:
-			if h[i].Value != "" {
-				h[i].Value = s.fps.of(h[i].Value)
-			}
-		case k&ContentTypeHeader != 0:
+		if k&ContentTypeHeader != 0 {
 			contentType = h[i].Value
-		case k&URLHeader != 0 || hasScheme(h[i].Value):
-			h[i].Value = s.ScrubURL(h[i].Value)
 		}
+		h[i].Value = s.HeaderValue(k, h[i].Value)
 	}
 	return contentType
+}
+
+// HeaderValue returns the value to keep of a header of kind k: a secret
+// one's fingerprint, a URL's scrubbed form (also for a header of no kind
+// whose value starts with a scheme), else value itself.
+func (s *Scrubber) HeaderValue(k HeaderKind, value string) string {
+	switch {
+	case k&SecretHeader != 0:
+		if value != "" {
+			return s.fps.of(value)
+		}
+	case k&URLHeader != 0 || hasScheme(value):
+		return s.scrubHeaderURL(value)
+	}
+	return value
 }
 
 // HeaderKind says what a header's value is to the Scrubber.

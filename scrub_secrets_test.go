@@ -69,7 +69,7 @@ func TestScrubSecretsEverywhere(t *testing.T) {
 		{"URL-valued headers", Event{RequestHeaders: hdr("Referer", "https://app.example/cb?code=c-21&state=s1"),
 			ResponseHeaders: hdr("Location", "https://app.example/cb#access_token=f-22&token_type=Bearer&expires_in=3600",
 				"Link", "<https://api.example/p?page=2&api_key=l-23>; rel=\"next\"", "X-Next", "https://u-24:p-25@h.example/x")},
-			[]string{"c-21", "f-22", "l-23", "u-24", "p-25"}, []string{"state=s1", "expires_in=3600", "page=2", "@h.example/x"}},
+			[]string{"c-21", "f-22", "l-23", "u-24", "p-25"}, []string{"state=s1", "expires_in=3600", "page=2", `>; rel="next"`, "@h.example/x"}},
 		{"request URI: user info, fragment, jsessionid", Event{URI: "https://ui-26:pw-27@api.example/a;jsessionid=js-28/b?x=1&token=q-29#id_token=fr-30",
 			Path: "/a;jsessionid=js-28/b", Query: "x=1&token=q-29", TargetURL: "http://up.example/a?password=tu-31"},
 			[]string{"ui-26", "pw-27", "js-28", "q-29", "fr-30", "tu-31"}, []string{"@api.example/a;jsessionid=fp_", "/b?x=1&token=fp_", "#id_token=fp_"}},

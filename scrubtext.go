@@ -89,6 +89,35 @@ func (s *Scrubber) ScrubURL(u string) string {
 	return b.String()
 }
 
+// scrubHeaderURL scrubs a URL-valued header's value: the URL itself, or
+// each <URL> of a Link-style list ("<https://…>; rel=next, <…>").
+func (s *Scrubber) scrubHeaderURL(v string) string {
+	if strings.IndexByte(v, '<') < 0 {
+		return s.ScrubURL(v)
+	}
+	var b strings.Builder
+	rest, changed := v, false
+	for {
+		i := strings.IndexByte(rest, '<')
+		j := strings.IndexByte(rest[max(i, 0):], '>')
+		if i < 0 || j < 0 {
+			b.WriteString(rest)
+			break
+		}
+		j += i
+		u := rest[i+1 : j]
+		su := s.ScrubURL(u)
+		changed = changed || su != u
+		b.WriteString(rest[:i+1])
+		b.WriteString(su)
+		rest = rest[j:]
+	}
+	if !changed {
+		return v
+	}
+	return b.String()
+}
+
 // scrubPathParams returns path with the values of secret path parameters
 // (";jsessionid=…", ";token=…": the names of secret query parameters)
 // replaced by fingerprints.

@@ -38,8 +38,9 @@ const maxNames = 1024
 // nameKind is what the scrubber knows of a header name: its kind to
 // apimeter.Scrubber, and its place in keyHdrs (-1: not an API key header).
 type nameKind struct {
-	secret, url bool
-	key         int8
+	kind   apimeter.HeaderKind
+	secret bool
+	key    int8
 }
 
 // kind returns what a header name is, from a map of the few names a
@@ -49,7 +50,7 @@ func (s *scrubber) kind(name string) nameKind {
 		return k
 	}
 	hk := s.full.HeaderKind(name)
-	k := nameKind{secret: hk&apimeter.SecretHeader != 0, url: hk&apimeter.URLHeader != 0, key: -1}
+	k := nameKind{kind: hk, secret: hk&apimeter.SecretHeader != 0, key: -1}
 	for i, h := range s.keyHdrs {
 		if strings.EqualFold(name, h) {
 			k.key = int8(i)
@@ -67,19 +68,11 @@ func (s *scrubber) kind(name string) nameKind {
 // apimeter.Scrubber's cache of recent ones.
 func (s *scrubber) fingerprint(secret string) string { return s.full.Fingerprint(secret) }
 
-// header returns the value to send for a header: a secret one's
-// fingerprint, a URL's scrubbed form, else the value itself.
+// header returns the value to send for a header, as apimeter.Scrubber
+// keeps it: a secret one's fingerprint, a URL's scrubbed form, else the
+// value itself.
 func (s *scrubber) header(name, value string) string {
-	k := s.kind(name)
-	switch {
-	case k.secret:
-		if value != "" {
-			return s.fingerprint(value)
-		}
-	case k.url || strings.Contains(value, "://"):
-		return s.full.ScrubURL(value)
-	}
-	return value
+	return s.full.HeaderValue(s.kind(name).kind, value)
 }
 
 // scrub makes e safe to send, as appendRecord does for a record.
