@@ -209,9 +209,6 @@ func (s *Scrubber) FingerprintOfHash(keyHash string) string {
 	return s.fps.of(fp)
 }
 
-// Keyed reports whether the Scrubber makes keyed fingerprints.
-func (s *Scrubber) Keyed() bool { return s.fps.mac.New != nil }
-
 // NewScrubber returns an unkeyed Scrubber that scrubs the default secrets
 // plus the extra header and query parameter names given, and keeps bodyCap
 // bytes of each body (a negative bodyCap means DefaultBodyCap).
