@@ -29,7 +29,8 @@ type profileIn struct {
 }
 
 // profiles handles /v1/users, /v1/companies and their batch forms. Profiles
-// are upserted by id; session tokens in them are kept only as fingerprints.
+// are upserted by id; session tokens and secret fields in them are kept
+// only as fingerprints.
 func (s *Server) profiles(kind string, batch bool) http.HandlerFunc {
 	idField := kind + "_id"
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -56,7 +57,7 @@ func (s *Server) profiles(kind string, batch bool) http.HandlerFunc {
 			if !batch {
 				index = -1
 			}
-			p, err := parseProfile(raw, kind, idField, index, now, s.cfg.MaxMetadataBytes)
+			p, err := parseProfile(s.cfg.Scrubber, raw, kind, idField, index, now, s.cfg.MaxMetadataBytes)
 			if err != nil {
 				s.writeError(w, r, err)
 				return
@@ -121,7 +122,10 @@ func (s *Server) decodeProfiles(rd io.Reader, batch bool) ([]json.RawMessage, er
 // into a map (about 100 bytes each for as few as 6 bytes of JSON).
 const maxProfileKeys = 1000
 
-func parseProfile(raw json.RawMessage, kind, idField string, index int, now time.Time, maxMetadata int) (apimeter.Profile, error) {
+// parseProfile reads one profile and makes it safe to store with scrub:
+// the session token becomes its fingerprint, and so does the value of every
+// secret field (metadata's included, at any depth).
+func parseProfile(scrub *apimeter.Scrubber, raw json.RawMessage, kind, idField string, index int, now time.Time, maxMetadata int) (apimeter.Profile, error) {
 	bad := func(field, msg string) error {
 		return &apimeter.FieldError{Index: index, Field: field, Msg: msg}
 	}
@@ -184,10 +188,15 @@ func parseProfile(raw json.RawMessage, kind, idField string, index int, now time
 		m["modified_time"], _ = json.Marshal(p.ModifiedTime.Format("2006-01-02T15:04:05.000Z"))
 	}
 	if in.SessionToken != "" {
-		fp, _ := json.Marshal(apimeter.Fingerprint(apimeter.BearerToken(in.SessionToken)))
-		m["session_token"] = fp
+		// session_token is a secret field: ScrubJSON fingerprints the bare
+		// token, as Scrub does an event's.
+		tok, _ := json.Marshal(apimeter.BearerToken(in.SessionToken))
+		m["session_token"] = tok
 	}
 	p.Body, _ = json.Marshal(m)
+	if b, ok := scrub.ScrubJSON(string(p.Body)); ok {
+		p.Body = []byte(b)
+	}
 	return p, nil
 }
 
