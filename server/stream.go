@@ -15,9 +15,10 @@ import (
 
 // Defaults for StreamConfig.
 const (
-	DefaultStreamBuffer      = 256
-	DefaultStreamSubscribers = 64
-	DefaultStreamHeartbeat   = 15 * time.Second
+	DefaultStreamBuffer       = 256
+	DefaultStreamSubscribers  = 64
+	DefaultStreamHeartbeat    = 15 * time.Second
+	DefaultStreamWriteTimeout = 30 * time.Second
 )
 
 // StreamConfig bounds the live event stream.
@@ -31,6 +32,11 @@ type StreamConfig struct {
 	// Heartbeat is how often an idle stream gets a comment line, so
 	// proxies and browsers keep it open. Zero means DefaultStreamHeartbeat.
 	Heartbeat time.Duration
+	// WriteTimeout bounds each write to a stream, in place of the
+	// server's WriteTimeout (which would cut every stream after it): a
+	// client that takes no bytes for that long is cut off. Zero means
+	// DefaultStreamWriteTimeout.
+	WriteTimeout time.Duration
 }
 
 // Stream fans newly stored events out to live subscribers (the server-sent
@@ -85,6 +91,9 @@ func NewStream(cfg StreamConfig) *Stream {
 	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = DefaultStreamHeartbeat
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultStreamWriteTimeout
 	}
 	return &Stream{cfg: cfg, subs: map[*subscriber]struct{}{}}
 }
@@ -210,6 +219,11 @@ func (s *Stream) serve(w http.ResponseWriter, r *http.Request, writeErr func(htt
 	}
 	defer s.unsubscribe(sub)
 	rc := http.NewResponseController(w)
+	// A stream outlives the server's read and write timeouts by design: the
+	// request has no body to read, and each write gets its own deadline.
+	rc.SetReadDeadline(time.Time{})
+	deadline := func() { rc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout)) }
+	deadline()
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
@@ -249,6 +263,7 @@ func (s *Stream) serve(w http.ResponseWriter, r *http.Request, writeErr func(htt
 		if n := sub.dropped.Swap(0); n > 0 {
 			buf = appendSSE(buf, "dropped", []byte(`{"dropped":`+strconv.FormatInt(n, 10)+`}`))
 		}
+		deadline()
 		if _, err := w.Write(buf); err != nil {
 			return
 		}

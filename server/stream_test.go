@@ -117,3 +117,44 @@ func TestEventsFilterByAPIAndRoute(t *testing.T) {
 		}
 	}
 }
+
+// A stream outlives the server's read and write timeouts, and still
+// delivers after them.
+func TestStreamOutlivesServerTimeouts(t *testing.T) {
+	e := newEnv(t, server.Config{Stream: server.StreamConfig{Heartbeat: 100 * time.Millisecond, WriteTimeout: time.Second}})
+	e.http.Config.ReadTimeout, e.http.Config.WriteTimeout = 300*time.Millisecond, 300*time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.http.URL+"/v1/o/acme/environments/prod/events/stream", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			got <- sc.Text()
+		}
+		close(got)
+	}()
+	time.Sleep(time.Second) // three times the server's timeouts
+	if code, out := e.post("/v1/events/batch", []byte("["+streamEvent("late-1", "513", 200)+"]")); code != 200 {
+		t.Fatalf("batch: %d %v", code, out)
+	}
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case line, ok := <-got:
+			if !ok {
+				t.Fatal("the stream was cut before the event came")
+			}
+			if strings.Contains(line, `"event_id":"late-1"`) {
+				return
+			}
+		case <-deadline:
+			t.Fatal("no event 10 s after it was stored")
+		}
+	}
+}
