@@ -43,7 +43,10 @@ type Config struct {
 	// MaxBatchEvents caps the events in one batch. Zero means
 	// DefaultMaxBatchEvents.
 	MaxBatchEvents int
-	Logger         *slog.Logger
+	// Auth finds what the credential of a read or admin request allows
+	// (see auth.go). Nil closes every read and admin route (401).
+	Auth   Authorizer
+	Logger *slog.Logger
 }
 
 // Server serves apimeter's HTTP API.
@@ -73,8 +76,24 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// Handle adds a handler to the server's mux (for parts wired in cmd/).
-func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+// Handle adds a handler to the server's mux (for parts wired in cmd/),
+// behind the key check its pattern calls for (RouteScope): every route
+// under /v1/o/{org}/... needs a key of that org without more being done.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.HandleScope(pattern, RouteScope(pattern), h)
+}
+
+// HandleScope adds a handler that needs a key of the given scope (Public:
+// none). A Read route registered without a method needs Admin for methods
+// other than GET and HEAD.
+func (s *Server) HandleScope(pattern string, need Scope, h http.Handler) {
+	if need == Public {
+		s.mux.Handle(pattern, h)
+		return
+	}
+	method, _ := splitPattern(pattern)
+	s.mux.Handle(pattern, s.guard(need, method == "", h))
+}
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
@@ -92,10 +111,10 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /health/probe", func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]any{"status": true, "region": "apimeter"})
 	})
-	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/events", s.listEvents)
-	s.mux.HandleFunc("GET /v1/o/{org}/e/{env}/events", s.listEvents)
-	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/users/{id}", s.getProfile("user"))
-	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/companies/{id}", s.getProfile("company"))
+	s.Handle("GET /v1/o/{org}/environments/{env}/events", http.HandlerFunc(s.listEvents))
+	s.Handle("GET /v1/o/{org}/e/{env}/events", http.HandlerFunc(s.listEvents))
+	s.Handle("GET /v1/o/{org}/environments/{env}/users/{id}", s.getProfile("user"))
+	s.Handle("GET /v1/o/{org}/environments/{env}/companies/{id}", s.getProfile("company"))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]any{
 			"status": "ok",

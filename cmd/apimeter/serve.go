@@ -13,6 +13,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/store/duckdb"
 )
@@ -40,6 +41,8 @@ type instance struct {
 	Store *duckdb.Store
 	Srv   *server.Server
 	Apps  *apps.Registry
+	Keys  *auth.Keys
+	Auth  *auth.Guard
 	http  *http.Server
 	idn   *identitySetup
 	done  chan error
@@ -64,6 +67,16 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 	if err != nil {
 		return nil, err
 	}
+	keys, err := auth.Open(f.Data)
+	if err != nil {
+		return nil, err
+	}
+	guard := auth.New(auth.Config{
+		Keys:    keys,
+		IsAppID: func(id string) bool { _, ok := reg.Lookup(id); return ok },
+		Envs:    func(org string) []string { return appEnvs(reg, org) },
+		Logger:  log,
+	})
 	so.DedupeHorizon, so.Logger = f.DedupeHorizon, log
 	if so.DailyInterval == 0 {
 		so.DailyInterval = f.DailyInterval
@@ -85,10 +98,12 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 		Sinks:          idn.Sinks,
 		MaxBodyBytes:   f.MaxBodyBytes,
 		MaxBatchEvents: f.MaxBatchEvents,
+		Auth:           guard,
 		Logger:         log,
 	})
+	guard.Register(srv)
 	idn.API.Register(srv)
-	wireStats(srv, st, f.statsFlags, log)
+	wireStats(srv, st, reg, f.statsFlags, log)
 	ln, err := net.Listen("tcp", f.Listen)
 	if err != nil {
 		st.Close()
@@ -96,7 +111,7 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 		return nil, err
 	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, http: hs, idn: idn, done: make(chan error, 1), log: log}
+	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, Keys: keys, Auth: guard, http: hs, idn: idn, done: make(chan error, 1), log: log}
 	go func() {
 		err := hs.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
