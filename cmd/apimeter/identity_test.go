@@ -8,6 +8,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/identity"
 )
 
@@ -27,7 +28,11 @@ func TestServeIdentityWiring(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin := adminFlags{Server: in.URL, Org: "acme", Env: "prod"}
+	_, key, err := auth.Create(dir, auth.Spec{Org: "acme", Scope: auth.ScopeAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := adminFlags{Server: in.URL, Org: "acme", Env: "prod", APIMeterKey: key}
 	stdout := os.Stdout
 	os.Stdout, _ = os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	err = (&aliasesPutCmd{adminFlags: admin, keyRef: keyRef{Key: "ak_cli_key_1"}, User: "513"}).Run(ctx)
