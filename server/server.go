@@ -54,6 +54,8 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 	mux *http.ServeMux
+	// guarded lists the patterns registered behind the key check.
+	guarded []Route
 
 	eventsStored     atomic.Int64
 	eventsDuplicates atomic.Int64
@@ -93,7 +95,18 @@ func (s *Server) HandleScope(pattern string, need Scope, h http.Handler) {
 	}
 	method, _ := splitPattern(pattern)
 	s.mux.Handle(pattern, s.guard(need, method == "", h))
+	s.guarded = append(s.guarded, Route{Pattern: pattern, Scope: need})
 }
+
+// Route is a registered pattern and the scope it needs.
+type Route struct {
+	Pattern string
+	Scope   Scope
+}
+
+// Routes lists the routes registered behind the key check, in order (tests
+// walk them all).
+func (s *Server) Routes() []Route { return append([]Route(nil), s.guarded...) }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
