@@ -88,6 +88,7 @@ func (h *Handler) Register(mux Mux) {
 	o := orgHandler{h}
 	for _, p := range []string{"/v1/o/{org}", "/v1/organizations/{org}"} {
 		mux.Handle("GET "+p, o)
+		mux.Handle("GET "+p+"/{$}", o) // apigee-edge-js reads the org with a trailing slash
 		mux.Handle("GET "+p+"/environments", o)
 		mux.Handle("GET "+p+"/environments/{env}", o)
 		mux.Handle("GET "+p+"/e/{env}", o)

@@ -111,7 +111,7 @@ func concrete(pattern string) (method, path string) {
 		method, path = "GET", pattern
 	}
 	rep := strings.NewReplacer("{org}", "acme", "{env}", "prod", "{dims...}", "apiproxy", "{id}", "513",
-		"{key_hash}", apimeter.KeyHash("nobody"))
+		"{key_hash}", apimeter.KeyHash("nobody"), "{$}", "")
 	path = rep.Replace(path)
 	// Routes without {org} in the path name the org in the query string,
 	// as the CLI does.
@@ -203,7 +203,7 @@ func checkAuthError(t *testing.T, pattern, name string, code int, h http.Header,
 		t.Errorf("%s with %s: 401 without WWW-Authenticate Bearer: %v", pattern, name, h)
 	}
 	apigee := strings.Contains(pattern, "{org}") && (strings.Contains(pattern, "/stats") ||
-		strings.HasSuffix(pattern, "{org}") || strings.HasSuffix(pattern, "/environments") ||
+		strings.HasSuffix(pattern, "{org}") || strings.HasSuffix(pattern, "{$}") || strings.HasSuffix(pattern, "/environments") ||
 		strings.HasSuffix(pattern, "/environments/{env}") || strings.HasSuffix(pattern, "/e/{env}"))
 	if apigee {
 		if _, ok := body["code"].(string); !ok || body["contexts"] == nil {
@@ -263,8 +263,8 @@ func TestAuthRightKeyAnswers(t *testing.T) {
 				}{"GET " + o + e + s, "GET", p + "?select=sum(message_count)&timeUnit=day&_optimize=js&t=agg_percentile&accuracy=0" + tr, "", r.read, 200})
 			}
 		}
-		for _, s := range []string{"", "/environments", "/environments/{env}", "/e/{env}"} {
-			p := strings.NewReplacer("{org}", "acme", "{env}", "prod").Replace(o + s)
+		for _, s := range []string{"", "/{$}", "/environments", "/environments/{env}", "/e/{env}"} {
+			p := strings.NewReplacer("{org}", "acme", "{env}", "prod", "{$}", "").Replace(o + s)
 			cases = append(cases, struct {
 				pattern, method, path, body string
 				key                         string
