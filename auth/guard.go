@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"log/slog"
@@ -83,70 +84,102 @@ func New(cfg Config) *Guard {
 // (any user name; or the key as user name and no password); the session
 // cookie. A collector application id sent in any of these places, or in
 // X-Moesif-Application-Id, is server.ErrAppID.
-func (g *Guard) Authenticate(r *http.Request) (server.Grant, error) {
+func (g *Guard) Authenticate(r *http.Request) (*server.Grant, error) {
 	if h := r.Header.Get("Authorization"); h != "" {
-		cred, ok := credential(h)
+		var buf [192]byte
+		cred, ok := credentialBytes(h, buf[:0])
 		if !ok {
-			return server.Grant{}, server.ErrBadCredential
+			return nil, server.ErrBadCredential
 		}
-		return g.key(cred)
+		return g.keyBytes(cred)
 	}
-	if c, err := r.Cookie(CookieName); err == nil && c.Value != "" {
-		return g.session(c.Value)
+	if c := cookie(r.Header, CookieName); c != "" {
+		return g.session(c)
 	}
 	if id := r.Header.Get(server.AppIDHeader); id != "" && g.cfg.IsAppID(id) {
-		return server.Grant{}, server.ErrAppID
+		return nil, server.ErrAppID
 	}
-	return server.Grant{}, server.ErrNoCredential
+	return nil, server.ErrNoCredential
 }
 
 // credential reads the key out of an Authorization header value.
 func credential(h string) (string, bool) {
+	b, ok := credentialBytes(h, nil)
+	return string(b), ok
+}
+
+// credentialBytes reads the key out of an Authorization header value,
+// decoding Basic credentials into buf when it is large enough (the check
+// then allocates nothing).
+func credentialBytes(h string, buf []byte) ([]byte, bool) {
 	scheme, rest, _ := strings.Cut(strings.TrimSpace(h), " ")
 	rest = strings.TrimSpace(rest)
 	switch {
 	case strings.EqualFold(scheme, "Bearer"):
-		return rest, rest != ""
+		return append(buf, rest...), rest != ""
 	case strings.EqualFold(scheme, "Basic"):
-		b, err := base64.StdEncoding.DecodeString(rest)
-		if err != nil {
-			return "", false
+		n := base64.StdEncoding.DecodedLen(len(rest))
+		if cap(buf) < n {
+			buf = make([]byte, 0, n)
 		}
-		user, pass, _ := strings.Cut(string(b), ":")
-		if pass == "" {
+		n, err := base64.StdEncoding.Decode(buf[:n], []byte(rest))
+		if err != nil {
+			return nil, false
+		}
+		b := buf[:n]
+		user, pass, _ := bytes.Cut(b, []byte(":"))
+		if len(pass) == 0 {
 			pass = user
 		}
-		return pass, pass != ""
+		return pass, len(pass) > 0
 	}
-	return "", false
+	return nil, false
 }
 
-func (g *Guard) key(cred string) (server.Grant, error) {
-	if strings.HasPrefix(cred, Prefix) {
-		if k, ok := g.cfg.Keys.Lookup(cred); ok {
-			return k.Grant(), nil
+// cookie returns the value of the named cookie, without parsing the
+// others.
+func cookie(h http.Header, name string) string {
+	for _, line := range h["Cookie"] {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			part = strings.TrimSpace(part)
+			if v, ok := strings.CutPrefix(part, name+"="); ok {
+				return strings.Trim(v, `"`)
+			}
 		}
-		return server.Grant{}, server.ErrBadCredential
 	}
-	if g.cfg.IsAppID(cred) {
-		return server.Grant{}, server.ErrAppID
-	}
-	return server.Grant{}, server.ErrBadCredential
+	return ""
 }
 
-func (g *Guard) session(token string) (server.Grant, error) {
+func (g *Guard) key(cred string) (*server.Grant, error) { return g.keyBytes([]byte(cred)) }
+
+func (g *Guard) keyBytes(cred []byte) (*server.Grant, error) {
+	if bytes.HasPrefix(cred, []byte(Prefix)) {
+		if k := g.cfg.Keys.lookupBytes(cred); k != nil {
+			return k.grant, nil
+		}
+		return nil, server.ErrBadCredential
+	}
+	if g.cfg.IsAppID(string(cred)) {
+		return nil, server.ErrAppID
+	}
+	return nil, server.ErrBadCredential
+}
+
+func (g *Guard) session(token string) (*server.Grant, error) {
 	now := g.cfg.Now()
 	g.mu.Lock()
 	s, ok := g.sessions[token]
 	g.mu.Unlock()
 	if !ok || !now.Before(s.expires) {
-		return server.Grant{}, server.ErrBadCredential
+		return nil, server.ErrBadCredential
 	}
-	k, ok := g.cfg.Keys.ByID(s.keyID)
-	if !ok || k.Revoked != nil {
-		return server.Grant{}, server.ErrBadCredential
+	gr := g.cfg.Keys.grantOf(s.keyID)
+	if gr == nil {
+		return nil, server.ErrBadCredential
 	}
-	return k.Grant(), nil
+	return gr, nil
 }
 
 func randomToken() string {

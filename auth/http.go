@@ -127,7 +127,7 @@ func (g *Guard) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.setCookie(w, r, g.newSession(gr.KeyID), int(g.cfg.SessionTTL/time.Second))
-	server.WriteJSON(w, http.StatusOK, g.sessionJSON(gr))
+	server.WriteJSON(w, http.StatusOK, g.sessionJSON(*gr))
 }
 
 func (g *Guard) whoAmI(w http.ResponseWriter, r *http.Request) {

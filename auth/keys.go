@@ -54,10 +54,15 @@ type Key struct {
 	Hash    string     `json:"sha256"`
 	Created time.Time  `json:"created"`
 	Revoked *time.Time `json:"revoked,omitempty"`
+
+	grant *server.Grant // built once per read of the file
 }
 
 // Grant is what the key allows, in the server's terms.
 func (k Key) Grant() server.Grant {
+	if k.grant != nil {
+		return *k.grant
+	}
 	sc := server.Read
 	if k.Scope == ScopeAdmin {
 		sc = server.Admin
@@ -250,8 +255,11 @@ type Keys struct {
 	byID     map[string]*Key   // every key
 	modTime  time.Time
 	size     int64
-	checked  atomic.Int64 // unix nanoseconds of the last look at the file
 	reloadMu sync.Mutex
+	// stale is set a second after the last look at the file (by a timer,
+	// so that a lookup reads one atomic instead of the clock).
+	stale atomic.Bool
+	armed atomic.Bool
 }
 
 // Open returns the keys of data directory dir.
@@ -266,7 +274,13 @@ func Open(dir string) (*Keys, error) {
 func (k *Keys) reload() error {
 	k.reloadMu.Lock()
 	defer k.reloadMu.Unlock()
-	k.checked.Store(time.Now().UnixNano())
+	k.stale.Store(false)
+	if k.armed.CompareAndSwap(false, true) {
+		time.AfterFunc(recheck, func() {
+			k.armed.Store(false)
+			k.stale.Store(true)
+		})
+	}
 	st, err := os.Stat(k.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -288,6 +302,8 @@ func (k *Keys) reload() error {
 	byID := make(map[string]*Key, len(f.Keys))
 	for i := range f.Keys {
 		key := &f.Keys[i]
+		g := key.Grant()
+		key.grant = &g
 		byID[key.ID] = key
 		var h [32]byte
 		if n, err := hex.Decode(h[:], []byte(key.Hash)); err != nil || n != 32 || key.Revoked != nil {
@@ -303,34 +319,69 @@ func (k *Keys) reload() error {
 
 // fresh re-reads the file when it was last looked at over a second ago.
 func (k *Keys) fresh() {
-	if time.Now().UnixNano()-k.checked.Load() > int64(recheck) {
+	if k.stale.Load() {
 		_ = k.reload()
 	}
 }
 
-func (k *Keys) byHashLocked(h *[32]byte) (Key, bool) {
+// byHash returns the active key with hash h. The *Key is of the file as
+// last read and never changes: a re-read makes new ones.
+func (k *Keys) byHashLocked(h *[32]byte) (*Key, bool) {
 	k.mu.RLock()
 	key, ok := k.byHash[*h]
 	k.mu.RUnlock()
-	if !ok {
-		return Key{}, false
-	}
 	// Looking a key up by its hash leaks, through timing, at most something
 	// about a hash of 256 random bits: nothing to guess a key from.
-	return *key, true
+	return key, ok
 }
 
 // Lookup returns the active key secret is, if any.
 func (k *Keys) Lookup(secret string) (Key, bool) {
-	h := HashKey(secret)
-	k.fresh()
-	if key, ok := k.byHashLocked(&h); ok {
-		return key, true
+	var buf [128]byte
+	var key *Key
+	if len(secret) <= len(buf) {
+		// Hash from the stack: no allocation per request.
+		key = k.lookupBytes(append(buf[:0], secret...))
+	} else {
+		key = k.lookupBytes([]byte(secret))
 	}
-	if err := k.reload(); err != nil {
+	if key == nil {
 		return Key{}, false
 	}
-	return k.byHashLocked(&h)
+	return *key, true
+}
+
+func (k *Keys) lookupBytes(secret []byte) *Key {
+	h := sha256.Sum256(secret)
+	k.fresh()
+	if key, ok := k.byHashLocked(&h); ok {
+		return key
+	}
+	if err := k.reload(); err != nil {
+		return nil
+	}
+	key, _ := k.byHashLocked(&h)
+	return key
+}
+
+// grantOf returns the grant of the active key with that id, or nil.
+func (k *Keys) grantOf(id string) *server.Grant {
+	k.fresh()
+	k.mu.RLock()
+	key := k.byID[id]
+	k.mu.RUnlock()
+	if key == nil {
+		if k.reload() != nil {
+			return nil
+		}
+		k.mu.RLock()
+		key = k.byID[id]
+		k.mu.RUnlock()
+	}
+	if key == nil || key.Revoked != nil {
+		return nil
+	}
+	return key.grant
 }
 
 // ByID returns the key with that id, revoked or not.

@@ -93,8 +93,8 @@ func (s *Server) HandleScope(pattern string, need Scope, h http.Handler) {
 		s.mux.Handle(pattern, h)
 		return
 	}
-	method, _ := splitPattern(pattern)
-	s.mux.Handle(pattern, s.guard(need, method == "", h))
+	method, path := splitPattern(pattern)
+	s.mux.Handle(pattern, s.guard(need, method == "", strings.Contains(path, "{org}"), h))
 	s.guarded = append(s.guarded, Route{Pattern: pattern, Scope: need})
 }
 
