@@ -1,7 +1,9 @@
 // Package server is apimeter's HTTP API: the Moesif-compatible collector
 // (/v1/events, /v1/users, /v1/companies, /v1/config, /v1/rules), the read
 // API for recent events, and the health endpoint. Every error answer is
-// JSON built in one place (errors.go).
+// JSON built in one place (errors.go). Read and admin routes sit behind a
+// key check chosen by their pattern (auth.go); the keys themselves are
+// package auth's.
 package server
 
 import (
