@@ -85,8 +85,13 @@ func TestUsageSurvivesKill9(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A key made before the server starts, as `apimeter keys create` does.
+	_, key, err := auth.Create(data, auth.Spec{Org: "acme", Scope: auth.ScopeAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := startChild(t, data)
-	admin := adminFlags{Server: c.url, Org: "acme", Env: "prod"}
+	admin := adminFlags{Server: c.url, Org: "acme", Env: "prod", APIMeterKey: key}
 	var al identity.AliasJSON
 	if err := admin.call(ctx, "PUT", "/v1/aliases", nil, identity.AliasJSON{Org: "acme", Env: "prod", Key: "ak_kill9_key", UserID: "513"}, &al); err != nil {
 		t.Fatal(err)

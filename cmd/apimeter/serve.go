@@ -32,6 +32,7 @@ type serverFlags struct {
 	LogLevel       slog.Level    `default:"info" env:"APIMETER_LOG_LEVEL" help:"debug, info, warn or error."`
 	statsFlags
 	identityFlags
+	observability
 }
 
 // instance is a running server.
@@ -44,9 +45,11 @@ type instance struct {
 	Keys  *auth.Keys
 	Auth  *auth.Guard
 	http  *http.Server
-	idn   *identitySetup
-	done  chan error
-	log   *slog.Logger
+	// metrics serves /metrics when it has a listener of its own.
+	metrics *http.Server
+	idn     *identitySetup
+	done    chan error
+	log     *slog.Logger
 }
 
 // DBFile is the DuckDB file inside the data directory.
@@ -78,6 +81,9 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 		Logger:  log,
 	})
 	so.DedupeHorizon, so.Logger = f.DedupeHorizon, log
+	if so.MemoryLimit == "" {
+		so.MemoryLimit = f.MemoryLimit
+	}
 	if so.DailyInterval == 0 {
 		so.DailyInterval = f.DailyInterval
 	}
@@ -90,6 +96,8 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 		st.Close()
 		return nil, err
 	}
+	prom := newRegistry()
+	registerStore(prom, st)
 	srv := server.New(server.Config{
 		Store:          st,
 		Apps:           reg,
@@ -100,18 +108,39 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 		MaxBatchEvents: f.MaxBatchEvents,
 		Auth:           guard,
 		Logger:         log,
+		Registerer:     prom,
+		Ready:          readyChecks(st, idn.Redis),
 	})
 	guard.Register(srv)
 	idn.API.Register(srv)
-	wireStats(srv, st, reg, f.statsFlags, log)
+	wireStats(newTimedMux(srv, prom, "apimeter_metrics_api", "Metrics API"), st, reg, f.statsFlags, log)
+	var metricsSrv *http.Server
+	if f.MetricsListen == "" {
+		srv.Handle("GET /metrics", metricsHandler(prom))
+	} else {
+		mln, err := net.Listen("tcp", f.MetricsListen)
+		if err != nil {
+			st.Close()
+			idn.Close()
+			return nil, fmt.Errorf("--metrics-listen: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metricsHandler(prom))
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go metricsSrv.Serve(mln)
+		log.Info("metrics listening", "url", "http://"+mln.Addr().String()+"/metrics")
+	}
 	ln, err := net.Listen("tcp", f.Listen)
 	if err != nil {
 		st.Close()
 		idn.Close()
+		if metricsSrv != nil {
+			metricsSrv.Close()
+		}
 		return nil, err
 	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, Keys: keys, Auth: guard, http: hs, idn: idn, done: make(chan error, 1), log: log}
+	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, Keys: keys, Auth: guard, http: hs, metrics: metricsSrv, idn: idn, done: make(chan error, 1), log: log}
 	go func() {
 		err := hs.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -129,6 +158,9 @@ func (in *instance) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	err := in.http.Shutdown(ctx)
+	if in.metrics != nil {
+		err = errors.Join(err, in.metrics.Shutdown(ctx))
+	}
 	return errors.Join(err, in.Store.Close(), in.idn.Close())
 }
 
