@@ -205,10 +205,24 @@ func TestSession(t *testing.T) {
 		{"no key", "application/json", `{}`, nil, 400},
 		{"not JSON", "application/json", `key=x`, nil, 400},
 		{"from another site", "application/json", `{"key":"` + key2 + `"}`, []string{"Origin", "https://evil.example"}, 403},
+		{"from another site, says the browser", "application/json", `{"key":"` + key2 + `"}`, []string{"Sec-Fetch-Site", "cross-site"}, 403},
+		{"from a sibling site", "application/x-www-form-urlencoded", "key=" + key2, []string{"Sec-Fetch-Site", "same-site"}, 403},
 	} {
 		resp, body := call(t, http.DefaultClient, "POST", hs.URL+"/v1/session", c.ctype, c.body, c.hdr...)
 		if resp.StatusCode != c.want || !json.Valid(body) || sessionCookie(resp) != nil {
 			t.Errorf("sign in, %s: %d %s, want %d and no cookie", c.name, resp.StatusCode, body, c.want)
+		}
+	}
+
+	// The dashboard's own page, directly or behind a proxy that rewrites
+	// Host, signs in.
+	for _, hdr := range [][]string{
+		{"Sec-Fetch-Site", "same-origin", "Origin", "https://apimeter.example.com"},
+		{"Origin", "https://apimeter.example.com", "X-Forwarded-Host", "apimeter.example.com"},
+		{"Origin", hs.URL},
+	} {
+		if resp, body := call(t, http.DefaultClient, "POST", hs.URL+"/v1/session", "application/json", `{"key":"`+key2+`"}`, hdr...); resp.StatusCode != 200 {
+			t.Errorf("sign in with %v: %d %s", hdr, resp.StatusCode, body)
 		}
 	}
 

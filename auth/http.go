@@ -77,14 +77,32 @@ func (g *Guard) setCookie(w http.ResponseWriter, r *http.Request, value string, 
 }
 
 // sameOrigin refuses a sign-in posted by another site's page, which would
-// sign the browser in under the other site's key.
+// sign the browser in under the other site's key. Browsers say where a
+// request comes from in Sec-Fetch-Site; without it, Origin is compared with
+// the host the browser asked for (X-Forwarded-Host behind a proxy that
+// rewrites Host). A request with neither (curl, scripts) is no browser's.
 func sameOrigin(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-origin", "none":
+		return true
+	case "":
+	default:
+		return false
+	}
 	o := r.Header.Get("Origin")
-	if o == "" || o == "null" {
-		return r.Header.Get("Sec-Fetch-Site") != "cross-site"
+	if o == "" {
+		return true
 	}
 	u, err := url.Parse(o)
-	return err == nil && u.Host == r.Host
+	if err != nil {
+		return false
+	}
+	host := r.Host
+	if fh := r.Header.Get("X-Forwarded-Host"); fh != "" {
+		host, _, _ = strings.Cut(fh, ",")
+		host = strings.TrimSpace(host)
+	}
+	return u.Host == host
 }
 
 func (g *Guard) signIn(w http.ResponseWriter, r *http.Request) {
