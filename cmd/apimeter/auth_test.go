@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -391,4 +392,54 @@ func TestAuthNewRouteProtected(t *testing.T) {
 			t.Errorf("route %s is public", rt.Pattern)
 		}
 	}
+}
+
+// runCLI runs the apimeter command (this test binary as main) and returns its
+// standard output.
+func runCLI(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "APIMETER_TEST_AS_MAIN=1")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("apimeter %s: %v: %s", strings.Join(args, " "), err, errb.String())
+	}
+	return out.String()
+}
+
+// TestKeysCLI: `apimeter keys create` beside a running server prints the
+// key alone on its last line and the server takes it at once; `keys list`
+// never shows it; `keys revoke` stops it within a second.
+func TestKeysCLI(t *testing.T) {
+	r := newAuthRig(t)
+	out := runCLI(t, "keys", "create", "--data", r.data, "--org", "acme", "--env", "prod", "--scope", "read", "--name", "grafana")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	key := lines[len(lines)-1]
+	if !strings.HasPrefix(key, auth.Prefix) || strings.Contains(key, " ") {
+		t.Fatalf("last line %q is not a key alone", key)
+	}
+	if code, _, b := r.do("GET", "/v1/o/acme/e/prod/events", "", bearer(key)...); code != 200 {
+		t.Fatalf("new key: %d %s", code, b)
+	}
+	if code, _, _ := r.do("GET", "/v1/o/acme/e/test/events", "", bearer(key)...); code != 403 {
+		t.Errorf("key of env prod on env test: %d, want 403", code)
+	}
+	list := runCLI(t, "keys", "list", "--data", r.data, "--org", "acme")
+	if strings.Contains(list, strings.TrimPrefix(key, auth.Prefix)) || !strings.Contains(list, "grafana") {
+		t.Fatalf("keys list:\n%s", list)
+	}
+	var id string
+	for _, l := range strings.Split(list, "\n") {
+		if strings.Contains(l, "grafana") {
+			id = strings.Fields(l)[0]
+		}
+	}
+	runCLI(t, "keys", "revoke", "--data", r.data, id)
+	time.Sleep(1100 * time.Millisecond)
+	if code, _, _ := r.do("GET", "/v1/o/acme/e/prod/events", "", bearer(key)...); code != 401 {
+		t.Errorf("revoked key: %d, want 401", code)
+	}
+	r.secrets = append(r.secrets, key)
+	r.checkNoKeysOnDisk()
 }
