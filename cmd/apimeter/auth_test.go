@@ -382,6 +382,8 @@ func TestAuthNewRouteProtected(t *testing.T) {
 		{"POST", "/v1/o/acme/dashboard/x", bearer(r.read), 403}, // no method in the pattern: writes need admin
 		{"POST", "/v1/o/acme/dashboard/x", bearer(r.admin), 200},
 		{"GET", "/healthz", nil, 200},
+		{"GET", "/readyz", nil, 200},
+		{"GET", "/metrics", nil, 200},
 	} {
 		if code, _, b := r.do(c.method, c.path, "", c.hdr...); code != c.want {
 			t.Errorf("%s %s: %d %s, want %d", c.method, c.path, code, b, c.want)
