@@ -13,6 +13,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/store/duckdb"
 )
@@ -44,6 +45,8 @@ type instance struct {
 	Store *duckdb.Store
 	Srv   *server.Server
 	Apps  *apps.Registry
+	Keys  *auth.Keys
+	Auth  *auth.Guard
 	http  *http.Server
 	// metrics serves /metrics when it has a listener of its own.
 	metrics *http.Server
@@ -70,6 +73,16 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 	if err != nil {
 		return nil, err
 	}
+	keys, err := auth.Open(f.Data)
+	if err != nil {
+		return nil, err
+	}
+	guard := auth.New(auth.Config{
+		Keys:    keys,
+		IsAppID: func(id string) bool { _, ok := reg.Lookup(id); return ok },
+		Envs:    func(org string) []string { return appEnvs(reg, org) },
+		Logger:  log,
+	})
 	so.DedupeHorizon, so.Logger = f.DedupeHorizon, log
 	if so.MemoryLimit == "" {
 		so.MemoryLimit = f.MemoryLimit
@@ -106,6 +119,7 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 		Sinks:          idn.Sinks,
 		MaxBodyBytes:   f.MaxBodyBytes,
 		MaxBatchEvents: f.MaxBatchEvents,
+		Auth:           guard,
 		Logger:         log,
 		Registerer:     prom,
 		Ready:          readyChecks(st, idn.Redis),
@@ -114,8 +128,9 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 		MaxURIBytes:         f.MaxURIBytes,
 		MaxMetadataBytes:    f.MaxMetadataBytes,
 	})
+	guard.Register(srv)
 	idn.API.Register(srv)
-	wireStats(newTimedMux(srv, prom, "apimeter_metrics_api", "Metrics API"), st, f.statsFlags, log)
+	wireStats(newTimedMux(srv, prom, "apimeter_metrics_api", "Metrics API"), st, reg, f.statsFlags, log)
 	if err := f.httpFlags.Validate(); err != nil {
 		st.Close()
 		idn.Close()
@@ -149,7 +164,7 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 	ln = server.LimitListener(ln, f.httpFlags.withDefaults().MaxConnections)
 	ln = server.JSONConnErrors(ln) // net/http's own 431 and 400 answers as JSON
 	hs := f.httpFlags.server(srv)
-	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, http: hs, metrics: metricsSrv, idn: idn, done: make(chan error, 1), log: log}
+	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, Keys: keys, Auth: guard, http: hs, metrics: metricsSrv, idn: idn, done: make(chan error, 1), log: log}
 	go func() {
 		err := hs.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
