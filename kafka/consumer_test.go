@@ -170,3 +170,58 @@ func prometheusGauge(t testing.TB, reg *prometheus.Registry, name string) promet
 	t.Fatalf("metric %s not found", name)
 	return nil
 }
+
+// TestTwoConsumersOneGroup runs two consumers in one group while calls
+// arrive, stops one mid-stream so that the other takes its partitions over,
+// and checks that no call is lost or counted twice.
+func TestTwoConsumersOneGroup(t *testing.T) {
+	c := newCluster(t)
+	s := newStack(t)
+	f := newFeeder(t, c)
+	a, ra := startConsumer(t, c, s, "shared", nil)
+	b, rb := startConsumer(t, c, s, "shared", nil)
+
+	now := time.Now()
+	first := genCalls(2, 800, now)
+	f.feed(t, first)
+	// Both members joined: one holds the pair of partitions, the other
+	// stands by (a member with partition 0 alone could pair nothing).
+	waitFor(t, "the first calls paired", 30*time.Second, func() (bool, string) {
+		sa, sb := a.Stats(), b.Stats()
+		return sa.Paired+sb.Paired > 100, fmt.Sprintf("a %+v b %+v", sa.Partitions, sb.Partitions)
+	})
+	for _, st := range []kafka.Stats{a.Stats(), b.Stats()} {
+		if len(st.Partitions) == 1 {
+			t.Errorf("a member holds one partition of the pair: %+v", st.Partitions)
+		}
+	}
+	// Stop the member holding the partitions mid-stream (it drains,
+	// commits and leaves); the other takes over.
+	if len(a.Stats().Partitions) == 0 {
+		a, b, ra, rb = b, a, rb, ra
+	}
+	if err := ra.stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	second := genCalls(3, 800, now.Add(time.Second))
+	f.feed(t, second)
+	all := append(first, second...)
+	want := expected(all)
+	total := 0
+	for _, n := range want {
+		total += n
+	}
+	waitFor(t, "every call stored once", 60*time.Second, func() (bool, string) {
+		sa, sb := a.Stats(), b.Stats()
+		return sa.Stored+sb.Stored == int64(total) && sb.Pending == 0 && len(sb.Partitions) == 2,
+			fmt.Sprintf("a %+v\nb %+v", sa, sb)
+	})
+	if got := s.byVerbStatus(t); !maps.Equal(got, want) {
+		t.Errorf("Metrics API by verb and status:\n got %v\nwant %v", got, want)
+	}
+	if a.Stats().Stored == 0 {
+		t.Errorf("the first member stored nothing: the takeover was not exercised")
+	}
+	t.Logf("first member: %+v\nsecond member: %+v", a.Stats(), b.Stats())
+	_ = rb
+}
