@@ -87,6 +87,9 @@ type ConsumerConfig struct {
 	// Drain bounds how long a stopping consumer keeps trying to store its
 	// last batch. Zero means DefaultDrain.
 	Drain time.Duration
+	// SessionTimeout is how long the group waits for a silent member
+	// before moving its partitions. Zero means franz-go's 45 s.
+	SessionTimeout time.Duration
 	// ClientOpts are added to the franz-go client's options.
 	ClientOpts []kgo.Opt
 }
@@ -202,6 +205,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	)
 	if c.cfg.Format == FormatAPIM {
 		opts = append(opts, kgo.Balancers(pairBalancer{}))
+	}
+	if c.cfg.SessionTimeout > 0 {
+		opts = append(opts, kgo.SessionTimeout(c.cfg.SessionTimeout), kgo.HeartbeatInterval(min(3*time.Second, c.cfg.SessionTimeout/5)))
 	}
 	opts = append(opts, c.cfg.ClientOpts...)
 	cl, err := kgo.NewClient(opts...)
