@@ -2,7 +2,6 @@ package httpmsg
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"strconv"
 	"strings"
 	"time"
@@ -74,11 +73,12 @@ func ToEvent(req, resp *Message, reqTime, respTime time.Time) apimeter.Event {
 		e.ResponseBody = body(resp.Body, resp.Header)
 		e.ResponseSize = size(resp.Body, resp.Header)
 	}
-	md := map[string]string{"apim_message_id": e.ID}
+	md := make([]byte, 0, 96)
+	md = apimeter.AppendJSONString(append(md, `{"apim_message_id":`...), e.ID)
 	if orphan != "" {
-		md["apim_orphan"] = orphan
+		md = append(append(append(md, `,"apim_orphan":"`...), orphan...), '"')
 	}
-	e.Metadata, _ = json.Marshal(md)
+	e.Metadata = append(md, '}')
 	return e
 }
 

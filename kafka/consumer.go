@@ -123,9 +123,15 @@ type Consumer struct {
 	mu      sync.Mutex // guards everything below
 	parts   map[int32]*partState
 	pending *pendingTable
-	out     []apimeter.Event
-	resolve []*slot
-	stats   Stats
+	out     []apimeter.Event // the batch being read
+	resolve []*slot          // what it completes, once stored
+	spare   []apimeter.Event
+	// spareResolve is the resolve slice of the last stored batch, reused.
+	spareResolve []*slot
+	inflight     *inflight
+	stats        Stats
+	ctx          context.Context // Run's
+	cl           *kgo.Client
 }
 
 // NewConsumer checks cfg and returns a Consumer.
@@ -162,6 +168,9 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	}
 	c := &Consumer{cfg: cfg, log: cfg.Logger.With("topic", cfg.Topic, "group", cfg.Group),
 		parts: map[int32]*partState{}, pending: newPendingTable()}
+	// Events are large; two batches' worth, reused, keeps growslice and
+	// its copies off the hot path.
+	c.out, c.spare = make([]apimeter.Event, 0, cfg.MaxPoll), make([]apimeter.Event, 0, cfg.MaxPoll)
 	if cfg.Registerer != nil {
 		if err := cfg.Registerer.Register(collector{c}); err != nil {
 			return nil, fmt.Errorf("kafka consumer: register metrics: %w", err)
@@ -215,9 +224,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return fmt.Errorf("kafka consumer: %w", err)
 	}
 	c.log.Info("kafka consumer started", "brokers", c.cfg.Brokers, "format", c.cfg.Format)
+	c.ctx, c.cl = ctx, cl
 	lastLog := time.Now()
 	var runErr error
 	for {
+		polled := time.Now()
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		fs := cl.PollRecords(pctx, c.cfg.MaxPoll)
 		cancel()
@@ -231,26 +242,42 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 		})
 		c.mu.Lock()
+		t0 := time.Now()
 		fs.EachPartition(c.handlePartition)
-		c.expire(time.Now())
-		err := c.flush(ctx)
+		c.expire(t0)
+		events := len(c.out)
+		t1 := time.Now()
+		// The batch before this one was storing while this one was read
+		// and parsed; it is committed now, and this one starts storing.
+		err := c.finish()
 		if err == nil {
-			c.commit(ctx, cl)
+			c.startStore()
 		}
 		c.mu.Unlock()
-		cl.AllowRebalance()
+		if n := fs.NumRecords(); n > 0 {
+			c.log.Debug("batch", "records", n, "events", events, "poll", t0.Sub(polled), "parse", t1.Sub(t0), "wait_store", time.Since(t1))
+		}
 		if err != nil {
 			runErr = err
 			break
 		}
+		if stopping {
+			break
+		}
+		// Rebalance callbacks run here, between polls; they finish the
+		// batch in flight before partitions go.
+		cl.AllowRebalance()
 		if c.cfg.LogInterval > 0 && time.Since(lastLog) >= c.cfg.LogInterval {
 			c.logHealth("kafka consumer health")
 			lastLog = time.Now()
 		}
-		if stopping {
-			break
-		}
 	}
+	c.mu.Lock()
+	if err := c.finish(); err != nil && runErr == nil {
+		runErr = err
+	}
+	c.mu.Unlock()
+	cl.AllowRebalance()
 	cl.Close()
 	c.logHealth("kafka consumer stopped")
 	return runErr
@@ -272,6 +299,9 @@ func (c *Consumer) assigned(_ context.Context, _ *kgo.Client, m map[string][]int
 func (c *Consumer) revoked(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.finish(); err != nil {
+		c.log.Error("store the batch in flight before giving partitions up", "err", err)
+	}
 	gone := map[int32]bool{}
 	for _, p := range m[c.cfg.Topic] {
 		gone[p] = true
@@ -339,8 +369,9 @@ func (c *Consumer) handleAPIM(p *partState, r *kgo.Record) error {
 }
 
 func (c *Consumer) emit(e apimeter.Event) {
-	e.Org, e.Env = c.cfg.Org, c.cfg.Env
 	c.out = append(c.out, e)
+	last := &c.out[len(c.out)-1]
+	last.Org, last.Env = c.cfg.Org, c.cfg.Env
 }
 
 func (c *Consumer) handleJSON(r *kgo.Record) error {
@@ -410,60 +441,104 @@ func (c *Consumer) expire(now time.Time) {
 	}
 }
 
-// flush stores the batch's events, retrying until it is stored: an offset
-// is committed only after what it covers is. A stopping consumer keeps
-// trying for Drain, then gives up without committing.
-func (c *Consumer) flush(ctx context.Context) error {
-	if len(c.out) > 0 {
+// inflight is a batch being stored while the next one is read.
+type inflight struct {
+	events  []apimeter.Event
+	resolve []*slot         // halves of earlier batches this one completes
+	next    map[int32]int64 // per partition, the offset after the batch
+	done    chan error
+	res     apimeter.AppendResult
+}
+
+// startStore hands the batch in hand to a goroutine that stores it,
+// retrying until it is stored: an offset is committed only after what it
+// covers is. A stopping consumer keeps trying for Drain, then gives up.
+func (c *Consumer) startStore() {
+	f := &inflight{events: c.out, resolve: c.resolve, next: make(map[int32]int64, len(c.parts)), done: make(chan error, 1)}
+	for id, p := range c.parts {
+		if p.next >= 0 {
+			f.next[id] = p.next
+		}
+	}
+	c.out, c.spare = c.spare[:0], nil
+	c.resolve, c.spareResolve = c.spareResolve[:0], nil
+	c.inflight = f
+	if len(f.events) == 0 {
+		f.done <- nil
+		return
+	}
+	ctx := c.ctx
+	go func() {
 		sctx := context.WithoutCancel(ctx)
 		var stopAt time.Time
 		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-			res, err := c.cfg.Ingester.Ingest(sctx, c.out)
+			res, err := c.cfg.Ingester.Ingest(sctx, f.events)
 			if err == nil {
-				c.stats.Stored += int64(len(res.Stored))
-				c.stats.Duplicates += int64(res.Duplicates)
-				break
+				f.res = res
+				f.done <- nil
+				return
 			}
 			if ctx.Err() != nil {
 				if stopAt.IsZero() {
 					stopAt = time.Now()
 				}
 				if time.Since(stopAt) > c.cfg.Drain {
-					return fmt.Errorf("kafka consumer: store %d events while stopping: %w", len(c.out), err)
+					f.done <- fmt.Errorf("kafka consumer: store %d events while stopping: %w", len(f.events), err)
+					return
 				}
 			}
-			c.log.Error("store events; retrying", "events", len(c.out), "err", err, "wait", wait)
+			c.log.Error("store events; retrying", "events", len(f.events), "err", err, "wait", wait)
 			time.Sleep(wait)
 		}
-		clear(c.out)
-		c.out = c.out[:0]
+	}()
+}
+
+// finish waits for the batch in flight, if any, and commits what it
+// completes.
+func (c *Consumer) finish() error {
+	f := c.inflight
+	if f == nil {
+		return nil
 	}
-	for _, s := range c.resolve {
+	err := <-f.done
+	c.inflight = nil
+	if err != nil {
+		return err
+	}
+	c.stats.Stored += int64(len(f.res.Stored))
+	c.stats.Duplicates += int64(f.res.Duplicates)
+	for _, s := range f.resolve {
 		s.resolved = true
 	}
-	clear(c.resolve)
-	c.resolve = c.resolve[:0]
+	c.commit(f.next)
+	clear(f.events)
+	c.spare = f.events[:0]
+	clear(f.resolve)
+	c.spareResolve = f.resolve[:0]
 	return nil
 }
 
 // commit commits, per partition, the offset before which everything is
-// stored or skipped.
-func (c *Consumer) commit(ctx context.Context, cl *kgo.Client) {
+// stored or skipped: the oldest half still waiting, or the end of the
+// stored batch.
+func (c *Consumer) commit(next map[int32]int64) {
 	offsets := map[int32]kgo.EpochOffset{}
 	for id, p := range c.parts {
-		if p.next < 0 {
+		end, ok := next[id]
+		if !ok {
 			continue
 		}
-		if o := p.commitOffset(); o > p.committed {
+		o := min(p.commitOffset(), end)
+		if o > p.committed {
 			offsets[id] = kgo.EpochOffset{Epoch: -1, Offset: o}
 		}
 	}
 	if len(offsets) == 0 {
 		return
 	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), 10*time.Second)
 	defer cancel()
-	cl.CommitOffsetsSync(cctx, map[string]map[int32]kgo.EpochOffset{c.cfg.Topic: offsets},
+	c.cl.CommitOffsetsSync(cctx, map[string]map[int32]kgo.EpochOffset{c.cfg.Topic: offsets},
 		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 			if err != nil {
 				c.log.Warn("commit offsets", "err", err)
