@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -107,6 +108,24 @@ func (p *Producer) Send(ctx context.Context, events []apimeter.Event) error {
 	rs, err := p.Records(events)
 	if err != nil {
 		return err
+	}
+	return p.cl.ProduceSync(ctx, rs...).FirstErr()
+}
+
+// SendMessages writes seed 002 messages as they are (relaying what a
+// policy wrote elsewhere, say): those starting "request:" to
+// RequestPartition, the others to ResponsePartition. It needs FormatAPIM.
+func (p *Producer) SendMessages(ctx context.Context, msgs [][]byte) error {
+	if p.cfg.Format != FormatAPIM {
+		return errors.New("kafka producer: SendMessages needs the apim format")
+	}
+	rs := make([]*kgo.Record, len(msgs))
+	for i, m := range msgs {
+		part := ResponsePartition
+		if bytes.HasPrefix(m, []byte("request:")) {
+			part = RequestPartition
+		}
+		rs[i] = &kgo.Record{Partition: part, Value: m}
 	}
 	return p.cl.ProduceSync(ctx, rs...).FirstErr()
 }
