@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"time"
 
@@ -160,6 +162,22 @@ func (c *consumeCmd) Run(ctx context.Context) error {
 	}
 	defer sink.Close(context.Background())
 	cfg.Ingester = collectorIngester{sink}
+	if c.MetricsListen != "" {
+		// The consumer's health, on an address of its own: there is no
+		// server here to carry /metrics.
+		reg := newRegistry()
+		cfg.Registerer = reg
+		ln, err := net.Listen("tcp", c.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metricsHandler(reg))
+		ms := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go ms.Serve(ln)
+		defer ms.Close()
+		log.Info("metrics listening", "url", "http://"+ln.Addr().String()+"/metrics")
+	}
 	cons, err := kafka.NewConsumer(cfg)
 	if err != nil {
 		return err
