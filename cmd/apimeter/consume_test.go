@@ -88,9 +88,9 @@ func TestConsumeKilledAndRestarted(t *testing.T) {
 		fed <- nil
 	}()
 
-	consume := func() *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "consume", "--brokers", brokers, "--topic", "apim", "--group", "g1",
-			"--collector", in.URL, "--app-id", app.ID, "--pair-ttl", "1s", "--session-timeout", "6s", "--log-level", "warn")
+	consume := func(extra ...string) *exec.Cmd {
+		cmd := exec.Command(os.Args[0], append([]string{"consume", "--brokers", brokers, "--topic", "apim", "--group", "g1",
+			"--collector", in.URL, "--app-id", app.ID, "--pair-ttl", "1s", "--session-timeout", "6s", "--log-level", "warn"}, extra...)...)
 		cmd.Env = append(os.Environ(), "APIMETER_TEST_AS_MAIN=1")
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
@@ -118,8 +118,21 @@ func TestConsumeKilledAndRestarted(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	second := consume()
+	metricsAddr := freeAddr(t)
+	second := consume("--metrics-listen", metricsAddr)
 	waitUntil("every call stored", 90*time.Second, func() bool { return stored() >= len(calls) })
+	// Its health on /metrics: nothing pending, nothing behind.
+	waitUntil("/metrics to show the consumer caught up", 20*time.Second, func() bool {
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		m := string(b)
+		return strings.Contains(m, `apimeter_kafka_pending{topic="apim"} 0`) && strings.Contains(m, `apimeter_kafka_lag{partition="0",topic="apim"} 0`) &&
+			strings.Contains(m, `apimeter_kafka_lag{partition="1",topic="apim"} 0`) && strings.Contains(m, "apimeter_kafka_paired_total")
+	})
 	second.Process.Signal(syscall.SIGTERM)
 	exited := make(chan error, 1)
 	go func() { exited <- second.Wait() }()
