@@ -104,14 +104,16 @@ type Stats struct {
 	Stored          int64 // events newly stored
 	Duplicates      int64 // events the store already had (redelivery)
 	Pending         int   // halves waiting for their other half now
-	// Partitions holds, per assigned partition, records read, malformed,
-	// lag (records behind the high watermark) and the committed offset.
+	// Partitions holds the figures of each assigned partition.
 	Partitions map[int32]PartitionStats
 }
 
-// PartitionStats are one partition's figures.
+// PartitionStats are one partition's figures since it was assigned.
 type PartitionStats struct {
-	Consumed, Malformed, Lag, Committed int64
+	Consumed, Malformed int64
+	Lag                 int64 // records behind the high watermark at the last fetch
+	Next                int64 // offset after the last record read, -1 before any
+	Committed           int64 // last offset committed, -1 before any
 }
 
 // Consumer reads calls from a topic as a member of a consumer group and
@@ -187,7 +189,7 @@ func (c *Consumer) Stats() Stats {
 	s.Pending = c.pending.live
 	s.Partitions = make(map[int32]PartitionStats, len(c.parts))
 	for id, p := range c.parts {
-		s.Partitions[id] = PartitionStats{Consumed: p.consumed, Malformed: p.malformed, Lag: p.lag(), Committed: p.committed}
+		s.Partitions[id] = PartitionStats{Consumed: p.consumed, Malformed: p.malformed, Lag: p.lag(), Next: p.next, Committed: p.committed}
 	}
 	return s
 }

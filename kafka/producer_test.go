@@ -129,7 +129,7 @@ func TestEventHubsSettings(t *testing.T) {
 	cons, _ := startConsumer(t, c, s, "eventhubs", nil, func(cfg *kafka.ConsumerConfig) { cfg.Conn = conn })
 	waitFor(t, "the calls stored", 30*time.Second, func() (bool, string) {
 		st := cons.Stats()
-		return st.Paired == 50, fmt.Sprintf("%+v", st)
+		return st.Stored == 50 && st.Pending == 0, fmt.Sprintf("%+v", st)
 	})
 
 	// A wrong password is refused.
