@@ -228,6 +228,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.log.Info("kafka consumer started", "brokers", c.cfg.Brokers, "format", c.cfg.Format)
 	c.ctx, c.cl = ctx, cl
 	lastLog := time.Now()
+	var lastEnds time.Time
 	var runErr error
 	for {
 		polled := time.Now()
@@ -238,6 +239,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 			break
 		}
 		stopping := ctx.Err() != nil
+		if time.Since(lastEnds) >= endsEvery {
+			c.refreshEnds(ctx, cl)
+			lastEnds = time.Now()
+		}
 		fs.EachError(func(topic string, p int32, err error) {
 			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 				c.log.Warn("kafka fetch", "partition", p, "err", err)
@@ -285,12 +290,60 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return runErr
 }
 
+// endsEvery is how often the partitions' end offsets are listed: the
+// pair TTL's clock for caught-up partitions, and their lag.
+const endsEvery = 500 * time.Millisecond
+
+// refreshEnds lists the end offsets of the assigned partitions. A failure
+// leaves the older figures, which only delays expiry.
+func (c *Consumer) refreshEnds(ctx context.Context, cl *kgo.Client) {
+	c.mu.Lock()
+	ids := make([]int32, 0, len(c.parts))
+	for id := range c.parts {
+		ids = append(ids, id)
+	}
+	c.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.ReplicaID = -1
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = c.cfg.Topic
+	for _, id := range ids {
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Partition = id
+		rp.Timestamp = -1 // the end
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, rt)
+	at := time.Now()
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	resp, err := req.RequestWith(rctx, cl)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.Warn("list end offsets", "err", err)
+		}
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, t := range resp.Topics {
+		for _, rp := range t.Partitions {
+			if p := c.parts[rp.Partition]; p != nil && rp.ErrorCode == 0 {
+				p.end, p.endAt = rp.Offset, at
+			}
+		}
+	}
+}
+
 func (c *Consumer) assigned(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now()
 	for _, p := range m[c.cfg.Topic] {
-		c.parts[p] = &partState{next: -1, hwm: -1, committed: -1, assignedAt: now}
+		c.parts[p] = &partState{next: -1, hwm: -1, end: -1, committed: -1, assignedAt: now}
 	}
 	c.log.Info("partitions assigned", "partitions", m[c.cfg.Topic])
 }
@@ -406,25 +459,33 @@ func (c *Consumer) handleJSON(r *kgo.Record) error {
 }
 
 // expire stores alone the halves that waited longer than PairTTL, in
-// record time. The clock is the oldest record time among the partitions
-// still behind their high watermark (the present when all are caught up),
-// so that reading a backlog does not flag a request whose response is
-// merely further back in the other partition.
+// record time. Each partition has a clock: when the partition was last
+// seen caught up (its listed end offset reached), or else the time of the
+// last record read from it; the pending halves are judged by the oldest
+// clock. So reading a backlog, or a stall of the store, does not flag a
+// request whose response is merely further back in the other partition.
 func (c *Consumer) expire(now time.Time) {
 	wm := now
 	for _, p := range c.parts {
-		if !p.seen {
+		switch {
+		case !p.seen:
+			// Nothing read yet: give it a TTL, then let an idle
+			// partition hold nothing back.
 			if now.Sub(p.assignedAt) < c.cfg.PairTTL {
 				wm = time.Time{}
-				break
 			}
 			continue
+		case p.end >= 0 && p.next >= p.end:
+			if p.endAt.Before(wm) {
+				wm = p.endAt
+			}
+		default:
+			if p.lastTS.Before(wm) {
+				wm = p.lastTS
+			}
 		}
-		if p.hwm >= 0 && p.next >= p.hwm {
-			continue
-		}
-		if p.lastTS.Before(wm) {
-			wm = p.lastTS
+		if wm.IsZero() {
+			break
 		}
 	}
 	cutoff := time.Time{}

@@ -32,6 +32,10 @@ type partState struct {
 	malformed  int64
 	seen       bool
 	assignedAt time.Time
+	// end is the partition's end offset as listed at endAt (-1 before
+	// any): every record written before endAt has an offset below end.
+	end   int64
+	endAt time.Time
 }
 
 // commitOffset is the offset up to which everything before is durably
@@ -48,10 +52,11 @@ func (p *partState) commitOffset() int64 {
 }
 
 func (p *partState) lag() int64 {
-	if p.hwm < 0 || p.next < 0 {
+	hwm := max(p.hwm, p.end)
+	if hwm < 0 || p.next < 0 {
 		return 0
 	}
-	if l := p.hwm - p.next; l > 0 {
+	if l := hwm - p.next; l > 0 {
 		return l
 	}
 	return 0

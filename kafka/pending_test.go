@@ -34,15 +34,16 @@ func (c *Consumer) addHalf(t *testing.T, kind httpmsg.Kind, id string, part int3
 	c.pending.add(&half{msg: httpmsg.Message{Kind: kind, ID: id, Method: "GET", Target: "/", Status: 200}, ts: ts, partition: part, slot: s})
 }
 
-// TestExpireOnRecordTime: while the response partition is behind, a request
-// old in wall-clock terms is not flagged, because its response may be in
-// the backlog; once every partition is caught up, it is.
+// TestExpireOnRecordTime: while the response partition is behind its
+// listed end, a request old in wall-clock terms is not flagged, because its
+// response may be in the backlog; once every partition has reached its end,
+// it is.
 func TestExpireOnRecordTime(t *testing.T) {
 	c := testConsumer(t, 100)
 	now := time.Now()
 	old := now.Add(-10 * time.Minute)
-	c.parts[0] = &partState{next: -1, hwm: 10, committed: -1, seen: true, lastTS: now}
-	c.parts[1] = &partState{next: -1, hwm: 500, committed: -1, seen: true, lastTS: old.Add(30 * time.Second)}
+	c.parts[0] = &partState{next: -1, hwm: -1, end: 10, endAt: now, committed: -1, seen: true, lastTS: now}
+	c.parts[1] = &partState{next: -1, hwm: -1, end: 500, endAt: now, committed: -1, seen: true, lastTS: old.Add(30 * time.Second)}
 	c.addHalf(t, httpmsg.Request, "r1", 0, 9, old)
 	c.parts[1].next = 100 // 400 records behind, last one read 30 s after the request
 	c.expire(now)
@@ -52,7 +53,7 @@ func TestExpireOnRecordTime(t *testing.T) {
 	if got := c.parts[0].commitOffset(); got != 9 {
 		t.Fatalf("commit offset %d while the request waits, want 9", got)
 	}
-	c.parts[1].next = 500 // caught up: the clock is now the present
+	c.parts[1].next = 500 // caught up: the clock is when the end was listed
 	c.expire(now)
 	if len(c.out) != 1 || c.out[0].Status != 0 || c.stats.OrphanRequests != 1 || c.pending.live != 0 {
 		t.Fatalf("after catching up: out %+v, stats %+v", c.out, c.stats)
@@ -74,7 +75,7 @@ func TestExpireOnRecordTime(t *testing.T) {
 func TestPendingBound(t *testing.T) {
 	c := testConsumer(t, 10)
 	now := time.Now()
-	c.parts[0] = &partState{next: -1, hwm: -1, committed: -1, seen: true, lastTS: now, assignedAt: now}
+	c.parts[0] = &partState{next: -1, hwm: -1, end: -1, committed: -1, seen: true, lastTS: now, assignedAt: now}
 	for i := 0; i < 25; i++ {
 		c.addHalf(t, httpmsg.Request, fmt.Sprint("r", i), 0, int64(i), now)
 	}

@@ -33,7 +33,10 @@ type ProducerConfig struct {
 	Encoder httpmsg.Encoder
 	// Linger is how long records wait to be batched. Zero means 5 ms.
 	Linger time.Duration
-	Logger *slog.Logger
+	// DeliveryTimeout bounds how long Send waits for the brokers (retries
+	// included) before the batch counts as failed; at least 1 s. Zero means 30 s.
+	DeliveryTimeout time.Duration
+	Logger          *slog.Logger
 	// ClientOpts are added to the franz-go client's options.
 	ClientOpts []kgo.Opt
 }
@@ -59,6 +62,9 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	if cfg.Linger <= 0 {
 		cfg.Linger = 5 * time.Millisecond
 	}
+	if cfg.DeliveryTimeout <= 0 {
+		cfg.DeliveryTimeout = 30 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -66,7 +72,8 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts = append(opts, kgo.DefaultProduceTopic(cfg.Topic), kgo.ProducerLinger(cfg.Linger))
+	opts = append(opts, kgo.DefaultProduceTopic(cfg.Topic), kgo.ProducerLinger(cfg.Linger),
+		kgo.RecordDeliveryTimeout(cfg.DeliveryTimeout))
 	if cfg.Format == FormatAPIM {
 		opts = append(opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	}

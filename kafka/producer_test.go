@@ -171,3 +171,31 @@ func selfSigned(t *testing.T) (*tls.Config, *x509.CertPool) {
 	roots.AddCert(cert)
 	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}}}, roots
 }
+
+// TestProducerBrokersDown: with no broker to take them, Send gives up
+// after DeliveryTimeout rather than holding the capture's sender forever.
+func TestProducerBrokersDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	prod, err := kafka.NewProducer(kafka.ProducerConfig{Conn: kafka.Conn{Brokers: []string{addr}}, Topic: topic, Format: kafka.FormatAPIM, DeliveryTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- prod.SendMessages(context.Background(), [][]byte{[]byte("request:1\nGET / HTTP/1.1\r\n\r\n")})
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Send succeeded with no broker")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Send still waiting 20 s after a 1 s delivery timeout")
+	}
+}
