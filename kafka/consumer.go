@@ -435,7 +435,7 @@ func (c *Consumer) handleJSON(r *kgo.Record) error {
 	switch {
 	case len(v) > 0 && v[0] == '[':
 		var err error
-		if ms, err = apimeter.DecodeBatch(v); err != nil {
+		if ms, err = apimeter.DecodeBatch(v, apimeter.Limits{MaxEvents: 10_000}); err != nil {
 			if err := json.Unmarshal(v, &ms); err != nil {
 				return fmt.Errorf("json batch: %w", err)
 			}
