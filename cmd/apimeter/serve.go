@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
@@ -50,9 +52,11 @@ type instance struct {
 	http  *http.Server
 	// metrics serves /metrics when it has a listener of its own.
 	metrics *http.Server
-	idn     *identitySetup
-	done    chan error
-	log     *slog.Logger
+	// Prom is the registry /metrics serves.
+	Prom *prometheus.Registry
+	idn  *identitySetup
+	done chan error
+	log  *slog.Logger
 }
 
 // DBFile is the DuckDB file inside the data directory.
@@ -164,7 +168,7 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 	ln = server.LimitListener(ln, f.httpFlags.withDefaults().MaxConnections)
 	ln = server.JSONConnErrors(ln) // net/http's own 431 and 400 answers as JSON
 	hs := f.httpFlags.server(srv)
-	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, Keys: keys, Auth: guard, http: hs, metrics: metricsSrv, idn: idn, done: make(chan error, 1), log: log}
+	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, Keys: keys, Auth: guard, http: hs, metrics: metricsSrv, Prom: prom, idn: idn, done: make(chan error, 1), log: log}
 	go func() {
 		err := hs.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -190,6 +194,7 @@ func (in *instance) Close() error {
 
 type serveCmd struct {
 	serverFlags
+	Kafka consumerFlags `embed:"" prefix:"kafka-" envprefix:"APIMETER_KAFKA_" group:"Kafka / Event Hubs consumer (off without --kafka-brokers)"`
 }
 
 func (c *serveCmd) Run(ctx context.Context) error {
@@ -197,14 +202,14 @@ func (c *serveCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	select {
-	case <-ctx.Done():
-		in.log.Info("shutting down")
-	case err := <-in.done:
-		in.Store.Close()
+	// The consumer stops with ctx: it stores its batch and commits before
+	// the store closes.
+	consumed, err := startEmbeddedConsumer(ctx, in, c.Kafka)
+	if err != nil {
+		in.Close()
 		return err
 	}
-	return in.Close()
+	return in.wait(ctx, consumed)
 }
 
 type appsCmd struct {
