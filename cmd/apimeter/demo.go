@@ -164,8 +164,15 @@ func (c *demoCmd) run(ctx context.Context, ready func(demoInfo)) (err error) {
 		cp.Close(sctx) // sends what the middleware still holds
 	}()
 
-	ready(demoInfo{URL: in.URL, APIURL: apiURL, Data: f.Data, Org: c.Org, Env: c.Env, Secret: secret,
-		Dashboard: fmt.Sprintf("%s/ui/?org=%s&env=%s", in.URL, url.QueryEscape(c.Org), url.QueryEscape(c.Env))})
+	// A read key for the printed calls, and a one-time link that signs the
+	// browser in with it.
+	key, err := newDemoKey(f.Data, c.Org)
+	if err != nil {
+		return err
+	}
+	next := fmt.Sprintf("/ui/?org=%s&env=%s", url.QueryEscape(c.Org), url.QueryEscape(c.Env))
+	ready(demoInfo{URL: in.URL, APIURL: apiURL, Data: f.Data, Org: c.Org, Env: c.Env, Secret: secret, Key: key.Key,
+		Dashboard: fmt.Sprintf("%s/signin?token=%s&next=%s", in.URL, url.QueryEscape(in.Auth.SignInToken(key.ID)), url.QueryEscape(next))})
 	select {
 	case <-ctx.Done():
 		return nil
@@ -177,15 +184,16 @@ func (c *demoCmd) run(ctx context.Context, ready func(demoInfo)) (err error) {
 func printDemo(w io.Writer, d demoInfo) {
 	fmt.Fprintf(w, "apimeter demo: serving %s, data in %s\n", d.URL, d.Data)
 	fmt.Fprintf(w, "sample API (JWT-protected, captured into apimeter): %s\n\n", d.APIURL)
-	fmt.Fprintf(w, "Dashboard:\n  %s\n\n", d.Dashboard)
+	fmt.Fprintf(w, "Dashboard (the link signs you in once; later, sign in with the key below):\n  %s\n\n", d.Dashboard)
+	fmt.Fprintf(w, "A read key of org %s, shown only now:\n  %s\n\n", d.Org, demoKey{Key: d.Key}.Env())
 	now := time.Now().UTC()
 	month := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
 	tr := url.QueryEscape(month.Format("01/02/2006 15:04") + "~" + now.Add(time.Minute).Format("01/02/2006 15:04"))
 	base := fmt.Sprintf("%s/v1/o/%s/environments/%s", d.URL, d.Org, d.Env)
 	fmt.Fprintf(w, "Metrics API (calls by user this month; p95 latency by route per day; errors by status):\n")
-	fmt.Fprintf(w, "  curl -s '%s/stats/user_id?select=sum(message_count)&timeRange=%s&sortby=sum(message_count)'\n", base, tr)
-	fmt.Fprintf(w, "  curl -s '%s/stats/route?select=p95(total_response_time)&timeUnit=day&timeRange=%s'\n", base, tr)
-	fmt.Fprintf(w, "  curl -s '%s/stats/response_status_code?select=sum(is_error)&filter=(response_status_code%%20ge%%20400)&timeRange=%s'\n\n", base, tr)
+	fmt.Fprintf(w, "  curl -s %s '%s/stats/user_id?select=sum(message_count)&timeRange=%s&sortby=sum(message_count)'\n", curlAuth, base, tr)
+	fmt.Fprintf(w, "  curl -s %s '%s/stats/route?select=p95(total_response_time)&timeUnit=day&timeRange=%s'\n", curlAuth, base, tr)
+	fmt.Fprintf(w, "  curl -s -u \"me:$APIMETER_KEY\" '%s/stats/response_status_code?select=sum(is_error)&filter=(response_status_code%%20ge%%20400)&timeRange=%s'\n\n", base, tr)
 	fmt.Fprintf(w, "Call the sample API as user 513:\n  curl -s %s/accounts/abcdef/message -H 'Authorization: Bearer %s'\n\n", d.APIURL, demo.Token(d.Secret, demo.GuideUsers[0]))
 	fmt.Fprintf(w, "Live traffic is running. Ctrl-C stops the demo.\n")
 }

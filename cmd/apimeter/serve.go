@@ -11,8 +11,11 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/store/duckdb"
 )
@@ -44,12 +47,16 @@ type instance struct {
 	Store *duckdb.Store
 	Srv   *server.Server
 	Apps  *apps.Registry
+	Keys  *auth.Keys
+	Auth  *auth.Guard
 	http  *http.Server
 	// metrics serves /metrics when it has a listener of its own.
 	metrics *http.Server
-	idn     *identitySetup
-	done    chan error
-	log     *slog.Logger
+	// Prom is the registry /metrics serves.
+	Prom *prometheus.Registry
+	idn  *identitySetup
+	done chan error
+	log  *slog.Logger
 }
 
 // DBFile is the DuckDB file inside the data directory.
@@ -70,6 +77,16 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 	if err != nil {
 		return nil, err
 	}
+	keys, err := auth.Open(f.Data)
+	if err != nil {
+		return nil, err
+	}
+	guard := auth.New(auth.Config{
+		Keys:    keys,
+		IsAppID: func(id string) bool { _, ok := reg.Lookup(id); return ok },
+		Envs:    func(org string) []string { return appEnvs(reg, org) },
+		Logger:  log,
+	})
 	so.DedupeHorizon, so.Logger = f.DedupeHorizon, log
 	if so.MemoryLimit == "" {
 		so.MemoryLimit = f.MemoryLimit
@@ -106,6 +123,7 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 		Sinks:          idn.Sinks,
 		MaxBodyBytes:   f.MaxBodyBytes,
 		MaxBatchEvents: f.MaxBatchEvents,
+		Auth:           guard,
 		Logger:         log,
 		Registerer:     prom,
 		Ready:          readyChecks(st, idn.Redis),
@@ -114,8 +132,9 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 		MaxURIBytes:         f.MaxURIBytes,
 		MaxMetadataBytes:    f.MaxMetadataBytes,
 	})
+	guard.Register(srv)
 	idn.API.Register(srv)
-	wireStats(newTimedMux(srv, prom, "apimeter_metrics_api", "Metrics API"), st, f.statsFlags, log)
+	wireStats(newTimedMux(srv, prom, "apimeter_metrics_api", "Metrics API"), st, reg, f.statsFlags, log)
 	wireWeb(srv)
 	if err := f.httpFlags.Validate(); err != nil {
 		st.Close()
@@ -151,7 +170,7 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 	ln = server.JSONConnErrors(ln) // net/http's own 431 and 400 answers as JSON
 	hs := f.httpFlags.server(srv)
 	hs.RegisterOnShutdown(srv.Stream().Close) // open event streams would hold Shutdown up
-	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, http: hs, metrics: metricsSrv, idn: idn, done: make(chan error, 1), log: log}
+	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, Keys: keys, Auth: guard, http: hs, metrics: metricsSrv, Prom: prom, idn: idn, done: make(chan error, 1), log: log}
 	go func() {
 		err := hs.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -177,6 +196,7 @@ func (in *instance) Close() error {
 
 type serveCmd struct {
 	serverFlags
+	Kafka consumerFlags `embed:"" prefix:"kafka-" envprefix:"APIMETER_KAFKA_" group:"Kafka / Event Hubs consumer (off without --kafka-brokers)"`
 }
 
 func (c *serveCmd) Run(ctx context.Context) error {
@@ -184,14 +204,14 @@ func (c *serveCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	select {
-	case <-ctx.Done():
-		in.log.Info("shutting down")
-	case err := <-in.done:
-		in.Store.Close()
+	// The consumer stops with ctx: it stores its batch and commits before
+	// the store closes.
+	consumed, err := startEmbeddedConsumer(ctx, in, c.Kafka)
+	if err != nil {
+		in.Close()
 		return err
 	}
-	return in.Close()
+	return in.wait(ctx, consumed)
 }
 
 type appsCmd struct {
