@@ -24,6 +24,7 @@ func TestStreamOverHTTP(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.http.URL+"/v1/o/acme/environments/prod/events/stream?user_id=513&errors=true&api_name=accounts", nil)
+	req.Header.Set("Authorization", "Bearer "+e.key)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +83,9 @@ func TestStreamOverHTTP(t *testing.T) {
 func TestStreamBadParameters(t *testing.T) {
 	e := newEnv(t, server.Config{})
 	for _, q := range []string{"status=abc", "status=42", "errors=maybe"} {
-		resp, err := http.Get(e.http.URL + "/v1/o/acme/environments/prod/events/stream?" + q)
+		req, _ := http.NewRequest(http.MethodGet, e.http.URL+"/v1/o/acme/environments/prod/events/stream?"+q, nil)
+		req.Header.Set("Authorization", "Bearer "+e.key)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -126,6 +129,7 @@ func TestStreamOutlivesServerTimeouts(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.http.URL+"/v1/o/acme/environments/prod/events/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+e.key)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
