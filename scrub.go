@@ -84,9 +84,7 @@ func NewScrubber(extraHeaders, extraParams []string, bodyCap int) *Scrubber {
 	if bodyCap < 0 {
 		s.BodyCap = DefaultBodyCap
 	}
-	for _, h := range append(append([]string{}, DefaultSecretHeaders...), extraHeaders...) {
-		s.headers = append(s.headers, h)
-	}
+	s.headers = append(append(s.headers, DefaultSecretHeaders...), extraHeaders...)
 	for _, p := range append(append([]string{}, DefaultSecretQueryParams...), extraParams...) {
 		s.params[strings.ToLower(p)] = true
 	}
