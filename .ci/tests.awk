@@ -9,5 +9,9 @@ function flush_pkg() { delete logs; delete n }
 	next
 }
 /^ *--- PASS: / { next }
-/^(ok|FAIL|panic:|\?) / || /^FAIL$/ { print; flush_pkg(); next }
+# A panic (a test timeout is one) prints every goroutine: pass all of it
+# on, up to the package's FAIL line.
+/^panic: / { inpanic = 1 }
+inpanic { print; if (/^FAIL/) { inpanic = 0; flush_pkg() } next }
+/^(ok|FAIL|\?)[ \t]/ || /^FAIL$/ { print; flush_pkg(); next }
 /^    / { if (cur != "") { n[cur]++; logs[cur, n[cur]] = $0 } }
