@@ -589,7 +589,9 @@ func (d *decoder) messageField(key []byte, m message) (bool, error) {
 	return true, err
 }
 
-var requestFields = []string{"time", "uri", "verb", "api_version", "ip_address", "headers", "body", "transfer_encoding", "content_length"}
+// requestFields and responseFields are the fields the fast decoder knows;
+// body_truncated, rare, is left to encoding/json.
+var requestFields = []string{"time", "uri", "verb", "api_version", "ip_address", "headers", "body", "transfer_encoding", "content_length", "body_truncated"}
 
 func (d *decoder) request(r *MoesifRequest) error {
 	if d.i < len(d.b) && d.b[d.i] != '{' && d.b[d.i] != 'n' {
@@ -612,7 +614,7 @@ func (d *decoder) request(r *MoesifRequest) error {
 	})
 }
 
-var responseFields = []string{"time", "status", "ip_address", "headers", "body", "transfer_encoding", "content_length"}
+var responseFields = []string{"time", "status", "ip_address", "headers", "body", "transfer_encoding", "content_length", "body_truncated"}
 
 func (d *decoder) response(r *MoesifResponse) error {
 	if d.i < len(d.b) && d.b[d.i] != '{' {

@@ -49,6 +49,10 @@ type MoesifRequest struct {
 	Body             json.RawMessage `json:"body,omitempty"`
 	TransferEncoding string          `json:"transfer_encoding,omitempty"`
 	ContentLength    *int64          `json:"content_length,omitempty"`
+	// BodyTruncated says body is the start of a longer body: apimeter's
+	// addition, set when it cut the body at its cap (a truncated JSON body
+	// is then a string), or by a sender that cut it.
+	BodyTruncated bool `json:"body_truncated,omitempty"`
 }
 
 // MoesifResponse is the response half of MoesifEvent.
@@ -60,6 +64,7 @@ type MoesifResponse struct {
 	Body             json.RawMessage `json:"body,omitempty"`
 	TransferEncoding string          `json:"transfer_encoding,omitempty"`
 	ContentLength    *int64          `json:"content_length,omitempty"`
+	BodyTruncated    bool            `json:"body_truncated,omitempty"` // as in MoesifRequest
 
 	// statusNull says status was sent as null, which ToEvent refuses
 	// (a missing status is 0: no response).
@@ -162,6 +167,7 @@ func (m *MoesifEvent) ToEvent(org, env string, index int) (Event, error) {
 	if ev.RequestBody, err = decodeBody(m.Request.Body, m.Request.TransferEncoding); err != nil {
 		return ev, fe("request.body", "%v", err)
 	}
+	ev.RequestBody.Truncated = m.Request.BodyTruncated && ev.RequestBody.Text != ""
 	if cl := m.Request.ContentLength; cl != nil && *cl >= 0 {
 		ev.RequestSize = *cl
 	} else if cl := ev.RequestHeaders.Get("Content-Length"); cl != "" {
@@ -199,6 +205,7 @@ func (m *MoesifEvent) ToEvent(org, env string, index int) (Event, error) {
 	if ev.ResponseBody, err = decodeBody(m.Response.Body, m.Response.TransferEncoding); err != nil {
 		return ev, fe("response.body", "%v", err)
 	}
+	ev.ResponseBody.Truncated = m.Response.BodyTruncated && ev.ResponseBody.Text != ""
 	if cl := m.Response.ContentLength; cl != nil && *cl >= 0 {
 		ev.ResponseSize = *cl
 	} else if cl := ev.ResponseHeaders.Get("Content-Length"); cl != "" {
@@ -429,6 +436,8 @@ func FromEvent(e *Event) MoesifEvent {
 	}
 	m.Request.Body, m.Request.TransferEncoding = encodeBody(e.RequestBody)
 	m.Response.Body, m.Response.TransferEncoding = encodeBody(e.ResponseBody)
+	m.Request.BodyTruncated = e.RequestBody.Truncated && e.RequestBody.Text != ""
+	m.Response.BodyTruncated = e.ResponseBody.Truncated && e.ResponseBody.Text != ""
 	return m
 }
 

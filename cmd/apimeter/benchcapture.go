@@ -40,13 +40,15 @@ type benchCaptureCmd struct {
 	Sink        string        `default:"http" enum:"http,collector,none" help:"Where the wrapped server sends events: http (HTTP sink to a loopback endpoint that reads and discards), collector (a full apimeter collector with DuckDB in this process) or none (events are built and scrubbed, then dropped: the middleware alone)."`
 	NoBody      bool          `help:"Turn body capture off (Options.LogBody false)."`
 	BatchSize   int           `help:"Options.BatchSize of the wrapped server (0: the default)."`
+	QueueSize   int           `help:"Options.QueueSize of the wrapped server (0: the default); calls captured while it is full are dropped and counted."`
 	Serve       bool          `help:"Serve the bare and the wrapped API on loopback until interrupted, printing their URLs, for an outside load generator (wrk, hey, oha); no rounds are run."`
 	BareAddr    string        `default:"127.0.0.1:0" help:"Address of the bare server (with --serve, to fix its port)."`
 	WrappedAddr string        `default:"127.0.0.1:0" help:"Address of the wrapped server (with --serve, to fix its port)."`
 	Load        string        `default:"go" enum:"go,wrk" help:"Load generator for the rounds: go (keep-alive clients in this process) or wrk (the wrk command, a separate process; --clients connections, one thread, --duration in whole seconds)."`
 	NoTxID      bool          `name:"no-transaction-id" help:"Options.DisableTransactionID: no X-Moesif-Transaction-Id response header, which the clients otherwise read on every call (a variant; the default keeps the header, as Moesif SDKs do)."`
 
-	out io.Writer `kong:"-"` // nil: os.Stdout
+	out       io.Writer `kong:"-"` // nil: os.Stdout
+	collector *instance `kong:"-"` // with --sink collector
 }
 
 func (c *benchCaptureCmd) stdout() io.Writer {
@@ -78,6 +80,7 @@ func (c *benchCaptureCmd) Run(ctx context.Context) error {
 		Sink:                 sink,
 		LogBody:              !c.NoBody,
 		BatchSize:            c.BatchSize,
+		QueueSize:            c.QueueSize,
 		SampleRate:           c.SampleRate,
 		DisableTransactionID: c.NoTxID,
 		IdentifyCompany:      func(r *http.Request, _ capture.Response) string { return r.PathValue("id") },
@@ -117,7 +120,7 @@ func (c *benchCaptureCmd) Run(ctx context.Context) error {
 		fmt.Fprintf(c.stdout(), "bare:    %s/accounts/1001/message\nwrapped: %s/accounts/1001/message\n", bare.URL, wrapped.URL)
 		fmt.Fprintf(c.stdout(), "POST %d-byte bodies with Content-Type: application/json and Authorization: Bearer %s\n", c.BodyBytes, benchToken)
 		<-ctx.Done()
-		return c.closeAndReport(context.Background(), meter) // ctx has ended: still send what is queued
+		return c.closeAndReport(context.Background(), meter, wrapped) // ctx has ended: still send what is queued
 	}
 	// The CPU figures are per answered request: this process's (the
 	// server, the sender and, with --load go, the clients), and with
@@ -181,17 +184,26 @@ func (c *benchCaptureCmd) Run(ctx context.Context) error {
 	// With the cores saturated, requests/s go as 1/CPU per request, so
 	// keeping 95 % leaves this much CPU per call for capturing.
 	fmt.Fprintf(c.stdout(), "on saturated cores 0.95 of bare requests/s leaves %.1f µs of CPU per call for capturing; this run's wrapped server took %.1f µs more\n", bc*(1/0.95-1), wc-bc)
-	return c.closeAndReport(ctx, meter)
+	return c.closeAndReport(ctx, meter, wrapped)
 }
 
-// closeAndReport sends what the wrapped server still holds and prints the
-// middleware's counters.
-func (c *benchCaptureCmd) closeAndReport(ctx context.Context, meter *capture.Capture) error {
+// closeAndReport stops the wrapped server, sends what the middleware still
+// holds and prints its counters. The server's calls finish first, so no
+// call is captured while the middleware closes (Close would drop it).
+func (c *benchCaptureCmd) closeAndReport(ctx context.Context, meter *capture.Capture, wrapped *benchServer) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	err := meter.Close(ctx)
+	err := errors.Join(wrapped.srv.Shutdown(ctx), meter.Close(ctx))
 	st := meter.Stats()
 	fmt.Fprintf(c.stdout(), "capture: enqueued %d, sent %d, dropped (queue full) %d, failed %d\n", st.Enqueued, st.Sent, st.Dropped, st.Failed)
+	if c.collector != nil && err == nil {
+		// Every batch the sink sent was acknowledged, so it is committed.
+		var n int64
+		if err := c.collector.Store.DB().QueryRowContext(ctx, "SELECT count(*) FROM events").Scan(&n); err != nil {
+			return fmt.Errorf("counting the collector's events: %w", err)
+		}
+		fmt.Fprintf(c.stdout(), "collector: stored %d events\n", n)
+	}
 	return err
 }
 
@@ -269,7 +281,8 @@ func (c *benchCaptureCmd) startSinkTarget(ctx context.Context) (url, appID strin
 		os.RemoveAll(dir)
 		return "", "", nil, err
 	}
-	return in.URL, a.ID, func() { in.Close(); os.RemoveAll(dir) }, nil
+	c.collector = in
+	return in.URL, a.ID, func() { in.Close(); os.RemoveAll(dir); c.collector = nil }, nil
 }
 
 // discardSink drops the events it is given. It keeps nothing, so it is a
@@ -394,7 +407,9 @@ end
 	if err := os.WriteFile(script, []byte(lua), 0o600); err != nil {
 		return 0, 0, err
 	}
-	cmd := exec.CommandContext(ctx, "wrk", "-t1", fmt.Sprintf("-c%d", c.Clients), fmt.Sprintf("-d%ds", int(c.Duration.Seconds())),
+	// wrk's default 2 s timeout counts a slow answer on a busy machine as
+	// a socket error; a round is about throughput, not a latency bound.
+	cmd := exec.CommandContext(ctx, "wrk", "-t1", fmt.Sprintf("-c%d", c.Clients), fmt.Sprintf("-d%ds", int(c.Duration.Seconds())), "--timeout", "30s",
 		"-s", script, base+"/accounts/1001/message")
 	out, err := cmd.Output()
 	if err != nil {

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -14,6 +15,8 @@ import (
 )
 
 type cli struct {
+	Version kong.VersionFlag `help:"Print the version (module version, VCS commit) and exit."`
+
 	Serve serveCmd `cmd:"" help:"Run the collector and APIs on an embedded DuckDB store."`
 	Demo  demoCmd  `cmd:"" help:"Start a server, feed it realistic traffic and show what it measured."`
 	Apps  appsCmd  `cmd:"" help:"Manage application ids (write keys)."`
@@ -26,13 +29,27 @@ type cli struct {
 	Usage   usageCmd   `cmd:"" help:"Show calls, errors and bytes per customer for a billing period, from a running server."`
 }
 
-func main() {
-	var c cli
-	kctx := kong.Parse(&c,
+// newParser builds the command line parser of c; tests pass options that
+// keep it from exiting the process.
+func newParser(c *cli, opts ...kong.Option) (*kong.Kong, error) {
+	return kong.New(c, append([]kong.Option{
 		kong.Name("apimeter"),
 		kong.Description("Self-hosted API analytics and usage metering."),
-		kong.UsageOnError(),
-	)
+		kong.Vars{"version": version()},
+	}, opts...)...)
+}
+
+func main() {
+	var c cli
+	parser, err := newParser(&c)
+	if err != nil {
+		panic(err) // a mistake in the flag definitions, not in the user's input
+	}
+	kctx, err := parser.Parse(os.Args[1:])
+	if err != nil {
+		fmt.Fprint(os.Stderr, usageError(err))
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	kctx.BindTo(ctx, (*context.Context)(nil))
@@ -40,4 +57,17 @@ func main() {
 		fmt.Fprintln(os.Stderr, "apimeter:", err)
 		os.Exit(1)
 	}
+}
+
+// usageError is what a bad command line prints: the error and where the
+// help is, not the whole help.
+func usageError(err error) string {
+	help := "apimeter --help"
+	var pe *kong.ParseError
+	if errors.As(err, &pe) && pe.Context != nil {
+		if cmd := pe.Context.Command(); cmd != "" {
+			help = "apimeter " + cmd + " --help"
+		}
+	}
+	return fmt.Sprintf("apimeter: %v\nRun '%s' for usage.\n", err, help)
 }
