@@ -203,17 +203,31 @@ func LoadConfig(path string) (Config, error) {
 
 // ParseConfig reads a YAML configuration and checks it; unknown keys are
 // errors, so that a misspelt option is not silently ignored.
-func ParseConfig(b []byte) (Config, error) {
-	var cfg Config
+func ParseConfig(b []byte) (cfg Config, err error) {
 	if len(bytes.TrimSpace(b)) > 0 {
-		if err := yaml.UnmarshalWithOptions(b, &cfg, yaml.DisallowUnknownField(), yaml.Strict()); err != nil {
-			return Config{}, errors.New(yaml.FormatError(err, false, true))
+		if err := unmarshalYAML(b, &cfg); err != nil {
+			return Config{}, err
 		}
 	}
 	if err := cfg.Check(); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// unmarshalYAML decodes strictly. go-yaml v1.19.2 panics on some
+// malformed documents (FuzzParseConfig found one, kept in testdata/fuzz):
+// that becomes an error rather than a crash.
+func unmarshalYAML(b []byte, cfg *Config) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("malformed YAML (the parser failed: %v)", v)
+		}
+	}()
+	if err := yaml.UnmarshalWithOptions(b, cfg, yaml.DisallowUnknownField(), yaml.Strict()); err != nil {
+		return errors.New(yaml.FormatError(err, false, true))
+	}
+	return nil
 }
 
 // Check reports the first thing wrong with cfg, naming the field.
