@@ -63,6 +63,10 @@ type Gateway struct {
 	scrub     *apimeter.Scrubber // fingerprints of API keys for quotas
 
 	blocked, upstreamErrors, quotaErrors, noRoute atomic.Int64
+
+	hs   *http.Server // set by Start
+	addr net.Addr
+	done chan error
 }
 
 // upstream is one API behind the gateway, with its own capture.
@@ -410,7 +414,11 @@ func targetOf(r *http.Request, _ capture.Response) capture.Target {
 	if end == 0 {
 		end = time.Now().UnixNano()
 	}
-	return capture.Target{URL: c.target.String(), Latency: time.Duration(end - c.start.UnixNano())}
+	// Without the query: it may carry a key (the scrubber cleans the
+	// call's own URI, not this one), and a query would make every call's
+	// target_url a group of its own.
+	t := url.URL{Scheme: c.target.Scheme, Host: c.target.Host, Path: c.target.Path, RawPath: c.target.RawPath}
+	return capture.Target{URL: t.String(), Latency: time.Duration(end - c.start.UnixNano())}
 }
 
 // metadataOf marks a call a quota blocked.
@@ -491,6 +499,51 @@ func (g *Gateway) Close(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Start listens on Config.Listen (127.0.0.1:8080 when empty) and serves
+// in the background; Shutdown stops it. It returns the address listened on.
+func (g *Gateway) Start() (net.Addr, error) {
+	addr := g.cfg.Listen
+	if addr == "" {
+		addr = DefaultListen
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	g.hs, g.addr = g.Server(), ln.Addr()
+	g.done = make(chan error, 1)
+	go func() {
+		err := g.hs.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		g.done <- err
+	}()
+	return ln.Addr(), nil
+}
+
+// Addr is the address Start listens on (nil before Start).
+func (g *Gateway) Addr() net.Addr { return g.addr }
+
+// DefaultListen is the gateway's address when neither config nor flag
+// gives one.
+const DefaultListen = "127.0.0.1:8080"
+
+// Done is closed with Serve's error when the server started by Start
+// stops on its own.
+func (g *Gateway) Done() <-chan error { return g.done }
+
+// Shutdown stops the server started by Start, letting calls in progress
+// finish, then closes the gateway (sending what is queued), both within
+// ctx.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	var err error
+	if g.hs != nil {
+		err = g.hs.Shutdown(ctx)
+	}
+	return errors.Join(err, g.Close(ctx))
 }
 
 // Server returns an http.Server for g with the configured client-side

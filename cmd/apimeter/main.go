@@ -19,6 +19,8 @@ type cli struct {
 	Apps  appsCmd  `cmd:"" help:"Manage application ids (write keys)."`
 	Bench benchCmd `cmd:"" help:"Measure apimeter on this machine."`
 
+	Gateway gatewayCmd `cmd:"" help:"Run a reverse proxy that records every call of the APIs behind it and enforces quotas."`
+
 	Aliases aliasesCmd `cmd:"" help:"Manage the alias table (API key, token or client id -> user) of a running server."`
 	Usage   usageCmd   `cmd:"" help:"Show calls, errors and bytes per customer for a billing period, from a running server."`
 }

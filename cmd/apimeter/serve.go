@@ -119,6 +119,7 @@ func (in *instance) Close() error {
 
 type serveCmd struct {
 	serverFlags
+	GatewayConfig string `type:"existingfile" env:"APIMETER_GATEWAY_CONFIG" placeholder:"FILE" help:"Also run a gateway (docs/gateway.md) whose events go straight into this server's store."`
 }
 
 func (c *serveCmd) Run(ctx context.Context) error {
@@ -126,14 +127,30 @@ func (c *serveCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	stopGateway := func() error { return nil }
+	if c.GatewayConfig != "" {
+		g, closeRedis, err := startEmbeddedGateway(ctx, in, c.GatewayConfig, c.identityFlags)
+		if err != nil {
+			in.Close()
+			return err
+		}
+		// Before the store closes: the gateway's queued events go in.
+		stopGateway = func() error {
+			sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			defer closeRedis()
+			return g.Shutdown(sctx)
+		}
+	}
 	select {
 	case <-ctx.Done():
 		in.log.Info("shutting down")
 	case err := <-in.done:
+		stopGateway()
 		in.Store.Close()
 		return err
 	}
-	return in.Close()
+	return errors.Join(stopGateway(), in.Close())
 }
 
 type appsCmd struct {
