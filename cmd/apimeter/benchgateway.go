@@ -1,0 +1,281 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/apimeter/apimeter/capture"
+	"github.com/apimeter/apimeter/gateway"
+)
+
+// benchGatewayCmd is a bounded loopback load run of the gateway: the same
+// upstream behind a bare httputil.ReverseProxy, behind the gateway, and
+// behind the gateway with its collector down, measured in alternating
+// rounds in one process with the same client settings.
+type benchGatewayCmd struct {
+	Rounds    int           `default:"4" help:"Rounds per proxy (bare, gateway and gateway with the collector down alternate)."`
+	Duration  time.Duration `default:"2s" help:"Length of one round."`
+	Clients   int           `default:"8" help:"Concurrent keep-alive clients (wrk connections)."`
+	BodyBytes int           `default:"1024" help:"Request and response body size."`
+	Sink      string        `default:"http" enum:"http,collector" help:"Where the gateway's events go: http (a loopback endpoint that reads and discards) or collector (a full apimeter collector with DuckDB in this process)."`
+	Load      string        `default:"wrk" enum:"go,wrk" help:"Load generator: wrk (a separate process, one thread) or go (clients in this process)."`
+	Quota     bool          `help:"Give the gateway a per-user quota high enough never to block (its check runs on every call)."`
+
+	out io.Writer `kong:"-"` // nil: os.Stdout
+}
+
+func (c *benchGatewayCmd) stdout() io.Writer {
+	if c.out == nil {
+		return os.Stdout
+	}
+	return c.out
+}
+
+// gatewayRound is one round's figures.
+type gatewayRound struct {
+	rate float64       // answered requests per second
+	p99  time.Duration // 99th percentile latency
+}
+
+func (c *benchGatewayCmd) Run(ctx context.Context) error {
+	if c.Load == "wrk" {
+		c.Duration = max(time.Second, c.Duration.Round(time.Second))
+		if _, err := exec.LookPath("wrk"); err != nil {
+			return errors.New("--load wrk: the wrk command is not installed (apt-get install wrk), or use --load go")
+		}
+	}
+	payload := bytes.Repeat([]byte("x"), c.BodyBytes)
+	upstream, err := serveAt("127.0.0.1:0", benchAPI(payload))
+	if err != nil {
+		return err
+	}
+	defer upstream.Close()
+	target, _ := url.Parse(upstream.URL)
+
+	// (a) the limit: a bare ReverseProxy with the gateway's transport.
+	bareProxy := &httputil.ReverseProxy{
+		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.SetXForwarded() },
+		Transport: gateway.NewTransport(gateway.Timeouts{}),
+	}
+	bare, err := serveAt("127.0.0.1:0", bareProxy)
+	if err != nil {
+		return err
+	}
+	defer bare.Close()
+
+	// (b) the gateway, its events sent to a collector.
+	collectorURL, appID, stopCollector, err := (&benchCaptureCmd{Sink: c.Sink}).startSinkTarget(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopCollector()
+	cfg := gateway.Config{Upstreams: []gateway.Upstream{{Name: "accounts", URL: upstream.URL, Routes: []string{"/accounts/{id}/message"}}}}
+	if c.Quota {
+		cfg.Quotas = []gateway.Quota{{Name: "bench", By: "user", Per: "minute", Limit: 1 << 40}}
+	}
+	up, err := c.startGateway("gateway", cfg, collectorURL, appID)
+	if err != nil {
+		return err
+	}
+	defer up.close()
+	// (c) the same with its collector down: nothing listens there.
+	dead, err := serveAt("127.0.0.1:0", http.NotFoundHandler())
+	if err != nil {
+		return err
+	}
+	dead.Close()
+	down, err := c.startGateway("down", cfg, dead.URL, "bench")
+	if err != nil {
+		return err
+	}
+	defer down.close()
+
+	variants := []struct {
+		name, url string
+		rounds    []gatewayRound
+	}{{name: "bare", url: bare.URL}, {name: "gateway", url: up.srv.URL}, {name: "down", url: down.srv.URL}}
+	for round := 0; round < c.Rounds; round++ {
+		for i := range variants {
+			v := &variants[i]
+			var r gatewayRound
+			var err error
+			if c.Load == "wrk" {
+				r, err = c.loadWrk(ctx, v.url, payload)
+			} else {
+				r, err = c.loadGo(ctx, v.url, payload)
+			}
+			if err != nil {
+				return fmt.Errorf("%s round %d: %w", v.name, round+1, err)
+			}
+			v.rounds = append(v.rounds, r)
+			fmt.Fprintf(c.stdout(), "round %d %-8s %8.0f req/s  p99 %8.3f ms\n", round+1, v.name, r.rate, float64(r.p99.Microseconds())/1000)
+		}
+	}
+	med := func(rs []gatewayRound) (float64, time.Duration) {
+		var rates, p99s []float64
+		for _, r := range rs {
+			rates = append(rates, r.rate)
+			p99s = append(p99s, float64(r.p99))
+		}
+		return median(rates), time.Duration(median(p99s))
+	}
+	bRate, bP99 := med(variants[0].rounds)
+	fmt.Fprintf(c.stdout(), "median bare    %8.0f req/s  p99 %.3f ms\n", bRate, float64(bP99.Microseconds())/1000)
+	for _, v := range variants[1:] {
+		rate, p99 := med(v.rounds)
+		var ratios []float64
+		for i, r := range v.rounds {
+			ratios = append(ratios, r.rate/variants[0].rounds[i].rate)
+		}
+		fmt.Fprintf(c.stdout(), "median %-7s %8.0f req/s  p99 %.3f ms: %s/bare %.3f (per-round median %.3f, target >= 0.90), p99 %+.3f ms (target <= +1 ms)\n",
+			v.name, rate, float64(p99.Microseconds())/1000, v.name, rate/bRate, median(ratios), float64((p99-bP99).Microseconds())/1000)
+	}
+	// Closing sends what the gateway still holds; the one whose collector
+	// is down gives up after a second.
+	for _, g := range []*benchGateway{up, down} {
+		g.close()
+		st := g.g.Stats()
+		fmt.Fprintf(c.stdout(), "%s: enqueued %d, sent %d, dropped (queue full) %d, failed %d, queued %d\n",
+			g.name, st.Capture.Enqueued, st.Capture.Sent, st.Capture.Dropped, st.Capture.Failed, st.Capture.Queued)
+	}
+	return nil
+}
+
+type benchGateway struct {
+	name   string
+	g      *gateway.Gateway
+	srv    *benchServer
+	closed bool
+}
+
+// close stops b once (the deferred call after the report does nothing).
+func (b *benchGateway) close() {
+	if b.closed {
+		return
+	}
+	b.closed = true
+	b.srv.Close()
+	wait := 30 * time.Second
+	if b.name == "down" {
+		wait = time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	b.g.Close(ctx)
+}
+
+func (c *benchGatewayCmd) startGateway(name string, cfg gateway.Config, collector, appID string) (*benchGateway, error) {
+	g, err := gateway.New(cfg, gateway.Options{Sink: func(u gateway.Upstream) (capture.Sink, error) {
+		return capture.NewHTTPSink(capture.HTTPSinkConfig{URL: collector, ApplicationID: appID})
+	}})
+	if err != nil {
+		return nil, err
+	}
+	srv, err := serveAt("127.0.0.1:0", g)
+	if err != nil {
+		g.Close(context.Background())
+		return nil, err
+	}
+	return &benchGateway{name: name, g: g, srv: srv}, nil
+}
+
+// loadGo runs one round with keep-alive clients in this process and
+// returns the rate of 200 answers and their 99th percentile latency.
+func (c *benchGatewayCmd) loadGo(ctx context.Context, base string, payload []byte) (gatewayRound, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.Duration)
+	defer cancel()
+	tr := &http.Transport{MaxIdleConnsPerHost: c.Clients, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	lat := make([][]time.Duration, c.Clients)
+	var mu sync.Mutex
+	var firstErr error
+	var wg sync.WaitGroup
+	for i := 0; i < c.Clients; i++ {
+		wg.Go(func() {
+			u := fmt.Sprintf("%s/accounts/%d/message", base, 1000+i)
+			for ctx.Err() == nil {
+				began := time.Now()
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(payload))
+				req.Header.Set("Authorization", "Bearer "+benchToken)
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := client.Do(req)
+				if err != nil {
+					if ctx.Err() == nil {
+						mu.Lock()
+						firstErr = errors.Join(firstErr, err)
+						mu.Unlock()
+					}
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK && ctx.Err() == nil {
+					lat[i] = append(lat[i], time.Since(began))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	all := slices.Concat(lat...)
+	if len(all) == 0 {
+		return gatewayRound{}, errors.Join(errors.New("no request answered"), firstErr)
+	}
+	slices.Sort(all)
+	return gatewayRound{rate: float64(len(all)) / c.Duration.Seconds(), p99: all[len(all)*99/100]}, firstErr
+}
+
+// loadWrk runs one round with wrk (one thread, --clients connections) and
+// returns the rate of answered requests and wrk's 99th percentile.
+func (c *benchGatewayCmd) loadWrk(ctx context.Context, base string, payload []byte) (gatewayRound, error) {
+	dir, err := os.MkdirTemp("", "apimeter-wrk-")
+	if err != nil {
+		return gatewayRound{}, err
+	}
+	defer os.RemoveAll(dir)
+	script := filepath.Join(dir, "post.lua")
+	lua := fmt.Sprintf(`wrk.method = "POST"
+wrk.body = %q
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %s"
+done = function(summary, latency, requests)
+  io.write(string.format("apimeter-wrk %%d %%d %%d %%d\n", summary.requests, summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout, latency:percentile(99)))
+end
+`, payload, benchToken)
+	if err := os.WriteFile(script, []byte(lua), 0o600); err != nil {
+		return gatewayRound{}, err
+	}
+	cmd := exec.CommandContext(ctx, "wrk", "-t1", fmt.Sprintf("-c%d", c.Clients), fmt.Sprintf("-d%ds", int(c.Duration.Seconds())),
+		"-s", script, base+"/accounts/1001/message")
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return gatewayRound{}, fmt.Errorf("wrk: %w: %s%s", err, ee.Stderr, out)
+		}
+		return gatewayRound{}, fmt.Errorf("wrk: %w", err)
+	}
+	for line := range strings.Lines(string(out)) {
+		var total, bad, failed, p99us int64
+		if _, err := fmt.Sscanf(line, "apimeter-wrk %d %d %d %d", &total, &bad, &failed, &p99us); err == nil {
+			if bad+failed > 0 {
+				return gatewayRound{}, fmt.Errorf("wrk: %d non-2xx answers and %d socket errors of %d requests", bad, failed, total)
+			}
+			return gatewayRound{rate: float64(total) / c.Duration.Seconds(), p99: time.Duration(p99us) * time.Microsecond}, nil
+		}
+	}
+	return gatewayRound{}, fmt.Errorf("wrk printed no summary:\n%s", out)
+}
