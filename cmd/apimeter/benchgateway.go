@@ -48,6 +48,7 @@ func (c *benchGatewayCmd) stdout() io.Writer {
 type gatewayRound struct {
 	rate float64       // answered requests per second
 	p99  time.Duration // 99th percentile latency
+	cpu  float64       // µs of this process's CPU per answered request
 }
 
 func (c *benchGatewayCmd) Run(ctx context.Context) error {
@@ -112,6 +113,7 @@ func (c *benchGatewayCmd) Run(ctx context.Context) error {
 			v := &variants[i]
 			var r gatewayRound
 			var err error
+			cpu0 := processCPU()
 			if c.Load == "wrk" {
 				r, err = c.loadWrk(ctx, v.url, payload)
 			} else {
@@ -120,22 +122,25 @@ func (c *benchGatewayCmd) Run(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("%s round %d: %w", v.name, round+1, err)
 			}
+			r.cpu = float64((processCPU() - cpu0).Microseconds()) / max(1, r.rate*c.Duration.Seconds())
 			v.rounds = append(v.rounds, r)
-			fmt.Fprintf(c.stdout(), "round %d %-8s %8.0f req/s  p99 %8.3f ms\n", round+1, v.name, r.rate, float64(r.p99.Microseconds())/1000)
+			fmt.Fprintf(c.stdout(), "round %d %-8s %8.0f req/s  p99 %8.3f ms  %6.1f µs CPU/request\n", round+1, v.name, r.rate, float64(r.p99.Microseconds())/1000, r.cpu)
 		}
 	}
-	med := func(rs []gatewayRound) (float64, time.Duration) {
-		var rates, p99s []float64
+	med := func(rs []gatewayRound) (float64, time.Duration, float64) {
+		var rates, p99s, cpus []float64
 		for _, r := range rs {
 			rates = append(rates, r.rate)
 			p99s = append(p99s, float64(r.p99))
+			cpus = append(cpus, r.cpu)
 		}
-		return median(rates), time.Duration(median(p99s))
+		return median(rates), time.Duration(median(p99s)), median(cpus)
 	}
-	bRate, bP99 := med(variants[0].rounds)
-	fmt.Fprintf(c.stdout(), "median bare    %8.0f req/s  p99 %.3f ms\n", bRate, float64(bP99.Microseconds())/1000)
+	bRate, bP99, bCPU := med(variants[0].rounds)
+	fmt.Fprintf(c.stdout(), "median bare    %8.0f req/s  p99 %.3f ms  %.1f µs CPU/request (proxy, upstream and sender; not the load generator with --load wrk)\n", bRate, float64(bP99.Microseconds())/1000, bCPU)
 	for _, v := range variants[1:] {
-		rate, p99 := med(v.rounds)
+		rate, p99, cpu := med(v.rounds)
+		fmt.Fprintf(c.stdout(), "median %-7s CPU/request %.1f µs, bare/%s %.3f\n", v.name, cpu, v.name, bCPU/cpu)
 		var ratios []float64
 		for i, r := range v.rounds {
 			ratios = append(ratios, r.rate/variants[0].rounds[i].rate)
