@@ -36,6 +36,10 @@ type Config struct {
 	// its traffic.
 	LogBody      *bool `yaml:"log_body"`
 	MaxBodyBytes int   `yaml:"max_body_bytes"`
+	// SampleRate is the share of calls recorded, in (0, 1]; each recorded
+	// event counts round(1/SampleRate) calls. Zero means 1. Quotas count
+	// every call whatever the rate.
+	SampleRate float64 `yaml:"sample_rate"`
 	// QueueSize bounds the events waiting to be sent, per upstream; beyond
 	// it they are dropped and counted. Zero means capture's default.
 	QueueSize int `yaml:"queue_size"`
@@ -329,6 +333,9 @@ func (cfg *Config) Check() error {
 	}
 	if cfg.MaxBodyBytes < 0 {
 		return fmt.Errorf("max_body_bytes: %d is negative", cfg.MaxBodyBytes)
+	}
+	if cfg.SampleRate < 0 || cfg.SampleRate > 1 || cfg.SampleRate != cfg.SampleRate {
+		return fmt.Errorf("sample_rate: %v is not in (0, 1]", cfg.SampleRate)
 	}
 	if cfg.QueueSize < 0 {
 		return fmt.Errorf("queue_size: %d is negative", cfg.QueueSize)

@@ -47,6 +47,7 @@ func TestParseConfig(t *testing.T) {
 		{"company rule", up + "company_rules: ['path:/x']", "company_rules[0]"},
 		{"billing tz", up + "billing_tz: Mars/Base", "billing_tz"},
 		{"wrong type", up + "max_body_bytes: lots", "max_body_bytes"},
+		{"sample rate", up + "sample_rate: 1.5", "sample_rate"},
 	}
 	for _, tc := range bad {
 		_, err := gateway.ParseConfig([]byte(tc.yaml))

@@ -200,6 +200,7 @@ func (g *Gateway) newUpstream(uc Upstream, tr http.RoundTripper, sinkFor SinkFun
 		LogBody:              logBody,
 		MaxBodyBytes:         g.cfg.MaxBodyBytes,
 		QueueSize:            g.cfg.QueueSize,
+		SampleRate:           g.cfg.SampleRate,
 		SecretHeaders:        g.cfg.SecretHeaders,
 		SecretParams:         g.cfg.SecretParams,
 		DisableTransactionID: g.cfg.DisableTransactionID,

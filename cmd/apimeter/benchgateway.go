@@ -26,13 +26,14 @@ import (
 // behind the gateway with its collector down, measured in alternating
 // rounds in one process with the same client settings.
 type benchGatewayCmd struct {
-	Rounds    int           `default:"4" help:"Rounds per proxy (bare, gateway and gateway with the collector down alternate)."`
-	Duration  time.Duration `default:"2s" help:"Length of one round."`
-	Clients   int           `default:"8" help:"Concurrent keep-alive clients (wrk connections)."`
-	BodyBytes int           `default:"1024" help:"Request and response body size."`
-	Sink      string        `default:"http" enum:"http,collector" help:"Where the gateway's events go: http (a loopback endpoint that reads and discards) or collector (a full apimeter collector with DuckDB in this process)."`
-	Load      string        `default:"wrk" enum:"go,wrk" help:"Load generator: wrk (a separate process, one thread) or go (clients in this process)."`
-	Quota     bool          `help:"Give the gateway a per-user quota high enough never to block (its check runs on every call)."`
+	Rounds     int           `default:"4" help:"Rounds per proxy (bare, gateway and gateway with the collector down alternate)."`
+	Duration   time.Duration `default:"2s" help:"Length of one round."`
+	Clients    int           `default:"8" help:"Concurrent keep-alive clients (wrk connections)."`
+	BodyBytes  int           `default:"1024" help:"Request and response body size."`
+	Sink       string        `default:"http" enum:"http,collector" help:"Where the gateway's events go: http (a loopback endpoint that reads and discards) or collector (a full apimeter collector with DuckDB in this process)."`
+	Load       string        `default:"wrk" enum:"go,wrk" help:"Load generator: wrk (a separate process, one thread) or go (clients in this process)."`
+	Quota      bool          `help:"Give the gateway a per-user quota high enough never to block (its check runs on every call)."`
+	SampleRate float64       `default:"1" help:"The gateway's sample_rate."`
 
 	out io.Writer `kong:"-"` // nil: os.Stdout
 }
@@ -83,7 +84,7 @@ func (c *benchGatewayCmd) Run(ctx context.Context) error {
 		return err
 	}
 	defer stopCollector()
-	cfg := gateway.Config{Upstreams: []gateway.Upstream{{Name: "accounts", URL: upstream.URL, Routes: []string{"/accounts/{id}/message"}}}}
+	cfg := gateway.Config{SampleRate: c.SampleRate, Upstreams: []gateway.Upstream{{Name: "accounts", URL: upstream.URL, Routes: []string{"/accounts/{id}/message"}}}}
 	if c.Quota {
 		cfg.Quotas = []gateway.Quota{{Name: "bench", By: "user", Per: "minute", Limit: 1 << 40}}
 	}
