@@ -2,14 +2,12 @@ package gateway_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,11 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/capture"
 	"github.com/apimeter/apimeter/gateway"
+	"github.com/apimeter/apimeter/internal/redistest"
 )
 
 // seedToken is seed 000's JWT: sub 513, HS256 with "my_super_secret".
@@ -398,7 +395,7 @@ func TestQuotaEmbedded(t *testing.T) {
 // TestQuotaRedis is TestQuotaEmbedded with the counters on a real
 // redis-server shared by two gateways.
 func TestQuotaRedis(t *testing.T) {
-	rc := startRedis(t)
+	rc := redistest.Start(t)
 	testQuota(t, func() gateway.Counter { return gateway.NewRedisCounter(rc, "test:") })
 }
 
@@ -634,46 +631,5 @@ func TestMemoryCounter(t *testing.T) {
 		if err != nil || got != s.want {
 			t.Fatalf("step %d: Take = %d, %v; want %d", i, got, err, s.want)
 		}
-	}
-}
-
-// startRedis starts a throwaway redis-server on a free loopback port, or
-// skips the test when the binary is absent.
-func startRedis(t *testing.T) *redis.Client {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skip("redis-server not found on PATH: skipping the Redis quota counters (CI installs it; apt-get install redis-server)")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})
-	t.Cleanup(func() { c.Close() })
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := c.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return c
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server on port %d did not answer PING: %v\n%s", port, err, out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

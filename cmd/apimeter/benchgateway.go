@@ -11,10 +11,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/apimeter/apimeter/capture"
@@ -201,87 +198,17 @@ func (c *benchGatewayCmd) startGateway(name string, cfg gateway.Config, collecto
 // loadGo runs one round with keep-alive clients in this process and
 // returns the rate of 200 answers and their 99th percentile latency.
 func (c *benchGatewayCmd) loadGo(ctx context.Context, base string, payload []byte) (gatewayRound, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.Duration)
-	defer cancel()
-	tr := &http.Transport{MaxIdleConnsPerHost: c.Clients, DisableCompression: true}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr}
-	lat := make([][]time.Duration, c.Clients)
-	var mu sync.Mutex
-	var firstErr error
-	var wg sync.WaitGroup
-	for i := 0; i < c.Clients; i++ {
-		wg.Go(func() {
-			u := fmt.Sprintf("%s/accounts/%d/message", base, 1000+i)
-			for ctx.Err() == nil {
-				began := time.Now()
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(payload))
-				req.Header.Set("Authorization", "Bearer "+benchToken)
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := client.Do(req)
-				if err != nil {
-					if ctx.Err() == nil {
-						mu.Lock()
-						firstErr = errors.Join(firstErr, err)
-						mu.Unlock()
-					}
-					return
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK && ctx.Err() == nil {
-					lat[i] = append(lat[i], time.Since(began))
-				}
-			}
-		})
+	lat, err := goLoad(ctx, base, c.Clients, c.Duration, payload)
+	if len(lat) == 0 {
+		return gatewayRound{}, errors.Join(errors.New("no request answered"), err)
 	}
-	wg.Wait()
-	all := slices.Concat(lat...)
-	if len(all) == 0 {
-		return gatewayRound{}, errors.Join(errors.New("no request answered"), firstErr)
-	}
-	slices.Sort(all)
-	return gatewayRound{rate: float64(len(all)) / c.Duration.Seconds(), p99: all[len(all)*99/100]}, firstErr
+	slices.Sort(lat)
+	return gatewayRound{rate: float64(len(lat)) / c.Duration.Seconds(), p99: lat[len(lat)*99/100]}, err
 }
 
 // loadWrk runs one round with wrk (one thread, --clients connections) and
 // returns the rate of answered requests and wrk's 99th percentile.
 func (c *benchGatewayCmd) loadWrk(ctx context.Context, base string, payload []byte) (gatewayRound, error) {
-	dir, err := os.MkdirTemp("", "apimeter-wrk-")
-	if err != nil {
-		return gatewayRound{}, err
-	}
-	defer os.RemoveAll(dir)
-	script := filepath.Join(dir, "post.lua")
-	lua := fmt.Sprintf(`wrk.method = "POST"
-wrk.body = %q
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer %s"
-done = function(summary, latency, requests)
-  io.write(string.format("apimeter-wrk %%d %%d %%d %%d\n", summary.requests, summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout, latency:percentile(99)))
-end
-`, payload, benchToken)
-	if err := os.WriteFile(script, []byte(lua), 0o600); err != nil {
-		return gatewayRound{}, err
-	}
-	cmd := exec.CommandContext(ctx, "wrk", "-t1", fmt.Sprintf("-c%d", c.Clients), fmt.Sprintf("-d%ds", int(c.Duration.Seconds())),
-		"-s", script, base+"/accounts/1001/message")
-	out, err := cmd.Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return gatewayRound{}, fmt.Errorf("wrk: %w: %s%s", err, ee.Stderr, out)
-		}
-		return gatewayRound{}, fmt.Errorf("wrk: %w", err)
-	}
-	for line := range strings.Lines(string(out)) {
-		var total, bad, failed, p99us int64
-		if _, err := fmt.Sscanf(line, "apimeter-wrk %d %d %d %d", &total, &bad, &failed, &p99us); err == nil {
-			if bad+failed > 0 {
-				return gatewayRound{}, fmt.Errorf("wrk: %d non-2xx answers and %d socket errors of %d requests", bad, failed, total)
-			}
-			return gatewayRound{rate: float64(total) / c.Duration.Seconds(), p99: time.Duration(p99us) * time.Microsecond}, nil
-		}
-	}
-	return gatewayRound{}, fmt.Errorf("wrk printed no summary:\n%s", out)
+	r, err := runWrk(ctx, base, c.Clients, c.Duration, payload)
+	return gatewayRound{rate: float64(r.total) / c.Duration.Seconds(), p99: r.p99}, err
 }
