@@ -17,6 +17,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
@@ -44,6 +47,10 @@ type Config struct {
 	// DefaultMaxBatchEvents.
 	MaxBatchEvents int
 	Logger         *slog.Logger
+	// Registerer, when set, gets the collector's Prometheus metrics.
+	Registerer prometheus.Registerer
+	// Ready are the checks /readyz runs.
+	Ready []ReadyCheck
 }
 
 // Server serves apimeter's HTTP API.
@@ -55,6 +62,10 @@ type Server struct {
 	eventsStored     atomic.Int64
 	eventsDuplicates atomic.Int64
 	batchesRejected  atomic.Int64
+
+	metrics *metrics
+	// logLimit keeps one bad sender from flooding the log.
+	logLimit *logLimiter
 }
 
 // New returns a Server for cfg.
@@ -68,7 +79,8 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(),
+		metrics: newMetrics(cfg.Registerer), logLimit: newLogLimiter(10 * time.Second)}
 	s.routes()
 	return s
 }
@@ -80,12 +92,12 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 func (s *Server) routes() {
-	s.mux.HandleFunc("POST /v1/events", s.collect(false))
-	s.mux.HandleFunc("POST /v1/events/batch", s.collect(true))
+	s.mux.HandleFunc("POST /v1/events", s.counted("events", s.collect(false)))
+	s.mux.HandleFunc("POST /v1/events/batch", s.counted("events_batch", s.collect(true)))
 	for _, kind := range []string{"user", "company", "subscription", "action"} {
 		plural := map[string]string{"user": "users", "company": "companies", "subscription": "subscriptions", "action": "actions"}[kind]
-		s.mux.HandleFunc("POST /v1/"+plural, s.profiles(kind, false))
-		s.mux.HandleFunc("POST /v1/"+plural+"/batch", s.profiles(kind, true))
+		s.mux.HandleFunc("POST /v1/"+plural, s.counted(plural, s.profiles(kind, false)))
+		s.mux.HandleFunc("POST /v1/"+plural+"/batch", s.counted(plural+"_batch", s.profiles(kind, true)))
 	}
 	s.mux.HandleFunc("GET /v1/config", s.config)
 	s.mux.HandleFunc("GET /v1/rules", s.rules)
@@ -96,6 +108,9 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /v1/o/{org}/e/{env}/events", s.listEvents)
 	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/users/{id}", s.getProfile("user"))
 	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/companies/{id}", s.getProfile("company"))
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	// /healthz says the process is up and answering; whether it can store
+	// events is /readyz's question.
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]any{
 			"status": "ok",
@@ -227,6 +242,7 @@ func (s *Server) collect(batch bool) http.HandlerFunc {
 		events, err := s.decodeEvents(w, r, a, batch)
 		if err != nil {
 			s.batchesRejected.Add(1)
+			s.logRejected(r, a, err)
 			s.writeError(w, r, err)
 			return
 		}
@@ -337,12 +353,17 @@ func (s *Server) ingest(ctx context.Context, events []apimeter.Event) (apimeter.
 	if err != nil {
 		// Nothing of the batch is acknowledged: the sender keeps it and may
 		// retry, which is safe because ingest is idempotent.
-		s.log.Error("store events", "events", len(events), "err", err)
+		org, env := events[0].Org, events[0].Env
+		if ok, held := s.logLimit.allow("store\x00"+org+"\x00"+env, time.Now()); ok {
+			s.log.Error("store events", "org", org, "env", env, "events", len(events), "err", err, "similar_lines_held_back", held)
+		}
 		return res, &APIError{Status: http.StatusServiceUnavailable, Code: "store_unavailable",
 			Message: "the events could not be stored; nothing was acknowledged, retry later"}
 	}
 	s.eventsStored.Add(int64(len(res.Stored)))
 	s.eventsDuplicates.Add(int64(res.Duplicates))
+	s.metrics.events.WithLabelValues("stored").Add(float64(len(res.Stored)))
+	s.metrics.events.WithLabelValues("duplicate").Add(float64(res.Duplicates))
 	for _, sink := range s.cfg.Sinks {
 		if err := sink.Stored(ctx, res.Stored); err != nil {
 			s.log.Error("sink", "err", err)

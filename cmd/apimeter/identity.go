@@ -47,7 +47,10 @@ type identitySetup struct {
 	Identifier apimeter.Identifier
 	Sinks      []apimeter.Sink
 	API        *identity.API
-	close      func() error
+	// Redis is the shared client when the alias table and counters are on
+	// Redis, nil when embedded.
+	Redis redis.UniversalClient
+	close func() error
 }
 
 func (s *identitySetup) Close() error {
@@ -132,7 +135,7 @@ func setupIdentity(ctx context.Context, f identityFlags, st *duckdb.Store, log *
 				return nil, err
 			}
 		}
-		aliases, counters, setup.close = r, r, rc.Close
+		aliases, counters, setup.close, setup.Redis = r, r, rc.Close, rc
 	}
 	jwtr := identity.NewJWT(jo)
 	meter := &identity.Meter{Counters: counters, Periods: ps}

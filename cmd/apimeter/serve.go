@@ -31,6 +31,7 @@ type serverFlags struct {
 	LogLevel       slog.Level    `default:"info" env:"APIMETER_LOG_LEVEL" help:"debug, info, warn or error."`
 	statsFlags
 	identityFlags
+	observability
 }
 
 // instance is a running server.
@@ -41,9 +42,11 @@ type instance struct {
 	Srv   *server.Server
 	Apps  *apps.Registry
 	http  *http.Server
-	idn   *identitySetup
-	done  chan error
-	log   *slog.Logger
+	// metrics serves /metrics when it has a listener of its own.
+	metrics *http.Server
+	idn     *identitySetup
+	done    chan error
+	log     *slog.Logger
 }
 
 // DBFile is the DuckDB file inside the data directory.
@@ -65,6 +68,9 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 		return nil, err
 	}
 	so.DedupeHorizon, so.Logger = f.DedupeHorizon, log
+	if so.MemoryLimit == "" {
+		so.MemoryLimit = f.MemoryLimit
+	}
 	if so.DailyInterval == 0 {
 		so.DailyInterval = f.DailyInterval
 	}
@@ -77,6 +83,8 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 		st.Close()
 		return nil, err
 	}
+	prom := newRegistry()
+	registerStore(prom, st)
 	srv := server.New(server.Config{
 		Store:          st,
 		Apps:           reg,
@@ -86,17 +94,38 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 		MaxBodyBytes:   f.MaxBodyBytes,
 		MaxBatchEvents: f.MaxBatchEvents,
 		Logger:         log,
+		Registerer:     prom,
+		Ready:          readyChecks(st, idn.Redis),
 	})
 	idn.API.Register(srv)
-	wireStats(srv, st, f.statsFlags, log)
+	wireStats(newTimedMux(srv, prom, "apimeter_metrics_api", "Metrics API"), st, f.statsFlags, log)
+	var metricsSrv *http.Server
+	if f.MetricsListen == "" {
+		srv.Handle("GET /metrics", metricsHandler(prom))
+	} else {
+		mln, err := net.Listen("tcp", f.MetricsListen)
+		if err != nil {
+			st.Close()
+			idn.Close()
+			return nil, fmt.Errorf("--metrics-listen: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metricsHandler(prom))
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go metricsSrv.Serve(mln)
+		log.Info("metrics listening", "url", "http://"+mln.Addr().String()+"/metrics")
+	}
 	ln, err := net.Listen("tcp", f.Listen)
 	if err != nil {
 		st.Close()
 		idn.Close()
+		if metricsSrv != nil {
+			metricsSrv.Close()
+		}
 		return nil, err
 	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, http: hs, idn: idn, done: make(chan error, 1), log: log}
+	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, http: hs, metrics: metricsSrv, idn: idn, done: make(chan error, 1), log: log}
 	go func() {
 		err := hs.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -114,6 +143,9 @@ func (in *instance) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	err := in.http.Shutdown(ctx)
+	if in.metrics != nil {
+		err = errors.Join(err, in.metrics.Shutdown(ctx))
+	}
 	return errors.Join(err, in.Store.Close(), in.idn.Close())
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"log/slog"
 
-	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/stats"
 	"github.com/apimeter/apimeter/store/duckdb"
 )
@@ -15,7 +14,7 @@ type statsFlags struct {
 
 // wireStats serves the Metrics API (/v1/o/{org}/environments/{env}/stats...)
 // from the DuckDB store.
-func wireStats(srv *server.Server, st *duckdb.Store, f statsFlags, log *slog.Logger) {
+func wireStats(srv stats.Mux, st *duckdb.Store, f statsFlags, log *slog.Logger) {
 	quota := f.StatsQuota
 	if quota == 0 {
 		quota = -1 // a zero quota would refuse every call; treat it as off

@@ -40,7 +40,10 @@ type Options struct {
 	DailyInterval time.Duration
 	// NoDedupe turns the idempotency check off (benchmarks only).
 	NoDedupe bool
-	Logger   *slog.Logger
+	// MemoryLimit bounds DuckDB's memory (e.g. "512MB"); empty means
+	// DefaultMemoryLimit.
+	MemoryLimit string
+	Logger      *slog.Logger
 }
 
 // Store is a DuckDB-backed apimeter.Store.
@@ -80,6 +83,8 @@ type Store struct {
 
 	dailyMu   sync.Mutex // one BuildDaily at a time
 	dailyDone chan struct{}
+
+	health health
 
 	closeOnce sync.Once
 }
@@ -159,12 +164,16 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	memLimit, err := memoryLimitSetting(opts.MemoryLimit)
+	if err != nil {
+		return nil, err
+	}
 	connector, err := duckdb.NewConnector(path, nil)
 	if err != nil {
 		return nil, fmt.Errorf("open duckdb %s: %w", path, err)
 	}
 	db := sql.OpenDB(connector)
-	if _, err := db.ExecContext(ctx, Settings); err != nil {
+	if _, err := db.ExecContext(ctx, Settings+"; "+memLimit); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("configure duckdb: %w", err)
 	}
@@ -250,6 +259,7 @@ func (s *Store) loadSeen(ctx context.Context) error {
 		s.seen[dedupeKey(org, env, id)] = int32(at / 3600)
 	}
 	s.lastSweep = time.Now()
+	s.health.setDedupe(len(s.seen))
 	return rows.Err()
 }
 
@@ -346,6 +356,7 @@ func (s *Store) writer() {
 			s.jobs <- j
 		}
 		s.sweep(time.Now())
+		s.health.setDedupe(len(s.seen))
 	}
 }
 
@@ -436,6 +447,7 @@ func (s *Store) commit(j *job, prevFailed bool) (failed bool) {
 	if err == nil {
 		err = j.lane.app.Flush()
 	}
+	s.health.commitDone(time.Since(j.began), j.rows, err)
 	if err != nil {
 		s.log.Error("commit events", "err", err)
 		j.lane.reset(s.log)
