@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/apimeter/apimeter/gateway"
@@ -15,16 +18,17 @@ import (
 
 // gatewayCmd runs the gateway on its own, sending events to a collector.
 type gatewayCmd struct {
-	Config      string     `short:"c" type:"existingfile" env:"APIMETER_GATEWAY_CONFIG" placeholder:"FILE" help:"YAML configuration: upstreams, routes, quotas, timeouts (docs/gateway.md)."`
-	Listen      string     `env:"APIMETER_GATEWAY_LISTEN" help:"Address to listen on; overrides the config's listen (default 127.0.0.1:8080)."`
-	Collector   string     `default:"http://127.0.0.1:7070" env:"APIMETER_COLLECTOR" placeholder:"URL" help:"apimeter collector the events are sent to."`
-	AppID       string     `env:"APIMETER_APP_ID" placeholder:"ID" help:"Application id the events are sent with (apimeter apps create), for upstreams without app_id."`
-	Upstream    string     `placeholder:"URL" help:"Without --config: the one API to front."`
-	APIName     string     `help:"Without --config: the API name of --upstream (Apigee's apiproxy; default: its host)."`
-	Route       []string   `placeholder:"TEMPLATE" help:"Without --config: a route template of --upstream, e.g. '/accounts/{id}/message' (repeatable)."`
-	Redis       string     `env:"APIMETER_REDIS" placeholder:"URL" help:"Redis URL for quota counters shared by several gateways; empty keeps them in this process."`
-	RedisPrefix string     `default:"apimeter:" env:"APIMETER_REDIS_PREFIX" help:"Prefix of every Redis key."`
-	LogLevel    slog.Level `default:"info" env:"APIMETER_LOG_LEVEL" help:"debug, info, warn or error."`
+	Config        string     `short:"c" type:"existingfile" env:"APIMETER_GATEWAY_CONFIG" placeholder:"FILE" help:"YAML configuration: upstreams, routes, quotas, timeouts (docs/gateway.md)."`
+	Listen        string     `env:"APIMETER_GATEWAY_LISTEN" help:"Address to listen on; overrides the config's listen (default 127.0.0.1:8080)."`
+	Collector     string     `default:"http://127.0.0.1:7070" env:"APIMETER_COLLECTOR" placeholder:"URL" help:"apimeter collector the events are sent to."`
+	AppID         string     `env:"APIMETER_APP_ID" placeholder:"ID" help:"Application id the events are sent with (apimeter apps create), for upstreams without app_id."`
+	Upstream      string     `placeholder:"URL" help:"Without --config: the one API to front."`
+	APIName       string     `help:"Without --config: the API name of --upstream (Apigee's apiproxy; default: its host)."`
+	Route         []string   `placeholder:"TEMPLATE" help:"Without --config: a route template of --upstream, e.g. '/accounts/{id}/message' (repeatable)."`
+	Redis         string     `env:"APIMETER_REDIS" placeholder:"URL" help:"Redis URL for quota counters shared by several gateways; empty keeps them in this process."`
+	RedisPrefix   string     `default:"apimeter:" env:"APIMETER_REDIS_PREFIX" help:"Prefix of every Redis key."`
+	LogLevel      slog.Level `default:"info" env:"APIMETER_LOG_LEVEL" help:"debug, info, warn or error."`
+	MetricsListen string     `env:"APIMETER_METRICS_LISTEN" placeholder:"ADDR" help:"Serve /metrics (the gateway's counters: events sent, dropped, failed, calls blocked, upstream errors) on this address, e.g. 127.0.0.1:9465; empty: none."`
 }
 
 func (c *gatewayCmd) config() (gateway.Config, error) {
@@ -72,6 +76,21 @@ func (c *gatewayCmd) Run(ctx context.Context) error {
 		return err
 	}
 	log.Info("apimeter gateway listening", "url", "http://"+addr.String(), "collector", c.Collector, "upstreams", len(cfg.Upstreams), "quotas", len(cfg.Quotas))
+	if c.MetricsListen != "" {
+		reg := newRegistry()
+		registerGateway(reg, g)
+		mln, err := net.Listen("tcp", c.MetricsListen)
+		if err != nil {
+			g.Shutdown(ctx)
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metricsHandler(reg))
+		ms := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go ms.Serve(mln)
+		defer ms.Close()
+		log.Info("metrics listening", "url", "http://"+mln.Addr().String()+"/metrics")
+	}
 	return runGateway(ctx, g, log)
 }
 
@@ -123,6 +142,25 @@ func runGateway(ctx context.Context, g *gateway.Gateway, log *slog.Logger) error
 	}
 }
 
+// registerGateway exports a gateway's counters.
+func registerGateway(reg prometheus.Registerer, g *gateway.Gateway) {
+	counter := func(name, help string, f func(gateway.Stats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f(g.Stats())) })
+	}
+	reg.MustRegister(
+		counter("apimeter_gateway_events_enqueued_total", "Calls captured and queued for sending.", func(s gateway.Stats) int64 { return s.Capture.Enqueued }),
+		counter("apimeter_gateway_events_sent_total", "Events the collector (or the store) accepted.", func(s gateway.Stats) int64 { return s.Capture.Sent }),
+		counter("apimeter_gateway_events_dropped_total", "Events dropped because the queue was full.", func(s gateway.Stats) int64 { return s.Capture.Dropped }),
+		counter("apimeter_gateway_events_failed_total", "Events lost because sending failed after retries.", func(s gateway.Stats) int64 { return s.Capture.Failed }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "apimeter_gateway_events_queued", Help: "Events waiting to be sent."},
+			func() float64 { return float64(g.Stats().Capture.Queued) }),
+		counter("apimeter_gateway_blocked_total", "Calls answered 429 by a quota.", func(s gateway.Stats) int64 { return s.Blocked }),
+		counter("apimeter_gateway_upstream_errors_total", "Calls answered 502 or 504.", func(s gateway.Stats) int64 { return s.UpstreamErrors }),
+		counter("apimeter_gateway_quota_errors_total", "Quota checks that failed (the call was forwarded).", func(s gateway.Stats) int64 { return s.QuotaErrors }),
+		counter("apimeter_gateway_no_route_total", "Calls no upstream matched.", func(s gateway.Stats) int64 { return s.NoRoute }),
+	)
+}
+
 // startEmbeddedGateway runs the gateway of `apimeter serve --gateway-config`:
 // its events go into the server's ingest path, its quota counters on the
 // server's Redis when it has one.
@@ -146,6 +184,9 @@ func startEmbeddedGateway(ctx context.Context, in *instance, path string, idf id
 		g.Close(ctx)
 		closeRedis()
 		return nil, nil, err
+	}
+	if in.prom != nil {
+		registerGateway(in.prom, g)
 	}
 	in.log.Info("apimeter gateway listening", "url", "http://"+addr.String(), "store", "embedded", "upstreams", len(cfg.Upstreams), "quotas", len(cfg.Quotas))
 	return g, closeRedis, nil

@@ -254,7 +254,13 @@ quotas:
 	if len(events) != n+2 || blocked != 2 {
 		t.Fatalf("stored %d events, %d blocked; want %d and 2", len(events), blocked, n+2)
 	}
-	_, _, body := call(t, "GET", in.URL+"/v1/usage?org=acme&env=prod&group=user_id", "", nil)
+	_, _, body := call(t, "GET", in.URL+"/metrics", "", nil)
+	for _, want := range []string{"apimeter_gateway_blocked_total 2", fmt.Sprintf("apimeter_gateway_events_sent_total %d", n+2), "apimeter_gateway_events_dropped_total 0"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics has no %q", want)
+		}
+	}
+	_, _, body = call(t, "GET", in.URL+"/v1/usage?org=acme&env=prod&group=user_id", "", nil)
 	if !strings.Contains(body, `"id":"513"`) || !strings.Contains(body, fmt.Sprintf(`"calls":%d,"errors":2`, n+2)) {
 		t.Errorf("usage: %s; want user 513 with %d calls, 2 errors (the blocked ones)", body, n+2)
 	}

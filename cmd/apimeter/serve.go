@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/server"
@@ -44,6 +46,7 @@ type instance struct {
 	http  *http.Server
 	// metrics serves /metrics when it has a listener of its own.
 	metrics *http.Server
+	prom    *prometheus.Registry
 	idn     *identitySetup
 	done    chan error
 	log     *slog.Logger
@@ -125,7 +128,7 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 		return nil, err
 	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, http: hs, metrics: metricsSrv, idn: idn, done: make(chan error, 1), log: log}
+	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, http: hs, metrics: metricsSrv, prom: prom, idn: idn, done: make(chan error, 1), log: log}
 	go func() {
 		err := hs.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
