@@ -80,7 +80,7 @@ type upstream struct {
 	capture *capture.Capture
 	handler http.Handler // capture around serve
 
-	needUser, needCompany, needKey bool
+	needUser, needKey bool // a quota of this API counts users, API keys
 }
 
 // call is what the gateway learns about one call, shared by the proxy's
@@ -171,7 +171,7 @@ func (g *Gateway) newUpstream(uc Upstream, tr http.RoundTripper, sinkFor SinkFun
 	u := &upstream{Upstream: uc, g: g, target: target, routes: routes}
 	u.host = strings.ToLower(uc.Host)
 	if g.quotas != nil {
-		u.needUser, u.needCompany, u.needKey = g.quotas.needs(uc.Name)
+		u.needUser, u.needKey = g.quotas.needs(uc.Name)
 	}
 	u.proxy = &httputil.ReverseProxy{
 		Rewrite:      u.rewrite,

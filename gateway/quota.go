@@ -98,8 +98,9 @@ func (s *subjects) of(by string) string {
 	return s.apiKey
 }
 
-// needs reports which subjects the rules for api need.
-func (q *quotas) needs(api string) (user, company, apiKey bool) {
+// needs reports whether the rules for api count users and API keys (the
+// company is found whenever there are company rules: events carry it).
+func (q *quotas) needs(api string) (user, apiKey bool) {
 	for i := range q.rules {
 		r := &q.rules[i]
 		if !r.appliesTo(api) {
@@ -108,8 +109,6 @@ func (q *quotas) needs(api string) (user, company, apiKey bool) {
 		switch r.By {
 		case ByUser:
 			user = true
-		case ByCompany:
-			company = true
 		case ByAPIKey:
 			apiKey = true
 		}
