@@ -29,6 +29,10 @@ type API struct {
 	Logger  *slog.Logger
 	// Now returns the current time (tests); nil means time.Now.
 	Now func() time.Time
+	// KeyID returns the fingerprint events store for the key whose hash is
+	// given: the collector's Scrubber.FingerprintOfHash, keyed with the
+	// installation's key. nil means the unkeyed Alias.KeyID.
+	KeyID func(keyHash string) string
 }
 
 // Register adds the API's routes to mux.
@@ -64,7 +68,11 @@ func (a *API) now() time.Time {
 }
 
 func (a *API) toJSON(al Alias) AliasJSON {
-	out := AliasJSON{Org: al.Org, Env: al.Env, KeyHash: al.KeyHash, KeyID: al.KeyID(), UserID: al.UserID, CompanyID: al.CompanyID, CreatedAt: al.CreatedAt.UTC()}
+	keyID := al.KeyID()
+	if a.KeyID != nil {
+		keyID = a.KeyID(al.KeyHash)
+	}
+	out := AliasJSON{Org: al.Org, Env: al.Env, KeyHash: al.KeyHash, KeyID: keyID, UserID: al.UserID, CompanyID: al.CompanyID, CreatedAt: al.CreatedAt.UTC()}
 	if !al.ExpiresAt.IsZero() {
 		t := al.ExpiresAt.UTC()
 		out.ExpiresAt = &t

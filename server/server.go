@@ -27,8 +27,11 @@ import (
 
 // Defaults for Config's limits.
 const (
-	DefaultMaxBodyBytes   = 32 << 20
-	DefaultMaxBatchEvents = 10000
+	DefaultMaxBodyBytes        = 32 << 20
+	DefaultMaxBatchEvents      = 10000
+	DefaultMaxHeaderValueBytes = 16 << 10
+	DefaultMaxURIBytes         = 16 << 10
+	DefaultMaxMetadataBytes    = 64 << 10
 )
 
 // Config wires a Server. Store, Apps and Scrubber are required.
@@ -43,10 +46,20 @@ type Config struct {
 	// MaxBodyBytes caps a request body, after gzip decoding. Zero means
 	// DefaultMaxBodyBytes.
 	MaxBodyBytes int64
-	// MaxBatchEvents caps the events in one batch. Zero means
-	// DefaultMaxBatchEvents.
+	// MaxBatchEvents caps the events (or profiles) in one batch. Zero
+	// means DefaultMaxBatchEvents. Decoding stops at the first event past
+	// it, and a batch's decoded events may take at most twice MaxBodyBytes
+	// as apimeter.DecodedSize counts them, so that a request's memory is
+	// bounded by the limits whatever its body holds.
 	MaxBatchEvents int
-	Logger         *slog.Logger
+	// MaxHeaderValueBytes caps each header value, MaxURIBytes an event's
+	// request.uri and MaxMetadataBytes the JSON text of an event's or a
+	// profile's metadata; an event over a cap is refused with a 400 naming
+	// the field. Zero means the Default of each.
+	MaxHeaderValueBytes int
+	MaxURIBytes         int
+	MaxMetadataBytes    int
+	Logger              *slog.Logger
 	// Registerer, when set, gets the collector's Prometheus metrics.
 	Registerer prometheus.Registerer
 	// Ready are the checks /readyz runs.
@@ -75,6 +88,15 @@ func New(cfg Config) *Server {
 	}
 	if cfg.MaxBatchEvents == 0 {
 		cfg.MaxBatchEvents = DefaultMaxBatchEvents
+	}
+	if cfg.MaxHeaderValueBytes == 0 {
+		cfg.MaxHeaderValueBytes = DefaultMaxHeaderValueBytes
+	}
+	if cfg.MaxURIBytes == 0 {
+		cfg.MaxURIBytes = DefaultMaxURIBytes
+	}
+	if cfg.MaxMetadataBytes == 0 {
+		cfg.MaxMetadataBytes = DefaultMaxMetadataBytes
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -196,7 +218,13 @@ func (s *Server) decodeErr(err error, index int) error {
 	}
 	var te *json.UnmarshalTypeError
 	var se *json.SyntaxError
+	var le *apimeter.LimitError
 	switch {
+	case errors.As(err, &le):
+		return s.limitErr(le)
+	case errors.Is(err, apimeter.ErrTooManyHeaders):
+		return &APIError{Status: http.StatusRequestEntityTooLarge, Code: "too_many_headers", Index: idx,
+			Message: fmt.Sprintf("%sa request or response may carry at most %d headers", at, apimeter.MaxHeaders)}
 	case errors.As(err, &te):
 		field := te.Field
 		if field == "" {
@@ -211,6 +239,20 @@ func (s *Server) decodeErr(err error, index int) error {
 		return &APIError{Status: http.StatusBadRequest, Code: "malformed_json", Index: idx, Message: at + "malformed JSON: unexpected end of body"}
 	}
 	return &APIError{Status: http.StatusBadRequest, Code: "invalid_json", Index: idx, Message: at + err.Error()}
+}
+
+// limits are the bounds of one batch's decoding.
+func (s *Server) limits() apimeter.Limits {
+	return apimeter.Limits{MaxEvents: s.cfg.MaxBatchEvents, MaxDecoded: 2 * s.cfg.MaxBodyBytes}
+}
+
+func (s *Server) limitErr(le *apimeter.LimitError) *APIError {
+	if le.Events {
+		return newError(http.StatusRequestEntityTooLarge, "batch_too_large", fmt.Sprintf("a batch may hold at most %d events", s.cfg.MaxBatchEvents))
+	}
+	i := le.Index
+	return &APIError{Status: http.StatusRequestEntityTooLarge, Code: "batch_too_large", Index: &i,
+		Message: fmt.Sprintf("event %d: the batch's events take more than %d bytes decoded (twice the body limit); send smaller batches", i, le.Limit)}
 }
 
 func jsonKind(k string) string {
@@ -273,15 +315,16 @@ func (s *Server) decodeEvents(w http.ResponseWriter, r *http.Request, a apps.App
 	body := buf.Bytes()
 	var ms []apimeter.MoesifEvent
 	if batch {
-		// The fast decoder takes the whole batch at once; when it fails,
-		// the standard one walks the batch to say which event is bad.
-		if ms, err = apimeter.DecodeBatch(body); err != nil {
+		// The fast decoder takes the whole batch at once; when it declines,
+		// the standard one walks the batch to say which event is bad. Both
+		// stop where the batch passes a limit.
+		var le *apimeter.LimitError
+		if ms, err = apimeter.DecodeBatch(body, s.limits()); errors.As(err, &le) {
+			return nil, s.limitErr(le)
+		} else if err != nil {
 			if ms, err = s.decodeBatchSlow(body); err != nil {
 				return nil, err
 			}
-		}
-		if len(ms) > s.cfg.MaxBatchEvents {
-			return nil, newError(http.StatusRequestEntityTooLarge, "batch_too_large", fmt.Sprintf("a batch may hold at most %d events", s.cfg.MaxBatchEvents))
 		}
 		if len(ms) == 0 {
 			return nil, newError(http.StatusBadRequest, "empty_batch", "the batch holds no events")
@@ -301,8 +344,36 @@ func (s *Server) decodeEvents(w http.ResponseWriter, r *http.Request, a apps.App
 		if events[i], err = ms[i].ToEvent(a.Org, a.Env, index); err != nil {
 			return nil, err
 		}
+		if err := s.checkCaps(&events[i], index); err != nil {
+			return nil, err
+		}
 	}
 	return events, nil
+}
+
+// checkCaps refuses an event whose URI, a header value or metadata is
+// longer than its cap.
+func (s *Server) checkCaps(e *apimeter.Event, index int) error {
+	over := func(field string, n int) error {
+		return &apimeter.FieldError{Index: index, Field: field, Msg: fmt.Sprintf("is longer than %d bytes", n)}
+	}
+	if len(e.URI) > s.cfg.MaxURIBytes {
+		return over("request.uri", s.cfg.MaxURIBytes)
+	}
+	for _, m := range []struct {
+		side string
+		h    apimeter.Headers
+	}{{"request", e.RequestHeaders}, {"response", e.ResponseHeaders}} {
+		for _, kv := range m.h {
+			if len(kv.Value) > s.cfg.MaxHeaderValueBytes {
+				return over(m.side+".headers."+kv.Name, s.cfg.MaxHeaderValueBytes)
+			}
+		}
+	}
+	if len(e.Metadata) > s.cfg.MaxMetadataBytes {
+		return over("metadata", s.cfg.MaxMetadataBytes)
+	}
+	return nil
 }
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -320,12 +391,17 @@ func (s *Server) decodeBatchSlow(body []byte) ([]apimeter.MoesifEvent, error) {
 		return nil, newError(http.StatusBadRequest, "invalid_batch", "a batch must be a JSON array of events")
 	}
 	var ms []apimeter.MoesifEvent
+	lim := s.limits()
+	var used int64
 	for i := 0; dec.More(); i++ {
-		if i >= s.cfg.MaxBatchEvents {
-			return nil, newError(http.StatusRequestEntityTooLarge, "batch_too_large", fmt.Sprintf("a batch may hold at most %d events", s.cfg.MaxBatchEvents))
+		if i >= lim.MaxEvents {
+			return nil, s.limitErr(&apimeter.LimitError{Index: i, Events: true, Limit: int64(lim.MaxEvents)})
 		}
 		var m apimeter.MoesifEvent
 		if err := dec.Decode(&m); err != nil {
+			return nil, s.decodeErr(err, i)
+		}
+		if err := lim.Check(i, &m, &used); err != nil {
 			return nil, s.decodeErr(err, i)
 		}
 		ms = append(ms, m)
@@ -343,7 +419,14 @@ func (s *Server) decodeBatchSlow(body []byte) ([]apimeter.MoesifEvent, error) {
 func (s *Server) ingest(ctx context.Context, events []apimeter.Event) (apimeter.AppendResult, error) {
 	if s.cfg.Identifier != nil {
 		if err := s.cfg.Identifier.Identify(ctx, events); err != nil {
-			return apimeter.AppendResult{}, fmt.Errorf("identify: %w", err)
+			// The alias table (Redis, or the embedded store) did not
+			// answer: nothing is stored, and the sender may retry.
+			org, env := events[0].Org, events[0].Env
+			if ok, held := s.logLimit.allow("identify\x00"+org+"\x00"+env, time.Now()); ok {
+				s.log.Error("identify events", "org", org, "env", env, "events", len(events), "err", err, "similar_lines_held_back", held)
+			}
+			return apimeter.AppendResult{}, &APIError{Status: http.StatusServiceUnavailable, Code: "identity_unavailable",
+				Message: "the alias table could not be read; nothing was acknowledged, retry later"}
 		}
 	}
 	for i := range events {

