@@ -20,7 +20,9 @@ import (
 //	DELETE /v1/aliases/{key_hash}?org=&env=
 //	GET    /v1/usage?org=&env=&period=2026-11&group=user_id
 //
-// env defaults to "prod"; org is required. Answers never hold a key, only
+// env defaults to "prod"; org to the org of the caller's key. Every route
+// needs a key covering the org and env: admin for aliases, read for usage
+// (see server.RouteScope). Answers never hold a key, only
 // its hash and fingerprint id. Errors have the collector's shape:
 // {"error":{"code","message","field"}}.
 type API struct {
@@ -96,14 +98,22 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	server.WriteError(w, r, log, err)
 }
 
-// scope reads org and env from the query string.
+// scope reads org and env from the query string; org defaults to the org
+// of the caller's key. The key must cover both (the server's key check saw
+// the org but not the default env).
 func scope(r *http.Request) (org, env string, err error) {
 	org, env = r.URL.Query().Get("org"), r.URL.Query().Get("env")
 	if env == "" {
 		env = "prod"
 	}
+	if g, ok := server.GrantFrom(r.Context()); ok && org == "" {
+		org = g.Org
+	}
 	if org == "" {
 		return "", "", fieldErr("org", "the org query parameter is required")
+	}
+	if err := server.CheckAccess(r, org, env); err != nil {
+		return "", "", err
 	}
 	return org, env, nil
 }
@@ -118,6 +128,15 @@ func (a *API) putAlias(w http.ResponseWriter, r *http.Request) {
 	}
 	if in.Env == "" {
 		in.Env = "prod"
+	}
+	if g, ok := server.GrantFrom(r.Context()); ok && in.Org == "" {
+		in.Org = g.Org
+	}
+	// The org and env of the body are the ones changed: the key must cover
+	// them, whatever the query string said.
+	if err := server.CheckAccess(r, in.Org, in.Env); err != nil {
+		a.fail(w, r, err)
+		return
 	}
 	switch {
 	case in.Key != "" && in.KeyHash != "" && apimeter.KeyHash(in.Key) != in.KeyHash:

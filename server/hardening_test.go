@@ -126,7 +126,7 @@ func TestInvalidTextNeverReachesTheStore(t *testing.T) {
 		}
 	}
 	// The whole stream, read back raw: valid UTF-8, no lone surrogate.
-	resp, err := http.Get(e.http.URL + "/v1/o/acme/environments/prod/events?limit=100")
+	resp, err := e.read("/v1/o/acme/environments/prod/events?limit=100")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestInvalidTextNeverReachesTheStore(t *testing.T) {
 			t.Errorf("%s %q: answered %d %v, want 200", p.path, p.body, code, out)
 		}
 	}
-	resp, err = http.Get(e.http.URL + "/v1/o/acme/environments/prod/users/u%EF%BF%BD1")
+	resp, err = e.read("/v1/o/acme/environments/prod/users/u%EF%BF%BD1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,9 @@
 // Package server is apimeter's HTTP API: the Moesif-compatible collector
 // (/v1/events, /v1/users, /v1/companies, /v1/config, /v1/rules), the read
 // API for recent events, and the health endpoint. Every error answer is
-// JSON built in one place (errors.go).
+// JSON built in one place (errors.go). Read and admin routes sit behind a
+// key check chosen by their pattern (auth.go); the keys themselves are
+// package auth's.
 package server
 
 import (
@@ -52,6 +54,9 @@ type Config struct {
 	// as apimeter.DecodedSize counts them, so that a request's memory is
 	// bounded by the limits whatever its body holds.
 	MaxBatchEvents int
+	// Auth finds what the credential of a read or admin request allows
+	// (see auth.go). Nil closes every read and admin route (401).
+	Auth Authorizer
 	// MaxHeaderValueBytes caps each header value, MaxURIBytes an event's
 	// request.uri and MaxMetadataBytes the JSON text of an event's or a
 	// profile's metadata; an event over a cap is refused with a 400 naming
@@ -71,6 +76,8 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 	mux *http.ServeMux
+	// guarded lists the patterns registered behind the key check.
+	guarded []Route
 
 	eventsStored     atomic.Int64
 	eventsDuplicates atomic.Int64
@@ -107,8 +114,35 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// Handle adds a handler to the server's mux (for parts wired in cmd/).
-func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+// Handle adds a handler to the server's mux (for parts wired in cmd/),
+// behind the key check its pattern calls for (RouteScope): every route
+// under /v1/o/{org}/... needs a key of that org without more being done.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.HandleScope(pattern, RouteScope(pattern), h)
+}
+
+// HandleScope adds a handler that needs a key of the given scope (Public:
+// none). A Read route registered without a method needs Admin for methods
+// other than GET and HEAD.
+func (s *Server) HandleScope(pattern string, need Scope, h http.Handler) {
+	if need == Public {
+		s.mux.Handle(pattern, h)
+		return
+	}
+	method, path := splitPattern(pattern)
+	s.mux.Handle(pattern, s.guard(need, method == "", strings.Contains(path, "{org}"), h))
+	s.guarded = append(s.guarded, Route{Pattern: pattern, Scope: need})
+}
+
+// Route is a registered pattern and the scope it needs.
+type Route struct {
+	Pattern string
+	Scope   Scope
+}
+
+// Routes lists the routes registered behind the key check, in order (tests
+// walk them all).
+func (s *Server) Routes() []Route { return append([]Route(nil), s.guarded...) }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
@@ -126,10 +160,10 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /health/probe", func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]any{"status": true, "region": "apimeter"})
 	})
-	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/events", s.listEvents)
-	s.mux.HandleFunc("GET /v1/o/{org}/e/{env}/events", s.listEvents)
-	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/users/{id}", s.getProfile("user"))
-	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/companies/{id}", s.getProfile("company"))
+	s.Handle("GET /v1/o/{org}/environments/{env}/events", http.HandlerFunc(s.listEvents))
+	s.Handle("GET /v1/o/{org}/e/{env}/events", http.HandlerFunc(s.listEvents))
+	s.Handle("GET /v1/o/{org}/environments/{env}/users/{id}", s.getProfile("user"))
+	s.Handle("GET /v1/o/{org}/environments/{env}/companies/{id}", s.getProfile("company"))
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	// /healthz says the process is up and answering; whether it can store
 	// events is /readyz's question.

@@ -185,8 +185,8 @@ func startEmbeddedGateway(ctx context.Context, in *instance, path string, idf id
 		closeRedis()
 		return nil, nil, err
 	}
-	if in.prom != nil {
-		registerGateway(in.prom, g)
+	if in.Prom != nil {
+		registerGateway(in.Prom, g)
 	}
 	in.log.Info("apimeter gateway listening", "url", "http://"+addr.String(), "store", "embedded", "upstreams", len(cfg.Upstreams), "quotas", len(cfg.Quotas))
 	return g, closeRedis, nil

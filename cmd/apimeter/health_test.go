@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/server"
 )
 
@@ -54,8 +55,16 @@ func TestHealthReadyMetrics(t *testing.T) {
 	if c := post(`[{"request":`); c != 400 {
 		t.Fatalf("malformed batch: %d, want 400", c)
 	}
+	_, key, err := auth.Create(f.Data, auth.Spec{Org: "acme", Scope: auth.ScopeRead})
+	if err != nil {
+		t.Fatal(err)
+	}
 	get := func(path string) (int, string) {
-		resp, err := http.Get(in.URL + path)
+		req, _ := http.NewRequest(http.MethodGet, in.URL+path, nil)
+		if strings.HasPrefix(path, "/v1/") {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

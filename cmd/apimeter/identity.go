@@ -155,6 +155,8 @@ type adminFlags struct {
 	Server string `default:"http://127.0.0.1:7070" env:"APIMETER_SERVER" help:"URL of the running apimeter server."`
 	Org    string `required:"" env:"APIMETER_ORG" help:"Org the aliases or usage belong to."`
 	Env    string `default:"prod" env:"APIMETER_ENV" help:"Environment."`
+	// Not --key: the alias commands' --key is the key being aliased.
+	APIMeterKey string `name:"apimeter-key" env:"APIMETER_KEY" help:"apimeter key of the org (admin for aliases, read for usage); see apimeter keys create."`
 }
 
 func (a adminFlags) call(ctx context.Context, method, path string, q url.Values, body any, out any) error {
@@ -176,6 +178,9 @@ func (a adminFlags) call(ctx context.Context, method, path string, q url.Values,
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if a.APIMeterKey != "" {
+		req.Header.Set("Authorization", "Bearer "+a.APIMeterKey)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("is apimeter serve running at %s? %w", a.Server, err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/workload"
 )
 
@@ -64,13 +65,16 @@ func TestExactMeteringEndToEnd(t *testing.T) {
 		{org: "weights", steps: []step{{events: weighted}, {events: weighted}}, rows: 3, calls: 111},
 		{org: "kill9", steps: []step{{events: crash, kill: true}, {events: crash}}, rows: 30, calls: 30},
 	}
-	ids := map[string]string{}
+	ids, keys := map[string]string{}, map[string]string{}
 	for _, c := range cases {
 		app, err := apps.Create(data, c.org, "prod")
 		if err != nil {
 			t.Fatal(err)
 		}
 		ids[c.org] = app.ID
+		if _, keys[c.org], err = auth.Create(data, auth.Spec{Org: c.org, Scope: auth.ScopeRead}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	srv := startChild(t, data)
 	defer func() { srv.kill9(t) }()
@@ -90,13 +94,13 @@ func TestExactMeteringEndToEnd(t *testing.T) {
 			var evs struct {
 				Events []json.RawMessage `json:"events"`
 			}
-			getJSON(t, srv.url+"/v1/o/"+c.org+"/environments/prod/events?limit=1000", &evs)
+			getJSON(t, keys[c.org], srv.url+"/v1/o/"+c.org+"/environments/prod/events?limit=1000", &evs)
 			var usage struct {
 				Total struct {
 					Calls int64 `json:"calls"`
 				} `json:"total"`
 			}
-			getJSON(t, srv.url+"/v1/usage?"+url.Values{"org": {c.org}, "env": {"prod"}, "period": {"2026-11"}, "group": {"user_id"}}.Encode(), &usage)
+			getJSON(t, keys[c.org], srv.url+"/v1/usage?"+url.Values{"org": {c.org}, "env": {"prod"}, "period": {"2026-11"}, "group": {"user_id"}}.Encode(), &usage)
 			var st struct {
 				Environments []struct {
 					Metrics []struct {
@@ -104,7 +108,7 @@ func TestExactMeteringEndToEnd(t *testing.T) {
 					} `json:"metrics"`
 				} `json:"environments"`
 			}
-			getJSON(t, srv.url+"/v1/o/"+c.org+"/environments/prod/stats?"+url.Values{
+			getJSON(t, keys[c.org], srv.url+"/v1/o/"+c.org+"/environments/prod/stats?"+url.Values{
 				"select": {"sum(message_count)"}, "timeRange": {"11/01/2026 00:00~12/01/2026 00:00"}}.Encode(), &st)
 			var metric float64
 			if len(st.Environments) == 1 && len(st.Environments[0].Metrics) == 1 && len(st.Environments[0].Metrics[0].Values) == 1 {
@@ -119,9 +123,15 @@ func TestExactMeteringEndToEnd(t *testing.T) {
 	}
 }
 
-func getJSON(t *testing.T, u string, v any) {
+// getJSON GETs u with key as a Bearer token and decodes the answer.
+func getJSON(t *testing.T, key, u string, v any) {
 	t.Helper()
-	resp, err := http.Get(u)
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

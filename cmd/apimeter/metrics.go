@@ -114,12 +114,24 @@ func newTimedMux(mux interface{ Handle(string, http.Handler) }, reg prometheus.R
 }
 
 func (t *timedMux) Handle(pattern string, h http.Handler) {
-	t.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	timed := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &server.StatusWriter{ResponseWriter: w}
 		h.ServeHTTP(sw, r)
 		code := strconv.Itoa(sw.Status())
 		t.hist.WithLabelValues(code).Observe(time.Since(start).Seconds())
 		t.calls.WithLabelValues(code).Inc()
-	}))
+	})
+	// The key check writes its 401 and 403 in the handler's own shape
+	// (Apigee's for the Metrics API) when the handler says how.
+	if aw, ok := h.(server.AuthErrorWriter); ok {
+		t.mux.Handle(pattern, authShaped{timed, aw})
+		return
+	}
+	t.mux.Handle(pattern, timed)
+}
+
+type authShaped struct {
+	http.Handler
+	server.AuthErrorWriter
 }

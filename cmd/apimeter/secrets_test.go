@@ -11,6 +11,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/identity"
 )
 
@@ -37,7 +38,11 @@ func TestKeyedFingerprintsAndAliases(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("fingerprint key after first start: %v, %v; want mode 0600", st, err)
 	}
-	admin := adminFlags{Server: in.URL, Org: "acme", Env: "prod"}
+	_, key, err := auth.Create(dir, auth.Spec{Org: "acme", Scope: auth.ScopeAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := adminFlags{Server: in.URL, Org: "acme", Env: "prod", APIMeterKey: key}
 	putAlias := func(key, user string) identity.AliasJSON {
 		var al identity.AliasJSON
 		if err := admin.call(ctx, "PUT", "/v1/aliases", nil, identity.AliasJSON{Org: "acme", Env: "prod", Key: key, UserID: user}, &al); err != nil {
@@ -78,7 +83,9 @@ func TestKeyedFingerprintsAndAliases(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Get(in.URL + "/v1/o/acme/environments/prod/events")
+	req, _ := http.NewRequest(http.MethodGet, in.URL+"/v1/o/acme/environments/prod/events", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/store/duckdb"
 )
@@ -46,13 +47,19 @@ type instance struct {
 	Store *duckdb.Store
 	Srv   *server.Server
 	Apps  *apps.Registry
+	Keys  *auth.Keys
+	Auth  *auth.Guard
 	http  *http.Server
 	// metrics serves /metrics when it has a listener of its own.
 	metrics *http.Server
-	prom    *prometheus.Registry
-	idn     *identitySetup
-	done    chan error
-	log     *slog.Logger
+	// Prom is the registry /metrics serves.
+	Prom *prometheus.Registry
+	idn  *identitySetup
+	done chan error
+	log  *slog.Logger
+	// beforeClose runs first in Close (an embedded gateway sends what it
+	// holds while the store is still open).
+	beforeClose func() error
 }
 
 // DBFile is the DuckDB file inside the data directory.
@@ -73,6 +80,16 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 	if err != nil {
 		return nil, err
 	}
+	keys, err := auth.Open(f.Data)
+	if err != nil {
+		return nil, err
+	}
+	guard := auth.New(auth.Config{
+		Keys:    keys,
+		IsAppID: func(id string) bool { _, ok := reg.Lookup(id); return ok },
+		Envs:    func(org string) []string { return appEnvs(reg, org) },
+		Logger:  log,
+	})
 	so.DedupeHorizon, so.Logger = f.DedupeHorizon, log
 	if so.MemoryLimit == "" {
 		so.MemoryLimit = f.MemoryLimit
@@ -109,6 +126,7 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 		Sinks:          idn.Sinks,
 		MaxBodyBytes:   f.MaxBodyBytes,
 		MaxBatchEvents: f.MaxBatchEvents,
+		Auth:           guard,
 		Logger:         log,
 		Registerer:     prom,
 		Ready:          readyChecks(st, idn.Redis),
@@ -117,8 +135,9 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 		MaxURIBytes:         f.MaxURIBytes,
 		MaxMetadataBytes:    f.MaxMetadataBytes,
 	})
+	guard.Register(srv)
 	idn.API.Register(srv)
-	wireStats(newTimedMux(srv, prom, "apimeter_metrics_api", "Metrics API"), st, f.statsFlags, log)
+	wireStats(newTimedMux(srv, prom, "apimeter_metrics_api", "Metrics API"), st, reg, f.statsFlags, log)
 	if err := f.httpFlags.Validate(); err != nil {
 		st.Close()
 		idn.Close()
@@ -152,7 +171,7 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 	ln = server.LimitListener(ln, f.httpFlags.withDefaults().MaxConnections)
 	ln = server.JSONConnErrors(ln) // net/http's own 431 and 400 answers as JSON
 	hs := f.httpFlags.server(srv)
-	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, http: hs, metrics: metricsSrv, prom: prom, idn: idn, done: make(chan error, 1), log: log}
+	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, Keys: keys, Auth: guard, http: hs, metrics: metricsSrv, Prom: prom, idn: idn, done: make(chan error, 1), log: log}
 	go func() {
 		err := hs.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -169,7 +188,11 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 func (in *instance) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	err := in.http.Shutdown(ctx)
+	var err error
+	if in.beforeClose != nil {
+		err = in.beforeClose()
+	}
+	err = errors.Join(err, in.http.Shutdown(ctx))
 	if in.metrics != nil {
 		err = errors.Join(err, in.metrics.Shutdown(ctx))
 	}
@@ -179,6 +202,8 @@ func (in *instance) Close() error {
 type serveCmd struct {
 	serverFlags
 	GatewayConfig string `type:"existingfile" env:"APIMETER_GATEWAY_CONFIG" placeholder:"FILE" help:"Also run a gateway (docs/gateway.md) whose events go straight into this server's store."`
+
+	Kafka consumerFlags `embed:"" prefix:"kafka-" envprefix:"APIMETER_KAFKA_" group:"Kafka / Event Hubs consumer (off without --kafka-brokers)"`
 }
 
 func (c *serveCmd) Run(ctx context.Context) error {
@@ -186,7 +211,6 @@ func (c *serveCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	stopGateway := func() error { return nil }
 	if c.GatewayConfig != "" {
 		g, closeRedis, err := startEmbeddedGateway(ctx, in, c.GatewayConfig, c.identityFlags)
 		if err != nil {
@@ -194,22 +218,21 @@ func (c *serveCmd) Run(ctx context.Context) error {
 			return err
 		}
 		// Before the store closes: the gateway's queued events go in.
-		stopGateway = func() error {
+		in.beforeClose = func() error {
 			sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
 			defer closeRedis()
 			return g.Shutdown(sctx)
 		}
 	}
-	select {
-	case <-ctx.Done():
-		in.log.Info("shutting down")
-	case err := <-in.done:
-		stopGateway()
-		in.Store.Close()
+	// The consumer stops with ctx: it stores its batch and commits before
+	// the store closes.
+	consumed, err := startEmbeddedConsumer(ctx, in, c.Kafka)
+	if err != nil {
+		in.Close()
 		return err
 	}
-	return errors.Join(stopGateway(), in.Close())
+	return in.wait(ctx, consumed)
 }
 
 type appsCmd struct {
