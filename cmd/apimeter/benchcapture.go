@@ -16,7 +16,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -328,19 +327,27 @@ func (s *benchServer) Close() { s.srv.Close() }
 // load sends requests from c.Clients keep-alive clients for c.Duration and
 // returns how many were answered with 200.
 func (c *benchCaptureCmd) load(ctx context.Context, base string, payload []byte) (int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.Duration)
+	lat, err := goLoad(ctx, base, c.Clients, c.Duration, payload)
+	return int64(len(lat)), err
+}
+
+// goLoad sends seed 000's call from clients keep-alive clients in this
+// process for d and returns the latency of each call answered with 200.
+func goLoad(ctx context.Context, base string, clients int, d time.Duration, payload []byte) ([]time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	tr := &http.Transport{MaxIdleConnsPerHost: c.Clients, DisableCompression: true}
+	tr := &http.Transport{MaxIdleConnsPerHost: clients, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
-	var done atomic.Int64
+	lat := make([][]time.Duration, clients)
 	var mu sync.Mutex
 	var firstErr error
 	var wg sync.WaitGroup
-	for i := 0; i < c.Clients; i++ {
+	for i := 0; i < clients; i++ {
 		wg.Go(func() {
 			url := fmt.Sprintf("%s/accounts/%d/message", base, 1000+i)
 			for ctx.Err() == nil {
+				began := time.Now()
 				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(payload))
 				req.Header.Set("Authorization", "Bearer "+benchToken)
 				req.Header.Set("Content-Type", "application/json")
@@ -356,13 +363,13 @@ func (c *benchCaptureCmd) load(ctx context.Context, base string, payload []byte)
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK && ctx.Err() == nil {
-					done.Add(1)
+					lat[i] = append(lat[i], time.Since(began))
 				}
 			}
 		})
 	}
 	wg.Wait()
-	return done.Load(), firstErr
+	return slices.Concat(lat...), firstErr
 }
 
 // processCPU is the user+system CPU time this process has used.
@@ -390,9 +397,24 @@ func median(xs []float64) float64 {
 // requests were answered with a 2xx or 3xx status, and the CPU time wrk
 // used.
 func (c *benchCaptureCmd) loadWrk(ctx context.Context, base string, payload []byte) (int64, time.Duration, error) {
+	r, err := runWrk(ctx, base, c.Clients, c.Duration, payload)
+	return r.total, r.cpu, err
+}
+
+// wrkResult is what one wrk run measured.
+type wrkResult struct {
+	total int64         // requests answered with a 2xx or 3xx status
+	p99   time.Duration // wrk's 99th percentile latency
+	cpu   time.Duration // CPU time wrk used
+}
+
+// runWrk posts seed 000's call with wrk (one thread, clients connections,
+// d in whole seconds) to base. Any other status or a socket error fails
+// the run.
+func runWrk(ctx context.Context, base string, clients int, d time.Duration, payload []byte) (wrkResult, error) {
 	dir, err := os.MkdirTemp("", "apimeter-wrk-")
 	if err != nil {
-		return 0, 0, err
+		return wrkResult{}, err
 	}
 	defer os.RemoveAll(dir)
 	script := filepath.Join(dir, "post.lua")
@@ -401,36 +423,36 @@ wrk.body = %q
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer %s"
 done = function(summary, latency, requests)
-  io.write(string.format("apimeter-wrk %%d %%d %%d\n", summary.requests, summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+  io.write(string.format("apimeter-wrk %%d %%d %%d %%d\n", summary.requests, summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout, latency:percentile(99)))
 end
 `, payload, benchToken)
 	if err := os.WriteFile(script, []byte(lua), 0o600); err != nil {
-		return 0, 0, err
+		return wrkResult{}, err
 	}
 	// wrk's default 2 s timeout counts a slow answer on a busy machine as
 	// a socket error; a round is about throughput, not a latency bound.
-	cmd := exec.CommandContext(ctx, "wrk", "-t1", fmt.Sprintf("-c%d", c.Clients), fmt.Sprintf("-d%ds", int(c.Duration.Seconds())), "--timeout", "30s",
+	cmd := exec.CommandContext(ctx, "wrk", "-t1", fmt.Sprintf("-c%d", clients), fmt.Sprintf("-d%ds", int(d.Seconds())), "--timeout", "30s",
 		"-s", script, base+"/accounts/1001/message")
 	out, err := cmd.Output()
 	if err != nil {
 		if errors.Is(err, exec.ErrNotFound) {
-			return 0, 0, errors.New("--load wrk: the wrk command is not installed (apt-get install wrk)")
+			return wrkResult{}, errors.New("--load wrk: the wrk command is not installed (apt-get install wrk)")
 		}
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return 0, 0, fmt.Errorf("wrk: %w: %s%s", err, ee.Stderr, out)
+			return wrkResult{}, fmt.Errorf("wrk: %w: %s%s", err, ee.Stderr, out)
 		}
-		return 0, 0, fmt.Errorf("wrk: %w", err)
+		return wrkResult{}, fmt.Errorf("wrk: %w", err)
 	}
 	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	for line := range strings.Lines(string(out)) {
-		var total, bad, failed int64
-		if _, err := fmt.Sscanf(line, "apimeter-wrk %d %d %d", &total, &bad, &failed); err == nil {
+		var total, bad, failed, p99us int64
+		if _, err := fmt.Sscanf(line, "apimeter-wrk %d %d %d %d", &total, &bad, &failed, &p99us); err == nil {
 			if bad+failed > 0 {
-				return 0, 0, fmt.Errorf("wrk: %d non-2xx answers and %d socket errors of %d requests", bad, failed, total)
+				return wrkResult{}, fmt.Errorf("wrk: %d non-2xx answers and %d socket errors of %d requests", bad, failed, total)
 			}
-			return total, cpu, nil
+			return wrkResult{total: total, p99: time.Duration(p99us) * time.Microsecond, cpu: cpu}, nil
 		}
 	}
-	return 0, 0, fmt.Errorf("wrk printed no summary:\n%s", out)
+	return wrkResult{}, fmt.Errorf("wrk printed no summary:\n%s", out)
 }

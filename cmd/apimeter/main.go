@@ -23,6 +23,7 @@ type cli struct {
 	Keys  keysCmd  `cmd:"" help:"Manage read and admin keys."`
 	Bench benchCmd `cmd:"" help:"Measure apimeter on this machine."`
 
+	Gateway gatewayCmd `cmd:"" help:"Run a reverse proxy that records every call of the APIs behind it and enforces quotas."`
 	Consume consumeCmd `cmd:"" help:"Read API calls from Kafka or Azure Event Hubs (seed 002's APIM messages or collector JSON), pair and store them."`
 
 	Aliases aliasesCmd `cmd:"" help:"Manage the alias table (API key, token or client id -> user) of a running server."`
