@@ -23,8 +23,8 @@ type EventFilter struct {
 	CompanyID string
 	APIName   string
 	Route     string    // route template, e.g. /accounts/{id}/message
-	Status    int       // exact status, 0 for any
-	MinStatus int       // e.g. 400 for errors only, 0 for any
+	Status    *int      // exact status (0: no response), nil for any
+	Errors    bool      // only calls that count as errors (Event.IsError)
 	From, To  time.Time // request time, zero for open
 	Limit     int
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/httpmsg"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/stats"
@@ -47,6 +48,7 @@ type stack struct {
 	st  *duckdb.Store
 	srv *server.Server
 	url string
+	key string // a read key of org acme
 }
 
 func newStack(t testing.TB) *stack {
@@ -60,11 +62,19 @@ func newStack(t testing.TB) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := server.New(server.Config{Store: st, Apps: reg, Scrubber: apimeter.NewScrubber(nil, nil, 1024)})
+	_, key, err := auth.Create(dir, auth.Spec{Org: "acme", Scope: auth.ScopeRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := auth.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.New(server.Config{Store: st, Apps: reg, Scrubber: apimeter.NewScrubber(nil, nil, 1024), Auth: auth.New(auth.Config{Keys: keys})})
 	stats.NewHandler(stats.Config{DB: st.DB(), Dialect: stats.DuckDB{}, QuotaPerMinute: -1}).Register(srv)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(func() { hs.Close(); st.Close() })
-	return &stack{st: st, srv: srv, url: hs.URL}
+	return &stack{st: st, srv: srv, url: hs.URL, key: key}
 }
 
 // byVerbStatus asks the Metrics API for the calls of acme/prod per verb and
@@ -75,7 +85,9 @@ func (s *stack) byVerbStatus(t testing.TB) map[string]int {
 	to := time.Now().UTC().Add(24 * time.Hour).Format("01/02/2006 15:04")
 	u := s.url + "/v1/o/acme/environments/prod/stats/request_verb,response_status_code?select=sum(message_count)&timeRange=" +
 		strings.ReplaceAll(from+"~"+to, " ", "%20")
-	resp, err := http.Get(u)
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	req.Header.Set("Authorization", "Bearer "+s.key)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

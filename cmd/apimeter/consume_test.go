@@ -22,6 +22,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/httpmsg"
 	"github.com/apimeter/apimeter/stats"
 )
@@ -165,7 +166,7 @@ func TestConsumeKilledAndRestarted(t *testing.T) {
 	if n := stored(); n != len(calls) {
 		t.Errorf("%d events stored, want %d", n, len(calls))
 	}
-	if got := metricsByVerbStatus(t, in.URL); !maps.Equal(got, want) {
+	if got := metricsByVerbStatus(t, in.URL, f.Data); !maps.Equal(got, want) {
 		t.Errorf("Metrics API by verb and status:\n got %v\nwant %v", got, want)
 	}
 }
@@ -208,13 +209,21 @@ func policyCalls(n int) []policyCall {
 	return out
 }
 
-func metricsByVerbStatus(t *testing.T, base string) map[string]int {
+func metricsByVerbStatus(t *testing.T, base, data string) map[string]int {
 	t.Helper()
+	// A read key made as `apimeter keys create` makes it; the running
+	// server picks it up on first use.
+	_, key, err := auth.Create(data, auth.Spec{Org: "acme", Scope: auth.ScopeRead})
+	if err != nil {
+		t.Fatal(err)
+	}
 	from := time.Now().UTC().Add(-24 * time.Hour).Format("01/02/2006 15:04")
 	to := time.Now().UTC().Add(24 * time.Hour).Format("01/02/2006 15:04")
 	u := base + "/v1/o/acme/environments/prod/stats/request_verb,response_status_code?select=sum(message_count)&timeRange=" +
 		strings.ReplaceAll(from+"~"+to, " ", "%20")
-	resp, err := http.Get(u)
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +303,7 @@ func TestServeConsumesKafka(t *testing.T) {
 			t.Errorf("/metrics lacks %s:\n%s", m, grepLines(metrics, "apimeter_kafka_"))
 		}
 	}
-	if got := metricsByVerbStatus(t, base); !maps.Equal(got, want) {
+	if got := metricsByVerbStatus(t, base, cmd.Data); !maps.Equal(got, want) {
 		t.Errorf("Metrics API by verb and status:\n got %v\nwant %v", got, want)
 	}
 	cancel()
