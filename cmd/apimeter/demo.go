@@ -193,7 +193,7 @@ func printDemo(w io.Writer, d demoInfo) {
 	fmt.Fprintf(w, "Metrics API (calls by user this month; p95 latency by route per day; errors by status):\n")
 	fmt.Fprintf(w, "  curl -s %s '%s/stats/user_id?select=sum(message_count)&timeRange=%s&sortby=sum(message_count)'\n", curlAuth, base, tr)
 	fmt.Fprintf(w, "  curl -s %s '%s/stats/route?select=p95(total_response_time)&timeUnit=day&timeRange=%s'\n", curlAuth, base, tr)
-	fmt.Fprintf(w, "  curl -s -u \"me:$APIMETER_KEY\" '%s/stats/response_status_code?select=sum(is_error)&filter=(response_status_code%%20ge%%20400)&timeRange=%s'\n\n", base, tr)
+	fmt.Fprintf(w, "  curl -s %s '%s/stats/response_status_code?select=sum(is_error)&filter=(response_status_code%%20ge%%20400)&timeRange=%s'\n\n", curlAuth, base, tr)
 	fmt.Fprintf(w, "Call the sample API as user 513:\n  curl -s %s/accounts/abcdef/message -H 'Authorization: Bearer %s'\n\n", d.APIURL, demo.Token(d.Secret, demo.GuideUsers[0]))
 	fmt.Fprintf(w, "Live traffic is running. Ctrl-C stops the demo.\n")
 }
