@@ -21,6 +21,8 @@ type EventFilter struct {
 	Org, Env  string
 	UserID    string
 	CompanyID string
+	APIName   string
+	Route     string    // route template, e.g. /accounts/{id}/message
 	Status    *int      // exact status (0: no response), nil for any
 	Errors    bool      // only calls that count as errors (Event.IsError)
 	From, To  time.Time // request time, zero for open

@@ -249,12 +249,13 @@ func (s *Server) getProfile(kind string) http.HandlerFunc {
 
 // listEvents serves recent events, newest first, in the collector schema
 // with apimeter's fields (event_id, api_name, route, api_key_id) added.
-// Filters: user_id, company_id, status (0: no response), errors=true (the
+// Filters: user_id, company_id, api_name, route, status (0: no response), errors=true (the
 // calls apimeter.IsError counts, as the Metrics API and usage do), from, to
 // (RFC 3339 or epoch milliseconds), limit (1..1000, default 100).
 func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := apimeter.EventFilter{Org: r.PathValue("org"), Env: r.PathValue("env"), UserID: q.Get("user_id"), CompanyID: q.Get("company_id"), Limit: 100}
+	f := apimeter.EventFilter{Org: r.PathValue("org"), Env: r.PathValue("env"), UserID: q.Get("user_id"), CompanyID: q.Get("company_id"),
+		APIName: q.Get("api_name"), Route: q.Get("route"), Limit: 100}
 	bad := func(param, msg string) {
 		s.writeError(w, r, &APIError{Status: http.StatusBadRequest, Code: "invalid_parameter", Field: param, Message: param + ": " + msg})
 	}

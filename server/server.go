@@ -64,7 +64,9 @@ type Config struct {
 	MaxHeaderValueBytes int
 	MaxURIBytes         int
 	MaxMetadataBytes    int
-	Logger              *slog.Logger
+	// Stream bounds the live event stream (GET .../events/stream).
+	Stream StreamConfig
+	Logger *slog.Logger
 	// Registerer, when set, gets the collector's Prometheus metrics.
 	Registerer prometheus.Registerer
 	// Ready are the checks /readyz runs.
@@ -76,6 +78,8 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 	mux *http.ServeMux
+	// stream is told about stored events after the sinks.
+	stream *Stream
 	// guarded lists the patterns registered behind the key check.
 	guarded []Route
 
@@ -108,7 +112,7 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(),
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), stream: NewStream(cfg.Stream),
 		metrics: newMetrics(cfg.Registerer), logLimit: newLogLimiter(10 * time.Second)}
 	s.routes()
 	return s
@@ -144,6 +148,15 @@ type Route struct {
 // walk them all).
 func (s *Server) Routes() []Route { return append([]Route(nil), s.guarded...) }
 
+// Stream returns the live event stream; cmd/ closes it on shutdown
+// (http.Server.RegisterOnShutdown) so open streams do not hold the
+// server up.
+func (s *Server) Stream() *Stream { return s.stream }
+
+func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
+	s.stream.serve(w, r, s.writeError)
+}
+
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
@@ -162,6 +175,8 @@ func (s *Server) routes() {
 	})
 	s.Handle("GET /v1/o/{org}/environments/{env}/events", http.HandlerFunc(s.listEvents))
 	s.Handle("GET /v1/o/{org}/e/{env}/events", http.HandlerFunc(s.listEvents))
+	s.Handle("GET /v1/o/{org}/environments/{env}/events/stream", http.HandlerFunc(s.streamEvents))
+	s.Handle("GET /v1/o/{org}/e/{env}/events/stream", http.HandlerFunc(s.streamEvents))
 	s.Handle("GET /v1/o/{org}/environments/{env}/users/{id}", s.getProfile("user"))
 	s.Handle("GET /v1/o/{org}/environments/{env}/companies/{id}", s.getProfile("company"))
 	s.mux.HandleFunc("GET /readyz", s.readyz)
@@ -485,6 +500,9 @@ func (s *Server) ingest(ctx context.Context, events []apimeter.Event) (apimeter.
 		if err := sink.Stored(ctx, res.Stored); err != nil {
 			s.log.Error("sink", "err", err)
 		}
+	}
+	if err := s.stream.Stored(ctx, res.Stored); err != nil {
+		s.log.Error("event stream", "err", err)
 	}
 	return res, nil
 }

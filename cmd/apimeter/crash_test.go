@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"database/sql"
 	"net"
@@ -243,28 +242,3 @@ func TestAppsCreatePrintsIDOnLastLine(t *testing.T) {
 	}
 }
 
-// TestDemoShowsAnalytics runs the README's demo command end to end.
-func TestDemoShowsAnalytics(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts server processes; skipped with -short")
-	}
-	cmd := exec.Command(os.Args[0], "demo", "--listen", freeAddr(t), "--data", t.TempDir(), "--events", "3000", "--exit", "--log-level", "warn")
-	cmd.Env = append(os.Environ(), "APIMETER_TEST_AS_MAIN=1")
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("demo: %v\n%s", err, out)
-	}
-	s := string(out)
-	for _, want := range []string{"stored 3000 events", "Usage by user id", "513", "1234", "2560", "/accounts/{id}/message", "through the Metrics API", `"sum(message_count)"`} {
-		if !strings.Contains(s, want) {
-			t.Errorf("demo output lacks %q:\n%s", want, s)
-		}
-	}
-	sc := bufio.NewScanner(strings.NewReader(s))
-	for sc.Scan() {
-		if strings.Contains(sc.Text(), "application id") {
-			return
-		}
-	}
-	t.Errorf("demo output does not show the application id")
-}

@@ -3,36 +3,98 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"text/tabwriter"
+	"runtime"
 	"time"
+
+	"github.com/alecthomas/kong"
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
-	"github.com/apimeter/apimeter/workload"
+	"github.com/apimeter/apimeter/capture"
+	"github.com/apimeter/apimeter/demo"
 )
 
 type demoCmd struct {
-	serverFlags
-	Org    string        `default:"demo" help:"Org of the demo traffic."`
-	Env    string        `default:"prod" help:"Environment of the demo traffic."`
-	Events int           `default:"20000" help:"Events to generate."`
-	Span   time.Duration `default:"720h" help:"Spread the generated calls over this long before now."`
-	Exit   bool          `help:"Exit after showing the figures instead of serving until Ctrl-C."`
+	Listen    string        `default:"127.0.0.1:7070" help:"Address of apimeter (collector, APIs, dashboard)."`
+	APIListen string        `name:"api-listen" default:"127.0.0.1:7071" help:"Address of the sample API the demo traffic calls."`
+	Data      string        `help:"Data directory to keep. Empty: a fresh directory for this run, removed at exit."`
+	Org       string        `default:"demo" help:"Org of the demo traffic."`
+	Env       string        `default:"prod" help:"Environment of the demo traffic."`
+	Backfill  int           `default:"30000" help:"Generated calls of history, spread over --span before now."`
+	Span      time.Duration `default:"720h" help:"How far back the backfill goes."`
+	Rate      float64       `default:"4" help:"Live calls per second to the sample API."`
+	LogLevel  slog.Level    `default:"warn" help:"Log level of the server: debug, info, warn or error."`
+}
+
+// demoInfo is what a running demo tells its caller (the user, or a test).
+type demoInfo struct {
+	URL, APIURL, Data string
+	Org, Env          string
+	Secret            []byte // signs the sample API's JWTs
+	Key               string // read key for the APIs, when the server has keys
+	Dashboard         string // the dashboard's URL
 }
 
 func (c *demoCmd) Run(ctx context.Context) error {
-	in, err := start(ctx, c.serverFlags)
+	return c.run(ctx, func(d demoInfo) { printDemo(os.Stdout, d) })
+}
+
+// demoServerFlags are serve's defaults (environment included), for the
+// server the demo starts.
+func demoServerFlags() (serverFlags, error) {
+	var f struct{ serverFlags }
+	p, err := kong.New(&f, kong.Name("apimeter-demo"))
+	if err != nil {
+		return serverFlags{}, err
+	}
+	if _, err := p.Parse(nil); err != nil {
+		return serverFlags{}, err
+	}
+	return f.serverFlags, nil
+}
+
+// run starts the server, the sample API and its traffic, calls ready, and
+// serves until ctx ends; then it stops everything within a few seconds.
+func (c *demoCmd) run(ctx context.Context, ready func(demoInfo)) (err error) {
+	f, err := demoServerFlags()
 	if err != nil {
 		return err
 	}
-	defer in.Close()
-
+	f.Listen, f.LogLevel = c.Listen, c.LogLevel
+	f.Data = c.Data
+	if f.Data == "" {
+		if f.Data, err = os.MkdirTemp("", "apimeter-demo-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(f.Data)
+	}
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	// The server verifies the sample API's JWTs as the API does, and takes
+	// the company from the URL as the guide does, else from the token.
+	f.JWTSecret = []string{string(secret)}
+	f.CompanyRule = []string{"url:/accounts/{id}", "claim:tenant_id"}
+	if f.StatsQuota == 40 {
+		f.StatsQuota = 1000 // the dashboard's views make several calls each
+	}
+	in, err := start(ctx, f)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := in.Close(); err == nil {
+			err = cerr
+		}
+	}()
 	appID := ""
 	for _, a := range in.Apps.List() {
 		if a.Org == c.Org && a.Env == c.Env {
@@ -40,132 +102,100 @@ func (c *demoCmd) Run(ctx context.Context) error {
 		}
 	}
 	if appID == "" {
-		a, err := apps.Create(c.Data, c.Org, c.Env)
+		a, err := apps.Create(f.Data, c.Org, c.Env)
 		if err != nil {
 			return err
 		}
 		appID = a.ID
 	}
 
-	key, err := newDemoKey(c.Data, c.Org)
+	background := demo.Background(30)
+	began := time.Now()
+	post := func(ctx context.Context, batch []apimeter.MoesifEvent) error {
+		_, err := postBatch(ctx, http.DefaultClient, in.URL, appID, batch)
+		return err
+	}
+	if err := demo.Backfill(ctx, c.Backfill, runtime.GOMAXPROCS(0), c.Span, background, post); err != nil {
+		return err
+	}
+	if c.Backfill > 0 {
+		fmt.Fprintf(os.Stderr, "apimeter demo: backfilled %d calls over %v in %v\n", c.Backfill, c.Span, time.Since(began).Round(time.Millisecond))
+	}
+
+	// The sample API, captured by the middleware into this server.
+	sink, err := capture.NewHTTPSink(capture.HTTPSinkConfig{URL: in.URL, ApplicationID: appID, NoCompression: true, Logger: in.log})
 	if err != nil {
 		return err
 	}
-
-	fmt.Printf("apimeter demo: sending %d generated API calls to %s (org %s, env %s)\n", c.Events, in.URL, c.Org, c.Env)
-	gen := workload.New(uint64(time.Now().UnixNano()), c.Span)
-	began := time.Now()
-	stored, dups := 0, 0
-	for sent := 0; sent < c.Events; {
-		n := min(500, c.Events-sent)
-		res, err := postBatch(ctx, http.DefaultClient, in.URL, appID, gen.Batch(n))
-		if err != nil {
-			return err
-		}
-		stored += res.Stored
-		dups += res.Duplicates
-		sent += n
-	}
-	fmt.Printf("stored %d events (%d duplicates) in %v\n\n", stored, dups, time.Since(began).Round(time.Millisecond))
-
-	if err := showUsage(ctx, in, c.Org, c.Env); err != nil {
+	cp, err := capture.New(capture.Options{
+		Sink:          sink,
+		LogBody:       true,
+		JWTKey:        secret, // a forged token identifies no one here either
+		FlushInterval: 250 * time.Millisecond,
+		// One API per first path segment, as the backfill names them.
+		Mask:   func(e *apimeter.Event) { e.APIName = demo.APIOf(e.Path) },
+		Logger: in.log,
+	})
+	if err != nil {
 		return err
 	}
-	// The same questions through the Apigee-compatible Metrics API.
-	tr := time.Now().Add(-c.Span-24*time.Hour).UTC().Format("01/02/2006 15:04") + "~" + time.Now().Add(24*time.Hour).UTC().Format("01/02/2006 15:04")
-	statsURL := fmt.Sprintf("%s/v1/o/%s/environments/%s/stats/user_id?select=sum(message_count),avg(total_response_time)&timeRange=%s&sortby=sum(message_count)&topk=3",
-		in.URL, c.Org, c.Env, url.QueryEscape(tr))
-	if answer, err := httpGet(ctx, statsURL, key.Key); err == nil {
-		fmt.Printf("\nTop 3 users through the Metrics API (%s):\n%s\n", "GET /v1/o/"+c.Org+"/environments/"+c.Env+"/stats/user_id?select=sum(message_count),...&topk=3", answer)
-	} else {
+	api := &demo.SampleAPI{Secret: secret}
+	ln, err := net.Listen("tcp", c.APIListen)
+	if err != nil {
+		cp.Close(context.Background())
+		return fmt.Errorf("sample API: %w", err)
+	}
+	apiSrv := &http.Server{Handler: cp.Middleware(api.Handler()), ReadHeaderTimeout: 10 * time.Second}
+	go apiSrv.Serve(ln)
+	apiURL := "http://" + ln.Addr().String()
+
+	trafficCtx, stopTraffic := context.WithCancel(ctx)
+	trafficDone := make(chan struct{})
+	go func() {
+		defer close(trafficDone)
+		(&demo.Traffic{BaseURL: apiURL, Secret: secret, Rate: c.Rate, Background: background}).Run(trafficCtx)
+	}()
+	defer func() {
+		stopTraffic()
+		<-trafficDone
+		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		apiSrv.Shutdown(sctx)
+		cp.Close(sctx) // sends what the middleware still holds
+	}()
+
+	// A read key for the printed calls, and a one-time link that signs the
+	// browser in with it.
+	key, err := newDemoKey(f.Data, c.Org)
+	if err != nil {
 		return err
 	}
-
-	fmt.Printf("\nTry it (a read key of org %s, shown only now):\n", c.Org)
-	fmt.Printf("  %s\n", key.Env())
-	fmt.Printf("  curl -s %s '%s/v1/o/%s/environments/%s/events?limit=5'\n", curlAuth, in.URL, c.Org, c.Env)
-	fmt.Printf("  curl -s %s '%s/v1/o/%s/environments/%s/events?user_id=513&errors=true&limit=5'\n", curlAuth, in.URL, c.Org, c.Env)
-	fmt.Printf("  curl -s -u \"me:$APIMETER_KEY\" '%s/v1/o/%s/environments/%s/stats/apiproxy?select=sum(message_count),sum(is_error)&timeUnit=day&timeRange=%s'\n", in.URL, c.Org, c.Env, url.QueryEscape(tr))
-	fmt.Printf("  curl -s %s '%s/v1/o/%s/environments/%s/stats/route?select=p95(total_response_time)&filter=(apiproxy%%20eq%%20%%27payments%%27)&timeRange=%s'\n", curlAuth, in.URL, c.Org, c.Env, url.QueryEscape(tr))
-	fmt.Printf("  application id (X-Moesif-Application-Id): %s\n", appID)
-	if c.Exit {
-		return nil
-	}
-	fmt.Printf("\nServing on %s until Ctrl-C.\n", in.URL)
+	next := fmt.Sprintf("/ui/?org=%s&env=%s", url.QueryEscape(c.Org), url.QueryEscape(c.Env))
+	ready(demoInfo{URL: in.URL, APIURL: apiURL, Data: f.Data, Org: c.Org, Env: c.Env, Secret: secret, Key: key.Key,
+		Dashboard: fmt.Sprintf("%s/signin?token=%s&next=%s", in.URL, url.QueryEscape(in.Auth.SignInToken(key.ID)), url.QueryEscape(next))})
 	select {
 	case <-ctx.Done():
+		return nil
 	case err := <-in.done:
 		return err
 	}
-	return nil
 }
 
-// showUsage prints the "usage by user id" segmentation of the guide and the
-// busiest routes, straight from the store.
-func showUsage(ctx context.Context, in *instance, org, env string) error {
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	rows, err := in.Store.DB().QueryContext(ctx, `
-SELECT user_id, company_id, sum(weight) AS calls,
-       sum(CASE WHEN `+apimeter.IsErrorSQL+` THEN weight ELSE 0 END) AS errors,
-       round(quantile_cont(latency_ms, 0.95), 1) AS p95
-FROM events WHERE org = ? AND env = ? GROUP BY ALL ORDER BY calls DESC, user_id LIMIT 10`, org, env)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(tw, "user_id\tcompany_id\tcalls\terrors\tp95 ms\t")
-	for rows.Next() {
-		var user, company string
-		var calls, errs int64
-		var p95 float64
-		if err := rows.Scan(&user, &company, &calls, &errs, &p95); err != nil {
-			rows.Close()
-			return err
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.1f\t\n", user, company, calls, errs, p95)
-	}
-	rows.Close()
-	fmt.Println("Usage by user id:")
-	tw.Flush()
-
-	rows, err = in.Store.DB().QueryContext(ctx, `
-SELECT api_name, method, route, sum(weight) AS calls, round(avg(latency_ms), 1)
-FROM events WHERE org = ? AND env = ? GROUP BY ALL ORDER BY calls DESC LIMIT 10`, org, env)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	fmt.Fprintln(tw, "\napi\tmethod\troute\tcalls\tavg ms\t")
-	for rows.Next() {
-		var api, method, route string
-		var calls int64
-		var avg float64
-		if err := rows.Scan(&api, &method, &route, &calls, &avg); err != nil {
-			return err
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.1f\t\n", api, method, route, calls, avg)
-	}
-	fmt.Println("\nBusiest routes:")
-	return tw.Flush()
-}
-
-// httpGet returns the body of a GET with key as a Bearer token, or an
-// error naming the status.
-func httpGet(ctx context.Context, u, key string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("GET %s: %s: %s", u, resp.Status, bytes.TrimSpace(b))
-	}
-	return string(bytes.TrimSpace(b)), nil
+func printDemo(w io.Writer, d demoInfo) {
+	fmt.Fprintf(w, "apimeter demo: serving %s, data in %s\n", d.URL, d.Data)
+	fmt.Fprintf(w, "sample API (JWT-protected, captured into apimeter): %s\n\n", d.APIURL)
+	fmt.Fprintf(w, "Dashboard (the link signs you in once; later, sign in with the key below):\n  %s\n\n", d.Dashboard)
+	fmt.Fprintf(w, "A read key of org %s, shown only now:\n  %s\n\n", d.Org, demoKey{Key: d.Key}.Env())
+	now := time.Now().UTC()
+	month := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	tr := url.QueryEscape(month.Format("01/02/2006 15:04") + "~" + now.Add(time.Minute).Format("01/02/2006 15:04"))
+	base := fmt.Sprintf("%s/v1/o/%s/environments/%s", d.URL, d.Org, d.Env)
+	fmt.Fprintf(w, "Metrics API (calls by user this month; p95 latency by route per day; errors by status):\n")
+	fmt.Fprintf(w, "  curl -s %s '%s/stats/user_id?select=sum(message_count)&timeRange=%s&sortby=sum(message_count)'\n", curlAuth, base, tr)
+	fmt.Fprintf(w, "  curl -s %s '%s/stats/route?select=p95(total_response_time)&timeUnit=day&timeRange=%s'\n", curlAuth, base, tr)
+	fmt.Fprintf(w, "  curl -s %s '%s/stats/response_status_code?select=sum(is_error)&filter=(response_status_code%%20ge%%20400)&timeRange=%s'\n\n", curlAuth, base, tr)
+	fmt.Fprintf(w, "Call the sample API as user 513:\n  curl -s %s/accounts/abcdef/message -H 'Authorization: Bearer %s'\n\n", d.APIURL, demo.Token(d.Secret, demo.GuideUsers[0]))
+	fmt.Fprintf(w, "Live traffic is running. Ctrl-C stops the demo.\n")
 }
 
 type batchResult struct {

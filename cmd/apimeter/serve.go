@@ -138,6 +138,7 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 	guard.Register(srv)
 	idn.API.Register(srv)
 	wireStats(newTimedMux(srv, prom, "apimeter_metrics_api", "Metrics API"), st, reg, f.statsFlags, log)
+	wireWeb(srv)
 	if err := f.httpFlags.Validate(); err != nil {
 		st.Close()
 		idn.Close()
@@ -171,6 +172,7 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 	ln = server.LimitListener(ln, f.httpFlags.withDefaults().MaxConnections)
 	ln = server.JSONConnErrors(ln) // net/http's own 431 and 400 answers as JSON
 	hs := f.httpFlags.server(srv)
+	hs.RegisterOnShutdown(srv.Stream().Close) // open event streams would hold Shutdown up
 	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, Keys: keys, Auth: guard, http: hs, metrics: metricsSrv, Prom: prom, idn: idn, done: make(chan error, 1), log: log}
 	go func() {
 		err := hs.Serve(ln)

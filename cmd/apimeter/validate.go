@@ -48,11 +48,14 @@ func (f *identityFlags) Validate() error {
 }
 
 func (c *demoCmd) Validate() error {
-	return errors.Join(
-		c.serverFlags.Validate(),
-		atLeast("--events", c.Events, 1),
+	var errs []error
+	if !(c.Rate > 0) || math.IsInf(c.Rate, 0) {
+		errs = append(errs, fmt.Errorf("--rate %v: want live calls per second above 0", c.Rate))
+	}
+	return errors.Join(append(errs,
+		atLeast("--backfill", c.Backfill, 0),
 		positiveDuration("--span", c.Span),
-	)
+	)...)
 }
 
 func (c *benchIngestCmd) Validate() error {

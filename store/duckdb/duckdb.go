@@ -608,6 +608,12 @@ func (s *Store) Events(ctx context.Context, f apimeter.EventFilter) ([]apimeter.
 	if f.CompanyID != "" {
 		add("company_id = ?", f.CompanyID)
 	}
+	if f.APIName != "" {
+		add("api_name = ?", f.APIName)
+	}
+	if f.Route != "" {
+		add("route = ?", f.Route)
+	}
 	if f.Status != nil {
 		add("status = ?", *f.Status)
 	}
