@@ -21,7 +21,6 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/identity"
-	"github.com/apimeter/apimeter/store/duckdb"
 )
 
 // identityFlags configure who a call is attributed to and where the alias
@@ -57,7 +56,7 @@ func (s *identitySetup) Close() error {
 	return s.close()
 }
 
-func setupIdentity(ctx context.Context, f identityFlags, st *duckdb.Store, log *slog.Logger) (*identitySetup, error) {
+func setupIdentity(ctx context.Context, f identityFlags, st *eventStore, log *slog.Logger) (*identitySetup, error) {
 	ps := identity.Periods{AnchorDay: f.BillingDay}
 	if f.BillingDay < 0 || f.BillingDay > 31 {
 		return nil, fmt.Errorf("--billing-day %d: want 1 to 31", f.BillingDay)
@@ -106,7 +105,10 @@ func setupIdentity(ctx context.Context, f identityFlags, st *duckdb.Store, log *
 	var aliases identity.Aliases
 	var counters identity.Counters
 	if f.Redis == "" {
-		emb, err := identity.OpenEmbedded(ctx, st.DB(), identity.EmbeddedOptions{Periods: ps})
+		if !st.Embedded {
+			return nil, errors.New("this store keeps no alias table or counters: set --redis")
+		}
+		emb, err := identity.OpenEmbedded(ctx, st.DB, identity.EmbeddedOptions{Periods: ps})
 		if err != nil {
 			return nil, err
 		}
@@ -123,7 +125,7 @@ func setupIdentity(ctx context.Context, f identityFlags, st *duckdb.Store, log *
 		}
 		r := identity.NewRedis(rc, identity.RedisOptions{Prefix: f.RedisPrefix})
 		if f.UsageRebuild {
-			counts, err := identity.RebuildCounters(ctx, st.DB(), ps)
+			counts, err := st.RebuildUsage(ctx, ps)
 			if err == nil {
 				err = r.ReplaceUsage(ctx, counts)
 			}

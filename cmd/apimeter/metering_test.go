@@ -12,6 +12,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/store/clickhouse/chtest"
 	"github.com/apimeter/apimeter/workload"
 )
 
@@ -24,8 +25,31 @@ func TestExactMeteringEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts server processes; skipped with -short")
 	}
+	t.Run("DuckDB", func(t *testing.T) {
+		data := t.TempDir()
+		testExactMetering(t, data, func(org string) string {
+			app, err := apps.Create(data, org, "prod")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return app.ID
+		})
+	})
+	// The same with events in ClickHouse and the counters in Redis, app ids
+	// created with apps create --store.
+	t.Run("ClickHouse", func(t *testing.T) {
+		dsn := chtest.Shared(t).DSN(chtest.Database(t))
+		redisURL := startRedisServer(t)
+		testExactMetering(t, t.TempDir(), func(org string) string {
+			return runCLI(t, "apps", "create", "--store", dsn, "--org", org, "--env", "prod")
+		}, "--store", dsn, "--redis", redisURL)
+	})
+}
+
+// testExactMetering is TestExactMeteringEndToEnd on servers started with
+// flags; newApp creates an application id for an org.
+func testExactMetering(t *testing.T, data string, newApp func(org string) string, flags ...string) {
 	ctx := context.Background()
-	data := t.TempDir()
 	gen := workload.New(99, time.Hour)
 	gen.Start = time.Date(2026, 11, 10, 12, 0, 0, 0, time.UTC)
 	gen.IDs = true
@@ -66,13 +90,9 @@ func TestExactMeteringEndToEnd(t *testing.T) {
 	}
 	ids := map[string]string{}
 	for _, c := range cases {
-		app, err := apps.Create(data, c.org, "prod")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids[c.org] = app.ID
+		ids[c.org] = newApp(c.org)
 	}
-	srv := startChild(t, data)
+	srv := startChild(t, data, flags...)
 	defer func() { srv.kill9(t) }()
 	for _, c := range cases {
 		for _, s := range c.steps {
@@ -81,7 +101,7 @@ func TestExactMeteringEndToEnd(t *testing.T) {
 			}
 			if s.kill {
 				srv.kill9(t)
-				srv = startChild(t, data)
+				srv = startChild(t, data, flags...)
 			}
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/apimeter/apimeter"
@@ -31,13 +30,15 @@ type serverFlags struct {
 	LogLevel       slog.Level    `default:"info" env:"APIMETER_LOG_LEVEL" help:"debug, info, warn or error."`
 	statsFlags
 	identityFlags
+	storeFlags
 }
 
 // instance is a running server.
 type instance struct {
 	URL   string
 	Addr  net.Addr
-	Store *duckdb.Store
+	Store *duckdb.Store // nil with a ClickHouse store
+	es    *eventStore
 	Srv   *server.Server
 	Apps  *apps.Registry
 	http  *http.Server
@@ -68,9 +69,15 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 	if so.DailyInterval == 0 {
 		so.DailyInterval = f.DailyInterval
 	}
-	st, err := duckdb.Open(ctx, filepath.Join(f.Data, DBFile), so)
+	st, err := openEventStore(ctx, f, so, log)
 	if err != nil {
 		return nil, err
+	}
+	if st.Apps != nil {
+		if reg, err = apps.OpenLoader(st.Apps); err != nil {
+			st.Close()
+			return nil, err
+		}
 	}
 	idn, err := setupIdentity(ctx, f.identityFlags, st, log)
 	if err != nil {
@@ -96,7 +103,7 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 		return nil, err
 	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, http: hs, idn: idn, done: make(chan error, 1), log: log}
+	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st.Duck, es: st, Srv: srv, Apps: reg, http: hs, idn: idn, done: make(chan error, 1), log: log}
 	go func() {
 		err := hs.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -114,7 +121,7 @@ func (in *instance) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	err := in.http.Shutdown(ctx)
-	return errors.Join(err, in.Store.Close(), in.idn.Close())
+	return errors.Join(err, in.es.Close(), in.idn.Close())
 }
 
 type serveCmd struct {
@@ -130,7 +137,7 @@ func (c *serveCmd) Run(ctx context.Context) error {
 	case <-ctx.Done():
 		in.log.Info("shutting down")
 	case err := <-in.done:
-		in.Store.Close()
+		in.es.Close()
 		return err
 	}
 	return in.Close()
@@ -142,14 +149,25 @@ type appsCmd struct {
 }
 
 type appsCreateCmd struct {
-	Data string `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory."`
-	Org  string `required:"" help:"Organization the events belong to."`
-	Env  string `default:"prod" help:"Environment (e.g. prod, test)."`
+	Data  string `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory."`
+	Store string `env:"APIMETER_STORE" placeholder:"URL" help:"clickhouse://host:9000/db: keep the id in that ClickHouse database, shared by the collectors started with the same --store."`
+	Org   string `required:"" help:"Organization the events belong to."`
+	Env   string `default:"prod" help:"Environment (e.g. prod, test)."`
 }
 
-func (c *appsCreateCmd) Run() error {
-	a, err := apps.Create(c.Data, c.Org, c.Env)
-	if err != nil {
+func (c *appsCreateCmd) Run(ctx context.Context) error {
+	var a apps.App
+	var err error
+	if c.Store != "" {
+		st, serr := openAppsStore(ctx, c.Store)
+		if serr != nil {
+			return serr
+		}
+		defer st.Close()
+		if a, err = st.CreateApp(ctx, c.Org, c.Env); err != nil {
+			return err
+		}
+	} else if a, err = apps.Create(c.Data, c.Org, c.Env); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "created application id for org %s, env %s; send it as X-Moesif-Application-Id:\n", a.Org, a.Env)
@@ -158,11 +176,23 @@ func (c *appsCreateCmd) Run() error {
 }
 
 type appsListCmd struct {
-	Data string `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory."`
+	Data  string `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory."`
+	Store string `env:"APIMETER_STORE" placeholder:"URL" help:"clickhouse://host:9000/db: list the ids kept in that ClickHouse database."`
 }
 
-func (c *appsListCmd) Run() error {
-	reg, err := apps.Open(c.Data)
+func (c *appsListCmd) Run(ctx context.Context) error {
+	var reg *apps.Registry
+	var err error
+	if c.Store != "" {
+		st, serr := openAppsStore(ctx, c.Store)
+		if serr != nil {
+			return serr
+		}
+		defer st.Close()
+		reg, err = apps.OpenLoader(func() ([]apps.App, error) { return st.Apps(ctx) })
+	} else {
+		reg, err = apps.Open(c.Data)
+	}
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/stats"
-	"github.com/apimeter/apimeter/store/duckdb"
 )
 
 // statsFlags configure the Metrics API.
@@ -14,16 +13,16 @@ type statsFlags struct {
 }
 
 // wireStats serves the Metrics API (/v1/o/{org}/environments/{env}/stats...)
-// from the DuckDB store.
-func wireStats(srv *server.Server, st *duckdb.Store, f statsFlags, log *slog.Logger) {
+// from the event store.
+func wireStats(srv *server.Server, st *eventStore, f statsFlags, log *slog.Logger) {
 	quota := f.StatsQuota
 	if quota == 0 {
 		quota = -1 // a zero quota would refuse every call; treat it as off
 	}
 	stats.NewHandler(stats.Config{
-		DB:             st.DB(),
-		Dialect:        stats.DuckDB{},
-		DailyTable:     duckdb.DailyTable,
+		DB:             st.DB,
+		Dialect:        st.Dialect,
+		DailyTable:     st.DailyTable,
 		QuotaPerMinute: quota,
 		Logger:         log,
 	}).Register(srv)

@@ -150,6 +150,14 @@ ORDER BY (org, env, api_name, ts, id)`,
   version UInt64
 ) ENGINE = ReplacingMergeTree(version)
 ORDER BY (org, env, kind, id)`,
+	// Application ids (write keys), shared by every collector.
+	`CREATE TABLE IF NOT EXISTS apps (
+  id String,
+  org String,
+  env String,
+  created DateTime('UTC')
+) ENGINE = ReplacingMergeTree
+ORDER BY id`,
 }
 
 // ErrUnreachable is wrapped by Open's error when no ClickHouse server
@@ -676,3 +684,12 @@ func (s *Store) Close() error {
 	})
 	return err
 }
+
+// UsageRebuildSQL sums the events per org, env, quarter hour, user, company
+// and API key, as identity.RebuildCountersFrom reads them; FINAL, so that a
+// redelivered event counts once.
+const UsageRebuildSQL = `SELECT org, env, toInt64(intDiv(toUInt32(ts), 900)) AS bucket, user_id, company_id, api_key_id,
+  toInt64(sum(weight)),
+  toInt64(sumIf(weight, ` + apimeter.IsErrorSQL + `)),
+  toInt64(sum(weight * (ifNull(req_size, 0) + ifNull(resp_size, 0))))
+FROM events FINAL GROUP BY org, env, bucket, user_id, company_id, api_key_id`
