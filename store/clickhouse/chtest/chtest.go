@@ -26,7 +26,7 @@ import (
 const RequireEnv = "APIMETER_REQUIRE_CLICKHOUSE"
 
 // ErrNoBinary is returned by Start when clickhouse-server is not installed.
-var ErrNoBinary = errors.New("clickhouse-server not found in PATH (apt-get install clickhouse-server clickhouse-client)")
+var ErrNoBinary = errors.New("clickhouse-server not found in PATH, /usr/sbin or /usr/bin (apt-get install clickhouse-server clickhouse-client)")
 
 // Server is a running clickhouse-server.
 type Server struct {
@@ -78,6 +78,21 @@ const users = `<?xml version="1.0"?>
 </yandex>
 `
 
+// lookPath finds a ClickHouse program in PATH or where Debian's packages
+// put it (/usr/sbin is not in every user's PATH).
+func lookPath(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, dir := range []string{"/usr/sbin", "/usr/bin"} {
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found in PATH, /usr/sbin or /usr/bin", name)
+}
+
 // freePort returns a loopback port nothing listens on now.
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -101,13 +116,13 @@ func answers(addr string) bool {
 // answers. It refuses ports another process already answers on, so that the
 // readiness probe cannot reach a different server.
 func Start(ctx context.Context, dir string) (*Server, error) {
-	bin, err := exec.LookPath("clickhouse-server")
+	bin, err := lookPath("clickhouse-server")
 	if err != nil {
 		return nil, ErrNoBinary
 	}
-	client, err := exec.LookPath("clickhouse-client")
+	client, err := lookPath("clickhouse-client")
 	if err != nil {
-		return nil, fmt.Errorf("clickhouse-client not found in PATH: %w", err)
+		return nil, fmt.Errorf("clickhouse-client not found: %w", err)
 	}
 	tcp, err := freePort()
 	if err != nil {
@@ -221,7 +236,7 @@ var (
 func Shared(t testing.TB) *Server {
 	t.Helper()
 	sharedOnce.Do(func() {
-		if _, err := exec.LookPath("clickhouse-server"); err != nil {
+		if _, err := lookPath("clickhouse-server"); err != nil {
 			sharedErr = ErrNoBinary
 			return
 		}
