@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter"
-	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/store/duckdb"
 	"github.com/apimeter/apimeter/workload"
 )
@@ -33,6 +32,8 @@ type benchIngestCmd struct {
 	SkipRaw    bool          `help:"Skip the raw appender measurement."`
 	LogLevel   slog.Level    `default:"error" help:"Log level of the server under test (debug shows each commit)."`
 	CPUProfile string        `help:"Write a CPU profile of the collector run to this file."`
+	Store      string        `placeholder:"URL" help:"clickhouse://host:9000/db: ingest into ClickHouse (the database is emptied first) and compare with bare PrepareBatch inserts of the same rows. Needs --redis."`
+	Redis      string        `placeholder:"URL" help:"Redis URL for the alias table and counters (with --store)."`
 }
 
 func (c *benchIngestCmd) Run(ctx context.Context) error {
@@ -76,11 +77,17 @@ func (c *benchIngestCmd) Run(ctx context.Context) error {
 
 	f := serverFlags{Listen: "127.0.0.1:0", Data: filepath.Join(dir, "server"), BodyCap: 1024,
 		MaxBodyBytes: 32 << 20, MaxBatchEvents: 10000, DedupeHorizon: 168 * time.Hour, LogLevel: c.LogLevel}
+	f.Store, f.Redis = c.Store, c.Redis
+	if c.Store != "" {
+		if err := emptyClickHouse(ctx, c.Store); err != nil {
+			return err
+		}
+	}
 	in, err := startWith(ctx, f, duckdb.Options{NoDedupe: c.NoDedupe})
 	if err != nil {
 		return err
 	}
-	a, err := apps.Create(f.Data, "bench", "prod")
+	a, err := createBenchApp(ctx, f)
 	if err != nil {
 		return err
 	}
@@ -136,6 +143,9 @@ func (c *benchIngestCmd) Run(ctx context.Context) error {
 		return nil
 	}
 
+	if c.Store != "" {
+		return rawClickHouse(ctx, c.Store, bodies, c.Batch, rate)
+	}
 	// The limit: the same rows through DuckDB's appender, committed every
 	// batch, with no HTTP, JSON or checks.
 	rawDur, rows, err := rawAppend(ctx, filepath.Join(dir, "raw.duckdb"), bodies)

@@ -469,12 +469,12 @@ type group struct {
 	reqs    []*appendReq
 	results []apimeter.AppendResult
 	keys    []xxh3.Uint128
-	cols    columns
+	cols    Columns
 }
 
 func (g *group) reset() {
 	g.reqs, g.results, g.keys = g.reqs[:0], g.results[:0], g.keys[:0]
-	g.cols.reset()
+	g.cols.Reset()
 }
 
 func (s *Store) add(g *group, req *appendReq) {
@@ -520,7 +520,7 @@ func (s *Store) commit(g *group) {
 }
 
 // send inserts the rows of c in one INSERT; without rows it does nothing.
-func (s *Store) send(c columns) error {
+func (s *Store) send(c Columns) error {
 	if c.n == 0 {
 		return nil
 	}

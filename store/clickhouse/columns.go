@@ -8,12 +8,13 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/store/detail"
 )
 
-// columns are rows of the events table held column by column, the form
+// Columns are rows of the events table held column by column, the form
 // PrepareBatch takes with one call per column instead of one per value.
 // Reused from INSERT to INSERT.
-type columns struct {
+type Columns struct {
 	n                                               int
 	id, org, env                                    []string
 	ingested, ts                                    []time.Time
@@ -26,9 +27,11 @@ type columns struct {
 	user, company, apiKey, clientIP, agent, targetU []string
 	weight                                          []int64
 	apiVersion, detail                              []string
+	buf                                             []byte
 }
 
-func (c *columns) reset() {
+// Reset empties c, keeping its memory.
+func (c *Columns) Reset() {
 	c.n = 0
 	c.id, c.org, c.env = c.id[:0], c.org[:0], c.env[:0]
 	c.ingested, c.ts, c.tsUS = c.ingested[:0], c.ts[:0], c.tsUS[:0]
@@ -46,8 +49,17 @@ func size(n int64) *int64 {
 	return &n
 }
 
+// Add appends e as a row ingested at ingested.
+func (c *Columns) Add(e *apimeter.Event, ingested time.Time) {
+	c.buf = detail.Append(c.buf[:0], e)
+	c.add(e, string(c.buf), ingested)
+}
+
+// Len is the number of rows.
+func (c *Columns) Len() int { return c.n }
+
 // add appends e as a row; doc is its detail document (package detail).
-func (c *columns) add(e *apimeter.Event, doc string, ingested time.Time) {
+func (c *Columns) add(e *apimeter.Event, doc string, ingested time.Time) {
 	c.n++
 	rt := e.RequestTime.UTC()
 	var target *float64
@@ -69,7 +81,7 @@ func (c *columns) add(e *apimeter.Event, doc string, ingested time.Time) {
 const InsertEvents = "INSERT INTO events (" + eventColumns + ")"
 
 // SendColumns inserts c's rows in one INSERT prepared with PrepareBatch.
-func SendColumns(ctx context.Context, conn driver.Conn, c *columns) error {
+func SendColumns(ctx context.Context, conn driver.Conn, c *Columns) error {
 	b, err := conn.PrepareBatch(ctx, InsertEvents)
 	if err != nil {
 		return fmt.Errorf("prepare insert: %w", err)
