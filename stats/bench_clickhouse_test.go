@@ -86,10 +86,10 @@ func benchClickHouse(b *testing.B) (*clickhouse.Store, int) {
 		if err := st.Conn().Exec(ctx, "TRUNCATE TABLE events"); err != nil {
 			b.Fatal(err)
 		}
-		// A million rows per INSERT keeps each under the driver's read
+		// Half a million rows per INSERT keeps each under the driver's read
 		// timeout on a busy machine.
-		for lo := 0; lo < n; lo += 1_000_000 {
-			q := strings.NewReplacer("{LO}", fmt.Sprint(lo), "{HI}", fmt.Sprint(min(lo+1_000_000, n)), "{APIS}", fmt.Sprint(benchAPIs), "{USERS}", fmt.Sprint(benchUsers),
+		for lo := 0; lo < n; lo += 500_000 {
+			q := strings.NewReplacer("{LO}", fmt.Sprint(lo), "{HI}", fmt.Sprint(min(lo+500_000, n)), "{APIS}", fmt.Sprint(benchAPIs), "{USERS}", fmt.Sprint(benchUsers),
 				"{SPAN}", fmt.Sprint(int64(benchDays*24*time.Hour/time.Microsecond)), "{ROUTES}", fmt.Sprint(benchRoutes), "{AGENT}", benchAgent).Replace(benchInsertClickHouse)
 			if err := st.Conn().Exec(ctx, q); err != nil {
 				b.Fatalf("generate: %v", err)

@@ -83,11 +83,12 @@ func (c *benchIngestCmd) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	in, err := startWith(ctx, f, duckdb.Options{NoDedupe: c.NoDedupe})
+	// Created before the server starts, which then finds it at once.
+	a, err := createBenchApp(ctx, f)
 	if err != nil {
 		return err
 	}
-	a, err := createBenchApp(ctx, f)
+	in, err := startWith(ctx, f, duckdb.Options{NoDedupe: c.NoDedupe})
 	if err != nil {
 		return err
 	}
