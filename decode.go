@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"unicode/utf8"
 )
@@ -13,27 +14,100 @@ import (
 // only matches a field ignoring case.
 var errNotFast = errors.New("fast decoder: input left to encoding/json")
 
+// Limits bound the memory that decoding one batch may take, whatever its
+// JSON holds: without them an array of millions of {} (3 bytes each, and
+// a gzip body shrinks them a thousandfold) decodes to gigabytes.
+type Limits struct {
+	// MaxEvents is the most events a batch may hold; decoding stops at
+	// the next one.
+	MaxEvents int
+	// MaxDecoded bounds the sum of DecodedSize over a batch's events.
+	MaxDecoded int64
+}
+
+// LimitError says a batch passed one of its Limits. Decoding stopped at
+// event Index.
+type LimitError struct {
+	Index int
+	// Events is true when the batch holds more than MaxEvents events, false
+	// when it passed MaxDecoded.
+	Events bool
+	Limit  int64
+}
+
+func (e *LimitError) Error() string {
+	if e.Events {
+		return fmt.Sprintf("a batch may hold at most %d events", e.Limit)
+	}
+	return fmt.Sprintf("event %d: the batch's events take more than %d bytes decoded", e.Index, e.Limit)
+}
+
+// Decoded sizes, as DecodedSize counts them: what an event and a header
+// cost in memory beyond the text of their strings (which is no longer than
+// the JSON it came from). eventOverhead covers the MoesifEvent, the Event
+// made from it and its row values in the store.
+const (
+	eventOverhead  = 1024
+	headerOverhead = 48
+)
+
+// DecodedSize is what apimeter counts against Limits.MaxDecoded for m: a
+// fixed cost per event and per header.
+func DecodedSize(m *MoesifEvent) int64 {
+	n := len(m.Request.Headers)
+	if m.Response != nil {
+		n += len(m.Response.Headers)
+	}
+	return eventOverhead + headerOverhead*int64(n)
+}
+
+// Check counts event i of a batch, just decoded, against lim: used
+// carries the decoded size of the events before it. It returns a
+// *LimitError when the batch passes a limit. DecodeBatch calls it; so must
+// any other decoder of batches (the collector's encoding/json path).
+func (lim Limits) Check(i int, m *MoesifEvent, used *int64) error {
+	if lim.MaxEvents > 0 && i >= lim.MaxEvents {
+		return &LimitError{Index: i, Events: true, Limit: int64(lim.MaxEvents)}
+	}
+	*used += DecodedSize(m)
+	if lim.MaxDecoded > 0 && *used > lim.MaxDecoded {
+		return &LimitError{Index: i, Limit: lim.MaxDecoded}
+	}
+	return nil
+}
+
 // DecodeBatch decodes a JSON array of collector events with a decoder
-// written for the Moesif event schema: no reflection, one pass. Any error
-// means: decode the batch with encoding/json instead, which accepts exactly
-// what the JSON standard and Go's rules accept and says what is wrong. When
-// it succeeds, the result is what encoding/json would give (FuzzDecodeBatch
-// checks this).
-func DecodeBatch(b []byte) ([]MoesifEvent, error) {
+// written for the Moesif event schema: no reflection, one pass. A
+// *LimitError means the batch passed lim (decoding stopped there); any
+// other error means: decode the batch with encoding/json instead, which
+// accepts exactly what the JSON standard and Go's rules accept and says
+// what is wrong. When it succeeds, the result is what encoding/json would
+// give (FuzzDecodeBatch checks this).
+func DecodeBatch(b []byte, lim Limits) ([]MoesifEvent, error) {
 	d := decoder{b: b}
 	d.ws()
 	if !d.eat('[') {
 		return nil, errNotFast
 	}
 	n := bytes.Count(b, []byte(`"request"`))
+	if lim.MaxEvents > 0 && n > lim.MaxEvents {
+		n = lim.MaxEvents
+	}
 	ms := make([]MoesifEvent, 0, n)
 	d.ws()
 	if d.eat(']') {
 		return ms, d.end()
 	}
+	var used int64
 	for {
+		if lim.MaxEvents > 0 && len(ms) >= lim.MaxEvents {
+			return nil, &LimitError{Index: len(ms), Events: true, Limit: int64(lim.MaxEvents)}
+		}
 		ms = append(ms, MoesifEvent{})
 		if err := d.event(&ms[len(ms)-1]); err != nil {
+			return nil, err
+		}
+		if err := lim.Check(len(ms)-1, &ms[len(ms)-1], &used); err != nil {
 			return nil, err
 		}
 		d.ws()
@@ -337,14 +411,19 @@ func (d *decoder) headers(dst *MoesifHeaders) error {
 	}
 	h := (*dst)[:0]
 	err := d.object(func(key []byte) error {
+		if len(h) == MaxHeaders {
+			// encoding/json (scanHeaders) says what is wrong.
+			return errNotFast
+		}
 		name := d.intern(key)
 		var val string
 		if d.eat('[') {
-			// An array of values is joined with ", ", as scanHeaders does.
-			var parts []string
+			// An array of values is joined with ", ", as scanHeaders does,
+			// as it is read.
+			var joined strings.Builder // String() without a copy
 			d.ws()
-			for !d.eat(']') {
-				if len(parts) > 0 && !d.eat(',') {
+			for k := 0; !d.eat(']'); k++ {
+				if k > 0 && !d.eat(',') {
 					return errNotFast
 				}
 				d.ws()
@@ -352,10 +431,13 @@ func (d *decoder) headers(dst *MoesifHeaders) error {
 				if err := d.headerValue(&v); err != nil {
 					return err
 				}
-				parts = append(parts, v)
+				if k > 0 {
+					joined.WriteString(", ")
+				}
+				joined.WriteString(v)
 				d.ws()
 			}
-			val = strings.Join(parts, ", ")
+			val = joined.String()
 		} else if err := d.headerValue(&val); err != nil {
 			return err
 		}
@@ -539,6 +621,11 @@ func (d *decoder) response(r *MoesifResponse) error {
 	m := message{&r.Time, &r.IPAddress, &r.TransferEncoding, &r.Headers, &r.Body, &r.ContentLength}
 	return d.object(func(key []byte) error {
 		if string(key) == "status" {
+			// null is kept apart from a missing status (see MoesifResponse).
+			r.statusNull = d.literal("null")
+			if r.statusNull {
+				return nil
+			}
 			return d.int(&r.Status)
 		}
 		if ok, err := d.messageField(key, m); ok {

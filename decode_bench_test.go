@@ -28,7 +28,7 @@ func BenchmarkDecodeBatch(b *testing.B) {
 	b.Run("fast", func(b *testing.B) {
 		b.SetBytes(int64(len(body)) / 500)
 		for i := 0; i < b.N; i += 500 {
-			if _, err := apimeter.DecodeBatch(body); err != nil {
+			if _, err := apimeter.DecodeBatch(body, apimeter.Limits{}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -37,7 +37,7 @@ func BenchmarkDecodeBatch(b *testing.B) {
 		b.SetBytes(int64(len(body)) / 500)
 		scrub := apimeter.NewScrubber(nil, nil, -1)
 		for i := 0; i < b.N; i += 500 {
-			ms, err := apimeter.DecodeBatch(body)
+			ms, err := apimeter.DecodeBatch(body, apimeter.Limits{})
 			if err != nil {
 				b.Fatal(err)
 			}

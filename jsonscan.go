@@ -5,11 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
+
+// MaxHeaders is the most headers a request or a response of an event may
+// carry (a value sent as an array counts once). It bounds the memory one
+// event's headers take whatever its JSON holds: a header costs 32 bytes
+// decoded for as few as 5 bytes of JSON.
+const MaxHeaders = 1000
+
+// ErrTooManyHeaders says a request or response carries more than
+// MaxHeaders headers.
+var ErrTooManyHeaders = fmt.Errorf("headers: more than %d headers", MaxHeaders)
 
 // scanHeaders parses a JSON object of header names to values. A value may
 // be a string, a number, a boolean, null or an array of those (joined with
-// ", "), as the various SDKs send them.
+// ", "), as the various SDKs send them. Strings are decoded as
+// encoding/json decodes them: invalid UTF-8 becomes U+FFFD.
 func scanHeaders(b []byte, out Headers) (Headers, error) {
 	i := skipWS(b, 0)
 	if i < len(b) && b[i] == 'n' && strings.HasPrefix(string(b[i:]), "null") {
@@ -22,7 +34,10 @@ func scanHeaders(b []byte, out Headers) (Headers, error) {
 	if i < len(b) && b[i] == '}' {
 		return out, nil
 	}
-	for {
+	for n := 0; ; n++ {
+		if n == MaxHeaders {
+			return nil, ErrTooManyHeaders
+		}
 		if i >= len(b) || b[i] != '"' {
 			return nil, errors.New("headers: malformed object: expected a header name")
 		}
@@ -37,17 +52,22 @@ func scanHeaders(b []byte, out Headers) (Headers, error) {
 		i = skipWS(b, i+1)
 		var val string
 		if i < len(b) && b[i] == '[' {
-			var parts []string
+			// Joined as read: a slice of the parts would take 16 bytes for
+			// each 2-byte element.
+			var joined strings.Builder // String() without a copy
 			i = skipWS(b, i+1)
 			if i < len(b) && b[i] == ']' {
 				i++
 			} else {
-				for {
+				for k := 0; ; k++ {
 					var v string
 					if v, i, err = scanScalar(b, i, name); err != nil {
 						return nil, err
 					}
-					parts = append(parts, v)
+					if k > 0 {
+						joined.WriteString(", ")
+					}
+					joined.WriteString(v)
 					i = skipWS(b, i)
 					if i < len(b) && b[i] == ',' {
 						i = skipWS(b, i+1)
@@ -60,7 +80,7 @@ func scanHeaders(b []byte, out Headers) (Headers, error) {
 					return nil, fmt.Errorf("headers: %q: malformed array", name)
 				}
 			}
-			val = strings.Join(parts, ", ")
+			val = joined.String()
 		} else if val, i, err = scanScalar(b, i, name); err != nil {
 			return nil, err
 		}
@@ -124,7 +144,7 @@ func scanString(b []byte, i int) (string, int, error) {
 	if j >= len(b) {
 		return "", j, errors.New("unterminated string")
 	}
-	if !escaped {
+	if !escaped && utf8.Valid(b[i+1:j]) {
 		return string(b[i+1 : j]), j + 1, nil
 	}
 	var s string

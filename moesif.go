@@ -60,6 +60,28 @@ type MoesifResponse struct {
 	Body             json.RawMessage `json:"body,omitempty"`
 	TransferEncoding string          `json:"transfer_encoding,omitempty"`
 	ContentLength    *int64          `json:"content_length,omitempty"`
+
+	// statusNull says status was sent as null, which ToEvent refuses
+	// (a missing status is 0: no response).
+	statusNull bool
+}
+
+// UnmarshalJSON implements json.Unmarshaler: the fields as encoding/json
+// fills them, and whether status was null, which it cannot tell from a
+// missing status.
+func (r *MoesifResponse) UnmarshalJSON(b []byte) error {
+	type plain MoesifResponse
+	if err := json.Unmarshal(b, (*plain)(r)); err != nil {
+		return err
+	}
+	var st struct {
+		Status json.RawMessage `json:"status"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return err
+	}
+	r.statusNull = string(st.Status) == "null"
+	return nil
 }
 
 // MoesifHeaders is a JSON object of headers. On input a value may be a
@@ -115,6 +137,7 @@ func (m *MoesifEvent) ToEvent(org, env string, index int) (Event, error) {
 		return &FieldError{Index: index, Field: field, Msg: fmt.Sprintf(format, args...)}
 	}
 	ev := Event{Org: org, Env: env, RequestSize: -1, ResponseSize: -1, Weight: 1}
+	m.normalize()
 	if m.Request.Time == "" {
 		return ev, fe("request.time", "is required (ISO 8601, e.g. 2026-11-24T10:00:00.000Z)")
 	}
@@ -152,6 +175,9 @@ func (m *MoesifEvent) ToEvent(org, env string, index int) (Event, error) {
 
 	if m.Response == nil {
 		return ev, fe("response", "is required (with at least status)")
+	}
+	if m.Response.statusNull {
+		return ev, fe("response.status", "must be an HTTP status code, got null")
 	}
 	if m.Response.Status < 0 || m.Response.Status > 999 {
 		return ev, fe("response.status", "must be an HTTP status code, got %d", m.Response.Status)
@@ -199,8 +225,11 @@ func (m *MoesifEvent) ToEvent(org, env string, index int) (Event, error) {
 	default:
 		return ev, fe("direction", "must be Incoming or Outgoing, got %q", m.Direction)
 	}
-	if len(m.Metadata) > 0 && !bytes.Equal(m.Metadata, []byte("null")) {
-		ev.Metadata = m.Metadata
+	if md := bytes.TrimSpace(m.Metadata); len(md) > 0 && !bytes.Equal(md, []byte("null")) {
+		if md[0] != '{' {
+			return ev, fe("metadata", "must be a JSON object")
+		}
+		ev.Metadata = md
 	}
 	if len(m.Weight) > 0 && !bytes.Equal(m.Weight, []byte("null")) {
 		// Moesif's Java SDK sends 0 for "not set": that means 1.
@@ -229,8 +258,39 @@ func (m *MoesifEvent) ToEvent(org, env string, index int) (Event, error) {
 	return ev, nil
 }
 
+// normalize makes every text of m valid: strings as encoding/json decodes
+// them (invalid UTF-8 becomes U+FFFD), raw JSON by ValidJSON. Values that
+// are valid already are left as they are, without copying.
+func (m *MoesifEvent) normalize() {
+	for _, f := range []*string{&m.EventID, &m.UserID, &m.CompanyID, &m.SessionToken, &m.Tags, &m.Direction,
+		&m.BlockedBy, &m.APIName, &m.Route, &m.APIKeyID,
+		&m.Request.Time, &m.Request.URI, &m.Request.Verb, &m.Request.APIVersion, &m.Request.IPAddress, &m.Request.TransferEncoding} {
+		*f = ValidString(*f)
+	}
+	normalizeHeaders(m.Request.Headers)
+	m.Request.Body = ValidJSON(m.Request.Body)
+	m.Metadata = ValidJSON(m.Metadata)
+	if r := m.Response; r != nil {
+		for _, f := range []*string{&r.Time, &r.IPAddress, &r.TransferEncoding} {
+			*f = ValidString(*f)
+		}
+		normalizeHeaders(r.Headers)
+		r.Body = ValidJSON(r.Body)
+	}
+}
+
+func normalizeHeaders(h MoesifHeaders) {
+	for i := range h {
+		h[i].Name = ValidString(h[i].Name)
+		h[i].Value = ValidString(h[i].Value)
+	}
+}
+
 // contentID derives an id from what identifies a call, so that the same
-// event sent twice without an id is stored once.
+// event sent twice without an id is stored once. It is the one definition
+// of an event's content id: m must be normalized (ToEvent does it first),
+// so that every decoder of the same JSON, and every entry point, gives the
+// same id.
 func contentID(m *MoesifEvent) string {
 	h := xxh3.New()
 	for _, s := range []string{m.Request.Time, m.Request.Verb, m.Request.URI, m.Request.IPAddress,
@@ -326,10 +386,11 @@ func decodeBody(raw json.RawMessage, enc string) (Body, error) {
 func ParseTime(s string) (time.Time, error) {
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02T15:04:05.999999999-0700", "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999"} {
 		if t, err := time.Parse(layout, s); err == nil {
-			if t.Year() < 1970 || t.Year() > 2200 {
-				return time.Time{}, fmt.Errorf("%q is outside the years 1970 to 2200", s)
+			// The range holds in UTC: an offset may move a time across it.
+			if t = t.UTC(); t.Year() < 1970 || t.Year() > 2200 {
+				return time.Time{}, fmt.Errorf("%q is outside the years 1970 to 2200 (UTC)", s)
 			}
-			return t.UTC(), nil
+			return t, nil
 		}
 	}
 	return time.Time{}, fmt.Errorf("%q is not an ISO 8601 time such as 2026-11-24T10:00:00.000Z", s)

@@ -1,8 +1,10 @@
 package apimeter
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -32,7 +34,9 @@ func TestParseTime(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []string{"", "yesterday", "2024-13-01T00:00:00Z", "1714566896"} {
+	for _, bad := range []string{"", "yesterday", "2024-13-01T00:00:00Z", "1714566896",
+		// In range as written, out of it in UTC.
+		"2200-12-31T23:00:00-05:00", "1970-01-01T00:30:00+01:00"} {
 		if _, err := ParseTime(bad); err == nil {
 			t.Errorf("ParseTime(%q) accepted", bad)
 		}
@@ -196,7 +200,7 @@ func FuzzDecodeEvent(f *testing.F) {
 	}
 	f.Add([]byte(`{"request":{"time":"2026-11-02T09:00:00Z","uri":"/a","verb":"GET"},"response":{"status":200}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		ms, err := DecodeBatch(append(append([]byte("["), b...), ']'))
+		ms, err := DecodeBatch(append(append([]byte("["), b...), ']'), Limits{})
 		if err != nil || len(ms) != 1 {
 			return
 		}
@@ -223,8 +227,10 @@ func FuzzDecodeEvent(f *testing.F) {
 
 // FuzzDecodeBatch checks the fast batch decoder against encoding/json:
 // whatever the fast decoder accepts, encoding/json accepts and decodes to
-// the same events. (Where the fast decoder declines, the collector falls
-// back to encoding/json, so declining is always safe.)
+// the same events, and each event gets the same content id and Event from
+// both (an event decoded alone, as /v1/events does, too). (Where the fast
+// decoder declines, the collector falls back to encoding/json, so
+// declining is always safe.)
 func FuzzDecodeBatch(f *testing.F) {
 	if b, err := os.ReadFile("testdata/moesif/node-batch.json"); err == nil {
 		f.Add(b)
@@ -232,8 +238,10 @@ func FuzzDecodeBatch(f *testing.F) {
 	f.Add([]byte(`[{"request":{"time":"2026-11-02T09:00:00Z","uri":"/a","verb":"GET","headers":{"A":["x",1,true,null]}},"response":{"status":200,"body":{"k":[1,2.5e3,"\u00e9"]}},"weight":10,"metadata":null}]`))
 	f.Add([]byte(`[null,{},{"Request":{}}]`))
 	f.Add([]byte(` [ ] `))
+	f.Add([]byte("[{\"request\":{\"headers\":{\"\":[\"\xf0\"]}}}]"))
+	f.Add([]byte("[{\"request\":{\"time\":\"2026-11-02T09:00:00Z\",\"uri\":\"/a\xff\",\"verb\":\"GET\",\"headers\":{\"h\xfe\":\"\xf0\"},\"body\":{\"a\":\"\\ud800\xff\"}},\"response\":{\"status\":null},\"metadata\":{\"m\":\"\\udc00\"}}]"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fast, err := DecodeBatch(b)
+		fast, err := DecodeBatch(b, Limits{})
 		if err != nil {
 			return
 		}
@@ -246,6 +254,112 @@ func FuzzDecodeBatch(f *testing.F) {
 		}
 		if !reflect.DeepEqual(fast, ref) {
 			t.Fatalf("decoders differ on %q:\nfast %+v\njson %+v", b, fast, ref)
+		}
+		var raws []json.RawMessage
+		json.Unmarshal(b, &raws)
+		for i := range fast {
+			var one MoesifEvent
+			if err := json.Unmarshal(raws[i], &one); err != nil {
+				t.Fatalf("event %d %q decodes in a batch, not alone: %v", i, raws[i], err)
+			}
+			ef, errf := fast[i].ToEvent("o", "e", i)
+			er, errr := ref[i].ToEvent("o", "e", i)
+			eo, erro := one.ToEvent("o", "e", i)
+			if fmt.Sprint(errf) != fmt.Sprint(errr) || fmt.Sprint(errf) != fmt.Sprint(erro) {
+				t.Fatalf("event %d of %q: ToEvent errors differ: fast %v, json %v, alone %v", i, b, errf, errr, erro)
+			}
+			if errf != nil {
+				continue
+			}
+			if ef.ID != er.ID || ef.ID != eo.ID {
+				t.Fatalf("event %d of %q: content ids differ: fast %s, json %s, alone %s", i, b, ef.ID, er.ID, eo.ID)
+			}
+			if !reflect.DeepEqual(ef, er) || !reflect.DeepEqual(ef, eo) {
+				t.Fatalf("event %d of %q: events differ:\nfast %+v\njson %+v\nalone %+v", i, b, ef, er, eo)
+			}
+			for _, s := range []string{ef.ID, ef.URI, ef.UserID, string(ef.Metadata), ef.RequestBody.Text, ef.ResponseBody.Text} {
+				if !utf8.ValidString(s) {
+					t.Fatalf("event %d of %q: invalid UTF-8 after ToEvent: %q", i, b, s)
+				}
+			}
+			for _, h := range append(ef.RequestHeaders, ef.ResponseHeaders...) {
+				if !utf8.ValidString(h.Name) || !utf8.ValidString(h.Value) {
+					t.Fatalf("event %d of %q: invalid UTF-8 in header %q: %q", i, b, h.Name, h.Value)
+				}
+			}
+		}
+	})
+}
+
+// FuzzValidJSON: for any valid JSON, ValidJSON gives valid JSON of valid
+// UTF-8 without a lone surrogate escape, that encoding/json decodes to
+// the same value, and is idempotent; for anything, it does not panic.
+func FuzzValidJSON(f *testing.F) {
+	for _, s := range []string{`{"a":"b"}`, `"\ud800"`, `"\ud83d\ude00"`, `["\udc00\ud800","\\ud800"]`, "\"\xff\xfe\"", "{\"\xc3\":\"\\uD800x\"}", `"\u12"`, "\"\xed\xa0\x80\""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		out := ValidJSON(b)
+		if !json.Valid(b) {
+			return
+		}
+		if !json.Valid(out) || !utf8.Valid(out) {
+			t.Fatalf("ValidJSON(%q) = %q: not valid UTF-8 JSON", b, out)
+		}
+		if s := loneSurrogateEscape(out); s != "" {
+			t.Fatalf("ValidJSON(%q) = %q keeps the lone surrogate %s", b, out, s)
+		}
+		var vb, vo any
+		json.Unmarshal(b, &vb)
+		json.Unmarshal(out, &vo)
+		if !reflect.DeepEqual(vb, vo) {
+			t.Fatalf("ValidJSON(%q) = %q decodes to %#v, the input to %#v", b, out, vo, vb)
+		}
+		if again := ValidJSON(out); !bytes.Equal(again, out) {
+			t.Fatalf("ValidJSON not idempotent: %q -> %q -> %q", b, out, again)
+		}
+	})
+}
+
+// loneSurrogateEscape returns the first \uD800-\uDFFF escape of b that is
+// not half of a pair, or "".
+func loneSurrogateEscape(b []byte) string {
+	for i := 0; i+6 <= len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		if b[i+1] != 'u' {
+			i++
+			continue
+		}
+		r, _ := hex4(b, i+2)
+		if r >= 0xD800 && r < 0xDC00 && i+12 <= len(b) && b[i+6] == '\\' && b[i+7] == 'u' {
+			if r2, ok := hex4(b, i+8); ok && r2 >= 0xDC00 && r2 <= 0xDFFF {
+				i += 11
+				continue
+			}
+		}
+		if r >= 0xD800 && r <= 0xDFFF {
+			return string(b[i : i+6])
+		}
+		i += 5
+	}
+	return ""
+}
+
+// FuzzParseTime: ParseTime never panics, and a time it accepts lies in
+// the years 1970 to 2200 in UTC.
+func FuzzParseTime(f *testing.F) {
+	for _, s := range []string{"2024-05-01T12:34:56.789Z", "2200-12-31T23:00:00-05:00", "1970-01-01T00:30:00+01:00", "2024-05-01 12:34:56", "2024-05-01T12:34:56.789+0000"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		tm, err := ParseTime(s)
+		if err != nil {
+			return
+		}
+		if tm.Location() != time.UTC || tm.Year() < 1970 || tm.Year() > 2200 {
+			t.Fatalf("ParseTime(%q) = %v: outside 1970-2200 UTC", s, tm)
 		}
 	})
 }

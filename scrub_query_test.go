@@ -14,14 +14,15 @@ func refScrubQuery(s *Scrubber, q string) string {
 	parts := strings.Split(q, "&")
 	for i, p := range parts {
 		name, val, ok := strings.Cut(p, "=")
-		if !ok || val == "" || IsFingerprint(val) {
+		if !ok || val == "" {
 			continue
 		}
 		n, err := url.QueryUnescape(name)
 		if err != nil {
 			n = name
 		}
-		if s.params[strings.ToLower(n)] {
+		if n = strings.ToLower(n); s.params[n] || s.fields[normName(n)] || strings.Contains(normName(n), "password") ||
+			strings.Contains(normName(n), "passwd") || strings.Contains(normName(n), "secret") {
 			if v, err := url.QueryUnescape(val); err == nil {
 				val = v
 			}

@@ -1,67 +1,56 @@
 package capture
 
 import (
-	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/apimeter/apimeter"
 )
 
 // scrubber removes secrets from captured events before they leave the
-// process, with the header list of apimeter.Scrubber. It is the sender's
-// fast path: header names captured from net/http are canonical, so one map
-// lookup decides. Fingerprints come from apimeter.Scrubber's cache of the
-// few secrets a service sees again and again (tokens, keys), and query
-// strings from its ScrubQuery; Events that carry a query string, or that
-// Mask changed, go through the whole apimeter.Scrubber. Only the sending
-// goroutine uses a scrubber.
+// process. The rules are apimeter.Scrubber's, and so are its caches of
+// header kinds and fingerprints: this is only the sender's front, a plain
+// map of the names it has seen (one goroutine, no locks) with their place
+// among the API key headers. Fingerprints are unkeyed (the middleware
+// does not hold the collector's key); the collector keys them, and gets
+// the same stored fingerprint as for the raw secret. Secret header values,
+// the API key, the session token and URLs (the request URI's query, path
+// parameters; URL-valued headers) are scrubbed here; bodies and metadata
+// leave as captured, as with every Moesif SDK, and the collector scrubs
+// them before they reach disk. Only the sending goroutine uses a scrubber.
 type scrubber struct {
 	full    *apimeter.Scrubber
-	secret  map[string]bool     // canonical header names
-	lower   []string            // the same names, lower case, for other spellings
 	names   map[string]nameKind // header name, any spelling -> what it is
 	keyHdrs []string
 }
 
 func newScrubber(extraHeaders, extraParams []string, bodyCap int) *scrubber {
-	s := &scrubber{
+	return &scrubber{
 		full:    apimeter.NewScrubber(extraHeaders, extraParams, bodyCap),
-		secret:  map[string]bool{},
 		names:   map[string]nameKind{},
 		keyHdrs: apimeter.APIKeyHeaders,
 	}
-	for _, h := range append(append([]string{}, apimeter.DefaultSecretHeaders...), extraHeaders...) {
-		s.secret[http.CanonicalHeaderKey(h)] = true
-		s.lower = append(s.lower, strings.ToLower(h))
-	}
-	return s
 }
 
 // maxNames bounds the cache of header names.
 const maxNames = 1024
 
-// nameKind is what the scrubber knows of a header name: whether it is a
-// secret one, and its place in keyHdrs (-1: not an API key header).
+// nameKind is what the scrubber knows of a header name: its kind to
+// apimeter.Scrubber, and its place in keyHdrs (-1: not an API key header).
 type nameKind struct {
+	kind   apimeter.HeaderKind
 	secret bool
 	key    int8
 }
 
-// kind returns what a header name is. A service sees the same few names
-// again and again, so answers are cached: comparing every name with each
-// secret and API key header name, case-insensitively, was most of the
-// scrubber's time.
+// kind returns what a header name is, from a map of the few names a
+// service sends again and again.
 func (s *scrubber) kind(name string) nameKind {
 	if k, ok := s.names[name]; ok {
 		return k
 	}
-	k := nameKind{secret: s.secret[name], key: -1}
-	for _, l := range s.lower {
-		if k.secret {
-			break
-		}
-		k.secret = strings.EqualFold(name, l)
-	}
+	hk := s.full.HeaderKind(name)
+	k := nameKind{kind: hk, secret: hk&apimeter.SecretHeader != 0, key: -1}
 	for i, h := range s.keyHdrs {
 		if strings.EqualFold(name, h) {
 			k.key = int8(i)
@@ -75,24 +64,39 @@ func (s *scrubber) kind(name string) nameKind {
 	return k
 }
 
-// fingerprint is the fingerprint of a secret, from apimeter.Scrubber's
-// cache of recent ones.
+// fingerprint is the (unkeyed) fingerprint of a secret, from
+// apimeter.Scrubber's cache of recent ones.
 func (s *scrubber) fingerprint(secret string) string { return s.full.Fingerprint(secret) }
 
-// scrub makes e safe to send, with the same result as apimeter.Scrubber.
+// header returns the value to send for a header, as apimeter.Scrubber
+// keeps it: a secret one's fingerprint, a URL's scrubbed form, else the
+// value itself.
+func (s *scrubber) header(name, value string) string {
+	return s.full.HeaderValue(s.kind(name).kind, value)
+}
+
+// scrub makes e safe to send, as appendRecord does for a record.
 func (s *scrubber) scrub(e *apimeter.Event) {
 	if e.APIKeyID == "" {
-		if key := s.apiKey(e.RequestHeaders); key != "" {
+		key := s.apiKey(e.RequestHeaders)
+		if key == "" {
+			key = apimeter.QueryAPIKey(e.Query)
+		}
+		if key != "" {
 			e.APIKeyID = s.fingerprint(key)
 		}
 	}
-	if e.SessionToken != "" && !apimeter.IsFingerprint(e.SessionToken) {
+	if e.SessionToken != "" {
 		e.SessionToken = s.fingerprint(apimeter.BearerToken(e.SessionToken))
 	}
 	s.headers(e.RequestHeaders)
 	s.headers(e.ResponseHeaders)
+	e.URI = s.full.ScrubURL(e.URI)
 	if e.Query != "" {
-		s.full.Scrub(e)
+		e.Query = s.full.ScrubQuery(e.Query)
+		if !utf8.ValidString(e.URI) {
+			e.URI = strings.ToValidUTF8(e.URI, "\uFFFD")
+		}
 	}
 }
 
@@ -110,8 +114,6 @@ func (s *scrubber) apiKey(h apimeter.Headers) string {
 
 func (s *scrubber) headers(h apimeter.Headers) {
 	for i := range h {
-		if s.kind(h[i].Name).secret && !apimeter.IsFingerprint(h[i].Value) {
-			h[i].Value = s.fingerprint(h[i].Value)
-		}
+		h[i].Value = s.header(h[i].Name, h[i].Value)
 	}
 }

@@ -185,13 +185,13 @@ func (c *Capture) appendRecord(dst []byte, rec *record) []byte {
 		c.uri = append(c.uri, 's')
 	}
 	c.uri = append(append(append(c.uri, "://"...), rec.host...), rec.requestURI...)
+	// Secret query and path parameters become fingerprints in the URI, as
+	// the Event path's scrubber makes them. ScrubURL returns its argument
+	// itself when it finds nothing; otherwise a new string, copied back.
+	if v := c.scrub.full.ScrubURL(unsafe.String(&c.uri[0], len(c.uri))); unsafe.StringData(v) != &c.uri[0] {
+		c.uri = append(c.uri[:0], v...)
+	}
 	if rec.query != "" {
-		// Secret query parameters become fingerprints in the URI, as
-		// apimeter.Scrubber does. The query ends the URI (run sends other
-		// records through an Event).
-		if q := c.scrub.full.ScrubQuery(rec.query); q != rec.query {
-			c.uri = append(c.uri[:len(c.uri)-len(rec.query)], q...)
-		}
 		if !utf8.Valid(c.uri) {
 			// As apimeter.Scrubber leaves it, so that both paths agree.
 			c.uri = append(c.uri[:0], bytes.ToValidUTF8(c.uri, []byte("\uFFFD"))...)
@@ -226,9 +226,7 @@ func (c *Capture) appendRecord(dst []byte, rec *record) []byte {
 	dst = appendOpt(dst, "company_id", rec.company)
 	if rec.session != "" {
 		session := rec.session
-		if !apimeter.IsFingerprint(session) {
-			session = c.scrub.fingerprint(apimeter.BearerToken(session))
-		}
+		session = c.scrub.fingerprint(apimeter.BearerToken(session))
 		dst = appendField(append(dst, ','), "session_token", session)
 	}
 	if rec.metadata != nil {
@@ -287,9 +285,7 @@ func (c *Capture) appendScrubbedHeaders(dst []byte, h apimeter.Headers, addLen b
 }
 
 func (c *Capture) appendScrubbedHeader(dst []byte, name, value string) []byte {
-	if c.scrub.kind(name).secret && !apimeter.IsFingerprint(value) {
-		value = c.scrub.fingerprint(value)
-	}
+	value = c.scrub.header(name, value)
 	dst = apimeter.AppendJSONString(dst, name)
 	dst = append(dst, ':')
 	return apimeter.AppendJSONString(dst, value)

@@ -23,8 +23,11 @@ type Alias struct {
 	CreatedAt time.Time
 }
 
-// KeyID is the fingerprint id events carry for the key
-// (apimeter.Fingerprint of the raw key).
+// KeyID is the unkeyed fingerprint of the key (apimeter.Fingerprint of the
+// raw key), computed from its hash. The collector's keyed Scrubber turns it
+// into the fingerprint events store (Scrubber.FingerprintOfHash), the same
+// as that of the raw key: aliases match by KeyHash, which the fingerprint
+// key does not change, so aliases made before and after it match alike.
 func (a Alias) KeyID() string { return apimeter.FingerprintOfHash(a.KeyHash) }
 
 // ValidAt reports whether the alias identifies a call made at t.

@@ -20,7 +20,9 @@ import (
 //	DELETE /v1/aliases/{key_hash}?org=&env=
 //	GET    /v1/usage?org=&env=&period=2026-11&group=user_id
 //
-// env defaults to "prod"; org is required. Answers never hold a key, only
+// env defaults to "prod"; org to the org of the caller's key. Every route
+// needs a key covering the org and env: admin for aliases, read for usage
+// (see server.RouteScope). Answers never hold a key, only
 // its hash and fingerprint id. Errors have the collector's shape:
 // {"error":{"code","message","field"}}.
 type API struct {
@@ -29,6 +31,10 @@ type API struct {
 	Logger  *slog.Logger
 	// Now returns the current time (tests); nil means time.Now.
 	Now func() time.Time
+	// KeyID returns the fingerprint events store for the key whose hash is
+	// given: the collector's Scrubber.FingerprintOfHash, keyed with the
+	// installation's key. nil means the unkeyed Alias.KeyID.
+	KeyID func(keyHash string) string
 }
 
 // Register adds the API's routes to mux.
@@ -64,7 +70,11 @@ func (a *API) now() time.Time {
 }
 
 func (a *API) toJSON(al Alias) AliasJSON {
-	out := AliasJSON{Org: al.Org, Env: al.Env, KeyHash: al.KeyHash, KeyID: al.KeyID(), UserID: al.UserID, CompanyID: al.CompanyID, CreatedAt: al.CreatedAt.UTC()}
+	keyID := al.KeyID()
+	if a.KeyID != nil {
+		keyID = a.KeyID(al.KeyHash)
+	}
+	out := AliasJSON{Org: al.Org, Env: al.Env, KeyHash: al.KeyHash, KeyID: keyID, UserID: al.UserID, CompanyID: al.CompanyID, CreatedAt: al.CreatedAt.UTC()}
 	if !al.ExpiresAt.IsZero() {
 		t := al.ExpiresAt.UTC()
 		out.ExpiresAt = &t
@@ -88,14 +98,22 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	server.WriteError(w, r, log, err)
 }
 
-// scope reads org and env from the query string.
+// scope reads org and env from the query string; org defaults to the org
+// of the caller's key. The key must cover both (the server's key check saw
+// the org but not the default env).
 func scope(r *http.Request) (org, env string, err error) {
 	org, env = r.URL.Query().Get("org"), r.URL.Query().Get("env")
 	if env == "" {
 		env = "prod"
 	}
+	if g, ok := server.GrantFrom(r.Context()); ok && org == "" {
+		org = g.Org
+	}
 	if org == "" {
 		return "", "", fieldErr("org", "the org query parameter is required")
+	}
+	if err := server.CheckAccess(r, org, env); err != nil {
+		return "", "", err
 	}
 	return org, env, nil
 }
@@ -110,6 +128,15 @@ func (a *API) putAlias(w http.ResponseWriter, r *http.Request) {
 	}
 	if in.Env == "" {
 		in.Env = "prod"
+	}
+	if g, ok := server.GrantFrom(r.Context()); ok && in.Org == "" {
+		in.Org = g.Org
+	}
+	// The org and env of the body are the ones changed: the key must cover
+	// them, whatever the query string said.
+	if err := server.CheckAccess(r, in.Org, in.Env); err != nil {
+		a.fail(w, r, err)
+		return
 	}
 	switch {
 	case in.Key != "" && in.KeyHash != "" && apimeter.KeyHash(in.Key) != in.KeyHash:

@@ -21,6 +21,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/identity"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/stats"
@@ -70,6 +71,7 @@ type rig struct {
 	hs    *httptest.Server
 	meter *identity.Meter
 	app   string
+	key   string // admin key of org acme
 }
 
 var jwtSecret = []byte("my_super_secret_for_tests_only_0123456789")
@@ -100,12 +102,20 @@ func startRig(t *testing.T, dir, app string, open func(*testing.T, *duckdb.Store
 		JWT:     identity.NewJWT(identity.JWTOptions{HMACSecrets: [][]byte{jwtSecret}}),
 		Company: rules,
 	})
+	_, key, err := auth.Create(dir, auth.Spec{Org: "acme", Scope: auth.ScopeAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := auth.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := server.New(server.Config{Store: st, Apps: reg, Scrubber: apimeter.NewScrubber(nil, nil, -1),
-		Identifier: res, Sinks: []apimeter.Sink{meter}})
+		Identifier: res, Sinks: []apimeter.Sink{meter}, Auth: auth.New(auth.Config{Keys: keys})})
 	(&identity.API{Aliases: al, Meter: meter}).Register(srv)
 	stats.NewHandler(stats.Config{DB: st.DB(), Dialect: stats.DuckDB{}, QuotaPerMinute: -1}).Register(srv)
 	hs := httptest.NewServer(srv)
-	return &rig{t: t, st: st, hs: hs, meter: meter, app: app}
+	return &rig{t: t, st: st, hs: hs, meter: meter, app: app, key: key}
 }
 
 func (r *rig) close() {
@@ -125,6 +135,7 @@ func (r *rig) do(method, path string, body any, out any) int {
 	req, _ := http.NewRequest(method, r.hs.URL+path, rd)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(server.AppIDHeader, r.app)
+	req.Header.Set("Authorization", "Bearer "+r.key)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		r.t.Fatal(err)

@@ -58,7 +58,7 @@ func BenchmarkIngest(b *testing.B) {
 		scrub := apimeter.NewScrubber(nil, nil, -1)
 		batches := make([][]apimeter.Event, len(bodies))
 		for i, body := range bodies {
-			ms, err := apimeter.DecodeBatch(body)
+			ms, err := apimeter.DecodeBatch(body, apimeter.Limits{})
 			if err != nil {
 				b.Fatal(err)
 			}

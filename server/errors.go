@@ -29,7 +29,21 @@ func newError(status int, code, msg string) *APIError {
 }
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	s.metrics.rejected.WithLabelValues(errorCode(err)).Inc()
 	WriteError(w, r, s.log, err)
+}
+
+// errorCode is the code WriteError answers err with.
+func errorCode(err error) string {
+	var ae *APIError
+	var fe *apimeter.FieldError
+	switch {
+	case errors.As(err, &ae):
+		return ae.Code
+	case errors.As(err, &fe):
+		return "invalid_event"
+	}
+	return "internal"
 }
 
 // WriteError answers with err as JSON: every HTTP error of apimeter's own
@@ -54,6 +68,7 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	if ae.Status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "5")
 	}
+
 	WriteJSON(w, ae.Status, map[string]*APIError{"error": ae})
 }
 

@@ -1,11 +1,13 @@
 package server
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -27,7 +29,8 @@ type profileIn struct {
 }
 
 // profiles handles /v1/users, /v1/companies and their batch forms. Profiles
-// are upserted by id; session tokens in them are kept only as fingerprints.
+// are upserted by id; session tokens and secret fields in them are kept
+// only as fingerprints.
 func (s *Server) profiles(kind string, batch bool) http.HandlerFunc {
 	idField := kind + "_id"
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -42,21 +45,9 @@ func (s *Server) profiles(kind string, batch bool) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		var raws []json.RawMessage
-		dec := json.NewDecoder(rd)
-		if batch {
-			err = dec.Decode(&raws)
-		} else {
-			var one json.RawMessage
-			err = dec.Decode(&one)
-			raws = []json.RawMessage{one}
-		}
+		raws, err := s.decodeProfiles(rd, batch)
 		if err != nil {
-			s.writeError(w, r, s.decodeErr(err, -1))
-			return
-		}
-		if len(raws) > s.cfg.MaxBatchEvents {
-			s.writeError(w, r, newError(http.StatusRequestEntityTooLarge, "batch_too_large", fmt.Sprintf("a batch may hold at most %d profiles", s.cfg.MaxBatchEvents)))
+			s.writeError(w, r, err)
 			return
 		}
 		now := time.Now().UTC()
@@ -66,7 +57,7 @@ func (s *Server) profiles(kind string, batch bool) http.HandlerFunc {
 			if !batch {
 				index = -1
 			}
-			p, err := parseProfile(raw, kind, idField, index, now)
+			p, err := parseProfile(s.cfg.Scrubber, raw, kind, idField, index, now, s.cfg.MaxMetadataBytes)
 			if err != nil {
 				s.writeError(w, r, err)
 				return
@@ -75,16 +66,75 @@ func (s *Server) profiles(kind string, batch bool) http.HandlerFunc {
 			ps = append(ps, p)
 		}
 		if err := s.cfg.Store.PutProfiles(r.Context(), ps); err != nil {
-			s.writeError(w, r, err)
+			// Every value is valid by now (parseProfile), so this is the
+			// store failing, not the sender's data.
+			if ok, held := s.logLimit.allow("profiles\x00"+a.Org+"\x00"+a.Env, time.Now()); ok {
+				s.log.Error("store profiles", "org", a.Org, "env", a.Env, "kind", kind, "profiles", len(ps), "err", err, "similar_lines_held_back", held)
+			}
+			s.writeError(w, r, &APIError{Status: http.StatusServiceUnavailable, Code: "store_unavailable",
+				Message: "the profiles could not be stored; retry later"})
 			return
 		}
 		WriteJSON(w, http.StatusOK, map[string]int{"stored": len(ps)})
 	}
 }
 
-func parseProfile(raw json.RawMessage, kind, idField string, index int, now time.Time) (apimeter.Profile, error) {
+// decodeProfiles reads one profile, or a batch of them, from rd. A batch
+// is read one profile at a time and refused at the first profile past
+// MaxBatchEvents, so that an array of millions of {} is not held whole.
+func (s *Server) decodeProfiles(rd io.Reader, batch bool) ([]json.RawMessage, error) {
+	dec := json.NewDecoder(rd)
+	if !batch {
+		var one json.RawMessage
+		if err := dec.Decode(&one); err != nil {
+			return nil, s.decodeErr(err, -1)
+		}
+		return []json.RawMessage{one}, nil
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, s.decodeErr(err, -1)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '[' {
+		if tok == nil { // null: no profiles, as decoding into a slice gave
+			return nil, nil
+		}
+		return nil, newError(http.StatusBadRequest, "invalid_batch", "a batch must be a JSON array of profiles")
+	}
+	var raws []json.RawMessage
+	for i := 0; dec.More(); i++ {
+		if i >= s.cfg.MaxBatchEvents {
+			return nil, newError(http.StatusRequestEntityTooLarge, "batch_too_large", fmt.Sprintf("a batch may hold at most %d profiles", s.cfg.MaxBatchEvents))
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, s.decodeErr(err, i)
+		}
+		raws = append(raws, raw)
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, s.decodeErr(err, -1)
+	}
+	return raws, nil
+}
+
+// maxProfileKeys bounds the top-level keys of a profile, which are decoded
+// into a map (about 100 bytes each for as few as 6 bytes of JSON).
+const maxProfileKeys = 1000
+
+// parseProfile reads one profile and makes it safe to store with scrub:
+// the session token becomes its fingerprint, and so does the value of every
+// secret field (metadata's included, at any depth).
+func parseProfile(scrub *apimeter.Scrubber, raw json.RawMessage, kind, idField string, index int, now time.Time, maxMetadata int) (apimeter.Profile, error) {
 	bad := func(field, msg string) error {
 		return &apimeter.FieldError{Index: index, Field: field, Msg: msg}
+	}
+	// Invalid UTF-8 and lone surrogates anywhere in the profile become
+	// U+FFFD before anything is read from it: the store keeps only valid
+	// text, and what is echoed back is valid JSON.
+	raw = apimeter.ValidJSON(raw)
+	if n := topLevelKeys(raw); n > maxProfileKeys {
+		return apimeter.Profile{}, bad("(profile)", fmt.Sprintf("has %d keys; at most %d are kept", n, maxProfileKeys))
 	}
 	var in profileIn
 	if err := json.Unmarshal(raw, &in); err != nil {
@@ -124,6 +174,9 @@ func parseProfile(raw json.RawMessage, kind, idField string, index int, now time
 	if len(in.Metadata) > 0 && in.Metadata[0] != '{' && string(in.Metadata) != "null" {
 		return p, bad("metadata", "must be a JSON object")
 	}
+	if len(in.Metadata) > maxMetadata {
+		return p, bad("metadata", fmt.Sprintf("is longer than %d bytes", maxMetadata))
+	}
 	// Keep the profile as sent, but never the session token itself.
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &m); err != nil {
@@ -135,11 +188,47 @@ func parseProfile(raw json.RawMessage, kind, idField string, index int, now time
 		m["modified_time"], _ = json.Marshal(p.ModifiedTime.Format("2006-01-02T15:04:05.000Z"))
 	}
 	if in.SessionToken != "" {
-		fp, _ := json.Marshal(apimeter.Fingerprint(apimeter.BearerToken(in.SessionToken)))
-		m["session_token"] = fp
+		// session_token is a secret field: ScrubJSON fingerprints the bare
+		// token, as Scrub does an event's.
+		tok, _ := json.Marshal(apimeter.BearerToken(in.SessionToken))
+		m["session_token"] = tok
 	}
 	p.Body, _ = json.Marshal(m)
+	if b, ok := scrub.ScrubJSON(string(p.Body)); ok {
+		p.Body = []byte(b)
+	}
 	return p, nil
+}
+
+// topLevelKeys counts the keys of the JSON object raw (valid JSON) without
+// decoding it.
+func topLevelKeys(raw []byte) int {
+	if raw = bytes.TrimSpace(raw); len(raw) == 0 || raw[0] != '{' {
+		return 0
+	}
+	depth, n := 0, 0
+	for i := 0; i < len(raw); i++ {
+		switch raw[i] {
+		case '"':
+			if depth == 1 && n == 0 {
+				n = 1
+			}
+			for i++; i < len(raw) && raw[i] != '"'; i++ {
+				if raw[i] == '\\' {
+					i++
+				}
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+		case ',':
+			if depth == 1 {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 func (s *Server) getProfile(kind string) http.HandlerFunc {

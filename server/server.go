@@ -1,7 +1,9 @@
 // Package server is apimeter's HTTP API: the Moesif-compatible collector
 // (/v1/events, /v1/users, /v1/companies, /v1/config, /v1/rules), the read
 // API for recent events, and the health endpoint. Every error answer is
-// JSON built in one place (errors.go).
+// JSON built in one place (errors.go). Read and admin routes sit behind a
+// key check chosen by their pattern (auth.go); the keys themselves are
+// package auth's.
 package server
 
 import (
@@ -17,6 +19,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
@@ -24,8 +29,11 @@ import (
 
 // Defaults for Config's limits.
 const (
-	DefaultMaxBodyBytes   = 32 << 20
-	DefaultMaxBatchEvents = 10000
+	DefaultMaxBodyBytes        = 32 << 20
+	DefaultMaxBatchEvents      = 10000
+	DefaultMaxHeaderValueBytes = 16 << 10
+	DefaultMaxURIBytes         = 16 << 10
+	DefaultMaxMetadataBytes    = 64 << 10
 )
 
 // Config wires a Server. Store, Apps and Scrubber are required.
@@ -40,10 +48,27 @@ type Config struct {
 	// MaxBodyBytes caps a request body, after gzip decoding. Zero means
 	// DefaultMaxBodyBytes.
 	MaxBodyBytes int64
-	// MaxBatchEvents caps the events in one batch. Zero means
-	// DefaultMaxBatchEvents.
+	// MaxBatchEvents caps the events (or profiles) in one batch. Zero
+	// means DefaultMaxBatchEvents. Decoding stops at the first event past
+	// it, and a batch's decoded events may take at most twice MaxBodyBytes
+	// as apimeter.DecodedSize counts them, so that a request's memory is
+	// bounded by the limits whatever its body holds.
 	MaxBatchEvents int
-	Logger         *slog.Logger
+	// Auth finds what the credential of a read or admin request allows
+	// (see auth.go). Nil closes every read and admin route (401).
+	Auth Authorizer
+	// MaxHeaderValueBytes caps each header value, MaxURIBytes an event's
+	// request.uri and MaxMetadataBytes the JSON text of an event's or a
+	// profile's metadata; an event over a cap is refused with a 400 naming
+	// the field. Zero means the Default of each.
+	MaxHeaderValueBytes int
+	MaxURIBytes         int
+	MaxMetadataBytes    int
+	Logger              *slog.Logger
+	// Registerer, when set, gets the collector's Prometheus metrics.
+	Registerer prometheus.Registerer
+	// Ready are the checks /readyz runs.
+	Ready []ReadyCheck
 }
 
 // Server serves apimeter's HTTP API.
@@ -51,10 +76,16 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 	mux *http.ServeMux
+	// guarded lists the patterns registered behind the key check.
+	guarded []Route
 
 	eventsStored     atomic.Int64
 	eventsDuplicates atomic.Int64
 	batchesRejected  atomic.Int64
+
+	metrics *metrics
+	// logLimit keeps one bad sender from flooding the log.
+	logLimit *logLimiter
 }
 
 // New returns a Server for cfg.
@@ -65,37 +96,77 @@ func New(cfg Config) *Server {
 	if cfg.MaxBatchEvents == 0 {
 		cfg.MaxBatchEvents = DefaultMaxBatchEvents
 	}
+	if cfg.MaxHeaderValueBytes == 0 {
+		cfg.MaxHeaderValueBytes = DefaultMaxHeaderValueBytes
+	}
+	if cfg.MaxURIBytes == 0 {
+		cfg.MaxURIBytes = DefaultMaxURIBytes
+	}
+	if cfg.MaxMetadataBytes == 0 {
+		cfg.MaxMetadataBytes = DefaultMaxMetadataBytes
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(),
+		metrics: newMetrics(cfg.Registerer), logLimit: newLogLimiter(10 * time.Second)}
 	s.routes()
 	return s
 }
 
-// Handle adds a handler to the server's mux (for parts wired in cmd/).
-func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+// Handle adds a handler to the server's mux (for parts wired in cmd/),
+// behind the key check its pattern calls for (RouteScope): every route
+// under /v1/o/{org}/... needs a key of that org without more being done.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.HandleScope(pattern, RouteScope(pattern), h)
+}
+
+// HandleScope adds a handler that needs a key of the given scope (Public:
+// none). A Read route registered without a method needs Admin for methods
+// other than GET and HEAD.
+func (s *Server) HandleScope(pattern string, need Scope, h http.Handler) {
+	if need == Public {
+		s.mux.Handle(pattern, h)
+		return
+	}
+	method, path := splitPattern(pattern)
+	s.mux.Handle(pattern, s.guard(need, method == "", strings.Contains(path, "{org}"), h))
+	s.guarded = append(s.guarded, Route{Pattern: pattern, Scope: need})
+}
+
+// Route is a registered pattern and the scope it needs.
+type Route struct {
+	Pattern string
+	Scope   Scope
+}
+
+// Routes lists the routes registered behind the key check, in order (tests
+// walk them all).
+func (s *Server) Routes() []Route { return append([]Route(nil), s.guarded...) }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 func (s *Server) routes() {
-	s.mux.HandleFunc("POST /v1/events", s.collect(false))
-	s.mux.HandleFunc("POST /v1/events/batch", s.collect(true))
+	s.mux.HandleFunc("POST /v1/events", s.counted("events", s.collect(false)))
+	s.mux.HandleFunc("POST /v1/events/batch", s.counted("events_batch", s.collect(true)))
 	for _, kind := range []string{"user", "company", "subscription", "action"} {
 		plural := map[string]string{"user": "users", "company": "companies", "subscription": "subscriptions", "action": "actions"}[kind]
-		s.mux.HandleFunc("POST /v1/"+plural, s.profiles(kind, false))
-		s.mux.HandleFunc("POST /v1/"+plural+"/batch", s.profiles(kind, true))
+		s.mux.HandleFunc("POST /v1/"+plural, s.counted(plural, s.profiles(kind, false)))
+		s.mux.HandleFunc("POST /v1/"+plural+"/batch", s.counted(plural+"_batch", s.profiles(kind, true)))
 	}
 	s.mux.HandleFunc("GET /v1/config", s.config)
 	s.mux.HandleFunc("GET /v1/rules", s.rules)
 	s.mux.HandleFunc("GET /health/probe", func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]any{"status": true, "region": "apimeter"})
 	})
-	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/events", s.listEvents)
-	s.mux.HandleFunc("GET /v1/o/{org}/e/{env}/events", s.listEvents)
-	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/users/{id}", s.getProfile("user"))
-	s.mux.HandleFunc("GET /v1/o/{org}/environments/{env}/companies/{id}", s.getProfile("company"))
+	s.Handle("GET /v1/o/{org}/environments/{env}/events", http.HandlerFunc(s.listEvents))
+	s.Handle("GET /v1/o/{org}/e/{env}/events", http.HandlerFunc(s.listEvents))
+	s.Handle("GET /v1/o/{org}/environments/{env}/users/{id}", s.getProfile("user"))
+	s.Handle("GET /v1/o/{org}/environments/{env}/companies/{id}", s.getProfile("company"))
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	// /healthz says the process is up and answering; whether it can store
+	// events is /readyz's question.
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]any{
 			"status": "ok",
@@ -181,7 +252,13 @@ func (s *Server) decodeErr(err error, index int) error {
 	}
 	var te *json.UnmarshalTypeError
 	var se *json.SyntaxError
+	var le *apimeter.LimitError
 	switch {
+	case errors.As(err, &le):
+		return s.limitErr(le)
+	case errors.Is(err, apimeter.ErrTooManyHeaders):
+		return &APIError{Status: http.StatusRequestEntityTooLarge, Code: "too_many_headers", Index: idx,
+			Message: fmt.Sprintf("%sa request or response may carry at most %d headers", at, apimeter.MaxHeaders)}
 	case errors.As(err, &te):
 		field := te.Field
 		if field == "" {
@@ -196,6 +273,20 @@ func (s *Server) decodeErr(err error, index int) error {
 		return &APIError{Status: http.StatusBadRequest, Code: "malformed_json", Index: idx, Message: at + "malformed JSON: unexpected end of body"}
 	}
 	return &APIError{Status: http.StatusBadRequest, Code: "invalid_json", Index: idx, Message: at + err.Error()}
+}
+
+// limits are the bounds of one batch's decoding.
+func (s *Server) limits() apimeter.Limits {
+	return apimeter.Limits{MaxEvents: s.cfg.MaxBatchEvents, MaxDecoded: 2 * s.cfg.MaxBodyBytes}
+}
+
+func (s *Server) limitErr(le *apimeter.LimitError) *APIError {
+	if le.Events {
+		return newError(http.StatusRequestEntityTooLarge, "batch_too_large", fmt.Sprintf("a batch may hold at most %d events", s.cfg.MaxBatchEvents))
+	}
+	i := le.Index
+	return &APIError{Status: http.StatusRequestEntityTooLarge, Code: "batch_too_large", Index: &i,
+		Message: fmt.Sprintf("event %d: the batch's events take more than %d bytes decoded (twice the body limit); send smaller batches", i, le.Limit)}
 }
 
 func jsonKind(k string) string {
@@ -227,6 +318,7 @@ func (s *Server) collect(batch bool) http.HandlerFunc {
 		events, err := s.decodeEvents(w, r, a, batch)
 		if err != nil {
 			s.batchesRejected.Add(1)
+			s.logRejected(r, a, err)
 			s.writeError(w, r, err)
 			return
 		}
@@ -257,15 +349,16 @@ func (s *Server) decodeEvents(w http.ResponseWriter, r *http.Request, a apps.App
 	body := buf.Bytes()
 	var ms []apimeter.MoesifEvent
 	if batch {
-		// The fast decoder takes the whole batch at once; when it fails,
-		// the standard one walks the batch to say which event is bad.
-		if ms, err = apimeter.DecodeBatch(body); err != nil {
+		// The fast decoder takes the whole batch at once; when it declines,
+		// the standard one walks the batch to say which event is bad. Both
+		// stop where the batch passes a limit.
+		var le *apimeter.LimitError
+		if ms, err = apimeter.DecodeBatch(body, s.limits()); errors.As(err, &le) {
+			return nil, s.limitErr(le)
+		} else if err != nil {
 			if ms, err = s.decodeBatchSlow(body); err != nil {
 				return nil, err
 			}
-		}
-		if len(ms) > s.cfg.MaxBatchEvents {
-			return nil, newError(http.StatusRequestEntityTooLarge, "batch_too_large", fmt.Sprintf("a batch may hold at most %d events", s.cfg.MaxBatchEvents))
 		}
 		if len(ms) == 0 {
 			return nil, newError(http.StatusBadRequest, "empty_batch", "the batch holds no events")
@@ -285,8 +378,36 @@ func (s *Server) decodeEvents(w http.ResponseWriter, r *http.Request, a apps.App
 		if events[i], err = ms[i].ToEvent(a.Org, a.Env, index); err != nil {
 			return nil, err
 		}
+		if err := s.checkCaps(&events[i], index); err != nil {
+			return nil, err
+		}
 	}
 	return events, nil
+}
+
+// checkCaps refuses an event whose URI, a header value or metadata is
+// longer than its cap.
+func (s *Server) checkCaps(e *apimeter.Event, index int) error {
+	over := func(field string, n int) error {
+		return &apimeter.FieldError{Index: index, Field: field, Msg: fmt.Sprintf("is longer than %d bytes", n)}
+	}
+	if len(e.URI) > s.cfg.MaxURIBytes {
+		return over("request.uri", s.cfg.MaxURIBytes)
+	}
+	for _, m := range []struct {
+		side string
+		h    apimeter.Headers
+	}{{"request", e.RequestHeaders}, {"response", e.ResponseHeaders}} {
+		for _, kv := range m.h {
+			if len(kv.Value) > s.cfg.MaxHeaderValueBytes {
+				return over(m.side+".headers."+kv.Name, s.cfg.MaxHeaderValueBytes)
+			}
+		}
+	}
+	if len(e.Metadata) > s.cfg.MaxMetadataBytes {
+		return over("metadata", s.cfg.MaxMetadataBytes)
+	}
+	return nil
 }
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -304,12 +425,17 @@ func (s *Server) decodeBatchSlow(body []byte) ([]apimeter.MoesifEvent, error) {
 		return nil, newError(http.StatusBadRequest, "invalid_batch", "a batch must be a JSON array of events")
 	}
 	var ms []apimeter.MoesifEvent
+	lim := s.limits()
+	var used int64
 	for i := 0; dec.More(); i++ {
-		if i >= s.cfg.MaxBatchEvents {
-			return nil, newError(http.StatusRequestEntityTooLarge, "batch_too_large", fmt.Sprintf("a batch may hold at most %d events", s.cfg.MaxBatchEvents))
+		if i >= lim.MaxEvents {
+			return nil, s.limitErr(&apimeter.LimitError{Index: i, Events: true, Limit: int64(lim.MaxEvents)})
 		}
 		var m apimeter.MoesifEvent
 		if err := dec.Decode(&m); err != nil {
+			return nil, s.decodeErr(err, i)
+		}
+		if err := lim.Check(i, &m, &used); err != nil {
 			return nil, s.decodeErr(err, i)
 		}
 		ms = append(ms, m)
@@ -327,7 +453,14 @@ func (s *Server) decodeBatchSlow(body []byte) ([]apimeter.MoesifEvent, error) {
 func (s *Server) ingest(ctx context.Context, events []apimeter.Event) (apimeter.AppendResult, error) {
 	if s.cfg.Identifier != nil {
 		if err := s.cfg.Identifier.Identify(ctx, events); err != nil {
-			return apimeter.AppendResult{}, fmt.Errorf("identify: %w", err)
+			// The alias table (Redis, or the embedded store) did not
+			// answer: nothing is stored, and the sender may retry.
+			org, env := events[0].Org, events[0].Env
+			if ok, held := s.logLimit.allow("identify\x00"+org+"\x00"+env, time.Now()); ok {
+				s.log.Error("identify events", "org", org, "env", env, "events", len(events), "err", err, "similar_lines_held_back", held)
+			}
+			return apimeter.AppendResult{}, &APIError{Status: http.StatusServiceUnavailable, Code: "identity_unavailable",
+				Message: "the alias table could not be read; nothing was acknowledged, retry later"}
 		}
 	}
 	for i := range events {
@@ -337,12 +470,17 @@ func (s *Server) ingest(ctx context.Context, events []apimeter.Event) (apimeter.
 	if err != nil {
 		// Nothing of the batch is acknowledged: the sender keeps it and may
 		// retry, which is safe because ingest is idempotent.
-		s.log.Error("store events", "events", len(events), "err", err)
+		org, env := events[0].Org, events[0].Env
+		if ok, held := s.logLimit.allow("store\x00"+org+"\x00"+env, time.Now()); ok {
+			s.log.Error("store events", "org", org, "env", env, "events", len(events), "err", err, "similar_lines_held_back", held)
+		}
 		return res, &APIError{Status: http.StatusServiceUnavailable, Code: "store_unavailable",
 			Message: "the events could not be stored; nothing was acknowledged, retry later"}
 	}
 	s.eventsStored.Add(int64(len(res.Stored)))
 	s.eventsDuplicates.Add(int64(res.Duplicates))
+	s.metrics.events.WithLabelValues("stored").Add(float64(len(res.Stored)))
+	s.metrics.events.WithLabelValues("duplicate").Add(float64(res.Duplicates))
 	for _, sink := range s.cfg.Sinks {
 		if err := sink.Stored(ctx, res.Stored); err != nil {
 			s.log.Error("sink", "err", err)

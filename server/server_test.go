@@ -16,6 +16,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/store/duckdb"
 )
@@ -26,6 +27,7 @@ type env struct {
 	store *duckdb.Store
 	http  *httptest.Server
 	appID string
+	key   string // read key of org acme
 }
 
 func newEnv(t testing.TB, cfg server.Config) *env {
@@ -43,12 +45,23 @@ func newEnv(t testing.TB, cfg server.Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	_, key, err := auth.Create(dir, auth.Spec{Org: "acme", Scope: auth.ScopeRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := auth.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg.Store, cfg.Apps = st, reg
 	if cfg.Scrubber == nil {
 		cfg.Scrubber = apimeter.NewScrubber(nil, nil, -1)
 	}
+	if cfg.Auth == nil {
+		cfg.Auth = auth.New(auth.Config{Keys: keys})
+	}
 	hs := httptest.NewServer(server.New(cfg))
-	e := &env{t: t, dir: dir, store: st, http: hs, appID: a.ID}
+	e := &env{t: t, dir: dir, store: st, http: hs, appID: a.ID, key: key}
 	t.Cleanup(func() {
 		hs.Close()
 		st.Close()
@@ -81,9 +94,19 @@ func (e *env) post(path string, body []byte, header ...string) (int, map[string]
 	return resp.StatusCode, out
 }
 
+// read GETs a read route with the env's key.
+func (e *env) read(path string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodGet, e.http.URL+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+e.key)
+	return http.DefaultClient.Do(req)
+}
+
 func (e *env) events(query string) []map[string]any {
 	e.t.Helper()
-	resp, err := http.Get(e.http.URL + "/v1/o/acme/environments/prod/events?" + query)
+	resp, err := e.read("/v1/o/acme/environments/prod/events?" + query)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -417,7 +440,7 @@ func TestProfilesKept(t *testing.T) {
 	if code, out := e.post("/v1/users", []byte(`{"user_id":"513","company_id":"abcdef","modified_time":null,"metadata":{"name":"John Doe"}}`)); code != 200 {
 		t.Fatalf("users: %d %v", code, out)
 	}
-	resp, err := http.Get(e.http.URL + "/v1/o/acme/environments/prod/users/513")
+	resp, err := e.read("/v1/o/acme/environments/prod/users/513")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apimeter/apimeter/auth"
+	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/store/duckdb"
 )
 
@@ -208,6 +210,9 @@ func BenchmarkMetricsAPI(b *testing.B) {
 	h.Register(mux)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
+	// The same handler behind the key check, as apimeter serve runs it.
+	keyed, key := keyedServer(b, h)
+	defer keyed.Close()
 	ctx := context.Background()
 	for _, bq := range benchQueries {
 		b.Run(bq.name, func(b *testing.B) {
@@ -237,24 +242,35 @@ func BenchmarkMetricsAPI(b *testing.B) {
 			body := runAPI(b, u)
 			floor := Query{SQL: bq.floor}
 			runRaw(b, ctx, st.DB(), floor)
-			var api, raw, flo, rawCPU []time.Duration
+			ku := keyed.URL + strings.TrimPrefix(u, srv.URL)
+			runAPIKey(b, ku, key)
+			var api, raw, flo, rawCPU, withKey []time.Duration
 			b.ResetTimer()
-			for range b.N {
+			for i := range b.N {
 				c0 := processCPU()
 				t0 := time.Now()
 				runRaw(b, ctx, st.DB(), q)
 				t1 := time.Now()
 				rawCPU = append(rawCPU, processCPU()-c0)
-				runAPI(b, u)
+				// The API with and without the key check, in turns first.
+				var a, k time.Duration
+				if i%2 == 0 {
+					a, k = timed(func() { runAPI(b, u) }), timed(func() { runAPIKey(b, ku, key) })
+				} else {
+					k, a = timed(func() { runAPIKey(b, ku, key) }), timed(func() { runAPI(b, u) })
+				}
 				t2 := time.Now()
 				runRaw(b, ctx, st.DB(), floor)
 				t3 := time.Now()
 				raw = append(raw, t1.Sub(t0))
-				api = append(api, t2.Sub(t1))
+				api = append(api, a)
+				withKey = append(withKey, k)
 				flo = append(flo, t3.Sub(t2))
 			}
 			b.StopTimer()
 			ma, mr := median(api), median(raw)
+			b.ReportMetric(float64(median(withKey))/1e6, "keyed-api-ms")
+			b.ReportMetric(float64(median(withKey))/float64(ma), "keyed/api")
 			b.ReportMetric(float64(median(flo))/1e6, "floor-ms")
 			// CPU time of the raw query, all threads: what the query costs
 			// whatever else runs on the machine; half of it is the wall
@@ -296,6 +312,47 @@ func runRaw(b *testing.B, ctx context.Context, db *sql.DB, q Query) int {
 
 func runAPI(b *testing.B, u string) []byte {
 	resp, err := http.Get(u)
+	if err != nil {
+		b.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"environments"`) {
+		b.Fatalf("GET %s: %s %s %v", u, resp.Status, body, err)
+	}
+	return body
+}
+
+func timed(f func()) time.Duration {
+	t := time.Now()
+	f()
+	return time.Since(t)
+}
+
+// keyedServer serves h behind the key check of a server.Server, with a read
+// key of org bench; it returns the server and the key.
+func keyedServer(b *testing.B, h *Handler) (*httptest.Server, string) {
+	dir := b.TempDir()
+	_, key, err := auth.Create(dir, auth.Spec{Org: "bench", Scope: auth.ScopeRead})
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys, err := auth.Open(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := server.New(server.Config{Auth: auth.New(auth.Config{Keys: keys})})
+	h.Register(srv)
+	return httptest.NewServer(srv), key
+}
+
+func runAPIKey(b *testing.B, u, key string) []byte {
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		b.Fatal(err)
 	}

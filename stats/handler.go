@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/apimeter/apimeter/server"
 )
 
 // DefaultQuotaPerMinute is Apigee's documented Metrics API quota (Postgres
@@ -28,7 +30,10 @@ type Config struct {
 	// QuotaPerMinute is the calls per minute allowed per organization;
 	// 0 means DefaultQuotaPerMinute, a negative value turns the quota off.
 	QuotaPerMinute int
-	Logger         *slog.Logger
+	// Envs lists the envs of an org, for GET /v1/organizations/{org} and
+	// .../environments; nil lists none.
+	Envs   func(org string) []string
+	Logger *slog.Logger
 	// Now is the clock of the quota; nil means time.Now.
 	Now func() time.Time
 }
@@ -57,14 +62,17 @@ func NewHandler(cfg Config) *Handler {
 	return &Handler{cfg: cfg, log: cfg.Logger, quota: &quota{limit: cfg.QuotaPerMinute, counts: map[string]int{}}}
 }
 
-// Patterns are the routes the Handler answers, for http.ServeMux.
+// Patterns are the routes the Handler answers, for http.ServeMux: every
+// path form Apigee's clients use (/v1/o and /v1/organizations, each with
+// /environments and /e).
 func Patterns() []string {
-	return []string{
-		"GET /v1/o/{org}/environments/{env}/stats",
-		"GET /v1/o/{org}/environments/{env}/stats/{dims...}",
-		"GET /v1/o/{org}/e/{env}/stats",
-		"GET /v1/o/{org}/e/{env}/stats/{dims...}",
+	var ps []string
+	for _, o := range []string{"/v1/o/{org}", "/v1/organizations/{org}"} {
+		for _, e := range []string{"/environments/{env}", "/e/{env}"} {
+			ps = append(ps, "GET "+o+e+"/stats", "GET "+o+e+"/stats/{dims...}")
+		}
 	}
+	return ps
 }
 
 // Mux is where routes are registered; http.ServeMux and server.Server are.
@@ -77,6 +85,28 @@ func (h *Handler) Register(mux Mux) {
 	for _, p := range Patterns() {
 		mux.Handle(p, h)
 	}
+	o := orgHandler{h}
+	for _, p := range []string{"/v1/o/{org}", "/v1/organizations/{org}"} {
+		mux.Handle("GET "+p, o)
+		mux.Handle("GET "+p+"/{$}", o) // apigee-edge-js reads the org with a trailing slash
+		mux.Handle("GET "+p+"/environments", o)
+		mux.Handle("GET "+p+"/environments/{env}", o)
+		mux.Handle("GET "+p+"/e/{env}", o)
+	}
+}
+
+// WriteAuthError answers the 401 and 403 of the key check in Apigee's
+// error shape, as every other Metrics API error.
+func (h *Handler) WriteAuthError(w http.ResponseWriter, r *http.Request, e *server.APIError) {
+	writeAuthError(w, e)
+}
+
+func writeAuthError(w http.ResponseWriter, e *server.APIError) {
+	code := "security.Forbidden"
+	if e.Status == http.StatusUnauthorized {
+		code = "security.Unauthorized"
+	}
+	writeJSON(w, e.Status, ErrorBody{Code: code, Message: e.Message, Contexts: []string{}})
 }
 
 // ErrorBody is an error answer in Apigee's management API shape, plus the

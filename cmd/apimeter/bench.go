@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/store/duckdb"
 	"github.com/apimeter/apimeter/workload"
 )
@@ -20,6 +21,8 @@ import (
 type benchCmd struct {
 	Ingest  benchIngestCmd  `cmd:"" help:"Post batches of generated events from concurrent clients and compare with DuckDB's raw appender."`
 	Capture benchCaptureCmd `cmd:"" help:"Loopback load run: the same API bare and wrapped by the capture middleware, in alternating rounds."`
+	Faults  benchFaultsCmd  `cmd:"" help:"Fault-and-load run against a serve child process: retrying senders while it is SIGKILLed, Redis stopped, a poison sender and a slow-client flood; reports acknowledged/missing/doubled."`
+	Memory  benchMemoryCmd  `cmd:"" help:"Store N events through a serve child process and report its resident memory."`
 }
 
 type benchIngestCmd struct {
@@ -32,8 +35,6 @@ type benchIngestCmd struct {
 	SkipRaw    bool          `help:"Skip the raw appender measurement."`
 	LogLevel   slog.Level    `default:"error" help:"Log level of the server under test (debug shows each commit)."`
 	CPUProfile string        `help:"Write a CPU profile of the collector run to this file."`
-	Store      string        `placeholder:"URL" help:"clickhouse://host:9000/db: ingest into ClickHouse (the database is emptied first) and compare with bare PrepareBatch inserts of the same rows. Needs --redis."`
-	Redis      string        `placeholder:"URL" help:"Redis URL for the alias table and counters (with --store)."`
 }
 
 func (c *benchIngestCmd) Run(ctx context.Context) error {
@@ -77,18 +78,11 @@ func (c *benchIngestCmd) Run(ctx context.Context) error {
 
 	f := serverFlags{Listen: "127.0.0.1:0", Data: filepath.Join(dir, "server"), BodyCap: 1024,
 		MaxBodyBytes: 32 << 20, MaxBatchEvents: 10000, DedupeHorizon: 168 * time.Hour, LogLevel: c.LogLevel}
-	f.Store, f.Redis = c.Store, c.Redis
-	if c.Store != "" {
-		if err := emptyClickHouse(ctx, c.Store); err != nil {
-			return err
-		}
-	}
-	// Created before the server starts, which then finds it at once.
-	a, err := createBenchApp(ctx, f)
+	in, err := startWith(ctx, f, duckdb.Options{NoDedupe: c.NoDedupe})
 	if err != nil {
 		return err
 	}
-	in, err := startWith(ctx, f, duckdb.Options{NoDedupe: c.NoDedupe})
+	a, err := apps.Create(f.Data, "bench", "prod")
 	if err != nil {
 		return err
 	}
@@ -144,9 +138,6 @@ func (c *benchIngestCmd) Run(ctx context.Context) error {
 		return nil
 	}
 
-	if c.Store != "" {
-		return rawClickHouse(ctx, c.Store, bodies, c.Batch, rate)
-	}
 	// The limit: the same rows through DuckDB's appender, committed every
 	// batch, with no HTTP, JSON or checks.
 	rawDur, rows, err := rawAppend(ctx, filepath.Join(dir, "raw.duckdb"), bodies)

@@ -47,6 +47,11 @@ func (c *demoCmd) Run(ctx context.Context) error {
 		appID = a.ID
 	}
 
+	key, err := newDemoKey(c.Data, c.Org)
+	if err != nil {
+		return err
+	}
+
 	fmt.Printf("apimeter demo: sending %d generated API calls to %s (org %s, env %s)\n", c.Events, in.URL, c.Org, c.Env)
 	gen := workload.New(uint64(time.Now().UnixNano()), c.Span)
 	began := time.Now()
@@ -70,17 +75,18 @@ func (c *demoCmd) Run(ctx context.Context) error {
 	tr := time.Now().Add(-c.Span-24*time.Hour).UTC().Format("01/02/2006 15:04") + "~" + time.Now().Add(24*time.Hour).UTC().Format("01/02/2006 15:04")
 	statsURL := fmt.Sprintf("%s/v1/o/%s/environments/%s/stats/user_id?select=sum(message_count),avg(total_response_time)&timeRange=%s&sortby=sum(message_count)&topk=3",
 		in.URL, c.Org, c.Env, url.QueryEscape(tr))
-	if answer, err := httpGet(ctx, statsURL); err == nil {
+	if answer, err := httpGet(ctx, statsURL, key.Key); err == nil {
 		fmt.Printf("\nTop 3 users through the Metrics API (%s):\n%s\n", "GET /v1/o/"+c.Org+"/environments/"+c.Env+"/stats/user_id?select=sum(message_count),...&topk=3", answer)
 	} else {
 		return err
 	}
 
-	fmt.Printf("\nTry it:\n")
-	fmt.Printf("  curl -s '%s/v1/o/%s/environments/%s/events?limit=5'\n", in.URL, c.Org, c.Env)
-	fmt.Printf("  curl -s '%s/v1/o/%s/environments/%s/events?user_id=513&errors=true&limit=5'\n", in.URL, c.Org, c.Env)
-	fmt.Printf("  curl -s '%s/v1/o/%s/environments/%s/stats/apiproxy?select=sum(message_count),sum(is_error)&timeUnit=day&timeRange=%s'\n", in.URL, c.Org, c.Env, url.QueryEscape(tr))
-	fmt.Printf("  curl -s '%s/v1/o/%s/environments/%s/stats/route?select=p95(total_response_time)&filter=(apiproxy%%20eq%%20%%27payments%%27)&timeRange=%s'\n", in.URL, c.Org, c.Env, url.QueryEscape(tr))
+	fmt.Printf("\nTry it (a read key of org %s, shown only now):\n", c.Org)
+	fmt.Printf("  %s\n", key.Env())
+	fmt.Printf("  curl -s %s '%s/v1/o/%s/environments/%s/events?limit=5'\n", curlAuth, in.URL, c.Org, c.Env)
+	fmt.Printf("  curl -s %s '%s/v1/o/%s/environments/%s/events?user_id=513&errors=true&limit=5'\n", curlAuth, in.URL, c.Org, c.Env)
+	fmt.Printf("  curl -s -u \"me:$APIMETER_KEY\" '%s/v1/o/%s/environments/%s/stats/apiproxy?select=sum(message_count),sum(is_error)&timeUnit=day&timeRange=%s'\n", in.URL, c.Org, c.Env, url.QueryEscape(tr))
+	fmt.Printf("  curl -s %s '%s/v1/o/%s/environments/%s/stats/route?select=p95(total_response_time)&filter=(apiproxy%%20eq%%20%%27payments%%27)&timeRange=%s'\n", curlAuth, in.URL, c.Org, c.Env, url.QueryEscape(tr))
 	fmt.Printf("  application id (X-Moesif-Application-Id): %s\n", appID)
 	if c.Exit {
 		return nil
@@ -142,12 +148,14 @@ FROM events WHERE org = ? AND env = ? GROUP BY ALL ORDER BY calls DESC LIMIT 10`
 	return tw.Flush()
 }
 
-// httpGet returns the body of a GET, or an error naming the status.
-func httpGet(ctx context.Context, u string) (string, error) {
+// httpGet returns the body of a GET with key as a Bearer token, or an
+// error naming the status.
+func httpGet(ctx context.Context, u, key string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return "", err
 	}
+	req.Header.Set("Authorization", "Bearer "+key)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return "", err

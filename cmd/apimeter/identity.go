@@ -21,6 +21,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/store/duckdb"
 )
 
 // identityFlags configure who a call is attributed to and where the alias
@@ -46,7 +47,10 @@ type identitySetup struct {
 	Identifier apimeter.Identifier
 	Sinks      []apimeter.Sink
 	API        *identity.API
-	close      func() error
+	// Redis is the shared client when the alias table and counters are on
+	// Redis, nil when embedded.
+	Redis redis.UniversalClient
+	close func() error
 }
 
 func (s *identitySetup) Close() error {
@@ -56,7 +60,7 @@ func (s *identitySetup) Close() error {
 	return s.close()
 }
 
-func setupIdentity(ctx context.Context, f identityFlags, st *eventStore, log *slog.Logger) (*identitySetup, error) {
+func setupIdentity(ctx context.Context, f identityFlags, st *duckdb.Store, log *slog.Logger) (*identitySetup, error) {
 	ps := identity.Periods{AnchorDay: f.BillingDay}
 	if f.BillingDay < 0 || f.BillingDay > 31 {
 		return nil, fmt.Errorf("--billing-day %d: want 1 to 31", f.BillingDay)
@@ -105,10 +109,7 @@ func setupIdentity(ctx context.Context, f identityFlags, st *eventStore, log *sl
 	var aliases identity.Aliases
 	var counters identity.Counters
 	if f.Redis == "" {
-		if !st.Embedded {
-			return nil, errors.New("this store keeps no alias table or counters: set --redis")
-		}
-		emb, err := identity.OpenEmbedded(ctx, st.DB, identity.EmbeddedOptions{Periods: ps})
+		emb, err := identity.OpenEmbedded(ctx, st.DB(), identity.EmbeddedOptions{Periods: ps})
 		if err != nil {
 			return nil, err
 		}
@@ -125,7 +126,7 @@ func setupIdentity(ctx context.Context, f identityFlags, st *eventStore, log *sl
 		}
 		r := identity.NewRedis(rc, identity.RedisOptions{Prefix: f.RedisPrefix})
 		if f.UsageRebuild {
-			counts, err := st.RebuildUsage(ctx, ps)
+			counts, err := identity.RebuildCounters(ctx, st.DB(), ps)
 			if err == nil {
 				err = r.ReplaceUsage(ctx, counts)
 			}
@@ -134,7 +135,7 @@ func setupIdentity(ctx context.Context, f identityFlags, st *eventStore, log *sl
 				return nil, err
 			}
 		}
-		aliases, counters, setup.close = r, r, rc.Close
+		aliases, counters, setup.close, setup.Redis = r, r, rc.Close, rc
 	}
 	jwtr := identity.NewJWT(jo)
 	meter := &identity.Meter{Counters: counters, Periods: ps}
@@ -154,6 +155,8 @@ type adminFlags struct {
 	Server string `default:"http://127.0.0.1:7070" env:"APIMETER_SERVER" help:"URL of the running apimeter server."`
 	Org    string `required:"" env:"APIMETER_ORG" help:"Org the aliases or usage belong to."`
 	Env    string `default:"prod" env:"APIMETER_ENV" help:"Environment."`
+	// Not --key: the alias commands' --key is the key being aliased.
+	APIMeterKey string `name:"apimeter-key" env:"APIMETER_KEY" help:"apimeter key of the org (admin for aliases, read for usage); see apimeter keys create."`
 }
 
 func (a adminFlags) call(ctx context.Context, method, path string, q url.Values, body any, out any) error {
@@ -175,6 +178,9 @@ func (a adminFlags) call(ctx context.Context, method, path string, q url.Values,
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if a.APIMeterKey != "" {
+		req.Header.Set("Authorization", "Bearer "+a.APIMeterKey)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("is apimeter serve running at %s? %w", a.Server, err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/identity"
 )
 
@@ -27,7 +28,11 @@ func TestServeIdentityWiring(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin := adminFlags{Server: in.URL, Org: "acme", Env: "prod"}
+	_, key, err := auth.Create(dir, auth.Spec{Org: "acme", Scope: auth.ScopeAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := adminFlags{Server: in.URL, Org: "acme", Env: "prod", APIMeterKey: key}
 	stdout := os.Stdout
 	os.Stdout, _ = os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	err = (&aliasesPutCmd{adminFlags: admin, keyRef: keyRef{Key: "ak_cli_key_1"}, User: "513"}).Run(ctx)
@@ -80,8 +85,13 @@ func TestUsageSurvivesKill9(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A key made before the server starts, as `apimeter keys create` does.
+	_, key, err := auth.Create(data, auth.Spec{Org: "acme", Scope: auth.ScopeAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := startChild(t, data)
-	admin := adminFlags{Server: c.url, Org: "acme", Env: "prod"}
+	admin := adminFlags{Server: c.url, Org: "acme", Env: "prod", APIMeterKey: key}
 	var al identity.AliasJSON
 	if err := admin.call(ctx, "PUT", "/v1/aliases", nil, identity.AliasJSON{Org: "acme", Env: "prod", Key: "ak_kill9_key", UserID: "513"}, &al); err != nil {
 		t.Fatal(err)

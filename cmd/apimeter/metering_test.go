@@ -12,7 +12,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
-	"github.com/apimeter/apimeter/store/clickhouse/chtest"
+	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/workload"
 )
 
@@ -25,31 +25,8 @@ func TestExactMeteringEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts server processes; skipped with -short")
 	}
-	t.Run("DuckDB", func(t *testing.T) {
-		data := t.TempDir()
-		testExactMetering(t, data, func(org string) string {
-			app, err := apps.Create(data, org, "prod")
-			if err != nil {
-				t.Fatal(err)
-			}
-			return app.ID
-		})
-	})
-	// The same with events in ClickHouse and the counters in Redis, app ids
-	// created with apps create --store.
-	t.Run("ClickHouse", func(t *testing.T) {
-		dsn := chtest.Shared(t).DSN(chtest.Database(t))
-		redisURL := startRedisServer(t)
-		testExactMetering(t, t.TempDir(), func(org string) string {
-			return runCLI(t, "apps", "create", "--store", dsn, "--org", org, "--env", "prod")
-		}, "--store", dsn, "--redis", redisURL)
-	})
-}
-
-// testExactMetering is TestExactMeteringEndToEnd on servers started with
-// flags; newApp creates an application id for an org.
-func testExactMetering(t *testing.T, data string, newApp func(org string) string, flags ...string) {
 	ctx := context.Background()
+	data := t.TempDir()
 	gen := workload.New(99, time.Hour)
 	gen.Start = time.Date(2026, 11, 10, 12, 0, 0, 0, time.UTC)
 	gen.IDs = true
@@ -88,11 +65,18 @@ func testExactMetering(t *testing.T, data string, newApp func(org string) string
 		{org: "weights", steps: []step{{events: weighted}, {events: weighted}}, rows: 3, calls: 111},
 		{org: "kill9", steps: []step{{events: crash, kill: true}, {events: crash}}, rows: 30, calls: 30},
 	}
-	ids := map[string]string{}
+	ids, keys := map[string]string{}, map[string]string{}
 	for _, c := range cases {
-		ids[c.org] = newApp(c.org)
+		app, err := apps.Create(data, c.org, "prod")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[c.org] = app.ID
+		if _, keys[c.org], err = auth.Create(data, auth.Spec{Org: c.org, Scope: auth.ScopeRead}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	srv := startChild(t, data, flags...)
+	srv := startChild(t, data)
 	defer func() { srv.kill9(t) }()
 	for _, c := range cases {
 		for _, s := range c.steps {
@@ -101,7 +85,7 @@ func testExactMetering(t *testing.T, data string, newApp func(org string) string
 			}
 			if s.kill {
 				srv.kill9(t)
-				srv = startChild(t, data, flags...)
+				srv = startChild(t, data)
 			}
 		}
 	}
@@ -110,13 +94,13 @@ func testExactMetering(t *testing.T, data string, newApp func(org string) string
 			var evs struct {
 				Events []json.RawMessage `json:"events"`
 			}
-			getJSON(t, srv.url+"/v1/o/"+c.org+"/environments/prod/events?limit=1000", &evs)
+			getJSON(t, keys[c.org], srv.url+"/v1/o/"+c.org+"/environments/prod/events?limit=1000", &evs)
 			var usage struct {
 				Total struct {
 					Calls int64 `json:"calls"`
 				} `json:"total"`
 			}
-			getJSON(t, srv.url+"/v1/usage?"+url.Values{"org": {c.org}, "env": {"prod"}, "period": {"2026-11"}, "group": {"user_id"}}.Encode(), &usage)
+			getJSON(t, keys[c.org], srv.url+"/v1/usage?"+url.Values{"org": {c.org}, "env": {"prod"}, "period": {"2026-11"}, "group": {"user_id"}}.Encode(), &usage)
 			var st struct {
 				Environments []struct {
 					Metrics []struct {
@@ -124,7 +108,7 @@ func testExactMetering(t *testing.T, data string, newApp func(org string) string
 					} `json:"metrics"`
 				} `json:"environments"`
 			}
-			getJSON(t, srv.url+"/v1/o/"+c.org+"/environments/prod/stats?"+url.Values{
+			getJSON(t, keys[c.org], srv.url+"/v1/o/"+c.org+"/environments/prod/stats?"+url.Values{
 				"select": {"sum(message_count)"}, "timeRange": {"11/01/2026 00:00~12/01/2026 00:00"}}.Encode(), &st)
 			var metric float64
 			if len(st.Environments) == 1 && len(st.Environments[0].Metrics) == 1 && len(st.Environments[0].Metrics[0].Values) == 1 {
@@ -139,9 +123,15 @@ func testExactMetering(t *testing.T, data string, newApp func(org string) string
 	}
 }
 
-func getJSON(t *testing.T, u string, v any) {
+// getJSON GETs u with key as a Bearer token and decodes the answer.
+func getJSON(t *testing.T, key, u string, v any) {
 	t.Helper()
-	resp, err := http.Get(u)
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,10 +8,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/store/duckdb"
 )
@@ -23,6 +27,7 @@ type serverFlags struct {
 	BodyCap        int           `default:"1024" env:"APIMETER_BODY_CAP" help:"Bytes of each request/response body kept; longer bodies are cut and marked truncated."`
 	SecretHeader   []string      `env:"APIMETER_SECRET_HEADERS" help:"Extra header names whose values never reach disk (besides Authorization, Cookie, X-Api-Key, ...)."`
 	SecretParam    []string      `env:"APIMETER_SECRET_PARAMS" help:"Extra query parameters whose values never reach disk."`
+	SecretField    []string      `env:"APIMETER_SECRET_FIELDS" help:"Extra JSON/form body and metadata field names whose values never reach disk (besides password, token, access_token, card_number, ...)."`
 	MaxBodyBytes   int64         `default:"33554432" env:"APIMETER_MAX_BODY_BYTES" help:"Largest accepted request body, after gzip decoding."`
 	MaxBatchEvents int           `default:"10000" env:"APIMETER_MAX_BATCH_EVENTS" help:"Most events accepted in one batch."`
 	DedupeHorizon  time.Duration `default:"168h" env:"APIMETER_DEDUPE_HORIZON" help:"How long an event id is remembered, so a resent event is not stored twice."`
@@ -30,21 +35,28 @@ type serverFlags struct {
 	LogLevel       slog.Level    `default:"info" env:"APIMETER_LOG_LEVEL" help:"debug, info, warn or error."`
 	statsFlags
 	identityFlags
-	storeFlags
+	observability
+	ingestCapFlags
+	httpFlags
 }
 
 // instance is a running server.
 type instance struct {
 	URL   string
 	Addr  net.Addr
-	Store *duckdb.Store // nil with a ClickHouse store
-	es    *eventStore
+	Store *duckdb.Store
 	Srv   *server.Server
 	Apps  *apps.Registry
+	Keys  *auth.Keys
+	Auth  *auth.Guard
 	http  *http.Server
-	idn   *identitySetup
-	done  chan error
-	log   *slog.Logger
+	// metrics serves /metrics when it has a listener of its own.
+	metrics *http.Server
+	// Prom is the registry /metrics serves.
+	Prom *prometheus.Registry
+	idn  *identitySetup
+	done chan error
+	log  *slog.Logger
 }
 
 // DBFile is the DuckDB file inside the data directory.
@@ -58,52 +70,105 @@ func start(ctx context.Context, f serverFlags) (*instance, error) {
 // benchmarks).
 func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance, error) {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: f.LogLevel}))
-	if err := os.MkdirAll(f.Data, 0o750); err != nil {
+	if err := privateDataDir(f.Data); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	reg, err := apps.Open(f.Data)
 	if err != nil {
 		return nil, err
 	}
-	so.DedupeHorizon, so.Logger = f.DedupeHorizon, log
-	if so.DailyInterval == 0 {
-		so.DailyInterval = f.DailyInterval
-	}
-	st, err := openEventStore(ctx, f, so, log)
+	keys, err := auth.Open(f.Data)
 	if err != nil {
 		return nil, err
 	}
-	if st.Apps != nil {
-		if reg, err = apps.OpenLoader(st.Apps); err != nil {
-			st.Close()
-			return nil, err
-		}
+	guard := auth.New(auth.Config{
+		Keys:    keys,
+		IsAppID: func(id string) bool { _, ok := reg.Lookup(id); return ok },
+		Envs:    func(org string) []string { return appEnvs(reg, org) },
+		Logger:  log,
+	})
+	so.DedupeHorizon, so.Logger = f.DedupeHorizon, log
+	if so.MemoryLimit == "" {
+		so.MemoryLimit = f.MemoryLimit
 	}
+	if so.DailyInterval == 0 {
+		so.DailyInterval = f.DailyInterval
+	}
+	st, err := duckdb.Open(ctx, filepath.Join(f.Data, DBFile), so)
+	if err != nil {
+		return nil, err
+	}
+	fpKey, err := apimeter.LoadFingerprintKey(f.Data)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	scrub := apimeter.NewScrubberWith(apimeter.ScrubConfig{
+		SecretHeaders: f.SecretHeader, SecretParams: f.SecretParam, SecretFields: f.SecretField,
+		BodyCap: f.BodyCap, Key: fpKey,
+	})
 	idn, err := setupIdentity(ctx, f.identityFlags, st, log)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
+	idn.API.KeyID = scrub.FingerprintOfHash
+	prom := newRegistry()
+	registerStore(prom, st)
 	srv := server.New(server.Config{
 		Store:          st,
 		Apps:           reg,
-		Scrubber:       apimeter.NewScrubber(f.SecretHeader, f.SecretParam, f.BodyCap),
+		Scrubber:       scrub,
 		Identifier:     idn.Identifier,
 		Sinks:          idn.Sinks,
 		MaxBodyBytes:   f.MaxBodyBytes,
 		MaxBatchEvents: f.MaxBatchEvents,
+		Auth:           guard,
 		Logger:         log,
+		Registerer:     prom,
+		Ready:          readyChecks(st, idn.Redis),
+
+		MaxHeaderValueBytes: f.MaxHeaderValueBytes,
+		MaxURIBytes:         f.MaxURIBytes,
+		MaxMetadataBytes:    f.MaxMetadataBytes,
 	})
+	guard.Register(srv)
 	idn.API.Register(srv)
-	wireStats(srv, st, f.statsFlags, log)
-	ln, err := net.Listen("tcp", f.Listen)
-	if err != nil {
+	wireStats(newTimedMux(srv, prom, "apimeter_metrics_api", "Metrics API"), st, reg, f.statsFlags, log)
+	if err := f.httpFlags.Validate(); err != nil {
 		st.Close()
 		idn.Close()
 		return nil, err
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st.Duck, es: st, Srv: srv, Apps: reg, http: hs, idn: idn, done: make(chan error, 1), log: log}
+	var metricsSrv *http.Server
+	if f.MetricsListen == "" {
+		srv.Handle("GET /metrics", metricsHandler(prom))
+	} else {
+		mln, err := net.Listen("tcp", f.MetricsListen)
+		if err != nil {
+			st.Close()
+			idn.Close()
+			return nil, fmt.Errorf("--metrics-listen: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metricsHandler(prom))
+		metricsSrv = f.httpFlags.server(mux)
+		go metricsSrv.Serve(server.LimitListener(mln, f.httpFlags.withDefaults().MaxConnections))
+		log.Info("metrics listening", "url", "http://"+mln.Addr().String()+"/metrics")
+	}
+	ln, err := net.Listen("tcp", f.Listen)
+	if err != nil {
+		st.Close()
+		idn.Close()
+		if metricsSrv != nil {
+			metricsSrv.Close()
+		}
+		return nil, err
+	}
+	ln = server.LimitListener(ln, f.httpFlags.withDefaults().MaxConnections)
+	ln = server.JSONConnErrors(ln) // net/http's own 431 and 400 answers as JSON
+	hs := f.httpFlags.server(srv)
+	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, Keys: keys, Auth: guard, http: hs, metrics: metricsSrv, Prom: prom, idn: idn, done: make(chan error, 1), log: log}
 	go func() {
 		err := hs.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -121,11 +186,15 @@ func (in *instance) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	err := in.http.Shutdown(ctx)
-	return errors.Join(err, in.es.Close(), in.idn.Close())
+	if in.metrics != nil {
+		err = errors.Join(err, in.metrics.Shutdown(ctx))
+	}
+	return errors.Join(err, in.Store.Close(), in.idn.Close())
 }
 
 type serveCmd struct {
 	serverFlags
+	Kafka consumerFlags `embed:"" prefix:"kafka-" envprefix:"APIMETER_KAFKA_" group:"Kafka / Event Hubs consumer (off without --kafka-brokers)"`
 }
 
 func (c *serveCmd) Run(ctx context.Context) error {
@@ -133,14 +202,14 @@ func (c *serveCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	select {
-	case <-ctx.Done():
-		in.log.Info("shutting down")
-	case err := <-in.done:
-		in.es.Close()
+	// The consumer stops with ctx: it stores its batch and commits before
+	// the store closes.
+	consumed, err := startEmbeddedConsumer(ctx, in, c.Kafka)
+	if err != nil {
+		in.Close()
 		return err
 	}
-	return in.Close()
+	return in.wait(ctx, consumed)
 }
 
 type appsCmd struct {
@@ -149,25 +218,14 @@ type appsCmd struct {
 }
 
 type appsCreateCmd struct {
-	Data  string `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory."`
-	Store string `env:"APIMETER_STORE" placeholder:"URL" help:"clickhouse://host:9000/db: keep the id in that ClickHouse database, shared by the collectors started with the same --store."`
-	Org   string `required:"" help:"Organization the events belong to."`
-	Env   string `default:"prod" help:"Environment (e.g. prod, test)."`
+	Data string `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory."`
+	Org  string `required:"" help:"Organization the events belong to."`
+	Env  string `default:"prod" help:"Environment (e.g. prod, test)."`
 }
 
-func (c *appsCreateCmd) Run(ctx context.Context) error {
-	var a apps.App
-	var err error
-	if c.Store != "" {
-		st, serr := openAppsStore(ctx, c.Store)
-		if serr != nil {
-			return serr
-		}
-		defer st.Close()
-		if a, err = st.CreateApp(ctx, c.Org, c.Env); err != nil {
-			return err
-		}
-	} else if a, err = apps.Create(c.Data, c.Org, c.Env); err != nil {
+func (c *appsCreateCmd) Run() error {
+	a, err := apps.Create(c.Data, c.Org, c.Env)
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "created application id for org %s, env %s; send it as X-Moesif-Application-Id:\n", a.Org, a.Env)
@@ -176,23 +234,11 @@ func (c *appsCreateCmd) Run(ctx context.Context) error {
 }
 
 type appsListCmd struct {
-	Data  string `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory."`
-	Store string `env:"APIMETER_STORE" placeholder:"URL" help:"clickhouse://host:9000/db: list the ids kept in that ClickHouse database."`
+	Data string `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory."`
 }
 
-func (c *appsListCmd) Run(ctx context.Context) error {
-	var reg *apps.Registry
-	var err error
-	if c.Store != "" {
-		st, serr := openAppsStore(ctx, c.Store)
-		if serr != nil {
-			return serr
-		}
-		defer st.Close()
-		reg, err = apps.OpenLoader(func() ([]apps.App, error) { return st.Apps(ctx) })
-	} else {
-		reg, err = apps.Open(c.Data)
-	}
+func (c *appsListCmd) Run() error {
+	reg, err := apps.Open(c.Data)
 	if err != nil {
 		return err
 	}

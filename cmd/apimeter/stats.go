@@ -2,9 +2,11 @@ package main
 
 import (
 	"log/slog"
+	"slices"
 
-	"github.com/apimeter/apimeter/server"
+	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/stats"
+	"github.com/apimeter/apimeter/store/duckdb"
 )
 
 // statsFlags configure the Metrics API.
@@ -13,17 +15,31 @@ type statsFlags struct {
 }
 
 // wireStats serves the Metrics API (/v1/o/{org}/environments/{env}/stats...)
-// from the event store.
-func wireStats(srv *server.Server, st *eventStore, f statsFlags, log *slog.Logger) {
+// from the DuckDB store.
+func wireStats(srv stats.Mux, st *duckdb.Store, reg *apps.Registry, f statsFlags, log *slog.Logger) {
 	quota := f.StatsQuota
 	if quota == 0 {
 		quota = -1 // a zero quota would refuse every call; treat it as off
 	}
 	stats.NewHandler(stats.Config{
-		DB:             st.DB,
-		Dialect:        st.Dialect,
-		DailyTable:     st.DailyTable,
+		DB:             st.DB(),
+		Dialect:        stats.DuckDB{},
+		DailyTable:     duckdb.DailyTable,
 		QuotaPerMinute: quota,
+		Envs:           func(org string) []string { return appEnvs(reg, org) },
 		Logger:         log,
 	}).Register(srv)
+}
+
+// appEnvs lists the envs an org has application ids for: the envs its
+// events can arrive in.
+func appEnvs(reg *apps.Registry, org string) []string {
+	var envs []string
+	for _, a := range reg.List() {
+		if a.Org == org {
+			envs = append(envs, a.Env)
+		}
+	}
+	slices.Sort(envs)
+	return slices.Compact(envs)
 }

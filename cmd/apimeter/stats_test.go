@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/workload"
 )
@@ -55,7 +56,23 @@ func TestStatsWired(t *testing.T) {
 			} `json:"metrics"`
 		} `json:"environments"`
 	}
-	resp, err = http.Get(statsURL)
+	_, key, err := auth.Create(f.Data, auth.Spec{Org: "acme", Scope: auth.ScopeRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(key string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, statsURL, nil)
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	resp = get(key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,12 +86,18 @@ func TestStatsWired(t *testing.T) {
 	if got, want := answer.Environments[0].Metrics[0].Values[0], fmt.Sprintf("%d.0", stored); got != want || stored == 0 {
 		t.Errorf("sum(message_count) = %s, want %s (the stored weights)", got, want)
 	}
+	// Calls without a key are refused before the quota: they do not use it
+	// up for the org.
+	for range 3 {
+		resp := get("")
+		resp.Body.Close()
+		if resp.StatusCode != 401 {
+			t.Fatalf("call without a key: %s, want 401", resp.Status)
+		}
+	}
 	// The quota of 2 per minute: the second call passes, the third is 429.
 	for i, want := range []int{200, 429} {
-		resp, err := http.Get(statsURL)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := get(key)
 		resp.Body.Close()
 		if resp.StatusCode != want || (want == 429 && resp.Header.Get("Retry-After") == "") {
 			t.Errorf("call %d: %s Retry-After %q, want %d", i+2, resp.Status, resp.Header.Get("Retry-After"), want)

@@ -39,8 +39,10 @@ func Append(dst []byte, e *apimeter.Event) []byte {
 	dst = appendField(dst, "session", e.SessionToken, true)
 	dst = appendField(dst, "tags", e.Tags, true)
 	if len(e.Metadata) > 0 && json.Valid(e.Metadata) {
+		// The collector normalises metadata already; other callers of
+		// Append may not, and DuckDB refuses invalid UTF-8.
 		dst = append(dst, `,"metadata":`...)
-		dst = append(dst, e.Metadata...)
+		dst = append(dst, apimeter.ValidJSON(e.Metadata)...)
 	}
 	dst = append(dst, `,"req":`...)
 	dst = appendMsg(dst, e.RequestHeaders, e.RequestBody)

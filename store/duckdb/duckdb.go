@@ -41,7 +41,10 @@ type Options struct {
 	DailyInterval time.Duration
 	// NoDedupe turns the idempotency check off (benchmarks only).
 	NoDedupe bool
-	Logger   *slog.Logger
+	// MemoryLimit bounds DuckDB's memory (e.g. "512MB"); empty means
+	// DefaultMemoryLimit.
+	MemoryLimit string
+	Logger      *slog.Logger
 }
 
 // Store is a DuckDB-backed apimeter.Store.
@@ -81,6 +84,8 @@ type Store struct {
 
 	dailyMu   sync.Mutex // one BuildDaily at a time
 	dailyDone chan struct{}
+
+	health health
 
 	closeOnce sync.Once
 }
@@ -160,12 +165,16 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	memLimit, err := memoryLimitSetting(opts.MemoryLimit)
+	if err != nil {
+		return nil, err
+	}
 	connector, err := duckdb.NewConnector(path, nil)
 	if err != nil {
 		return nil, fmt.Errorf("open duckdb %s: %w", path, err)
 	}
 	db := sql.OpenDB(connector)
-	if _, err := db.ExecContext(ctx, Settings); err != nil {
+	if _, err := db.ExecContext(ctx, Settings+"; "+memLimit); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("configure duckdb: %w", err)
 	}
@@ -251,6 +260,7 @@ func (s *Store) loadSeen(ctx context.Context) error {
 		s.seen[dedupeKey(org, env, id)] = int32(at / 3600)
 	}
 	s.lastSweep = time.Now()
+	s.health.setDedupe(len(s.seen))
 	return rows.Err()
 }
 
@@ -333,7 +343,7 @@ func (s *Store) writer() {
 		s.add(j, first)
 		// Keep adding the batches that arrive until the committer takes the
 		// job: the longer the commit before it, the larger this one.
-		for j.err == nil && j.rows < s.opts.MaxGroupRows {
+		for !j.broken && j.rows < s.opts.MaxGroupRows {
 			select {
 			case r := <-s.reqs:
 				s.add(j, r)
@@ -347,6 +357,7 @@ func (s *Store) writer() {
 			s.jobs <- j
 		}
 		s.sweep(time.Now())
+		s.health.setDedupe(len(s.seen))
 	}
 }
 
@@ -356,20 +367,16 @@ func (s *Store) writer() {
 func (s *Store) add(j *job, req *appendReq) {
 	s.added.Add(1)
 	s.absorbReports()
-	j.group = append(j.group, req)
-	j.results = append(j.results, apimeter.AppendResult{})
-	res := &j.results[len(j.results)-1]
-	if j.err != nil {
-		return
-	}
+	en := &entry{req: req}
+	j.group = append(j.group, en)
 	hour := hourOf(j.began)
 	for i := range req.events {
 		if !s.opts.NoDedupe {
 			k := req.keys[i]
 			if _, dup := s.seen[k]; dup {
-				res.Duplicates++
+				en.res.Duplicates++
 				if _, pending := s.inflight[k]; pending {
-					j.leans = true
+					en.lean = append(en.lean, k)
 				}
 				continue
 			}
@@ -378,29 +385,34 @@ func (s *Store) add(j *job, req *appendReq) {
 			// (absorbReports).
 			s.seen[k] = hour
 			s.inflight[k] = struct{}{}
-			j.keys = append(j.keys, k)
+			en.keys = append(en.keys, k)
 		}
-		if j.err = j.lane.app.AppendRow(req.rows[i]...); j.err != nil {
-			return
-		}
+		en.rows = append(en.rows, i)
+		en.res.Stored = append(en.res.Stored, &req.events[i])
 		j.rows++
-		res.Stored = append(res.Stored, &req.events[i])
+		if !j.broken {
+			if err := j.lane.app.AppendRow(req.rows[i]...); err != nil {
+				en.err = fmt.Errorf("event %d: %w", i, err)
+				j.broken = true
+			}
+		}
 	}
 }
 
-// absorbReports applies the committer's reports: the keys of a committed
-// job stay seen, those of a failed one are forgotten so that a retry is
+// absorbReports applies the committer's reports: the keys of committed
+// batches stay seen, those of failed ones are forgotten so that a retry is
 // stored. The committer sends a job's report before it answers the job's
 // callers, so a retry always finds the report of the failure it follows.
 func (s *Store) absorbReports() {
 	for {
 		select {
 		case r := <-s.reports:
-			for _, k := range r.keys {
+			for _, k := range r.ok {
 				delete(s.inflight, k)
-				if !r.ok {
-					delete(s.seen, k)
-				}
+			}
+			for _, k := range r.failed {
+				delete(s.inflight, k)
+				delete(s.seen, k)
 			}
 		default:
 			return
@@ -412,43 +424,119 @@ func (s *Store) absorbReports() {
 // the second half of a commit.
 func (s *Store) committer() {
 	defer close(s.closed)
-	prevFailed := false
+	var prevFailed map[xxh3.Uint128]struct{}
 	for j := range s.jobs {
 		prevFailed = s.commit(j, prevFailed)
 		s.free <- j.lane
 	}
 }
 
-// commit flushes j's lane in one transaction and answers j's callers; it
-// reports whether the commit failed. A job that counted events as
-// duplicates of the job before it, still uncommitted when j was filled,
-// fails with that job: those events were stored by neither.
-func (s *Store) commit(j *job, prevFailed bool) (failed bool) {
+// flush runs the test hook, if any, then flushes the lane.
+func (s *Store) flush(ln *lane) error {
+	if s.beforeFlush != nil {
+		if err := s.beforeFlush(); err != nil {
+			return err
+		}
+	}
+	return ln.app.Flush()
+}
+
+// commit flushes j's lane in one transaction and answers j's callers. When
+// that fails and the job holds several batches, each is committed again
+// alone, so that a batch whose rows the database refuses fails by itself
+// and the batches that shared its commit are stored. A batch that counted
+// events as duplicates of ones whose commit failed (prevFailed: the keys of
+// the job before that failed) is answered with an error, so that its
+// sender retries. commit returns the keys of j's failed batches.
+func (s *Store) commit(j *job, prevFailed map[xxh3.Uint128]struct{}) map[xxh3.Uint128]struct{} {
 	defer func() {
 		s.log.Debug("commit", "batches", len(j.group), "took", time.Since(j.began))
 	}()
-	err := j.err
-	if err == nil && prevFailed && j.leans {
-		err = errors.New("an earlier commit holding some of these events failed")
+	var err error
+	if !j.broken {
+		err = s.flush(j.lane)
 	}
-	if err == nil && s.beforeFlush != nil {
-		err = s.beforeFlush()
-	}
-	if err == nil {
-		err = j.lane.app.Flush()
-	}
-	if err != nil {
-		s.log.Error("commit events", "err", err)
-		j.lane.reset(s.log)
-		s.reports <- report{keys: j.keys}
-		for _, req := range j.group {
-			req.done <- appendResp{err: fmt.Errorf("commit events: %w", err)}
+	if j.broken || err != nil {
+		if err != nil {
+			s.log.Error("commit events", "batches", len(j.group), "err", err)
 		}
-		return true
+		j.lane.reset(s.log)
+		if len(j.group) == 1 && err != nil {
+			j.group[0].err = err
+		} else {
+			s.commitEach(j)
+		}
 	}
-	s.reports <- report{keys: j.keys, ok: true}
-	for gi, req := range j.group {
-		req.done <- appendResp{res: j.results[gi]}
+	// Health sees the store fail only when no batch of the job could be
+	// committed: a batch whose own rows are refused is the sender's fault.
+	var jobErr error
+	stored := 0
+	for _, en := range j.group {
+		if en.err == nil {
+			stored += len(en.rows)
+		} else if jobErr == nil {
+			jobErr = en.err
+		}
+	}
+	if stored > 0 {
+		jobErr = nil
+	}
+	s.health.commitDone(time.Since(j.began), stored, jobErr)
+	failed := map[xxh3.Uint128]struct{}{}
+	var rep report
+	for _, en := range j.group {
+		if en.err != nil {
+			for _, k := range en.keys {
+				failed[k] = struct{}{}
+			}
+			rep.failed = append(rep.failed, en.keys...)
+		} else {
+			rep.ok = append(rep.ok, en.keys...)
+		}
+	}
+	s.reports <- rep
+	for _, en := range j.group {
+		if en.err != nil {
+			en.req.done <- appendResp{err: fmt.Errorf("commit events: %w", en.err)}
+			continue
+		}
+		if leansOn(en.lean, prevFailed) || leansOn(en.lean, failed) {
+			en.req.done <- appendResp{err: errors.New("commit events: an earlier commit holding some of these events failed")}
+			continue
+		}
+		en.req.done <- appendResp{res: en.res}
+	}
+	return failed
+}
+
+// commitEach commits each batch of j alone, after a commit of them all
+// failed; each batch's failure is its own.
+func (s *Store) commitEach(j *job) {
+	for _, en := range j.group {
+		if en.err != nil || len(en.rows) == 0 {
+			continue
+		}
+		for _, i := range en.rows {
+			if err := j.lane.app.AppendRow(en.req.rows[i]...); err != nil {
+				en.err = fmt.Errorf("event %d: %w", i, err)
+				break
+			}
+		}
+		if en.err == nil {
+			en.err = s.flush(j.lane)
+		}
+		if en.err != nil {
+			s.log.Error("commit batch alone", "events", len(en.req.events), "err", en.err)
+			j.lane.reset(s.log)
+		}
+	}
+}
+
+func leansOn(lean []xxh3.Uint128, failed map[xxh3.Uint128]struct{}) bool {
+	for _, k := range lean {
+		if _, ok := failed[k]; ok {
+			return true
+		}
 	}
 	return false
 }

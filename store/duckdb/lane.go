@@ -65,20 +65,34 @@ func (s *Store) closeLanes() error {
 
 // job is a filled lane on its way to the committer.
 type job struct {
-	lane    *lane
-	group   []*appendReq
-	results []apimeter.AppendResult
-	keys    []xxh3.Uint128 // of the events appended
-	// leans says some events were counted as duplicates of a job not yet
-	// committed when this one was filled.
-	leans bool
-	rows  int   // appended
-	err   error // appending failed
-	began time.Time
+	lane  *lane
+	group []*entry
+	rows  int // appended, or to be appended when broken
+	// broken says an append failed: the lane holds a partial group and
+	// the committer re-appends each batch alone.
+	broken bool
+	began  time.Time
 }
 
-// report tells the writer how a job's commit ended.
-type report struct {
+// entry is one batch (Append call) within a job.
+type entry struct {
+	req *appendReq
+	res apimeter.AppendResult
+	// rows are the indexes in req of the events to store (not
+	// duplicates); keys their dedupe keys, marked seen and in flight.
+	rows []int
 	keys []xxh3.Uint128
-	ok   bool
+	// lean are keys counted as duplicates while in flight: the events of
+	// the job before, or of an earlier batch of this one, not committed
+	// yet when this batch was added. If that commit fails, so must this
+	// batch's answer (its own rows may still be stored).
+	lean []xxh3.Uint128
+	// err is this batch's own failure.
+	err error
+}
+
+// report tells the writer how a job's commit ended: the keys stored and
+// the keys of the batches that failed, to be forgotten.
+type report struct {
+	ok, failed []xxh3.Uint128
 }

@@ -1,0 +1,444 @@
+// Package auth holds apimeter's read and admin keys and checks them: keys
+// bound to one org (optionally to some of its envs) with a scope, stored
+// only as SHA-256 hashes in the data directory; the check the server runs
+// before every read and admin route (Bearer, Basic with the key as
+// password, or a session cookie); and the sessions and one-time sign-in
+// links of the dashboard, kept in memory.
+package auth
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/server"
+)
+
+// FileName is the key file inside the data directory (mode 0600). It holds
+// each key's SHA-256, never the key.
+const FileName = "keys.json"
+
+// Prefix starts every key, so that a key found in a log or a repository is
+// recognisable, and a credential that is no key is told apart cheaply.
+const Prefix = "apmk_"
+
+// secretBytes is the randomness of a key: 256 bits.
+const secretBytes = 32
+
+// Scopes of a key, as the CLI, the file and the HTTP API spell them.
+const (
+	ScopeRead  = "read"
+	ScopeAdmin = "admin"
+)
+
+// Key is one key as stored: everything but the key itself.
+type Key struct {
+	ID      string     `json:"id"`
+	Org     string     `json:"org"`
+	Envs    []string   `json:"envs,omitempty"`
+	Scope   string     `json:"scope"`
+	Name    string     `json:"name,omitempty"`
+	Hash    string     `json:"sha256"`
+	Created time.Time  `json:"created"`
+	Revoked *time.Time `json:"revoked,omitempty"`
+
+	grant *server.Grant // built once per read of the file
+}
+
+// Grant is what the key allows, in the server's terms.
+func (k Key) Grant() server.Grant {
+	if k.grant != nil {
+		return *k.grant
+	}
+	sc := server.Read
+	if k.Scope == ScopeAdmin {
+		sc = server.Admin
+	}
+	return server.Grant{KeyID: k.ID, Name: k.Name, Org: k.Org, Envs: k.Envs, Scope: sc}
+}
+
+// Spec says what a new key may do.
+type Spec struct {
+	Org   string
+	Envs  []string // empty: every env of the org
+	Scope string   // ScopeRead or ScopeAdmin
+	Name  string
+}
+
+func (s *Spec) check() error {
+	if !apps.ValidName(s.Org) {
+		return fmt.Errorf("org %q: use 1-64 letters, digits, '.', '_' or '-'", s.Org)
+	}
+	for _, e := range s.Envs {
+		if !apps.ValidName(e) {
+			return fmt.Errorf("env %q: use 1-64 letters, digits, '.', '_' or '-'", e)
+		}
+	}
+	slices.Sort(s.Envs)
+	s.Envs = slices.Compact(s.Envs)
+	if s.Scope != ScopeRead && s.Scope != ScopeAdmin {
+		return fmt.Errorf("scope %q: want read or admin", s.Scope)
+	}
+	if len(s.Name) > 200 {
+		return errors.New("name: at most 200 characters")
+	}
+	return nil
+}
+
+type file struct {
+	Keys []Key `json:"keys"`
+}
+
+// HashKey returns the SHA-256 of a key, as stored. Keys are 256 random
+// bits, so a plain hash is as strong as a slow one would be.
+func HashKey(key string) [32]byte { return sha256.Sum256([]byte(key)) }
+
+// NewKey returns a new random key.
+func NewKey() string {
+	b := make([]byte, secretBytes)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return Prefix + base64.RawURLEncoding.EncodeToString(b)
+}
+
+func newID() string {
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return "k" + hex.EncodeToString(b)
+}
+
+// ErrNotFound: no key has that id (in that org).
+var ErrNotFound = errors.New("no key with that id")
+
+// Create adds a key for spec to the key file of data directory dir
+// (created if needed) and returns it with the key itself, which is not
+// kept anywhere. A server running on dir finds the key on its first use.
+func Create(dir string, spec Spec) (Key, string, error) {
+	if err := spec.check(); err != nil {
+		return Key{}, "", err
+	}
+	secret := NewKey()
+	h := HashKey(secret)
+	k := Key{ID: newID(), Org: spec.Org, Envs: spec.Envs, Scope: spec.Scope, Name: spec.Name,
+		Hash: hex.EncodeToString(h[:]), Created: time.Now().UTC().Truncate(time.Second)}
+	err := update(dir, func(f *file) error {
+		f.Keys = append(f.Keys, k)
+		return nil
+	})
+	if err != nil {
+		return Key{}, "", err
+	}
+	return k, secret, nil
+}
+
+// Revoke marks the key id of data directory dir revoked; when org is not
+// empty the key must belong to it. Revoking a revoked key changes nothing.
+func Revoke(dir, org, id string) (Key, error) {
+	var out Key
+	err := update(dir, func(f *file) error {
+		for i := range f.Keys {
+			k := &f.Keys[i]
+			if k.ID != id || (org != "" && k.Org != org) {
+				continue
+			}
+			if k.Revoked == nil {
+				t := time.Now().UTC().Truncate(time.Second)
+				k.Revoked = &t
+			}
+			out = *k
+			return nil
+		}
+		return ErrNotFound
+	})
+	return out, err
+}
+
+// update changes the key file under an exclusive lock, so that concurrent
+// creates and revokes (CLI and server) do not lose each other's changes,
+// and replaces it atomically.
+func update(dir string, change func(*file) error) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "keys.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("lock keys: %w", err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	path := filepath.Join(dir, FileName)
+	f, err := readFile(path)
+	if err != nil {
+		return err
+	}
+	if err := change(&f); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := writeSync(tmp, b); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func readFile(path string) (file, error) {
+	var f file
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return f, nil
+	}
+	if err != nil {
+		return f, err
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		return f, fmt.Errorf("read %s: %w", path, err)
+	}
+	return f, nil
+}
+
+func writeSync(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	// O_CREATE's mode does not apply to a file left over by a crash.
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// recheck is how often a Keys that keeps finding its keys looks at the file
+// anyway, so that a key revoked by another process stops working.
+const recheck = time.Second
+
+// Keys is the key file of a data directory, read into memory. It re-reads
+// the file when it changes: on a key it does not know, and at most once a
+// second otherwise. Safe for concurrent use.
+type Keys struct {
+	dir, path string
+
+	mu       sync.RWMutex
+	byHash   map[[32]byte]*Key // active keys
+	byID     map[string]*Key   // every key
+	modTime  time.Time
+	size     int64
+	reloadMu sync.Mutex
+	// stale is set a second after the last look at the file (by a timer,
+	// so that a lookup reads one atomic instead of the clock).
+	stale atomic.Bool
+	armed atomic.Bool
+}
+
+// Open returns the keys of data directory dir.
+func Open(dir string) (*Keys, error) {
+	k := &Keys{dir: dir, path: filepath.Join(dir, FileName), byHash: map[[32]byte]*Key{}, byID: map[string]*Key{}}
+	if err := k.reload(); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func (k *Keys) reload() error {
+	k.reloadMu.Lock()
+	defer k.reloadMu.Unlock()
+	k.stale.Store(false)
+	if k.armed.CompareAndSwap(false, true) {
+		time.AfterFunc(recheck, func() {
+			k.armed.Store(false)
+			k.stale.Store(true)
+		})
+	}
+	st, err := os.Stat(k.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	k.mu.RLock()
+	same := st.ModTime().Equal(k.modTime) && st.Size() == k.size
+	k.mu.RUnlock()
+	if same {
+		return nil
+	}
+	f, err := readFile(k.path)
+	if err != nil {
+		return err
+	}
+	byHash := make(map[[32]byte]*Key, len(f.Keys))
+	byID := make(map[string]*Key, len(f.Keys))
+	for i := range f.Keys {
+		key := &f.Keys[i]
+		g := key.Grant()
+		key.grant = &g
+		byID[key.ID] = key
+		var h [32]byte
+		if n, err := hex.Decode(h[:], []byte(key.Hash)); err != nil || n != 32 || key.Revoked != nil {
+			continue
+		}
+		byHash[h] = key
+	}
+	k.mu.Lock()
+	k.byHash, k.byID, k.modTime, k.size = byHash, byID, st.ModTime(), st.Size()
+	k.mu.Unlock()
+	return nil
+}
+
+// fresh re-reads the file when it was last looked at over a second ago.
+func (k *Keys) fresh() {
+	if k.stale.Load() {
+		_ = k.reload()
+	}
+}
+
+// byHash returns the active key with hash h. The *Key is of the file as
+// last read and never changes: a re-read makes new ones.
+func (k *Keys) byHashLocked(h *[32]byte) (*Key, bool) {
+	k.mu.RLock()
+	key, ok := k.byHash[*h]
+	k.mu.RUnlock()
+	// Looking a key up by its hash leaks, through timing, at most something
+	// about a hash of 256 random bits: nothing to guess a key from.
+	return key, ok
+}
+
+// Lookup returns the active key secret is, if any.
+func (k *Keys) Lookup(secret string) (Key, bool) {
+	var buf [128]byte
+	var key *Key
+	if len(secret) <= len(buf) {
+		// Hash from the stack: no allocation per request.
+		key = k.lookupBytes(append(buf[:0], secret...))
+	} else {
+		key = k.lookupBytes([]byte(secret))
+	}
+	if key == nil {
+		return Key{}, false
+	}
+	return *key, true
+}
+
+func (k *Keys) lookupBytes(secret []byte) *Key {
+	h := sha256.Sum256(secret)
+	k.fresh()
+	if key, ok := k.byHashLocked(&h); ok {
+		return key
+	}
+	if err := k.reload(); err != nil {
+		return nil
+	}
+	key, _ := k.byHashLocked(&h)
+	return key
+}
+
+// grantOf returns the grant of the active key with that id, or nil.
+func (k *Keys) grantOf(id string) *server.Grant {
+	k.fresh()
+	k.mu.RLock()
+	key := k.byID[id]
+	k.mu.RUnlock()
+	if key == nil {
+		if k.reload() != nil {
+			return nil
+		}
+		k.mu.RLock()
+		key = k.byID[id]
+		k.mu.RUnlock()
+	}
+	if key == nil || key.Revoked != nil {
+		return nil
+	}
+	return key.grant
+}
+
+// ByID returns the key with that id, revoked or not.
+func (k *Keys) ByID(id string) (Key, bool) {
+	k.fresh()
+	k.mu.RLock()
+	key, ok := k.byID[id]
+	k.mu.RUnlock()
+	if !ok {
+		if k.reload() != nil {
+			return Key{}, false
+		}
+		k.mu.RLock()
+		key, ok = k.byID[id]
+		k.mu.RUnlock()
+		if !ok {
+			return Key{}, false
+		}
+	}
+	return *key, true
+}
+
+// List returns the keys of org (every key when org is empty), oldest
+// first.
+func (k *Keys) List(org string) []Key {
+	_ = k.reload()
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	out := make([]Key, 0, len(k.byID))
+	for _, key := range k.byID {
+		if org == "" || key.Org == org {
+			out = append(out, *key)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.Before(out[j].Created)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// Create adds a key to the file and to this Keys at once.
+func (k *Keys) Create(spec Spec) (Key, string, error) {
+	key, secret, err := Create(k.dir, spec)
+	if err == nil {
+		err = k.reload()
+	}
+	return key, secret, err
+}
+
+// Revoke revokes a key of org (any org when empty), here at once.
+func (k *Keys) Revoke(org, id string) (Key, error) {
+	key, err := Revoke(k.dir, org, id)
+	if err == nil {
+		err = k.reload()
+	}
+	return key, err
+}

@@ -1,0 +1,324 @@
+package httpmsg
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/apimeter/apimeter"
+	"github.com/google/uuid"
+)
+
+// Kind says whether a message carries a request or a response.
+type Kind uint8
+
+// The kinds of message.
+const (
+	Request Kind = iota + 1
+	Response
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Request:
+		return "request"
+	case Response:
+		return "response"
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// DefaultBodyLimit is the policy's body cut, in characters.
+const DefaultBodyLimit = 1024
+
+// MaxIDLen bounds a message id; the policy's are 36-character GUIDs.
+const MaxIDLen = 128
+
+// SecretHeaders are never written and are dropped when read, compared
+// without case. The seed's policy compares them with case, so the
+// lower-case names HTTP/2 clients send reach the event hub; Decode removes
+// them.
+var SecretHeaders = []string{"Authorization", "Ocp-Apim-Subscription-Key"}
+
+// Message is one request or response message.
+type Message struct {
+	Kind Kind
+	// ID pairs a request with its response.
+	ID string
+	// Method and Target (path and query string, as in the request line)
+	// are set on requests.
+	Method string
+	Target string
+	// Status and Reason are set on responses.
+	Status int
+	Reason string
+	// Header keeps the headers in the order and case they were sent, with
+	// secrets removed. Values the policy joined with ", " stay joined.
+	Header apimeter.Headers
+	// Body is the body as carried: already cut by the sender.
+	Body []byte
+}
+
+// NewID returns a fresh message id (a random UUID, as the policy's
+// Guid.NewGuid()).
+func NewID() string { return uuid.NewString() }
+
+// Encoder writes messages. Its zero value writes them as the policy does.
+type Encoder struct {
+	// BodyLimit is the number of characters of a body written. Zero means
+	// DefaultBodyLimit; negative writes no body.
+	BodyLimit int
+}
+
+// Append appends m in the policy's form to dst. Secret headers and header
+// lines that would break the message (a name that is not a token, a value
+// holding a line break) are left out.
+func (enc Encoder) Append(dst []byte, m *Message) []byte {
+	switch m.Kind {
+	case Request:
+		dst = append(dst, "request:"...)
+		dst = append(dst, m.ID...)
+		dst = append(dst, '\n')
+		dst = append(dst, m.Method...)
+		dst = append(dst, ' ')
+		dst = append(dst, m.Target...)
+		dst = append(dst, " HTTP/1.1\r\n"...)
+	default:
+		dst = append(dst, "response:"...)
+		dst = append(dst, m.ID...)
+		dst = append(dst, "\nHTTP/1.1 "...)
+		dst = strconv.AppendInt(dst, int64(m.Status), 10)
+		dst = append(dst, ' ')
+		dst = append(dst, m.Reason...)
+		dst = append(dst, "\r\n"...)
+	}
+	for _, h := range m.Header {
+		if secret(h.Name) || !validName(h.Name) || strings.ContainsAny(h.Value, "\r\n") {
+			continue
+		}
+		dst = append(dst, h.Name...)
+		dst = append(dst, ": "...)
+		dst = append(dst, h.Value...)
+		dst = append(dst, "\r\n"...)
+	}
+	dst = append(dst, "\r\n"...)
+	return append(dst, CutBody(m.Body, enc.limit())...)
+}
+
+func (enc Encoder) limit() int {
+	switch {
+	case enc.BodyLimit == 0:
+		return DefaultBodyLimit
+	case enc.BodyLimit < 0:
+		return 0
+	}
+	return enc.BodyLimit
+}
+
+// CutBody returns the first limit characters of b: UTF-8 characters when b
+// is UTF-8, bytes otherwise. (The policy counts UTF-16 code units; the two
+// agree outside the astral planes.)
+func CutBody(b []byte, limit int) []byte {
+	if len(b) <= limit {
+		return b
+	}
+	if !utf8.Valid(b) {
+		return b[:limit]
+	}
+	n := 0
+	for i := range string(b) {
+		if n == limit {
+			return b[:i]
+		}
+		n++
+	}
+	return b
+}
+
+func secret(name string) bool {
+	for _, s := range SecretHeaders {
+		if strings.EqualFold(s, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// validName reports whether name is an HTTP token, as a header name must be.
+func validName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// ErrMalformed is wrapped by every error Decode returns.
+var ErrMalformed = errors.New("malformed message")
+
+func malformed(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
+}
+
+// Decode reads one message as the policy writes it. It accepts what the
+// policy really sends: a body shorter than its Content-Length (cut at 1024
+// characters) or without one, no Host, header names in any case, non-ASCII
+// bodies. The body is everything after the empty line that ends the
+// headers; Content-Length and Transfer-Encoding are kept as headers but do
+// not frame it. The request or status line and the headers are checked by
+// net/http's own parser. Secret headers are dropped whatever their case.
+// Errors wrap ErrMalformed and say what is wrong.
+func Decode(b []byte) (Message, error) {
+	var m Message
+	nl := bytes.IndexByte(b, '\n')
+	if nl < 0 {
+		return m, malformed("no line break after the first line (want request:<id> or response:<id>)")
+	}
+	first := string(bytes.TrimRight(b[:nl], "\r"))
+	switch {
+	case strings.HasPrefix(first, "request:"):
+		m.Kind, m.ID = Request, first[len("request:"):]
+	case strings.HasPrefix(first, "response:"):
+		m.Kind, m.ID = Response, first[len("response:"):]
+	default:
+		return m, malformed("first line %q is not request:<id> or response:<id>", clip(first))
+	}
+	m.ID = strings.TrimSpace(m.ID)
+	if err := checkID(m.ID); err != nil {
+		return m, err
+	}
+	rest := b[nl+1:]
+
+	// Split the head (start line and headers) from the body, keeping the
+	// header lines as sent and building the head net/http reads, without
+	// the framing headers that do not frame anything here.
+	sc := scratch.Get().(*scratchBufs)
+	defer scratch.Put(sc)
+	head := sc.head[:0]
+	var body []byte
+	found := false
+	for pos, line := 0, 0; ; line++ {
+		i := bytes.IndexByte(rest[pos:], '\n')
+		if i < 0 {
+			return m, malformed("no empty line ends the %s's headers", m.Kind)
+		}
+		raw := rest[pos : pos+i+1]
+		text := bytes.TrimRight(raw[:len(raw)-1], "\r")
+		pos += i + 1
+		if line > 0 && len(text) == 0 {
+			body, found = rest[pos:], true
+			break
+		}
+		if line == 0 {
+			head = append(append(head, text...), "\r\n"...)
+			continue
+		}
+		if text[0] == ' ' || text[0] == '\t' {
+			// An obsolete folded line continues the previous value.
+			if len(m.Header) == 0 {
+				return m, malformed("header line %d starts with white space", line)
+			}
+			if last := &m.Header[len(m.Header)-1]; !secret(last.Name) {
+				last.Value = strings.TrimSpace(last.Value + " " + string(bytes.TrimSpace(text)))
+			}
+			head = append(append(head, text...), "\r\n"...)
+			continue
+		}
+		name, value, ok := bytes.Cut(text, []byte(":"))
+		if !ok {
+			return m, malformed("header line %d %q has no colon", line, clip(string(text)))
+		}
+		if !validName(string(name)) {
+			return m, malformed("header line %d: %q is not a header name", line, clip(string(name)))
+		}
+		n := string(name)
+		if !secret(n) {
+			m.Header = append(m.Header, apimeter.Header{Name: n, Value: string(bytes.TrimSpace(value))})
+		}
+		if !strings.EqualFold(n, "Content-Length") && !strings.EqualFold(n, "Transfer-Encoding") {
+			head = append(append(head, text...), "\r\n"...)
+		}
+	}
+	if !found {
+		return m, malformed("no empty line ends the headers")
+	}
+	head = append(head, "\r\n"...)
+	sc.head = head
+	sc.rd.Reset(head)
+	sc.br.Reset(&sc.rd)
+	if m.Kind == Request {
+		req, err := http.ReadRequest(sc.br)
+		if err != nil {
+			return m, malformed("request line or headers: %v", err)
+		}
+		m.Method, m.Target = req.Method, req.RequestURI
+		if !strings.HasPrefix(m.Target, "/") && m.Target != "*" {
+			// The policy writes Url.Path + QueryString; an absolute URI is
+			// kept as sent.
+			if req.URL == nil || req.URL.Host == "" {
+				return m, malformed("request target %q is neither a path nor an absolute URI", clip(m.Target))
+			}
+		}
+	} else {
+		res, err := http.ReadResponse(sc.br, nil)
+		if err != nil {
+			return m, malformed("status line or headers: %v", err)
+		}
+		m.Status = res.StatusCode
+		m.Reason = strings.TrimPrefix(res.Status, strconv.Itoa(res.StatusCode))
+		m.Reason = strings.TrimPrefix(m.Reason, " ")
+		if m.Status < 100 || m.Status > 999 {
+			return m, malformed("status %d is not an HTTP status", m.Status)
+		}
+	}
+	if len(body) > 0 {
+		m.Body = append([]byte(nil), body...)
+	}
+	return m, nil
+}
+
+func checkID(id string) error {
+	if id == "" {
+		return malformed("empty message id")
+	}
+	if len(id) > MaxIDLen {
+		return malformed("message id longer than %d bytes", MaxIDLen)
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c <= ' ' || c >= 0x7f {
+			return malformed("message id %q holds a character that is not printable ASCII", clip(id))
+		}
+	}
+	return nil
+}
+
+// clip shortens s for an error message.
+func clip(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "…"
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+type scratchBufs struct {
+	head []byte
+	rd   bytes.Reader
+	br   *bufio.Reader
+}
+
+var scratch = sync.Pool{New: func() any {
+	return &scratchBufs{br: bufio.NewReaderSize(nil, 1024)}
+}}
+
+func httpReason(status int) string { return http.StatusText(status) }

@@ -1,0 +1,639 @@
+package kafka
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/httpmsg"
+)
+
+// Format is how calls are written in the topic.
+type Format string
+
+// The formats.
+const (
+	// FormatAPIM is seed 002's pair of messages per call, as APIM's
+	// log-to-eventhub policy writes them (package httpmsg).
+	FormatAPIM Format = "apim"
+	// FormatJSON is one record per event, or per batch of events, in the
+	// collector's JSON schema.
+	FormatJSON Format = "json"
+)
+
+// ParseFormat checks a format name.
+func ParseFormat(s string) (Format, error) {
+	switch Format(s) {
+	case FormatAPIM, FormatJSON:
+		return Format(s), nil
+	}
+	return "", fmt.Errorf("format %q: want apim or json", s)
+}
+
+// Ingester stores events durably: server.Server.Ingest (identify, scrub,
+// store, as the collector does), or a collector over HTTP.
+type Ingester interface {
+	Ingest(ctx context.Context, events []apimeter.Event) (apimeter.AppendResult, error)
+}
+
+// Defaults of ConsumerConfig.
+const (
+	DefaultPairTTL     = 2 * time.Minute
+	DefaultMaxPending  = 200_000
+	DefaultMaxPoll     = 10_000
+	DefaultLogInterval = 30 * time.Second
+	DefaultDrain       = 30 * time.Second
+)
+
+// ConsumerConfig configures a Consumer. Topic, Group, Ingester and (for the
+// store) Org and Env are required.
+type ConsumerConfig struct {
+	Conn
+	Topic string
+	Group string
+	// Format of the records; empty means FormatAPIM.
+	Format Format
+	// Org and Env are where the calls belong. With an Ingester that posts
+	// to a collector they may be empty: the application id decides there.
+	Org, Env string
+	Ingester Ingester
+	// PairTTL is how long a request waits for its response (and a response
+	// for its request), in record time, before it is stored alone and
+	// flagged. Zero means DefaultPairTTL.
+	PairTTL time.Duration
+	// MaxPending bounds the halves waiting for their other half; beyond it
+	// the oldest are stored alone and flagged. Zero means DefaultMaxPending.
+	MaxPending int
+	// MaxPoll is the most records handled (and stored) per batch. Zero
+	// means DefaultMaxPoll.
+	MaxPoll int
+	// Registerer, when set, gets the pipeline's health metrics.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	// LogInterval is how often the health figures are logged. Zero means
+	// DefaultLogInterval; negative never.
+	LogInterval time.Duration
+	// Drain bounds how long a stopping consumer keeps trying to store its
+	// last batch. Zero means DefaultDrain.
+	Drain time.Duration
+	// SessionTimeout is how long the group waits for a silent member
+	// before moving its partitions. Zero means franz-go's 45 s.
+	SessionTimeout time.Duration
+	// ClientOpts are added to the franz-go client's options.
+	ClientOpts []kgo.Opt
+}
+
+// Stats are a Consumer's counters since it started.
+type Stats struct {
+	Consumed        int64 // records read
+	Paired          int64 // calls made of a request and its response
+	OrphanRequests  int64 // requests stored without a response (status 0)
+	OrphanResponses int64 // responses stored without a request
+	Malformed       int64 // records skipped as unreadable
+	Stored          int64 // events newly stored
+	Duplicates      int64 // events the store already had (redelivery)
+	Pending         int   // halves waiting for their other half now
+	// Partitions holds the figures of each assigned partition.
+	Partitions map[int32]PartitionStats
+}
+
+// PartitionStats are one partition's figures since it was assigned.
+type PartitionStats struct {
+	Consumed, Malformed int64
+	Lag                 int64 // records behind the high watermark at the last fetch
+	Next                int64 // offset after the last record read, -1 before any
+	Committed           int64 // last offset committed, -1 before any
+}
+
+// Consumer reads calls from a topic as a member of a consumer group and
+// stores them exactly once. Build one with NewConsumer and call Run.
+type Consumer struct {
+	cfg ConsumerConfig
+	log *slog.Logger
+
+	mu      sync.Mutex // guards everything below
+	parts   map[int32]*partState
+	pending *pendingTable
+	out     []apimeter.Event // the batch being read
+	resolve []*slot          // what it completes, once stored
+	spare   []apimeter.Event
+	// spareResolve is the resolve slice of the last stored batch, reused.
+	spareResolve []*slot
+	inflight     *inflight
+	stats        Stats
+	ctx          context.Context // Run's
+	cl           *kgo.Client
+}
+
+// NewConsumer checks cfg and returns a Consumer.
+func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
+	if cfg.Topic == "" || cfg.Group == "" {
+		return nil, errors.New("kafka consumer: a topic and a group are required")
+	}
+	if cfg.Ingester == nil {
+		return nil, errors.New("kafka consumer: no Ingester to store the calls")
+	}
+	if cfg.Format == "" {
+		cfg.Format = FormatAPIM
+	}
+	if _, err := ParseFormat(string(cfg.Format)); err != nil {
+		return nil, err
+	}
+	if cfg.PairTTL <= 0 {
+		cfg.PairTTL = DefaultPairTTL
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = DefaultMaxPending
+	}
+	if cfg.MaxPoll <= 0 {
+		cfg.MaxPoll = DefaultMaxPoll
+	}
+	if cfg.LogInterval == 0 {
+		cfg.LogInterval = DefaultLogInterval
+	}
+	if cfg.Drain <= 0 {
+		cfg.Drain = DefaultDrain
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Consumer{cfg: cfg, log: cfg.Logger.With("topic", cfg.Topic, "group", cfg.Group),
+		parts: map[int32]*partState{}, pending: newPendingTable()}
+	// Events are large; two batches' worth, reused, keeps growslice and
+	// its copies off the hot path.
+	c.out, c.spare = make([]apimeter.Event, 0, cfg.MaxPoll), make([]apimeter.Event, 0, cfg.MaxPoll)
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(collector{c}); err != nil {
+			return nil, fmt.Errorf("kafka consumer: register metrics: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// Stats returns the consumer's counters.
+func (c *Consumer) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.stats
+	s.Pending = c.pending.live
+	s.Partitions = make(map[int32]PartitionStats, len(c.parts))
+	for id, p := range c.parts {
+		s.Partitions[id] = PartitionStats{Consumed: p.consumed, Malformed: p.malformed, Lag: p.lag(), Next: p.next, Committed: p.committed}
+	}
+	return s
+}
+
+// Run consumes until ctx is canceled or the client fails for good. On
+// cancellation it stores the batch in hand, commits, leaves the group and
+// returns nil; halves still waiting for their pair are not committed, so
+// the next owner of their partitions reads them again.
+func (c *Consumer) Run(ctx context.Context) error {
+	opts, err := c.cfg.Conn.opts()
+	if err != nil {
+		return err
+	}
+	opts = append(opts,
+		kgo.ConsumerGroup(c.cfg.Group),
+		kgo.ConsumeTopics(c.cfg.Topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsAssigned(c.assigned),
+		kgo.OnPartitionsRevoked(c.revoked),
+		kgo.OnPartitionsLost(c.revoked),
+		kgo.FetchMaxWait(500*time.Millisecond),
+	)
+	if c.cfg.Format == FormatAPIM {
+		opts = append(opts, kgo.Balancers(pairBalancer{}))
+	}
+	if c.cfg.SessionTimeout > 0 {
+		opts = append(opts, kgo.SessionTimeout(c.cfg.SessionTimeout), kgo.HeartbeatInterval(min(3*time.Second, c.cfg.SessionTimeout/5)))
+	}
+	opts = append(opts, c.cfg.ClientOpts...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("kafka consumer: %w", err)
+	}
+	c.log.Info("kafka consumer started", "brokers", c.cfg.Brokers, "format", c.cfg.Format)
+	c.ctx, c.cl = ctx, cl
+	lastLog := time.Now()
+	var lastEnds time.Time
+	var runErr error
+	for {
+		polled := time.Now()
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		fs := cl.PollRecords(pctx, c.cfg.MaxPoll)
+		cancel()
+		if fs.IsClientClosed() {
+			break
+		}
+		stopping := ctx.Err() != nil
+		if time.Since(lastEnds) >= endsEvery {
+			c.refreshEnds(ctx, cl)
+			lastEnds = time.Now()
+		}
+		fs.EachError(func(topic string, p int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				c.log.Warn("kafka fetch", "partition", p, "err", err)
+			}
+		})
+		c.mu.Lock()
+		t0 := time.Now()
+		fs.EachPartition(c.handlePartition)
+		c.expire(t0)
+		events := len(c.out)
+		t1 := time.Now()
+		// The batch before this one was storing while this one was read
+		// and parsed; it is committed now, and this one starts storing.
+		err := c.finish()
+		if err == nil {
+			c.startStore()
+		}
+		c.mu.Unlock()
+		if n := fs.NumRecords(); n > 0 {
+			c.log.Debug("batch", "records", n, "events", events, "poll", t0.Sub(polled), "parse", t1.Sub(t0), "wait_store", time.Since(t1))
+		}
+		if err != nil {
+			runErr = err
+			break
+		}
+		if stopping {
+			break
+		}
+		// Rebalance callbacks run here, between polls; they finish the
+		// batch in flight before partitions go.
+		cl.AllowRebalance()
+		if c.cfg.LogInterval > 0 && time.Since(lastLog) >= c.cfg.LogInterval {
+			c.logHealth("kafka consumer health")
+			lastLog = time.Now()
+		}
+	}
+	c.mu.Lock()
+	if err := c.finish(); err != nil && runErr == nil {
+		runErr = err
+	}
+	c.mu.Unlock()
+	cl.AllowRebalance()
+	cl.Close()
+	c.logHealth("kafka consumer stopped")
+	return runErr
+}
+
+// endsEvery is how often the partitions' end offsets are listed: the
+// pair TTL's clock for caught-up partitions, and their lag.
+const endsEvery = 500 * time.Millisecond
+
+// refreshEnds lists the end offsets of the assigned partitions. A failure
+// leaves the older figures, which only delays expiry.
+func (c *Consumer) refreshEnds(ctx context.Context, cl *kgo.Client) {
+	c.mu.Lock()
+	ids := make([]int32, 0, len(c.parts))
+	for id := range c.parts {
+		ids = append(ids, id)
+	}
+	c.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.ReplicaID = -1
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = c.cfg.Topic
+	for _, id := range ids {
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Partition = id
+		rp.Timestamp = -1 // the end
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, rt)
+	at := time.Now()
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	resp, err := req.RequestWith(rctx, cl)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.Warn("list end offsets", "err", err)
+		}
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, t := range resp.Topics {
+		for _, rp := range t.Partitions {
+			if p := c.parts[rp.Partition]; p != nil && rp.ErrorCode == 0 {
+				p.end, p.endAt = rp.Offset, at
+			}
+		}
+	}
+}
+
+func (c *Consumer) assigned(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	for _, p := range m[c.cfg.Topic] {
+		c.parts[p] = &partState{next: -1, hwm: -1, end: -1, committed: -1, assignedAt: now}
+	}
+	c.log.Info("partitions assigned", "partitions", m[c.cfg.Topic])
+}
+
+// revoked forgets what was read from partitions this member no longer
+// owns. Everything stored was committed after its batch; what still waits
+// for its pair is read again by the next owner, from the committed offset.
+func (c *Consumer) revoked(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.finish(); err != nil {
+		c.log.Error("store the batch in flight before giving partitions up", "err", err)
+	}
+	gone := map[int32]bool{}
+	for _, p := range m[c.cfg.Topic] {
+		gone[p] = true
+		delete(c.parts, p)
+	}
+	c.pending.dropPartitions(gone)
+	c.log.Info("partitions revoked", "partitions", m[c.cfg.Topic])
+}
+
+func (c *Consumer) handlePartition(fp kgo.FetchTopicPartition) {
+	p := c.parts[fp.Partition]
+	if p == nil {
+		// Records of a partition revoked meanwhile: its next owner reads
+		// them again.
+		return
+	}
+	p.hwm = fp.HighWatermark
+	for _, r := range fp.Records {
+		p.seen = true
+		p.next = r.Offset + 1
+		if r.Timestamp.After(p.lastTS) {
+			p.lastTS = r.Timestamp
+		}
+		p.consumed++
+		c.stats.Consumed++
+		var err error
+		if c.cfg.Format == FormatJSON {
+			err = c.handleJSON(r)
+		} else {
+			err = c.handleAPIM(p, r)
+		}
+		if err != nil {
+			p.malformed++
+			c.stats.Malformed++
+			c.log.Warn("malformed message skipped", "partition", r.Partition, "offset", r.Offset, "err", err)
+		}
+	}
+}
+
+func (c *Consumer) handleAPIM(p *partState, r *kgo.Record) error {
+	m, err := httpmsg.Decode(r.Value)
+	if err != nil {
+		return err
+	}
+	if other, ok := c.pending.byID[m.ID]; ok {
+		if other.msg.Kind == m.Kind {
+			// The same half twice (a producer retry): the first one waits.
+			return nil
+		}
+		c.pending.take(m.ID)
+		c.resolve = append(c.resolve, other.slot)
+		req, resp := &other.msg, &m
+		reqTS, respTS := other.ts, r.Timestamp
+		if m.Kind == httpmsg.Request {
+			req, resp, reqTS, respTS = resp, req, respTS, reqTS
+		}
+		c.emit(httpmsg.ToEvent(req, resp, reqTS, respTS))
+		c.stats.Paired++
+		return nil
+	}
+	s := &slot{offset: r.Offset}
+	p.queue = append(p.queue, s)
+	c.pending.add(&half{msg: m, ts: r.Timestamp, partition: r.Partition, slot: s})
+	return nil
+}
+
+func (c *Consumer) emit(e apimeter.Event) {
+	c.out = append(c.out, e)
+	last := &c.out[len(c.out)-1]
+	last.Org, last.Env = c.cfg.Org, c.cfg.Env
+}
+
+func (c *Consumer) handleJSON(r *kgo.Record) error {
+	v := bytes.TrimSpace(r.Value)
+	var ms []apimeter.MoesifEvent
+	switch {
+	case len(v) > 0 && v[0] == '[':
+		var err error
+		if ms, err = apimeter.DecodeBatch(v, apimeter.Limits{MaxEvents: 10_000}); err != nil {
+			if err := json.Unmarshal(v, &ms); err != nil {
+				return fmt.Errorf("json batch: %w", err)
+			}
+		}
+	default:
+		ms = make([]apimeter.MoesifEvent, 1)
+		if err := json.Unmarshal(v, &ms[0]); err != nil {
+			return fmt.Errorf("json event: %w", err)
+		}
+	}
+	events := make([]apimeter.Event, 0, len(ms))
+	for i := range ms {
+		e, err := ms[i].ToEvent(c.cfg.Org, c.cfg.Env, i)
+		if err != nil {
+			return fmt.Errorf("json event: %w", err)
+		}
+		events = append(events, e)
+	}
+	c.out = append(c.out, events...)
+	return nil
+}
+
+// expire stores alone the halves that waited longer than PairTTL, in
+// record time. Each partition has a clock: when the partition was last
+// seen caught up (its listed end offset reached), or else the time of the
+// last record read from it; the pending halves are judged by the oldest
+// clock. So reading a backlog, or a stall of the store, does not flag a
+// request whose response is merely further back in the other partition.
+func (c *Consumer) expire(now time.Time) {
+	wm := now
+	for _, p := range c.parts {
+		switch {
+		case !p.seen:
+			// Nothing read yet: give it a TTL, then let an idle
+			// partition hold nothing back.
+			if now.Sub(p.assignedAt) < c.cfg.PairTTL {
+				wm = time.Time{}
+			}
+			continue
+		case p.end >= 0 && p.next >= p.end:
+			if p.endAt.Before(wm) {
+				wm = p.endAt
+			}
+		default:
+			if p.lastTS.Before(wm) {
+				wm = p.lastTS
+			}
+		}
+		if wm.IsZero() {
+			break
+		}
+	}
+	cutoff := time.Time{}
+	if !wm.IsZero() {
+		cutoff = wm.Add(-c.cfg.PairTTL)
+	}
+	for _, h := range c.pending.expire(cutoff, c.cfg.MaxPending) {
+		c.resolve = append(c.resolve, h.slot)
+		if h.msg.Kind == httpmsg.Request {
+			c.emit(httpmsg.ToEvent(&h.msg, nil, h.ts, time.Time{}))
+			c.stats.OrphanRequests++
+		} else {
+			c.emit(httpmsg.ToEvent(nil, &h.msg, time.Time{}, h.ts))
+			c.stats.OrphanResponses++
+		}
+	}
+}
+
+// inflight is a batch being stored while the next one is read.
+type inflight struct {
+	events  []apimeter.Event
+	resolve []*slot         // halves of earlier batches this one completes
+	next    map[int32]int64 // per partition, the offset after the batch
+	done    chan error
+	res     apimeter.AppendResult
+}
+
+// startStore hands the batch in hand to a goroutine that stores it,
+// retrying until it is stored: an offset is committed only after what it
+// covers is. A stopping consumer keeps trying for Drain, then gives up.
+func (c *Consumer) startStore() {
+	f := &inflight{events: c.out, resolve: c.resolve, next: make(map[int32]int64, len(c.parts)), done: make(chan error, 1)}
+	for id, p := range c.parts {
+		if p.next >= 0 {
+			f.next[id] = p.next
+		}
+	}
+	c.out, c.spare = c.spare[:0], nil
+	c.resolve, c.spareResolve = c.spareResolve[:0], nil
+	c.inflight = f
+	if len(f.events) == 0 {
+		f.done <- nil
+		return
+	}
+	ctx := c.ctx
+	go func() {
+		sctx := context.WithoutCancel(ctx)
+		var stopAt time.Time
+		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+			res, err := c.cfg.Ingester.Ingest(sctx, f.events)
+			if err == nil {
+				f.res = res
+				f.done <- nil
+				return
+			}
+			if ctx.Err() != nil {
+				if stopAt.IsZero() {
+					stopAt = time.Now()
+				}
+				if time.Since(stopAt) > c.cfg.Drain {
+					f.done <- fmt.Errorf("kafka consumer: store %d events while stopping: %w", len(f.events), err)
+					return
+				}
+			}
+			c.log.Error("store events; retrying", "events", len(f.events), "err", err, "wait", wait)
+			time.Sleep(wait)
+		}
+	}()
+}
+
+// finish waits for the batch in flight, if any, and commits what it
+// completes.
+func (c *Consumer) finish() error {
+	f := c.inflight
+	if f == nil {
+		return nil
+	}
+	err := <-f.done
+	c.inflight = nil
+	if err != nil {
+		return err
+	}
+	c.stats.Stored += int64(len(f.res.Stored))
+	c.stats.Duplicates += int64(f.res.Duplicates)
+	for _, s := range f.resolve {
+		s.resolved = true
+	}
+	c.commit(f.next)
+	clear(f.events)
+	c.spare = f.events[:0]
+	clear(f.resolve)
+	c.spareResolve = f.resolve[:0]
+	return nil
+}
+
+// commit commits, per partition, the offset before which everything is
+// stored or skipped: the oldest half still waiting, or the end of the
+// stored batch.
+func (c *Consumer) commit(next map[int32]int64) {
+	offsets := map[int32]kgo.EpochOffset{}
+	for id, p := range c.parts {
+		end, ok := next[id]
+		if !ok {
+			continue
+		}
+		o := min(p.commitOffset(), end)
+		if o > p.committed {
+			offsets[id] = kgo.EpochOffset{Epoch: -1, Offset: o}
+		}
+	}
+	if len(offsets) == 0 {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), 10*time.Second)
+	defer cancel()
+	c.cl.CommitOffsetsSync(cctx, map[string]map[int32]kgo.EpochOffset{c.cfg.Topic: offsets},
+		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+			if err != nil {
+				c.log.Warn("commit offsets", "err", err)
+				return
+			}
+			for _, t := range resp.Topics {
+				for _, p := range t.Partitions {
+					if p.ErrorCode != 0 {
+						c.log.Warn("commit offset", "partition", p.Partition, "code", p.ErrorCode)
+						continue
+					}
+					if ps := c.parts[p.Partition]; ps != nil {
+						ps.committed = offsets[p.Partition].Offset
+					}
+				}
+			}
+		})
+}
+
+func (c *Consumer) logHealth(msg string) {
+	s := c.Stats()
+	ids := make([]int32, 0, len(s.Partitions))
+	for id := range s.Partitions {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	lag := make([]string, 0, len(ids))
+	for _, id := range ids {
+		ps := s.Partitions[id]
+		lag = append(lag, fmt.Sprintf("p%d:consumed=%d,malformed=%d,lag=%d,committed=%d", id, ps.Consumed, ps.Malformed, ps.Lag, ps.Committed))
+	}
+	c.log.Info(msg, "consumed", s.Consumed, "paired", s.Paired, "orphan_requests", s.OrphanRequests,
+		"orphan_responses", s.OrphanResponses, "malformed", s.Malformed, "pending", s.Pending,
+		"stored", s.Stored, "duplicates", s.Duplicates, "partitions", lag)
+}

@@ -1,0 +1,145 @@
+package kafka
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/httpmsg"
+)
+
+// Partitions of seed 002's layout: requests on one, responses on the other,
+// so each is read in order.
+const (
+	RequestPartition  int32 = 0
+	ResponsePartition int32 = 1
+)
+
+// ProducerConfig configures a Producer.
+type ProducerConfig struct {
+	Conn
+	Topic string
+	// Format of the records written; empty means FormatJSON.
+	Format Format
+	// Encoder writes FormatAPIM messages (body cut at 1024 characters by
+	// default).
+	Encoder httpmsg.Encoder
+	// Linger is how long records wait to be batched. Zero means 5 ms.
+	Linger time.Duration
+	// DeliveryTimeout bounds how long Send waits for the brokers (retries
+	// included) before the batch counts as failed; at least 1 s. Zero means 30 s.
+	DeliveryTimeout time.Duration
+	Logger          *slog.Logger
+	// ClientOpts are added to the franz-go client's options.
+	ClientOpts []kgo.Opt
+}
+
+// Producer writes API calls to a topic. It is a capture.Sink: the capture
+// middleware and the gateway hand it their batches.
+type Producer struct {
+	cfg ProducerConfig
+	cl  *kgo.Client
+}
+
+// NewProducer connects a Producer.
+func NewProducer(cfg ProducerConfig) (*Producer, error) {
+	if cfg.Topic == "" {
+		return nil, errors.New("kafka producer: a topic is required")
+	}
+	if cfg.Format == "" {
+		cfg.Format = FormatJSON
+	}
+	if _, err := ParseFormat(string(cfg.Format)); err != nil {
+		return nil, err
+	}
+	if cfg.Linger <= 0 {
+		cfg.Linger = 5 * time.Millisecond
+	}
+	if cfg.DeliveryTimeout <= 0 {
+		cfg.DeliveryTimeout = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	opts, err := cfg.Conn.opts()
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, kgo.DefaultProduceTopic(cfg.Topic), kgo.ProducerLinger(cfg.Linger),
+		kgo.RecordDeliveryTimeout(cfg.DeliveryTimeout))
+	if cfg.Format == FormatAPIM {
+		opts = append(opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	}
+	opts = append(opts, cfg.ClientOpts...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka producer: %w", err)
+	}
+	return &Producer{cfg: cfg, cl: cl}, nil
+}
+
+// Records returns the records events become: in FormatAPIM a request on
+// RequestPartition and, when the call had a response, a response on
+// ResponsePartition, under a fresh message id; in FormatJSON one record per
+// event keyed by its id.
+func (p *Producer) Records(events []apimeter.Event) ([]*kgo.Record, error) {
+	rs := make([]*kgo.Record, 0, 2*len(events))
+	for i := range events {
+		e := &events[i]
+		if p.cfg.Format == FormatJSON {
+			b, err := json.Marshal(apimeter.FromEvent(e))
+			if err != nil {
+				return nil, fmt.Errorf("event %d: %w", i, err)
+			}
+			rs = append(rs, &kgo.Record{Key: []byte(e.ID), Value: b, Timestamp: e.RequestTime})
+			continue
+		}
+		req, resp := httpmsg.FromEvent(e, httpmsg.NewID())
+		rs = append(rs, &kgo.Record{Partition: RequestPartition, Value: p.cfg.Encoder.Append(nil, &req), Timestamp: e.RequestTime})
+		if resp != nil {
+			rs = append(rs, &kgo.Record{Partition: ResponsePartition, Value: p.cfg.Encoder.Append(nil, resp), Timestamp: e.ResponseTime})
+		}
+	}
+	return rs, nil
+}
+
+// Send writes events and waits until the brokers have them.
+func (p *Producer) Send(ctx context.Context, events []apimeter.Event) error {
+	rs, err := p.Records(events)
+	if err != nil {
+		return err
+	}
+	return p.cl.ProduceSync(ctx, rs...).FirstErr()
+}
+
+// SendMessages writes seed 002 messages as they are (relaying what a
+// policy wrote elsewhere, say): those starting "request:" to
+// RequestPartition, the others to ResponsePartition. It needs FormatAPIM.
+func (p *Producer) SendMessages(ctx context.Context, msgs [][]byte) error {
+	if p.cfg.Format != FormatAPIM {
+		return errors.New("kafka producer: SendMessages needs the apim format")
+	}
+	rs := make([]*kgo.Record, len(msgs))
+	for i, m := range msgs {
+		part := ResponsePartition
+		if bytes.HasPrefix(m, []byte("request:")) {
+			part = RequestPartition
+		}
+		rs[i] = &kgo.Record{Partition: part, Value: m}
+	}
+	return p.cl.ProduceSync(ctx, rs...).FirstErr()
+}
+
+// Close flushes what is buffered and disconnects.
+func (p *Producer) Close(ctx context.Context) error {
+	err := p.cl.Flush(ctx)
+	p.cl.Close()
+	return err
+}

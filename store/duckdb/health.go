@@ -1,0 +1,131 @@
+package duckdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+)
+
+// DefaultMemoryLimit is DuckDB's memory limit unless configured otherwise.
+// DuckDB's own default is 80% of the machine's RAM, which a collector that
+// shares its machine with the API it measures should not take; past the
+// limit DuckDB spills to a temporary directory beside the database file.
+const DefaultMemoryLimit = "512MB"
+
+// Health is what the store knows of its own state, for readiness and
+// metrics.
+type Health struct {
+	// Queued counts batches waiting for the writer.
+	Queued int
+	// DedupeEntries counts the event ids remembered for idempotent ingest.
+	DedupeEntries int
+	// Commits and CommitFailures count group commits since Open.
+	Commits, CommitFailures int64
+	// LastError is the error of the last commit when it failed, nil when
+	// the last commit succeeded (or none ran yet).
+	LastError error
+	// LastErrorAt is when the last commit failed, zero if never.
+	LastErrorAt time.Time
+}
+
+// health is the committer's record of how commits went.
+type health struct {
+	mu          sync.Mutex
+	commits     int64
+	failures    int64
+	lastErr     error
+	lastErrAt   time.Time
+	dedupe      int
+	commitHooks []func(took time.Duration, rows int, err error)
+}
+
+func (h *health) commitDone(took time.Duration, rows int, err error) {
+	h.mu.Lock()
+	h.commits++
+	if err != nil {
+		h.failures++
+		h.lastErr, h.lastErrAt = err, time.Now()
+	} else {
+		h.lastErr = nil
+	}
+	hooks := h.commitHooks
+	h.mu.Unlock()
+	for _, f := range hooks {
+		f(took, rows, err)
+	}
+}
+
+func (h *health) setDedupe(n int) {
+	h.mu.Lock()
+	h.dedupe = n
+	h.mu.Unlock()
+}
+
+// Health reports the store's state.
+func (s *Store) Health() Health {
+	s.health.mu.Lock()
+	defer s.health.mu.Unlock()
+	return Health{
+		Queued:         len(s.reqs),
+		DedupeEntries:  s.health.dedupe,
+		Commits:        s.health.commits,
+		CommitFailures: s.health.failures,
+		LastError:      s.health.lastErr,
+		LastErrorAt:    s.health.lastErrAt,
+	}
+}
+
+// OnCommit calls f after every group commit with how long it took, the rows
+// it wrote and its error. Set it before the first Append.
+func (s *Store) OnCommit(f func(took time.Duration, rows int, err error)) {
+	s.health.mu.Lock()
+	s.health.commitHooks = append(s.health.commitHooks, f)
+	s.health.mu.Unlock()
+}
+
+// Ready reports whether the store can take writes: the database answers
+// and the last commit did not fail.
+func (s *Store) Ready(ctx context.Context) error {
+	select {
+	case <-s.quit:
+		return errors.New("store is closed")
+	default:
+	}
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	h := s.Health()
+	if h.LastError != nil {
+		return fmt.Errorf("last commit failed at %s: %w", h.LastErrorAt.UTC().Format(time.RFC3339), h.LastError)
+	}
+	return nil
+}
+
+// memoryLimitSetting renders the DuckDB setting for a limit such as
+// "512MB", "2GiB" or "1.5GB"; it refuses anything else, so that a typo does
+// not reach DuckDB as SQL.
+func memoryLimitSetting(limit string) (string, error) {
+	if limit == "" {
+		limit = DefaultMemoryLimit
+	}
+	l := strings.TrimSpace(limit)
+	i := 0
+	dot := false
+	for i < len(l) && (l[i] >= '0' && l[i] <= '9' || l[i] == '.' && !dot) {
+		dot = dot || l[i] == '.'
+		i++
+	}
+	num, unit := l[:i], strings.ToUpper(strings.TrimSpace(l[i:]))
+	switch unit {
+	case "KB", "MB", "GB", "TB", "KIB", "MIB", "GIB", "TIB":
+	default:
+		return "", fmt.Errorf("memory limit %q: want a size such as 512MB or 2GiB", limit)
+	}
+	if num == "" || num == "." {
+		return "", fmt.Errorf("memory limit %q: want a size such as 512MB or 2GiB", limit)
+	}
+	return fmt.Sprintf("SET memory_limit = '%s%s'", num, unit), nil
+}
