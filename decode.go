@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -357,6 +358,25 @@ func (d *decoder) digits() int {
 	return n
 }
 
+// float64p reads a number into a new float64 at *dst (null leaves it nil);
+// anything else goes to encoding/json, which says what is wrong.
+func (d *decoder) float64p(dst **float64) error {
+	if d.literal("null") {
+		*dst = nil
+		return nil
+	}
+	start := d.i
+	if err := d.number(); err != nil {
+		return err
+	}
+	v, err := strconv.ParseFloat(string(d.b[start:d.i]), 64)
+	if err != nil {
+		return errNotFast
+	}
+	*dst = &v
+	return nil
+}
+
 // int reads an integer into dst (null leaves it unchanged); fractions and
 // exponents go to encoding/json, which refuses them for an int.
 func (d *decoder) int(dst *int) error {
@@ -511,7 +531,8 @@ func (d *decoder) unknown(key []byte, fields ...string) error {
 }
 
 var eventFields = []string{"event_id", "request", "response", "user_id", "company_id", "session_token", "tags",
-	"metadata", "direction", "weight", "blocked_by", "api_name", "route", "api_key_id"}
+	"metadata", "direction", "weight", "blocked_by", "api_name", "route", "api_key_id",
+	"target_url", "target_latency_ms"}
 
 func (d *decoder) event(m *MoesifEvent) error {
 	return d.object(func(key []byte) error {
@@ -552,6 +573,10 @@ func (d *decoder) event(m *MoesifEvent) error {
 			return d.str(&m.Route)
 		case "api_key_id":
 			return d.str(&m.APIKeyID)
+		case "target_url":
+			return d.str(&m.TargetURL)
+		case "target_latency_ms":
+			return d.float64p(&m.TargetLatencyMs)
 		default:
 			return d.unknown(key, eventFields...)
 		}
@@ -589,7 +614,9 @@ func (d *decoder) messageField(key []byte, m message) (bool, error) {
 	return true, err
 }
 
-var requestFields = []string{"time", "uri", "verb", "api_version", "ip_address", "headers", "body", "transfer_encoding", "content_length"}
+// requestFields and responseFields are the fields the fast decoder knows;
+// body_truncated, rare, is left to encoding/json.
+var requestFields = []string{"time", "uri", "verb", "api_version", "ip_address", "headers", "body", "transfer_encoding", "content_length", "body_truncated"}
 
 func (d *decoder) request(r *MoesifRequest) error {
 	if d.i < len(d.b) && d.b[d.i] != '{' && d.b[d.i] != 'n' {
@@ -612,7 +639,7 @@ func (d *decoder) request(r *MoesifRequest) error {
 	})
 }
 
-var responseFields = []string{"time", "status", "ip_address", "headers", "body", "transfer_encoding", "content_length"}
+var responseFields = []string{"time", "status", "ip_address", "headers", "body", "transfer_encoding", "content_length", "body_truncated"}
 
 func (d *decoder) response(r *MoesifResponse) error {
 	if d.i < len(d.b) && d.b[d.i] != '{' {

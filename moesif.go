@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"strconv"
@@ -18,8 +19,9 @@ import (
 
 // MoesifEvent is Moesif's collector EventModel, the JSON that Moesif's SDKs
 // post to /v1/events and /v1/events/batch. apimeter adds event_id (an
-// explicit idempotency id), api_name, route and api_key_id; Moesif's SDKs
-// ignore them on read and never send them.
+// explicit idempotency id), api_name, route, api_key_id, and target_url and
+// target_latency_ms (where a gateway forwarded the call and how long the
+// upstream took); Moesif's SDKs ignore them on read and never send them.
 type MoesifEvent struct {
 	EventID      string          `json:"event_id,omitempty"`
 	Request      MoesifRequest   `json:"request"`
@@ -36,6 +38,9 @@ type MoesifEvent struct {
 	APIName  string `json:"api_name,omitempty"`
 	Route    string `json:"route,omitempty"`
 	APIKeyID string `json:"api_key_id,omitempty"`
+
+	TargetURL       string   `json:"target_url,omitempty"`
+	TargetLatencyMs *float64 `json:"target_latency_ms,omitempty"`
 }
 
 // MoesifRequest is the request half of MoesifEvent.
@@ -49,6 +54,10 @@ type MoesifRequest struct {
 	Body             json.RawMessage `json:"body,omitempty"`
 	TransferEncoding string          `json:"transfer_encoding,omitempty"`
 	ContentLength    *int64          `json:"content_length,omitempty"`
+	// BodyTruncated says body is the start of a longer body: apimeter's
+	// addition, set when it cut the body at its cap (a truncated JSON body
+	// is then a string), or by a sender that cut it.
+	BodyTruncated bool `json:"body_truncated,omitempty"`
 }
 
 // MoesifResponse is the response half of MoesifEvent.
@@ -60,6 +69,7 @@ type MoesifResponse struct {
 	Body             json.RawMessage `json:"body,omitempty"`
 	TransferEncoding string          `json:"transfer_encoding,omitempty"`
 	ContentLength    *int64          `json:"content_length,omitempty"`
+	BodyTruncated    bool            `json:"body_truncated,omitempty"` // as in MoesifRequest
 
 	// statusNull says status was sent as null, which ToEvent refuses
 	// (a missing status is 0: no response).
@@ -162,6 +172,7 @@ func (m *MoesifEvent) ToEvent(org, env string, index int) (Event, error) {
 	if ev.RequestBody, err = decodeBody(m.Request.Body, m.Request.TransferEncoding); err != nil {
 		return ev, fe("request.body", "%v", err)
 	}
+	ev.RequestBody.Truncated = m.Request.BodyTruncated && ev.RequestBody.Text != ""
 	if cl := m.Request.ContentLength; cl != nil && *cl >= 0 {
 		ev.RequestSize = *cl
 	} else if cl := ev.RequestHeaders.Get("Content-Length"); cl != "" {
@@ -199,6 +210,7 @@ func (m *MoesifEvent) ToEvent(org, env string, index int) (Event, error) {
 	if ev.ResponseBody, err = decodeBody(m.Response.Body, m.Response.TransferEncoding); err != nil {
 		return ev, fe("response.body", "%v", err)
 	}
+	ev.ResponseBody.Truncated = m.Response.BodyTruncated && ev.ResponseBody.Text != ""
 	if cl := m.Response.ContentLength; cl != nil && *cl >= 0 {
 		ev.ResponseSize = *cl
 	} else if cl := ev.ResponseHeaders.Get("Content-Length"); cl != "" {
@@ -217,6 +229,13 @@ func (m *MoesifEvent) ToEvent(org, env string, index int) (Event, error) {
 	ev.APIName = m.APIName
 	ev.Route = m.Route
 	ev.APIKeyID = m.APIKeyID
+	ev.TargetURL = m.TargetURL
+	if v := m.TargetLatencyMs; v != nil {
+		if *v < 0 || math.IsNaN(*v) || math.IsInf(*v, 0) {
+			return ev, fe("target_latency_ms", "must be a number of milliseconds of at least 0, got %v", *v)
+		}
+		ev.TargetLatencyMs = *v
+	}
 	switch strings.ToLower(m.Direction) {
 	case "", "incoming":
 		ev.Direction = Incoming
@@ -423,12 +442,19 @@ func FromEvent(e *Event) MoesifEvent {
 		APIName:      e.APIName,
 		Route:        e.Route,
 		APIKeyID:     e.APIKeyID,
+		TargetURL:    e.TargetURL,
+	}
+	if e.TargetLatencyMs > 0 {
+		v := e.TargetLatencyMs
+		m.TargetLatencyMs = &v
 	}
 	if e.Weight != 1 {
 		m.Weight = json.RawMessage(strconv.FormatInt(e.Weight, 10))
 	}
 	m.Request.Body, m.Request.TransferEncoding = encodeBody(e.RequestBody)
 	m.Response.Body, m.Response.TransferEncoding = encodeBody(e.ResponseBody)
+	m.Request.BodyTruncated = e.RequestBody.Truncated && e.RequestBody.Text != ""
+	m.Response.BodyTruncated = e.ResponseBody.Truncated && e.ResponseBody.Text != ""
 	return m
 }
 

@@ -236,6 +236,8 @@ func FuzzDecodeBatch(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte(`[{"request":{"time":"2026-11-02T09:00:00Z","uri":"/a","verb":"GET","headers":{"A":["x",1,true,null]}},"response":{"status":200,"body":{"k":[1,2.5e3,"\u00e9"]}},"weight":10,"metadata":null}]`))
+	f.Add([]byte(`[{"request":{"time":"2026-11-02T09:00:00Z","uri":"/a","verb":"GET"},"response":{"status":502},"target_url":"http://10.0.0.1:8080/a","target_latency_ms":12.5}]`))
+	f.Add([]byte(`[{"request":{"time":"2026-11-02T09:00:00Z","uri":"/a","verb":"GET"},"target_latency_ms":1e400}]`))
 	f.Add([]byte(`[null,{},{"Request":{}}]`))
 	f.Add([]byte(` [ ] `))
 	f.Add([]byte("[{\"request\":{\"headers\":{\"\":[\"\xf0\"]}}}]"))
@@ -372,5 +374,35 @@ func TestFingerprintOfHash(t *testing.T) {
 		if !IsFingerprint(Fingerprint(key)) {
 			t.Errorf("IsFingerprint(Fingerprint(%q)) is false", key)
 		}
+	}
+}
+
+// TestTargetFields checks that the gateway's target_url and
+// target_latency_ms survive FromEvent -> JSON -> DecodeBatch -> ToEvent,
+// and that a negative latency is refused with its field named.
+func TestTargetFields(t *testing.T) {
+	in := Event{ID: "x", RequestTime: time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC), Method: "GET", URI: "http://a/b",
+		Status: 504, TargetURL: "http://127.0.0.1:9/b", TargetLatencyMs: 30000.25, Weight: 1}
+	in.ResponseTime = in.RequestTime.Add(30 * time.Second)
+	b, err := json.Marshal([]MoesifEvent{FromEvent(&in)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := DecodeBatch(b, Limits{})
+	if err != nil {
+		t.Fatalf("DecodeBatch(%s): %v", b, err)
+	}
+	out, err := ms[0].ToEvent("o", "e", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.TargetURL != in.TargetURL || out.TargetLatencyMs != in.TargetLatencyMs {
+		t.Fatalf("got target %q %v, want %q %v (wire %s)", out.TargetURL, out.TargetLatencyMs, in.TargetURL, in.TargetLatencyMs, b)
+	}
+	neg := -1.0
+	ms[0].TargetLatencyMs = &neg
+	var fe *FieldError
+	if _, err := ms[0].ToEvent("o", "e", 3); !errors.As(err, &fe) || fe.Field != "target_latency_ms" || fe.Index != 3 {
+		t.Fatalf("negative target_latency_ms: got %v, want a FieldError on target_latency_ms at index 3", err)
 	}
 }

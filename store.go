@@ -21,8 +21,8 @@ type EventFilter struct {
 	Org, Env  string
 	UserID    string
 	CompanyID string
-	Status    int       // exact status, 0 for any
-	MinStatus int       // e.g. 400 for errors only, 0 for any
+	Status    *int      // exact status (0: no response), nil for any
+	Errors    bool      // only calls that count as errors (Event.IsError)
 	From, To  time.Time // request time, zero for open
 	Limit     int
 }

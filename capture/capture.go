@@ -269,6 +269,9 @@ func (c *Capture) finish(rec *record, w http.ResponseWriter, r *http.Request) {
 	if c.opts.Metadata != nil {
 		rec.metadata = c.callMeta(r, res)
 	}
+	if c.opts.Target != nil {
+		rec.target = c.callTarget(r, res)
+	}
 	if c.closed.Load() {
 		c.dropped.Add(1)
 		c.release(rec)
@@ -328,6 +331,11 @@ func (c *Capture) callBool(f func(*http.Request, Response) bool, r *http.Request
 func (c *Capture) callMeta(r *http.Request, res Response) (m map[string]any) {
 	defer c.recovered("Metadata")
 	return c.opts.Metadata(r, res)
+}
+
+func (c *Capture) callTarget(r *http.Request, res Response) (t Target) {
+	defer c.recovered("Target")
+	return c.opts.Target(r, res)
 }
 
 func (c *Capture) callRoute(r *http.Request) (s string) {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 	"unsafe"
 
@@ -52,6 +53,8 @@ func (c *Capture) fillEvent(e *apimeter.Event, rec *record, borrow bool) {
 		CompanyID:       rec.company,
 		SessionToken:    rec.session,
 		Weight:          c.weight,
+		TargetURL:       rec.target.URL,
+		TargetLatencyMs: targetMs(rec.target.Latency),
 	}
 	// With borrow, the URI and the added Content-Length point into the
 	// record's scratch buffer rather than into new strings.
@@ -111,6 +114,10 @@ func (c *Capture) fillEvent(e *apimeter.Event, rec *record, borrow bool) {
 		c.scrub.full.Scrub(e)
 	}
 }
+
+// targetMs is an upstream latency in milliseconds, microsecond precision,
+// as LatencyMs is.
+func targetMs(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // maxSubjects bounds the sender's cache of token -> subject.
 const maxSubjects = 4096

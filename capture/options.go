@@ -28,6 +28,13 @@ type Response struct {
 	Size int64
 }
 
+// Target is where a proxy sent a call: the upstream URL and the time the
+// upstream took. A zero Target means the call was not forwarded.
+type Target struct {
+	URL     string
+	Latency time.Duration
+}
+
 // Options configure a Capture. Only Sink is required; every other zero value
 // is a working default. The callbacks run on the request's goroutine after
 // the wrapped handler returned; a panic in one is recovered, counted in
@@ -65,6 +72,12 @@ type Options struct {
 	// (r.Pattern without its method and host). See docs/capture.md for chi
 	// and gorilla/mux.
 	RouteFunc func(r *http.Request) string
+
+	// Target returns where a proxy forwarded the call and how long the
+	// upstream took (the event's TargetURL and TargetLatencyMs, Apigee's
+	// target_url and target_response_time). Nil means the calls are not
+	// forwarded; the gateway package sets it.
+	Target func(r *http.Request, res Response) Target
 
 	// LogBody turns body capture on. Bodies can hold personal data, so it
 	// is off unless asked for.

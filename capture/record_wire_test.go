@@ -69,6 +69,9 @@ func TestAppendRecordMatchesEvent(t *testing.T) {
 				return map[string]any{"plan": "pro", "n": 3, "html": "<b>"}
 			},
 		}, method: "GET", handler: echo},
+		{name: "forwarded by a gateway", opts: Options{Target: func(*http.Request, Response) Target {
+			return Target{URL: "http://10.0.0.7:8080/a", Latency: 12345678}
+		}}, method: "GET", handler: echo},
 		{name: "metadata that is not JSON", opts: Options{Metadata: func(*http.Request, Response) map[string]any { return map[string]any{"f": func() {}} }}, method: "GET", handler: echo},
 		{name: "handler sets Content-Length", opts: Options{LogBody: true}, method: "GET", handler: func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Length", "5")

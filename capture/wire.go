@@ -71,6 +71,17 @@ func appendEvent(dst []byte, e *apimeter.Event) []byte {
 	dst = appendOpt(dst, "api_name", e.APIName)
 	dst = appendOpt(dst, "route", e.Route)
 	dst = appendOpt(dst, "api_key_id", e.APIKeyID)
+	return appendTarget(dst, e.TargetURL, e.TargetLatencyMs)
+}
+
+// appendTarget appends the gateway's target_url and target_latency_ms,
+// when there are any, and closes the event.
+func appendTarget(dst []byte, url string, ms float64) []byte {
+	dst = appendOpt(dst, "target_url", url)
+	if ms > 0 {
+		dst = append(dst, `,"target_latency_ms":`...)
+		dst = strconv.AppendFloat(dst, ms, 'f', -1, 64)
+	}
 	return append(dst, '}')
 }
 
@@ -255,7 +266,7 @@ func (c *Capture) appendRecord(dst []byte, rec *record) []byte {
 	if key != "" {
 		dst = appendOpt(dst, "api_key_id", c.scrub.fingerprint(key))
 	}
-	return append(dst, '}')
+	return appendTarget(dst, rec.target.URL, targetMs(rec.target.Latency))
 }
 
 // appendScrubbedHeaders appends `,"headers":{...}` with secret values

@@ -33,6 +33,7 @@ type record struct {
 
 	route, user, company, session, auth string
 	metadata                            map[string]any
+	target                              Target
 
 	scratch []byte // the sender's: URI and Content-Length of a borrowed event
 
@@ -59,6 +60,7 @@ func (rec *record) reset() {
 	rec.reqBody, rec.respBody = rec.reqBody[:0], rec.respBody[:0]
 	rec.route, rec.user, rec.company, rec.session, rec.auth = "", "", "", "", ""
 	rec.metadata = nil
+	rec.target = Target{}
 	rec.hijacked = false
 	rec.reqRead, rec.respSize, rec.status = 0, 0, 0
 	rec.rw.w, rec.rw.wroteHeader = nil, false

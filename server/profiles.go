@@ -249,8 +249,9 @@ func (s *Server) getProfile(kind string) http.HandlerFunc {
 
 // listEvents serves recent events, newest first, in the collector schema
 // with apimeter's fields (event_id, api_name, route, api_key_id) added.
-// Filters: user_id, company_id, status, errors=true, from, to (RFC 3339 or
-// epoch milliseconds), limit (1..1000, default 100).
+// Filters: user_id, company_id, status (0: no response), errors=true (the
+// calls apimeter.IsError counts, as the Metrics API and usage do), from, to
+// (RFC 3339 or epoch milliseconds), limit (1..1000, default 100).
 func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := apimeter.EventFilter{Org: r.PathValue("org"), Env: r.PathValue("env"), UserID: q.Get("user_id"), CompanyID: q.Get("company_id"), Limit: 100}
@@ -267,11 +268,11 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	if v := q.Get("status"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 100 || n > 999 {
-			bad("status", "must be an HTTP status code")
+		if err != nil || n < 0 || n > 999 {
+			bad("status", "must be an HTTP status code, or 0 for calls that got no response")
 			return
 		}
-		f.Status = n
+		f.Status = &n
 	}
 	if v := q.Get("errors"); v != "" {
 		on, err := strconv.ParseBool(v)
@@ -279,9 +280,7 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
 			bad("errors", "must be true or false")
 			return
 		}
-		if on {
-			f.MinStatus = 400
-		}
+		f.Errors = on
 	}
 	for _, p := range []struct {
 		name string

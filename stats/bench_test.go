@@ -35,8 +35,6 @@ const (
 	benchAgent = "bench-client/2"
 )
 
-var benchStart = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-
 // benchInsert generates the events inside DuckDB from range(): hash(i*16 + k)
 // gives each row independent pseudo-random draws (hash(i, k) does not: its
 // low bits are shared between k, which tied the method to the route). Latencies are whole

@@ -38,10 +38,10 @@ type metric struct {
 	// events table; the dialect never sees user text here.
 	column string
 	// aggs are the allowed functions; the first is used when the metric is
-	// selected bare (message_count means sum(message_count)).
+	// selected bare (message_count means sum(message_count),
+	// total_response_time avg(total_response_time)). Metrics without any
+	// (tps, unique_users) are only selected bare.
 	aggs []string
-	// bare says the metric may be selected without a function.
-	bare bool
 }
 
 // Value columns. request_processing_latency is the time the gateway spent
@@ -56,16 +56,16 @@ const (
 )
 
 var metricList = []metric{
-	{name: "message_count", kind: kindCount, aggs: []string{aggSum}, bare: true},
-	{name: "is_error", kind: kindError, aggs: []string{aggSum}, bare: true},
-	{name: "error_count", kind: kindError, aggs: []string{aggSum}, bare: true},
+	{name: "message_count", kind: kindCount, aggs: []string{aggSum}},
+	{name: "is_error", kind: kindError, aggs: []string{aggSum}},
+	{name: "error_count", kind: kindError, aggs: []string{aggSum}},
 	{name: "total_response_time", kind: kindValue, column: colLatency, aggs: []string{aggAvg, aggMin, aggMax, aggSum, aggP50, aggP95, aggP99}},
 	{name: "target_response_time", kind: kindValue, column: colTargetLatency, aggs: []string{aggAvg, aggMin, aggMax, aggSum, aggP50, aggP95, aggP99}},
 	{name: "request_processing_latency", kind: kindValue, column: colProcessing, aggs: []string{aggAvg, aggMin, aggMax}},
 	{name: "response_size", kind: kindValue, column: colRespSize, aggs: []string{aggSum, aggAvg, aggMin, aggMax}},
 	{name: "request_size", kind: kindValue, column: colReqSize, aggs: []string{aggSum, aggAvg, aggMin, aggMax}},
-	{name: "tps", kind: kindTPS, bare: true},
-	{name: "unique_users", kind: kindDistinct, bare: true},
+	{name: "tps", kind: kindTPS},
+	{name: "unique_users", kind: kindDistinct},
 }
 
 func lookupMetric(name string) (metric, bool) {
@@ -87,7 +87,7 @@ func metricNames() string {
 
 func (m metric) allows(agg string) bool {
 	if agg == aggNone {
-		return m.bare
+		return true // the first function, or none
 	}
 	for _, a := range m.aggs {
 		if a == agg {

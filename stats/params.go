@@ -27,7 +27,8 @@ type Selection struct {
 	// metric alone when it was selected bare.
 	Name   string
 	Metric metric
-	// Agg is the function applied; for bare sum-only metrics it is sum.
+	// Agg is the function applied; for a bare metric, its first function
+	// (none for tps and unique_users).
 	Agg string
 }
 
@@ -206,9 +207,6 @@ func parseSelection(param, item string) (Selection, error) {
 	if !m.allows(agg) {
 		if len(m.aggs) == 0 {
 			return Selection{}, bad(param, "%s takes no aggregate function; select it as %s", m.name, m.name)
-		}
-		if agg == aggNone {
-			return Selection{}, bad(param, "%s needs an aggregate function; allowed: %s", m.name, strings.Join(m.aggs, ", "))
 		}
 		return Selection{}, bad(param, "%s(%s) is not allowed; the functions allowed for %s are: %s", agg, m.name, m.name, strings.Join(m.aggs, ", "))
 	}

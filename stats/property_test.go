@@ -59,7 +59,7 @@ func randomQuery(r *rand.Rand) (dims string, q url.Values) {
 	var sels []string
 	for range 1 + r.IntN(3) {
 		m := metricList[r.IntN(len(metricList))]
-		if m.bare && (len(m.aggs) == 0 || r.IntN(2) == 0) {
+		if len(m.aggs) == 0 || r.IntN(2) == 0 {
 			sels = append(sels, m.name)
 		} else {
 			sels = append(sels, m.aggs[r.IntN(len(m.aggs))]+"("+m.name+")")

@@ -226,7 +226,6 @@ func TestBadParameters(t *testing.T) {
 		{"unknown metric policy_error", "/v1/o/myorg/e/test/stats?select=sum(policy_error),avg(request_size)" + tr, "select", "policy_error"},
 		{"aggregate not allowed", "/v1/o/myorg/e/test/stats?select=avg(message_count)" + tr, "select", "allowed for message_count are: sum"},
 		{"aggregate not allowed lists all", "/v1/o/myorg/e/test/stats?select=sum(request_processing_latency)" + tr, "select", "avg, min, max"},
-		{"metric needs a function", "/v1/o/myorg/e/test/stats?select=total_response_time" + tr, "select", "needs an aggregate function; allowed: avg, min, max, sum, p50, p95, p99"},
 		{"tps takes no function", "/v1/o/myorg/e/test/stats?select=sum(tps)" + tr, "select", "takes no aggregate"},
 		{"unclosed function", "/v1/o/myorg/e/test/stats?select=sum(message_count" + tr, "select", "missing )"},
 		{"no timeRange", "/v1/o/myorg/e/test/stats?select=sum(message_count)", "timeRange", "required"},
@@ -304,5 +303,31 @@ func TestFilterValuesAreBound(t *testing.T) {
 	var n int
 	if err := st.DB().QueryRow("SELECT count(*) FROM events").Scan(&n); err != nil || n != len(fixture) {
 		t.Fatalf("events table after the attempts: %d rows, %v; want %d", n, err, len(fixture))
+	}
+}
+
+// TestBareMetricIsFirstFunction checks what docs/api.md promises: a metric
+// selected without a function means its first function, for every metric
+// that has functions.
+func TestBareMetricIsFirstFunction(t *testing.T) {
+	st := openStore(t, fixtureEvents())
+	mux := newMux(t, Config{DB: st.DB(), QuotaPerMinute: -1})
+	const tr = "&timeRange=05/08/2018%2000:00~05/15/2018%2000:00&timeUnit=day"
+	for _, m := range metricList {
+		if len(m.aggs) == 0 {
+			continue
+		}
+		t.Run(m.name, func(t *testing.T) {
+			bare := get(mux, "/v1/o/myorg/e/test/stats/apiproxy?select="+m.name+tr)
+			first := get(mux, "/v1/o/myorg/e/test/stats/apiproxy?select="+m.aggs[0]+"("+m.name+")"+tr)
+			if bare.Code != http.StatusOK || first.Code != http.StatusOK {
+				t.Fatalf("select=%s: %d %s; select=%s(%s): %d %s", m.name, bare.Code, bare.Body, m.aggs[0], m.name, first.Code, first.Body)
+			}
+			got := environments(t, bare.Body.Bytes())
+			want := strings.ReplaceAll(environments(t, first.Body.Bytes()), `"name":"`+m.aggs[0]+"("+m.name+`)"`, `"name":"`+m.name+`"`)
+			if got != want || !strings.Contains(got, `"name":"`+m.name+`"`) {
+				t.Fatalf("select=%s answered\n%s\nwant the answer of %s(%s), named %s:\n%s", m.name, got, m.aggs[0], m.name, m.name, want)
+			}
+		})
 	}
 }

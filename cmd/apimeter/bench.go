@@ -21,6 +21,7 @@ import (
 type benchCmd struct {
 	Ingest  benchIngestCmd  `cmd:"" help:"Post batches of generated events from concurrent clients and compare with DuckDB's raw appender."`
 	Capture benchCaptureCmd `cmd:"" help:"Loopback load run: the same API bare and wrapped by the capture middleware, in alternating rounds."`
+	Gateway benchGatewayCmd `cmd:"" help:"Loopback load run: one upstream behind a bare httputil.ReverseProxy, the gateway, and the gateway with its collector down, in alternating rounds."`
 	Faults  benchFaultsCmd  `cmd:"" help:"Fault-and-load run against a serve child process: retrying senders while it is SIGKILLed, Redis stopped, a poison sender and a slow-client flood; reports acknowledged/missing/doubled."`
 	Memory  benchMemoryCmd  `cmd:"" help:"Store N events through a serve child process and report its resident memory."`
 }

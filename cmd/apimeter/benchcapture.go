@@ -16,7 +16,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -40,13 +39,15 @@ type benchCaptureCmd struct {
 	Sink        string        `default:"http" enum:"http,collector,none" help:"Where the wrapped server sends events: http (HTTP sink to a loopback endpoint that reads and discards), collector (a full apimeter collector with DuckDB in this process) or none (events are built and scrubbed, then dropped: the middleware alone)."`
 	NoBody      bool          `help:"Turn body capture off (Options.LogBody false)."`
 	BatchSize   int           `help:"Options.BatchSize of the wrapped server (0: the default)."`
+	QueueSize   int           `help:"Options.QueueSize of the wrapped server (0: the default); calls captured while it is full are dropped and counted."`
 	Serve       bool          `help:"Serve the bare and the wrapped API on loopback until interrupted, printing their URLs, for an outside load generator (wrk, hey, oha); no rounds are run."`
 	BareAddr    string        `default:"127.0.0.1:0" help:"Address of the bare server (with --serve, to fix its port)."`
 	WrappedAddr string        `default:"127.0.0.1:0" help:"Address of the wrapped server (with --serve, to fix its port)."`
 	Load        string        `default:"go" enum:"go,wrk" help:"Load generator for the rounds: go (keep-alive clients in this process) or wrk (the wrk command, a separate process; --clients connections, one thread, --duration in whole seconds)."`
 	NoTxID      bool          `name:"no-transaction-id" help:"Options.DisableTransactionID: no X-Moesif-Transaction-Id response header, which the clients otherwise read on every call (a variant; the default keeps the header, as Moesif SDKs do)."`
 
-	out io.Writer `kong:"-"` // nil: os.Stdout
+	out       io.Writer `kong:"-"` // nil: os.Stdout
+	collector *instance `kong:"-"` // with --sink collector
 }
 
 func (c *benchCaptureCmd) stdout() io.Writer {
@@ -78,6 +79,7 @@ func (c *benchCaptureCmd) Run(ctx context.Context) error {
 		Sink:                 sink,
 		LogBody:              !c.NoBody,
 		BatchSize:            c.BatchSize,
+		QueueSize:            c.QueueSize,
 		SampleRate:           c.SampleRate,
 		DisableTransactionID: c.NoTxID,
 		IdentifyCompany:      func(r *http.Request, _ capture.Response) string { return r.PathValue("id") },
@@ -117,7 +119,7 @@ func (c *benchCaptureCmd) Run(ctx context.Context) error {
 		fmt.Fprintf(c.stdout(), "bare:    %s/accounts/1001/message\nwrapped: %s/accounts/1001/message\n", bare.URL, wrapped.URL)
 		fmt.Fprintf(c.stdout(), "POST %d-byte bodies with Content-Type: application/json and Authorization: Bearer %s\n", c.BodyBytes, benchToken)
 		<-ctx.Done()
-		return c.closeAndReport(context.Background(), meter) // ctx has ended: still send what is queued
+		return c.closeAndReport(context.Background(), meter, wrapped) // ctx has ended: still send what is queued
 	}
 	// The CPU figures are per answered request: this process's (the
 	// server, the sender and, with --load go, the clients), and with
@@ -181,17 +183,26 @@ func (c *benchCaptureCmd) Run(ctx context.Context) error {
 	// With the cores saturated, requests/s go as 1/CPU per request, so
 	// keeping 95 % leaves this much CPU per call for capturing.
 	fmt.Fprintf(c.stdout(), "on saturated cores 0.95 of bare requests/s leaves %.1f µs of CPU per call for capturing; this run's wrapped server took %.1f µs more\n", bc*(1/0.95-1), wc-bc)
-	return c.closeAndReport(ctx, meter)
+	return c.closeAndReport(ctx, meter, wrapped)
 }
 
-// closeAndReport sends what the wrapped server still holds and prints the
-// middleware's counters.
-func (c *benchCaptureCmd) closeAndReport(ctx context.Context, meter *capture.Capture) error {
+// closeAndReport stops the wrapped server, sends what the middleware still
+// holds and prints its counters. The server's calls finish first, so no
+// call is captured while the middleware closes (Close would drop it).
+func (c *benchCaptureCmd) closeAndReport(ctx context.Context, meter *capture.Capture, wrapped *benchServer) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	err := meter.Close(ctx)
+	err := errors.Join(wrapped.srv.Shutdown(ctx), meter.Close(ctx))
 	st := meter.Stats()
 	fmt.Fprintf(c.stdout(), "capture: enqueued %d, sent %d, dropped (queue full) %d, failed %d\n", st.Enqueued, st.Sent, st.Dropped, st.Failed)
+	if c.collector != nil && err == nil {
+		// Every batch the sink sent was acknowledged, so it is committed.
+		var n int64
+		if err := c.collector.Store.DB().QueryRowContext(ctx, "SELECT count(*) FROM events").Scan(&n); err != nil {
+			return fmt.Errorf("counting the collector's events: %w", err)
+		}
+		fmt.Fprintf(c.stdout(), "collector: stored %d events\n", n)
+	}
 	return err
 }
 
@@ -269,7 +280,8 @@ func (c *benchCaptureCmd) startSinkTarget(ctx context.Context) (url, appID strin
 		os.RemoveAll(dir)
 		return "", "", nil, err
 	}
-	return in.URL, a.ID, func() { in.Close(); os.RemoveAll(dir) }, nil
+	c.collector = in
+	return in.URL, a.ID, func() { in.Close(); os.RemoveAll(dir); c.collector = nil }, nil
 }
 
 // discardSink drops the events it is given. It keeps nothing, so it is a
@@ -315,19 +327,27 @@ func (s *benchServer) Close() { s.srv.Close() }
 // load sends requests from c.Clients keep-alive clients for c.Duration and
 // returns how many were answered with 200.
 func (c *benchCaptureCmd) load(ctx context.Context, base string, payload []byte) (int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.Duration)
+	lat, err := goLoad(ctx, base, c.Clients, c.Duration, payload)
+	return int64(len(lat)), err
+}
+
+// goLoad sends seed 000's call from clients keep-alive clients in this
+// process for d and returns the latency of each call answered with 200.
+func goLoad(ctx context.Context, base string, clients int, d time.Duration, payload []byte) ([]time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	tr := &http.Transport{MaxIdleConnsPerHost: c.Clients, DisableCompression: true}
+	tr := &http.Transport{MaxIdleConnsPerHost: clients, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
-	var done atomic.Int64
+	lat := make([][]time.Duration, clients)
 	var mu sync.Mutex
 	var firstErr error
 	var wg sync.WaitGroup
-	for i := 0; i < c.Clients; i++ {
+	for i := 0; i < clients; i++ {
 		wg.Go(func() {
 			url := fmt.Sprintf("%s/accounts/%d/message", base, 1000+i)
 			for ctx.Err() == nil {
+				began := time.Now()
 				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(payload))
 				req.Header.Set("Authorization", "Bearer "+benchToken)
 				req.Header.Set("Content-Type", "application/json")
@@ -343,13 +363,13 @@ func (c *benchCaptureCmd) load(ctx context.Context, base string, payload []byte)
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK && ctx.Err() == nil {
-					done.Add(1)
+					lat[i] = append(lat[i], time.Since(began))
 				}
 			}
 		})
 	}
 	wg.Wait()
-	return done.Load(), firstErr
+	return slices.Concat(lat...), firstErr
 }
 
 // processCPU is the user+system CPU time this process has used.
@@ -377,9 +397,24 @@ func median(xs []float64) float64 {
 // requests were answered with a 2xx or 3xx status, and the CPU time wrk
 // used.
 func (c *benchCaptureCmd) loadWrk(ctx context.Context, base string, payload []byte) (int64, time.Duration, error) {
+	r, err := runWrk(ctx, base, c.Clients, c.Duration, payload)
+	return r.total, r.cpu, err
+}
+
+// wrkResult is what one wrk run measured.
+type wrkResult struct {
+	total int64         // requests answered with a 2xx or 3xx status
+	p99   time.Duration // wrk's 99th percentile latency
+	cpu   time.Duration // CPU time wrk used
+}
+
+// runWrk posts seed 000's call with wrk (one thread, clients connections,
+// d in whole seconds) to base. Any other status or a socket error fails
+// the run.
+func runWrk(ctx context.Context, base string, clients int, d time.Duration, payload []byte) (wrkResult, error) {
 	dir, err := os.MkdirTemp("", "apimeter-wrk-")
 	if err != nil {
-		return 0, 0, err
+		return wrkResult{}, err
 	}
 	defer os.RemoveAll(dir)
 	script := filepath.Join(dir, "post.lua")
@@ -388,34 +423,36 @@ wrk.body = %q
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer %s"
 done = function(summary, latency, requests)
-  io.write(string.format("apimeter-wrk %%d %%d %%d\n", summary.requests, summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+  io.write(string.format("apimeter-wrk %%d %%d %%d %%d\n", summary.requests, summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout, latency:percentile(99)))
 end
 `, payload, benchToken)
 	if err := os.WriteFile(script, []byte(lua), 0o600); err != nil {
-		return 0, 0, err
+		return wrkResult{}, err
 	}
-	cmd := exec.CommandContext(ctx, "wrk", "-t1", fmt.Sprintf("-c%d", c.Clients), fmt.Sprintf("-d%ds", int(c.Duration.Seconds())),
+	// wrk's default 2 s timeout counts a slow answer on a busy machine as
+	// a socket error; a round is about throughput, not a latency bound.
+	cmd := exec.CommandContext(ctx, "wrk", "-t1", fmt.Sprintf("-c%d", clients), fmt.Sprintf("-d%ds", int(d.Seconds())), "--timeout", "30s",
 		"-s", script, base+"/accounts/1001/message")
 	out, err := cmd.Output()
 	if err != nil {
 		if errors.Is(err, exec.ErrNotFound) {
-			return 0, 0, errors.New("--load wrk: the wrk command is not installed (apt-get install wrk)")
+			return wrkResult{}, errors.New("--load wrk: the wrk command is not installed (apt-get install wrk)")
 		}
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return 0, 0, fmt.Errorf("wrk: %w: %s%s", err, ee.Stderr, out)
+			return wrkResult{}, fmt.Errorf("wrk: %w: %s%s", err, ee.Stderr, out)
 		}
-		return 0, 0, fmt.Errorf("wrk: %w", err)
+		return wrkResult{}, fmt.Errorf("wrk: %w", err)
 	}
 	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	for line := range strings.Lines(string(out)) {
-		var total, bad, failed int64
-		if _, err := fmt.Sscanf(line, "apimeter-wrk %d %d %d", &total, &bad, &failed); err == nil {
+		var total, bad, failed, p99us int64
+		if _, err := fmt.Sscanf(line, "apimeter-wrk %d %d %d %d", &total, &bad, &failed, &p99us); err == nil {
 			if bad+failed > 0 {
-				return 0, 0, fmt.Errorf("wrk: %d non-2xx answers and %d socket errors of %d requests", bad, failed, total)
+				return wrkResult{}, fmt.Errorf("wrk: %d non-2xx answers and %d socket errors of %d requests", bad, failed, total)
 			}
-			return total, cpu, nil
+			return wrkResult{total: total, p99: time.Duration(p99us) * time.Microsecond, cpu: cpu}, nil
 		}
 	}
-	return 0, 0, fmt.Errorf("wrk printed no summary:\n%s", out)
+	return wrkResult{}, fmt.Errorf("wrk printed no summary:\n%s", out)
 }

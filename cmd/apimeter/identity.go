@@ -31,15 +31,15 @@ type identityFlags struct {
 	Redis          string        `env:"APIMETER_REDIS" placeholder:"URL" help:"Redis URL (redis://host:6379/0) holding the alias table and usage counters, shared by several collectors. Empty keeps them embedded."`
 	RedisPrefix    string        `default:"apimeter:" env:"APIMETER_REDIS_PREFIX" help:"Prefix of every Redis key apimeter writes."`
 	UsageRebuild   bool          `env:"APIMETER_USAGE_REBUILD" help:"With --redis: overwrite the Redis counters with figures rebuilt from this collector's events table at start-up (one-collector deployments, or repair)."`
-	JWTClaim       string        `default:"sub" env:"APIMETER_JWT_CLAIM" help:"JWT claim holding the user id."`
-	JWTSecret      []string      `env:"APIMETER_JWT_SECRETS" help:"HS256/384/512 secret that verifies bearer JWTs (repeatable). With any JWT key set, unverifiable tokens identify no one."`
-	JWTPublicKey   []string      `type:"existingfile" env:"APIMETER_JWT_PUBLIC_KEYS" help:"PEM file of an RSA, EC or Ed25519 public key that verifies bearer JWTs (repeatable)."`
-	JWTJWKS        string        `type:"existingfile" env:"APIMETER_JWT_JWKS" help:"JWKS file (RFC 7517) of keys that verify bearer JWTs, picked by kid."`
-	JWTLeeway      time.Duration `default:"1m" env:"APIMETER_JWT_LEEWAY" help:"Leeway on a verified JWT's exp and nbf, checked at the call's time."`
+	JWTClaim       string        `name:"jwt-claim" default:"sub" env:"APIMETER_JWT_CLAIM" help:"JWT claim holding the user id."`
+	JWTSecret      []string      `name:"jwt-secret" env:"APIMETER_JWT_SECRETS" help:"HS256/384/512 secret that verifies bearer JWTs (repeatable). With any JWT key set, unverifiable tokens identify no one."`
+	JWTPublicKey   []string      `name:"jwt-public-key" type:"existingfile" env:"APIMETER_JWT_PUBLIC_KEYS" help:"PEM file of an RSA, EC or Ed25519 public key that verifies bearer JWTs (repeatable)."`
+	JWTJWKS        string        `name:"jwt-jwks" type:"existingfile" env:"APIMETER_JWT_JWKS" help:"JWKS file (RFC 7517) of keys that verify bearer JWTs, picked by kid."`
+	JWTLeeway      time.Duration `name:"jwt-leeway" default:"1m" env:"APIMETER_JWT_LEEWAY" help:"Leeway on a verified JWT's exp and nbf, checked at the call's time."`
 	CompanyRule    []string      `env:"APIMETER_COMPANY_RULES" help:"Where the company id comes from when the sender and the alias table do not say, tried in order: url:/accounts/{id}, header:X-Company-Id, claim:tenant_id (repeatable)."`
-	ClientIDHeader []string      `env:"APIMETER_CLIENT_ID_HEADERS" help:"Request headers holding a client id to look up in the alias table (repeatable)."`
+	ClientIDHeader []string      `name:"client-id-header" env:"APIMETER_CLIENT_ID_HEADERS" help:"Request headers holding a client id to look up in the alias table (repeatable)."`
 	BillingDay     int           `default:"1" env:"APIMETER_BILLING_DAY" help:"Day of the month billing periods start on (1-31; short months start on their last day)."`
-	BillingTZ      string        `default:"UTC" env:"APIMETER_BILLING_TZ" help:"Time zone of billing periods (IANA name, e.g. Europe/Berlin)."`
+	BillingTZ      string        `name:"billing-tz" default:"UTC" env:"APIMETER_BILLING_TZ" help:"Time zone of billing periods (IANA name, e.g. Europe/Berlin)."`
 }
 
 // identitySetup is the identity part of a running server.

@@ -57,6 +57,9 @@ type instance struct {
 	idn  *identitySetup
 	done chan error
 	log  *slog.Logger
+	// beforeClose runs first in Close (an embedded gateway sends what it
+	// holds while the store is still open).
+	beforeClose func() error
 }
 
 // DBFile is the DuckDB file inside the data directory.
@@ -185,7 +188,11 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 func (in *instance) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	err := in.http.Shutdown(ctx)
+	var err error
+	if in.beforeClose != nil {
+		err = in.beforeClose()
+	}
+	err = errors.Join(err, in.http.Shutdown(ctx))
 	if in.metrics != nil {
 		err = errors.Join(err, in.metrics.Shutdown(ctx))
 	}
@@ -194,6 +201,8 @@ func (in *instance) Close() error {
 
 type serveCmd struct {
 	serverFlags
+	GatewayConfig string `type:"existingfile" env:"APIMETER_GATEWAY_CONFIG" placeholder:"FILE" help:"Also run a gateway (docs/gateway.md) whose events go straight into this server's store."`
+
 	Kafka consumerFlags `embed:"" prefix:"kafka-" envprefix:"APIMETER_KAFKA_" group:"Kafka / Event Hubs consumer (off without --kafka-brokers)"`
 }
 
@@ -201,6 +210,20 @@ func (c *serveCmd) Run(ctx context.Context) error {
 	in, err := start(ctx, c.serverFlags)
 	if err != nil {
 		return err
+	}
+	if c.GatewayConfig != "" {
+		g, closeRedis, err := startEmbeddedGateway(ctx, in, c.GatewayConfig, c.identityFlags)
+		if err != nil {
+			in.Close()
+			return err
+		}
+		// Before the store closes: the gateway's queued events go in.
+		in.beforeClose = func() error {
+			sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			defer closeRedis()
+			return g.Shutdown(sctx)
+		}
 	}
 	// The consumer stops with ctx: it stores its batch and commits before
 	// the store closes.

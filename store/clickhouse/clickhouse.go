@@ -559,11 +559,11 @@ func (s *Store) Events(ctx context.Context, f apimeter.EventFilter) ([]apimeter.
 	if f.CompanyID != "" {
 		add("company_id = ?", f.CompanyID)
 	}
-	if f.Status != 0 {
-		add("status = ?", f.Status)
+	if f.Status != nil {
+		add("status = ?", *f.Status)
 	}
-	if f.MinStatus != 0 {
-		add("status >= ?", f.MinStatus)
+	if f.Errors {
+		where = append(where, apimeter.IsErrorSQL)
 	}
 	// ts (seconds) narrows the parts read; ts_us is the exact bound.
 	if !f.From.IsZero() {

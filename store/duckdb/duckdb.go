@@ -609,11 +609,11 @@ func (s *Store) Events(ctx context.Context, f apimeter.EventFilter) ([]apimeter.
 	if f.CompanyID != "" {
 		add("company_id = ?", f.CompanyID)
 	}
-	if f.Status != 0 {
-		add("status = ?", f.Status)
+	if f.Status != nil {
+		add("status = ?", *f.Status)
 	}
-	if f.MinStatus != 0 {
-		add("status >= ?", f.MinStatus)
+	if f.Errors {
+		where = append(where, apimeter.IsErrorSQL)
 	}
 	if !f.From.IsZero() {
 		add("ts >= ?", f.From.UTC())

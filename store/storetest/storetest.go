@@ -221,8 +221,8 @@ func testFilters(t *testing.T, open func(t *testing.T) apimeter.Store) {
 		{"newest first, limit", apimeter.EventFilter{Limit: 3}, []string{"e0039", "e0038", "e0037"}},
 		{"user", apimeter.EventFilter{UserID: "u1", Limit: 3}, []string{"e0037", "e0033", "e0029"}},
 		{"company", apimeter.EventFilter{CompanyID: "c0", Limit: 2}, []string{"e0038", "e0036"}},
-		{"status", apimeter.EventFilter{Status: 300, Limit: 2}, []string{"e0037", "e0034"}},
-		{"min status", apimeter.EventFilter{MinStatus: 400, Limit: 2}, []string{"e0038", "e0035"}},
+		{"status", apimeter.EventFilter{Status: ptr(300), Limit: 2}, []string{"e0037", "e0034"}},
+		{"errors", apimeter.EventFilter{Errors: true, Limit: 2}, []string{"e0038", "e0035"}},
 		// From and To bound the request time to the microsecond: event 5 is
 		// at 10:05:00.123456.
 		{"from/to", apimeter.EventFilter{From: base.Add(5*time.Minute + 123456*time.Microsecond), To: base.Add(7*time.Minute + 123457*time.Microsecond)}, []string{"e0007", "e0006", "e0005"}},
@@ -273,3 +273,5 @@ func testProfiles(t *testing.T, open func(t *testing.T) apimeter.Store) {
 	defer closeStore(t, st)
 	check(st)
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/apimeter/apimeter/gateway"
+)
+
+// gatewayCmd runs the gateway on its own, sending events to a collector.
+type gatewayCmd struct {
+	Config        string     `short:"c" type:"existingfile" env:"APIMETER_GATEWAY_CONFIG" placeholder:"FILE" help:"YAML configuration: upstreams, routes, quotas, timeouts (docs/gateway.md)."`
+	Listen        string     `env:"APIMETER_GATEWAY_LISTEN" help:"Address to listen on; overrides the config's listen (default 127.0.0.1:8080)."`
+	Collector     string     `default:"http://127.0.0.1:7070" env:"APIMETER_COLLECTOR" placeholder:"URL" help:"apimeter collector the events are sent to."`
+	AppID         string     `env:"APIMETER_APP_ID" placeholder:"ID" help:"Application id the events are sent with (apimeter apps create), for upstreams without app_id."`
+	Upstream      string     `placeholder:"URL" help:"Without --config: the one API to front."`
+	APIName       string     `help:"Without --config: the API name of --upstream (Apigee's apiproxy; default: its host)."`
+	Route         []string   `placeholder:"TEMPLATE" help:"Without --config: a route template of --upstream, e.g. '/accounts/{id}/message' (repeatable)."`
+	Redis         string     `env:"APIMETER_REDIS" placeholder:"URL" help:"Redis URL for quota counters shared by several gateways; empty keeps them in this process."`
+	RedisPrefix   string     `default:"apimeter:" env:"APIMETER_REDIS_PREFIX" help:"Prefix of every Redis key."`
+	LogLevel      slog.Level `default:"info" env:"APIMETER_LOG_LEVEL" help:"debug, info, warn or error."`
+	MetricsListen string     `env:"APIMETER_METRICS_LISTEN" placeholder:"ADDR" help:"Serve /metrics (the gateway's counters: events sent, dropped, failed, calls blocked, upstream errors) on this address, e.g. 127.0.0.1:9465; empty: none."`
+}
+
+func (c *gatewayCmd) config() (gateway.Config, error) {
+	if c.Config != "" {
+		if c.Upstream != "" {
+			return gateway.Config{}, fmt.Errorf("--upstream and --config exclude each other: put the upstream in the file")
+		}
+		return gateway.LoadConfig(c.Config)
+	}
+	if c.Upstream == "" {
+		return gateway.Config{}, fmt.Errorf("give --config FILE, or --upstream URL for one API")
+	}
+	name := c.APIName
+	if name == "" {
+		if u, err := url.Parse(c.Upstream); err == nil {
+			name = u.Hostname()
+		}
+	}
+	cfg := gateway.Config{Upstreams: []gateway.Upstream{{Name: name, URL: c.Upstream, Routes: c.Route}}}
+	return cfg, cfg.Check()
+}
+
+func (c *gatewayCmd) Run(ctx context.Context) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: c.LogLevel}))
+	cfg, err := c.config()
+	if err != nil {
+		return err
+	}
+	if c.Listen != "" {
+		cfg.Listen = c.Listen
+	}
+	opts := gateway.Options{Sink: gateway.CollectorSinks(c.Collector, c.AppID, nil), Logger: log}
+	closeRedis, err := quotaCounter(ctx, &opts, c.Redis, c.RedisPrefix)
+	if err != nil {
+		return err
+	}
+	defer closeRedis()
+	g, err := gateway.New(cfg, opts)
+	if err != nil {
+		return err
+	}
+	addr, err := g.Start()
+	if err != nil {
+		g.Close(ctx)
+		return err
+	}
+	log.Info("apimeter gateway listening", "url", "http://"+addr.String(), "collector", c.Collector, "upstreams", len(cfg.Upstreams), "quotas", len(cfg.Quotas))
+	if c.MetricsListen != "" {
+		reg := newRegistry()
+		registerGateway(reg, g)
+		mln, err := net.Listen("tcp", c.MetricsListen)
+		if err != nil {
+			g.Shutdown(ctx)
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metricsHandler(reg))
+		ms := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go ms.Serve(mln)
+		defer ms.Close()
+		log.Info("metrics listening", "url", "http://"+mln.Addr().String()+"/metrics")
+	}
+	return runGateway(ctx, g, log)
+}
+
+// quotaCounter puts the quota counters on Redis when url is set; the
+// returned func closes the client.
+func quotaCounter(ctx context.Context, opts *gateway.Options, redisURL, prefix string) (func(), error) {
+	if redisURL == "" {
+		return func() {}, nil
+	}
+	o, err := redis.ParseURL(redisURL)
+	if err != nil {
+		return nil, fmt.Errorf("--redis: %w", err)
+	}
+	rc := redis.NewClient(o)
+	if err := rc.Ping(ctx).Err(); err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("--redis %s: %w", o.Addr, err)
+	}
+	opts.Counter = gateway.NewRedisCounter(rc, prefix)
+	return func() { rc.Close() }, nil
+}
+
+// runGateway serves until ctx ends, logging lost events as they happen,
+// then shuts the gateway down.
+func runGateway(ctx context.Context, g *gateway.Gateway, log *slog.Logger) error {
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	var lost int64
+	for {
+		select {
+		case <-tick.C:
+			st := g.Stats()
+			if n := st.Capture.Dropped + st.Capture.Failed; n > lost {
+				log.Warn("gateway: events not sent to the collector", "dropped", st.Capture.Dropped, "failed", st.Capture.Failed, "queued", st.Capture.Queued)
+				lost = n
+			}
+		case err := <-g.Done():
+			g.Close(context.Background())
+			return err
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			err := g.Shutdown(sctx)
+			cancel()
+			st := g.Stats()
+			log.Info("gateway stopped", "events_sent", st.Capture.Sent, "dropped", st.Capture.Dropped, "failed", st.Capture.Failed,
+				"blocked", st.Blocked, "upstream_errors", st.UpstreamErrors)
+			return err
+		}
+	}
+}
+
+// registerGateway exports a gateway's counters.
+func registerGateway(reg prometheus.Registerer, g *gateway.Gateway) {
+	counter := func(name, help string, f func(gateway.Stats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f(g.Stats())) })
+	}
+	reg.MustRegister(
+		counter("apimeter_gateway_events_enqueued_total", "Calls captured and queued for sending.", func(s gateway.Stats) int64 { return s.Capture.Enqueued }),
+		counter("apimeter_gateway_events_sent_total", "Events the collector (or the store) accepted.", func(s gateway.Stats) int64 { return s.Capture.Sent }),
+		counter("apimeter_gateway_events_dropped_total", "Events dropped because the queue was full.", func(s gateway.Stats) int64 { return s.Capture.Dropped }),
+		counter("apimeter_gateway_events_failed_total", "Events lost because sending failed after retries.", func(s gateway.Stats) int64 { return s.Capture.Failed }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "apimeter_gateway_events_queued", Help: "Events waiting to be sent."},
+			func() float64 { return float64(g.Stats().Capture.Queued) }),
+		counter("apimeter_gateway_blocked_total", "Calls answered 429 by a quota.", func(s gateway.Stats) int64 { return s.Blocked }),
+		counter("apimeter_gateway_upstream_errors_total", "Calls answered 502 or 504.", func(s gateway.Stats) int64 { return s.UpstreamErrors }),
+		counter("apimeter_gateway_quota_errors_total", "Quota checks that failed (the call was forwarded).", func(s gateway.Stats) int64 { return s.QuotaErrors }),
+		counter("apimeter_gateway_no_route_total", "Calls no upstream matched.", func(s gateway.Stats) int64 { return s.NoRoute }),
+	)
+}
+
+// startEmbeddedGateway runs the gateway of `apimeter serve --gateway-config`:
+// its events go into the server's ingest path, its quota counters on the
+// server's Redis when it has one.
+func startEmbeddedGateway(ctx context.Context, in *instance, path string, idf identityFlags) (*gateway.Gateway, func(), error) {
+	cfg, err := gateway.LoadConfig(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := gateway.Options{Sink: gateway.IngestSinks(in.Srv), Logger: in.log}
+	closeRedis, err := quotaCounter(ctx, &opts, idf.Redis, idf.RedisPrefix)
+	if err != nil {
+		return nil, nil, err
+	}
+	g, err := gateway.New(cfg, opts)
+	if err != nil {
+		closeRedis()
+		return nil, nil, err
+	}
+	addr, err := g.Start()
+	if err != nil {
+		g.Close(ctx)
+		closeRedis()
+		return nil, nil, err
+	}
+	if in.Prom != nil {
+		registerGateway(in.Prom, g)
+	}
+	in.log.Info("apimeter gateway listening", "url", "http://"+addr.String(), "store", "embedded", "upstreams", len(cfg.Upstreams), "quotas", len(cfg.Quotas))
+	return g, closeRedis, nil
+}
