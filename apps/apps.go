@@ -42,6 +42,10 @@ func ValidName(s string) bool { return nameRE.MatchString(s) }
 // Registry looks application ids up. It is safe for concurrent use.
 type Registry struct {
 	path string
+	// load, when set, lists the apps instead of the file (a registry
+	// shared through a database); lastLoad bounds how often.
+	load     Loader
+	lastLoad time.Time
 
 	mu      sync.RWMutex
 	byID    map[string]App
@@ -58,7 +62,47 @@ func Open(dir string) (*Registry, error) {
 	return r, nil
 }
 
+// Loader lists every app from somewhere other than the file: a database
+// several servers share (store/clickhouse keeps them in a table).
+type Loader func() ([]App, error)
+
+// OpenLoader returns a registry that reads its apps from load. An id not
+// known yet makes it load again, at most once a second, so that unknown
+// ids sent in a loop cost no more than one load a second.
+func OpenLoader(load Loader) (*Registry, error) {
+	r := &Registry{load: load, byID: map[string]App{}}
+	if err := r.reloadFrom(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Registry) reloadFrom() error {
+	r.mu.Lock()
+	if !r.lastLoad.IsZero() && time.Since(r.lastLoad) < time.Second {
+		r.mu.Unlock()
+		return nil
+	}
+	r.lastLoad = time.Now()
+	r.mu.Unlock()
+	list, err := r.load()
+	if err != nil {
+		return fmt.Errorf("load apps: %w", err)
+	}
+	m := make(map[string]App, len(list))
+	for _, a := range list {
+		m[a.ID] = a
+	}
+	r.mu.Lock()
+	r.byID = m
+	r.mu.Unlock()
+	return nil
+}
+
 func (r *Registry) reload() error {
+	if r.load != nil {
+		return r.reloadFrom()
+	}
 	st, err := os.Stat(r.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -136,11 +180,8 @@ func (r *Registry) List() []App {
 // directory dir, creating the directory if needed. It holds a file lock so
 // concurrent creates do not lose each other's ids.
 func Create(dir, org, env string) (App, error) {
-	if !ValidName(org) {
-		return App{}, fmt.Errorf("org %q: use 1-64 letters, digits, '.', '_' or '-'", org)
-	}
-	if !ValidName(env) {
-		return App{}, fmt.Errorf("env %q: use 1-64 letters, digits, '.', '_' or '-'", env)
+	if err := CheckNames(org, env); err != nil {
+		return App{}, err
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return App{}, err
@@ -174,6 +215,17 @@ func Create(dir, org, env string) (App, error) {
 		return App{}, err
 	}
 	return a, nil
+}
+
+// CheckNames says what is wrong with an org or env name, or nil.
+func CheckNames(org, env string) error {
+	if !ValidName(org) {
+		return fmt.Errorf("org %q: use 1-64 letters, digits, '.', '_' or '-'", org)
+	}
+	if !ValidName(env) {
+		return fmt.Errorf("env %q: use 1-64 letters, digits, '.', '_' or '-'", env)
+	}
+	return nil
 }
 
 func writeSync(path string, b []byte) error {

@@ -108,12 +108,22 @@ func OpenEmbedded(ctx context.Context, db *sql.DB, opts EmbeddedOptions) (*Embed
 // db. It aggregates in SQL by 15-minute bucket (every time zone's midnight
 // falls on one) and folds the buckets into periods.
 func RebuildCounters(ctx context.Context, db *sql.DB, ps Periods) (map[CounterKey]Counts, error) {
-	rows, err := db.QueryContext(ctx, `
+	return RebuildCountersFrom(ctx, db, rebuildSQL, ps)
+}
+
+// rebuildSQL sums the events per org, env, quarter hour (bucket, in units of
+// 900 s since the epoch), user, company and API key: calls, errors, bytes.
+const rebuildSQL = `
 SELECT org, env, CAST(floor(epoch(ts) / 900) AS BIGINT) AS bucket, user_id, company_id, api_key_id,
   CAST(sum(weight) AS BIGINT),
-  CAST(sum(CASE WHEN `+apimeter.IsErrorSQL+` THEN weight ELSE 0 END) AS BIGINT),
+  CAST(sum(CASE WHEN ` + apimeter.IsErrorSQL + ` THEN weight ELSE 0 END) AS BIGINT),
   CAST(sum(weight * (coalesce(req_size, 0) + coalesce(resp_size, 0))) AS BIGINT)
-FROM events GROUP BY ALL`)
+FROM events GROUP BY ALL`
+
+// RebuildCountersFrom is RebuildCounters with the store's own SQL for the
+// sums (the columns of rebuildSQL, in its order).
+func RebuildCountersFrom(ctx context.Context, db *sql.DB, query string, ps Periods) (map[CounterKey]Counts, error) {
+	rows, err := db.QueryContext(ctx, query)
 	if err != nil {
 		return nil, fmt.Errorf("rebuild usage counters: %w", err)
 	}

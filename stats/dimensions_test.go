@@ -8,9 +8,11 @@ import (
 // TestEveryDimensionAnswers runs each dimension, as a group and in a
 // filter, against the real events table, so a dimension mapped to a column
 // the store does not have is caught here rather than by a user.
-func TestEveryDimensionAnswers(t *testing.T) {
-	st := openStore(t, fixtureEvents())
-	mux := newMux(t, Config{DB: st.DB(), Dialect: DuckDB{}, QuotaPerMinute: -1})
+func TestEveryDimensionAnswers(t *testing.T) { forEngines(t, testEveryDimensionAnswers) }
+
+func testEveryDimensionAnswers(t *testing.T, e engine) {
+	db := e.open(t, fixtureEvents())
+	mux := newMux(t, Config{DB: db, Dialect: e.dialect, QuotaPerMinute: -1})
 	for _, d := range dimensionList {
 		t.Run(d.name, func(t *testing.T) {
 			value := "'x'"

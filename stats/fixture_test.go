@@ -2,11 +2,14 @@ package stats
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/store/clickhouse"
+	"github.com/apimeter/apimeter/store/clickhouse/chtest"
 	"github.com/apimeter/apimeter/store/duckdb"
 )
 
@@ -127,4 +130,50 @@ func fixtureEvents() []apimeter.Event {
 		out[i] = e.event(i)
 	}
 	return out
+}
+
+// engine is a store the Metrics API runs on; the correctness suites (seed
+// examples, property test, dimensions) run unchanged on each.
+type engine struct {
+	name    string
+	dialect Dialect
+	// open stores events in a fresh store and returns its database.
+	open func(t testing.TB, events []apimeter.Event) *sql.DB
+}
+
+func engines() []engine {
+	return []engine{
+		{"DuckDB", DuckDB{}, func(t testing.TB, events []apimeter.Event) *sql.DB { return openStore(t, events).DB() }},
+		{"ClickHouse", ClickHouse{}, openClickHouse},
+	}
+}
+
+// forEngines runs fn as one subtest per engine.
+func forEngines(t *testing.T, fn func(t *testing.T, e engine)) {
+	for _, e := range engines() {
+		t.Run(e.name, func(t *testing.T) { fn(t, e) })
+	}
+}
+
+// openClickHouse stores events in a fresh database of the test binary's
+// clickhouse-server (chtest), skipping when none can be started.
+func openClickHouse(t testing.TB, events []apimeter.Event) *sql.DB {
+	t.Helper()
+	ctx := context.Background()
+	st, err := clickhouse.Open(ctx, chtest.Shared(t).DSN(chtest.Database(t)), clickhouse.Options{})
+	if err != nil {
+		t.Fatalf("open clickhouse store: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	for i := 0; i < len(events); i += 1000 {
+		j := min(i+1000, len(events))
+		res, err := st.Append(ctx, events[i:j])
+		if err != nil {
+			t.Fatalf("append: %v", err)
+		}
+		if res.Duplicates != 0 {
+			t.Fatalf("fixture has %d duplicate ids", res.Duplicates)
+		}
+	}
+	return st.DB()
 }

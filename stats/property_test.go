@@ -534,12 +534,14 @@ func valueOf(col string, e *apimeter.Event) (float64, bool) {
 }
 
 // TestPropertyMatchesGo runs random valid queries through the API's path
-// (parse, SQL on DuckDB, render) and through a plain-Go evaluation of the
+// (parse, SQL on each engine, render) and through a plain-Go evaluation of the
 // same events, and requires the same answer.
-func TestPropertyMatchesGo(t *testing.T) {
+func TestPropertyMatchesGo(t *testing.T) { forEngines(t, testPropertyMatchesGo) }
+
+func testPropertyMatchesGo(t *testing.T, e engine) {
 	r := rand.New(rand.NewPCG(7, 11))
 	events := randomEvents(r, 600)
-	st := openStore(t, events)
+	db := e.open(t, events)
 	n := 300
 	if testing.Short() {
 		n = 60
@@ -550,9 +552,9 @@ func TestPropertyMatchesGo(t *testing.T) {
 		if err != nil {
 			t.Fatalf("query %d: /stats/%s?%s: random query rejected: %v", i, dims, q.Encode(), err)
 		}
-		got, err := Run(context.Background(), st.DB(), DuckDB{}, p)
+		got, err := Run(context.Background(), db, e.dialect, p)
 		if err != nil {
-			t.Fatalf("query %d: /stats/%s?%s: %v\nSQL: %s", i, dims, q.Encode(), err, Build(p, DuckDB{}).SQL)
+			t.Fatalf("query %d: /stats/%s?%s: %v\nSQL: %s", i, dims, q.Encode(), err, Build(p, e.dialect).SQL)
 		}
 		if diff := answerDiff(p, got, evaluate(p, events)); diff != "" {
 			t.Fatalf("query %d: /stats/%s?%s: %s", i, dims, q.Encode(), diff)

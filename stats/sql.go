@@ -108,6 +108,9 @@ const Table = "events"
 // Build renders p as SQL for d. Each row of the answer is one dimension
 // group (and time bucket when p.TimeUnit is set), in answer order.
 func Build(p *Plan, d Dialect) Query {
+	if ch, ok := d.(ClickHouse); ok {
+		return buildClickHouse(p, ch)
+	}
 	b := &sqlBuilder{d: d, src: Table, maxW: "weight"}
 	if p.Cover != nil {
 		b.src, b.maxW = b.coverSource(p), "max_weight"

@@ -86,9 +86,11 @@ func envMetrics(ms ...string) string {
 
 // TestSeedExamples runs each example request of seed 001 (Apigee's "Use
 // the Metrics API") on the hand-computed fixture.
-func TestSeedExamples(t *testing.T) {
-	st := openStore(t, fixtureEvents())
-	mux := newMux(t, Config{DB: st.DB(), QuotaPerMinute: -1})
+func TestSeedExamples(t *testing.T) { forEngines(t, testSeedExamples) }
+
+func testSeedExamples(t *testing.T, e engine) {
+	db := e.open(t, fixtureEvents())
+	mux := newMux(t, Config{DB: db, Dialect: e.dialect, QuotaPerMinute: -1})
 	const may = "timeRange=05/08/2018%2000:00~05/15/2018%2000:00"
 	const jun = "timeRange=06/20/2018%2000:00~06/21/2018%2023:59"
 	tests := []struct {
@@ -181,8 +183,8 @@ func TestSeedExamples(t *testing.T) {
 			}
 			json.Unmarshal(rec.Body.Bytes(), &meta)
 			n := meta.MetaData.Notices
-			if meta.MetaData.Errors == nil || len(n) < 4 || n[0] != "Source:DuckDB" || n[1] != "Table used: events" || !strings.HasPrefix(n[3], "query time:") {
-				t.Errorf("metaData = %+v, want errors [] and notices Source:DuckDB, Table used, query served by, query time", meta.MetaData)
+			if meta.MetaData.Errors == nil || len(n) < 4 || n[0] != "Source:"+e.dialect.Name() || n[1] != "Table used: events" || !strings.HasPrefix(n[3], "query time:") {
+				t.Errorf("metaData = %+v, want errors [] and notices Source:%s, Table used, query served by, query time", meta.MetaData, e.dialect.Name())
 			}
 		})
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/store/clickhouse/chtest"
 	"github.com/apimeter/apimeter/workload"
 )
 
@@ -28,7 +29,9 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	chtest.StopShared()
+	os.Exit(code)
 }
 
 func freeAddr(t *testing.T) string {
@@ -48,10 +51,10 @@ type child struct {
 
 // startChild runs `apimeter serve` in a child process and waits until it
 // answers.
-func startChild(t *testing.T, data string) *child {
+func startChild(t *testing.T, data string, flags ...string) *child {
 	t.Helper()
 	addr := freeAddr(t)
-	cmd := exec.Command(os.Args[0], "serve", "--listen", addr, "--data", data, "--log-level", "warn")
+	cmd := exec.Command(os.Args[0], append([]string{"serve", "--listen", addr, "--data", data, "--log-level", "warn"}, flags...)...)
 	cmd.Env = append(os.Environ(), "APIMETER_TEST_AS_MAIN=1")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {

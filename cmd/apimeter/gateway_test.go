@@ -16,6 +16,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/gateway"
 )
 
@@ -37,6 +38,17 @@ func seedAPI(t *testing.T) string {
 	}
 	t.Cleanup(s.Close)
 	return s.URL
+}
+
+// readKey makes a read key of org acme in data, as `apimeter keys create`
+// does, and returns the header that sends it.
+func readKey(t *testing.T, data string) map[string]string {
+	t.Helper()
+	_, key, err := auth.Create(data, auth.Spec{Org: "acme", Scope: auth.ScopeRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{"Authorization": "Bearer " + key}
 }
 
 func deadURL(t *testing.T) string {
@@ -178,7 +190,7 @@ func TestGatewayToCollector(t *testing.T) {
 	day := time.Now().UTC().Truncate(24 * time.Hour)
 	q := url.Values{"select": {"sum(message_count),avg(target_response_time)"},
 		"timeRange": {day.Format("01/02/2006 15:04") + "~" + day.Add(48*time.Hour).Format("01/02/2006 15:04")}}
-	status, _, body = call(t, "GET", in.URL+"/v1/o/acme/environments/prod/stats/apiproxy?"+q.Encode(), "", nil)
+	status, _, body = call(t, "GET", in.URL+"/v1/o/acme/environments/prod/stats/apiproxy?"+q.Encode(), "", readKey(t, f.Data))
 	if status != 200 || !strings.Contains(body, `"accounts"`) || !strings.Contains(body, `"dead"`) || !strings.Contains(body, "target_response_time") {
 		t.Fatalf("Metrics API by apiproxy: %d %s", status, body)
 	}
@@ -260,14 +272,14 @@ quotas:
 			t.Errorf("/metrics has no %q", want)
 		}
 	}
-	_, _, body = call(t, "GET", in.URL+"/v1/usage?org=acme&env=prod&group=user_id", "", nil)
+	_, _, body = call(t, "GET", in.URL+"/v1/usage?org=acme&env=prod&group=user_id", "", readKey(t, f.Data))
 	if !strings.Contains(body, `"id":"513"`) || !strings.Contains(body, fmt.Sprintf(`"calls":%d,"errors":2`, n+2)) {
 		t.Errorf("usage: %s; want user 513 with %d calls, 2 errors (the blocked ones)", body, n+2)
 	}
 	day := time.Now().UTC().Truncate(24 * time.Hour)
 	q := url.Values{"select": {"sum(message_count)"}, "filter": {"(response_status_code eq 429)"},
 		"timeRange": {day.Format("01/02/2006 15:04") + "~" + day.Add(48*time.Hour).Format("01/02/2006 15:04")}}
-	status, _, body := call(t, "GET", in.URL+"/v1/o/acme/environments/prod/stats/apiproxy?"+q.Encode(), "", nil)
+	status, _, body := call(t, "GET", in.URL+"/v1/o/acme/environments/prod/stats/apiproxy?"+q.Encode(), "", readKey(t, f.Data))
 	if status != 200 || !strings.Contains(body, `"2.0"`) {
 		t.Errorf("Metrics API, blocked calls by apiproxy: %d %s; want 2.0", status, body)
 	}

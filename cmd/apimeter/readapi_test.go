@@ -110,7 +110,9 @@ func TestOneDefinitionOfError(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"status=-1", "status=1000", "status=abc"} {
-		resp, err := http.Get(in.URL + "/v1/o/acme/environments/prod/events?" + bad)
+		req, _ := http.NewRequest(http.MethodGet, in.URL+"/v1/o/acme/environments/prod/events?"+bad, nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/zeebo/xxh3"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/store/detail"
 )
 
 // DefaultDedupeHorizon is how long an event id is remembered for idempotent
@@ -569,7 +570,7 @@ func RowValues(dst []driver.Value, buf []byte, e *apimeter.Event, ingested time.
 	if e.TargetLatencyMs > 0 {
 		target = e.TargetLatencyMs
 	}
-	buf = appendDetail(buf[:0], e)
+	buf = detail.Append(buf[:0], e)
 	return append(dst,
 		e.ID, e.Org, e.Env, ingested, e.RequestTime.UTC(), e.APIName, e.Method, e.URI, e.Path, e.Route,
 		int32(e.Status), e.LatencyMs, target, nullSize(e.RequestSize), nullSize(e.ResponseSize),
@@ -675,7 +676,7 @@ func scanEvent(rows *sql.Rows) (apimeter.Event, error) {
 	if target.Valid {
 		e.TargetLatencyMs = target.Float64
 	}
-	if err := applyDetail(&e, doc); err != nil {
+	if err := detail.Apply(&e, doc); err != nil {
 		return e, fmt.Errorf("event %s: detail: %w", e.ID, err)
 	}
 	return e, nil

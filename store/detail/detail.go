@@ -1,4 +1,7 @@
-package duckdb
+// Package detail encodes the parts of an event that are shown but never
+// grouped or filtered on (headers, bodies, query string, tags, metadata, ...)
+// as one JSON document, the "detail" column of every store.
+package detail
 
 import (
 	"encoding/json"
@@ -6,11 +9,9 @@ import (
 	"github.com/apimeter/apimeter"
 )
 
-// The parts of an event that are shown but never grouped or filtered on
-// (headers, bodies, query string, tags, metadata, ...) are kept together in
-// one JSON column, "detail". DuckDB's appender costs about the same for
-// every string value whatever its length, so one column instead of ten is
-// most of the difference between a slow and a fast ingest path.
+// One column rather than ten because DuckDB's appender costs about the same
+// for every string value whatever its length: that is most of the
+// difference between a slow and a fast ingest path.
 type detail struct {
 	Direction  string          `json:"direction,omitempty"`
 	APIVersion string          `json:"api_version,omitempty"`
@@ -29,8 +30,8 @@ type detailMsg struct {
 	Truncated bool                   `json:"trunc,omitempty"`
 }
 
-// appendDetail appends the detail JSON of e to dst without reflection.
-func appendDetail(dst []byte, e *apimeter.Event) []byte {
+// Append appends the detail JSON of e to dst without reflection.
+func Append(dst []byte, e *apimeter.Event) []byte {
 	dst = append(dst, '{')
 	dst = appendField(dst, "direction", e.Direction, false)
 	dst = appendField(dst, "api_version", e.APIVersion, true)
@@ -79,8 +80,8 @@ func appendMsg(dst []byte, h apimeter.Headers, b apimeter.Body) []byte {
 	return append(dst, '}')
 }
 
-// applyDetail fills e from a detail JSON document.
-func applyDetail(e *apimeter.Event, doc string) error {
+// Apply fills e from a detail JSON document.
+func Apply(e *apimeter.Event, doc string) error {
 	var d detail
 	if err := json.Unmarshal([]byte(doc), &d); err != nil {
 		return err

@@ -1,0 +1,695 @@
+// Package clickhouse is apimeter's store for deployments past one machine:
+// events in a ClickHouse MergeTree table, written over the native protocol
+// (LZ4) by one writer goroutine per process that groups concurrent batches
+// into one INSERT (group commit), so that an answered Append is in
+// ClickHouse. Event ids are deduplicated twice: by a set of the ids of the
+// dedupe horizon in front of the table (what Append reports, and what the
+// usage counters count), and by the table itself, a ReplacingMergeTree keyed
+// on the event id and read with FINAL, so that a redelivery that reaches
+// another process (a second collector, a consumer after a rebalance) is
+// still counted once. docs/scale.md says why both.
+package clickhouse
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/zeebo/xxh3"
+
+	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/store/detail"
+)
+
+// DefaultDedupeHorizon is how long an event id is remembered in front of the
+// table unless configured otherwise.
+const DefaultDedupeHorizon = 7 * 24 * time.Hour
+
+// Options configure a Store. The zero value is usable.
+type Options struct {
+	// DedupeHorizon is how long after ingest an (org, env, id) is still
+	// recognised as a duplicate before it reaches ClickHouse. Zero means
+	// DefaultDedupeHorizon.
+	DedupeHorizon time.Duration
+	// MaxGroupRows bounds how many rows one INSERT takes. Zero means 65536.
+	MaxGroupRows int
+	// Retention is how long events are kept: a month's partition is dropped
+	// once its last day is older than Retention. Zero keeps everything.
+	Retention time.Duration
+	// RetentionInterval is how often partitions are looked at. Zero means
+	// an hour.
+	RetentionInterval time.Duration
+	// NoDedupe turns the set in front of the table off (benchmarks only;
+	// the table still collapses duplicates when read with FINAL).
+	NoDedupe bool
+	// DialTimeout bounds connecting; zero means 5 s.
+	DialTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// Store is a ClickHouse-backed apimeter.Store.
+type Store struct {
+	conn driver.Conn // native protocol: inserts and DDL
+	db   *sql.DB     // database/sql over the native protocol: reads
+	addr string
+	opts Options
+	log  *slog.Logger
+
+	reqs   chan *appendReq
+	quit   chan struct{}
+	closed chan struct{}
+
+	// seen maps the hash of (org, env, id) to the hour (unix/3600) the
+	// event was ingested; only the writer goroutine touches it.
+	seen      map[xxh3.Uint128]int32
+	lastSweep time.Time
+
+	bgDone    chan struct{}
+	bgCancel  context.CancelFunc
+	closeOnce sync.Once
+}
+
+type appendReq struct {
+	events []apimeter.Event
+	keys   []xxh3.Uint128
+	// docs are the detail documents, built by the caller so that the
+	// writer only copies and sends.
+	docs []string
+	done chan appendResp
+}
+
+type appendResp struct {
+	res apimeter.AppendResult
+	err error
+}
+
+// Columns of the events table, in insert order. Everything that is grouped
+// or filtered on has a column of its own; the rest is in detail.
+const eventColumns = `id, org, env, ingested_at, ts, ts_us, api_name, method, uri, path, route,
+status, latency_ms, target_latency_ms, req_size, resp_size,
+user_id, company_id, api_key_id, client_ip, user_agent, target_url, weight, api_version, detail`
+
+// migrations are applied in order, once each; schema_version records the
+// last applied. Only append to this list.
+var migrations = []string{
+	// Events: one partition per month of request time (retention drops
+	// whole partitions; 18.16 has no TTL), sorted for the Metrics API's
+	// common filters. ts is the request time to the second (what
+	// partitions, indexes and buckets use), ts_us the same instant in
+	// microseconds (what the event stream shows and sub-second bounds use).
+	// The sorting key ends with id: ReplacingMergeTree collapses rows with
+	// equal keys, so a redelivered event (same org, env, api, time and id)
+	// is one row after merges and in every FINAL read before them.
+	`CREATE TABLE IF NOT EXISTS events (
+  id String,
+  org String,
+  env String,
+  ingested_at DateTime('UTC'),
+  ts DateTime('UTC'),
+  ts_us Int64,
+  api_name String,
+  method String,
+  uri String,
+  path String,
+  route String,
+  status Int32,
+  latency_ms Float64,
+  target_latency_ms Nullable(Float64),
+  req_size Nullable(Int64),
+  resp_size Nullable(Int64),
+  user_id String,
+  company_id String,
+  api_key_id String,
+  client_ip String,
+  user_agent String,
+  target_url String,
+  weight Int64,
+  api_version String,
+  detail String
+) ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(ts)
+ORDER BY (org, env, api_name, ts, id)`,
+	// Profiles: the newest write of a key wins (version), read with FINAL.
+	`CREATE TABLE IF NOT EXISTS profiles (
+  org String,
+  env String,
+  kind String,
+  id String,
+  company_id String,
+  modified_us Int64,
+  body String,
+  version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (org, env, kind, id)`,
+	// Application ids (write keys), shared by every collector.
+	`CREATE TABLE IF NOT EXISTS apps (
+  id String,
+  org String,
+  env String,
+  created DateTime('UTC')
+) ENGINE = ReplacingMergeTree
+ORDER BY id`,
+}
+
+// ErrUnreachable is wrapped by Open's error when no ClickHouse server
+// answers at the address.
+var ErrUnreachable = errors.New("clickhouse server unreachable")
+
+// ErrUnsupported is wrapped by Open's error when the server lacks what
+// apimeter needs.
+var ErrUnsupported = errors.New("clickhouse server lacks what apimeter needs")
+
+// ParseDSN reads a store address, clickhouse://host:9000/db (native
+// protocol; user and password may be given as user:password@).
+func ParseDSN(dsn string) (*ch.Options, error) {
+	if !strings.HasPrefix(dsn, "clickhouse://") {
+		return nil, fmt.Errorf("store address %q: want clickhouse://host:9000/db", dsn)
+	}
+	o, err := ch.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store address %q: %w", dsn, err)
+	}
+	if len(o.Addr) == 0 || o.Addr[0] == "" {
+		return nil, fmt.Errorf("store address %q: no host", dsn)
+	}
+	if o.Auth.Database == "" {
+		o.Auth.Database = "default"
+	}
+	if _, _, err := net.SplitHostPort(o.Addr[0]); err != nil {
+		o.Addr[0] = net.JoinHostPort(o.Addr[0], "9000")
+	}
+	return o, nil
+}
+
+// Open connects to the ClickHouse server at dsn (clickhouse://host:9000/db),
+// creates the database and applies the schema migrations, checks that the
+// server has the functions apimeter uses, loads the dedupe set and starts
+// the writer.
+func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
+	if opts.DedupeHorizon == 0 {
+		opts.DedupeHorizon = DefaultDedupeHorizon
+	}
+	if opts.MaxGroupRows == 0 {
+		opts.MaxGroupRows = 65536
+	}
+	if opts.RetentionInterval == 0 {
+		opts.RetentionInterval = time.Hour
+	}
+	if opts.DialTimeout == 0 {
+		opts.DialTimeout = 5 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	o, err := ParseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	o.Compression = &ch.Compression{Method: ch.CompressionLZ4}
+	o.DialTimeout = opts.DialTimeout
+	o.MaxOpenConns = 16
+	addr, database := o.Addr[0], o.Auth.Database
+	if err := createDatabase(ctx, *o, database); err != nil {
+		return nil, err
+	}
+	conn, err := ch.Open(o)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse %s: %w", addr, err)
+	}
+	db := ch.OpenDB(o)
+	s := &Store{
+		conn: conn, db: db, addr: addr, opts: opts, log: opts.Logger,
+		reqs:   make(chan *appendReq, 1024),
+		quit:   make(chan struct{}),
+		closed: make(chan struct{}),
+		seen:   map[xxh3.Uint128]int32{},
+		bgDone: make(chan struct{}),
+	}
+	fail := func(err error) (*Store, error) {
+		conn.Close()
+		db.Close()
+		return nil, err
+	}
+	if err := s.check(ctx); err != nil {
+		return fail(err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		return fail(err)
+	}
+	if err := s.loadSeen(ctx); err != nil {
+		return fail(err)
+	}
+	go s.writer()
+	bg, cancel := context.WithCancel(context.Background())
+	s.bgCancel = cancel
+	go s.retentionLoop(bg)
+	return s, nil
+}
+
+// createDatabase connects to the server's default database to create the
+// store's, since a connection to a missing database fails.
+func createDatabase(ctx context.Context, o ch.Options, database string) error {
+	addr := o.Addr[0]
+	o.Auth.Database = "default"
+	o.MaxOpenConns = 1
+	conn, err := ch.Open(&o)
+	if err != nil {
+		return fmt.Errorf("clickhouse %s: %w", addr, err)
+	}
+	defer conn.Close()
+	if err := conn.Ping(ctx); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrUnreachable, addr, err)
+	}
+	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+quoteIdent(database)); err != nil {
+		return fmt.Errorf("clickhouse %s: create database %s: %w", addr, database, err)
+	}
+	return nil
+}
+
+func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "\\`") + "`" }
+
+// requirements are the functions and engines apimeter's SQL relies on, each
+// tried once at start so that a server that lacks one is refused with its
+// name rather than failing later on a Metrics API call.
+var requirements = []struct{ what, sql string }{
+	{"quantileExactWeighted (weighted percentiles)", "SELECT quantileExactWeighted(0.95)(toFloat64(number), toUInt64(1)) FROM numbers(3)"},
+	{"uniqExactIf (distinct users)", "SELECT uniqExactIf(toString(number), number > 0) FROM numbers(3)"},
+	{"extract (base path)", "SELECT extract('/a/b', '^/[^/]*')"},
+	{"toStartOfMonth, toYYYYMM (buckets, partitions)", "SELECT toStartOfMonth(toDateTime(0, 'UTC')), toYYYYMM(toDateTime(0, 'UTC'))"},
+	{"LIKE with backslash escapes", "SELECT 'a%' LIKE 'a\\\\%'"},
+}
+
+func (s *Store) check(ctx context.Context) error {
+	var version string
+	if err := s.conn.QueryRow(ctx, "SELECT version()").Scan(&version); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrUnreachable, s.addr, err)
+	}
+	if !versionAtLeast(version, 18, 16) {
+		return fmt.Errorf("%w: %s runs ClickHouse %s; apimeter needs 18.16 or later", ErrUnsupported, s.addr, version)
+	}
+	for _, r := range requirements {
+		if err := s.conn.Exec(ctx, r.sql); err != nil {
+			return fmt.Errorf("%w: %s (ClickHouse %s) has no %s: %v", ErrUnsupported, s.addr, version, r.what, err)
+		}
+	}
+	return nil
+}
+
+func versionAtLeast(v string, major, minor int) bool {
+	var a, b int
+	if _, err := fmt.Sscanf(v, "%d.%d", &a, &b); err != nil {
+		return false
+	}
+	return a > major || a == major && b >= minor
+}
+
+// migrate applies the migrations not applied yet. Several processes may
+// start at once: every statement is idempotent, and the version table only
+// ever grows.
+func (s *Store) migrate(ctx context.Context) error {
+	if err := s.conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version UInt32, applied_at DateTime('UTC')) ENGINE = MergeTree ORDER BY version`); err != nil {
+		return fmt.Errorf("clickhouse %s: schema_version: %w", s.addr, err)
+	}
+	var applied uint32
+	if err := s.conn.QueryRow(ctx, "SELECT toUInt32(max(version)) FROM schema_version").Scan(&applied); err != nil {
+		return fmt.Errorf("clickhouse %s: read schema version: %w", s.addr, err)
+	}
+	for i := int(applied); i < len(migrations); i++ {
+		if err := s.conn.Exec(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("clickhouse %s: migration %d: %w", s.addr, i+1, err)
+		}
+		b, err := s.conn.PrepareBatch(ctx, "INSERT INTO schema_version (version, applied_at)")
+		if err != nil {
+			return fmt.Errorf("clickhouse %s: record migration %d: %w", s.addr, i+1, err)
+		}
+		if err := b.Append(uint32(i+1), time.Now().UTC()); err != nil {
+			return err
+		}
+		if err := b.Send(); err != nil {
+			return fmt.Errorf("clickhouse %s: record migration %d: %w", s.addr, i+1, err)
+		}
+	}
+	return nil
+}
+
+// SchemaVersion is the number of migrations the code knows.
+func SchemaVersion() int { return len(migrations) }
+
+// DB returns the database for read queries (Metrics API, usage).
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Conn returns the native connection (benchmarks, tools).
+func (s *Store) Conn() driver.Conn { return s.conn }
+
+func dedupeKey(org, env, id string) xxh3.Uint128 {
+	h := xxh3.New()
+	h.WriteString(org)
+	h.Write([]byte{0})
+	h.WriteString(env)
+	h.Write([]byte{0})
+	h.WriteString(id)
+	return h.Sum128()
+}
+
+func hourOf(t time.Time) int32 { return int32(t.Unix() / 3600) }
+
+// loadSeen rebuilds the dedupe set from the events ingested within the
+// horizon, so that idempotency holds across restarts.
+func (s *Store) loadSeen(ctx context.Context) error {
+	if s.opts.NoDedupe {
+		return nil
+	}
+	since := time.Now().Add(-s.opts.DedupeHorizon).Unix()
+	rows, err := s.conn.Query(ctx, `SELECT org, env, id, toInt64(toUInt32(ingested_at)) FROM events WHERE ingested_at >= toDateTime(?, 'UTC')`, since)
+	if err != nil {
+		return fmt.Errorf("clickhouse %s: load dedupe set: %w", s.addr, err)
+	}
+	defer rows.Close()
+	var org, env, id string
+	var at int64
+	for rows.Next() {
+		if err := rows.Scan(&org, &env, &id, &at); err != nil {
+			return fmt.Errorf("clickhouse %s: load dedupe set: %w", s.addr, err)
+		}
+		s.seen[dedupeKey(org, env, id)] = int32(at / 3600)
+	}
+	s.lastSweep = time.Now()
+	return rows.Err()
+}
+
+// Append implements apimeter.Store. It returns after ClickHouse has
+// acknowledged the INSERT holding the events, sharing it with every batch
+// that arrived meanwhile.
+func (s *Store) Append(ctx context.Context, events []apimeter.Event) (apimeter.AppendResult, error) {
+	if len(events) == 0 {
+		return apimeter.AppendResult{}, nil
+	}
+	req := &appendReq{events: events, done: make(chan appendResp, 1), docs: make([]string, len(events))}
+	var buf []byte
+	for i := range events {
+		buf = detail.Append(buf[:0], &events[i])
+		req.docs[i] = string(buf)
+	}
+	if !s.opts.NoDedupe {
+		req.keys = make([]xxh3.Uint128, len(events))
+		for i := range events {
+			req.keys[i] = dedupeKey(events[i].Org, events[i].Env, events[i].ID)
+		}
+	}
+	select {
+	case s.reqs <- req:
+	case <-s.quit:
+		return apimeter.AppendResult{}, errors.New("store is closed")
+	case <-ctx.Done():
+		return apimeter.AppendResult{}, ctx.Err()
+	}
+	// Once queued the batch is written whatever the caller does, so wait
+	// for the answer rather than report a failure that did not happen.
+	select {
+	case r := <-req.done:
+		return r.res, r.err
+	case <-s.closed:
+		select {
+		case r := <-req.done:
+			return r.res, r.err
+		default:
+			return apimeter.AppendResult{}, errors.New("store is closed")
+		}
+	}
+}
+
+// writer takes the queued batches, as many as arrived while the previous
+// INSERT ran (up to MaxGroupRows), and sends them as one INSERT.
+func (s *Store) writer() {
+	defer close(s.closed)
+	g := &group{}
+	for {
+		var first *appendReq
+		select {
+		case first = <-s.reqs:
+		case <-s.quit:
+			for {
+				select {
+				case r := <-s.reqs:
+					g.reset()
+					s.add(g, r)
+					s.commit(g)
+				default:
+					return
+				}
+			}
+		}
+		g.reset()
+		s.add(g, first)
+	fill:
+		for g.cols.n < s.opts.MaxGroupRows {
+			select {
+			case r := <-s.reqs:
+				s.add(g, r)
+			default:
+				break fill
+			}
+		}
+		s.commit(g)
+		s.sweep(time.Now())
+	}
+}
+
+// group is one INSERT under way: its callers, their results and the rows.
+type group struct {
+	reqs    []*appendReq
+	results []apimeter.AppendResult
+	keys    []xxh3.Uint128
+	cols    Columns
+}
+
+func (g *group) reset() {
+	g.reqs, g.results, g.keys = g.reqs[:0], g.results[:0], g.keys[:0]
+	g.cols.Reset()
+}
+
+func (s *Store) add(g *group, req *appendReq) {
+	g.reqs = append(g.reqs, req)
+	g.results = append(g.results, apimeter.AppendResult{})
+	res := &g.results[len(g.results)-1]
+	now := time.Now().UTC().Truncate(time.Second)
+	hour := hourOf(now)
+	for i := range req.events {
+		if !s.opts.NoDedupe {
+			k := req.keys[i]
+			if _, dup := s.seen[k]; dup {
+				res.Duplicates++
+				continue
+			}
+			// Marked now so that a repeat later in the group is a
+			// duplicate; forgotten again if the INSERT fails.
+			s.seen[k] = hour
+			g.keys = append(g.keys, k)
+		}
+		g.cols.add(&req.events[i], req.docs[i], now)
+		res.Stored = append(res.Stored, &req.events[i])
+	}
+}
+
+func (s *Store) commit(g *group) {
+	began := time.Now()
+	err := s.send(g.cols)
+	if err != nil {
+		s.log.Error("insert events", "rows", g.cols.n, "err", err)
+		for _, k := range g.keys {
+			delete(s.seen, k)
+		}
+		for _, req := range g.reqs {
+			req.done <- appendResp{err: fmt.Errorf("insert events into clickhouse %s: %w", s.addr, err)}
+		}
+		return
+	}
+	s.log.Debug("insert", "batches", len(g.reqs), "rows", g.cols.n, "took", time.Since(began))
+	for i, req := range g.reqs {
+		req.done <- appendResp{res: g.results[i]}
+	}
+}
+
+// send inserts the rows of c in one INSERT; without rows it does nothing.
+func (s *Store) send(c Columns) error {
+	if c.n == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return SendColumns(ctx, s.conn, &c)
+}
+
+// sweep forgets ids older than the horizon, once an hour.
+func (s *Store) sweep(now time.Time) {
+	if s.opts.NoDedupe || now.Sub(s.lastSweep) < time.Hour {
+		return
+	}
+	s.lastSweep = now
+	oldest := hourOf(now.Add(-s.opts.DedupeHorizon))
+	for k, h := range s.seen {
+		if h < oldest {
+			delete(s.seen, k)
+		}
+	}
+}
+
+// Events implements apimeter.Store.
+func (s *Store) Events(ctx context.Context, f apimeter.EventFilter) ([]apimeter.Event, error) {
+	var where []string
+	var args []any
+	add := func(cond string, v any) {
+		where = append(where, cond)
+		args = append(args, v)
+	}
+	add("org = ?", f.Org)
+	add("env = ?", f.Env)
+	if f.UserID != "" {
+		add("user_id = ?", f.UserID)
+	}
+	if f.CompanyID != "" {
+		add("company_id = ?", f.CompanyID)
+	}
+	if f.Status != nil {
+		add("status = ?", *f.Status)
+	}
+	if f.Errors {
+		where = append(where, apimeter.IsErrorSQL)
+	}
+	// ts (seconds) narrows the parts read; ts_us is the exact bound.
+	if !f.From.IsZero() {
+		add("ts >= toDateTime(?, 'UTC')", f.From.Unix())
+		add("ts_us >= ?", f.From.UnixMicro())
+	}
+	if !f.To.IsZero() {
+		add("ts <= toDateTime(?, 'UTC')", f.To.Unix())
+		add("ts_us < ?", f.To.UnixMicro())
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	q := `SELECT ` + eventColumns + ` FROM events FINAL WHERE ` + strings.Join(where, " AND ") +
+		` ORDER BY ts_us DESC, id DESC LIMIT ?`
+	args = append(args, limit)
+	rows, err := s.conn.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("query events: %w", err)
+	}
+	defer rows.Close()
+	var out []apimeter.Event
+	for rows.Next() {
+		var e apimeter.Event
+		var ingested, ts time.Time
+		var tsUS int64
+		var doc, apiVersion string
+		var reqSize, respSize *int64
+		var target *float64
+		var status int32
+		err := rows.Scan(&e.ID, &e.Org, &e.Env, &ingested, &ts, &tsUS, &e.APIName, &e.Method, &e.URI, &e.Path, &e.Route,
+			&status, &e.LatencyMs, &target, &reqSize, &respSize,
+			&e.UserID, &e.CompanyID, &e.APIKeyID, &e.ClientIP, &e.UserAgent, &e.TargetURL, &e.Weight, &apiVersion, &doc)
+		if err != nil {
+			return nil, fmt.Errorf("scan event: %w", err)
+		}
+		e.Status = int(status)
+		e.RequestTime = time.UnixMicro(tsUS).UTC()
+		e.ResponseTime = e.RequestTime.Add(time.Duration(e.LatencyMs * float64(time.Millisecond)))
+		e.RequestSize, e.ResponseSize = -1, -1
+		if reqSize != nil {
+			e.RequestSize = *reqSize
+		}
+		if respSize != nil {
+			e.ResponseSize = *respSize
+		}
+		if target != nil {
+			e.TargetLatencyMs = *target
+		}
+		if err := detail.Apply(&e, doc); err != nil {
+			return nil, fmt.Errorf("event %s: detail: %w", e.ID, err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// PutProfiles implements apimeter.Store. The newest write of a profile
+// wins; every write is kept until ClickHouse merges them.
+func (s *Store) PutProfiles(ctx context.Context, ps []apimeter.Profile) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO profiles (org, env, kind, id, company_id, modified_us, body, version)")
+	if err != nil {
+		return fmt.Errorf("store profiles: %w", err)
+	}
+	defer b.Abort()
+	version := uint64(time.Now().UnixNano())
+	for i, p := range ps {
+		// Later profiles of one batch win over earlier ones.
+		if err := b.Append(p.Org, p.Env, p.Kind, p.ID, p.CompanyID, p.ModifiedTime.UnixMicro(), string(p.Body), version+uint64(i)); err != nil {
+			return fmt.Errorf("store %s profile %q: %w", p.Kind, p.ID, err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("store profiles: %w", err)
+	}
+	return nil
+}
+
+// Profile implements apimeter.Store.
+func (s *Store) Profile(ctx context.Context, org, env, kind, id string) (apimeter.Profile, error) {
+	p := apimeter.Profile{Org: org, Env: env, Kind: kind, ID: id}
+	var body string
+	var us int64
+	rows, err := s.conn.Query(ctx, `SELECT company_id, modified_us, body FROM profiles FINAL WHERE org = ? AND env = ? AND kind = ? AND id = ?`,
+		org, env, kind, id)
+	if err != nil {
+		return p, fmt.Errorf("read %s profile: %w", kind, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return p, err
+		}
+		return p, apimeter.ErrNotFound
+	}
+	if err := rows.Scan(&p.CompanyID, &us, &body); err != nil {
+		return p, err
+	}
+	p.ModifiedTime = time.UnixMicro(us).UTC()
+	p.Body = json.RawMessage(body)
+	return p, nil
+}
+
+// Close stops the writer after it has written every queued batch, then
+// closes the connections.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.quit)
+		<-s.closed
+		s.bgCancel()
+		<-s.bgDone
+		err = errors.Join(s.conn.Close(), s.db.Close())
+	})
+	return err
+}
+
+// UsageRebuildSQL sums the events per org, env, quarter hour, user, company
+// and API key, as identity.RebuildCountersFrom reads them; FINAL, so that a
+// redelivered event counts once.
+const UsageRebuildSQL = `SELECT org, env, toInt64(intDiv(toUInt32(ts), 900)) AS bucket, user_id, company_id, api_key_id,
+  toInt64(sum(weight)),
+  toInt64(sumIf(weight, ` + apimeter.IsErrorSQL + `)),
+  toInt64(sum(weight * (ifNull(req_size, 0) + ifNull(resp_size, 0))))
+FROM events FINAL GROUP BY org, env, bucket, user_id, company_id, api_key_id`
