@@ -227,7 +227,9 @@ func TestSession(t *testing.T) {
 	}
 
 	// Sessions expire.
-	resp, _ = call(t, b, "POST", hs.URL+"/v1/session", "application/json", `{"key":"`+key2+`"}`)
+	if resp, _ := call(t, b, "POST", hs.URL+"/v1/session", "application/json", `{"key":"`+key2+`"}`); resp.StatusCode != 200 {
+		t.Fatalf("sign in before the expiry check: %d", resp.StatusCode)
+	}
 	s.clock.add(auth.DefaultSessionTTL + time.Second)
 	if resp, _ := call(t, b, "GET", hs.URL+"/v1/session", "", ""); resp.StatusCode != 401 {
 		t.Errorf("expired session: %d", resp.StatusCode)

@@ -50,8 +50,6 @@ func (a *SampleAPI) Handler() http.Handler {
 	return a.requireJWT(mux)
 }
 
-type ctxKey struct{}
-
 // requireJWT answers 401 unless the call carries a valid HS256 bearer JWT
 // with a sub (express-jwt's role in the guide).
 func (a *SampleAPI) requireJWT(next http.Handler) http.Handler {

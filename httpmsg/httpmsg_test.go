@@ -186,7 +186,7 @@ func TestEncodeLikeThePolicy(t *testing.T) {
 	if got := string(Encoder{BodyLimit: 10}.Append(nil, &resp)); got != "response:id-1\nHTTP/1.1 404 Not Found\r\n\r\n" {
 		t.Fatalf("got %q", got)
 	}
-	if len(NewID()) != 36 || NewID() == NewID() {
+	if a, b := NewID(), NewID(); len(a) != 36 || a == b {
 		t.Fatal("NewID does not give fresh UUIDs")
 	}
 }
