@@ -95,6 +95,10 @@ func (r *authRig) do(method, path string, body string, hdr ...string) (int, http
 		r.t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		// A live stream does not end: its answer is the status.
+		return resp.StatusCode, resp.Header, nil
+	}
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, resp.Header, b
 }
@@ -240,6 +244,8 @@ func TestAuthRightKeyAnswers(t *testing.T) {
 	}{
 		{"GET /v1/o/{org}/environments/{env}/events", "GET", "/v1/o/acme/environments/prod/events?limit=5", "", r.read, 200},
 		{"GET /v1/o/{org}/e/{env}/events", "GET", "/v1/o/acme/e/prod/events", "", r.read, 200},
+		{"GET /v1/o/{org}/environments/{env}/events/stream", "GET", "/v1/o/acme/environments/prod/events/stream?user_id=513", "", r.read, 200},
+		{"GET /v1/o/{org}/e/{env}/events/stream", "GET", "/v1/o/acme/e/prod/events/stream", "", r.read, 200},
 		{"GET /v1/o/{org}/environments/{env}/users/{id}", "GET", "/v1/o/acme/environments/prod/users/513", "", r.read, 200},
 		{"GET /v1/o/{org}/environments/{env}/companies/{id}", "GET", "/v1/o/acme/environments/prod/companies/513", "", r.read, 200},
 		{"GET /v1/session", "GET", "/v1/session", "", r.read, 200},
