@@ -244,4 +244,3 @@ func TestAppsCreatePrintsIDOnLastLine(t *testing.T) {
 		}
 	}
 }
-
