@@ -65,12 +65,12 @@ func Faults(ctx context.Context, c FaultConfig) (FaultReport, error) {
 		}
 	}
 	var rep FaultReport
-	dir, err := os.MkdirTemp("", "apimeter-faults-")
+	ws, err := newWorkspace("apimeter-faults-")
 	if err != nil {
 		return rep, err
 	}
-	defer os.RemoveAll(dir)
-	data := filepath.Join(dir, "data")
+	defer ws.done()
+	dir, data, addr, logFile := ws.dir, ws.data, ws.addr, ws.log
 	good, err := apps.Create(data, "faults", "prod")
 	if err != nil {
 		return rep, err
@@ -79,15 +79,6 @@ func Faults(ctx context.Context, c FaultConfig) (FaultReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	addr, err := FreeAddr()
-	if err != nil {
-		return rep, err
-	}
-	logFile, err := os.Create(filepath.Join(dir, "server.log"))
-	if err != nil {
-		return rep, err
-	}
-	defer logFile.Close()
 	args := append([]string{"--data", data, "--stats-quota", "0"}, c.ServeArgs...)
 
 	var redisCmd *exec.Cmd

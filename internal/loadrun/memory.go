@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,26 +34,16 @@ type MemoryReport struct {
 // resident set.
 func Memory(ctx context.Context, c MemoryConfig) (MemoryReport, error) {
 	var rep MemoryReport
-	dir, err := os.MkdirTemp("", "apimeter-memory-")
+	ws, err := newWorkspace("apimeter-memory-")
 	if err != nil {
 		return rep, err
 	}
-	defer os.RemoveAll(dir)
-	data := filepath.Join(dir, "data")
-	app, err := apps.Create(data, "mem", "prod")
+	defer ws.done()
+	app, err := apps.Create(ws.data, "mem", "prod")
 	if err != nil {
 		return rep, err
 	}
-	addr, err := FreeAddr()
-	if err != nil {
-		return rep, err
-	}
-	logFile, err := os.Create(filepath.Join(dir, "server.log"))
-	if err != nil {
-		return rep, err
-	}
-	defer logFile.Close()
-	srv := &Server{Bin: c.Bin, Args: append([]string{"--data", data, "--log-level", "warn"}, c.ServeArgs...), Addr: addr, Log: logFile}
+	srv := &Server{Bin: c.Bin, Args: append([]string{"--data", ws.data, "--log-level", "warn"}, c.ServeArgs...), Addr: ws.addr, Log: ws.log}
 	if err := srv.Start(ctx); err != nil {
 		return rep, err
 	}
@@ -65,7 +53,7 @@ func Memory(ctx context.Context, c MemoryConfig) (MemoryReport, error) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for i := range c.Senders {
-		s := newSender(i, "http://"+addr, app.ID, c.Batch)
+		s := newSender(i, "http://"+ws.addr, app.ID, c.Batch)
 		wg.Go(func() {
 			gen := newGen(i)
 			for ctx.Err() == nil {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -141,4 +142,33 @@ func FreeAddr() (string, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
+}
+
+// workspace is what a run needs around its server: a temporary directory
+// (its data directory inside), a free loopback address and a file for the
+// server's log. done removes it all.
+type workspace struct {
+	dir, data, addr string
+	log             *os.File
+}
+
+func newWorkspace(prefix string) (*workspace, error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return nil, err
+	}
+	w := &workspace{dir: dir, data: filepath.Join(dir, "data")}
+	if w.addr, err = FreeAddr(); err == nil {
+		w.log, err = os.Create(filepath.Join(dir, "server.log"))
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return w, nil
+}
+
+func (w *workspace) done() {
+	w.log.Close()
+	os.RemoveAll(w.dir)
 }
