@@ -16,7 +16,14 @@ import (
 	"github.com/apimeter/apimeter/kafka"
 )
 
-var benchLog = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+var benchLog = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: benchLevel}))
+
+var benchLevel = func() slog.Level {
+	if os.Getenv("KBENCH_DEBUG") != "" {
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
+}()
 
 var benchCalls = flag.Int("kafka.calls", 100_000, "calls (two messages each) in BenchmarkPipeline's topic")
 

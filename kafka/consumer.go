@@ -127,13 +127,15 @@ type Consumer struct {
 	pending *pendingTable
 	out     []apimeter.Event // the batch being read
 	resolve []*slot          // what it completes, once stored
-	spare   []apimeter.Event
-	// spareResolve is the resolve slice of the last stored batch, reused.
-	spareResolve []*slot
-	inflight     *inflight
-	stats        Stats
-	ctx          context.Context // Run's
-	cl           *kgo.Client
+	// free holds the event and resolve slices of stored batches, reused.
+	free        [][]apimeter.Event
+	freeResolve [][]*slot
+	// inflight are the batches being stored, oldest first; they are
+	// committed in that order.
+	inflight []*inflight
+	stats    Stats
+	ctx      context.Context // Run's
+	cl       *kgo.Client
 }
 
 // NewConsumer checks cfg and returns a Consumer.
@@ -172,7 +174,7 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		parts: map[int32]*partState{}, pending: newPendingTable()}
 	// Events are large; two batches' worth, reused, keeps growslice and
 	// its copies off the hot path.
-	c.out, c.spare = make([]apimeter.Event, 0, cfg.MaxPoll), make([]apimeter.Event, 0, cfg.MaxPoll)
+	c.out = make([]apimeter.Event, 0, cfg.MaxPoll)
 	if cfg.Registerer != nil {
 		if err := cfg.Registerer.Register(collector{c}); err != nil {
 			return nil, fmt.Errorf("kafka consumer: register metrics: %w", err)
@@ -254,12 +256,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 		c.expire(t0)
 		events := len(c.out)
 		t1 := time.Now()
-		// The batch before this one was storing while this one was read
-		// and parsed; it is committed now, and this one starts storing.
-		err := c.finish()
-		if err == nil {
-			c.startStore()
-		}
+		// The batches before this one were storing while this one was
+		// read and parsed. This one starts storing; those stored are
+		// committed, and with too many in flight the oldest is awaited.
+		c.startStore()
+		err := c.reap(maxInflight)
 		c.mu.Unlock()
 		if n := fs.NumRecords(); n > 0 {
 			c.log.Debug("batch", "records", n, "events", events, "poll", t0.Sub(polled), "parse", t1.Sub(t0), "wait_store", time.Since(t1))
@@ -280,7 +281,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 	}
 	c.mu.Lock()
-	if err := c.finish(); err != nil && runErr == nil {
+	if err := c.reap(0); err != nil && runErr == nil {
 		runErr = err
 	}
 	c.mu.Unlock()
@@ -354,8 +355,8 @@ func (c *Consumer) assigned(_ context.Context, _ *kgo.Client, m map[string][]int
 func (c *Consumer) revoked(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.finish(); err != nil {
-		c.log.Error("store the batch in flight before giving partitions up", "err", err)
+	if err := c.reap(0); err != nil {
+		c.log.Error("store the batches in flight before giving partitions up", "err", err)
 	}
 	gone := map[int32]bool{}
 	for _, p := range m[c.cfg.Topic] {
@@ -504,6 +505,12 @@ func (c *Consumer) expire(now time.Time) {
 	}
 }
 
+// maxInflight is the most batches being stored while the next is read.
+// A fetch often holds only one partition's records, requests or
+// responses, so batches alternate between few events and many; several in
+// flight keep the store busy through the small ones.
+const maxInflight = 4
+
 // inflight is a batch being stored while the next one is read.
 type inflight struct {
 	events  []apimeter.Event
@@ -513,9 +520,7 @@ type inflight struct {
 	res     apimeter.AppendResult
 }
 
-// startStore hands the batch in hand to a goroutine that stores it,
-// retrying until it is stored: an offset is committed only after what it
-// covers is. A stopping consumer keeps trying for Drain, then gives up.
+// startStore hands the batch in hand to goroutines that store it.
 func (c *Consumer) startStore() {
 	f := &inflight{events: c.out, resolve: c.resolve, next: make(map[int32]int64, len(c.parts)), done: make(chan error, 1)}
 	for id, p := range c.parts {
@@ -523,51 +528,100 @@ func (c *Consumer) startStore() {
 			f.next[id] = p.next
 		}
 	}
-	c.out, c.spare = c.spare[:0], nil
-	c.resolve, c.spareResolve = c.spareResolve[:0], nil
-	c.inflight = f
+	c.out, c.resolve = nil, nil
+	if n := len(c.free); n > 0 {
+		c.out, c.free = c.free[n-1], c.free[:n-1]
+	} else {
+		c.out = make([]apimeter.Event, 0, c.cfg.MaxPoll)
+	}
+	if n := len(c.freeResolve); n > 0 {
+		c.resolve, c.freeResolve = c.freeResolve[n-1], c.freeResolve[:n-1]
+	}
+	c.inflight = append(c.inflight, f)
 	if len(f.events) == 0 {
 		f.done <- nil
 		return
 	}
 	ctx := c.ctx
+	// The batch goes to the store in chunks, all at once: the store's
+	// group commit then fills one appender while it flushes another,
+	// instead of waiting for one batch's rows before taking the next.
+	chunks := (len(f.events) + storeChunk - 1) / storeChunk
+	results := make([]apimeter.AppendResult, chunks)
+	errs := make(chan error, chunks)
+	for i := 0; i < chunks; i++ {
+		part := f.events[i*storeChunk : min((i+1)*storeChunk, len(f.events))]
+		go func() { errs <- c.store(ctx, part, &results[i]) }()
+	}
 	go func() {
-		sctx := context.WithoutCancel(ctx)
-		var stopAt time.Time
-		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-			res, err := c.cfg.Ingester.Ingest(sctx, f.events)
-			if err == nil {
-				f.res = res
-				f.done <- nil
-				return
+		var first error
+		for range chunks {
+			if err := <-errs; err != nil && first == nil {
+				first = err
 			}
-			if ctx.Err() != nil {
-				if stopAt.IsZero() {
-					stopAt = time.Now()
-				}
-				if time.Since(stopAt) > c.cfg.Drain {
-					f.done <- fmt.Errorf("kafka consumer: store %d events while stopping: %w", len(f.events), err)
-					return
-				}
-			}
-			c.log.Error("store events; retrying", "events", len(f.events), "err", err, "wait", wait)
-			time.Sleep(wait)
 		}
+		for _, r := range results {
+			f.res.Stored = append(f.res.Stored, r.Stored...)
+			f.res.Duplicates += r.Duplicates
+		}
+		f.done <- first
 	}()
 }
 
-// finish waits for the batch in flight, if any, and commits what it
-// completes.
-func (c *Consumer) finish() error {
-	f := c.inflight
-	if f == nil {
-		return nil
+// storeChunk is the most events in one call of the Ingester.
+const storeChunk = 1000
+
+// store stores events, retrying until they are stored: an offset is
+// committed only after what it covers is. A stopping consumer keeps trying
+// for Drain, then gives up.
+func (c *Consumer) store(ctx context.Context, events []apimeter.Event, res *apimeter.AppendResult) error {
+	sctx := context.WithoutCancel(ctx)
+	var stopAt time.Time
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		r, err := c.cfg.Ingester.Ingest(sctx, events)
+		if err == nil {
+			*res = r
+			return nil
+		}
+		if ctx.Err() != nil {
+			if stopAt.IsZero() {
+				stopAt = time.Now()
+			}
+			if time.Since(stopAt) > c.cfg.Drain {
+				return fmt.Errorf("kafka consumer: store %d events while stopping: %w", len(events), err)
+			}
+		}
+		c.log.Error("store events; retrying", "events", len(events), "err", err, "wait", wait)
+		time.Sleep(wait)
 	}
-	err := <-f.done
-	c.inflight = nil
-	if err != nil {
-		return err
+}
+
+// reap commits the stored batches at the head of the queue in flight,
+// waiting for the oldest while more than keep are in flight.
+func (c *Consumer) reap(keep int) error {
+	for len(c.inflight) > 0 {
+		f := c.inflight[0]
+		var err error
+		if len(c.inflight) > keep {
+			err = <-f.done
+		} else {
+			select {
+			case err = <-f.done:
+			default:
+				return nil
+			}
+		}
+		c.inflight = c.inflight[1:]
+		if err != nil {
+			return err
+		}
+		c.finish(f)
 	}
+	return nil
+}
+
+// finish commits what a stored batch completes.
+func (c *Consumer) finish(f *inflight) {
 	c.stats.Stored += int64(len(f.res.Stored))
 	c.stats.Duplicates += int64(f.res.Duplicates)
 	for _, s := range f.resolve {
@@ -575,10 +629,9 @@ func (c *Consumer) finish() error {
 	}
 	c.commit(f.next)
 	clear(f.events)
-	c.spare = f.events[:0]
+	c.free = append(c.free, f.events[:0])
 	clear(f.resolve)
-	c.spareResolve = f.resolve[:0]
-	return nil
+	c.freeResolve = append(c.freeResolve, f.resolve[:0])
 }
 
 // commit commits, per partition, the offset before which everything is
