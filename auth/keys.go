@@ -1,12 +1,14 @@
 // Package auth holds apimeter's read and admin keys and checks them: keys
 // bound to one org (optionally to some of its envs) with a scope, stored
-// only as SHA-256 hashes in the data directory; the check the server runs
+// only as SHA-256 hashes in the data directory or, for several servers, in
+// a table they share (Source); the check the server runs
 // before every read and admin route (Bearer, Basic with the key as
 // password, or a session cookie); and the sessions and one-time sign-in
 // links of the dashboard, kept in memory.
 package auth
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -130,14 +132,11 @@ var ErrNotFound = errors.New("no key with that id")
 // (created if needed) and returns it with the key itself, which is not
 // kept anywhere. A server running on dir finds the key on its first use.
 func Create(dir string, spec Spec) (Key, string, error) {
-	if err := spec.check(); err != nil {
+	k, secret, err := newKey(spec)
+	if err != nil {
 		return Key{}, "", err
 	}
-	secret := NewKey()
-	h := HashKey(secret)
-	k := Key{ID: newID(), Org: spec.Org, Envs: spec.Envs, Scope: spec.Scope, Name: spec.Name,
-		Hash: hex.EncodeToString(h[:]), Created: time.Now().UTC().Truncate(time.Second)}
-	err := update(dir, func(f *file) error {
+	err = update(dir, func(f *file) error {
 		f.Keys = append(f.Keys, k)
 		return nil
 	})
@@ -147,26 +146,47 @@ func Create(dir string, spec Spec) (Key, string, error) {
 	return k, secret, nil
 }
 
+// newKey makes a key for spec: what is stored, and the key itself.
+func newKey(spec Spec) (Key, string, error) {
+	if err := spec.check(); err != nil {
+		return Key{}, "", err
+	}
+	secret := NewKey()
+	h := HashKey(secret)
+	return Key{ID: newID(), Org: spec.Org, Envs: spec.Envs, Scope: spec.Scope, Name: spec.Name,
+		Hash: hex.EncodeToString(h[:]), Created: time.Now().UTC().Truncate(time.Second)}, secret, nil
+}
+
 // Revoke marks the key id of data directory dir revoked; when org is not
 // empty the key must belong to it. Revoking a revoked key changes nothing.
 func Revoke(dir, org, id string) (Key, error) {
 	var out Key
 	err := update(dir, func(f *file) error {
-		for i := range f.Keys {
-			k := &f.Keys[i]
-			if k.ID != id || (org != "" && k.Org != org) {
-				continue
-			}
-			if k.Revoked == nil {
-				t := time.Now().UTC().Truncate(time.Second)
-				k.Revoked = &t
-			}
-			out = *k
-			return nil
+		k := revoke(f.Keys, org, id)
+		if k == nil {
+			return ErrNotFound
 		}
-		return ErrNotFound
+		out = *k
+		return nil
 	})
 	return out, err
+}
+
+// revoke marks the key id (of org, unless org is empty) of keys revoked,
+// unless it is already, and returns it; nil when there is none.
+func revoke(keys []Key, org, id string) *Key {
+	for i := range keys {
+		k := &keys[i]
+		if k.ID != id || (org != "" && k.Org != org) {
+			continue
+		}
+		if k.Revoked == nil {
+			t := time.Now().UTC().Truncate(time.Second)
+			k.Revoked = &t
+		}
+		return k
+	}
+	return nil
 }
 
 // update changes the key file under an exclusive lock, so that concurrent
@@ -241,14 +261,34 @@ func writeSync(path string, b []byte) error {
 }
 
 // recheck is how often a Keys that keeps finding its keys looks at the file
-// anyway, so that a key revoked by another process stops working.
+// (or its Source) anyway, so that a key revoked by another process stops
+// working.
 const recheck = time.Second
 
-// Keys is the key file of a data directory, read into memory. It re-reads
-// the file when it changes: on a key it does not know, and at most once a
-// second otherwise. Safe for concurrent use.
+// Source keeps keys somewhere other than a data directory's key file: a
+// table that several servers share (store/clickhouse has one), so that a
+// key created or revoked through one of them holds on all. A key never
+// changes after it is created except to be revoked, and a revocation is
+// never undone: PutKey may rely on that to order concurrent writes.
+type Source interface {
+	// LoadKeys returns every key, revoked ones included.
+	LoadKeys(ctx context.Context) ([]Key, error)
+	// PutKey adds k, or replaces the key of the same ID.
+	PutKey(ctx context.Context, k Key) error
+}
+
+// sourceTimeout bounds one call to a Source (Keys' methods take no
+// context: they run inside a request's key check).
+const sourceTimeout = 10 * time.Second
+
+// Keys is the key file of a data directory, or a Source, read into memory.
+// It reads them again when they may have changed: on a key it does not
+// know, and at most once a second otherwise (a Source also at most once a
+// second on unknown keys, so that a flood of bad keys costs one query a
+// second). Safe for concurrent use.
 type Keys struct {
 	dir, path string
+	src       Source
 
 	mu       sync.RWMutex
 	byHash   map[[32]byte]*Key // active keys
@@ -256,6 +296,7 @@ type Keys struct {
 	modTime  time.Time
 	size     int64
 	reloadMu sync.Mutex
+	lastLoad time.Time // of src; under reloadMu
 	// stale is set a second after the last look at the file (by a timer,
 	// so that a lookup reads one atomic instead of the clock).
 	stale atomic.Bool
@@ -271,7 +312,20 @@ func Open(dir string) (*Keys, error) {
 	return k, nil
 }
 
-func (k *Keys) reload() error {
+// OpenSource returns the keys of src.
+func OpenSource(src Source) (*Keys, error) {
+	k := &Keys{src: src, byHash: map[[32]byte]*Key{}, byID: map[string]*Key{}}
+	if err := k.load(true); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func (k *Keys) reload() error { return k.load(false) }
+
+// load reads the keys again if they changed; force reads a Source even
+// when it was read less than a second ago.
+func (k *Keys) load(force bool) error {
 	k.reloadMu.Lock()
 	defer k.reloadMu.Unlock()
 	k.stale.Store(false)
@@ -280,6 +334,20 @@ func (k *Keys) reload() error {
 			k.armed.Store(false)
 			k.stale.Store(true)
 		})
+	}
+	if k.src != nil {
+		if !force && time.Since(k.lastLoad) < recheck {
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), sourceTimeout)
+		defer cancel()
+		keys, err := k.src.LoadKeys(ctx)
+		if err != nil {
+			return fmt.Errorf("load keys: %w", err)
+		}
+		k.lastLoad = time.Now()
+		k.index(keys, time.Time{}, 0)
+		return nil
 	}
 	st, err := os.Stat(k.path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -298,10 +366,17 @@ func (k *Keys) reload() error {
 	if err != nil {
 		return err
 	}
-	byHash := make(map[[32]byte]*Key, len(f.Keys))
-	byID := make(map[string]*Key, len(f.Keys))
-	for i := range f.Keys {
-		key := &f.Keys[i]
+	k.index(f.Keys, st.ModTime(), st.Size())
+	return nil
+}
+
+// index makes keys the ones looked up, remembering the file's modTime and
+// size.
+func (k *Keys) index(keys []Key, modTime time.Time, size int64) {
+	byHash := make(map[[32]byte]*Key, len(keys))
+	byID := make(map[string]*Key, len(keys))
+	for i := range keys {
+		key := &keys[i]
 		g := key.Grant()
 		key.grant = &g
 		byID[key.ID] = key
@@ -312,9 +387,8 @@ func (k *Keys) reload() error {
 		byHash[h] = key
 	}
 	k.mu.Lock()
-	k.byHash, k.byID, k.modTime, k.size = byHash, byID, st.ModTime(), st.Size()
+	k.byHash, k.byID, k.modTime, k.size = byHash, byID, modTime, size
 	k.mu.Unlock()
-	return nil
 }
 
 // fresh re-reads the file when it was last looked at over a second ago.
@@ -407,7 +481,7 @@ func (k *Keys) ByID(id string) (Key, bool) {
 // List returns the keys of org (every key when org is empty), oldest
 // first.
 func (k *Keys) List(org string) []Key {
-	_ = k.reload()
+	_ = k.load(true)
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	out := make([]Key, 0, len(k.byID))
@@ -425,20 +499,48 @@ func (k *Keys) List(org string) []Key {
 	return out
 }
 
-// Create adds a key to the file and to this Keys at once.
+// Create adds a key to the file (or Source) and to this Keys at once.
 func (k *Keys) Create(spec Spec) (Key, string, error) {
-	key, secret, err := Create(k.dir, spec)
-	if err == nil {
-		err = k.reload()
+	if k.src == nil {
+		key, secret, err := Create(k.dir, spec)
+		if err == nil {
+			err = k.reload()
+		}
+		return key, secret, err
 	}
-	return key, secret, err
+	key, secret, err := newKey(spec)
+	if err != nil {
+		return Key{}, "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sourceTimeout)
+	defer cancel()
+	if err := k.src.PutKey(ctx, key); err != nil {
+		return Key{}, "", fmt.Errorf("create key: %w", err)
+	}
+	return key, secret, k.load(true)
 }
 
 // Revoke revokes a key of org (any org when empty), here at once.
 func (k *Keys) Revoke(org, id string) (Key, error) {
-	key, err := Revoke(k.dir, org, id)
-	if err == nil {
-		err = k.reload()
+	if k.src == nil {
+		key, err := Revoke(k.dir, org, id)
+		if err == nil {
+			err = k.reload()
+		}
+		return key, err
 	}
-	return key, err
+	ctx, cancel := context.WithTimeout(context.Background(), sourceTimeout)
+	defer cancel()
+	keys, err := k.src.LoadKeys(ctx)
+	if err != nil {
+		return Key{}, fmt.Errorf("load keys: %w", err)
+	}
+	key := revoke(keys, org, id)
+	if key == nil {
+		return Key{}, ErrNotFound
+	}
+	if err := k.src.PutKey(ctx, *key); err != nil {
+		return Key{}, fmt.Errorf("revoke key %s: %w", id, err)
+	}
+	return *key, k.load(true)
 }
