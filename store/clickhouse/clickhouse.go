@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -48,8 +49,10 @@ type Options struct {
 	// RetentionInterval is how often partitions are looked at. Zero means
 	// an hour.
 	RetentionInterval time.Duration
-	// NoDedupe turns the set in front of the table off (benchmarks only;
-	// the table still collapses duplicates when read with FINAL).
+	// NoDedupe turns the set in front of the table off: for benchmarks,
+	// and for commands that do not append (apps, keys), which then need
+	// not load the ids of the horizon. The table still collapses
+	// duplicates when read with FINAL.
 	NoDedupe bool
 	// DialTimeout bounds connecting; zero means 5 s.
 	DialTimeout time.Duration
@@ -158,6 +161,20 @@ ORDER BY (org, env, kind, id)`,
   created DateTime('UTC')
 ) ENGINE = ReplacingMergeTree
 ORDER BY id`,
+	// Read and admin keys (hashes only), shared by every collector; the
+	// version is the state, so that a revocation wins (keys.go).
+	`CREATE TABLE IF NOT EXISTS auth_keys (
+  id String,
+  org String,
+  envs Array(String),
+  scope String,
+  name String,
+  sha256 String,
+  created DateTime('UTC'),
+  revoked Nullable(DateTime('UTC')),
+  state UInt8
+) ENGINE = ReplacingMergeTree(state)
+ORDER BY id`,
 }
 
 // ErrUnreachable is wrapped by Open's error when no ClickHouse server
@@ -169,25 +186,58 @@ var ErrUnreachable = errors.New("clickhouse server unreachable")
 var ErrUnsupported = errors.New("clickhouse server lacks what apimeter needs")
 
 // ParseDSN reads a store address, clickhouse://host:9000/db (native
-// protocol; user and password may be given as user:password@).
+// protocol; user and password may be given as user:password@). The
+// address must name its database: writing to "default" by mistake would
+// mix apimeter's tables with whatever else is there. Its errors show the
+// address without its password.
 func ParseDSN(dsn string) (*ch.Options, error) {
 	if !strings.HasPrefix(dsn, "clickhouse://") {
-		return nil, fmt.Errorf("store address %q: want clickhouse://host:9000/db", dsn)
+		return nil, fmt.Errorf("store address %s: want clickhouse://host:9000/db", Redact(dsn))
 	}
 	o, err := ch.ParseDSN(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("store address %q: %w", dsn, err)
+		// The driver's errors may quote the address; say what is wrong
+		// without it.
+		return nil, fmt.Errorf("store address %s: not a valid URL", Redact(dsn))
 	}
 	if len(o.Addr) == 0 || o.Addr[0] == "" {
-		return nil, fmt.Errorf("store address %q: no host", dsn)
+		return nil, fmt.Errorf("store address %s: no host", Redact(dsn))
 	}
 	if o.Auth.Database == "" {
-		o.Auth.Database = "default"
+		return nil, fmt.Errorf("store address %s: no database; name it in the path, e.g. clickhouse://host:9000/apimeter", Redact(dsn))
 	}
 	if _, _, err := net.SplitHostPort(o.Addr[0]); err != nil {
 		o.Addr[0] = net.JoinHostPort(o.Addr[0], "9000")
 	}
 	return o, nil
+}
+
+// Redact returns dsn with its password, if any, replaced by "xxxxx", for
+// messages and logs.
+func Redact(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		// Unparsable: keep the scheme and what follows the last '@'
+		// before the path, where a password would be.
+		rest, scheme := dsn, ""
+		if i := strings.Index(dsn, "://"); i >= 0 {
+			scheme, rest = dsn[:i+3], dsn[i+3:]
+		}
+		host := rest
+		if i := strings.IndexAny(rest, "/?"); i >= 0 {
+			host = rest[:i]
+		}
+		if i := strings.LastIndex(host, "@"); i >= 0 {
+			return scheme + "xxxxx@" + rest[i+1:]
+		}
+		return dsn
+	}
+	q := u.Query()
+	if q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
 }
 
 // Open connects to the ClickHouse server at dsn (clickhouse://host:9000/db),
@@ -266,7 +316,12 @@ func createDatabase(ctx context.Context, o ch.Options, database string) error {
 		return fmt.Errorf("clickhouse %s: %w", addr, err)
 	}
 	defer conn.Close()
-	if err := conn.Ping(ctx); err != nil {
+	// Bounded, so that a port that accepts and never answers (not a
+	// ClickHouse server) fails at start instead of after the driver's
+	// read timeout of minutes.
+	pctx, cancel := context.WithTimeout(ctx, 2*o.DialTimeout+time.Second)
+	defer cancel()
+	if err := conn.Ping(pctx); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrUnreachable, addr, err)
 	}
 	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+quoteIdent(database)); err != nil {
@@ -340,6 +395,23 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Ready reports whether the store can take writes: it is open and the
+// server answers (/readyz).
+func (s *Store) Ready(ctx context.Context) error {
+	select {
+	case <-s.quit:
+		return errors.New("store is closed")
+	default:
+	}
+	if err := s.conn.Ping(ctx); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrUnreachable, s.addr, err)
+	}
+	return nil
+}
+
+// Addr is the server's address, host:port.
+func (s *Store) Addr() string { return s.addr }
 
 // SchemaVersion is the number of migrations the code knows.
 func SchemaVersion() int { return len(migrations) }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,5 +121,47 @@ func TestMigrationsRecorded(t *testing.T) {
 	}
 	if n != uint64(SchemaVersion()) || v != uint64(SchemaVersion()) {
 		t.Fatalf("schema_version: %d rows, max %d; want %d each", n, v, SchemaVersion())
+	}
+}
+
+func TestParseDSN(t *testing.T) {
+	for _, tc := range []struct {
+		dsn, addr, db, err string
+	}{
+		{dsn: "clickhouse://ch:9000/apimeter", addr: "ch:9000", db: "apimeter"},
+		{dsn: "clickhouse://ch/apimeter", addr: "ch:9000", db: "apimeter"},
+		{dsn: "clickhouse://u:s3cret@ch:9000/apimeter?dial_timeout=2s", addr: "ch:9000", db: "apimeter"},
+		{dsn: "clickhouse://ch:9000?database=apimeter", addr: "ch:9000", db: "apimeter"},
+		{dsn: "clickhouse://u:s3cret@ch:9000", err: "store address clickhouse://u:xxxxx@ch:9000: no database"},
+		{dsn: "clickhouse://ch:9000/", err: "no database"},
+		{dsn: "clickhouse:///apimeter", err: "store address clickhouse:///apimeter: "},
+		{dsn: "http://u:s3cret@ch:8123/apimeter", err: "store address http://u:xxxxx@ch:8123/apimeter: want clickhouse://"},
+		{dsn: "clickhouse://u:s3cret@ch:9000/apimeter?dial_timeout=soon", err: "store address clickhouse://u:xxxxx@ch:9000/apimeter?dial_timeout=soon: not a valid URL"},
+	} {
+		o, err := ParseDSN(tc.dsn)
+		switch {
+		case tc.err != "":
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ParseDSN(%q): %v, want an error saying %q", tc.dsn, err, tc.err)
+			}
+			if err != nil && strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("ParseDSN(%q): the error shows the password: %v", tc.dsn, err)
+			}
+		case err != nil:
+			t.Errorf("ParseDSN(%q): %v", tc.dsn, err)
+		case o.Addr[0] != tc.addr || o.Auth.Database != tc.db:
+			t.Errorf("ParseDSN(%q): address %s, database %s; want %s, %s", tc.dsn, o.Addr[0], o.Auth.Database, tc.addr, tc.db)
+		}
+	}
+	for dsn, want := range map[string]string{
+		"clickhouse://u:s3cret@ch:9000/db":        "clickhouse://u:xxxxx@ch:9000/db",
+		"clickhouse://ch:9000/db?password=s3cret": "clickhouse://ch:9000/db?password=xxxxx",
+		"clickhouse://u:s3%zz@ch:9000/db":         "clickhouse://xxxxx@ch:9000/db",
+		"clickhouse://ch:9000/db":                 "clickhouse://ch:9000/db",
+		"duckdb":                                  "duckdb",
+	} {
+		if got := Redact(dsn); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", dsn, got, want)
+		}
 	}
 }
