@@ -13,13 +13,13 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter"
-	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/store/clickhouse"
 	"github.com/apimeter/apimeter/store/duckdb"
 	"github.com/apimeter/apimeter/workload"
 )
 
 type benchCmd struct {
-	Ingest  benchIngestCmd  `cmd:"" help:"Post batches of generated events from concurrent clients and compare with DuckDB's raw appender."`
+	Ingest  benchIngestCmd  `cmd:"" help:"Post batches of generated events from concurrent clients and compare with the store's bare write (DuckDB's raw appender, or ClickHouse INSERTs)."`
 	Capture benchCaptureCmd `cmd:"" help:"Loopback load run: the same API bare and wrapped by the capture middleware, in alternating rounds."`
 	Gateway benchGatewayCmd `cmd:"" help:"Loopback load run: one upstream behind a bare httputil.ReverseProxy, the gateway, and the gateway with its collector down, in alternating rounds."`
 	Faults  benchFaultsCmd  `cmd:"" help:"Fault-and-load run against a serve child process: retrying senders while it is SIGKILLed, Redis stopped, a poison sender and a slow-client flood; reports acknowledged/missing/doubled."`
@@ -36,6 +36,8 @@ type benchIngestCmd struct {
 	SkipRaw    bool          `help:"Skip the raw appender measurement."`
 	LogLevel   slog.Level    `default:"error" help:"Log level of the server under test (debug shows each commit)."`
 	CPUProfile string        `help:"Write a CPU profile of the collector run to this file."`
+	Redis      string        `placeholder:"URL" help:"Redis URL for the alias table and usage counters of the server under test (required with a ClickHouse --store)."`
+	storeFlags
 }
 
 func (c *benchIngestCmd) Run(ctx context.Context) error {
@@ -78,13 +80,21 @@ func (c *benchIngestCmd) Run(ctx context.Context) error {
 	total := distinct + min(dups, len(dupBodies)*c.Batch)
 
 	f := serverFlags{Listen: "127.0.0.1:0", Data: filepath.Join(dir, "server"), BodyCap: 1024,
-		MaxBodyBytes: 32 << 20, MaxBatchEvents: 10000, DedupeHorizon: 168 * time.Hour, LogLevel: c.LogLevel}
-	in, err := startWith(ctx, f, duckdb.Options{NoDedupe: c.NoDedupe})
+		MaxBodyBytes: 32 << 20, MaxBatchEvents: 10000, DedupeHorizon: 168 * time.Hour, LogLevel: c.LogLevel,
+		storeFlags: c.storeFlags, identityFlags: identityFlags{Redis: c.Redis, RedisPrefix: "apimeter-bench:"}}
+	in, err := startWith(ctx, f, startOptions{NoDedupe: c.NoDedupe})
 	if err != nil {
 		return err
 	}
-	a, err := apps.Create(f.Data, "bench", "prod")
+	// On ClickHouse, an org of its own per run: the database outlives the
+	// run, and the same ids again would all be duplicates.
+	org := "bench"
+	if c.clickhouse() {
+		org = fmt.Sprintf("bench-%d", time.Now().Unix())
+	}
+	a, err := in.catalog.CreateApp(ctx, org, "prod")
 	if err != nil {
+		in.Close()
 		return err
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: c.Clients, WriteBufferSize: 256 << 10}}
@@ -139,6 +149,18 @@ func (c *benchIngestCmd) Run(ctx context.Context) error {
 		return nil
 	}
 
+	if c.clickhouse() {
+		// The limit: the same rows in one bare INSERT per batch into the
+		// same table, with no HTTP, JSON, dedupe set or grouping.
+		rawDur, rows, err := rawInsert(ctx, c.Store, org+"-raw", bodies)
+		if err != nil {
+			return err
+		}
+		rawRate := float64(rows) / rawDur.Seconds()
+		fmt.Printf("raw insert: %d rows, one INSERT per %d: %.0f rows/s (%v)\n", rows, c.Batch, rawRate, rawDur.Round(time.Millisecond))
+		fmt.Printf("collector / raw insert: %.2f\n", rate/rawRate)
+		return nil
+	}
 	// The limit: the same rows through DuckDB's appender, committed every
 	// batch, with no HTTP, JSON or checks.
 	rawDur, rows, err := rawAppend(ctx, filepath.Join(dir, "raw.duckdb"), bodies)
@@ -149,6 +171,57 @@ func (c *benchIngestCmd) Run(ctx context.Context) error {
 	fmt.Printf("raw appender: %d rows, commit every %d: %.0f rows/s (%v)\n", rows, c.Batch, rawRate, rawDur.Round(time.Millisecond))
 	fmt.Printf("collector / raw appender: %.2f\n", rate/rawRate)
 	return nil
+}
+
+// benchEvents decodes a batch body into scrubbed events of org, as the
+// collector would store them.
+func benchEvents(body []byte, org string, scrub *apimeter.Scrubber) ([]apimeter.Event, error) {
+	var ms []apimeter.MoesifEvent
+	if err := json.Unmarshal(body, &ms); err != nil {
+		return nil, err
+	}
+	events := make([]apimeter.Event, len(ms))
+	for i := range ms {
+		var err error
+		if events[i], err = ms[i].ToEvent(org, "prod", i); err != nil {
+			return nil, err
+		}
+		scrub.Scrub(&events[i])
+	}
+	return events, nil
+}
+
+// rawInsert sends the events of each batch body, as org, to the events
+// table of the ClickHouse store at dsn, one INSERT per batch. Only the
+// INSERTs are timed.
+func rawInsert(ctx context.Context, dsn, org string, bodies [][]byte) (time.Duration, int, error) {
+	st, err := clickhouse.Open(ctx, dsn, clickhouse.Options{NoDedupe: true})
+	if err != nil {
+		return 0, 0, &storeError{clickhouse.Redact(dsn), err}
+	}
+	defer st.Close()
+	scrub := apimeter.NewScrubber(nil, nil, 1024)
+	var cols clickhouse.Columns
+	var took time.Duration
+	rows := 0
+	for _, body := range bodies {
+		events, err := benchEvents(body, org, scrub)
+		if err != nil {
+			return 0, 0, err
+		}
+		cols.Reset()
+		now := time.Now().UTC().Truncate(time.Second)
+		for i := range events {
+			cols.Add(&events[i], now)
+		}
+		began := time.Now()
+		if err := clickhouse.SendColumns(ctx, st.Conn(), &cols); err != nil {
+			return 0, 0, err
+		}
+		took += time.Since(began)
+		rows += len(events)
+	}
+	return took, rows, nil
 }
 
 // rawAppend writes the events of each batch body through a bare DuckDB
@@ -164,16 +237,9 @@ func rawAppend(ctx context.Context, path string, bodies [][]byte) (time.Duration
 	var took time.Duration
 	rows := 0
 	for _, body := range bodies {
-		var ms []apimeter.MoesifEvent
-		if err := json.Unmarshal(body, &ms); err != nil {
+		events, err := benchEvents(body, "bench", scrub)
+		if err != nil {
 			return 0, 0, err
-		}
-		events := make([]apimeter.Event, len(ms))
-		for i := range ms {
-			if events[i], err = ms[i].ToEvent("bench", "prod", i); err != nil {
-				return 0, 0, err
-			}
-			scrub.Scrub(&events[i])
 		}
 		began := time.Now()
 		if err := raw.Append(events); err != nil {

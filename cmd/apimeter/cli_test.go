@@ -122,6 +122,13 @@ func TestFlagValidation(t *testing.T) {
 		{"capture duration", []string{"bench", "capture", "--duration=-1s"}, "--duration -1s"},
 		{"capture sample rate", []string{"bench", "capture", "--sample-rate=0"}, "--sample-rate 0"},
 		{"capture body bytes", []string{"bench", "capture", "--body-bytes=-1"}, "--body-bytes -1"},
+		{"store duckdb", []string{"serve", "--store=duckdb"}, ""},
+		{"store clickhouse", []string{"serve", "--store=clickhouse://ch:9000/apimeter"}, ""},
+		{"store clickhouse, apps", []string{"apps", "create", "--org=a", "--store=clickhouse://ch/apimeter"}, ""},
+		{"store without database", []string{"serve", "--store=clickhouse://ch:9000"}, "--store: store address clickhouse://ch:9000: no database"},
+		{"store of another kind", []string{"keys", "list", "--store=postgres://db/x"}, "--store postgres://db/x: want duckdb"},
+		{"store, bench ingest", []string{"bench", "ingest", "--store=clickhouse://"}, "--store: store address clickhouse://: "},
+		{"retention", []string{"serve", "--retention=-1h"}, "--retention -1h0m0s: must be at least 0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var c cli

@@ -127,13 +127,17 @@ func (in *instance) wait(ctx context.Context, consumed <-chan error) error {
 type consumeCmd struct {
 	consumerFlags `envprefix:"APIMETER_KAFKA_"`
 	Collector     string `env:"APIMETER_COLLECTOR" placeholder:"URL" help:"Post the calls to this running collector (with --app-id as write key) instead of opening a store here."`
-	serverFlags   `group:"Embedded store (without --collector)"`
+	serverFlags   `group:"Store (without --collector)"`
 }
 
 func (c *consumeCmd) Run(ctx context.Context) error {
+	if c.Collector != "" && c.Store != "" {
+		return errors.New("--store and --collector exclude each other: the collector stores the calls in its own store")
+	}
 	if c.Collector == "" {
 		// The consumer and the store in one process: serve's API beside it,
-		// since the DuckDB file has one process at a time.
+		// since the DuckDB file has one process at a time (a ClickHouse
+		// store is shared with the collectors and other consumers).
 		if !c.consumerFlags.enabled() {
 			return errors.New("no brokers: give --brokers or --event-hubs")
 		}

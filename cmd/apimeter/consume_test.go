@@ -217,6 +217,13 @@ func metricsByVerbStatus(t *testing.T, base, data string) map[string]int {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return metricsByVerbStatusKey(t, base, key)
+}
+
+// metricsByVerbStatusKey asks the Metrics API at base, with key, for the
+// calls of acme/prod by verb and status.
+func metricsByVerbStatusKey(t *testing.T, base, key string) map[string]int {
+	t.Helper()
 	from := time.Now().UTC().Add(-24 * time.Hour).Format("01/02/2006 15:04")
 	to := time.Now().UTC().Add(24 * time.Hour).Format("01/02/2006 15:04")
 	u := base + "/v1/o/acme/environments/prod/stats/request_verb,response_status_code?select=sum(message_count)&timeRange=" +

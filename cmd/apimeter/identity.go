@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,7 +22,6 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/identity"
-	"github.com/apimeter/apimeter/store/duckdb"
 )
 
 // identityFlags configure who a call is attributed to and where the alias
@@ -60,7 +60,11 @@ func (s *identitySetup) Close() error {
 	return s.close()
 }
 
-func setupIdentity(ctx context.Context, f identityFlags, st *duckdb.Store, log *slog.Logger) (*identitySetup, error) {
+// setupIdentity builds who a call is attributed to, and the alias table
+// and usage counters: in db beside the events when the store is embedded,
+// on Redis with --redis (required when the store is shared). db is also
+// what --usage-rebuild reads.
+func setupIdentity(ctx context.Context, f identityFlags, db *sql.DB, eng engine, log *slog.Logger) (*identitySetup, error) {
 	ps := identity.Periods{AnchorDay: f.BillingDay}
 	if f.BillingDay < 0 || f.BillingDay > 31 {
 		return nil, fmt.Errorf("--billing-day %d: want 1 to 31", f.BillingDay)
@@ -109,7 +113,10 @@ func setupIdentity(ctx context.Context, f identityFlags, st *duckdb.Store, log *
 	var aliases identity.Aliases
 	var counters identity.Counters
 	if f.Redis == "" {
-		emb, err := identity.OpenEmbedded(ctx, st.DB(), identity.EmbeddedOptions{Periods: ps})
+		if eng.Shared {
+			return nil, errors.New("a store shared by several processes needs --redis for the alias table and usage counters")
+		}
+		emb, err := identity.OpenEmbedded(ctx, db, identity.EmbeddedOptions{Periods: ps})
 		if err != nil {
 			return nil, err
 		}
@@ -126,7 +133,7 @@ func setupIdentity(ctx context.Context, f identityFlags, st *duckdb.Store, log *
 		}
 		r := identity.NewRedis(rc, identity.RedisOptions{Prefix: f.RedisPrefix})
 		if f.UsageRebuild {
-			counts, err := identity.RebuildCounters(ctx, st.DB(), ps)
+			counts, err := eng.RebuildUsage(ctx, db, ps)
 			if err == nil {
 				err = r.ReplaceUsage(ctx, counts)
 			}

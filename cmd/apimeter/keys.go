@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -17,15 +18,21 @@ type keysCmd struct {
 }
 
 type keysCreateCmd struct {
-	Data  string   `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory."`
+	Data string `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory."`
+	storeFlags
 	Org   string   `required:"" help:"Org the key reads (and, with admin, administers)."`
 	Env   []string `help:"Env the key is limited to (repeatable); none: every env of the org."`
 	Scope string   `default:"read" enum:"read,admin" help:"read: Metrics API, events, usage, profiles, dashboard; admin: also aliases and keys."`
 	Name  string   `help:"A name to recognise the key by in lists."`
 }
 
-func (c *keysCreateCmd) Run() error {
-	k, secret, err := auth.Create(c.Data, auth.Spec{Org: c.Org, Envs: c.Env, Scope: c.Scope, Name: c.Name})
+func (c *keysCreateCmd) Run(ctx context.Context) error {
+	cat, done, err := openCatalog(ctx, c.storeFlags, c.Data)
+	if err != nil {
+		return err
+	}
+	defer done()
+	k, secret, err := cat.Keys.Create(auth.Spec{Org: c.Org, Envs: c.Env, Scope: c.Scope, Name: c.Name})
 	if err != nil {
 		return err
 	}
@@ -40,17 +47,19 @@ func (c *keysCreateCmd) Run() error {
 
 type keysListCmd struct {
 	Data string `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory."`
-	Org  string `help:"Only the keys of this org."`
+	storeFlags
+	Org string `help:"Only the keys of this org."`
 }
 
-func (c *keysListCmd) Run() error {
-	ks, err := auth.Open(c.Data)
+func (c *keysListCmd) Run(ctx context.Context) error {
+	cat, done, err := openCatalog(ctx, c.storeFlags, c.Data)
 	if err != nil {
 		return err
 	}
+	defer done()
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "ID\tORG\tENVS\tSCOPE\tNAME\tCREATED\tREVOKED")
-	for _, k := range ks.List(c.Org) {
+	for _, k := range cat.Keys.List(c.Org) {
 		envs, revoked := "*", "-"
 		if len(k.Envs) > 0 {
 			envs = strings.Join(k.Envs, ",")
@@ -65,11 +74,17 @@ func (c *keysListCmd) Run() error {
 
 type keysRevokeCmd struct {
 	Data string `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory."`
-	ID   string `arg:"" help:"Id of the key (see keys list)."`
+	storeFlags
+	ID string `arg:"" help:"Id of the key (see keys list)."`
 }
 
-func (c *keysRevokeCmd) Run() error {
-	k, err := auth.Revoke(c.Data, "", c.ID)
+func (c *keysRevokeCmd) Run(ctx context.Context) error {
+	cat, done, err := openCatalog(ctx, c.storeFlags, c.Data)
+	if err != nil {
+		return err
+	}
+	defer done()
+	k, err := cat.Keys.Revoke("", c.ID)
 	if err != nil {
 		return fmt.Errorf("revoke %s: %w", c.ID, err)
 	}

@@ -29,9 +29,23 @@ func newRegistry() *prometheus.Registry {
 	return reg
 }
 
-// registerStore exports the store's health: the commit latency histogram,
-// commits and failures, batches queued, ids in the dedupe set.
-func registerStore(reg prometheus.Registerer, st *duckdb.Store) {
+// storeHealth is a store that reports its commits and queue (the embedded
+// store; ClickHouse reports its own to its own monitoring).
+type storeHealth interface {
+	Health() duckdb.Health
+	OnCommit(func(took time.Duration, rows int, err error))
+}
+
+// registerStore exports the store's health, when it reports it: the commit
+// latency histogram, commits and failures, batches queued, ids in the
+// dedupe set. A store that does not has no apimeter_store_* metrics.
+func registerStore(reg prometheus.Registerer, st any) {
+	if h, ok := st.(storeHealth); ok {
+		registerHealth(reg, h)
+	}
+}
+
+func registerHealth(reg prometheus.Registerer, st storeHealth) {
 	commits := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "apimeter_store_commit_seconds",
 		Help:    "Time from a group commit's first batch to its durable write, by result.",
@@ -73,7 +87,7 @@ func registerStore(reg prometheus.Registerer, st *duckdb.Store) {
 
 // readyChecks are what /readyz checks: the store and, when configured,
 // Redis.
-func readyChecks(st *duckdb.Store, rc redis.UniversalClient) []server.ReadyCheck {
+func readyChecks(st interface{ Ready(context.Context) error }, rc redis.UniversalClient) []server.ReadyCheck {
 	checks := []server.ReadyCheck{{Name: "store", Check: st.Ready}}
 	if rc != nil {
 		checks = append(checks, server.ReadyCheck{Name: "redis", Check: func(ctx context.Context) error {

@@ -8,7 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,13 +17,12 @@ import (
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/server"
-	"github.com/apimeter/apimeter/store/duckdb"
 )
 
 // serverFlags are the flags of every command that runs a server.
 type serverFlags struct {
 	Listen         string        `default:"127.0.0.1:7070" env:"APIMETER_LISTEN" help:"Address to listen on."`
-	Data           string        `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory (DuckDB file, application ids)."`
+	Data           string        `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory (DuckDB file, application ids, keys, fingerprint key; with a ClickHouse store only the fingerprint key)."`
 	BodyCap        int           `default:"1024" env:"APIMETER_BODY_CAP" help:"Bytes of each request/response body kept; longer bodies are cut and marked truncated."`
 	SecretHeader   []string      `env:"APIMETER_SECRET_HEADERS" help:"Extra header names whose values never reach disk (besides Authorization, Cookie, X-Api-Key, ...)."`
 	SecretParam    []string      `env:"APIMETER_SECRET_PARAMS" help:"Extra query parameters whose values never reach disk."`
@@ -33,6 +32,8 @@ type serverFlags struct {
 	DedupeHorizon  time.Duration `default:"168h" env:"APIMETER_DEDUPE_HORIZON" help:"How long an event id is remembered, so a resent event is not stored twice."`
 	DailyInterval  time.Duration `default:"5m" env:"APIMETER_DAILY_INTERVAL" help:"How often complete days are folded into the daily table the Metrics API reads (negative: never; the events table is then read alone)."`
 	LogLevel       slog.Level    `default:"info" env:"APIMETER_LOG_LEVEL" help:"debug, info, warn or error."`
+	Retention      time.Duration `env:"APIMETER_RETENTION" help:"With a ClickHouse store: drop each month of events once all of it is older than this (e.g. 9504h, about 13 months); 0 keeps everything. The embedded store keeps everything."`
+	storeFlags
 	statsFlags
 	identityFlags
 	observability
@@ -44,12 +45,14 @@ type serverFlags struct {
 type instance struct {
 	URL   string
 	Addr  net.Addr
-	Store *duckdb.Store
+	Store eventStore
 	Srv   *server.Server
 	Apps  *apps.Registry
 	Keys  *auth.Keys
 	Auth  *auth.Guard
-	http  *http.Server
+	// catalog creates application ids where this server reads them.
+	catalog *catalog
+	http    *http.Server
 	// metrics serves /metrics when it has a listener of its own.
 	metrics *http.Server
 	// Prom is the registry /metrics serves.
@@ -66,41 +69,32 @@ type instance struct {
 const DBFile = "events.duckdb"
 
 func start(ctx context.Context, f serverFlags) (*instance, error) {
-	return startWith(ctx, f, duckdb.Options{})
+	return startWith(ctx, f, startOptions{})
 }
 
 // startWith starts a server with store options beyond the flags (tests and
 // benchmarks).
-func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance, error) {
+func startWith(ctx context.Context, f serverFlags, so startOptions) (*instance, error) {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: f.LogLevel}))
+	if f.clickhouse() && f.Redis == "" {
+		// Aliases and usage counters embedded in one collector's memory
+		// would differ from collector to collector.
+		return nil, fmt.Errorf("--store %s: a ClickHouse store is shared by several processes, so the alias table and usage counters must be too: give --redis", f.storeFlags)
+	}
 	if err := privateDataDir(f.Data); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	reg, err := apps.Open(f.Data)
+	st, eng, cat, err := openStore(ctx, f, so, log)
 	if err != nil {
 		return nil, err
 	}
-	keys, err := auth.Open(f.Data)
-	if err != nil {
-		return nil, err
-	}
+	reg, keys := cat.Apps, cat.Keys
 	guard := auth.New(auth.Config{
 		Keys:    keys,
 		IsAppID: func(id string) bool { _, ok := reg.Lookup(id); return ok },
 		Envs:    func(org string) []string { return appEnvs(reg, org) },
 		Logger:  log,
 	})
-	so.DedupeHorizon, so.Logger = f.DedupeHorizon, log
-	if so.MemoryLimit == "" {
-		so.MemoryLimit = f.MemoryLimit
-	}
-	if so.DailyInterval == 0 {
-		so.DailyInterval = f.DailyInterval
-	}
-	st, err := duckdb.Open(ctx, filepath.Join(f.Data, DBFile), so)
-	if err != nil {
-		return nil, err
-	}
 	fpKey, err := apimeter.LoadFingerprintKey(f.Data)
 	if err != nil {
 		st.Close()
@@ -110,7 +104,11 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 		SecretHeaders: f.SecretHeader, SecretParams: f.SecretParam, SecretFields: f.SecretField,
 		BodyCap: f.BodyCap, Key: fpKey,
 	})
-	idn, err := setupIdentity(ctx, f.identityFlags, st, log)
+	if err := checkFingerprintKey(ctx, st, scrub); err != nil {
+		st.Close()
+		return nil, err
+	}
+	idn, err := setupIdentity(ctx, f.identityFlags, st.DB(), eng, log)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -137,7 +135,7 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 	})
 	guard.Register(srv)
 	idn.API.Register(srv)
-	wireStats(newTimedMux(srv, prom, "apimeter_metrics_api", "Metrics API"), st, reg, f.statsFlags, log)
+	wireStats(newTimedMux(srv, prom, "apimeter_metrics_api", "Metrics API"), st.DB(), eng, reg, f.statsFlags, log)
 	wireWeb(srv)
 	if err := f.httpFlags.Validate(); err != nil {
 		st.Close()
@@ -173,7 +171,7 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 	ln = server.JSONConnErrors(ln) // net/http's own 431 and 400 answers as JSON
 	hs := f.httpFlags.server(srv)
 	hs.RegisterOnShutdown(srv.Stream().Close) // open event streams would hold Shutdown up
-	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, Keys: keys, Auth: guard, http: hs, metrics: metricsSrv, Prom: prom, idn: idn, done: make(chan error, 1), log: log}
+	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, Keys: keys, Auth: guard, catalog: cat, http: hs, metrics: metricsSrv, Prom: prom, idn: idn, done: make(chan error, 1), log: log}
 	go func() {
 		err := hs.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -181,7 +179,7 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 		}
 		in.done <- err
 	}()
-	log.Info("apimeter listening", "url", in.URL, "data", f.Data)
+	log.Info("apimeter listening", "url", in.URL, "store", f.storeFlags.String(), "data", f.Data)
 	return in, nil
 }
 
@@ -244,12 +242,18 @@ type appsCmd struct {
 
 type appsCreateCmd struct {
 	Data string `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory."`
-	Org  string `required:"" help:"Organization the events belong to."`
-	Env  string `default:"prod" help:"Environment (e.g. prod, test)."`
+	storeFlags
+	Org string `required:"" help:"Organization the events belong to."`
+	Env string `default:"prod" help:"Environment (e.g. prod, test)."`
 }
 
-func (c *appsCreateCmd) Run() error {
-	a, err := apps.Create(c.Data, c.Org, c.Env)
+func (c *appsCreateCmd) Run(ctx context.Context) error {
+	cat, done, err := openCatalog(ctx, c.storeFlags, c.Data)
+	if err != nil {
+		return err
+	}
+	defer done()
+	a, err := cat.CreateApp(ctx, c.Org, c.Env)
 	if err != nil {
 		return err
 	}
@@ -260,14 +264,18 @@ func (c *appsCreateCmd) Run() error {
 
 type appsListCmd struct {
 	Data string `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory."`
+	storeFlags
 }
 
-func (c *appsListCmd) Run() error {
-	reg, err := apps.Open(c.Data)
+func (c *appsListCmd) Run(ctx context.Context) error {
+	cat, done, err := openCatalog(ctx, c.storeFlags, c.Data)
 	if err != nil {
 		return err
 	}
-	for _, a := range reg.List() {
+	defer done()
+	list := cat.Apps.List()
+	slices.SortFunc(list, func(a, b apps.App) int { return a.Created.Compare(b.Created) })
+	for _, a := range list {
 		fmt.Printf("%s\t%s\t%s\t%s\n", a.Org, a.Env, a.Created.Format(time.RFC3339), a.ID)
 	}
 	return nil

@@ -1,12 +1,12 @@
 package main
 
 import (
+	"database/sql"
 	"log/slog"
 	"slices"
 
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/stats"
-	"github.com/apimeter/apimeter/store/duckdb"
 )
 
 // statsFlags configure the Metrics API.
@@ -15,16 +15,16 @@ type statsFlags struct {
 }
 
 // wireStats serves the Metrics API (/v1/o/{org}/environments/{env}/stats...)
-// from the DuckDB store.
-func wireStats(srv stats.Mux, st *duckdb.Store, reg *apps.Registry, f statsFlags, log *slog.Logger) {
+// from db, in the SQL of the store's engine.
+func wireStats(srv stats.Mux, db *sql.DB, eng engine, reg *apps.Registry, f statsFlags, log *slog.Logger) {
 	quota := f.StatsQuota
 	if quota == 0 {
 		quota = -1 // a zero quota would refuse every call; treat it as off
 	}
 	stats.NewHandler(stats.Config{
-		DB:             st.DB(),
-		Dialect:        stats.DuckDB{},
-		DailyTable:     duckdb.DailyTable,
+		DB:             db,
+		Dialect:        eng.Dialect,
+		DailyTable:     eng.DailyTable,
 		QuotaPerMinute: quota,
 		Envs:           func(org string) []string { return appEnvs(reg, org) },
 		Logger:         log,

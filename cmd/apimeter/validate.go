@@ -21,6 +21,8 @@ func (f *serverFlags) Validate() error {
 		atLeast("--max-batch-events", f.MaxBatchEvents, 1),
 		positiveDuration("--dedupe-horizon", f.DedupeHorizon),
 		nonZeroDuration("--daily-interval", f.DailyInterval, "a negative interval turns the daily table off"),
+		atLeast("--retention", f.Retention, 0),
+		f.storeFlags.Validate(),
 		f.statsFlags.Validate(),
 		f.identityFlags.Validate(),
 	)
@@ -64,6 +66,7 @@ func (c *benchIngestCmd) Validate() error {
 		errs = append(errs, fmt.Errorf("--dup-rate %v: want a share from 0 to 1", c.DupRate))
 	}
 	return errors.Join(append(errs,
+		c.storeFlags.Validate(),
 		atLeast("--events", c.Events, 1),
 		atLeast("--clients", c.Clients, 1),
 		atLeast("--batch", c.Batch, 1),

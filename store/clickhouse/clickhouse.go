@@ -175,6 +175,14 @@ ORDER BY id`,
   state UInt8
 ) ENGINE = ReplacingMergeTree(state)
 ORDER BY id`,
+	// Values every process on the database must agree on (Setting); the
+	// first written of a name wins.
+	`CREATE TABLE IF NOT EXISTS settings (
+  name String,
+  value String,
+  written DateTime('UTC')
+) ENGINE = MergeTree
+ORDER BY (name, written)`,
 }
 
 // ErrUnreachable is wrapped by Open's error when no ClickHouse server
@@ -232,7 +240,11 @@ func Redact(dsn string) string {
 		}
 		return dsn
 	}
+	_, hasPassword := u.User.Password()
 	q := u.Query()
+	if !hasPassword && !q.Has("password") {
+		return dsn // as given: url.URL would rewrite some forms
+	}
 	if q.Has("password") {
 		q.Set("password", "xxxxx")
 		u.RawQuery = q.Encode()

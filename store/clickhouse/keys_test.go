@@ -63,3 +63,25 @@ func TestKeysTable(t *testing.T) {
 		}
 	}
 }
+
+// TestSetting: the first value written of a name is the one every store
+// on the database reads.
+func TestSetting(t *testing.T) {
+	ctx := context.Background()
+	a, dsn := openTest(t, Options{NoDedupe: true})
+	defer a.Close()
+	b, err := Open(ctx, dsn, Options{NoDedupe: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if got, err := a.Setting(ctx, "check", "first"); err != nil || got != "first" {
+		t.Fatalf("first Setting: %q %v, want first", got, err)
+	}
+	if got, err := b.Setting(ctx, "check", "second"); err != nil || got != "first" {
+		t.Fatalf("Setting of another store: %q %v, want first", got, err)
+	}
+	if got, err := b.Setting(ctx, "other", "x"); err != nil || got != "x" {
+		t.Fatalf("Setting of another name: %q %v, want x", got, err)
+	}
+}
