@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter"
-	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
+	"github.com/apimeter/apimeter/store/clickhouse/chtest"
 	"github.com/apimeter/apimeter/workload"
 )
 
@@ -20,11 +20,22 @@ import (
 // server process and checks that the three numbers a customer could be
 // billed on agree with the number of distinct calls: stored rows (event
 // stream), the usage counters (/v1/usage) and sum(message_count) from the
-// Metrics API.
+// Metrics API. It runs on each store: the embedded one, and ClickHouse with
+// the counters on Redis.
 func TestExactMeteringEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts server processes; skipped with -short")
 	}
+	t.Run("DuckDB", func(t *testing.T) { exactMetering(t, storeFlags{}) })
+	t.Run("ClickHouse", func(t *testing.T) {
+		dsn := chtest.Shared(t).DSN(chtest.Database(t))
+		exactMetering(t, storeFlags{Store: dsn}, "--store", dsn, "--redis", redisURL(t))
+	})
+}
+
+// exactMetering runs the metering check on the store sf names, with the
+// servers started with flags.
+func exactMetering(t *testing.T, sf storeFlags, flags ...string) {
 	ctx := context.Background()
 	data := t.TempDir()
 	gen := workload.New(99, time.Hour)
@@ -66,17 +77,22 @@ func TestExactMeteringEndToEnd(t *testing.T) {
 		{org: "kill9", steps: []step{{events: crash, kill: true}, {events: crash}}, rows: 30, calls: 30},
 	}
 	ids, keys := map[string]string{}, map[string]string{}
+	cat, done, err := openCatalog(ctx, sf, data)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range cases {
-		app, err := apps.Create(data, c.org, "prod")
+		app, err := cat.CreateApp(ctx, c.org, "prod")
 		if err != nil {
 			t.Fatal(err)
 		}
 		ids[c.org] = app.ID
-		if _, keys[c.org], err = auth.Create(data, auth.Spec{Org: c.org, Scope: auth.ScopeRead}); err != nil {
+		if _, keys[c.org], err = cat.Keys.Create(auth.Spec{Org: c.org, Scope: auth.ScopeRead}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	srv := startChild(t, data)
+	done()
+	srv := startChild(t, data, flags...)
 	defer func() { srv.kill9(t) }()
 	for _, c := range cases {
 		for _, s := range c.steps {
@@ -85,7 +101,7 @@ func TestExactMeteringEndToEnd(t *testing.T) {
 			}
 			if s.kill {
 				srv.kill9(t)
-				srv = startChild(t, data)
+				srv = startChild(t, data, flags...)
 			}
 		}
 	}
