@@ -179,6 +179,16 @@ func TestClickHouseStoreEndToEnd(t *testing.T) {
 			if ready.Status != "ready" || ready.Checks["store"] != "ok" || ready.Checks["redis"] != "ok" {
 				t.Errorf("/readyz: %+v, want ready with store and redis ok", ready)
 			}
+			// /metrics serves, without the embedded store's series.
+			resp, err := http.Get(c.url + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || !strings.Contains(string(m), "apimeter_metrics_api_requests_total") || strings.Contains(string(m), "apimeter_store_") {
+				t.Errorf("/metrics: %s, want the Metrics API's series and no apimeter_store_* ones:\n%s", resp.Status, grepLines(string(m), "apimeter_"))
+			}
 		})
 	}
 
