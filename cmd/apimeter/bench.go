@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,7 +38,7 @@ type benchIngestCmd struct {
 	SkipRaw    bool          `help:"Skip the raw appender measurement."`
 	LogLevel   slog.Level    `default:"error" help:"Log level of the server under test (debug shows each commit)."`
 	CPUProfile string        `help:"Write a CPU profile of the collector run to this file."`
-	Redis      string        `placeholder:"URL" help:"Redis URL for the alias table and usage counters of the server under test (required with a ClickHouse --store)."`
+	Redis      string        `placeholder:"URL" help:"Redis URL for the alias table and usage counters of the server under test (required with a ClickHouse --store); the run leaves its counters there, under a prefix of its own."`
 	storeFlags
 }
 
@@ -81,20 +83,30 @@ func (c *benchIngestCmd) Run(ctx context.Context) error {
 
 	f := serverFlags{Listen: "127.0.0.1:0", Data: filepath.Join(dir, "server"), BodyCap: 1024,
 		MaxBodyBytes: 32 << 20, MaxBatchEvents: 10000, DedupeHorizon: 168 * time.Hour, LogLevel: c.LogLevel,
-		storeFlags: c.storeFlags, identityFlags: identityFlags{Redis: c.Redis, RedisPrefix: "apimeter-bench:"}}
-	in, err := startWith(ctx, f, startOptions{NoDedupe: c.NoDedupe})
+		storeFlags: c.storeFlags, identityFlags: identityFlags{Redis: c.Redis, RedisPrefix: fmt.Sprintf("apimeter-bench-%d:", time.Now().Unix())}}
+	if c.clickhouse() {
+		// A database of its own per run, dropped at the end: the same ids
+		// again would all be duplicates, and this run's fingerprint key
+		// is not the one of a database used before.
+		db, err := benchDatabase(&f.storeFlags)
+		if err != nil {
+			return err
+		}
+		defer dropDatabase(f.Store, db)
+	}
+	// The id before the server: a running server learns of an id created
+	// elsewhere on its next look at the catalog, up to a second later.
+	cat, done, err := openCatalog(ctx, f.storeFlags, f.Data)
 	if err != nil {
 		return err
 	}
-	// On ClickHouse, an org of its own per run: the database outlives the
-	// run, and the same ids again would all be duplicates.
-	org := "bench"
-	if c.clickhouse() {
-		org = fmt.Sprintf("bench-%d", time.Now().Unix())
-	}
-	a, err := in.catalog.CreateApp(ctx, org, "prod")
+	a, err := cat.CreateApp(ctx, "bench", "prod")
+	done()
 	if err != nil {
-		in.Close()
+		return err
+	}
+	in, err := startWith(ctx, f, startOptions{NoDedupe: c.NoDedupe})
+	if err != nil {
 		return err
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: c.Clients, WriteBufferSize: 256 << 10}}
@@ -150,14 +162,15 @@ func (c *benchIngestCmd) Run(ctx context.Context) error {
 	}
 
 	if c.clickhouse() {
-		// The limit: the same rows in one bare INSERT per batch into the
-		// same table, with no HTTP, JSON, dedupe set or grouping.
-		rawDur, rows, err := rawInsert(ctx, c.Store, org+"-raw", bodies)
+		// The limit: the same rows in bare INSERTs as large as the store's
+		// groups get, into the same table, with no HTTP, JSON or dedupe
+		// set.
+		rawDur, rows, err := rawInsert(ctx, f.Store, "bench-raw", bodies)
 		if err != nil {
 			return err
 		}
 		rawRate := float64(rows) / rawDur.Seconds()
-		fmt.Printf("raw insert: %d rows, one INSERT per %d: %.0f rows/s (%v)\n", rows, c.Batch, rawRate, rawDur.Round(time.Millisecond))
+		fmt.Printf("raw insert: %d rows, INSERTs of up to %d: %.0f rows/s (%v)\n", rows, rawInsertRows, rawRate, rawDur.Round(time.Millisecond))
 		fmt.Printf("collector / raw insert: %.2f\n", rate/rawRate)
 		return nil
 	}
@@ -171,6 +184,44 @@ func (c *benchIngestCmd) Run(ctx context.Context) error {
 	fmt.Printf("raw appender: %d rows, commit every %d: %.0f rows/s (%v)\n", rows, c.Batch, rawRate, rawDur.Round(time.Millisecond))
 	fmt.Printf("collector / raw appender: %.2f\n", rate/rawRate)
 	return nil
+}
+
+// benchDatabase points f at a new database named after the one it names
+// and the time, and returns its name.
+func benchDatabase(f *storeFlags) (string, error) {
+	u, err := url.Parse(f.Store)
+	if err != nil {
+		return "", fmt.Errorf("--store %s: %w", f, err)
+	}
+	q := u.Query()
+	db := strings.TrimPrefix(u.Path, "/")
+	if q.Has("database") {
+		db = q.Get("database")
+	}
+	db = fmt.Sprintf("%s_bench_%d", db, time.Now().Unix())
+	if q.Has("database") {
+		q.Set("database", db)
+		u.RawQuery = q.Encode()
+	} else {
+		u.Path = "/" + db
+	}
+	f.Store = u.String()
+	return db, nil
+}
+
+// dropDatabase drops database db of the ClickHouse server at dsn.
+func dropDatabase(dsn, db string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := clickhouse.Open(ctx, dsn, clickhouse.Options{NoDedupe: true})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "drop database %s: %v\n", db, err)
+		return
+	}
+	defer st.Close()
+	if err := st.Conn().Exec(ctx, "DROP DATABASE IF EXISTS `"+strings.ReplaceAll(db, "`", "")+"`"); err != nil {
+		fmt.Fprintf(os.Stderr, "drop database %s: %v\n", db, err)
+	}
 }
 
 // benchEvents decodes a batch body into scrubbed events of org, as the
@@ -191,9 +242,13 @@ func benchEvents(body []byte, org string, scrub *apimeter.Scrubber) ([]apimeter.
 	return events, nil
 }
 
-// rawInsert sends the events of each batch body, as org, to the events
-// table of the ClickHouse store at dsn, one INSERT per batch. Only the
-// INSERTs are timed.
+// rawInsertRows is the most rows rawInsert puts in one INSERT: the most
+// the store's writer groups into one (clickhouse.Options.MaxGroupRows).
+const rawInsertRows = 65536
+
+// rawInsert sends the events of the batch bodies, as org, to the events
+// table of the ClickHouse store at dsn, in INSERTs of up to rawInsertRows.
+// Only the INSERTs are timed.
 func rawInsert(ctx context.Context, dsn, org string, bodies [][]byte) (time.Duration, int, error) {
 	st, err := clickhouse.Open(ctx, dsn, clickhouse.Options{NoDedupe: true})
 	if err != nil {
@@ -204,22 +259,35 @@ func rawInsert(ctx context.Context, dsn, org string, bodies [][]byte) (time.Dura
 	var cols clickhouse.Columns
 	var took time.Duration
 	rows := 0
+	send := func() error {
+		began := time.Now()
+		if err := clickhouse.SendColumns(ctx, st.Conn(), &cols); err != nil {
+			return err
+		}
+		took += time.Since(began)
+		rows += cols.Len()
+		cols.Reset()
+		return nil
+	}
 	for _, body := range bodies {
 		events, err := benchEvents(body, org, scrub)
 		if err != nil {
 			return 0, 0, err
 		}
-		cols.Reset()
 		now := time.Now().UTC().Truncate(time.Second)
 		for i := range events {
 			cols.Add(&events[i], now)
 		}
-		began := time.Now()
-		if err := clickhouse.SendColumns(ctx, st.Conn(), &cols); err != nil {
+		if cols.Len() >= rawInsertRows-len(events) {
+			if err := send(); err != nil {
+				return 0, 0, err
+			}
+		}
+	}
+	if cols.Len() > 0 {
+		if err := send(); err != nil {
 			return 0, 0, err
 		}
-		took += time.Since(began)
-		rows += len(events)
 	}
 	return took, rows, nil
 }
