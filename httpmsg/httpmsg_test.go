@@ -220,3 +220,29 @@ func TestToEvent(t *testing.T) {
 		t.Fatalf("FromEvent: %+v %+v", rq, rs)
 	}
 }
+
+// BenchmarkDecode reads the seed's request and response vectors, next to
+// the reference that hands the head to net/http (the first Decode).
+func BenchmarkDecode(b *testing.B) {
+	var msgs [][]byte
+	for _, name := range []string{"01-get-request.txt", "01-get-response.txt", "02-post-truncated-request.txt", "02-post-truncated-response.txt"} {
+		v, err := os.ReadFile(filepath.Join("..", "testdata", "apim", name))
+		if err != nil {
+			b.Fatal(err)
+		}
+		msgs = append(msgs, v)
+	}
+	for _, c := range []struct {
+		name   string
+		decode func([]byte) (Message, error)
+	}{{"decode", Decode}, {"net-http-reference", decodeNetHTTP}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				if _, err := c.decode(msgs[i%len(msgs)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
