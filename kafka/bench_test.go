@@ -107,7 +107,7 @@ func pairedEvents(b *testing.B, calls []call) []apimeter.Event {
 }
 
 // rawStoreRound writes events through a bare DuckDB appender into a new
-// database, one commit per 1,000 rows as the consumer's store chunks, and
+// database, one commit per poll's calls (rawCommitRows), and
 // gives the rate in messages (two per event).
 func rawStoreRound(b *testing.B, events []apimeter.Event) float64 {
 	raw, err := duckdb.OpenRaw(context.Background(), filepath.Join(b.TempDir(), "raw.duckdb"))
@@ -116,8 +116,8 @@ func rawStoreRound(b *testing.B, events []apimeter.Event) float64 {
 	}
 	defer raw.Close()
 	start := time.Now()
-	for i := 0; i < len(events); i += 1000 {
-		if err := raw.Append(events[i:min(i+1000, len(events))]); err != nil {
+	for i := 0; i < len(events); i += rawCommitRows {
+		if err := raw.Append(events[i:min(i+rawCommitRows, len(events))]); err != nil {
 			b.Fatal(err)
 		}
 		if err := raw.Commit(); err != nil {
@@ -186,3 +186,7 @@ func median(xs []float64) float64 {
 	sort.Float64s(s)
 	return s[len(s)/2]
 }
+
+// rawCommitRows is the bare appender's rows per commit: the calls of one
+// poll of DefaultMaxPoll messages.
+const rawCommitRows = kafka.DefaultMaxPoll / 2
