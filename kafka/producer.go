@@ -82,6 +82,12 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	if cfg.Format == FormatAPIM {
 		opts = append(opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	}
+	if cfg.SASLUser == EventHubsUser {
+		// Event Hubs' Kafka endpoint takes gzip or no compression, not
+		// franz-go's default snappy; gzip at its fastest level, as the HTTP
+		// sink's default, keeps the capturing host's CPU first.
+		opts = append(opts, kgo.ProducerBatchCompression(kgo.GzipCompression().WithLevel(1), kgo.NoCompression()))
+	}
 	opts = append(opts, cfg.ClientOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
