@@ -22,7 +22,7 @@ import (
 type kafkaConnFlags struct {
 	Brokers      []string `env:"BROKERS" placeholder:"HOST:PORT" help:"Kafka brokers (for Event Hubs: NAMESPACE.servicebus.windows.net:9093, or give the Event Hubs connection string)."`
 	EventHubs    string   `env:"EVENT_HUBS" placeholder:"CONNECTION-STRING" help:"Azure Event Hubs namespace connection string: sets the broker (port 9093), TLS and SASL PLAIN with user $ConnectionString."`
-	TLS          bool     `env:"TLS" help:"Connect with TLS (on for --event-hubs)."`
+	TLS          bool     `env:"TLS" help:"Connect with TLS (on with an Event Hubs connection string)."`
 	SASLUser     string   `env:"SASL_USER" help:"SASL PLAIN user ($ConnectionString for Event Hubs)."`
 	SASLPassword string   `env:"SASL_PASSWORD" help:"SASL PLAIN password (the connection string for Event Hubs)."`
 }
