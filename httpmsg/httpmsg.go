@@ -97,7 +97,15 @@ func (enc Encoder) Append(dst []byte, m *Message) []byte {
 		dst = append(dst, m.Reason...)
 		dst = append(dst, "\r\n"...)
 	}
-	for _, h := range m.Header {
+	dst = appendHeaderLines(dst, m.Header)
+	return append(dst, CutBody(m.Body, enc.limit())...)
+}
+
+// appendHeaderLines appends h as header lines and the empty line that ends
+// them, leaving out secret headers and lines that would break the message
+// (a name that is not a token, a value holding a line break).
+func appendHeaderLines(dst []byte, h apimeter.Headers) []byte {
+	for _, h := range h {
 		if secret(h.Name) || !validName(h.Name) || strings.ContainsAny(h.Value, "\r\n") {
 			continue
 		}
@@ -106,8 +114,7 @@ func (enc Encoder) Append(dst []byte, m *Message) []byte {
 		dst = append(dst, h.Value...)
 		dst = append(dst, "\r\n"...)
 	}
-	dst = append(dst, "\r\n"...)
-	return append(dst, CutBody(m.Body, enc.limit())...)
+	return append(dst, "\r\n"...)
 }
 
 func (enc Encoder) limit() int {
