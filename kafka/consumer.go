@@ -452,6 +452,9 @@ func (c *Consumer) handleAPIM(p *partState, r *kgo.Record) error {
 	m, err := d.m, d.err
 	*d = decodedMsg{}
 	if err != nil {
+		if v := bytes.TrimSpace(r.Value); len(v) > 0 && (v[0] == '{' || v[0] == '[') {
+			return fmt.Errorf("%w (the record is JSON: the gateway's --kafka-format json; read it with --format json)", err)
+		}
 		return err
 	}
 	if other, ok := c.pending.byID[m.ID]; ok {
@@ -484,6 +487,9 @@ func (c *Consumer) emit(e apimeter.Event) {
 
 func (c *Consumer) handleJSON(r *kgo.Record) error {
 	v := bytes.TrimSpace(r.Value)
+	if bytes.HasPrefix(v, []byte("request:")) || bytes.HasPrefix(v, []byte("response:")) {
+		return errors.New("the record is an APIM message (request:/response:), not JSON: read it with --format apim")
+	}
 	var ms []apimeter.MoesifEvent
 	switch {
 	case len(v) > 0 && v[0] == '[':
