@@ -382,8 +382,10 @@ func (c *Capture) run() {
 		}
 		return len(batch)
 	}
+	var fails failLog
 	tick := time.NewTicker(c.opts.FlushInterval)
 	defer tick.Stop()
+	defer fails.flush(c.log)
 	defer func() {
 		for _, rec := range held {
 			c.release(rec)
@@ -404,10 +406,10 @@ func (c *Capture) run() {
 			err = c.opts.Sink.Send(c.sendCtx, batch)
 		}
 		if err != nil {
-			c.failed.Add(int64(n))
-			c.log.Warn("capture: send failed", "events", n, "err", err)
+			c.sendFailed(&fails, n, err)
 		} else {
 			c.sent.Add(int64(n))
+			fails.recovered(c.log)
 		}
 		clear(batch)
 		batch = batch[:0]
@@ -434,8 +436,7 @@ func (c *Capture) run() {
 			}
 			c.release(rec)
 			if err := stream.written(); err != nil {
-				c.failed.Add(int64(stream.n))
-				c.log.Warn("capture: send failed", "events", stream.n, "err", err)
+				c.sendFailed(&fails, stream.n, err)
 				stream.n, bodyBytes = 0, 0
 				return
 			}
@@ -490,4 +491,50 @@ func (c *Capture) run() {
 func (c *Capture) release(rec *record) {
 	rec.reset()
 	c.pool.Put(rec)
+}
+
+// failLogEvery is the least time between two log lines about failed
+// sends: a Sink that is down (a collector, Kafka brokers) fails batch after
+// batch, and a line per batch would flood the log for no more information.
+const failLogEvery = 30 * time.Second
+
+// failLog rate-limits the sender's log of failed batches: the first
+// failure is logged at once, the next ones at most every failLogEvery with
+// what failed in between. It belongs to run.
+type failLog struct {
+	last            time.Time // of the last line logged
+	events, batches int       // failed since that line
+	err             error     // the last failure
+	down            bool      // failing since the last success
+}
+
+// sendFailed counts n events as failed and logs as failLog allows.
+func (c *Capture) sendFailed(f *failLog, n int, err error) {
+	c.failed.Add(int64(n))
+	f.events += n
+	f.batches++
+	f.err, f.down = err, true
+	if now := time.Now(); f.last.IsZero() || now.Sub(f.last) >= failLogEvery {
+		f.last = now
+		f.flush(c.log)
+	}
+}
+
+// flush logs the failures not logged yet.
+func (f *failLog) flush(log *slog.Logger) {
+	if f.batches == 0 {
+		return
+	}
+	log.Warn("capture: send failed", "events", f.events, "batches", f.batches, "err", f.err)
+	f.events, f.batches = 0, 0
+}
+
+// recovered notes a batch sent after failures.
+func (f *failLog) recovered(log *slog.Logger) {
+	if !f.down {
+		return
+	}
+	f.flush(log)
+	f.down, f.last = false, time.Time{}
+	log.Info("capture: sending again")
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -479,5 +480,86 @@ func TestTransactionID(t *testing.T) {
 				t.Errorf("%d %s request headers in the event, want 1", n, apimeter.TransactionIDHeader)
 			}
 		})
+	}
+}
+
+// failingSink fails every batch until ok is set.
+type failingSink struct {
+	mu sync.Mutex
+	ok bool
+}
+
+func (s *failingSink) Send(context.Context, []apimeter.Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ok {
+		return nil
+	}
+	return fmt.Errorf("brokers unreachable")
+}
+
+func (s *failingSink) Close(context.Context) error { return nil }
+
+// TestSendFailuresLoggedRateLimited: a Sink that is down fails every batch;
+// the sender logs the first failure at once and the rest as one line (at
+// close here, well within the rate limit), and notes when sending works
+// again. Every failed event is counted.
+func TestSendFailuresLoggedRateLimited(t *testing.T) {
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	sink := &failingSink{}
+	c, err := capture.New(capture.Options{Sink: sink, BatchSize: 1, FlushInterval: time.Hour, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := c.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	const calls = 20
+	for range calls {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/x", nil))
+		// One batch at a time, so that each call is one failed batch.
+		waitUntil(t, func() bool { st := c.Stats(); return st.Failed+st.Sent == st.Enqueued })
+	}
+	sink.mu.Lock()
+	sink.ok = true
+	sink.mu.Unlock()
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/x", nil))
+	waitUntil(t, func() bool { return c.Stats().Sent == 1 })
+	if err := c.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Stats(); st.Failed != calls || st.Sent != 1 {
+		t.Fatalf("stats %+v, want %d failed and 1 sent", st, calls)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	want := []string{"events=1 batches=1 err=\"brokers unreachable\"", fmt.Sprintf("events=%d batches=%d", calls-1, calls-1), "sending again"}
+	if len(lines) != len(want) {
+		t.Fatalf("logged %d lines, want %d:\n%s", len(lines), len(want), logs.String())
+	}
+	for i, w := range want {
+		if !strings.Contains(lines[i], w) {
+			t.Errorf("log line %d: %s\nwant it to say %s", i+1, lines[i], w)
+		}
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// waitUntil waits for cond, at most 10 s.
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10 s")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -28,6 +28,11 @@ func appendBatch(dst []byte, events []apimeter.Event) []byte {
 	return append(dst, ']')
 }
 
+// AppendEvent appends e to dst as one JSON object in Moesif's collector
+// schema, as HTTPSink sends it and apimeter.DecodeBatch reads it. Sinks that
+// carry events elsewhere (the kafka package's) write them with it.
+func AppendEvent(dst []byte, e *apimeter.Event) []byte { return appendEvent(dst, e) }
+
 // wireTime is the time format sent: UTC with microseconds, so latencies
 // below a millisecond survive.
 const wireTime = "2006-01-02T15:04:05.000000Z"

@@ -156,3 +156,64 @@ func rawBody(b apimeter.Body) []byte {
 	}
 	return []byte(b.Text)
 }
+
+// AppendRequest appends to dst the request message of e under message id
+// id: the bytes enc.Append writes for FromEvent's request, without
+// building the message or copying the body first (a Kafka producer writes
+// one per captured call).
+func (enc Encoder) AppendRequest(dst []byte, e *apimeter.Event, id string) []byte {
+	dst = append(dst, "request:"...)
+	dst = append(dst, id...)
+	dst = append(dst, '\n')
+	if e.Method == "" {
+		dst = append(dst, "GET"...)
+	} else {
+		dst = append(dst, e.Method...)
+	}
+	dst = append(dst, ' ')
+	if e.Path == "" {
+		dst = append(dst, '/')
+	} else {
+		dst = append(dst, e.Path...)
+	}
+	if e.Query != "" {
+		dst = append(dst, '?')
+		dst = append(dst, e.Query...)
+	}
+	dst = append(dst, " HTTP/1.1\r\n"...)
+	dst = appendHeaderLines(dst, e.RequestHeaders)
+	return enc.appendBody(dst, e.RequestBody)
+}
+
+// AppendResponse appends to dst the response message of e under message id
+// id, as AppendRequest does for the request. A call without a response
+// (status 0) has none: dst is returned as it is.
+func (enc Encoder) AppendResponse(dst []byte, e *apimeter.Event, id string) []byte {
+	if e.Status == 0 {
+		return dst
+	}
+	dst = append(dst, "response:"...)
+	dst = append(dst, id...)
+	dst = append(dst, "\nHTTP/1.1 "...)
+	dst = strconv.AppendInt(dst, int64(e.Status), 10)
+	dst = append(dst, ' ')
+	dst = append(dst, httpReason(e.Status)...)
+	dst = append(dst, "\r\n"...)
+	dst = appendHeaderLines(dst, e.ResponseHeaders)
+	return enc.appendBody(dst, e.ResponseBody)
+}
+
+// appendBody appends b as raw bytes cut as CutBody cuts them; a base64
+// body that does not decode is left out, as rawBody does.
+func (enc Encoder) appendBody(dst []byte, b apimeter.Body) []byte {
+	start := len(dst)
+	if b.Base64 {
+		var err error
+		if dst, err = base64.StdEncoding.AppendDecode(dst, []byte(b.Text)); err != nil {
+			return dst[:start]
+		}
+	} else {
+		dst = append(dst, b.Text...)
+	}
+	return dst[:start+len(CutBody(dst[start:], enc.limit()))]
+}

@@ -1,14 +1,13 @@
 package httpmsg
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"unicode/utf8"
 
 	"github.com/apimeter/apimeter"
@@ -98,7 +97,15 @@ func (enc Encoder) Append(dst []byte, m *Message) []byte {
 		dst = append(dst, m.Reason...)
 		dst = append(dst, "\r\n"...)
 	}
-	for _, h := range m.Header {
+	dst = appendHeaderLines(dst, m.Header)
+	return append(dst, CutBody(m.Body, enc.limit())...)
+}
+
+// appendHeaderLines appends h as header lines and the empty line that ends
+// them, leaving out secret headers and lines that would break the message
+// (a name that is not a token, a value holding a line break).
+func appendHeaderLines(dst []byte, h apimeter.Headers) []byte {
+	for _, h := range h {
 		if secret(h.Name) || !validName(h.Name) || strings.ContainsAny(h.Value, "\r\n") {
 			continue
 		}
@@ -107,8 +114,7 @@ func (enc Encoder) Append(dst []byte, m *Message) []byte {
 		dst = append(dst, h.Value...)
 		dst = append(dst, "\r\n"...)
 	}
-	dst = append(dst, "\r\n"...)
-	return append(dst, CutBody(m.Body, enc.limit())...)
+	return append(dst, "\r\n"...)
 }
 
 func (enc Encoder) limit() int {
@@ -176,63 +182,60 @@ func malformed(format string, args ...any) error {
 // characters) or without one, no Host, header names in any case, non-ASCII
 // bodies. The body is everything after the empty line that ends the
 // headers; Content-Length and Transfer-Encoding are kept as headers but do
-// not frame it. The request or status line and the headers are checked by
-// net/http's own parser. Secret headers are dropped whatever their case.
-// Errors wrap ErrMalformed and say what is wrong.
+// not frame it. The request or status line and the headers are held to
+// net/http's rules (FuzzDecodeAsNetHTTP checks that both accept the same
+// messages alike) without its cost. Secret headers are dropped whatever
+// their case. Errors wrap ErrMalformed and say what is wrong.
 func Decode(b []byte) (Message, error) {
 	var m Message
 	nl := bytes.IndexByte(b, '\n')
 	if nl < 0 {
 		return m, malformed("no line break after the first line (want request:<id> or response:<id>)")
 	}
-	first := string(bytes.TrimRight(b[:nl], "\r"))
+	first := bytes.TrimRight(b[:nl], "\r")
 	switch {
-	case strings.HasPrefix(first, "request:"):
-		m.Kind, m.ID = Request, first[len("request:"):]
-	case strings.HasPrefix(first, "response:"):
-		m.Kind, m.ID = Response, first[len("response:"):]
+	case bytes.HasPrefix(first, []byte("request:")):
+		m.Kind, m.ID = Request, string(bytes.TrimSpace(first[len("request:"):]))
+	case bytes.HasPrefix(first, []byte("response:")):
+		m.Kind, m.ID = Response, string(bytes.TrimSpace(first[len("response:"):]))
 	default:
-		return m, malformed("first line %q is not request:<id> or response:<id>", clip(first))
+		return m, malformed("first line %q is not request:<id> or response:<id>", clip(string(first)))
 	}
-	m.ID = strings.TrimSpace(m.ID)
 	if err := checkID(m.ID); err != nil {
 		return m, err
 	}
 	rest := b[nl+1:]
 
-	// Split the head (start line and headers) from the body, keeping the
-	// header lines as sent and building the head net/http reads, without
-	// the framing headers that do not frame anything here.
-	sc := scratch.Get().(*scratchBufs)
-	defer scratch.Put(sc)
-	head := sc.head[:0]
+	var start []byte // the request or status line
 	var body []byte
-	found := false
+	found, headerLines, hosts := false, 0, 0
+	var prev *apimeter.Header // the last header kept, which a folded line continues
 	for pos, line := 0, 0; ; line++ {
 		i := bytes.IndexByte(rest[pos:], '\n')
 		if i < 0 {
 			return m, malformed("no empty line ends the %s's headers", m.Kind)
 		}
-		raw := rest[pos : pos+i+1]
-		text := bytes.TrimRight(raw[:len(raw)-1], "\r")
+		text := bytes.TrimRight(rest[pos:pos+i], "\r")
 		pos += i + 1
 		if line > 0 && len(text) == 0 {
 			body, found = rest[pos:], true
 			break
 		}
 		if line == 0 {
-			head = append(append(head, text...), "\r\n"...)
+			start = text
 			continue
 		}
 		if text[0] == ' ' || text[0] == '\t' {
 			// An obsolete folded line continues the previous value.
-			if len(m.Header) == 0 {
+			if headerLines == 0 {
 				return m, malformed("header line %d starts with white space", line)
 			}
-			if last := &m.Header[len(m.Header)-1]; !secret(last.Name) {
-				last.Value = strings.TrimSpace(last.Value + " " + string(bytes.TrimSpace(text)))
+			if !validValue(text) {
+				return m, malformed("%s line or headers: header line %d holds a control character", startName(m.Kind), line)
 			}
-			head = append(append(head, text...), "\r\n"...)
+			if prev != nil {
+				prev.Value = strings.TrimSpace(prev.Value + " " + string(bytes.TrimSpace(text)))
+			}
 			continue
 		}
 		name, value, ok := bytes.Cut(text, []byte(":"))
@@ -242,50 +245,140 @@ func Decode(b []byte) (Message, error) {
 		if !validName(string(name)) {
 			return m, malformed("header line %d: %q is not a header name", line, clip(string(name)))
 		}
-		n := string(name)
-		if !secret(n) {
-			m.Header = append(m.Header, apimeter.Header{Name: n, Value: string(bytes.TrimSpace(value))})
+		if !validValue(value) {
+			return m, malformed("%s line or headers: header line %d holds a control character", startName(m.Kind), line)
 		}
-		if !strings.EqualFold(n, "Content-Length") && !strings.EqualFold(n, "Transfer-Encoding") {
-			head = append(append(head, text...), "\r\n"...)
+		headerLines++
+		if asciiEqualFold(name, "Host") {
+			hosts++
+		}
+		prev = nil
+		if !secretBytes(name) {
+			m.Header = append(m.Header, apimeter.Header{Name: string(name), Value: string(bytes.TrimSpace(value))})
+			prev = &m.Header[len(m.Header)-1]
 		}
 	}
 	if !found {
 		return m, malformed("no empty line ends the headers")
 	}
-	head = append(head, "\r\n"...)
-	sc.head = head
-	sc.rd.Reset(head)
-	sc.br.Reset(&sc.rd)
+	var err error
 	if m.Kind == Request {
-		req, err := http.ReadRequest(sc.br)
-		if err != nil {
-			return m, malformed("request line or headers: %v", err)
-		}
-		m.Method, m.Target = req.Method, req.RequestURI
-		if !strings.HasPrefix(m.Target, "/") && m.Target != "*" {
-			// The policy writes Url.Path + QueryString; an absolute URI is
-			// kept as sent.
-			if req.URL == nil || req.URL.Host == "" {
-				return m, malformed("request target %q is neither a path nor an absolute URI", clip(m.Target))
-			}
-		}
+		err = m.requestLine(start, hosts)
 	} else {
-		res, err := http.ReadResponse(sc.br, nil)
-		if err != nil {
-			return m, malformed("status line or headers: %v", err)
-		}
-		m.Status = res.StatusCode
-		m.Reason = strings.TrimPrefix(res.Status, strconv.Itoa(res.StatusCode))
-		m.Reason = strings.TrimPrefix(m.Reason, " ")
-		if m.Status < 100 || m.Status > 999 {
-			return m, malformed("status %d is not an HTTP status", m.Status)
-		}
+		err = m.statusLine(start)
+	}
+	if err != nil {
+		return m, err
 	}
 	if len(body) > 0 {
 		m.Body = append([]byte(nil), body...)
 	}
 	return m, nil
+}
+
+func startName(k Kind) string {
+	if k == Request {
+		return "request"
+	}
+	return "status"
+}
+
+// requestLine reads "METHOD target HTTP/x.y" as net/http.ReadRequest does.
+func (m *Message) requestLine(line []byte, hosts int) error {
+	method, rest, ok1 := bytes.Cut(line, []byte(" "))
+	target, proto, ok2 := bytes.Cut(rest, []byte(" "))
+	switch {
+	case !ok1 || !ok2:
+		return malformed("request line or headers: malformed HTTP request %q", clip(string(line)))
+	case !validName(string(method)):
+		return malformed("request line or headers: invalid method %q", clip(string(method)))
+	}
+	if _, _, ok := http.ParseHTTPVersion(string(proto)); !ok {
+		return malformed("request line or headers: malformed HTTP version %q", clip(string(proto)))
+	}
+	m.Method, m.Target = string(method), string(target)
+	raw := m.Target
+	justAuthority := m.Method == "CONNECT" && !strings.HasPrefix(raw, "/")
+	if justAuthority {
+		raw = "http://" + raw
+	}
+	u, err := url.ParseRequestURI(raw)
+	if err != nil {
+		return malformed("request line or headers: %v", err)
+	}
+	if hosts > 1 {
+		return malformed("request line or headers: too many Host headers")
+	}
+	if !strings.HasPrefix(m.Target, "/") && m.Target != "*" && u.Host == "" {
+		// The policy writes Url.Path + QueryString; an absolute URI is
+		// kept as sent.
+		return malformed("request target %q is neither a path nor an absolute URI", clip(m.Target))
+	}
+	return nil
+}
+
+// statusLine reads "HTTP/x.y code reason" as net/http.ReadResponse does.
+func (m *Message) statusLine(line []byte) error {
+	proto, status, ok := bytes.Cut(line, []byte(" "))
+	if !ok {
+		return malformed("status line or headers: malformed HTTP response %q", clip(string(line)))
+	}
+	status = bytes.TrimLeft(status, " ")
+	code, _, _ := bytes.Cut(status, []byte(" "))
+	n, err := strconv.Atoi(string(code))
+	if len(code) != 3 || err != nil || n < 0 {
+		return malformed("status line or headers: malformed HTTP status code %q", clip(string(code)))
+	}
+	if _, _, ok := http.ParseHTTPVersion(string(proto)); !ok {
+		return malformed("status line or headers: malformed HTTP version %q", clip(string(proto)))
+	}
+	m.Status = n
+	m.Reason = strings.TrimPrefix(strings.TrimPrefix(string(status), strconv.Itoa(n)), " ")
+	if m.Status < 100 || m.Status > 999 {
+		return malformed("status %d is not an HTTP status", m.Status)
+	}
+	return nil
+}
+
+// validValue reports whether v holds only bytes a header value may: no
+// control character but the tab (obs-text allowed), as net/textproto.
+func validValue(v []byte) bool {
+	for _, c := range v {
+		if (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func secretBytes(name []byte) bool {
+	for _, s := range SecretHeaders {
+		if asciiEqualFold(name, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// asciiEqualFold compares a header name with s without case, without
+// converting it to a string.
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 func checkID(id string) error {
@@ -310,15 +403,5 @@ func clip(s string) string {
 	}
 	return strings.ToValidUTF8(s, "\uFFFD")
 }
-
-type scratchBufs struct {
-	head []byte
-	rd   bytes.Reader
-	br   *bufio.Reader
-}
-
-var scratch = sync.Pool{New: func() any {
-	return &scratchBufs{br: bufio.NewReaderSize(nil, 1024)}
-}}
 
 func httpReason(status int) string { return http.StatusText(status) }

@@ -220,3 +220,71 @@ func TestToEvent(t *testing.T) {
 		t.Fatalf("FromEvent: %+v %+v", rq, rs)
 	}
 }
+
+// TestAppendFromEvent checks that AppendRequest and AppendResponse write
+// the very bytes Append writes for FromEvent's messages, which the
+// round-trip tests hold to the policy's format.
+func TestAppendFromEvent(t *testing.T) {
+	long := strings.Repeat("é", 1500)
+	hdr := apimeter.Headers{{Name: "Content-Type", Value: "application/json"}, {Name: "authorization", Value: "Bearer secret"},
+		{Name: "OCP-APIM-SUBSCRIPTION-KEY", Value: "k"}, {Name: "X-Bad", Value: "a\r\nInjected: 1"}, {Name: "Bad Name", Value: "x"}}
+	cases := []struct {
+		name string
+		e    apimeter.Event
+		enc  Encoder
+	}{
+		{"get with query", apimeter.Event{Method: "GET", Path: "/a/b", Query: "x=1&y=2", Status: 200, RequestHeaders: hdr, ResponseHeaders: hdr,
+			ResponseBody: apimeter.Body{Text: `{"ok":true}`}}, Encoder{}},
+		{"no method, no path", apimeter.Event{Status: 204}, Encoder{}},
+		{"no response", apimeter.Event{Method: "POST", Path: "/p", RequestBody: apimeter.Body{Text: "body"}}, Encoder{}},
+		{"long unicode bodies cut", apimeter.Event{Method: "PUT", Path: "/u", Status: 201, RequestBody: apimeter.Body{Text: long},
+			ResponseBody: apimeter.Body{Text: long}}, Encoder{}},
+		{"own limit", apimeter.Event{Method: "PUT", Path: "/u", Status: 418, RequestBody: apimeter.Body{Text: long}}, Encoder{BodyLimit: 10}},
+		{"no bodies", apimeter.Event{Method: "PUT", Path: "/u", Status: 500, RequestBody: apimeter.Body{Text: long}}, Encoder{BodyLimit: -1}},
+		{"base64", apimeter.Event{Method: "POST", Path: "/bin", Status: 200, RequestBody: apimeter.Body{Text: "/wD+AQ==", Base64: true},
+			ResponseBody: apimeter.Body{Text: "not base64!", Base64: true}}, Encoder{BodyLimit: 3}},
+		{"unknown status", apimeter.Event{Method: "GET", Path: "/", Status: 599}, Encoder{}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			req, resp := FromEvent(&c.e, "id-1")
+			want := c.enc.Append(nil, &req)
+			if got := c.enc.AppendRequest([]byte("prefix"), &c.e, "id-1"); string(got) != "prefix"+string(want) {
+				t.Errorf("AppendRequest:\n got %q\nwant %q", got, want)
+			}
+			want = nil
+			if resp != nil {
+				want = c.enc.Append(nil, resp)
+			}
+			if got := c.enc.AppendResponse([]byte("prefix"), &c.e, "id-1"); string(got) != "prefix"+string(want) {
+				t.Errorf("AppendResponse:\n got %q\nwant %q", got, want)
+			}
+		})
+	}
+}
+
+// BenchmarkDecode reads the seed's request and response vectors, next to
+// the reference that hands the head to net/http (the first Decode).
+func BenchmarkDecode(b *testing.B) {
+	var msgs [][]byte
+	for _, name := range []string{"01-get-request.txt", "01-get-response.txt", "02-post-truncated-request.txt", "02-post-truncated-response.txt"} {
+		v, err := os.ReadFile(filepath.Join("..", "testdata", "apim", name))
+		if err != nil {
+			b.Fatal(err)
+		}
+		msgs = append(msgs, v)
+	}
+	for _, c := range []struct {
+		name   string
+		decode func([]byte) (Message, error)
+	}{{"decode", Decode}, {"net-http-reference", decodeNetHTTP}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				if _, err := c.decode(msgs[i%len(msgs)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

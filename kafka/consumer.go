@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -135,7 +137,12 @@ type Consumer struct {
 	inflight []*inflight
 	stats    Stats
 	ctx      context.Context // Run's
-	cl       *kgo.Client
+	// decoded are the messages of the fetch in hand, in the order
+	// EachPartition gives its records (APIM format); next is the next one
+	// to pair. Only Run's goroutine touches them.
+	decoded []decodedMsg
+	next    int
+	cl      *kgo.Client
 }
 
 // NewConsumer checks cfg and returns a Consumer.
@@ -250,9 +257,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 				c.log.Warn("kafka fetch", "partition", p, "err", err)
 			}
 		})
-		c.mu.Lock()
 		t0 := time.Now()
+		if c.cfg.Format == FormatAPIM {
+			c.decodeAll(fs)
+		}
+		c.mu.Lock()
 		fs.EachPartition(c.handlePartition)
+		c.decoded = c.decoded[:0]
 		c.expire(t0)
 		events := len(c.out)
 		t1 := time.Now()
@@ -372,6 +383,9 @@ func (c *Consumer) handlePartition(fp kgo.FetchTopicPartition) {
 	if p == nil {
 		// Records of a partition revoked meanwhile: its next owner reads
 		// them again.
+		if c.cfg.Format == FormatAPIM {
+			c.next += len(fp.Records)
+		}
 		return
 	}
 	p.hwm = fp.HighWatermark
@@ -397,9 +411,50 @@ func (c *Consumer) handlePartition(fp kgo.FetchTopicPartition) {
 	}
 }
 
+// decodedMsg is a record's message, or why it could not be read.
+type decodedMsg struct {
+	m   httpmsg.Message
+	err error
+}
+
+// decodeAll decodes the fetch's records on all cores before they are
+// paired in order: decoding needs nothing but the record, pairing needs
+// the pending table.
+func (c *Consumer) decodeAll(fs kgo.Fetches) {
+	var recs []*kgo.Record
+	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+		recs = append(recs, fp.Records...)
+	})
+	c.decoded, c.next = slices.Grow(c.decoded[:0], len(recs))[:len(recs)], 0
+	workers := runtime.GOMAXPROCS(0)
+	if len(recs) < 512 || workers == 1 {
+		for i, r := range recs {
+			c.decoded[i].m, c.decoded[i].err = httpmsg.Decode(r.Value)
+		}
+		return
+	}
+	per := (len(recs) + workers - 1) / workers
+	var wg sync.WaitGroup
+	for lo := 0; lo < len(recs); lo += per {
+		hi := min(lo+per, len(recs))
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				c.decoded[i].m, c.decoded[i].err = httpmsg.Decode(recs[i].Value)
+			}
+		})
+	}
+	wg.Wait()
+}
+
 func (c *Consumer) handleAPIM(p *partState, r *kgo.Record) error {
-	m, err := httpmsg.Decode(r.Value)
+	d := &c.decoded[c.next]
+	c.next++
+	m, err := d.m, d.err
+	*d = decodedMsg{}
 	if err != nil {
+		if v := bytes.TrimSpace(r.Value); len(v) > 0 && (v[0] == '{' || v[0] == '[') {
+			return fmt.Errorf("%w (the record is JSON: the gateway's --kafka-format json; read it with --format json)", err)
+		}
 		return err
 	}
 	if other, ok := c.pending.byID[m.ID]; ok {
@@ -432,6 +487,9 @@ func (c *Consumer) emit(e apimeter.Event) {
 
 func (c *Consumer) handleJSON(r *kgo.Record) error {
 	v := bytes.TrimSpace(r.Value)
+	if bytes.HasPrefix(v, []byte("request:")) || bytes.HasPrefix(v, []byte("response:")) {
+		return errors.New("the record is an APIM message (request:/response:), not JSON: read it with --format apim")
+	}
 	var ms []apimeter.MoesifEvent
 	switch {
 	case len(v) > 0 && v[0] == '[':

@@ -1,12 +1,14 @@
 package kafka_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"maps"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -235,4 +237,53 @@ func TestTwoConsumersOneGroup(t *testing.T) {
 	}
 	t.Logf("first member: %+v\nsecond member: %+v", a.Stats(), b.Stats())
 	_ = rb
+}
+
+// lockedBuffer is a log destination several goroutines write.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestFormatMismatchSaysSo: records of the other format are skipped as
+// malformed, and the log line says which --format reads them.
+func TestFormatMismatchSaysSo(t *testing.T) {
+	c := newCluster(t)
+	s := newStack(t)
+	f := newFeeder(t, c)
+	jsonRecord := []byte(`{"request":{"time":"2026-12-01T10:00:00Z","uri":"https://api.example.com/a","verb":"GET"},"response":{"time":"2026-12-01T10:00:00.1Z","status":200}}`)
+	f.write(t, reqRecord(jsonRecord, time.Now()), respRecord(vector(t, "01-get-response.txt"), time.Now()))
+	for _, tc := range []struct {
+		format kafka.Format
+		want   string
+		bad    int64
+	}{{kafka.FormatAPIM, "read it with --format json", 1}, {kafka.FormatJSON, "read it with --format apim", 1}} {
+		var logs lockedBuffer
+		cons, r := startConsumer(t, c, s, "mismatch-"+string(tc.format), nil, func(cfg *kafka.ConsumerConfig) {
+			cfg.Format = tc.format
+			cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		})
+		waitFor(t, "the mismatched record skipped", 30*time.Second, func() (bool, string) {
+			st := cons.Stats()
+			return st.Malformed >= tc.bad, fmt.Sprintf("%+v", st)
+		})
+		if err := r.stop(); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(logs.String(), tc.want) {
+			t.Errorf("format %s: log does not say %q:\n%s", tc.format, tc.want, logs.String())
+		}
+	}
 }

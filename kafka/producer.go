@@ -3,10 +3,10 @@ package kafka
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -41,11 +41,16 @@ type ProducerConfig struct {
 	ClientOpts []kgo.Opt
 }
 
-// Producer writes API calls to a topic. It is a capture.Sink: the capture
-// middleware and the gateway hand it their batches.
+// Producer writes API calls to a topic. It holds the connections; each
+// capture writes through a Sink of its own (Producer.Sink), with buffers of
+// its own. The Producer is itself a capture.Sink too, for a program with
+// one capture.
 type Producer struct {
 	cfg ProducerConfig
 	cl  *kgo.Client
+
+	mu   sync.Mutex // one Send at a time through sink
+	sink *Sink
 }
 
 // NewProducer connects a Producer.
@@ -77,46 +82,28 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	if cfg.Format == FormatAPIM {
 		opts = append(opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	}
+	if cfg.SASLUser == EventHubsUser {
+		// Event Hubs' Kafka endpoint takes gzip or no compression, not
+		// franz-go's default snappy; gzip at its fastest level, as the HTTP
+		// sink's default, keeps the capturing host's CPU first.
+		opts = append(opts, kgo.ProducerBatchCompression(kgo.GzipCompression().WithLevel(1), kgo.NoCompression()))
+	}
 	opts = append(opts, cfg.ClientOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer: %w", err)
 	}
-	return &Producer{cfg: cfg, cl: cl}, nil
+	p := &Producer{cfg: cfg, cl: cl}
+	p.sink = p.Sink()
+	return p, nil
 }
 
-// Records returns the records events become: in FormatAPIM a request on
-// RequestPartition and, when the call had a response, a response on
-// ResponsePartition, under a fresh message id; in FormatJSON one record per
-// event keyed by its id.
-func (p *Producer) Records(events []apimeter.Event) ([]*kgo.Record, error) {
-	rs := make([]*kgo.Record, 0, 2*len(events))
-	for i := range events {
-		e := &events[i]
-		if p.cfg.Format == FormatJSON {
-			b, err := json.Marshal(apimeter.FromEvent(e))
-			if err != nil {
-				return nil, fmt.Errorf("event %d: %w", i, err)
-			}
-			rs = append(rs, &kgo.Record{Key: []byte(e.ID), Value: b, Timestamp: e.RequestTime})
-			continue
-		}
-		req, resp := httpmsg.FromEvent(e, httpmsg.NewID())
-		rs = append(rs, &kgo.Record{Partition: RequestPartition, Value: p.cfg.Encoder.Append(nil, &req), Timestamp: e.RequestTime})
-		if resp != nil {
-			rs = append(rs, &kgo.Record{Partition: ResponsePartition, Value: p.cfg.Encoder.Append(nil, resp), Timestamp: e.ResponseTime})
-		}
-	}
-	return rs, nil
-}
-
-// Send writes events and waits until the brokers have them.
+// Send writes events and waits until the brokers have them, as a Sink of
+// p does; calls from several goroutines take turns.
 func (p *Producer) Send(ctx context.Context, events []apimeter.Event) error {
-	rs, err := p.Records(events)
-	if err != nil {
-		return err
-	}
-	return p.cl.ProduceSync(ctx, rs...).FirstErr()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sink.Send(ctx, events)
 }
 
 // SendMessages writes seed 002 messages as they are (relaying what a

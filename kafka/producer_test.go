@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math/big"
@@ -15,10 +16,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/apimeter/apimeter/capture"
 	"github.com/apimeter/apimeter/kafka"
@@ -106,6 +109,23 @@ func TestEventHubsSettings(t *testing.T) {
 	}
 	// Here the namespace is on loopback, with a certificate of its own.
 	conn.Brokers, conn.TLSConfig = c.ListenAddrs(), &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}
+	// Event Hubs takes gzip or no compression, not franz-go's default
+	// snappy: note every codec the batches are written with.
+	var codecsMu sync.Mutex
+	codecs := map[int16]int{}
+	c.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		for _, t := range kreq.(*kmsg.ProduceRequest).Topics {
+			for _, p := range t.Partitions {
+				if len(p.Records) > 22 { // a v2 record batch: attributes at bytes 21-22
+					codecsMu.Lock()
+					codecs[int16(binary.BigEndian.Uint16(p.Records[21:23]))&7]++
+					codecsMu.Unlock()
+				}
+			}
+		}
+		return nil, nil, false // kfake handles the request as usual
+	})
 
 	s := newStack(t)
 	prod, err := kafka.NewProducer(kafka.ProducerConfig{Conn: conn, Topic: topic, Format: kafka.FormatAPIM})
@@ -131,6 +151,14 @@ func TestEventHubsSettings(t *testing.T) {
 		st := cons.Stats()
 		return st.Stored == 50 && st.Pending == 0, fmt.Sprintf("%+v", st)
 	})
+
+	codecsMu.Lock()
+	for codec := range codecs {
+		if codec != 0 && codec != 1 {
+			t.Errorf("batches written with compression codec %d (%v); Event Hubs takes only gzip (1) or none (0)", codec, codecs)
+		}
+	}
+	codecsMu.Unlock()
 
 	// A wrong password is refused.
 	bad := conn

@@ -42,6 +42,9 @@ var notOurs = map[string]string{
 	"--kafka":               "the --kafka-* family of serve's flags",
 	"--test":                "node --test",
 	"--host-resolver-rules": "chromium's flag in the browser test",
+	"--bootstrap-server":    "Kafka's kafka-topics.sh",
+	"--create":              "Kafka's kafka-topics.sh",
+	"--partitions":          "Kafka's kafka-topics.sh",
 }
 
 var flagRE = regexp.MustCompile(`--[a-z][a-z0-9-]*[a-z0-9]`)
@@ -129,6 +132,17 @@ func TestFlagValidation(t *testing.T) {
 		{"store of another kind", []string{"keys", "list", "--store=postgres://db/x"}, "--store postgres://db/x: want duckdb"},
 		{"store, bench ingest", []string{"bench", "ingest", "--store=clickhouse://"}, "--store: store address clickhouse://: "},
 		{"retention", []string{"serve", "--retention=-1h"}, "--retention -1h0m0s: must be at least 0"},
+		{"gateway to kafka", []string{"gateway", "--kafka-brokers=127.0.0.1:9092", "--kafka-topic=calls", "--kafka-format=apim"}, ""},
+		{"gateway to event hubs", []string{"gateway", "--kafka-event-hubs=Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKey=k", "--kafka-topic=calls"}, ""},
+		{"gateway kafka topic", []string{"gateway", "--kafka-brokers=127.0.0.1:9092"}, "--kafka-topic"},
+		{"gateway kafka and collector", []string{"gateway", "--kafka-brokers=127.0.0.1:9092", "--kafka-topic=calls", "--collector=http://c:7070"}, "--collector and --kafka-brokers (or --kafka-event-hubs) exclude each other"},
+		{"gateway kafka delivery timeout", []string{"gateway", "--kafka-brokers=127.0.0.1:9092", "--kafka-topic=calls", "--kafka-delivery-timeout=10ms"}, "--kafka-delivery-timeout 10ms"},
+		{"gateway kafka format", []string{"gateway", "--kafka-brokers=127.0.0.1:9092", "--kafka-topic=calls", "--kafka-format=xml"}, "--kafka-format"},
+		{"gateway event hubs string", []string{"gateway", "--kafka-event-hubs=nonsense", "--kafka-topic=calls"}, "--kafka-event-hubs: event hubs: the connection string has no Endpoint"},
+		{"gateway sasl password alone", []string{"gateway", "--kafka-brokers=127.0.0.1:9092", "--kafka-topic=calls", "--kafka-sasl-password=p"}, "--kafka-sasl-password needs --kafka-sasl-user"},
+		{"consume sasl password alone", []string{"consume", "--brokers=127.0.0.1:9092", "--sasl-password=p"}, "--sasl-password needs --sasl-user"},
+		{"consume still checks the store's flags", []string{"consume", "--brokers=127.0.0.1:9092", "--max-body-bytes=0"}, "--max-body-bytes 0"},
+		{"serve kafka sasl password alone", []string{"serve", "--kafka-brokers=127.0.0.1:9092", "--kafka-sasl-password=p"}, "--kafka-sasl-password needs --kafka-sasl-user"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var c cli

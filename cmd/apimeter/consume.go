@@ -15,28 +15,21 @@ import (
 	"github.com/apimeter/apimeter/kafka"
 )
 
-// consumerFlags configure a Kafka / Event Hubs consumer: those of
-// `apimeter consume`, and of `apimeter serve` with the kafka- prefix.
-type consumerFlags struct {
-	Brokers        []string      `env:"BROKERS" placeholder:"HOST:PORT" help:"Kafka brokers (for Event Hubs: NAMESPACE.servicebus.windows.net:9093, or give the Event Hubs connection string)."`
-	EventHubs      string        `env:"EVENT_HUBS" placeholder:"CONNECTION-STRING" help:"Azure Event Hubs namespace connection string: sets the broker (port 9093), TLS and SASL PLAIN with user $ConnectionString."`
-	Topic          string        `env:"TOPIC" help:"Topic (event hub) to read."`
-	Group          string        `default:"apimeter" env:"GROUP" help:"Consumer group; a new group starts at the earliest offset."`
-	Format         string        `default:"apim" enum:"apim,json" env:"FORMAT" help:"apim: seed 002's request:/response: messages (APIM's log-to-eventhub policy); json: events in the collector's JSON schema."`
-	Org            string        `env:"ORG" help:"Organization the calls belong to (or --app-id)."`
-	Env            string        `default:"prod" env:"ENV" help:"Environment the calls belong to."`
-	AppID          string        `env:"APP_ID" help:"Application id naming the org and env (and, with --collector, the write key)."`
-	TLS            bool          `env:"TLS" help:"Connect with TLS (on for --event-hubs)."`
-	SASLUser       string        `env:"SASL_USER" help:"SASL PLAIN user ($ConnectionString for Event Hubs)."`
-	SASLPassword   string        `env:"SASL_PASSWORD" help:"SASL PLAIN password (the connection string for Event Hubs)."`
-	PairTTL        time.Duration `default:"2m" env:"PAIR_TTL" help:"How long a request waits for its response (and a response for its request), in record time, before it is stored alone and flagged."`
-	MaxPending     int           `default:"200000" env:"MAX_PENDING" help:"Most halves waiting for their pair; beyond it the oldest are stored alone and flagged."`
-	SessionTimeout time.Duration `default:"45s" env:"SESSION_TIMEOUT" help:"How long the group waits for a silent member (one killed, say) before giving its partitions to another."`
+// kafkaConnFlags say how to reach Kafka or Event Hubs: shared by the
+// consumer (`apimeter consume`, `serve --kafka-*`) and the gateway's Kafka
+// output (`gateway --kafka-*`), under the environment prefix
+// APIMETER_KAFKA_ that their embedding gives.
+type kafkaConnFlags struct {
+	Brokers      []string `env:"BROKERS" placeholder:"HOST:PORT" help:"Kafka brokers (for Event Hubs: NAMESPACE.servicebus.windows.net:9093, or give the Event Hubs connection string)."`
+	EventHubs    string   `env:"EVENT_HUBS" placeholder:"CONNECTION-STRING" help:"Azure Event Hubs namespace connection string: sets the broker (port 9093), TLS and SASL PLAIN with user $ConnectionString."`
+	TLS          bool     `env:"TLS" help:"Connect with TLS (on with an Event Hubs connection string)."`
+	SASLUser     string   `env:"SASL_USER" help:"SASL PLAIN user ($ConnectionString for Event Hubs)."`
+	SASLPassword string   `env:"SASL_PASSWORD" help:"SASL PLAIN password (the connection string for Event Hubs)."`
 }
 
-func (f consumerFlags) enabled() bool { return len(f.Brokers) > 0 || f.EventHubs != "" }
+func (f kafkaConnFlags) enabled() bool { return len(f.Brokers) > 0 || f.EventHubs != "" }
 
-func (f consumerFlags) conn() (kafka.Conn, error) {
+func (f kafkaConnFlags) conn() (kafka.Conn, error) {
 	if f.EventHubs != "" {
 		c, err := kafka.EventHubs(f.EventHubs)
 		if err != nil {
@@ -51,6 +44,21 @@ func (f consumerFlags) conn() (kafka.Conn, error) {
 		return kafka.Conn{}, errors.New("no brokers: give --brokers or --event-hubs")
 	}
 	return kafka.Conn{Brokers: f.Brokers, TLS: f.TLS, SASLUser: f.SASLUser, SASLPassword: f.SASLPassword}, nil
+}
+
+// consumerFlags configure a Kafka / Event Hubs consumer: those of
+// `apimeter consume`, and of `apimeter serve` with the kafka- prefix.
+type consumerFlags struct {
+	kafkaConnFlags
+	Topic          string        `env:"TOPIC" help:"Topic (event hub) to read."`
+	Group          string        `default:"apimeter" env:"GROUP" help:"Consumer group; a new group starts at the earliest offset."`
+	Format         string        `default:"apim" enum:"apim,json" env:"FORMAT" help:"apim: seed 002's request:/response: messages (APIM's log-to-eventhub policy); json: events in the collector's JSON schema (what apimeter gateway writes by default)."`
+	Org            string        `env:"ORG" help:"Organization the calls belong to (or --app-id)."`
+	Env            string        `default:"prod" env:"ENV" help:"Environment the calls belong to."`
+	AppID          string        `env:"APP_ID" help:"Application id naming the org and env (and, with --collector, the write key)."`
+	PairTTL        time.Duration `default:"2m" env:"PAIR_TTL" help:"How long a request waits for its response (and a response for its request), in record time, before it is stored alone and flagged."`
+	MaxPending     int           `default:"200000" env:"MAX_PENDING" help:"Most halves waiting for their pair; beyond it the oldest are stored alone and flagged."`
+	SessionTimeout time.Duration `default:"45s" env:"SESSION_TIMEOUT" help:"How long the group waits for a silent member (one killed, say) before giving its partitions to another."`
 }
 
 func (f consumerFlags) config(log *slog.Logger) (kafka.ConsumerConfig, error) {

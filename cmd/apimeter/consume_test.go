@@ -280,7 +280,7 @@ func TestServeConsumesKafka(t *testing.T) {
 	addr := freeAddr(t)
 	cmd := serveCmd{serverFlags: serverFlags{Listen: addr, Data: t.TempDir(), BodyCap: 1024, MaxBodyBytes: 1 << 24,
 		MaxBatchEvents: 1000, DedupeHorizon: time.Hour, DailyInterval: -1, statsFlags: statsFlags{StatsQuota: -1}},
-		Kafka: consumerFlags{Brokers: cluster.ListenAddrs(), Topic: "apim", Group: "serve", Format: "apim", Org: "acme", Env: "prod",
+		Kafka: consumerFlags{kafkaConnFlags: kafkaConnFlags{Brokers: cluster.ListenAddrs()}, Topic: "apim", Group: "serve", Format: "apim", Org: "acme", Env: "prod",
 			PairTTL: time.Second, MaxPending: 1000, SessionTimeout: 6 * time.Second}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -13,14 +14,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/apimeter/apimeter/capture"
 	"github.com/apimeter/apimeter/gateway"
+	"github.com/apimeter/apimeter/httpmsg"
+	"github.com/apimeter/apimeter/kafka"
 )
 
-// gatewayCmd runs the gateway on its own, sending events to a collector.
+// gatewayCmd runs the gateway on its own, sending events to a collector
+// or, with --kafka-brokers or --kafka-event-hubs, to a Kafka topic.
 type gatewayCmd struct {
 	Config        string     `short:"c" type:"existingfile" env:"APIMETER_GATEWAY_CONFIG" placeholder:"FILE" help:"YAML configuration: upstreams, routes, quotas, timeouts (docs/gateway.md)."`
 	Listen        string     `env:"APIMETER_GATEWAY_LISTEN" help:"Address to listen on; overrides the config's listen (default 127.0.0.1:8080)."`
-	Collector     string     `default:"http://127.0.0.1:7070" env:"APIMETER_COLLECTOR" placeholder:"URL" help:"apimeter collector the events are sent to."`
+	Collector     string     `env:"APIMETER_COLLECTOR" placeholder:"URL" help:"apimeter collector the events are sent to (default http://127.0.0.1:7070); not with --kafka-brokers."`
 	AppID         string     `env:"APIMETER_APP_ID" placeholder:"ID" help:"Application id the events are sent with (apimeter apps create), for upstreams without app_id."`
 	Upstream      string     `placeholder:"URL" help:"Without --config: the one API to front."`
 	APIName       string     `help:"Without --config: the API name of --upstream (Apigee's apiproxy; default: its host)."`
@@ -29,6 +34,46 @@ type gatewayCmd struct {
 	RedisPrefix   string     `default:"apimeter:" env:"APIMETER_REDIS_PREFIX" help:"Prefix of every Redis key."`
 	LogLevel      slog.Level `default:"info" env:"APIMETER_LOG_LEVEL" help:"debug, info, warn or error."`
 	MetricsListen string     `env:"APIMETER_METRICS_LISTEN" placeholder:"ADDR" help:"Serve /metrics (the gateway's counters: events sent, dropped, failed, calls blocked, upstream errors) on this address, e.g. 127.0.0.1:9465; empty: none."`
+
+	Kafka kafkaOutFlags `embed:"" prefix:"kafka-" envprefix:"APIMETER_KAFKA_" group:"Kafka / Event Hubs output (instead of --collector; off without --kafka-brokers or --kafka-event-hubs)"`
+}
+
+// defaultCollector is where the gateway sends events when neither
+// --collector nor Kafka is given.
+const defaultCollector = "http://127.0.0.1:7070"
+
+// kafkaOutFlags configure the gateway's Kafka / Event Hubs output: the
+// consumer's connection flags, and what is written where.
+type kafkaOutFlags struct {
+	kafkaConnFlags
+	Topic           string        `env:"TOPIC" help:"Topic (event hub) the calls are written to."`
+	Format          string        `default:"json" enum:"apim,json" env:"FORMAT" help:"json: one record per call in the collector's schema, all the gateway knows (read it with apimeter consume --format json); apim: seed 002's request:/response: messages on partitions 0 and 1, as APIM's log-to-eventhub policy writes them."`
+	DeliveryTimeout time.Duration `default:"30s" env:"DELIVERY_TIMEOUT" help:"How long a batch may wait for the brokers (retries included) before its calls count as failed; meanwhile new calls queue, then are dropped and counted."`
+}
+
+// sinks returns the SinkFunc writing every upstream's events to the topic,
+// through one Producer (one set of connections) and a Sink per upstream,
+// and the func that closes the Producer once the gateway is closed.
+func (f kafkaOutFlags) sinks(cfg gateway.Config, log *slog.Logger) (gateway.SinkFunc, func(), error) {
+	conn, err := f.conn()
+	if err != nil {
+		return nil, nil, err
+	}
+	format, err := kafka.ParseFormat(f.Format)
+	if err != nil {
+		return nil, nil, err
+	}
+	prod, err := kafka.NewProducer(kafka.ProducerConfig{Conn: conn, Topic: f.Topic, Format: format,
+		Encoder: httpmsg.Encoder{BodyLimit: cfg.MaxBodyBytes}, DeliveryTimeout: f.DeliveryTimeout, Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	closeProd := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		prod.Close(ctx)
+	}
+	return func(gateway.Upstream) (capture.Sink, error) { return prod.Sink(), nil }, closeProd, nil
 }
 
 func (c *gatewayCmd) config() (gateway.Config, error) {
@@ -60,7 +105,19 @@ func (c *gatewayCmd) Run(ctx context.Context) error {
 	if c.Listen != "" {
 		cfg.Listen = c.Listen
 	}
-	opts := gateway.Options{Sink: gateway.CollectorSinks(c.Collector, c.AppID, nil), Logger: log}
+	opts := gateway.Options{Logger: log}
+	dest := []any{"collector", cmp.Or(c.Collector, defaultCollector)}
+	if c.Kafka.enabled() {
+		sinks, closeProd, err := c.Kafka.sinks(cfg, log)
+		if err != nil {
+			return fmt.Errorf("kafka output: %w", err)
+		}
+		defer closeProd() // after runGateway has closed the gateway
+		opts.Sink = sinks
+		dest = []any{"kafka_topic", c.Kafka.Topic, "kafka_format", c.Kafka.Format}
+	} else {
+		opts.Sink = gateway.CollectorSinks(dest[1].(string), c.AppID, nil)
+	}
 	closeRedis, err := quotaCounter(ctx, &opts, c.Redis, c.RedisPrefix)
 	if err != nil {
 		return err
@@ -75,7 +132,7 @@ func (c *gatewayCmd) Run(ctx context.Context) error {
 		g.Close(ctx)
 		return err
 	}
-	log.Info("apimeter gateway listening", "url", "http://"+addr.String(), "collector", c.Collector, "upstreams", len(cfg.Upstreams), "quotas", len(cfg.Quotas))
+	log.Info("apimeter gateway listening", append([]any{"url", "http://" + addr.String(), "upstreams", len(cfg.Upstreams), "quotas", len(cfg.Quotas)}, dest...)...)
 	if c.MetricsListen != "" {
 		reg := newRegistry()
 		registerGateway(reg, g)
@@ -91,7 +148,7 @@ func (c *gatewayCmd) Run(ctx context.Context) error {
 		defer ms.Close()
 		log.Info("metrics listening", "url", "http://"+mln.Addr().String()+"/metrics")
 	}
-	return runGateway(ctx, g, log)
+	return runGateway(ctx, g, log, dest[0].(string))
 }
 
 // quotaCounter puts the quota counters on Redis when url is set; the
@@ -113,9 +170,9 @@ func quotaCounter(ctx context.Context, opts *gateway.Options, redisURL, prefix s
 	return func() { rc.Close() }, nil
 }
 
-// runGateway serves until ctx ends, logging lost events as they happen,
-// then shuts the gateway down.
-func runGateway(ctx context.Context, g *gateway.Gateway, log *slog.Logger) error {
+// runGateway serves until ctx ends, logging lost events once a minute at
+// most, then shuts the gateway down. dest names where events go.
+func runGateway(ctx context.Context, g *gateway.Gateway, log *slog.Logger, dest string) error {
 	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()
 	var lost int64
@@ -124,7 +181,7 @@ func runGateway(ctx context.Context, g *gateway.Gateway, log *slog.Logger) error
 		case <-tick.C:
 			st := g.Stats()
 			if n := st.Capture.Dropped + st.Capture.Failed; n > lost {
-				log.Warn("gateway: events not sent to the collector", "dropped", st.Capture.Dropped, "failed", st.Capture.Failed, "queued", st.Capture.Queued)
+				log.Warn("gateway: events not sent", "to", dest, "dropped", st.Capture.Dropped, "failed", st.Capture.Failed, "queued", st.Capture.Queued)
 				lost = n
 			}
 		case err := <-g.Done():

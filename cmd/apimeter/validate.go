@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/apimeter/apimeter/kafka"
 )
 
 // Each flags struct has a Validate method, which kong calls after parsing
@@ -112,4 +114,49 @@ func nonZeroDuration(flag string, d time.Duration, negative string) error {
 		return fmt.Errorf("%s 0: must be a positive duration such as 5m (%s)", flag, negative)
 	}
 	return nil
+}
+
+func (c *gatewayCmd) Validate() error {
+	if !c.Kafka.enabled() {
+		return nil
+	}
+	var errs []error
+	if c.Collector != "" {
+		errs = append(errs, errors.New("--collector and --kafka-brokers (or --kafka-event-hubs) exclude each other: the gateway writes to one place; store the topic with apimeter consume (--collector to post it to a collector)"))
+	}
+	if c.Kafka.Topic == "" {
+		errs = append(errs, errors.New("--kafka-topic: name the topic (event hub) the calls are written to"))
+	}
+	if c.Kafka.DeliveryTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("--kafka-delivery-timeout %v: must be at least 1s", c.Kafka.DeliveryTimeout))
+	}
+	return errors.Join(append(errs, c.Kafka.validate("--kafka-"))...)
+}
+
+func (c *consumeCmd) Validate() error {
+	return errors.Join(c.serverFlags.Validate(), c.consumerFlags.validate("--"))
+}
+
+func (c *serveCmd) Validate() error {
+	return errors.Join(c.serverFlags.Validate(), c.Kafka.validate("--kafka-"))
+}
+
+// validate checks what kafka.Conn would refuse only at the first
+// connection; prefix is how the command spells its flags ("--" or
+// "--kafka-"). It is not named Validate: a command embeds it beside
+// serverFlags, and two promoted Validate methods would hide both.
+func (f *kafkaConnFlags) validate(prefix string) error {
+	if !f.enabled() {
+		return nil
+	}
+	var errs []error
+	if f.SASLPassword != "" && f.SASLUser == "" && f.EventHubs == "" {
+		errs = append(errs, fmt.Errorf("%ssasl-password needs %ssasl-user (%s for Event Hubs)", prefix, prefix, kafka.EventHubsUser))
+	}
+	if f.EventHubs != "" {
+		if _, err := kafka.EventHubs(f.EventHubs); err != nil {
+			errs = append(errs, fmt.Errorf("%sevent-hubs: %w", prefix, err))
+		}
+	}
+	return errors.Join(errs...)
 }
