@@ -301,6 +301,8 @@ type Keys struct {
 	// so that a lookup reads one atomic instead of the clock).
 	stale atomic.Bool
 	armed atomic.Bool
+	// loading is set while a background read of src runs.
+	loading atomic.Bool
 }
 
 // Open returns the keys of data directory dir.
@@ -339,13 +341,15 @@ func (k *Keys) load(force bool) error {
 		if !force && time.Since(k.lastLoad) < recheck {
 			return nil
 		}
+		// Counted from the attempt, so that a Source that fails is not
+		// asked again on every unknown key either.
+		k.lastLoad = time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), sourceTimeout)
 		defer cancel()
 		keys, err := k.src.LoadKeys(ctx)
 		if err != nil {
 			return fmt.Errorf("load keys: %w", err)
 		}
-		k.lastLoad = time.Now()
 		k.index(keys, time.Time{}, 0)
 		return nil
 	}
@@ -391,10 +395,23 @@ func (k *Keys) index(keys []Key, modTime time.Time, size int64) {
 	k.mu.Unlock()
 }
 
-// fresh re-reads the file when it was last looked at over a second ago.
+// fresh re-reads the file when it was last looked at over a second ago. A
+// Source is re-read in the background, one read at a time, so that no
+// request waits for it (a known key is answered from memory meanwhile).
 func (k *Keys) fresh() {
-	if k.stale.Load() {
+	if !k.stale.Load() {
+		return
+	}
+	if k.src == nil {
 		_ = k.reload()
+		return
+	}
+	if k.loading.CompareAndSwap(false, true) {
+		// Ends within sourceTimeout.
+		go func() {
+			defer k.loading.Store(false)
+			_ = k.reload()
+		}()
 	}
 }
 
