@@ -17,7 +17,7 @@ import (
 type cli struct {
 	Version kong.VersionFlag `help:"Print the version (module version, VCS commit) and exit."`
 
-	Serve serveCmd `cmd:"" help:"Run the collector and APIs on an embedded DuckDB store."`
+	Serve serveCmd `cmd:"" help:"Run the collector and APIs on the embedded DuckDB store, or on a ClickHouse store shared with other collectors (--store)."`
 	Demo  demoCmd  `cmd:"" help:"Start a server, feed it realistic traffic and show what it measured."`
 	Apps  appsCmd  `cmd:"" help:"Manage application ids (write keys)."`
 	Keys  keysCmd  `cmd:"" help:"Manage read and admin keys."`
