@@ -19,9 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/internal/redistest"
 	"github.com/apimeter/apimeter/store/clickhouse"
@@ -208,27 +205,9 @@ func TestConsumeClickHouse(t *testing.T) {
 	}
 	dsn := chtest.Shared(t).DSN(chtest.Database(t))
 	rurl := redisURL(t)
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "apim"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	producer, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.DefaultProduceTopic("apim"),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer producer.Close()
-	calls := policyCalls(500)
-	want := map[string]int{}
-	var rs []*kgo.Record
-	for _, c := range calls {
-		want[c.key]++
-		rs = append(rs, c.records...)
-	}
-	if err := producer.ProduceSync(context.Background(), rs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	cluster, producer := policyTopic(t)
+	const calls = 500
+	want := feedPolicyCalls(t, producer, calls)
 	data := t.TempDir()
 	key := lastLine(t, "keys", "create", "--store", dsn, "--data", data, "--org", "acme")
 
@@ -265,14 +244,14 @@ func TestConsumeClickHouse(t *testing.T) {
 	// Waiting is bounded by the run, not asserted on: a slow machine takes
 	// longer, a stuck consumer fails.
 	deadline := time.Now().Add(90 * time.Second)
-	for stored() < len(calls) {
+	for stored() < calls {
 		select {
 		case <-dead:
 			t.Fatalf("consume exited early: %v", waitErr)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("consume stored %d of %d calls in 90 s", stored(), len(calls))
+			t.Fatalf("consume stored %d of %d calls in 90 s", stored(), calls)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -288,8 +267,8 @@ func TestConsumeClickHouse(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("consume did not exit within 30 s of SIGTERM")
 	}
-	if n := stored(); n != len(calls) {
-		t.Errorf("%d calls stored, want %d", n, len(calls))
+	if n := stored(); n != calls {
+		t.Errorf("%d calls stored, want %d", n, calls)
 	}
 }
 

@@ -179,6 +179,40 @@ type policyCall struct {
 	key     string
 }
 
+// policyTopic starts a kfake cluster with a 2-partition topic "apim" and a
+// producer writing to the partition each record names; both end with t.
+func policyTopic(t *testing.T) (*kfake.Cluster, *kgo.Client) {
+	t.Helper()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "apim"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	producer, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.DefaultProduceTopic("apim"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(producer.Close)
+	return cluster, producer
+}
+
+// feedPolicyCalls writes n calls to the topic as the policy does and
+// returns how many of each "METHOD,status" it wrote.
+func feedPolicyCalls(t *testing.T, producer *kgo.Client, n int) map[string]int {
+	t.Helper()
+	want := map[string]int{}
+	var rs []*kgo.Record
+	for _, c := range policyCalls(n) {
+		want[c.key]++
+		rs = append(rs, c.records...)
+	}
+	if err := producer.ProduceSync(context.Background(), rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	return want
+}
+
 func policyCalls(n int) []policyCall {
 	r := rand.New(rand.NewPCG(11, 12))
 	methods := []string{"GET", "GET", "POST", "DELETE"}
@@ -255,27 +289,9 @@ func metricsByVerbStatusKey(t *testing.T, base, key string) map[string]int {
 // consumer inside the server stores the calls, /metrics shows its health,
 // and cancelling (SIGTERM) returns cleanly.
 func TestServeConsumesKafka(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "apim"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	producer, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.DefaultProduceTopic("apim"),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer producer.Close()
-	calls := policyCalls(300)
-	want := map[string]int{}
-	var rs []*kgo.Record
-	for _, c := range calls {
-		want[c.key]++
-		rs = append(rs, c.records...)
-	}
-	if err := producer.ProduceSync(context.Background(), rs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	cluster, producer := policyTopic(t)
+	const calls = 300
+	want := feedPolicyCalls(t, producer, calls)
 
 	addr := freeAddr(t)
 	cmd := serveCmd{serverFlags: serverFlags{Listen: addr, Data: t.TempDir(), BodyCap: 1024, MaxBodyBytes: 1 << 24,
@@ -295,12 +311,12 @@ func TestServeConsumesKafka(t *testing.T) {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			metrics = string(b)
-			if strings.Contains(metrics, fmt.Sprintf(`apimeter_kafka_stored_total{topic="apim"} %d`, len(calls))) {
+			if strings.Contains(metrics, fmt.Sprintf(`apimeter_kafka_stored_total{topic="apim"} %d`, calls)) {
 				break
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the embedded consumer did not store %d calls in time; /metrics:\n%s", len(calls), grepLines(metrics, "apimeter_kafka_"))
+			t.Fatalf("the embedded consumer did not store %d calls in time; /metrics:\n%s", calls, grepLines(metrics, "apimeter_kafka_"))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
