@@ -10,9 +10,10 @@ import (
 )
 
 // DefaultDedupeMemory is the most memory the dedupe set may hold unless
-// configured otherwise: room for about 5.5 million ids. Ids it cannot hold
-// are checked against the events table instead (see Store.onDisk).
-const DefaultDedupeMemory = 128 << 20
+// configured otherwise (128 MB, as --dedupe-memory reads it): a table of
+// 94 MB when grown in full, for 5.2 million ids. Ids it cannot hold are
+// looked up in the events table instead (see Store.onDisk).
+const DefaultDedupeMemory = 128_000_000
 
 // minDedupeSlots is the size the set starts with (1 MiB).
 const minDedupeSlots = 1 << 16
@@ -64,7 +65,7 @@ type seenSet struct {
 // newSeenSet returns an empty set that holds at most maxBytes.
 func newSeenSet(maxBytes int64) *seenSet {
 	maxSlots := max(int(maxBytes/16), 16)
-	n := min(minDedupeSlots, maxSlots)
+	n := min(minDedupeSlots, maxSlots/4)
 	return &seenSet{
 		slots:     make([]slot, n),
 		maxSlots:  maxSlots,
@@ -170,13 +171,22 @@ func (s *seenSet) Reserve(n int) {
 
 // grow moves the keys to a larger table if the bound allows.
 func (s *seenSet) grow() bool {
-	cur := len(s.slots)
-	next := min(2*cur, s.maxSlots-cur)
-	if next <= cur {
+	next := s.nextSize(len(s.slots))
+	if next <= len(s.slots) {
 		return false
 	}
 	s.rehash(next)
 	return true
+}
+
+// nextSize is the size the table grows to from cur slots: twice cur while
+// that leaves room to double once more, then the most the bound allows
+// beside the table it replaces (2/3 to 5/6 of the bound).
+func (s *seenSet) nextSize(cur int) int {
+	if 6*cur <= s.maxSlots {
+		return 2 * cur
+	}
+	return s.maxSlots - cur
 }
 
 // cutoff is the earliest minute from which on the set holds at most keep
@@ -207,7 +217,7 @@ func (s *seenSet) cutoff(keep int) int32 {
 // any: 3/4 of its largest table, the fill Reserve leaves.
 func (s *seenSet) room() int {
 	cur := len(s.slots)
-	for next := min(2*cur, s.maxSlots-cur); next > cur; next = min(2*cur, s.maxSlots-cur) {
+	for next := s.nextSize(cur); next > cur; next = s.nextSize(cur) {
 		cur = next
 	}
 	return maxLoad(cur) * 3 / 4

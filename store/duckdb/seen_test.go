@@ -9,7 +9,7 @@ import (
 
 func randomKey(r *rand.Rand) xxh3.Uint128 { return xxh3.Uint128{Lo: r.Uint64(), Hi: r.Uint64()} }
 
-// TestSeenSetBounded adds ten times as many keys as fit under the bound,
+// TestSeenSetBounded adds ten times as many keys as the bound has slots,
 // a new minute every thousand keys: the bytes held (growing included)
 // never pass the bound, and every key added since the minute the set says
 // it still holds in full is found.
@@ -21,6 +21,7 @@ func TestSeenSetBounded(t *testing.T) {
 		{"64 KiB", 64 << 10},
 		{"1 MiB", 1 << 20},
 		{"3 MB, not a power of two", 3_000_000},
+		{"5 MiB", 5 << 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newSeenSet(tc.bound)
@@ -53,9 +54,10 @@ func TestSeenSetBounded(t *testing.T) {
 			if held != s.Len() {
 				t.Fatalf("set counts %d keys, %d added since minute %d", s.Len(), held, s.below)
 			}
-			// The set keeps at least half of what fits at its bound.
-			if 2*s.Len() < s.room() {
-				t.Fatalf("only %d keys held at the bound, room for %d", s.Len(), s.room())
+			// The set uses at least 2/3 of its bound, and keeps at least
+			// half of what fits there.
+			if 3*s.Bytes() < 2*tc.bound || 2*s.Len() < s.room() {
+				t.Fatalf("only %d keys held in %d bytes at the bound %d, room for %d", s.Len(), s.Bytes(), tc.bound, s.room())
 			}
 			t.Logf("%d keys added: %d held in %d bytes (%.1f bytes per key), peak %d", n, s.Len(), s.Bytes(), float64(s.Bytes())/float64(s.Len()), s.peak)
 		})
