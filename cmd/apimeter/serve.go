@@ -94,6 +94,11 @@ func startWith(ctx context.Context, f serverFlags, so duckdb.Options) (*instance
 	if so.MemoryLimit == "" {
 		so.MemoryLimit = f.MemoryLimit
 	}
+	if so.DedupeMemory == 0 && f.DedupeMemory != "" {
+		if so.DedupeMemory, err = duckdb.ParseSize(f.DedupeMemory); err != nil {
+			return nil, fmt.Errorf("--dedupe-memory %w", err)
+		}
+	}
 	if so.DailyInterval == 0 {
 		so.DailyInterval = f.DailyInterval
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/apimeter/apimeter/store/duckdb"
 )
 
 // Each flags struct has a Validate method, which kong calls after parsing
@@ -23,7 +25,21 @@ func (f *serverFlags) Validate() error {
 		nonZeroDuration("--daily-interval", f.DailyInterval, "a negative interval turns the daily table off"),
 		f.statsFlags.Validate(),
 		f.identityFlags.Validate(),
+		f.observability.Validate(),
 	)
+}
+
+func (f *observability) Validate() error {
+	var errs []error
+	if _, err := duckdb.ParseSize(f.MemoryLimit); err != nil {
+		errs = append(errs, fmt.Errorf("--memory-limit %w", err))
+	}
+	if n, err := duckdb.ParseSize(f.DedupeMemory); err != nil {
+		errs = append(errs, fmt.Errorf("--dedupe-memory %w", err))
+	} else if n < 1e6 {
+		errs = append(errs, fmt.Errorf("--dedupe-memory %q: must be at least 1MB", f.DedupeMemory))
+	}
+	return errors.Join(errs...)
 }
 
 func (f *statsFlags) Validate() error {
