@@ -404,11 +404,16 @@ func (s *Store) writer() {
 	}
 }
 
-// drain returns first and the batches queued behind it, as many as fit in
-// a job holding rows rows, so that they are checked together (one query
-// for them all when the dedupe set must be completed from the table).
+// drain returns first and, when the dedupe set must be completed from the
+// events table, the batches queued behind it, as many as fit in a job
+// holding rows rows, so that one query looks up the ids of them all.
+// Otherwise batches are added one at a time, so that the committer takes
+// the job as soon as it is free.
 func (s *Store) drain(first *appendReq, rows int) []*appendReq {
 	s.drained = append(s.drained[:0], first)
+	if !s.lookingUp(time.Now()) {
+		return s.drained
+	}
 	rows += len(first.events)
 	for rows < s.opts.MaxGroupRows {
 		select {
@@ -644,6 +649,12 @@ func (s *Store) sweep(now time.Time) {
 	s.seen.Forget(minuteOf(now.Add(-s.opts.DedupeHorizon)))
 }
 
+// lookingUp says whether the dedupe set has forgotten ids of the horizon,
+// which onDisk must then look up in the events table.
+func (s *Store) lookingUp(now time.Time) bool {
+	return !s.opts.NoDedupe && s.seen.below > minuteOf(now.Add(-s.opts.DedupeHorizon))
+}
+
 // onDisk completes the dedupe set from the events table once the set has
 // forgotten ids of the horizon to keep to its bound: of the events of reqs
 // that the set does not hold, it returns the keys of those the table holds
@@ -651,9 +662,8 @@ func (s *Store) sweep(now time.Time) {
 // to the ingest times the set forgot so that DuckDB reads only those row
 // groups (their ingest-time ranges, zone maps, exclude the others).
 func (s *Store) onDisk(reqs []*appendReq, now time.Time) (map[xxh3.Uint128]struct{}, error) {
-	from := minuteOf(now.Add(-s.opts.DedupeHorizon))
-	if s.seen.below <= from {
-		return nil, nil // the set holds every id of the horizon
+	if !s.lookingUp(now) {
+		return nil, nil
 	}
 	type scope struct{ org, env string }
 	ids := map[scope][]string{}

@@ -1,7 +1,9 @@
 package duckdb
 
 import (
+	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	"github.com/zeebo/xxh3"
@@ -128,4 +130,52 @@ func BenchmarkSeenSet(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkSeenSetMemory reports the heap held per id by the Go map the
+// set replaced and by the set (at its default bound), for 1 and 10
+// million ids; one op is the whole fill.
+//
+//	go test ./store/duckdb -run XXX -bench SeenSetMemory -benchtime 1x
+func BenchmarkSeenSetMemory(b *testing.B) {
+	for _, n := range []int{1_000_000, 10_000_000} {
+		r := rand.New(rand.NewPCG(5, 6))
+		keys := make([]xxh3.Uint128, n)
+		for i := range keys {
+			keys[i] = randomKey(r)
+		}
+		heap := func() uint64 {
+			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			return ms.HeapAlloc
+		}
+		b.Run(fmt.Sprintf("map/%dM", n/1_000_000), func(b *testing.B) {
+			for b.Loop() {
+				before := heap()
+				m := map[xxh3.Uint128]int32{}
+				for _, k := range keys {
+					m[k] = 1
+				}
+				b.ReportMetric(float64(heap()-before)/float64(n), "heap-B/id")
+				runtime.KeepAlive(m)
+			}
+		})
+		b.Run(fmt.Sprintf("set/%dM", n/1_000_000), func(b *testing.B) {
+			for b.Loop() {
+				before := heap()
+				s := newSeenSet(DefaultDedupeMemory)
+				for i, k := range keys {
+					if i%500 == 0 {
+						s.Reserve(500)
+					}
+					s.Add(k, 1)
+				}
+				b.ReportMetric(float64(heap()-before)/float64(n), "heap-B/id")
+				b.ReportMetric(float64(s.Len()), "ids-held")
+				b.ReportMetric(float64(s.Bytes())/(1<<20), "MiB")
+				runtime.KeepAlive(s)
+			}
+		})
+	}
 }
