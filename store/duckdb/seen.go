@@ -15,7 +15,8 @@ import (
 // looked up in the events table instead (see Store.onDisk).
 const DefaultDedupeMemory = 128_000_000
 
-// minDedupeSlots is the size the set starts with (1 MiB).
+// minDedupeSlots is the size the set starts with (1 MiB), or a quarter of
+// its bound when that is less.
 const minDedupeSlots = 1 << 16
 
 // A slot holds one key of the set: the 64 low bits of the key in lo; in hi
@@ -29,13 +30,12 @@ const minDedupeSlots = 1 << 16
 // the store opens (Store.key), a sender cannot aim at that; by chance,
 // each lookup among n remembered keys errs with probability n/2^100: for
 // 10 million ids, 8e-24, so that a collector taking 100,000 events a second
-// for a century would err with probability about 3e-6.
+// for a century (3e14 lookups) would err with probability about 2.5e-9.
 type slot struct{ lo, hi uint64 }
 
 const (
-	keyBits    = 36
-	keyMask    = 1<<keyBits - 1
-	minuteBits = 64 - keyBits
+	keyBits = 36 // of hi; the minute takes the other 28
+	keyMask = 1<<keyBits - 1
 )
 
 // minuteOf is the set's time unit: unix minutes.
@@ -44,9 +44,9 @@ func minuteOf(t time.Time) int32 { return int32(t.Unix() / 60) }
 // seenSet is the dedupe set: the keys of the events ingested within the
 // horizon, each with the minute it was added, in one open-addressing table
 // (linear probing) of 16-byte slots. It never holds more than its bound in
-// bytes, counting the old table while it grows; when it is full it forgets
-// its oldest minutes, and below says from which minute on it still holds
-// every key added. Only the writer goroutine touches it.
+// bytes, counting the old table while it grows; when it is full, Reserve
+// forgets its oldest minutes, and below says from which minute on it still
+// holds every key added. Only the writer goroutine touches it.
 type seenSet struct {
 	slots []slot
 	n     int // keys held
