@@ -57,9 +57,10 @@ func (c *benchFaultsCmd) Run(ctx context.Context) error {
 }
 
 type benchMemoryCmd struct {
-	Events  int `default:"1000000" help:"Events to store."`
-	Senders int `default:"4" help:"Concurrent senders."`
-	Batch   int `default:"500" help:"Events per batch."`
+	Events    int      `default:"1000000" help:"Events to store."`
+	Senders   int      `default:"4" help:"Concurrent senders."`
+	Batch     int      `default:"500" help:"Events per batch."`
+	ServeFlag []string `placeholder:"FLAG" help:"A flag for the serve child process, such as --serve-flag=--dedupe-memory=16MB (repeatable)."`
 }
 
 func (c *benchMemoryCmd) Validate() error {
@@ -74,7 +75,7 @@ func (c *benchMemoryCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rep, err := loadrun.Memory(ctx, loadrun.MemoryConfig{Bin: bin, Events: c.Events, Senders: c.Senders, Batch: c.Batch, Out: os.Stderr})
+	rep, err := loadrun.Memory(ctx, loadrun.MemoryConfig{Bin: bin, Events: c.Events, Senders: c.Senders, Batch: c.Batch, ServeArgs: c.ServeFlag, Out: os.Stderr})
 	if err != nil {
 		return err
 	}

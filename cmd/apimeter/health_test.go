@@ -96,6 +96,8 @@ func TestHealthReadyMetrics(t *testing.T) {
 		`apimeter_collector_rejected_total{reason="malformed_json"} 1`,
 		`apimeter_store_rows_committed_total 1`,
 		`apimeter_store_dedupe_entries 1`,
+		`apimeter_store_dedupe_bytes 1.048576e+06`,
+		`apimeter_store_dedupe_lookups_total 0`,
 		`apimeter_store_last_commit_failed 0`,
 		`apimeter_store_commit_seconds_count{result="ok"}`,
 		`apimeter_metrics_api_requests_total{code="200"} 1`,

@@ -19,6 +19,7 @@ import (
 type observability struct {
 	MetricsListen string `env:"APIMETER_METRICS_LISTEN" placeholder:"ADDR" help:"Serve /metrics on this address instead of the main listener (e.g. 127.0.0.1:9464); empty serves it on the main listener."`
 	MemoryLimit   string `default:"512MB" env:"APIMETER_MEMORY_LIMIT" help:"Memory DuckDB may use for its buffers and queries (e.g. 512MB, 2GB); past it DuckDB spills to a temporary directory beside the database."`
+	DedupeMemory  string `default:"128MB" env:"APIMETER_DEDUPE_MEMORY" help:"Memory the set of event ids remembered for idempotent ingest may hold (about 18 bytes per id); ids of the dedupe horizon past it are looked up in the events table."`
 }
 
 // newRegistry is the Prometheus registry of a server: Go runtime and
@@ -73,6 +74,14 @@ func registerHealth(reg prometheus.Registerer, st storeHealth) {
 			Name: "apimeter_store_dedupe_entries",
 			Help: "Event ids remembered for idempotent ingest (the dedupe set).",
 		}, func() float64 { return float64(st.Health().DedupeEntries) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "apimeter_store_dedupe_bytes",
+			Help: "Memory held by the dedupe set, at most --dedupe-memory.",
+		}, func() float64 { return float64(st.Health().DedupeBytes) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "apimeter_store_dedupe_lookups_total",
+			Help: "Queries that looked event ids up in the events table because the dedupe set had no room for them.",
+		}, func() float64 { return float64(st.Health().DedupeLookups) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "apimeter_store_last_commit_failed",
 			Help: "1 when the store's last commit failed, 0 otherwise.",

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter/kafka"
+	"github.com/apimeter/apimeter/store/duckdb"
 )
 
 // Each flags struct has a Validate method, which kong calls after parsing
@@ -27,7 +28,21 @@ func (f *serverFlags) Validate() error {
 		f.storeFlags.Validate(),
 		f.statsFlags.Validate(),
 		f.identityFlags.Validate(),
+		f.observability.Validate(),
 	)
+}
+
+func (f *observability) Validate() error {
+	var errs []error
+	if _, err := duckdb.ParseSize(f.MemoryLimit); err != nil {
+		errs = append(errs, fmt.Errorf("--memory-limit %w", err))
+	}
+	if n, err := duckdb.ParseSize(f.DedupeMemory); err != nil {
+		errs = append(errs, fmt.Errorf("--dedupe-memory %w", err))
+	} else if n < 1e6 {
+		errs = append(errs, fmt.Errorf("--dedupe-memory %q: must be at least 1MB", f.DedupeMemory))
+	}
+	return errors.Join(errs...)
 }
 
 func (f *statsFlags) Validate() error {

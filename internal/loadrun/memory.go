@@ -1,9 +1,13 @@
 package loadrun
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +32,9 @@ type MemoryReport struct {
 	PeakRSS        int64 // VmHWM at the end of the load
 	RSSAfterLoad   int64 // VmRSS right after the last batch
 	RSSAfterSettle int64 // VmRSS after 10 s idle
+	// Dedupe are the server's apimeter_store_dedupe_* metrics after the
+	// load, by name without the prefix.
+	Dedupe map[string]float64
 }
 
 // Memory stores Events events through a serve child process and reads its
@@ -77,6 +84,7 @@ func Memory(ctx context.Context, c MemoryConfig) (MemoryReport, error) {
 	rep.Events = batches * c.Batch
 	rep.Took = time.Since(start)
 	rep.RSSAfterLoad, rep.PeakRSS = srv.RSS()
+	rep.Dedupe = scrape(ctx, "http://"+ws.addr+"/metrics", "apimeter_store_dedupe_")
 	time.Sleep(10 * time.Second)
 	rep.RSSAfterSettle, _ = srv.RSS()
 	return rep, nil
@@ -86,4 +94,35 @@ func Memory(ctx context.Context, c MemoryConfig) (MemoryReport, error) {
 func (r MemoryReport) Print(w io.Writer) {
 	fmt.Fprintf(w, "events stored: %d in %s (%.0f events/s)\n", r.Events, r.Took.Round(time.Second), float64(r.Events)/r.Took.Seconds())
 	fmt.Fprintf(w, "server RSS: peak %d MiB, after the load %d MiB, after 10 s idle %d MiB\n", r.PeakRSS>>20, r.RSSAfterLoad>>20, r.RSSAfterSettle>>20)
+	if len(r.Dedupe) > 0 {
+		fmt.Fprintf(w, "dedupe set: %.0f ids in %.1f MiB, %.0f lookups in the events table\n",
+			r.Dedupe["entries"], r.Dedupe["bytes"]/(1<<20), r.Dedupe["lookups_total"])
+	}
+}
+
+// scrape reads the Prometheus metrics at url whose names start with
+// prefix (unlabelled ones), keyed by the rest of the name; nil when they
+// cannot be read.
+func scrape(ctx context.Context, url, prefix string) map[string]float64 {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok || !strings.HasPrefix(name, prefix) {
+			continue
+		}
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			out[strings.TrimPrefix(name, prefix)] = f
+		}
+	}
+	return out
 }

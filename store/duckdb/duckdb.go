@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,11 @@ type Options struct {
 	// DedupeHorizon is how long after ingest an (org, env, id) is still
 	// recognised as a duplicate. Zero means DefaultDedupeHorizon.
 	DedupeHorizon time.Duration
+	// DedupeMemory bounds the memory of the dedupe set, in bytes (16 per
+	// slot; at most 7/8 of the slots are used). Ids of the horizon it has
+	// no room for are checked against the events table, so idempotency
+	// holds whatever the bound. Zero means DefaultDedupeMemory.
+	DedupeMemory int64
 	// MaxGroupRows bounds how many rows one commit takes. Zero means 65536.
 	MaxGroupRows int
 	// DailyInterval is how often the daily table (see BuildDaily) is
@@ -72,10 +78,14 @@ type Store struct {
 	beforeFlush func() error
 	added       atomic.Int64 // batches given to add, for tests
 
-	// seen maps the hash of (org, env, id) to the hour (unix/3600) the
-	// event was ingested; only the writer goroutine touches it.
-	seen      map[xxh3.Uint128]int32
+	// seen holds the keys (Store.key) of the events ingested within the
+	// horizon, as many as its bound allows; only the writer goroutine
+	// touches it.
+	seen      *seenSet
+	seed      uint64 // of the keys' hash, random per Open
 	lastSweep time.Time
+	// drained is the writer's buffer of the batches it adds at once.
+	drained []*appendReq
 
 	// pending holds, per batch in Append, when it was registered (before
 	// its rows got their ingest time); see oldestPending.
@@ -159,6 +169,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if opts.DedupeHorizon == 0 {
 		opts.DedupeHorizon = DefaultDedupeHorizon
 	}
+	if opts.DedupeMemory == 0 {
+		opts.DedupeMemory = DefaultDedupeMemory
+	}
 	if opts.MaxGroupRows == 0 {
 		opts.MaxGroupRows = 65536
 	}
@@ -190,7 +203,8 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		jobs:     make(chan *job),
 		free:     make(chan *lane, 2),
 		reports:  make(chan report, 4),
-		seen:     map[xxh3.Uint128]int32{},
+		seen:     newSeenSet(opts.DedupeMemory),
+		seed:     rand.Uint64(),
 		inflight: map[xxh3.Uint128]struct{}{},
 		pending:  map[*appendReq]time.Time{},
 	}
@@ -227,42 +241,71 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 // DB returns the database for read queries (Metrics API, usage).
 func (s *Store) DB() *sql.DB { return s.db }
 
-func dedupeKey(org, env, id string) xxh3.Uint128 {
-	h := xxh3.New()
-	h.WriteString(org)
-	h.Write([]byte{0})
-	h.WriteString(env)
-	h.Write([]byte{0})
-	h.WriteString(id)
-	return h.Sum128()
+// key is the dedupe key of (org, env, id): a 128-bit hash seeded at
+// random when the store opens, so that no sender can choose ids whose keys
+// collide (see slot). buf is scratch space, returned for reuse.
+func (s *Store) key(buf []byte, org, env, id string) (xxh3.Uint128, []byte) {
+	buf = append(append(append(append(append(buf[:0], org...), 0), env...), 0), id...)
+	return xxh3.Hash128Seed(buf, s.seed), buf
 }
 
-func hourOf(t time.Time) int32 { return int32(t.Unix() / 3600) }
-
 // loadSeen rebuilds the dedupe set from the events ingested within the
-// horizon, so that idempotency holds across restarts.
+// horizon, so that idempotency holds across restarts: the newest minutes
+// that fill at most 3/4 of the set's bound; older ids of the horizon are
+// checked against the table (onDisk).
 func (s *Store) loadSeen(ctx context.Context) error {
+	s.lastSweep = time.Now()
 	if s.opts.NoDedupe {
 		return nil
 	}
 	since := time.Now().Add(-s.opts.DedupeHorizon).UTC()
-	rows, err := s.db.QueryContext(ctx, `SELECT org, env, id, epoch(ingested_at)::BIGINT FROM events WHERE ingested_at >= ?`, since)
+	rows, err := s.db.QueryContext(ctx, `SELECT epoch(ingested_at)::BIGINT // 60 AS m, count(*) FROM events
+WHERE ingested_at >= ? GROUP BY m ORDER BY m DESC`, since)
+	if err != nil {
+		return fmt.Errorf("load dedupe set: %w", err)
+	}
+	room := s.seen.room()
+	cut, held := since, 0
+	for rows.Next() {
+		var m int32
+		var n int
+		if err := rows.Scan(&m, &n); err != nil {
+			rows.Close()
+			return fmt.Errorf("load dedupe set: %w", err)
+		}
+		if held+n > room {
+			s.seen.below = m + 1
+			cut = minuteTime(m + 1)
+			break
+		}
+		held += n
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("load dedupe set: %w", err)
+	}
+	rows, err = s.db.QueryContext(ctx, `SELECT org, env, id, epoch(ingested_at)::BIGINT // 60 FROM events WHERE ingested_at >= ?`, cut)
 	if err != nil {
 		return fmt.Errorf("load dedupe set: %w", err)
 	}
 	defer rows.Close()
 	var org, env, id string
-	var at int64
+	var m int32
+	var buf []byte
 	for rows.Next() {
-		if err := rows.Scan(&org, &env, &id, &at); err != nil {
+		if err := rows.Scan(&org, &env, &id, &m); err != nil {
 			return fmt.Errorf("load dedupe set: %w", err)
 		}
-		s.seen[dedupeKey(org, env, id)] = int32(at / 3600)
+		var k xxh3.Uint128
+		k, buf = s.key(buf, org, env, id)
+		s.seen.Add(k, m)
 	}
-	s.lastSweep = time.Now()
-	s.health.setDedupe(len(s.seen))
+	s.health.setDedupe(s.seen.Len(), s.seen.Bytes())
 	return rows.Err()
 }
+
+// minuteTime is the start of unix minute m, in UTC as the table holds it.
+func minuteTime(m int32) time.Time { return time.Unix(int64(m)*60, 0).UTC() }
 
 // Append implements apimeter.Store. It returns after the events are
 // committed to the database file (DuckDB syncs its write-ahead log on
@@ -295,7 +338,7 @@ func (s *Store) Append(ctx context.Context, events []apimeter.Event) (apimeter.A
 	if !s.opts.NoDedupe {
 		req.keys = make([]xxh3.Uint128, len(events))
 		for i := range events {
-			req.keys[i] = dedupeKey(events[i].Org, events[i].Env, events[i].ID)
+			req.keys[i], buf = s.key(buf, events[i].Org, events[i].Env, events[i].ID)
 		}
 	}
 	select {
@@ -340,13 +383,13 @@ func (s *Store) writer() {
 			}
 		}
 		j := &job{lane: <-s.free, began: time.Now()}
-		s.add(j, first)
+		s.add(j, s.drain(first, j.rows)...)
 		// Keep adding the batches that arrive until the committer takes the
 		// job: the longer the commit before it, the larger this one.
 		for !j.broken && j.rows < s.opts.MaxGroupRows {
 			select {
 			case r := <-s.reqs:
-				s.add(j, r)
+				s.add(j, s.drain(r, j.rows)...)
 				continue
 			case s.jobs <- j:
 			}
@@ -357,33 +400,89 @@ func (s *Store) writer() {
 			s.jobs <- j
 		}
 		s.sweep(time.Now())
-		s.health.setDedupe(len(s.seen))
+		s.health.setDedupe(s.seen.Len(), s.seen.Bytes())
 	}
 }
 
-// add appends the new events of req to j's lane: the first half of a
+// drain returns first and, when the dedupe set must be completed from the
+// events table, the batches queued behind it, as many as fit in a job
+// holding rows rows, so that one query looks up the ids of them all.
+// Otherwise batches are added one at a time, so that the committer takes
+// the job as soon as it is free.
+func (s *Store) drain(first *appendReq, rows int) []*appendReq {
+	s.drained = append(s.drained[:0], first)
+	if !s.lookingUp(time.Now()) {
+		return s.drained
+	}
+	rows += len(first.events)
+	for rows < s.opts.MaxGroupRows {
+		select {
+		case r := <-s.reqs:
+			s.drained = append(s.drained, r)
+			rows += len(r.events)
+			continue
+		default:
+		}
+		break
+	}
+	return s.drained
+}
+
+// add appends the new events of reqs to j's lane: the first half of a
 // commit, done by the writer goroutine while the committer flushes the
 // other lane.
-func (s *Store) add(j *job, req *appendReq) {
-	s.added.Add(1)
+func (s *Store) add(j *job, reqs ...*appendReq) {
 	s.absorbReports()
+	var old map[xxh3.Uint128]struct{}
+	var checkErr error
+	if !s.opts.NoDedupe {
+		n := 0
+		for _, r := range reqs {
+			n += len(r.events)
+		}
+		s.seen.Reserve(n)
+		old, checkErr = s.onDisk(reqs, j.began)
+	}
+	for _, req := range reqs {
+		s.addOne(j, req, old, checkErr)
+	}
+}
+
+// addOne adds one batch to j; old are the keys of events stored within the
+// horizon that the dedupe set has forgotten; checkErr, when not nil, says
+// they could not be known, and fails the batch.
+func (s *Store) addOne(j *job, req *appendReq, old map[xxh3.Uint128]struct{}, checkErr error) {
+	s.added.Add(1)
 	en := &entry{req: req}
 	j.group = append(j.group, en)
-	hour := hourOf(j.began)
+	if checkErr != nil {
+		en.err = fmt.Errorf("dedupe check: %w", checkErr)
+		return
+	}
+	minute := minuteOf(j.began)
 	for i := range req.events {
 		if !s.opts.NoDedupe {
 			k := req.keys[i]
-			if _, dup := s.seen[k]; dup {
+			dup := s.seen.Has(k)
+			pending := false
+			if dup || s.seen.below != 0 { // once it forgot, it may lack keys in flight
+				_, pending = s.inflight[k]
+			}
+			if dup || pending {
 				en.res.Duplicates++
-				if _, pending := s.inflight[k]; pending {
+				if pending {
 					en.lean = append(en.lean, k)
 				}
+				continue
+			}
+			if _, ok := old[k]; ok {
+				en.res.Duplicates++
 				continue
 			}
 			// Marked seen now, so that the next job, filled while this
 			// one commits, finds it; forgotten again if the commit fails
 			// (absorbReports).
-			s.seen[k] = hour
+			s.seen.Add(k, minute)
 			s.inflight[k] = struct{}{}
 			en.keys = append(en.keys, k)
 		}
@@ -412,7 +511,7 @@ func (s *Store) absorbReports() {
 			}
 			for _, k := range r.failed {
 				delete(s.inflight, k)
-				delete(s.seen, k)
+				s.seen.Remove(k)
 			}
 		default:
 			return
@@ -547,12 +646,75 @@ func (s *Store) sweep(now time.Time) {
 		return
 	}
 	s.lastSweep = now
-	oldest := hourOf(now.Add(-s.opts.DedupeHorizon))
-	for k, h := range s.seen {
-		if h < oldest {
-			delete(s.seen, k)
+	s.seen.Forget(minuteOf(now.Add(-s.opts.DedupeHorizon)))
+}
+
+// lookingUp says whether the dedupe set has forgotten ids of the horizon,
+// which onDisk must then look up in the events table.
+func (s *Store) lookingUp(now time.Time) bool {
+	return !s.opts.NoDedupe && s.seen.below > minuteOf(now.Add(-s.opts.DedupeHorizon))
+}
+
+// onDisk completes the dedupe set from the events table once the set has
+// forgotten ids of the horizon to keep to its bound: of the events of reqs
+// that the set does not hold, it returns the keys of those the table holds
+// within the horizon. It is one query per (org, env) of the group, limited
+// to the ingest times the set forgot so that DuckDB reads only those row
+// groups (their ingest-time ranges, zone maps, exclude the others).
+func (s *Store) onDisk(reqs []*appendReq, now time.Time) (map[xxh3.Uint128]struct{}, error) {
+	if !s.lookingUp(now) {
+		return nil, nil
+	}
+	type scope struct{ org, env string }
+	ids := map[scope][]string{}
+	for _, r := range reqs {
+		for i, k := range r.keys {
+			if s.seen.Has(k) {
+				continue
+			}
+			if _, pending := s.inflight[k]; pending {
+				continue
+			}
+			e := &r.events[i]
+			sc := scope{e.Org, e.Env}
+			ids[sc] = append(ids[sc], e.ID)
 		}
 	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// A row's ingest time is taken before its batch reaches the writer,
+	// whose minute the set records: every forgotten key's row is before
+	// the minute below.
+	lo, hi := now.Add(-s.opts.DedupeHorizon).UTC(), minuteTime(s.seen.below)
+	old := map[xxh3.Uint128]struct{}{}
+	var buf []byte
+	for sc, list := range ids {
+		s.health.diskCheck()
+		rows, err := s.db.QueryContext(ctx, `SELECT id FROM events WHERE org = ? AND env = ?
+AND ingested_at >= ? AND ingested_at < ? AND id IN (SELECT unnest(?::VARCHAR[]))`, sc.org, sc.env, lo, hi, list)
+		if err != nil {
+			return nil, fmt.Errorf("look up %d ids in the events table: %w", len(list), err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("look up ids in the events table: %w", err)
+			}
+			var k xxh3.Uint128
+			k, buf = s.key(buf, sc.org, sc.env, id)
+			old[k] = struct{}{}
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("look up ids in the events table: %w", err)
+		}
+	}
+	return old, nil
 }
 
 func nullSize(n int64) driver.Value {

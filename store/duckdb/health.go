@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -22,6 +23,12 @@ type Health struct {
 	Queued int
 	// DedupeEntries counts the event ids remembered for idempotent ingest.
 	DedupeEntries int
+	// DedupeBytes is the memory the dedupe set holds, at most
+	// Options.DedupeMemory.
+	DedupeBytes int64
+	// DedupeLookups counts the queries that looked ids up in the events
+	// table because the dedupe set had no room for them.
+	DedupeLookups int64
 	// Commits and CommitFailures count group commits since Open.
 	Commits, CommitFailures int64
 	// LastError is the error of the last commit when it failed, nil when
@@ -39,6 +46,8 @@ type health struct {
 	lastErr     error
 	lastErrAt   time.Time
 	dedupe      int
+	dedupeBytes int64
+	lookups     int64
 	commitHooks []func(took time.Duration, rows int, err error)
 }
 
@@ -58,9 +67,15 @@ func (h *health) commitDone(took time.Duration, rows int, err error) {
 	}
 }
 
-func (h *health) setDedupe(n int) {
+func (h *health) setDedupe(n int, bytes int64) {
 	h.mu.Lock()
-	h.dedupe = n
+	h.dedupe, h.dedupeBytes = n, bytes
+	h.mu.Unlock()
+}
+
+func (h *health) diskCheck() {
+	h.mu.Lock()
+	h.lookups++
 	h.mu.Unlock()
 }
 
@@ -71,6 +86,8 @@ func (s *Store) Health() Health {
 	return Health{
 		Queued:         len(s.reqs),
 		DedupeEntries:  s.health.dedupe,
+		DedupeBytes:    s.health.dedupeBytes,
+		DedupeLookups:  s.health.lookups,
 		Commits:        s.health.commits,
 		CommitFailures: s.health.failures,
 		LastError:      s.health.lastErr,
@@ -111,21 +128,45 @@ func memoryLimitSetting(limit string) (string, error) {
 	if limit == "" {
 		limit = DefaultMemoryLimit
 	}
-	l := strings.TrimSpace(limit)
+	num, unit, ok := splitSize(limit)
+	if !ok {
+		return "", fmt.Errorf("memory limit %q: want a size such as 512MB or 2GiB", limit)
+	}
+	return fmt.Sprintf("SET memory_limit = '%s%s'", num, unit), nil
+}
+
+// sizeUnits are the units of a size, in bytes: KB to TB powers of 1000,
+// KiB to TiB powers of 1024, as DuckDB reads its memory limit.
+var sizeUnits = map[string]float64{
+	"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
+	"KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40,
+}
+
+// splitSize splits a size such as "512MB" or "1.5 GiB" into its number and
+// its unit (upper case), or reports that it is not one.
+func splitSize(size string) (num, unit string, ok bool) {
+	l := strings.TrimSpace(size)
 	i := 0
 	dot := false
 	for i < len(l) && (l[i] >= '0' && l[i] <= '9' || l[i] == '.' && !dot) {
 		dot = dot || l[i] == '.'
 		i++
 	}
-	num, unit := l[:i], strings.ToUpper(strings.TrimSpace(l[i:]))
-	switch unit {
-	case "KB", "MB", "GB", "TB", "KIB", "MIB", "GIB", "TIB":
-	default:
-		return "", fmt.Errorf("memory limit %q: want a size such as 512MB or 2GiB", limit)
+	num, unit = l[:i], strings.ToUpper(strings.TrimSpace(l[i:]))
+	_, ok = sizeUnits[unit]
+	return num, unit, ok && num != "" && num != "."
+}
+
+// ParseSize reads a size such as "128MB", "2GiB" or "1.5GB" in bytes (the
+// units of --memory-limit).
+func ParseSize(size string) (int64, error) {
+	num, unit, ok := splitSize(size)
+	if !ok {
+		return 0, fmt.Errorf("%q: want a size such as 128MB or 1GiB", size)
 	}
-	if num == "" || num == "." {
-		return "", fmt.Errorf("memory limit %q: want a size such as 512MB or 2GiB", limit)
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil || f*sizeUnits[unit] >= 1<<62 {
+		return 0, fmt.Errorf("%q: want a size such as 128MB or 1GiB", size)
 	}
-	return fmt.Sprintf("SET memory_limit = '%s%s'", num, unit), nil
+	return int64(f * sizeUnits[unit]), nil
 }
