@@ -75,9 +75,9 @@ func BenchmarkPipeline(b *testing.B) {
 	b.ReportMetric(st, "raw-store-msg/s")
 	b.ReportMetric(p, "pipeline-msg/s")
 	b.ReportMetric(p/r, "ratio")
-	// The store alone, with nothing before it, bounds the pipeline more
-	// tightly than the raw consume: the pipeline against that limit.
-	b.ReportMetric(p/min(r, st), "ratio-to-limit")
+	// The pipeline against a bare appender writing its events alone, one
+	// commit per poll: the store's own limit, far below the raw consume.
+	b.ReportMetric(p/st, "ratio-to-raw-store")
 	// CPU time of the whole process (broker included) per message: what
 	// the rates would be on idle cores, whatever else the machine runs.
 	b.ReportMetric(median(rawCPU), "raw-cpu-µs/msg")

@@ -242,6 +242,19 @@ func (c *Consumer) Run(ctx context.Context) error {
 	for {
 		polled := time.Now()
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		if len(c.inflight) > 0 {
+			// A caught-up consumer must not sit on a stored batch until
+			// the next records come: the wait ends when it is stored, so
+			// that it is committed (and counted) at once.
+			stored := c.inflight[0].stored
+			go func() {
+				select {
+				case <-stored:
+					cancel()
+				case <-pctx.Done():
+				}
+			}()
+		}
 		fs := cl.PollRecords(pctx, c.cfg.MaxPoll)
 		cancel()
 		if fs.IsClientClosed() {
@@ -575,12 +588,13 @@ type inflight struct {
 	resolve []*slot         // halves of earlier batches this one completes
 	next    map[int32]int64 // per partition, the offset after the batch
 	done    chan error
+	stored  chan struct{} // closed once done has its answer
 	res     apimeter.AppendResult
 }
 
 // startStore hands the batch in hand to goroutines that store it.
 func (c *Consumer) startStore() {
-	f := &inflight{events: c.out, resolve: c.resolve, next: make(map[int32]int64, len(c.parts)), done: make(chan error, 1)}
+	f := &inflight{events: c.out, resolve: c.resolve, next: make(map[int32]int64, len(c.parts)), done: make(chan error, 1), stored: make(chan struct{})}
 	for id, p := range c.parts {
 		if p.next >= 0 {
 			f.next[id] = p.next
@@ -598,6 +612,7 @@ func (c *Consumer) startStore() {
 	c.inflight = append(c.inflight, f)
 	if len(f.events) == 0 {
 		f.done <- nil
+		close(f.stored)
 		return
 	}
 	ctx := c.ctx
@@ -623,6 +638,7 @@ func (c *Consumer) startStore() {
 			f.res.Duplicates += r.Duplicates
 		}
 		f.done <- first
+		close(f.stored)
 	}()
 }
 
