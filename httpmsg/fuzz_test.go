@@ -50,8 +50,9 @@ func FuzzRoundTrip(f *testing.F) {
 		if !reflect.DeepEqual(m, m2) {
 			t.Fatalf("round trip changed the message\nfirst  %+v\nsecond %+v\nencoded %q", m, m2, enc)
 		}
-		if bytes.Contains(bytes.ToLower(enc), []byte("\nauthorization:")) {
-			t.Fatalf("encoded message holds an Authorization header: %q", enc)
+		head, _, _ := bytes.Cut(enc, []byte("\r\n\r\n"))
+		if bytes.Contains(bytes.ToLower(head), []byte("\nauthorization:")) {
+			t.Fatalf("encoded message holds an Authorization header: %q", head)
 		}
 	})
 }

@@ -210,6 +210,7 @@ func Decode(b []byte) (Message, error) {
 	var body []byte
 	found, headerLines, hosts := false, 0, 0
 	var prev *apimeter.Header // the last header kept, which a folded line continues
+	framing := false          // whether the last header line was Content-Length or Transfer-Encoding
 	for pos, line := 0, 0; ; line++ {
 		i := bytes.IndexByte(rest[pos:], '\n')
 		if i < 0 {
@@ -230,7 +231,7 @@ func Decode(b []byte) (Message, error) {
 			if headerLines == 0 {
 				return m, malformed("header line %d starts with white space", line)
 			}
-			if !validValue(text) {
+			if !framing && !validValue(text) {
 				return m, malformed("%s line or headers: header line %d holds a control character", startName(m.Kind), line)
 			}
 			if prev != nil {
@@ -245,7 +246,10 @@ func Decode(b []byte) (Message, error) {
 		if !validName(string(name)) {
 			return m, malformed("header line %d: %q is not a header name", line, clip(string(name)))
 		}
-		if !validValue(value) {
+		// Content-Length and Transfer-Encoding frame nothing here: they
+		// are kept as sent, unchecked.
+		framing = asciiEqualFold(name, "Content-Length") || asciiEqualFold(name, "Transfer-Encoding")
+		if !framing && !validValue(value) {
 			return m, malformed("%s line or headers: header line %d holds a control character", startName(m.Kind), line)
 		}
 		headerLines++

@@ -40,7 +40,7 @@ func decodeNetHTTP(b []byte) (Message, error) {
 	rest := b[nl+1:]
 	var head, body []byte
 	var prev *apimeter.Header
-	found, headerLines := false, 0
+	found, headerLines, framing := false, 0, false
 	for pos, line := 0, 0; ; line++ {
 		i := bytes.IndexByte(rest[pos:], '\n')
 		if i < 0 {
@@ -63,7 +63,9 @@ func decodeNetHTTP(b []byte) (Message, error) {
 			if prev != nil {
 				prev.Value = strings.TrimSpace(prev.Value + " " + string(bytes.TrimSpace(text)))
 			}
-			head = append(append(head, text...), "\r\n"...)
+			if !framing {
+				head = append(append(head, text...), "\r\n"...)
+			}
 			continue
 		}
 		name, value, ok := bytes.Cut(text, []byte(":"))
@@ -77,7 +79,10 @@ func decodeNetHTTP(b []byte) (Message, error) {
 			m.Header = append(m.Header, apimeter.Header{Name: n, Value: string(bytes.TrimSpace(value))})
 			prev = &m.Header[len(m.Header)-1]
 		}
-		if !strings.EqualFold(n, "Content-Length") && !strings.EqualFold(n, "Transfer-Encoding") {
+		// The framing headers frame nothing here: net/http does not see
+		// them, nor the lines that continue them.
+		framing = strings.EqualFold(n, "Content-Length") || strings.EqualFold(n, "Transfer-Encoding")
+		if !framing {
 			head = append(append(head, text...), "\r\n"...)
 		}
 	}
