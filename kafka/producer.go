@@ -9,7 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/httpmsg"
@@ -122,6 +124,38 @@ func (p *Producer) SendMessages(ctx context.Context, msgs [][]byte) error {
 		rs[i] = &kgo.Record{Partition: part, Value: m}
 	}
 	return p.cl.ProduceSync(ctx, rs...).FirstErr()
+}
+
+// CheckTopic asks the brokers whether the topic exists and, for
+// FormatAPIM, has the two partitions the format writes to. It creates
+// nothing. The error says what is wrong and how to mend it; records sent
+// meanwhile wait, then fail and are counted, as with any broker fault.
+func (p *Producer) CheckTopic(ctx context.Context) error {
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(p.cfg.Topic)
+	req.Topics = append(req.Topics, rt)
+	req.AllowAutoTopicCreation = false
+	resp, err := req.RequestWith(ctx, p.cl)
+	if err != nil {
+		return fmt.Errorf("kafka topic %q: the brokers did not answer: %w", p.cfg.Topic, err)
+	}
+	for _, t := range resp.Topics {
+		if t.Topic == nil || *t.Topic != p.cfg.Topic {
+			continue
+		}
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+			if errors.Is(err, kerr.UnknownTopicOrPartition) {
+				return fmt.Errorf("kafka topic %q does not exist: create it (with 2 partitions for --kafka-format apim); nothing is written until it does", p.cfg.Topic)
+			}
+			return fmt.Errorf("kafka topic %q: %w", p.cfg.Topic, err)
+		}
+		if p.cfg.Format == FormatAPIM && len(t.Partitions) < 2 {
+			return fmt.Errorf("kafka topic %q has %d partition(s): the apim format writes requests to partition %d and responses to %d, so their records fail; give the topic 2 partitions", p.cfg.Topic, len(t.Partitions), RequestPartition, ResponsePartition)
+		}
+		return nil
+	}
+	return fmt.Errorf("kafka topic %q: the brokers' answer does not name it", p.cfg.Topic)
 }
 
 // Close flushes what is buffered and disconnects.

@@ -227,3 +227,48 @@ func TestProducerBrokersDown(t *testing.T) {
 		t.Fatal("Send still waiting 20 s after a 1 s delivery timeout")
 	}
 }
+
+// TestCheckTopic: the producer tells a missing topic, and a topic the apim
+// format cannot use, before any record fails; it creates nothing.
+func TestCheckTopic(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "two"), kfake.SeedTopics(1, "one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	check := func(brokers []string, topic string, format kafka.Format) error {
+		prod, err := kafka.NewProducer(kafka.ProducerConfig{Conn: kafka.Conn{Brokers: brokers}, Topic: topic, Format: format})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer prod.Close(context.Background())
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		return prod.CheckTopic(ctx)
+	}
+	for _, tc := range []struct {
+		topic  string
+		format kafka.Format
+		want   string // empty: no error
+	}{
+		{"two", kafka.FormatAPIM, ""},
+		{"one", kafka.FormatJSON, ""},
+		{"one", kafka.FormatAPIM, "has 1 partition(s)"},
+		{"missing", kafka.FormatJSON, "does not exist"},
+		{"missing", kafka.FormatJSON, "does not exist"}, // still: the check created nothing
+	} {
+		err := check(c.ListenAddrs(), tc.topic, tc.format)
+		if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("topic %s, format %s: got %v, want %q", tc.topic, tc.format, err, tc.want)
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	if err := check([]string{addr}, "two", kafka.FormatAPIM); err == nil || !strings.Contains(err.Error(), "did not answer") {
+		t.Errorf("no broker: got %v, want an error saying the brokers did not answer", err)
+	}
+}

@@ -68,6 +68,16 @@ func (f kafkaOutFlags) sinks(cfg gateway.Config, log *slog.Logger) (gateway.Sink
 	if err != nil {
 		return nil, nil, err
 	}
+	// A missing topic, or one the apim format cannot use, is told at once
+	// rather than found later as failed batches; the gateway still starts,
+	// since the API must not wait on its analytics.
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := prod.CheckTopic(ctx); err != nil {
+			log.Warn("kafka output", "err", err)
+		}
+	}()
 	closeProd := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
