@@ -210,7 +210,6 @@ func Decode(b []byte) (Message, error) {
 	var body []byte
 	found, headerLines, hosts := false, 0, 0
 	var prev *apimeter.Header // the last header kept, which a folded line continues
-	framing := false          // whether the last header line was Content-Length or Transfer-Encoding
 	for pos, line := 0, 0; ; line++ {
 		i := bytes.IndexByte(rest[pos:], '\n')
 		if i < 0 {
@@ -231,7 +230,7 @@ func Decode(b []byte) (Message, error) {
 			if headerLines == 0 {
 				return m, malformed("header line %d starts with white space", line)
 			}
-			if !framing && !validValue(text) {
+			if !validValue(text) {
 				return m, malformed("%s line or headers: header line %d holds a control character", startName(m.Kind), line)
 			}
 			if prev != nil {
@@ -246,10 +245,7 @@ func Decode(b []byte) (Message, error) {
 		if !validName(string(name)) {
 			return m, malformed("header line %d: %q is not a header name", line, clip(string(name)))
 		}
-		// Content-Length and Transfer-Encoding frame nothing here: they
-		// are kept as sent, unchecked.
-		framing = asciiEqualFold(name, "Content-Length") || asciiEqualFold(name, "Transfer-Encoding")
-		if !framing && !validValue(value) {
+		if !validValue(value) {
 			return m, malformed("%s line or headers: header line %d holds a control character", startName(m.Kind), line)
 		}
 		headerLines++

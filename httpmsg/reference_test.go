@@ -40,7 +40,7 @@ func decodeNetHTTP(b []byte) (Message, error) {
 	rest := b[nl+1:]
 	var head, body []byte
 	var prev *apimeter.Header
-	found, headerLines, framing := false, 0, false
+	found, headerLines := false, 0
 	for pos, line := 0, 0; ; line++ {
 		i := bytes.IndexByte(rest[pos:], '\n')
 		if i < 0 {
@@ -63,9 +63,7 @@ func decodeNetHTTP(b []byte) (Message, error) {
 			if prev != nil {
 				prev.Value = strings.TrimSpace(prev.Value + " " + string(bytes.TrimSpace(text)))
 			}
-			if !framing {
-				head = append(append(head, text...), "\r\n"...)
-			}
+			head = append(append(head, text...), "\r\n"...)
 			continue
 		}
 		name, value, ok := bytes.Cut(text, []byte(":"))
@@ -79,12 +77,13 @@ func decodeNetHTTP(b []byte) (Message, error) {
 			m.Header = append(m.Header, apimeter.Header{Name: n, Value: string(bytes.TrimSpace(value))})
 			prev = &m.Header[len(m.Header)-1]
 		}
-		// The framing headers frame nothing here: net/http does not see
-		// them, nor the lines that continue them.
-		framing = strings.EqualFold(n, "Content-Length") || strings.EqualFold(n, "Transfer-Encoding")
-		if !framing {
-			head = append(append(head, text...), "\r\n"...)
+		// The framing headers frame nothing here: net/http reads them
+		// under another name, so that their values are held to its rules
+		// as every other header's.
+		if strings.EqualFold(n, "Content-Length") || strings.EqualFold(n, "Transfer-Encoding") {
+			head = append(head, "X-Unframed-"...)
 		}
+		head = append(append(head, text...), "\r\n"...)
 	}
 	if !found {
 		return m, malformed("no empty line")
