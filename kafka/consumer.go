@@ -179,8 +179,8 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	}
 	c := &Consumer{cfg: cfg, log: cfg.Logger.With("topic", cfg.Topic, "group", cfg.Group),
 		parts: map[int32]*partState{}, pending: newPendingTable()}
-	// Events are large; two batches' worth, reused, keeps growslice and
-	// its copies off the hot path.
+	// Events are large; a batch's worth, reused (with the slices of stored
+	// batches, see free), keeps growslice and its copies off the hot path.
 	c.out = make([]apimeter.Event, 0, cfg.MaxPoll)
 	if cfg.Registerer != nil {
 		if err := cfg.Registerer.Register(collector{c}); err != nil {
@@ -587,14 +587,14 @@ type inflight struct {
 	events  []apimeter.Event
 	resolve []*slot         // halves of earlier batches this one completes
 	next    map[int32]int64 // per partition, the offset after the batch
-	done    chan error
-	stored  chan struct{} // closed once done has its answer
+	stored  chan struct{}   // closed once res and err are set
 	res     apimeter.AppendResult
+	err     error
 }
 
 // startStore hands the batch in hand to goroutines that store it.
 func (c *Consumer) startStore() {
-	f := &inflight{events: c.out, resolve: c.resolve, next: make(map[int32]int64, len(c.parts)), done: make(chan error, 1), stored: make(chan struct{})}
+	f := &inflight{events: c.out, resolve: c.resolve, next: make(map[int32]int64, len(c.parts)), stored: make(chan struct{})}
 	for id, p := range c.parts {
 		if p.next >= 0 {
 			f.next[id] = p.next
@@ -611,7 +611,6 @@ func (c *Consumer) startStore() {
 	}
 	c.inflight = append(c.inflight, f)
 	if len(f.events) == 0 {
-		f.done <- nil
 		close(f.stored)
 		return
 	}
@@ -637,7 +636,7 @@ func (c *Consumer) startStore() {
 			f.res.Stored = append(f.res.Stored, r.Stored...)
 			f.res.Duplicates += r.Duplicates
 		}
-		f.done <- first
+		f.err = first
 		close(f.stored)
 	}()
 }
@@ -675,19 +674,18 @@ func (c *Consumer) store(ctx context.Context, events []apimeter.Event, res *apim
 func (c *Consumer) reap(keep int) error {
 	for len(c.inflight) > 0 {
 		f := c.inflight[0]
-		var err error
 		if len(c.inflight) > keep {
-			err = <-f.done
+			<-f.stored
 		} else {
 			select {
-			case err = <-f.done:
+			case <-f.stored:
 			default:
 				return nil
 			}
 		}
 		c.inflight = c.inflight[1:]
-		if err != nil {
-			return err
+		if f.err != nil {
+			return f.err
 		}
 		c.finish(f)
 	}
