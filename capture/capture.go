@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/apimeter/apimeter"
@@ -43,15 +46,20 @@ type Stats struct {
 	Queued   int64 // events on the queue now
 	Sent     int64 // events the Sink accepted
 	Dropped  int64 // events lost because the queue was full or closed
-	Failed   int64 // events the Sink gave up on
-	Skipped  int64 // calls Options.Skip excluded
-	Panics   int64 // panics recovered in Options callbacks
+	Failed   int64 // events the Sink gave up on (Refused among them)
+	// Refused counts the events the collector refused one by one (the
+	// rest of their batch was sent); with the caps the capture applies, an
+	// apimeter collector with default limits refuses none.
+	Refused int64
+	Skipped int64 // calls Options.Skip excluded
+	Panics  int64 // panics recovered in Options callbacks
 }
 
 // Capture records API calls and sends them to a Sink. Build one with New,
 // wrap handlers with Middleware, and call Close on shutdown.
 type Capture struct {
 	opts     Options
+	caps     apimeter.EventCaps
 	log      *slog.Logger
 	scrub    *scrubber // owned by run
 	jwt      jwtDecoder
@@ -71,7 +79,7 @@ type Capture struct {
 	closed   atomic.Bool
 	stopOnce sync.Once
 
-	enqueued, sent, dropped, failed, skipped, panics atomic.Int64
+	enqueued, sent, dropped, failed, refused, skipped, panics atomic.Int64
 }
 
 // New returns a Capture for opts and starts its sending goroutine.
@@ -116,6 +124,7 @@ func newCapture(opts Options) (*Capture, error) {
 	}
 	c := &Capture{
 		opts:     opts,
+		caps:     opts.Caps.OrDefaults(),
 		log:      opts.Logger,
 		scrub:    newScrubber(opts.SecretHeaders, opts.SecretParams, opts.MaxBodyBytes),
 		jwt:      jd,
@@ -150,6 +159,7 @@ func (c *Capture) Stats() Stats {
 		Sent:     c.sent.Load(),
 		Dropped:  c.dropped.Load(),
 		Failed:   c.failed.Load(),
+		Refused:  c.refused.Load(),
 		Skipped:  c.skipped.Load(),
 		Panics:   c.panics.Load(),
 	}
@@ -224,7 +234,25 @@ func (c *Capture) serve(next http.Handler, w http.ResponseWriter, r *http.Reques
 		rec.body.rc = body
 		r.Body = &rec.body
 	}
+	// A call that ends in a panic is recorded all the same: a handler
+	// breaking off its answer (ReverseProxy on an upstream reset, or on a
+	// client that went away mid-body) panics with http.ErrAbortHandler,
+	// and a client must not escape metering by closing early. The panic
+	// goes on after.
+	returned := false
+	defer func() {
+		if returned {
+			return
+		}
+		v := recover()
+		c.endAbnormally(rec, w, r, body, v)
+		if v != nil {
+			panic(v)
+		}
+		// v == nil: runtime.Goexit, which goes on by itself.
+	}()
 	next.ServeHTTP(rec.rw.wrap(w), r)
+	returned = true
 	if r.Body == &rec.body {
 		r.Body = body
 	}
@@ -233,7 +261,53 @@ func (c *Capture) serve(next http.Handler, w http.ResponseWriter, r *http.Reques
 		// The server writes 200 for a handler that wrote nothing.
 		rec.rw.recordHeader(http.StatusOK, w.Header())
 	}
+	if rec.clientGone {
+		// The handler returned after writes to a client that had gone.
+		rec.outcome = OutcomeAborted
+	}
 	c.finish(rec, w, r)
+}
+
+// endAbnormally records a call whose handler panicked (with v) or exited:
+// the status as sent, the body bytes written, and how it ended, aborted
+// when the client had gone away, reset when the handler broke off with
+// http.ErrAbortHandler, panic otherwise. A call whose status was never
+// sent is recorded as 499 (nginx's "client closed request") when the
+// client went away, else as 0 (no answer).
+func (c *Capture) endAbnormally(rec *record, w http.ResponseWriter, r *http.Request, body io.ReadCloser, v any) {
+	if r.Body == &rec.body {
+		r.Body = body
+	}
+	rec.end = rec.start.Add(time.Since(rec.start))
+	switch {
+	case rec.clientGone || r.Context().Err() != nil:
+		rec.outcome = OutcomeAborted
+	case v == http.ErrAbortHandler:
+		rec.outcome = OutcomeReset
+	default:
+		rec.outcome = OutcomePanic
+	}
+	if !rec.rw.wroteHeader {
+		status := 0
+		if rec.outcome == OutcomeAborted {
+			status = 499
+		}
+		rec.rw.wroteHeader, rec.status = true, status
+		rec.respHeaders = rec.respHeaders[:0]
+	}
+	c.finish(rec, w, r)
+}
+
+// isClientGone reports whether a copy to the client failed because the
+// client's connection is gone.
+func isClientGone(err error) bool {
+	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed)
+}
+
+// writeFailed reports whether a Write error of a ResponseWriter means the
+// client is gone, rather than a handler's mistake.
+func writeFailed(err error) bool {
+	return err != nil && !errors.Is(err, http.ErrBodyNotAllowed) && !errors.Is(err, http.ErrContentLength) && !errors.Is(err, http.ErrHijacked)
 }
 
 // finish runs the callbacks and enqueues rec.
@@ -399,13 +473,19 @@ func (c *Capture) run() {
 		var err error
 		if stream != nil {
 			var body []byte
-			if body, err = stream.finish(); err == nil {
-				err = hs.postRetrying(c.sendCtx, body, n)
+			var spans []span
+			if body, spans, err = stream.finish(); err == nil {
+				err = hs.deliver(c.sendCtx, body, spans)
 			}
 		} else {
 			err = c.opts.Sink.Send(c.sendCtx, batch)
 		}
-		if err != nil {
+		var pe *PartialError
+		if errors.As(err, &pe) {
+			c.sent.Add(int64(pe.Sent))
+			c.refused.Add(int64(pe.Refused))
+			c.sendFailed(&fails, n-pe.Sent, err)
+		} else if err != nil {
 			c.sendFailed(&fails, n, err)
 		} else {
 			c.sent.Add(int64(n))

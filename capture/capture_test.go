@@ -294,7 +294,14 @@ func TestQueueFullDropsAndHandlerStillAnswers(t *testing.T) {
 
 func TestHangingCollectorDoesNotBlockRequests(t *testing.T) {
 	hang := startHangingCollector(t)
-	c, err := capture.New(capture.Options{Sink: newHTTPSink(t, hang.URL, "app"), BatchSize: 1, QueueSize: 1000})
+	// Retries bounded: a collector that answers 503 for good then fails
+	// the batches (unbounded, the default, they wait for it).
+	sink, err := capture.NewHTTPSink(capture.HTTPSinkConfig{URL: hang.URL, ApplicationID: "app", MaxRetries: 3,
+		Backoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := capture.New(capture.Options{Sink: sink, BatchSize: 1, QueueSize: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}

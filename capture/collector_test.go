@@ -31,7 +31,11 @@ type collector struct {
 	raw [][]byte
 }
 
-func startCollector(t *testing.T) *collector {
+func startCollector(t *testing.T) *collector { return startCollectorWith(t, nil) }
+
+// startCollectorWith starts a collector whose server.Config set changes
+// (its limits) before it starts.
+func startCollectorWith(t *testing.T, set func(*server.Config)) *collector {
 	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
@@ -47,7 +51,11 @@ func startCollector(t *testing.T) *collector {
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
-	srv := server.New(server.Config{Store: st, Apps: reg, Scrubber: apimeter.NewScrubber(nil, nil, -1)})
+	cfg := server.Config{Store: st, Apps: reg, Scrubber: apimeter.NewScrubber(nil, nil, -1)}
+	if set != nil {
+		set(&cfg)
+	}
+	srv := server.New(cfg)
 	c := &collector{AppID: app.ID, App: app, Store: st}
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, err := io.ReadAll(r.Body)

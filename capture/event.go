@@ -32,6 +32,13 @@ func (c *Capture) fillEvent(e *apimeter.Event, rec *record, borrow bool) {
 	if rec.tls {
 		scheme = "https"
 	}
+	// The headers past the cap are left out as appendRecord leaves them
+	// out: counted on the record's lists, room kept for an added
+	// Content-Length.
+	var k cuts
+	addLen := !rec.hijacked && rec.respHeaders.Get("Content-Length") == ""
+	nReq, nResp := c.headerBudget(len(rec.reqHeaders), false), c.headerBudget(len(rec.respHeaders), addLen)
+	k.Headers = len(rec.reqHeaders) - nReq + len(rec.respHeaders) - nResp
 	*e = apimeter.Event{
 		ID:              rec.id,
 		Direction:       apimeter.Incoming,
@@ -43,10 +50,10 @@ func (c *Capture) fillEvent(e *apimeter.Event, rec *record, borrow bool) {
 		Route:           rec.route,
 		Query:           rec.query,
 		ClientIP:        hostOnly(rec.remoteAddr),
-		RequestHeaders:  rec.reqHeaders,
+		RequestHeaders:  rec.reqHeaders[:nReq],
 		RequestSize:     rec.reqLen,
 		Status:          rec.status,
-		ResponseHeaders: rec.respHeaders,
+		ResponseHeaders: rec.respHeaders[:nResp],
 		ResponseSize:    rec.respSize,
 		LatencyMs:       float64(rec.end.Sub(rec.start).Microseconds()) / 1000,
 		UserID:          rec.user,
@@ -75,7 +82,7 @@ func (c *Capture) fillEvent(e *apimeter.Event, rec *record, borrow bool) {
 	}
 	// The collector schema carries sizes only as Content-Length; add it when
 	// the handler did not, so that a capped body does not understate them.
-	if e.ResponseHeaders.Get("Content-Length") == "" && !rec.hijacked {
+	if addLen {
 		var n string
 		if borrow {
 			rec.scratch = strconv.AppendInt(rec.scratch, rec.respSize, 10)
@@ -113,6 +120,8 @@ func (c *Capture) fillEvent(e *apimeter.Event, rec *record, borrow bool) {
 		c.callMask(e)
 		c.scrub.full.Scrub(e)
 	}
+	c.capEvent(e, &k)
+	e.Metadata = c.metadataJSON(e.Metadata, rec.outcome, rec.respSize, &k)
 }
 
 // targetMs is an upstream latency in milliseconds, microsecond precision,

@@ -61,11 +61,16 @@ func TestHTTPSinkNetworkErrorsAreRetriedAndBounded(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	sink := newHTTPSink(t, "http://"+addr, "app-1")
-	err = sink.Send(context.Background(), []apimeter.Event{wireTestEvent()})
+	bounded, err := capture.NewHTTPSink(capture.HTTPSinkConfig{URL: "http://" + addr, ApplicationID: "app-1", MaxRetries: 3,
+		Backoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = bounded.Send(context.Background(), []apimeter.Event{wireTestEvent()})
 	if err == nil || !strings.Contains(err.Error(), "attempt 4") {
 		t.Fatalf("err = %v, want a failure after 4 attempts", err)
 	}
+	sink := newHTTPSink(t, "http://"+addr, "app-1")
 	// A cancelled context stops the retries at once.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

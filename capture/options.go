@@ -122,6 +122,13 @@ type Options struct {
 	SecretHeaders []string
 	SecretParams  []string
 
+	// Caps are the collector's per-event caps (header count, header
+	// value, URI and metadata sizes) that every event is cut to before it
+	// leaves, so that the collector never refuses one. Zero fields mean
+	// apimeter's defaults, which an apimeter collector uses unless its
+	// --max-*-bytes flags say otherwise: set the same here if they do.
+	Caps apimeter.EventCaps
+
 	// QueueSize bounds the events waiting to be sent. Zero means
 	// DefaultQueueSize.
 	QueueSize int

@@ -202,7 +202,7 @@ func BenchmarkSenderEncode(b *testing.B) {
 							b.Fatal(err)
 						}
 					}
-					if _, err := stream.finish(); err != nil {
+					if _, _, err := stream.finish(); err != nil {
 						b.Fatal(err)
 					}
 				}

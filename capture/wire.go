@@ -213,12 +213,13 @@ func (c *Capture) appendRecord(dst []byte, rec *record) []byte {
 			c.uri = append(c.uri[:0], bytes.ToValidUTF8(c.uri, []byte("\uFFFD"))...)
 		}
 	}
+	var k cuts
 	dst = append(dst, `"uri":`...)
-	dst = apimeter.AppendJSONString(dst, unsafe.String(&c.uri[0], len(c.uri)))
+	dst = apimeter.AppendJSONString(dst, c.capURI(unsafe.String(&c.uri[0], len(c.uri)), &k))
 	dst = append(dst, ',')
 	dst = appendField(dst, "verb", rec.method)
 	dst = appendOpt(dst, "ip_address", hostOnly(rec.remoteAddr))
-	dst = c.appendScrubbedHeaders(dst, rec.reqHeaders, false, 0)
+	dst = c.appendScrubbedHeaders(dst, rec.reqHeaders, false, 0, &k)
 	if c.opts.LogBody {
 		dst = appendRecordBody(dst, rec.reqBody, rec.reqRead > int64(len(rec.reqBody)))
 	}
@@ -229,7 +230,7 @@ func (c *Capture) appendRecord(dst []byte, rec *record) []byte {
 	// The collector schema carries sizes only as Content-Length, added when
 	// the handler did not set it (as fillEvent does).
 	addLen := !rec.hijacked && rec.respHeaders.Get("Content-Length") == ""
-	dst = c.appendScrubbedHeaders(dst, rec.respHeaders, addLen, rec.respSize)
+	dst = c.appendScrubbedHeaders(dst, rec.respHeaders, addLen, rec.respSize, &k)
 	if c.opts.LogBody {
 		dst = appendRecordBody(dst, rec.respBody, rec.respSize > int64(len(rec.respBody)))
 	}
@@ -245,13 +246,16 @@ func (c *Capture) appendRecord(dst []byte, rec *record) []byte {
 		session = c.scrub.fingerprint(apimeter.BearerToken(session))
 		dst = appendField(append(dst, ','), "session_token", session)
 	}
+	var meta []byte
 	if rec.metadata != nil {
-		if b, err := json.Marshal(rec.metadata); err == nil {
-			dst = append(dst, `,"metadata":`...)
-			dst = append(dst, b...)
-		} else {
+		var err error
+		if meta, err = json.Marshal(rec.metadata); err != nil {
 			c.log.Warn("capture: metadata is not JSON", "err", err)
 		}
+	}
+	if md := c.metadataJSON(meta, rec.outcome, rec.respSize, &k); md != nil {
+		dst = append(dst, `,"metadata":`...)
+		dst = append(dst, md...)
 	}
 	dst = append(dst, `,"direction":"`+apimeter.Incoming+`"`...)
 	if c.weight > 1 {
@@ -276,14 +280,19 @@ func (c *Capture) appendRecord(dst []byte, rec *record) []byte {
 
 // appendScrubbedHeaders appends `,"headers":{...}` with secret values
 // replaced by their fingerprints, and a Content-Length of size at the end
-// when addLen is set.
-func (c *Capture) appendScrubbedHeaders(dst []byte, h apimeter.Headers, addLen bool, size int64) []byte {
+// when addLen is set; the headers past the caps' count are left out and
+// values cut to the caps' size, counted in k.
+func (c *Capture) appendScrubbedHeaders(dst []byte, h apimeter.Headers, addLen bool, size int64, k *cuts) []byte {
 	dst = append(dst, `,"headers":{`...)
-	for i, kv := range h {
+	n := c.headerBudget(len(h), addLen)
+	k.Headers += len(h) - n
+	for i, kv := range h[:n] {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = c.appendScrubbedHeader(dst, kv.Name, kv.Value)
+		dst = apimeter.AppendJSONString(dst, kv.Name)
+		dst = append(dst, ':')
+		dst = apimeter.AppendJSONString(dst, c.capValue(c.scrub.header(kv.Name, kv.Value), k))
 	}
 	if addLen {
 		if len(h) > 0 {
@@ -291,20 +300,15 @@ func (c *Capture) appendScrubbedHeaders(dst []byte, h apimeter.Headers, addLen b
 		}
 		if c.scrub.kind("Content-Length").secret {
 			// Only a SecretHeaders entry makes it so; not worth a buffer.
-			dst = c.appendScrubbedHeader(dst, "Content-Length", strconv.FormatInt(size, 10))
+			dst = apimeter.AppendJSONString(dst, "Content-Length")
+			dst = append(dst, ':')
+			dst = apimeter.AppendJSONString(dst, c.scrub.header("Content-Length", strconv.FormatInt(size, 10)))
 		} else {
 			dst = append(dst, `"Content-Length":"`...)
 			dst = append(strconv.AppendInt(dst, size, 10), '"')
 		}
 	}
 	return append(dst, '}')
-}
-
-func (c *Capture) appendScrubbedHeader(dst []byte, name, value string) []byte {
-	value = c.scrub.header(name, value)
-	dst = apimeter.AppendJSONString(dst, name)
-	dst = append(dst, ':')
-	return apimeter.AppendJSONString(dst, value)
 }
 
 // appendRecordBody appends a captured body as body gives it and appendBody

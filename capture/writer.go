@@ -30,6 +30,10 @@ type record struct {
 	respSize int64
 	status   int
 	hijacked bool
+	// outcome says how a call ended that did not end normally (Outcome*);
+	// clientGone that a write to the client failed.
+	outcome    string
+	clientGone bool
 
 	route, user, company, session, auth string
 	metadata                            map[string]any
@@ -61,7 +65,7 @@ func (rec *record) reset() {
 	rec.route, rec.user, rec.company, rec.session, rec.auth = "", "", "", "", ""
 	rec.metadata = nil
 	rec.target = Target{}
-	rec.hijacked = false
+	rec.hijacked, rec.clientGone, rec.outcome = false, false, ""
 	rec.reqRead, rec.respSize, rec.status = 0, 0, 0
 	rec.rw.w, rec.rw.wroteHeader = nil, false
 	rec.body.rc = nil
@@ -171,6 +175,9 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	}
 	n, err := w.w.Write(p)
 	w.rec.respSize += int64(n)
+	if writeFailed(err) {
+		w.rec.clientGone = true
+	}
 	if w.rec.c.opts.LogBody {
 		w.rec.respBody = keep(w.rec.respBody, p[:n])
 	}
@@ -213,6 +220,11 @@ func (w *responseWriter) readFrom(src io.Reader) (int64, error) {
 	}
 	n, err := w.w.(io.ReaderFrom).ReadFrom(src)
 	w.rec.respSize += n
+	if err != nil {
+		// Either side may have failed; the request's context tells
+		// whether the client went away.
+		w.rec.clientGone = w.rec.clientGone || isClientGone(err)
+	}
 	return total + n, err
 }
 

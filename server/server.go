@@ -31,9 +31,9 @@ import (
 const (
 	DefaultMaxBodyBytes        = 32 << 20
 	DefaultMaxBatchEvents      = 10000
-	DefaultMaxHeaderValueBytes = 16 << 10
-	DefaultMaxURIBytes         = 16 << 10
-	DefaultMaxMetadataBytes    = 64 << 10
+	DefaultMaxHeaderValueBytes = apimeter.DefaultMaxHeaderValueBytes
+	DefaultMaxURIBytes         = apimeter.DefaultMaxURIBytes
+	DefaultMaxMetadataBytes    = apimeter.DefaultMaxMetadataBytes
 )
 
 // Config wires a Server. Store, Apps and Scrubber are required.
