@@ -125,6 +125,10 @@ type Timeouts struct {
 	Upstream Duration `yaml:"upstream"`
 	// UpstreamIdle bounds an idle connection kept to an upstream (90 s).
 	UpstreamIdle Duration `yaml:"upstream_idle"`
+	// Quota bounds a quota check on a shared counter store (Redis), 50 ms:
+	// past it the call is forwarded unchecked, and after 5 such failures
+	// in a row the checks are skipped for 5 s before one is tried again.
+	Quota Duration `yaml:"quota"`
 }
 
 // Duration is a time.Duration written in YAML as "30s", "2m", "1h30m".

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/capture"
 	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/internal/breaker"
 	"github.com/apimeter/apimeter/server"
 )
 
@@ -28,6 +30,10 @@ type Options struct {
 	Sink SinkFunc
 	// Counter keeps quota counters. Nil means a MemoryCounter.
 	Counter Counter
+	// QuotaProbeAfter is how long quota checks are skipped after the
+	// counter store failed repeatedly, before one is tried again. Zero
+	// means 5 s.
+	QuotaProbeAfter time.Duration
 	// Transport forwards calls upstream. Nil means one built from
 	// Config.Timeouts.
 	Transport http.RoundTripper
@@ -44,9 +50,14 @@ type Stats struct {
 	Blocked int64
 	// UpstreamErrors counts the calls answered 502 or 504.
 	UpstreamErrors int64
-	// QuotaErrors counts quota checks that failed (Redis down); those calls
-	// were forwarded.
+	// QuotaErrors counts quota checks that failed (Redis down, or no
+	// answer within timeouts.quota); those calls were forwarded.
 	QuotaErrors int64
+	// QuotaSkipped counts the calls forwarded without a quota check
+	// because the counter store's circuit was open (it failed
+	// repeatedly); QuotaBreakerOpen says whether it is open now.
+	QuotaSkipped     int64
+	QuotaBreakerOpen bool
 	// NoRoute counts the calls no upstream matched (404, not recorded).
 	NoRoute int64
 }
@@ -62,7 +73,7 @@ type Gateway struct {
 	company   []identity.CompanyRule
 	scrub     *apimeter.Scrubber // fingerprints of API keys for quotas
 
-	blocked, upstreamErrors, quotaErrors, noRoute atomic.Int64
+	blocked, upstreamErrors, quotaErrors, quotaSkipped, noRoute atomic.Int64
 
 	hs   *http.Server // set by Start
 	addr net.Addr
@@ -131,6 +142,13 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 		}
 		if g.quotas.counter == nil {
 			g.quotas.counter = NewMemoryCounter()
+		}
+		if _, inProcess := g.quotas.counter.(*MemoryCounter); !inProcess {
+			// A counter store across the network may hang: each check
+			// gets a deadline, and repeated failures open the circuit so
+			// that calls stop waiting on it at all.
+			g.quotas.guard = breaker.New(breaker.Config{Name: "quota counters", Timeout: cfg.Timeouts.Quota.or(breaker.DefaultTimeout),
+				OpenFor: opts.QuotaProbeAfter, Detach: true, Logger: g.log})
 		}
 	}
 	tr := opts.Transport
@@ -235,6 +253,14 @@ func (g *Gateway) newUpstream(uc Upstream, tr http.RoundTripper, sinkFor SinkFun
 
 // ServeHTTP routes a call to its upstream.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect {
+		// The gateway fronts APIs; it is not a forward proxy, and a tunnel
+		// would carry calls past metering.
+		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+		server.WriteError(w, r, g.log, &server.APIError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
+			Message: "CONNECT is not forwarded: the gateway is a reverse proxy for APIs, not a tunnel"})
+		return
+	}
 	u := g.route(r)
 	if u == nil {
 		g.noRoute.Add(1)
@@ -280,9 +306,14 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
 		v, err := q.check(r.Context(), u.Name, s, time.Now())
 		if err != nil {
 			// Failing open: a counter store that is down must not take
-			// the API down with it.
-			u.g.quotaErrors.Add(1)
-			u.g.log.Warn("gateway: quota check failed; call forwarded", "api", u.Name, "err", err)
+			// the API down with it. The breaker logs its changes of
+			// state; a line per call would flood the log.
+			if errors.Is(err, breaker.ErrOpen) {
+				u.g.quotaSkipped.Add(1)
+			} else {
+				u.g.quotaErrors.Add(1)
+			}
+			u.g.log.Debug("gateway: quota check failed; call forwarded", "api", u.Name, "err", err)
 		} else if v != nil {
 			c.blocked = v
 			u.g.blocked.Add(1)
@@ -359,6 +390,11 @@ func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
 		pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
 	}
 	pr.SetXForwarded()
+	// A client must not choose the address the upstream believes it has:
+	// X-Real-IP is the gateway's own finding, True-Client-IP (set by some
+	// CDNs) is not passed on.
+	pr.Out.Header.Del("True-Client-IP")
+	pr.Out.Header.Set("X-Real-IP", u.g.clientIP(pr.In))
 	if u.g.cfg.TrustForwarded {
 		for _, h := range []string{"X-Forwarded-Proto", "X-Forwarded-Host"} {
 			if v := pr.In.Header[h]; len(v) > 0 {
@@ -390,14 +426,34 @@ func (u *upstream) proxyError(w http.ResponseWriter, r *http.Request, err error)
 		Message: fmt.Sprintf("the upstream of API %q %s", u.Name, what)})
 }
 
-// forwardedFor is the first address of X-Forwarded-For, else the peer's.
+// clientIP is the caller's address: the peer's, or behind a trusted proxy
+// the one it forwarded.
+func (g *Gateway) clientIP(r *http.Request) string {
+	if g.cfg.TrustForwarded {
+		return forwardedFor(r)
+	}
+	return peerIP(r)
+}
+
+// forwardedFor is the address the trusted proxy in front of the gateway
+// appended to X-Forwarded-For: the last one of the chain (the ones before
+// it are whatever the client sent), when it is an IP address; else the
+// peer's.
 func forwardedFor(r *http.Request) string {
-	if v := r.Header.Get("X-Forwarded-For"); v != "" {
-		first, _, _ := strings.Cut(v, ",")
-		if ip := strings.TrimSpace(first); ip != "" {
-			return ip
+	vs := r.Header.Values("X-Forwarded-For")
+	if len(vs) > 0 {
+		last := vs[len(vs)-1]
+		if i := strings.LastIndexByte(last, ','); i >= 0 {
+			last = last[i+1:]
+		}
+		if ip, err := netip.ParseAddr(strings.TrimSpace(last)); err == nil {
+			return ip.Unmap().String()
 		}
 	}
+	return peerIP(r)
+}
+
+func peerIP(r *http.Request) string {
 	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		return h
 	}
@@ -475,7 +531,11 @@ func (b *timedBody) Close() error {
 
 // Stats returns the gateway's counters.
 func (g *Gateway) Stats() Stats {
-	s := Stats{Blocked: g.blocked.Load(), UpstreamErrors: g.upstreamErrors.Load(), QuotaErrors: g.quotaErrors.Load(), NoRoute: g.noRoute.Load()}
+	s := Stats{Blocked: g.blocked.Load(), UpstreamErrors: g.upstreamErrors.Load(), QuotaErrors: g.quotaErrors.Load(),
+		QuotaSkipped: g.quotaSkipped.Load(), NoRoute: g.noRoute.Load()}
+	if g.quotas != nil && g.quotas.guard != nil {
+		s.QuotaBreakerOpen = g.quotas.guard.Open()
+	}
 	for _, u := range g.upstreams {
 		cs := u.capture.Stats()
 		s.Capture.Enqueued += cs.Enqueued
@@ -483,6 +543,7 @@ func (g *Gateway) Stats() Stats {
 		s.Capture.Sent += cs.Sent
 		s.Capture.Dropped += cs.Dropped
 		s.Capture.Failed += cs.Failed
+		s.Capture.Refused += cs.Refused
 		s.Capture.Skipped += cs.Skipped
 		s.Capture.Panics += cs.Panics
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/internal/breaker"
 )
 
 // Window is one quota's counter for one subject in one window: Take counts
@@ -81,6 +82,9 @@ type quotas struct {
 	rules   []Quota
 	periods identity.Periods
 	counter Counter
+	// guard bounds the checks on a counter store across the network;
+	// nil for the in-process one.
+	guard *breaker.Breaker
 }
 
 // subjects are who a call is counted for.
@@ -183,7 +187,23 @@ func (q *quotas) check(ctx context.Context, api string, s *subjects, now time.Ti
 	if len(ws) == 0 {
 		return nil, nil
 	}
-	blocked, err := q.counter.Take(ctx, now, ws)
+	var blocked int
+	var err error
+	if q.guard == nil {
+		blocked, err = q.counter.Take(ctx, now, ws)
+	} else {
+		// The call may outlive the deadline (Detach): it writes only
+		// its own result, read only when it came in time.
+		var res int
+		err = q.guard.Do(ctx, func(ctx context.Context) error {
+			n, err := q.counter.Take(ctx, now, ws)
+			res = n
+			return err
+		})
+		if err == nil {
+			blocked = res
+		}
+	}
 	if err != nil || blocked < 0 {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os/exec"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +20,24 @@ import (
 // off, stopped at the end of the test, and returns a client of it; it
 // skips the test when redis-server is not on the PATH.
 func Start(t testing.TB) *redis.Client {
+	t.Helper()
+	return StartServer(t).Client
+}
+
+// Server is a redis-server process started by StartServer.
+type Server struct {
+	Client *redis.Client
+	Addr   string
+	cmd    *exec.Cmd
+}
+
+// Pause stops the process with SIGSTOP: it keeps its connections and
+// answers nothing, as a hung Redis does. Resume continues it.
+func (s *Server) Pause() error  { return s.cmd.Process.Signal(syscall.SIGSTOP) }
+func (s *Server) Resume() error { return s.cmd.Process.Signal(syscall.SIGCONT) }
+
+// StartServer is Start, returning the process too.
+func StartServer(t testing.TB) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -37,6 +56,7 @@ func Start(t testing.TB) *redis.Client {
 		t.Fatalf("start redis-server: %v", err)
 	}
 	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGCONT)
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
@@ -48,7 +68,7 @@ func Start(t testing.TB) *redis.Client {
 		err := c.Ping(ctx).Err()
 		cancel()
 		if err == nil {
-			return c
+			return &Server{Client: c, Addr: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("redis-server on port %d did not answer PING: %v\n%s", port, err, out.String())
