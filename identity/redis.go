@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/internal/breaker"
 )
 
 // RedisOptions configure a Redis backend.
@@ -19,7 +21,19 @@ type RedisOptions struct {
 	// ExpiredRetention is how long an expired alias is still answered
 	// (Redis then drops it). Zero means DefaultExpiredRetention.
 	ExpiredRetention time.Duration
+	// Timeout bounds the alias lookups and usage updates of ingest. Past
+	// it the batch is refused (503, the sender retries), and after 5
+	// failures in a row Redis is not asked for 5 s, so that a hung Redis
+	// answers at once rather than holding every batch. Zero means
+	// DefaultRedisTimeout; negative means no deadline.
+	Timeout time.Duration
+	// Logger gets one line per change of the circuit's state.
+	Logger *slog.Logger
 }
+
+// DefaultRedisTimeout is RedisOptions.Timeout's default: a pipelined round
+// trip of a 500-event batch takes about a millisecond on a healthy Redis.
+const DefaultRedisTimeout = 250 * time.Millisecond
 
 // Redis keeps the alias table and the usage counters in Redis, so that
 // several collectors and gateways share them. Every batch is one pipelined
@@ -34,6 +48,7 @@ type Redis struct {
 	c         redis.UniversalClient
 	prefix    string
 	retention time.Duration
+	guard     *breaker.Breaker // of ingest's calls
 }
 
 // NewRedis returns a Redis backend on client c (which it does not close).
@@ -44,8 +59,18 @@ func NewRedis(c redis.UniversalClient, opts RedisOptions) *Redis {
 	if opts.ExpiredRetention == 0 {
 		opts.ExpiredRetention = DefaultExpiredRetention
 	}
-	return &Redis{c: c, prefix: opts.Prefix, retention: opts.ExpiredRetention}
+	if opts.Timeout == 0 {
+		opts.Timeout = DefaultRedisTimeout
+	}
+	// Detached calls: a client whose socket reads ignore the context
+	// still lets ingest go on at the deadline.
+	guard := breaker.New(breaker.Config{Name: "redis (aliases and usage)", Timeout: opts.Timeout, Detach: true, Logger: opts.Logger})
+	return &Redis{c: c, prefix: opts.Prefix, retention: opts.ExpiredRetention, guard: guard}
 }
+
+// CircuitOpen reports whether ingest's calls are skipped now, Redis having
+// failed repeatedly.
+func (r *Redis) CircuitOpen() bool { return r.guard.Open() }
 
 func (r *Redis) aliasKey(org, env, hash string) string {
 	return r.prefix + "alias:" + org + ":" + env + ":" + hash
@@ -192,12 +217,21 @@ func (r *Redis) LookupAliases(ctx context.Context, refs []AliasRef, out []Alias)
 	if len(refs) == 0 {
 		return nil
 	}
-	p := r.c.Pipeline()
+	// The call may outlive the deadline: it writes only cmds, read here
+	// once it returned in time.
 	cmds := make([]*redis.SliceCmd, len(refs))
-	for i, ref := range refs {
-		cmds[i] = p.HMGet(ctx, r.aliasKey(ref.Org, ref.Env, ref.KeyHash), "u", "c", "x", "t")
-	}
-	if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	err := r.guard.Do(ctx, func(ctx context.Context) error {
+		p := r.c.Pipeline()
+		for i, ref := range refs {
+			cmds[i] = p.HMGet(ctx, r.aliasKey(ref.Org, ref.Env, ref.KeyHash), "u", "c", "x", "t")
+		}
+		_, err := p.Exec(ctx)
+		if errors.Is(err, redis.Nil) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("redis: look up aliases: %w", err)
 	}
 	for i, cmd := range cmds {
@@ -225,7 +259,11 @@ func (r *Redis) AddUsage(ctx context.Context, deltas map[CounterKey]Counts) erro
 			p.HIncrBy(ctx, r.usageKey(k.Org, k.Env, k.Period, k.Dim, "bytes"), k.ID, d.Bytes)
 		}
 	}
-	if _, err := p.Exec(ctx); err != nil {
+	err := r.guard.Do(ctx, func(ctx context.Context) error {
+		_, err := p.Exec(ctx)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("redis: add usage: %w", err)
 	}
 	return nil

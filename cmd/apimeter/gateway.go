@@ -171,6 +171,7 @@ func quotaCounter(ctx context.Context, opts *gateway.Options, redisURL, prefix s
 	if err != nil {
 		return nil, fmt.Errorf("--redis: %w", err)
 	}
+	o.ContextTimeoutEnabled = true // timeouts.quota cuts socket reads
 	rc := redis.NewClient(o)
 	if err := rc.Ping(ctx).Err(); err != nil {
 		rc.Close()
@@ -224,6 +225,15 @@ func registerGateway(reg prometheus.Registerer, g *gateway.Gateway) {
 		counter("apimeter_gateway_blocked_total", "Calls answered 429 by a quota.", func(s gateway.Stats) int64 { return s.Blocked }),
 		counter("apimeter_gateway_upstream_errors_total", "Calls answered 502 or 504.", func(s gateway.Stats) int64 { return s.UpstreamErrors }),
 		counter("apimeter_gateway_quota_errors_total", "Quota checks that failed (the call was forwarded).", func(s gateway.Stats) int64 { return s.QuotaErrors }),
+		counter("apimeter_gateway_quota_skipped_total", "Calls forwarded without a quota check, the counter store's circuit being open.", func(s gateway.Stats) int64 { return s.QuotaSkipped }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "apimeter_gateway_quota_circuit_open", Help: "1 while quota checks are skipped because the counter store failed repeatedly."},
+			func() float64 {
+				if g.Stats().QuotaBreakerOpen {
+					return 1
+				}
+				return 0
+			}),
+		counter("apimeter_gateway_events_refused_total", "Events the collector refused one by one (counted in failed too); the rest of their batch was sent.", func(s gateway.Stats) int64 { return s.Capture.Refused }),
 		counter("apimeter_gateway_no_route_total", "Calls no upstream matched.", func(s gateway.Stats) int64 { return s.NoRoute }),
 	)
 }

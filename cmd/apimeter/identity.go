@@ -30,6 +30,7 @@ import (
 type identityFlags struct {
 	Redis          string        `env:"APIMETER_REDIS" placeholder:"URL" help:"Redis URL (redis://host:6379/0) holding the alias table and usage counters, shared by several collectors. Empty keeps them embedded."`
 	RedisPrefix    string        `default:"apimeter:" env:"APIMETER_REDIS_PREFIX" help:"Prefix of every Redis key apimeter writes."`
+	RedisTimeout   time.Duration `default:"250ms" env:"APIMETER_REDIS_TIMEOUT" help:"Deadline of the alias lookups and usage updates of a batch on Redis; past it the batch gets 503, and after 5 failures in a row Redis is left alone for 5 s."`
 	UsageRebuild   bool          `env:"APIMETER_USAGE_REBUILD" help:"With --redis: overwrite the Redis counters with figures rebuilt from this collector's events table at start-up (one-collector deployments, or repair)."`
 	JWTClaim       string        `name:"jwt-claim" default:"sub" env:"APIMETER_JWT_CLAIM" help:"JWT claim holding the user id."`
 	JWTSecret      []string      `name:"jwt-secret" env:"APIMETER_JWT_SECRETS" help:"HS256/384/512 secret that verifies bearer JWTs (repeatable). With any JWT key set, unverifiable tokens identify no one."`
@@ -126,12 +127,13 @@ func setupIdentity(ctx context.Context, f identityFlags, db *sql.DB, eng engine,
 		if err != nil {
 			return nil, fmt.Errorf("--redis: %w", err)
 		}
+		opt.ContextTimeoutEnabled = true // the deadlines below cut socket reads
 		rc := redis.NewClient(opt)
 		if err := rc.Ping(ctx).Err(); err != nil {
 			rc.Close()
 			return nil, fmt.Errorf("--redis %s: %w", opt.Addr, err)
 		}
-		r := identity.NewRedis(rc, identity.RedisOptions{Prefix: f.RedisPrefix})
+		r := identity.NewRedis(rc, identity.RedisOptions{Prefix: f.RedisPrefix, Timeout: f.RedisTimeout, Logger: log})
 		if f.UsageRebuild {
 			counts, err := eng.RebuildUsage(ctx, db, ps)
 			if err == nil {
