@@ -54,6 +54,7 @@ const (
 	DefaultPairTTL     = 2 * time.Minute
 	DefaultMaxPending  = 200_000
 	DefaultMaxPoll     = 10_000
+	DefaultPairWindow  = 100_000
 	DefaultLogInterval = 30 * time.Second
 	DefaultDrain       = 30 * time.Second
 )
@@ -74,6 +75,13 @@ type ConsumerConfig struct {
 	// for its request), in record time, before it is stored alone and
 	// flagged. Zero means DefaultPairTTL.
 	PairTTL time.Duration
+	// PairWindow is the window in arrival order: a half is stored alone
+	// only once PairTTL has passed in record time and, besides, either
+	// PairWindow records have been read after it or PairTTL has passed
+	// since it arrived. A replayed or lagging hub delivers records later
+	// than their timestamps say; record time alone split such calls into
+	// halves. Zero means DefaultPairWindow.
+	PairWindow int64
 	// MaxPending bounds the halves waiting for their other half; beyond it
 	// the oldest are stored alone and flagged. Zero means DefaultMaxPending.
 	MaxPending int
@@ -142,6 +150,9 @@ type Consumer struct {
 	// to pair. Only Run's goroutine touches them.
 	decoded []decodedMsg
 	next    int
+	// now is when the fetch in hand is handled: the arrival time of its
+	// halves.
+	now time.Time
 	cl      *kgo.Client
 }
 
@@ -164,6 +175,9 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	}
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = DefaultMaxPending
+	}
+	if cfg.PairWindow <= 0 {
+		cfg.PairWindow = DefaultPairWindow
 	}
 	if cfg.MaxPoll <= 0 {
 		cfg.MaxPoll = DefaultMaxPoll
@@ -275,6 +289,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			c.decodeAll(fs)
 		}
 		c.mu.Lock()
+		c.now = t0
 		fs.EachPartition(c.handlePartition)
 		c.decoded = c.decoded[:0]
 		c.expire(t0)
@@ -488,7 +503,7 @@ func (c *Consumer) handleAPIM(p *partState, r *kgo.Record) error {
 	}
 	s := &slot{offset: r.Offset}
 	p.queue = append(p.queue, s)
-	c.pending.add(&half{msg: m, ts: r.Timestamp, partition: r.Partition, slot: s})
+	c.pending.add(&half{msg: m, ts: r.Timestamp, seq: c.stats.Consumed, at: c.now, partition: r.Partition, slot: s})
 	return nil
 }
 
@@ -564,7 +579,7 @@ func (c *Consumer) expire(now time.Time) {
 	if !wm.IsZero() {
 		cutoff = wm.Add(-c.cfg.PairTTL)
 	}
-	for _, h := range c.pending.expire(cutoff, c.cfg.MaxPending) {
+	for _, h := range c.pending.expire(cutoff, c.stats.Consumed-c.cfg.PairWindow, now.Add(-c.cfg.PairTTL), c.cfg.MaxPending) {
 		c.resolve = append(c.resolve, h.slot)
 		if h.msg.Kind == httpmsg.Request {
 			c.emit(httpmsg.ToEvent(&h.msg, nil, h.ts, time.Time{}))

@@ -10,6 +10,8 @@ import (
 type half struct {
 	msg       httpmsg.Message
 	ts        time.Time // record timestamp
+	seq       int64     // records the consumer had read when it arrived
+	at        time.Time // when it arrived (wall clock)
 	partition int32
 	slot      *slot // its place in its partition's offset queue
 	done      bool  // paired or flagged; only the FIFO still holds it
@@ -91,8 +93,12 @@ func (t *pendingTable) take(id string) *half {
 }
 
 // expire removes and returns, oldest first, the halves written before
-// cutoff, and the oldest beyond max live halves.
-func (t *pendingTable) expire(cutoff time.Time, max int) []*half {
+// cutoff that also arrived before the arrival window (seq at most seqCutoff,
+// or at before atCutoff), and the oldest beyond max live halves. Record
+// time alone is not enough: a replayed or lagging hub delivers records
+// long after their timestamps, and a request must still wait for the
+// response that arrives after it.
+func (t *pendingTable) expire(cutoff time.Time, seqCutoff int64, atCutoff time.Time, max int) []*half {
 	var out []*half
 	i := 0
 	for ; i < len(t.fifo); i++ {
@@ -101,7 +107,8 @@ func (t *pendingTable) expire(cutoff time.Time, max int) []*half {
 			t.fifo[i] = nil
 			continue
 		}
-		if !h.ts.Before(cutoff) && t.live <= max {
+		waited := h.ts.Before(cutoff) && (h.seq <= seqCutoff || h.at.Before(atCutoff))
+		if !waited && t.live <= max {
 			break
 		}
 		t.fifo[i] = nil

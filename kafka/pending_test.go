@@ -31,7 +31,8 @@ func (c *Consumer) addHalf(t *testing.T, kind httpmsg.Kind, id string, part int3
 	s := &slot{offset: offset}
 	p.queue = append(p.queue, s)
 	p.next = offset + 1
-	c.pending.add(&half{msg: httpmsg.Message{Kind: kind, ID: id, Method: "GET", Target: "/", Status: 200}, ts: ts, partition: part, slot: s})
+	c.stats.Consumed++
+	c.pending.add(&half{msg: httpmsg.Message{Kind: kind, ID: id, Method: "GET", Target: "/", Status: 200}, ts: ts, seq: c.stats.Consumed, at: c.now, partition: part, slot: s})
 }
 
 // TestExpireOnRecordTime: while the response partition is behind its
@@ -44,6 +45,7 @@ func TestExpireOnRecordTime(t *testing.T) {
 	old := now.Add(-10 * time.Minute)
 	c.parts[0] = &partState{next: -1, hwm: -1, end: 10, endAt: now, committed: -1, seen: true, lastTS: now}
 	c.parts[1] = &partState{next: -1, hwm: -1, end: 500, endAt: now, committed: -1, seen: true, lastTS: old.Add(30 * time.Second)}
+	c.now = old // it arrived when it was written
 	c.addHalf(t, httpmsg.Request, "r1", 0, 9, old)
 	c.parts[1].next = 100 // 400 records behind, last one read 30 s after the request
 	c.expire(now)
@@ -82,5 +84,41 @@ func TestPendingBound(t *testing.T) {
 	c.expire(now)
 	if c.pending.live != 10 || len(c.out) != 15 || c.out[0].ID != "r0" || c.out[14].ID != "r14" {
 		t.Fatalf("pending %d, flagged %d (first %q): want 10 pending and r0..r14 flagged", c.pending.live, len(c.out), c.out[0].ID)
+	}
+}
+
+// TestReplayedRecordsStillPair: a replayed (or lagging) hub delivers a
+// request whose timestamp is long past, with every partition caught up;
+// record time alone would store it alone at once, and its response,
+// arriving right after, alone too. Within the window in arrival order it
+// waits and pairs; past the window (PairWindow records read after it, or
+// PairTTL since it arrived) an orphan is still stored alone.
+func TestReplayedRecordsStillPair(t *testing.T) {
+	c, err := NewConsumer(ConsumerConfig{Topic: "t", Group: "g", Ingester: nopIngester{}, PairTTL: time.Minute, PairWindow: 5, Org: "o", Env: "e"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	hourAgo := now.Add(-time.Hour)
+	c.parts[0] = &partState{next: -1, hwm: -1, end: 0, endAt: now, committed: -1, seen: true, lastTS: hourAgo}
+	c.parts[1] = &partState{next: 0, hwm: -1, end: 0, endAt: now, committed: -1, seen: true, lastTS: hourAgo}
+	c.now = now
+	c.addHalf(t, httpmsg.Request, "call-1", 0, 0, hourAgo)
+	c.addHalf(t, httpmsg.Request, "orphan", 0, 1, hourAgo)
+	c.parts[0].end = 2
+	c.expire(now)
+	if len(c.out) != 0 || c.pending.live != 2 {
+		t.Fatalf("replayed requests flagged on arrival: out %+v, pending %d; want both waiting", c.out, c.pending.live)
+	}
+	// The response arrives: paired by id, as handleAPIM pairs.
+	if other := c.pending.take("call-1"); other == nil {
+		t.Fatal("the replayed request was not waiting for its response")
+	}
+	c.stats.Paired++
+	// Five more records read: the orphan is past the window.
+	c.stats.Consumed += 5
+	c.expire(now)
+	if len(c.out) != 1 || c.out[0].ID != "orphan" || c.stats.OrphanRequests != 1 || c.stats.Paired != 1 {
+		t.Fatalf("after the window: out %+v, stats %+v; want call-1 paired and the orphan stored alone", c.out, c.stats)
 	}
 }
