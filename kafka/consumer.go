@@ -153,7 +153,7 @@ type Consumer struct {
 	// now is when the fetch in hand is handled: the arrival time of its
 	// halves.
 	now time.Time
-	cl      *kgo.Client
+	cl  *kgo.Client
 }
 
 // NewConsumer checks cfg and returns a Consumer.
