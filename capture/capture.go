@@ -138,6 +138,9 @@ func newCapture(opts Options) (*Capture, error) {
 		done:     make(chan struct{}),
 	}
 	_, c.borrow = opts.Sink.(BorrowingSink)
+	if hs, ok := opts.Sink.(*HTTPSink); ok && !hs.ownLog {
+		hs.cfg.Logger = opts.Logger
+	}
 	c.sendCtx, c.cancel = context.WithCancel(context.Background())
 	c.pool.New = func() any { return c.newRecord() }
 	return c, nil

@@ -67,7 +67,10 @@ type HTTPSinkConfig struct {
 	CompressionLevel int
 	// AttemptTimeout bounds one POST. Zero means DefaultAttemptTimeout.
 	AttemptTimeout time.Duration
-	Logger         *slog.Logger
+	// Logger gets a line when the collector stops taking batches and
+	// when it takes them again, and one per batch with refused events.
+	// Nil means the Logger of the Capture the sink is given to.
+	Logger *slog.Logger
 }
 
 // HTTPSink posts batches to an apimeter (or any Moesif-compatible)
@@ -83,6 +86,7 @@ type HTTPSink struct {
 	mu     sync.Mutex // guards stream
 	stream *batchStream
 	down   bool // retrying since the last batch taken; the sending goroutine's
+	ownLog bool // Logger was given; else a Capture gives it its own
 }
 
 // NewHTTPSink returns an HTTPSink for cfg.
@@ -102,6 +106,7 @@ func NewHTTPSink(cfg HTTPSinkConfig) (*HTTPSink, error) {
 	if cfg.AttemptTimeout <= 0 {
 		cfg.AttemptTimeout = DefaultAttemptTimeout
 	}
+	ownLog := cfg.Logger != nil
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -113,7 +118,7 @@ func NewHTTPSink(cfg HTTPSinkConfig) (*HTTPSink, error) {
 	default:
 		return nil, fmt.Errorf("capture: CompressionLevel %d is not 1 to 9 or gzip.HuffmanOnly", cfg.CompressionLevel)
 	}
-	s := &HTTPSink{cfg: cfg, url: strings.TrimRight(cfg.URL, "/") + "/v1/events/batch"}
+	s := &HTTPSink{cfg: cfg, url: strings.TrimRight(cfg.URL, "/") + "/v1/events/batch", ownLog: ownLog}
 	s.stream = s.newStream()
 	return s, nil
 }

@@ -25,6 +25,7 @@ type benchCmd struct {
 	Capture benchCaptureCmd `cmd:"" help:"Loopback load run: the same API bare and wrapped by the capture middleware, in alternating rounds."`
 	Gateway benchGatewayCmd `cmd:"" help:"Loopback load run: one upstream behind a bare httputil.ReverseProxy, the gateway, and the gateway with its collector down, in alternating rounds."`
 	Faults  benchFaultsCmd  `cmd:"" help:"Fault-and-load run against a serve child process: retrying senders while it is SIGKILLed, Redis stopped, a poison sender and a slow-client flood; reports acknowledged/missing/doubled."`
+	GatewayFaults benchGatewayFaultsCmd `cmd:"" name:"gateway-faults" help:"Fault run behind the gateway: API clients through a gateway child (quotas on Redis, events to a serve child) while Redis is stopped, killed and restarted and the collector killed and restarted; reports acknowledged/lost/doubled and latency per phase."`
 	Memory  benchMemoryCmd  `cmd:"" help:"Store N events through a serve child process and report its resident memory."`
 }
 
