@@ -18,6 +18,7 @@ type benchGatewayFaultsCmd struct {
 	RedisStop     time.Duration `default:"8s" help:"How long Redis is stopped with SIGSTOP."`
 	RedisDown     time.Duration `default:"5s" help:"How long Redis is killed before it is restarted."`
 	CollectorDown time.Duration `default:"8s" help:"How long the collector is killed before it is restarted."`
+	GatewayBin    string        `type:"existingfile" placeholder:"FILE" help:"Run the gateway from this apimeter binary (another build, to compare); default this one."`
 }
 
 func (c *benchGatewayFaultsCmd) Validate() error {
@@ -35,7 +36,7 @@ func (c *benchGatewayFaultsCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rep, err := loadrun.GatewayFaults(ctx, loadrun.GatewayFaultConfig{Bin: bin, Clients: c.Clients, Pace: c.Pace, MaxCalls: c.MaxCalls,
+	rep, err := loadrun.GatewayFaults(ctx, loadrun.GatewayFaultConfig{Bin: bin, GatewayBin: c.GatewayBin, Clients: c.Clients, Pace: c.Pace, MaxCalls: c.MaxCalls,
 		Phase: c.Phase, RedisStop: c.RedisStop, RedisDown: c.RedisDown, CollectorDown: c.CollectorDown, Out: os.Stderr})
 	if err != nil {
 		return err

@@ -57,6 +57,7 @@ type consumerFlags struct {
 	Env            string        `default:"prod" env:"ENV" help:"Environment the calls belong to."`
 	AppID          string        `env:"APP_ID" help:"Application id naming the org and env (and, with --collector, the write key)."`
 	PairTTL        time.Duration `default:"2m" env:"PAIR_TTL" help:"How long a request waits for its response (and a response for its request), in record time, before it is stored alone and flagged."`
+	PairWindow     int64         `default:"100000" env:"PAIR_WINDOW" help:"Window in arrival order: a half is stored alone only once --pair-ttl has passed in record time and, besides, this many records were read after it (or --pair-ttl passed since it arrived), so that a replayed or lagging hub does not split calls."`
 	MaxPending     int           `default:"200000" env:"MAX_PENDING" help:"Most halves waiting for their pair; beyond it the oldest are stored alone and flagged."`
 	SessionTimeout time.Duration `default:"45s" env:"SESSION_TIMEOUT" help:"How long the group waits for a silent member (one killed, say) before giving its partitions to another."`
 }
@@ -74,7 +75,7 @@ func (f consumerFlags) config(log *slog.Logger) (kafka.ConsumerConfig, error) {
 		return kafka.ConsumerConfig{}, err
 	}
 	return kafka.ConsumerConfig{Conn: conn, Topic: f.Topic, Group: f.Group, Format: format, Org: f.Org, Env: f.Env,
-		PairTTL: f.PairTTL, MaxPending: f.MaxPending, SessionTimeout: f.SessionTimeout, Logger: log}, nil
+		PairTTL: f.PairTTL, PairWindow: f.PairWindow, MaxPending: f.MaxPending, SessionTimeout: f.SessionTimeout, Logger: log}, nil
 }
 
 // startEmbeddedConsumer runs a consumer into a running server's ingest path

@@ -29,6 +29,7 @@ import (
 // restarted.
 type GatewayFaultConfig struct {
 	Bin           string        // the apimeter binary
+	GatewayBin    string        // the binary the gateway runs from; empty: Bin (to compare builds)
 	Env           []string      // extra environment of the child processes
 	Clients       int           // concurrent API clients
 	Pace          time.Duration // pause between two calls of a client
@@ -163,7 +164,11 @@ func GatewayFaults(ctx context.Context, c GatewayFaultConfig) (GatewayFaultRepor
 		return rep, err
 	}
 	defer glog.Close()
-	gw := exec.Command(c.Bin, "gateway", "--config", cfgPath, "--collector", "http://"+ws.addr, "--app-id", app.ID,
+	gwBin := c.GatewayBin
+	if gwBin == "" {
+		gwBin = c.Bin
+	}
+	gw := exec.Command(gwBin, "gateway", "--config", cfgPath, "--collector", "http://"+ws.addr, "--app-id", app.ID,
 		"--redis", "redis://"+raddr+"/0", "--metrics-listen", maddr, "--log-level", "info")
 	gw.Stdout, gw.Stderr = glog, glog
 	gw.Env = append(os.Environ(), c.Env...)
