@@ -114,7 +114,8 @@ func (c *Capture) metadataJSON(user []byte, outcome string, sent int64, k *cuts)
 		}
 		m := mark{Outcome: outcome}
 		if outcome != "" {
-			m.BytesSent = &sent
+			n := sent // a copy: taking the parameter's address moved it to the heap on every call
+			m.BytesSent = &n
 		}
 		if k.any() {
 			kk := *k
