@@ -147,7 +147,11 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 			// A counter store across the network may hang: each check
 			// gets a deadline, and repeated failures open the circuit so
 			// that calls stop waiting on it at all.
-			g.quotas.guard = breaker.New(breaker.Config{Name: "quota counters", Timeout: cfg.Timeouts.Quota.or(breaker.DefaultTimeout),
+			timeout := cfg.Timeouts.Quota.or(breaker.DefaultTimeout)
+			if timeout == 0 {
+				timeout = -1 // timeouts.quota negative: no deadline (the breaker still opens on errors)
+			}
+			g.quotas.guard = breaker.New(breaker.Config{Name: "quota counters", Timeout: timeout,
 				OpenFor: opts.QuotaProbeAfter, Detach: true, Logger: g.log})
 		}
 	}
