@@ -87,6 +87,25 @@ func gatewayTo(t *testing.T, addr, appID string) (*gateway.Gateway, string) {
 	t.Helper()
 	up := http.NewServeMux()
 	up.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"ok":true}`) })
+	// An upstream that resets its connection after the headers and 1,000
+	// bytes of a 100,000-byte answer.
+	up.HandleFunc("/reset", func(w http.ResponseWriter, r *http.Request) {
+		conn, bw, _ := http.NewResponseController(w).Hijack()
+		fmt.Fprintf(bw, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n%s", strings.Repeat("r", 1000))
+		bw.Flush()
+		conn.(*net.TCPConn).SetLinger(0)
+		conn.Close()
+	})
+	// A 16 MB download.
+	up.HandleFunc("/download", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(16<<20))
+		buf := make([]byte, 64<<10)
+		for n := 0; n < 16<<20; n += len(buf) {
+			if _, err := w.Write(buf); err != nil {
+				return
+			}
+		}
+	})
 	us, err := serveAt("127.0.0.1:0", up)
 	if err != nil {
 		t.Fatal(err)
@@ -313,5 +332,62 @@ func waitForCond(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("gave up waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestCutCallsReachTheCollector: through a real upstream, the gateway and a
+// real collector process, a call the upstream resets after its headers and
+// a download the client drops after 2 MB are stored with the status sent,
+// the bytes the client got and how they ended. Before, both panicked
+// through the capture unrecorded.
+func TestCutCallsReachTheCollector(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	app, err := apps.Create(data, "acme", "prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := startCollectorAt(t, freeAddr(t), data)
+	g, gw := gatewayTo(t, col.addr, app.ID)
+	if resp, err := http.Get(gw + "/reset"); err == nil {
+		if _, err := io.ReadAll(resp.Body); err == nil {
+			t.Fatal("reset upstream: the client read a whole answer")
+		}
+		resp.Body.Close()
+	}
+	waitForCond(t, "the reset call recorded", func() bool { return g.Stats().Capture.Enqueued == 1 })
+	conn, err := net.Dial("tcp", strings.TrimPrefix(gw, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "GET /download HTTP/1.1\r\nHost: api\r\n\r\n")
+	if _, err := io.CopyN(io.Discard, conn, 2<<20); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	waitForCond(t, "the dropped download recorded", func() bool { return g.Stats().Capture.Enqueued == 2 })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := g.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	col.stop(t)
+	db := openDB(t, filepath.Join(data, DBFile))
+	rows, err := db.Query(`SELECT path, status, detail FROM events`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	got := map[string]string{}
+	for rows.Next() {
+		var path, detail string
+		var status int
+		rows.Scan(&path, &status, &detail)
+		got[path] = fmt.Sprintf("%d %s", status, detail)
+	}
+	if s := got["/reset"]; !strings.HasPrefix(s, "200 ") || !strings.Contains(s, `"outcome":"reset"`) || !strings.Contains(s, `"bytes_sent":1000`) {
+		t.Errorf("reset call stored as %.300q; want status 200, outcome reset, 1000 bytes sent", s)
+	}
+	if s := got["/download"]; !strings.HasPrefix(s, "200 ") || !strings.Contains(s, `"outcome":"aborted"`) {
+		t.Errorf("dropped download stored as %.300q; want status 200, outcome aborted", s)
 	}
 }
