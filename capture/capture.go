@@ -327,7 +327,10 @@ func (c *Capture) finish(rec *record, w http.ResponseWriter, r *http.Request) {
 		rec.route = routeOf(r.Pattern)
 	}
 	if c.opts.ClientIP != nil {
-		rec.remoteAddr = c.callIP(r)
+		// Only an IP address: a header a client wrote may hold anything.
+		if ip := c.callIP(r); isIP(ip) {
+			rec.remoteAddr = strings.TrimSpace(ip)
+		}
 	}
 	if c.opts.IdentifyUser != nil {
 		rec.user = c.callString(c.opts.IdentifyUser, r, res)

@@ -310,3 +310,52 @@ func TestCutCallsAreRecordedWithTheirOutcome(t *testing.T) {
 		}
 	}
 }
+
+// TestClientIPIsTheTrustedProxysAddress: ForwardedFor takes the address
+// the proxy in front appended (the last of X-Forwarded-For), never the
+// leftmost a client wrote, and only an IP; a ClientIP callback returning
+// anything but an IP leaves the peer's address in the event.
+func TestClientIPIsTheTrustedProxysAddress(t *testing.T) {
+	cases := []struct {
+		name, xff, want string
+	}{
+		{"none: the peer", "", "127.0.0.1"},
+		{"one hop", "203.0.113.7", "203.0.113.7"},
+		{"client-written values before the proxy's", "6.6.6.6, 10.0.0.1, 203.0.113.7", "203.0.113.7"},
+		{"the proxy's is not an IP: the peer", "203.0.113.7, not-an-ip<script>", "127.0.0.1"},
+		{"IPv6", "2001:db8::1", "2001:db8::1"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := &memSink{}
+			c, err := capture.New(capture.Options{Sink: sink, ClientIP: capture.ForwardedFor})
+			if err != nil {
+				t.Fatal(err)
+			}
+			app := httptest.NewServer(c.Middleware(accountsMux(10)))
+			defer app.Close()
+			h := map[string]string{}
+			if tc.xff != "" {
+				h["X-Forwarded-For"] = tc.xff
+			}
+			get(t, app.URL+"/accounts/1/message", h)
+			closeCapture(t, c)
+			if evs := sink.all(); len(evs) != 1 || evs[0].ClientIP != tc.want {
+				t.Fatalf("recorded %+v, want client IP %s", evs, tc.want)
+			}
+		})
+	}
+	// A callback that returns what a client wrote.
+	sink := &memSink{}
+	c, err := capture.New(capture.Options{Sink: sink, ClientIP: func(r *http.Request) string { return r.Header.Get("X-Client") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := httptest.NewServer(c.Middleware(accountsMux(10)))
+	defer app.Close()
+	get(t, app.URL+"/accounts/1/message", map[string]string{"X-Client": "not-an-ip<script>"})
+	closeCapture(t, c)
+	if evs := sink.all(); len(evs) != 1 || evs[0].ClientIP != "127.0.0.1" {
+		t.Fatalf("recorded %+v, want the peer's address", evs)
+	}
+}

@@ -64,7 +64,9 @@ type Options struct {
 	Mask func(e *apimeter.Event)
 
 	// ClientIP returns the caller's address. Nil means the host of
-	// r.RemoteAddr; set it to read X-Forwarded-For behind a proxy you trust.
+	// r.RemoteAddr; behind a proxy you run, ForwardedFor takes the address
+	// it appended to X-Forwarded-For. A result that is not an IP address
+	// is ignored (the peer's is kept).
 	ClientIP func(r *http.Request) string
 
 	// RouteFunc returns the route template of a call (e.g.

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -243,7 +242,7 @@ func (g *Gateway) newUpstream(uc Upstream, tr http.RoundTripper, sinkFor SinkFun
 		opts.IdentifyCompany = func(r *http.Request, _ capture.Response) string { return g.subjects(r).company }
 	}
 	if g.cfg.TrustForwarded {
-		opts.ClientIP = forwardedFor
+		opts.ClientIP = capture.ForwardedFor
 	}
 	c, err := capture.New(opts)
 	if err != nil {
@@ -434,34 +433,9 @@ func (u *upstream) proxyError(w http.ResponseWriter, r *http.Request, err error)
 // the one it forwarded.
 func (g *Gateway) clientIP(r *http.Request) string {
 	if g.cfg.TrustForwarded {
-		return forwardedFor(r)
+		return capture.ForwardedFor(r)
 	}
-	return peerIP(r)
-}
-
-// forwardedFor is the address the trusted proxy in front of the gateway
-// appended to X-Forwarded-For: the last one of the chain (the ones before
-// it are whatever the client sent), when it is an IP address; else the
-// peer's.
-func forwardedFor(r *http.Request) string {
-	vs := r.Header.Values("X-Forwarded-For")
-	if len(vs) > 0 {
-		last := vs[len(vs)-1]
-		if i := strings.LastIndexByte(last, ','); i >= 0 {
-			last = last[i+1:]
-		}
-		if ip, err := netip.ParseAddr(strings.TrimSpace(last)); err == nil {
-			return ip.Unmap().String()
-		}
-	}
-	return peerIP(r)
-}
-
-func peerIP(r *http.Request) string {
-	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		return h
-	}
-	return r.RemoteAddr
+	return capture.PeerIP(r)
 }
 
 // targetOf tells capture where the call went and how long the upstream
