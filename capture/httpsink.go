@@ -249,8 +249,8 @@ func (e *PartialError) Error() string {
 
 func (e *PartialError) Unwrap() error { return e.Err }
 
-// refusal is a collector's answer that it will not take a batch as it is:
-// a 4xx other than 408 and 429, or a 500 that persists. Index is the
+// refusal is a collector's answer that it will not take a batch as it is
+// because of what it holds: 400, 413, 422, or a 500 that persists. Index is the
 // event it named (-1: none), Code the error code of apimeter's JSON error.
 type refusal struct {
 	status int
@@ -447,8 +447,11 @@ func (s *HTTPSink) post(ctx context.Context, body []byte, gzipped bool) (retry b
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		return false, nil
-	case resp.StatusCode == http.StatusInternalServerError || resp.StatusCode >= 400 && resp.StatusCode < 500 &&
-		resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests:
+	case resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusRequestEntityTooLarge ||
+		resp.StatusCode == http.StatusUnprocessableEntity || resp.StatusCode == http.StatusInternalServerError:
+		// What the batch holds may be at fault: split it. Other 4xx
+		// (a wrong application id, URL or method) refuse any batch, and
+		// splitting would only multiply the requests.
 		rf := &refusal{status: resp.StatusCode, index: -1, msg: string(bytes.TrimSpace(msg))}
 		// apimeter's error body names the event: {"error":{"code","index"}}.
 		var e struct {
@@ -464,6 +467,9 @@ func (s *HTTPSink) post(ctx context.Context, body []byte, gzipped bool) (retry b
 			}
 		}
 		return false, rf
+	}
+	if resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests {
+		return false, fmt.Errorf("collector rejected the batch with %s: %s", resp.Status, bytes.TrimSpace(msg))
 	}
 	return true, fmt.Errorf("collector answered %s: %s", resp.Status, bytes.TrimSpace(msg))
 }

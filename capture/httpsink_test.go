@@ -53,6 +53,30 @@ func TestHTTPSinkRetries(t *testing.T) {
 	}
 }
 
+// TestHTTPSinkDoesNotSplitOnAuthErrors: a 401 or 404 refuses any batch
+// (wrong application id or URL): the batch fails in one request, rather
+// than being split into one request per event.
+func TestHTTPSinkDoesNotSplitOnAuthErrors(t *testing.T) {
+	for _, code := range []int{401, 403, 404} {
+		var attempts atomic.Int64
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			attempts.Add(1)
+			io.Copy(io.Discard, r.Body)
+			w.WriteHeader(code)
+		}))
+		sink := newHTTPSink(t, srv.URL, "app-1")
+		evs := make([]apimeter.Event, 10)
+		for i := range evs {
+			evs[i] = wireTestEvent()
+		}
+		err := sink.Send(context.Background(), evs)
+		srv.Close()
+		if err == nil || attempts.Load() != 1 {
+			t.Fatalf("%d: err %v after %d requests; want the batch failed in 1", code, err, attempts.Load())
+		}
+	}
+}
+
 func TestHTTPSinkNetworkErrorsAreRetriedAndBounded(t *testing.T) {
 	// A port that refuses connections: bind, note the address, close.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
