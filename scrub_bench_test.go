@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apimeter/apimeter/moesif"
+
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/workload"
 )
@@ -32,7 +34,7 @@ func orderJSON() string {
 func scrubEvents(b *testing.B, n int, big bool) []apimeter.Event {
 	gen := workload.New(1, time.Hour)
 	body, _ := json.Marshal(gen.Batch(n))
-	ms, err := apimeter.DecodeBatch(body, apimeter.Limits{})
+	ms, err := moesif.DecodeBatch(body, moesif.Limits{})
 	if err != nil {
 		b.Fatal(err)
 	}

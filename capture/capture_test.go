@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apimeter/apimeter/moesif"
+
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/apimeter/apimeter"
@@ -104,9 +106,9 @@ func TestCollectorReceivesScrubbedEvents(t *testing.T) {
 			}
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			txID := resp.Header.Get(apimeter.TransactionIDHeader)
+			txID := resp.Header.Get(moesif.TransactionIDHeader)
 			if txID == "" {
-				t.Fatalf("response has no %s header", apimeter.TransactionIDHeader)
+				t.Fatalf("response has no %s header", moesif.TransactionIDHeader)
 			}
 			closeCapture(t, c)
 			if st := c.Stats(); st.Sent != 1 || st.Failed != 0 || st.Dropped != 0 {
@@ -454,13 +456,13 @@ func TestTransactionID(t *testing.T) {
 			}
 			req := httptest.NewRequest("GET", "/health", nil)
 			if tc.incoming != "" {
-				req.Header.Set(apimeter.TransactionIDHeader, tc.incoming)
+				req.Header.Set(moesif.TransactionIDHeader, tc.incoming)
 			}
 			rec := httptest.NewRecorder()
 			c.Middleware(accountsMux(1)).ServeHTTP(rec, req)
 			closeCapture(t, c)
 			e := sink.all()[0]
-			got, want := rec.Header().Get(apimeter.TransactionIDHeader), e.ID
+			got, want := rec.Header().Get(moesif.TransactionIDHeader), e.ID
 			if tc.noHeader {
 				want = ""
 			}
@@ -469,7 +471,7 @@ func TestTransactionID(t *testing.T) {
 			}
 			n := 0
 			for _, h := range e.RequestHeaders {
-				if strings.EqualFold(h.Name, apimeter.TransactionIDHeader) {
+				if strings.EqualFold(h.Name, moesif.TransactionIDHeader) {
 					n++
 					if h.Value != e.ID {
 						t.Errorf("request header carries %q, want the event id %q", h.Value, e.ID)
@@ -477,7 +479,7 @@ func TestTransactionID(t *testing.T) {
 				}
 			}
 			if n != 1 {
-				t.Errorf("%d %s request headers in the event, want 1", n, apimeter.TransactionIDHeader)
+				t.Errorf("%d %s request headers in the event, want 1", n, moesif.TransactionIDHeader)
 			}
 		})
 	}

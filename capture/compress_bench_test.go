@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apimeter/apimeter/moesif"
+
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/apimeter/apimeter"
@@ -55,10 +57,10 @@ func eventsOf(bodies string) []apimeter.Event {
 			URI: fmt.Sprintf("http://127.0.0.1:40123/accounts/%d/message", 1000+r.IntN(8)), ClientIP: "127.0.0.1",
 			RequestHeaders: apimeter.Headers{{Name: "User-Agent", Value: "Go-http-client/1.1"}, {Name: "Content-Length", Value: "1024"},
 				{Name: "Authorization", Value: apimeter.Fingerprint("token")}, {Name: "Content-Type", Value: "application/json"},
-				{Name: apimeter.TransactionIDHeader, Value: id}},
+				{Name: moesif.TransactionIDHeader, Value: id}},
 			RequestBody: apimeter.Body{Text: req}, Status: 200,
 			ResponseHeaders: apimeter.Headers{{Name: "Content-Type", Value: "application/json"},
-				{Name: apimeter.TransactionIDHeader, Value: id}, {Name: "Content-Length", Value: "1024"}},
+				{Name: moesif.TransactionIDHeader, Value: id}, {Name: "Content-Length", Value: "1024"}},
 			ResponseBody: apimeter.Body{Text: resp}, UserID: "513", CompanyID: "1003", Weight: 1,
 		}
 	}

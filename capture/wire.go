@@ -9,11 +9,13 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
+	"github.com/apimeter/apimeter/internal/jsontext"
+
 	"github.com/apimeter/apimeter"
 )
 
 // appendBatch appends events as a JSON array in Moesif's collector schema
-// (the same fields apimeter.FromEvent fills). It is written by hand because
+// (the same fields moesif.FromEvent fills). It is written by hand because
 // encoding/json spent most of the sender's time on reflection and on
 // re-validating bodies; the round-trip test checks it against the
 // collector's decoder.
@@ -29,7 +31,7 @@ func appendBatch(dst []byte, events []apimeter.Event) []byte {
 }
 
 // AppendEvent appends e to dst as one JSON object in Moesif's collector
-// schema, as HTTPSink sends it and apimeter.DecodeBatch reads it. Sinks that
+// schema, as HTTPSink sends it and moesif.DecodeBatch reads it. Sinks that
 // carry events elsewhere (the kafka package's) write them with it.
 func AppendEvent(dst []byte, e *apimeter.Event) []byte { return appendEvent(dst, e) }
 
@@ -149,7 +151,7 @@ func appendField(dst []byte, name, value string) []byte {
 	dst = append(dst, '"')
 	dst = append(dst, name...)
 	dst = append(dst, `":`...)
-	return apimeter.AppendJSONString(dst, value)
+	return jsontext.AppendString(dst, value)
 }
 
 func appendOpt(dst []byte, name, value string) []byte {
@@ -162,7 +164,7 @@ func appendOpt(dst []byte, name, value string) []byte {
 
 func appendHeadersJSON(dst []byte, h apimeter.Headers) []byte {
 	dst = append(dst, `,"headers":`...)
-	return apimeter.AppendHeadersJSON(dst, h)
+	return jsontext.AppendHeaders(dst, h)
 }
 
 // appendBody sends text bodies as JSON strings (the collector stores the
@@ -173,7 +175,7 @@ func appendBody(dst []byte, b apimeter.Body) []byte {
 		return dst
 	}
 	dst = append(dst, `,"body":`...)
-	dst = apimeter.AppendJSONString(dst, b.Text)
+	dst = jsontext.AppendString(dst, b.Text)
 	if b.Base64 {
 		dst = append(dst, `,"transfer_encoding":"base64"`...)
 	}
@@ -186,7 +188,7 @@ func appendBody(dst []byte, b apimeter.Body) []byte {
 // sender about a third of its time besides compression: copying the URI
 // and the added Content-Length into the record's scratch buffer, and
 // checking each body's UTF-8 before escaping it, now one pass
-// (apimeter.AppendJSONText). Records with a query string go through the
+// (jsontext.AppendText). Records with a query string go through the
 // Event, whose scrubber rewrites secret parameters. Only the sending
 // goroutine calls it. TestAppendRecordMatchesEvent checks the two paths
 // byte for byte.
@@ -214,7 +216,7 @@ func (c *Capture) appendRecord(dst []byte, rec *record) []byte {
 		}
 	}
 	dst = append(dst, `"uri":`...)
-	dst = apimeter.AppendJSONString(dst, unsafe.String(&c.uri[0], len(c.uri)))
+	dst = jsontext.AppendString(dst, unsafe.String(&c.uri[0], len(c.uri)))
 	dst = append(dst, ',')
 	dst = appendField(dst, "verb", rec.method)
 	dst = appendOpt(dst, "ip_address", hostOnly(rec.remoteAddr))
@@ -302,9 +304,9 @@ func (c *Capture) appendScrubbedHeaders(dst []byte, h apimeter.Headers, addLen b
 
 func (c *Capture) appendScrubbedHeader(dst []byte, name, value string) []byte {
 	value = c.scrub.header(name, value)
-	dst = apimeter.AppendJSONString(dst, name)
+	dst = jsontext.AppendString(dst, name)
 	dst = append(dst, ':')
-	return apimeter.AppendJSONString(dst, value)
+	return jsontext.AppendString(dst, value)
 }
 
 // appendRecordBody appends a captured body as body gives it and appendBody
@@ -323,7 +325,7 @@ func appendRecordBody(dst, b []byte, truncated bool) []byte {
 	}
 	at := len(dst)
 	dst = append(dst, `,"body":`...)
-	dst, ok := apimeter.AppendJSONText(dst, unsafe.String(&text[0], len(text)))
+	dst, ok := jsontext.AppendText(dst, unsafe.String(&text[0], len(text)))
 	if ok {
 		return dst
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/apimeter/apimeter/internal/jsontext"
+
 	"github.com/apimeter/apimeter"
 )
 
@@ -74,7 +76,7 @@ func ToEvent(req, resp *Message, reqTime, respTime time.Time) apimeter.Event {
 		e.ResponseSize = size(resp.Body, resp.Header)
 	}
 	md := make([]byte, 0, 96)
-	md = apimeter.AppendJSONString(append(md, `{"apim_message_id":`...), e.ID)
+	md = jsontext.AppendString(append(md, `{"apim_message_id":`...), e.ID)
 	if orphan != "" {
 		md = append(append(append(md, `,"apim_orphan":"`...), orphan...), '"')
 	}

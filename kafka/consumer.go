@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/apimeter/apimeter/moesif"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -503,17 +505,17 @@ func (c *Consumer) handleJSON(r *kgo.Record) error {
 	if bytes.HasPrefix(v, []byte("request:")) || bytes.HasPrefix(v, []byte("response:")) {
 		return errors.New("the record is an APIM message (request:/response:), not JSON: read it with --format apim")
 	}
-	var ms []apimeter.MoesifEvent
+	var ms []moesif.Event
 	switch {
 	case len(v) > 0 && v[0] == '[':
 		var err error
-		if ms, err = apimeter.DecodeBatch(v, apimeter.Limits{MaxEvents: 10_000}); err != nil {
+		if ms, err = moesif.DecodeBatch(v, moesif.Limits{MaxEvents: 10_000}); err != nil {
 			if err := json.Unmarshal(v, &ms); err != nil {
 				return fmt.Errorf("json batch: %w", err)
 			}
 		}
 	default:
-		ms = make([]apimeter.MoesifEvent, 1)
+		ms = make([]moesif.Event, 1)
 		if err := json.Unmarshal(v, &ms[0]); err != nil {
 			return fmt.Errorf("json event: %w", err)
 		}

@@ -26,6 +26,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apimeter/apimeter/moesif"
+
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/server"
@@ -618,9 +620,9 @@ func send(t *testing.T, a *app, cl call) string {
 	if resp.StatusCode != cl.wantStatus {
 		t.Fatalf("%s: the app answered %d, want %d", cl.name, resp.StatusCode, cl.wantStatus)
 	}
-	id := resp.Header.Get(apimeter.TransactionIDHeader)
+	id := resp.Header.Get(moesif.TransactionIDHeader)
 	if id == "" {
-		t.Fatalf("%s: the SDK set no %s on the response", cl.name, apimeter.TransactionIDHeader)
+		t.Fatalf("%s: the SDK set no %s on the response", cl.name, moesif.TransactionIDHeader)
 	}
 	return id
 }

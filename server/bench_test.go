@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apimeter/apimeter/moesif"
+
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/server"
@@ -58,7 +60,7 @@ func BenchmarkIngest(b *testing.B) {
 		scrub := apimeter.NewScrubber(nil, nil, -1)
 		batches := make([][]apimeter.Event, len(bodies))
 		for i, body := range bodies {
-			ms, err := apimeter.DecodeBatch(body, apimeter.Limits{})
+			ms, err := moesif.DecodeBatch(body, moesif.Limits{})
 			if err != nil {
 				b.Fatal(err)
 			}

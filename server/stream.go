@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/apimeter/apimeter/moesif"
+
 	"github.com/apimeter/apimeter"
 )
 
@@ -121,7 +123,7 @@ func (s *Stream) Stored(_ context.Context, events []*apimeter.Event) error {
 				continue
 			}
 			if msg == nil {
-				b, err := json.Marshal(apimeter.FromEvent(e))
+				b, err := json.Marshal(moesif.FromEvent(e))
 				if err != nil {
 					return fmt.Errorf("stream: encode event %s: %w", e.ID, err)
 				}

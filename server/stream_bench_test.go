@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apimeter/apimeter/moesif"
+
 	"github.com/apimeter/apimeter"
 )
 
@@ -33,7 +35,7 @@ func BenchmarkStreamStored(b *testing.B) {
 	b.Run("raw-encode", func(b *testing.B) {
 		for b.Loop() {
 			for _, e := range events {
-				if _, err := json.Marshal(apimeter.FromEvent(e)); err != nil {
+				if _, err := json.Marshal(moesif.FromEvent(e)); err != nil {
 					b.Fatal(err)
 				}
 			}

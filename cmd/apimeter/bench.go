@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/apimeter/apimeter/moesif"
+
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/store/clickhouse"
 	"github.com/apimeter/apimeter/store/duckdb"
@@ -227,7 +229,7 @@ func dropDatabase(dsn, db string) {
 // benchEvents decodes a batch body into scrubbed events of org, as the
 // collector would store them.
 func benchEvents(body []byte, org string, scrub *apimeter.Scrubber) ([]apimeter.Event, error) {
-	var ms []apimeter.MoesifEvent
+	var ms []moesif.Event
 	if err := json.Unmarshal(body, &ms); err != nil {
 		return nil, err
 	}

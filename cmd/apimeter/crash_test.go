@@ -14,9 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apimeter/apimeter/moesif"
+
 	duckdbdrv "github.com/duckdb/duckdb-go/v2"
 
-	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/store/clickhouse/chtest"
 	"github.com/apimeter/apimeter/workload"
@@ -99,14 +100,14 @@ func TestAcknowledgedEventsSurviveKill9(t *testing.T) {
 
 	acked := map[string]bool{}
 	var mu sync.Mutex
-	var inflight [][]apimeter.MoesifEvent
+	var inflight [][]moesif.Event
 	for round := 0; round < 3; round++ {
 		c := startChild(t, data)
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
 		ackedThisRound := make(chan struct{}, 64)
 		for w := 0; w < 3; w++ {
-			batches := make([][]apimeter.MoesifEvent, 20)
+			batches := make([][]moesif.Event, 20)
 			for i := range batches {
 				batches[i] = gen.Batch(50)
 			}

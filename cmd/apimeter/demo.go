@@ -15,6 +15,8 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/apimeter/apimeter/moesif"
+
 	"github.com/alecthomas/kong"
 
 	"github.com/apimeter/apimeter"
@@ -111,7 +113,7 @@ func (c *demoCmd) run(ctx context.Context, ready func(demoInfo)) (err error) {
 
 	background := demo.Background(30)
 	began := time.Now()
-	post := func(ctx context.Context, batch []apimeter.MoesifEvent) error {
+	post := func(ctx context.Context, batch []moesif.Event) error {
 		_, err := postBatch(ctx, http.DefaultClient, in.URL, appID, batch)
 		return err
 	}
@@ -204,7 +206,7 @@ type batchResult struct {
 }
 
 // postBatch sends events to a collector's /v1/events/batch.
-func postBatch(ctx context.Context, client *http.Client, base, appID string, events []apimeter.MoesifEvent) (batchResult, error) {
+func postBatch(ctx context.Context, client *http.Client, base, appID string, events []moesif.Event) (batchResult, error) {
 	body, err := json.Marshal(events)
 	if err != nil {
 		return batchResult{}, err

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apimeter/apimeter/moesif"
+
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -150,7 +152,7 @@ func TestGatewayToKafka(t *testing.T) {
 				if resp.StatusCode != status {
 					t.Fatalf("%s through the gateway: %d, want %d", method, resp.StatusCode, status)
 				}
-				ids[resp.Header.Get(apimeter.TransactionIDHeader)] = true
+				ids[resp.Header.Get(moesif.TransactionIDHeader)] = true
 				want[fmt.Sprintf("%s,%d", method, status)]++
 			}
 			if sent := gatewayMetric(t, gw.MetricsListen, "apimeter_gateway_events_enqueued_total"); sent != calls {

@@ -6,6 +6,8 @@ import (
 	"os"
 	"testing"
 
+	"github.com/apimeter/apimeter/moesif"
+
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
@@ -40,13 +42,13 @@ func TestServeIdentityWiring(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	call := func(id string, status int) apimeter.MoesifEvent {
-		return apimeter.MoesifEvent{EventID: id,
-			Request: apimeter.MoesifRequest{Time: "2026-11-24T10:00:00.000Z", URI: "https://api.example/accounts/abc/items", Verb: "GET",
-				Headers: apimeter.MoesifHeaders{{Name: "X-Api-Key", Value: "ak_cli_key_1"}}},
-			Response: &apimeter.MoesifResponse{Status: status}}
+	call := func(id string, status int) moesif.Event {
+		return moesif.Event{EventID: id,
+			Request: moesif.Request{Time: "2026-11-24T10:00:00.000Z", URI: "https://api.example/accounts/abc/items", Verb: "GET",
+				Headers: moesif.Headers{{Name: "X-Api-Key", Value: "ak_cli_key_1"}}},
+			Response: &moesif.Response{Status: status}}
 	}
-	if _, err := postBatch(ctx, http.DefaultClient, in.URL, a.ID, []apimeter.MoesifEvent{call("e1", 200), call("e2", 502)}); err != nil {
+	if _, err := postBatch(ctx, http.DefaultClient, in.URL, a.ID, []moesif.Event{call("e1", 200), call("e2", 502)}); err != nil {
 		t.Fatal(err)
 	}
 	check := func(stage string) {
@@ -96,12 +98,12 @@ func TestUsageSurvivesKill9(t *testing.T) {
 	if err := admin.call(ctx, "PUT", "/v1/aliases", nil, identity.AliasJSON{Org: "acme", Env: "prod", Key: "ak_kill9_key", UserID: "513"}, &al); err != nil {
 		t.Fatal(err)
 	}
-	var batch []apimeter.MoesifEvent
+	var batch []moesif.Event
 	for i := 0; i < 50; i++ {
-		batch = append(batch, apimeter.MoesifEvent{EventID: "k9-" + string(rune('a'+i%26)) + string(rune('a'+i/26)),
-			Request: apimeter.MoesifRequest{Time: "2026-11-24T10:00:00.000Z", URI: "/items", Verb: "GET",
-				Headers: apimeter.MoesifHeaders{{Name: "X-Api-Key", Value: "ak_kill9_key"}}},
-			Response: &apimeter.MoesifResponse{Status: 200 + 300*(i%2)}})
+		batch = append(batch, moesif.Event{EventID: "k9-" + string(rune('a'+i%26)) + string(rune('a'+i/26)),
+			Request: moesif.Request{Time: "2026-11-24T10:00:00.000Z", URI: "/items", Verb: "GET",
+				Headers: moesif.Headers{{Name: "X-Api-Key", Value: "ak_kill9_key"}}},
+			Response: &moesif.Response{Status: 200 + 300*(i%2)}})
 	}
 	if res, err := postBatch(ctx, http.DefaultClient, c.url, a.ID, batch); err != nil || res.Stored != 50 {
 		t.Fatalf("post: %+v, %v", res, err)

@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/moesif"
+
 	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/store/clickhouse/chtest"
 	"github.com/apimeter/apimeter/workload"
@@ -41,14 +42,14 @@ func exactMetering(t *testing.T, sf storeFlags, flags ...string) {
 	gen := workload.New(99, time.Hour)
 	gen.Start = time.Date(2026, 11, 10, 12, 0, 0, 0, time.UTC)
 	gen.IDs = true
-	batch := func(n int) []apimeter.MoesifEvent { return gen.Batch(n) }
+	batch := func(n int) []moesif.Event { return gen.Batch(n) }
 
 	a40 := batch(40)
-	overlapB := append(append([]apimeter.MoesifEvent{}, a40[20:]...), batch(20)...)
+	overlapB := append(append([]moesif.Event{}, a40[20:]...), batch(20)...)
 	// A Moesif SDK retry: the same call without event_id, identified by the
 	// X-Moesif-Transaction-Id header its SDK added.
 	sdk := batch(10)
-	sdkRetry := make([]apimeter.MoesifEvent, len(sdk))
+	sdkRetry := make([]moesif.Event, len(sdk))
 	for i, ev := range sdk {
 		ev.EventID = ""
 		sdkRetry[i] = ev
@@ -60,7 +61,7 @@ func exactMetering(t *testing.T, sf storeFlags, flags ...string) {
 	crash := batch(30)
 
 	type step struct {
-		events []apimeter.MoesifEvent
+		events []moesif.Event
 		kill   bool // kill -9 and restart the server after this step
 	}
 	cases := []struct {

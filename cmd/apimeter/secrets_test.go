@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/apimeter/apimeter/moesif"
+
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
@@ -50,16 +52,16 @@ func TestKeyedFingerprintsAndAliases(t *testing.T) {
 		}
 		return al
 	}
-	call := func(id, uri string, h ...string) apimeter.MoesifEvent {
-		ev := apimeter.MoesifEvent{EventID: id, Request: apimeter.MoesifRequest{Time: "2026-11-24T10:00:00.000Z", URI: uri, Verb: "GET"},
-			Response: &apimeter.MoesifResponse{Status: 200}}
+	call := func(id, uri string, h ...string) moesif.Event {
+		ev := moesif.Event{EventID: id, Request: moesif.Request{Time: "2026-11-24T10:00:00.000Z", URI: uri, Verb: "GET"},
+			Response: &moesif.Response{Status: 200}}
 		for i := 0; i < len(h); i += 2 {
 			ev.Request.Headers = append(ev.Request.Headers, apimeter.Header{Name: h[i], Value: h[i+1]})
 		}
 		return ev
 	}
 	before := putAlias("ak_before", "u-before")
-	if _, err := postBatch(ctx, http.DefaultClient, in.URL, a.ID, []apimeter.MoesifEvent{
+	if _, err := postBatch(ctx, http.DefaultClient, in.URL, a.ID, []moesif.Event{
 		call("raw", "/items", "X-Api-Key", "ak_before"),
 		// What the capture middleware sends: unkeyed fingerprints.
 		call("captured", "/items", "X-Api-Key", apimeter.Fingerprint("ak_before")),
@@ -77,7 +79,7 @@ func TestKeyedFingerprintsAndAliases(t *testing.T) {
 	defer in.Close()
 	admin.Server = in.URL
 	after := putAlias("ak_after", "u-after")
-	if _, err := postBatch(ctx, http.DefaultClient, in.URL, a.ID, []apimeter.MoesifEvent{
+	if _, err := postBatch(ctx, http.DefaultClient, in.URL, a.ID, []moesif.Event{
 		call("raw-after-restart", "/items", "X-Api-Key", "ak_before"),
 		call("new-alias", "/items", "Ocp-Apim-Subscription-Key", "ak_after"),
 	}); err != nil {
@@ -90,11 +92,11 @@ func TestKeyedFingerprintsAndAliases(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var out struct{ Events []apimeter.MoesifEvent }
+	var out struct{ Events []moesif.Event }
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		t.Fatal(err)
 	}
-	byID := map[string]apimeter.MoesifEvent{}
+	byID := map[string]moesif.Event{}
 	for _, ev := range out.Events {
 		byID[ev.EventID] = ev
 	}

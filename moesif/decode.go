@@ -1,4 +1,4 @@
-package apimeter
+package moesif
 
 import (
 	"bytes"
@@ -8,6 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/internal/jsontext"
 )
 
 // errNotFast says the fast decoder met something it leaves to
@@ -45,7 +48,7 @@ func (e *LimitError) Error() string {
 
 // Decoded sizes, as DecodedSize counts them: what an event and a header
 // cost in memory beyond the text of their strings (which is no longer than
-// the JSON it came from). eventOverhead covers the MoesifEvent, the Event
+// the JSON it came from). eventOverhead covers the Event, the Event
 // made from it and its row values in the store.
 const (
 	eventOverhead  = 1024
@@ -54,7 +57,7 @@ const (
 
 // DecodedSize is what apimeter counts against Limits.MaxDecoded for m: a
 // fixed cost per event and per header.
-func DecodedSize(m *MoesifEvent) int64 {
+func DecodedSize(m *Event) int64 {
 	n := len(m.Request.Headers)
 	if m.Response != nil {
 		n += len(m.Response.Headers)
@@ -66,7 +69,7 @@ func DecodedSize(m *MoesifEvent) int64 {
 // carries the decoded size of the events before it. It returns a
 // *LimitError when the batch passes a limit. DecodeBatch calls it; so must
 // any other decoder of batches (the collector's encoding/json path).
-func (lim Limits) Check(i int, m *MoesifEvent, used *int64) error {
+func (lim Limits) Check(i int, m *Event, used *int64) error {
 	if lim.MaxEvents > 0 && i >= lim.MaxEvents {
 		return &LimitError{Index: i, Events: true, Limit: int64(lim.MaxEvents)}
 	}
@@ -84,7 +87,7 @@ func (lim Limits) Check(i int, m *MoesifEvent, used *int64) error {
 // accepts exactly what the JSON standard and Go's rules accept and says
 // what is wrong. When it succeeds, the result is what encoding/json would
 // give (FuzzDecodeBatch checks this).
-func DecodeBatch(b []byte, lim Limits) ([]MoesifEvent, error) {
+func DecodeBatch(b []byte, lim Limits) ([]Event, error) {
 	d := decoder{b: b}
 	d.ws()
 	if !d.eat('[') {
@@ -94,7 +97,7 @@ func DecodeBatch(b []byte, lim Limits) ([]MoesifEvent, error) {
 	if lim.MaxEvents > 0 && n > lim.MaxEvents {
 		n = lim.MaxEvents
 	}
-	ms := make([]MoesifEvent, 0, n)
+	ms := make([]Event, 0, n)
 	d.ws()
 	if d.eat(']') {
 		return ms, d.end()
@@ -104,7 +107,7 @@ func DecodeBatch(b []byte, lim Limits) ([]MoesifEvent, error) {
 		if lim.MaxEvents > 0 && len(ms) >= lim.MaxEvents {
 			return nil, &LimitError{Index: len(ms), Events: true, Limit: int64(lim.MaxEvents)}
 		}
-		ms = append(ms, MoesifEvent{})
+		ms = append(ms, Event{})
 		if err := d.event(&ms[len(ms)-1]); err != nil {
 			return nil, err
 		}
@@ -240,7 +243,7 @@ func (d *decoder) str(dst *string) error {
 		// Straight to the next quote, backslash, control or non-ASCII
 		// byte, a word or a block at a time.
 		if j+8 <= len(d.b) {
-			j = plainRun(d.b, j)
+			j = jsontext.PlainRun(d.b, j)
 		}
 		if j >= len(d.b) {
 			break
@@ -421,24 +424,24 @@ func (d *decoder) int64p(dst **int64) error {
 }
 
 // headers reads an object of header names to values (strings, numbers,
-// booleans, null or arrays of those, as scanHeaders accepts). Names and
+// booleans, null or arrays of those, as jsontext.ScanHeaders accepts). Names and
 // short values repeat from event to event, so they are interned for the
 // batch: one string allocation per distinct text instead of per header.
-func (d *decoder) headers(dst *MoesifHeaders) error {
+func (d *decoder) headers(dst *Headers) error {
 	if d.literal("null") {
 		*dst = nil
 		return nil
 	}
 	h := (*dst)[:0]
 	err := d.object(func(key []byte) error {
-		if len(h) == MaxHeaders {
-			// encoding/json (scanHeaders) says what is wrong.
+		if len(h) == jsontext.MaxHeaders {
+			// encoding/json (jsontext.ScanHeaders) says what is wrong.
 			return errNotFast
 		}
 		name := d.intern(key)
 		var val string
 		if d.eat('[') {
-			// An array of values is joined with ", ", as scanHeaders does,
+			// An array of values is joined with ", ", as jsontext.ScanHeaders does,
 			// as it is read.
 			var joined strings.Builder // String() without a copy
 			d.ws()
@@ -461,7 +464,7 @@ func (d *decoder) headers(dst *MoesifHeaders) error {
 		} else if err := d.headerValue(&val); err != nil {
 			return err
 		}
-		h = append(h, Header{Name: name, Value: val})
+		h = append(h, apimeter.Header{Name: name, Value: val})
 		return nil
 	})
 	if err != nil {
@@ -523,7 +526,7 @@ func (d *decoder) intern(b []byte) string {
 // names a field ignoring case (encoding/json would fill that field).
 func (d *decoder) unknown(key []byte, fields ...string) error {
 	for _, f := range fields {
-		if len(f) == len(key) && equalFold(f, string(key)) {
+		if len(f) == len(key) && bytes.EqualFold([]byte(f), key) {
 			return errNotFast
 		}
 	}
@@ -534,7 +537,7 @@ var eventFields = []string{"event_id", "request", "response", "user_id", "compan
 	"metadata", "direction", "weight", "blocked_by", "api_name", "route", "api_key_id",
 	"target_url", "target_latency_ms"}
 
-func (d *decoder) event(m *MoesifEvent) error {
+func (d *decoder) event(m *Event) error {
 	return d.object(func(key []byte) error {
 		var err error
 		switch string(key) {
@@ -548,7 +551,7 @@ func (d *decoder) event(m *MoesifEvent) error {
 				return nil
 			}
 			if m.Response == nil {
-				m.Response = new(MoesifResponse)
+				m.Response = new(Response)
 			}
 			return d.response(m.Response)
 		case "user_id":
@@ -587,7 +590,7 @@ func (d *decoder) event(m *MoesifEvent) error {
 // message points at the fields requests and responses share.
 type message struct {
 	time, ip, encoding *string
-	headers            *MoesifHeaders
+	headers            *Headers
 	body               *json.RawMessage
 	length             **int64
 }
@@ -618,7 +621,7 @@ func (d *decoder) messageField(key []byte, m message) (bool, error) {
 // body_truncated, rare, is left to encoding/json.
 var requestFields = []string{"time", "uri", "verb", "api_version", "ip_address", "headers", "body", "transfer_encoding", "content_length", "body_truncated"}
 
-func (d *decoder) request(r *MoesifRequest) error {
+func (d *decoder) request(r *Request) error {
 	if d.i < len(d.b) && d.b[d.i] != '{' && d.b[d.i] != 'n' {
 		return errNotFast
 	}
@@ -641,14 +644,14 @@ func (d *decoder) request(r *MoesifRequest) error {
 
 var responseFields = []string{"time", "status", "ip_address", "headers", "body", "transfer_encoding", "content_length", "body_truncated"}
 
-func (d *decoder) response(r *MoesifResponse) error {
+func (d *decoder) response(r *Response) error {
 	if d.i < len(d.b) && d.b[d.i] != '{' {
 		return errNotFast
 	}
 	m := message{&r.Time, &r.IPAddress, &r.TransferEncoding, &r.Headers, &r.Body, &r.ContentLength}
 	return d.object(func(key []byte) error {
 		if string(key) == "status" {
-			// null is kept apart from a missing status (see MoesifResponse).
+			// null is kept apart from a missing status (see Response).
 			r.statusNull = d.literal("null")
 			if r.statusNull {
 				return nil

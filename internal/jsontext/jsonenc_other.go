@@ -1,6 +1,6 @@
 //go:build !amd64
 
-package apimeter
+package jsontext
 
 // skipPlain16 skips nothing where there is no vector version: callers go
 // on a word at a time from the start.

@@ -1,4 +1,4 @@
-package apimeter
+package jsontext
 
 // skipPlain16 returns how many leading bytes of b need no escaping in a
 // JSON string and are ASCII, counted in whole 16-byte blocks: the index of

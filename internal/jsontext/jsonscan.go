@@ -1,4 +1,4 @@
-package apimeter
+package jsontext
 
 import (
 	"encoding/json"
@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/apimeter/apimeter"
 )
 
 // MaxHeaders is the most headers a request or a response of an event may
@@ -18,11 +20,11 @@ const MaxHeaders = 1000
 // MaxHeaders headers.
 var ErrTooManyHeaders = fmt.Errorf("headers: more than %d headers", MaxHeaders)
 
-// scanHeaders parses a JSON object of header names to values. A value may
+// ScanHeaders parses a JSON object of header names to values. A value may
 // be a string, a number, a boolean, null or an array of those (joined with
 // ", "), as the various SDKs send them. Strings are decoded as
 // encoding/json decodes them: invalid UTF-8 becomes U+FFFD.
-func scanHeaders(b []byte, out Headers) (Headers, error) {
+func ScanHeaders(b []byte, out apimeter.Headers) (apimeter.Headers, error) {
 	i := skipWS(b, 0)
 	if i < len(b) && b[i] == 'n' && strings.HasPrefix(string(b[i:]), "null") {
 		return nil, nil
@@ -84,7 +86,7 @@ func scanHeaders(b []byte, out Headers) (Headers, error) {
 		} else if val, i, err = scanScalar(b, i, name); err != nil {
 			return nil, err
 		}
-		out = append(out, Header{Name: name, Value: val})
+		out = append(out, apimeter.Header{Name: name, Value: val})
 		i = skipWS(b, i)
 		if i < len(b) && b[i] == ',' {
 			i = skipWS(b, i+1)

@@ -1,4 +1,4 @@
-package apimeter
+package jsontext
 
 // skipsNothing: skipPlain16 has a vector version here.
 const skipsNothing = false

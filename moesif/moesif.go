@@ -1,4 +1,4 @@
-package apimeter
+package moesif
 
 import (
 	"bytes"
@@ -14,18 +14,21 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/internal/jsontext"
+
 	"github.com/zeebo/xxh3"
 )
 
-// MoesifEvent is Moesif's collector EventModel, the JSON that Moesif's SDKs
+// Event is Moesif's collector EventModel, the JSON that Moesif's SDKs
 // post to /v1/events and /v1/events/batch. apimeter adds event_id (an
 // explicit idempotency id), api_name, route, api_key_id, and target_url and
 // target_latency_ms (where a gateway forwarded the call and how long the
 // upstream took); Moesif's SDKs ignore them on read and never send them.
-type MoesifEvent struct {
+type Event struct {
 	EventID      string          `json:"event_id,omitempty"`
-	Request      MoesifRequest   `json:"request"`
-	Response     *MoesifResponse `json:"response,omitempty"`
+	Request      Request         `json:"request"`
+	Response     *Response       `json:"response,omitempty"`
 	UserID       string          `json:"user_id,omitempty"`
 	CompanyID    string          `json:"company_id,omitempty"`
 	SessionToken string          `json:"session_token,omitempty"`
@@ -43,14 +46,14 @@ type MoesifEvent struct {
 	TargetLatencyMs *float64 `json:"target_latency_ms,omitempty"`
 }
 
-// MoesifRequest is the request half of MoesifEvent.
-type MoesifRequest struct {
+// Request is the request half of Event.
+type Request struct {
 	Time             string          `json:"time"`
 	URI              string          `json:"uri"`
 	Verb             string          `json:"verb"`
 	APIVersion       string          `json:"api_version,omitempty"`
 	IPAddress        string          `json:"ip_address,omitempty"`
-	Headers          MoesifHeaders   `json:"headers,omitempty"`
+	Headers          Headers         `json:"headers,omitempty"`
 	Body             json.RawMessage `json:"body,omitempty"`
 	TransferEncoding string          `json:"transfer_encoding,omitempty"`
 	ContentLength    *int64          `json:"content_length,omitempty"`
@@ -60,16 +63,16 @@ type MoesifRequest struct {
 	BodyTruncated bool `json:"body_truncated,omitempty"`
 }
 
-// MoesifResponse is the response half of MoesifEvent.
-type MoesifResponse struct {
+// Response is the response half of Event.
+type Response struct {
 	Time             string          `json:"time,omitempty"`
 	Status           int             `json:"status"`
 	IPAddress        string          `json:"ip_address,omitempty"`
-	Headers          MoesifHeaders   `json:"headers,omitempty"`
+	Headers          Headers         `json:"headers,omitempty"`
 	Body             json.RawMessage `json:"body,omitempty"`
 	TransferEncoding string          `json:"transfer_encoding,omitempty"`
 	ContentLength    *int64          `json:"content_length,omitempty"`
-	BodyTruncated    bool            `json:"body_truncated,omitempty"` // as in MoesifRequest
+	BodyTruncated    bool            `json:"body_truncated,omitempty"` // as in Request
 
 	// statusNull says status was sent as null, which ToEvent refuses
 	// (a missing status is 0: no response).
@@ -79,8 +82,8 @@ type MoesifResponse struct {
 // UnmarshalJSON implements json.Unmarshaler: the fields as encoding/json
 // fills them, and whether status was null, which it cannot tell from a
 // missing status.
-func (r *MoesifResponse) UnmarshalJSON(b []byte) error {
-	type plain MoesifResponse
+func (r *Response) UnmarshalJSON(b []byte) error {
+	type plain Response
 	if err := json.Unmarshal(b, (*plain)(r)); err != nil {
 		return err
 	}
@@ -94,26 +97,26 @@ func (r *MoesifResponse) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// MoesifHeaders is a JSON object of headers. On input a value may be a
+// Headers is a JSON object of headers. On input a value may be a
 // string, a number, a boolean or an array of those (joined with ", "), as
 // the various SDKs send them; on output every value is a string.
-type MoesifHeaders Headers
+type Headers apimeter.Headers
 
 // UnmarshalJSON implements json.Unmarshaler. It scans the object itself
 // rather than through encoding/json's reflection: headers are most of an
 // event and this is the collector's hot path.
-func (h *MoesifHeaders) UnmarshalJSON(b []byte) error {
-	out, err := scanHeaders(b, Headers((*h)[:0]))
+func (h *Headers) UnmarshalJSON(b []byte) error {
+	out, err := jsontext.ScanHeaders(b, apimeter.Headers((*h)[:0]))
 	if err != nil {
 		return err
 	}
-	*h = MoesifHeaders(out)
+	*h = Headers(out)
 	return nil
 }
 
 // MarshalJSON implements json.Marshaler, keeping header order.
-func (h MoesifHeaders) MarshalJSON() ([]byte, error) {
-	return AppendHeadersJSON(nil, Headers(h)), nil
+func (h Headers) MarshalJSON() ([]byte, error) {
+	return jsontext.AppendHeaders(nil, apimeter.Headers(h)), nil
 }
 
 // FieldError is bad input in one event: which event of a batch (Index, -1
@@ -142,11 +145,11 @@ const TransactionIDHeader = "X-Moesif-Transaction-Id"
 // Scrubber). The id is, in order: event_id, the X-Moesif-Transaction-Id
 // request header, the same response header, else a hash of the event's
 // content, so that a sender retrying the same JSON is deduplicated.
-func (m *MoesifEvent) ToEvent(org, env string, index int) (Event, error) {
+func (m *Event) ToEvent(org, env string, index int) (apimeter.Event, error) {
 	fe := func(field, format string, args ...any) error {
 		return &FieldError{Index: index, Field: field, Msg: fmt.Sprintf(format, args...)}
 	}
-	ev := Event{Org: org, Env: env, RequestSize: -1, ResponseSize: -1, Weight: 1}
+	ev := apimeter.Event{Org: org, Env: env, RequestSize: -1, ResponseSize: -1, Weight: 1}
 	m.normalize()
 	if m.Request.Time == "" {
 		return ev, fe("request.time", "is required (ISO 8601, e.g. 2026-11-24T10:00:00.000Z)")
@@ -167,7 +170,7 @@ func (m *MoesifEvent) ToEvent(org, env string, index int) (Event, error) {
 	ev.Path, ev.Query = splitURI(m.Request.URI)
 	ev.APIVersion = m.Request.APIVersion
 	ev.ClientIP = clientIP(m.Request.IPAddress)
-	ev.RequestHeaders = Headers(m.Request.Headers)
+	ev.RequestHeaders = apimeter.Headers(m.Request.Headers)
 	ev.UserAgent = ev.RequestHeaders.Get("User-Agent")
 	if ev.RequestBody, err = decodeBody(m.Request.Body, m.Request.TransferEncoding); err != nil {
 		return ev, fe("request.body", "%v", err)
@@ -206,7 +209,7 @@ func (m *MoesifEvent) ToEvent(org, env string, index int) (Event, error) {
 		ev.ResponseTime = rt
 	}
 	ev.LatencyMs = float64(ev.ResponseTime.Sub(ev.RequestTime).Microseconds()) / 1000
-	ev.ResponseHeaders = Headers(m.Response.Headers)
+	ev.ResponseHeaders = apimeter.Headers(m.Response.Headers)
 	if ev.ResponseBody, err = decodeBody(m.Response.Body, m.Response.TransferEncoding); err != nil {
 		return ev, fe("response.body", "%v", err)
 	}
@@ -238,9 +241,9 @@ func (m *MoesifEvent) ToEvent(org, env string, index int) (Event, error) {
 	}
 	switch strings.ToLower(m.Direction) {
 	case "", "incoming":
-		ev.Direction = Incoming
+		ev.Direction = apimeter.Incoming
 	case "outgoing":
-		ev.Direction = Outgoing
+		ev.Direction = apimeter.Outgoing
 	default:
 		return ev, fe("direction", "must be Incoming or Outgoing, got %q", m.Direction)
 	}
@@ -280,28 +283,28 @@ func (m *MoesifEvent) ToEvent(org, env string, index int) (Event, error) {
 // normalize makes every text of m valid: strings as encoding/json decodes
 // them (invalid UTF-8 becomes U+FFFD), raw JSON by ValidJSON. Values that
 // are valid already are left as they are, without copying.
-func (m *MoesifEvent) normalize() {
+func (m *Event) normalize() {
 	for _, f := range []*string{&m.EventID, &m.UserID, &m.CompanyID, &m.SessionToken, &m.Tags, &m.Direction,
 		&m.BlockedBy, &m.APIName, &m.Route, &m.APIKeyID,
 		&m.Request.Time, &m.Request.URI, &m.Request.Verb, &m.Request.APIVersion, &m.Request.IPAddress, &m.Request.TransferEncoding} {
-		*f = ValidString(*f)
+		*f = jsontext.ValidString(*f)
 	}
 	normalizeHeaders(m.Request.Headers)
-	m.Request.Body = ValidJSON(m.Request.Body)
-	m.Metadata = ValidJSON(m.Metadata)
+	m.Request.Body = jsontext.ValidJSON(m.Request.Body)
+	m.Metadata = jsontext.ValidJSON(m.Metadata)
 	if r := m.Response; r != nil {
 		for _, f := range []*string{&r.Time, &r.IPAddress, &r.TransferEncoding} {
-			*f = ValidString(*f)
+			*f = jsontext.ValidString(*f)
 		}
 		normalizeHeaders(r.Headers)
-		r.Body = ValidJSON(r.Body)
+		r.Body = jsontext.ValidJSON(r.Body)
 	}
 }
 
-func normalizeHeaders(h MoesifHeaders) {
+func normalizeHeaders(h Headers) {
 	for i := range h {
-		h[i].Name = ValidString(h[i].Name)
-		h[i].Value = ValidString(h[i].Value)
+		h[i].Name = jsontext.ValidString(h[i].Name)
+		h[i].Value = jsontext.ValidString(h[i].Value)
 	}
 }
 
@@ -310,7 +313,7 @@ func normalizeHeaders(h MoesifHeaders) {
 // of an event's content id: m must be normalized (ToEvent does it first),
 // so that every decoder of the same JSON, and every entry point, gives the
 // same id.
-func contentID(m *MoesifEvent) string {
+func contentID(m *Event) string {
 	h := xxh3.New()
 	for _, s := range []string{m.Request.Time, m.Request.Verb, m.Request.URI, m.Request.IPAddress,
 		m.UserID, m.CompanyID, m.SessionToken, m.Direction} {
@@ -367,37 +370,37 @@ func splitURI(uri string) (path, query string) {
 	return rest, ""
 }
 
-func decodeBody(raw json.RawMessage, enc string) (Body, error) {
+func decodeBody(raw json.RawMessage, enc string) (apimeter.Body, error) {
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
-		return Body{}, nil
+		return apimeter.Body{}, nil
 	}
 	switch strings.ToLower(enc) {
 	case "", "json":
 		if raw[0] == '"' {
 			var s string
 			if err := json.Unmarshal(raw, &s); err != nil {
-				return Body{}, err
+				return apimeter.Body{}, err
 			}
-			return Body{Text: s}, nil
+			return apimeter.Body{Text: s}, nil
 		}
-		return Body{Text: string(raw)}, nil
+		return apimeter.Body{Text: string(raw)}, nil
 	case "base64":
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return Body{}, fmt.Errorf("with transfer_encoding base64 must be a string")
+			return apimeter.Body{}, fmt.Errorf("with transfer_encoding base64 must be a string")
 		}
 		b, err := base64.StdEncoding.DecodeString(s)
 		if err != nil {
 			if b, err = base64.RawStdEncoding.DecodeString(s); err != nil {
-				return Body{}, fmt.Errorf("is not valid base64: %v", err)
+				return apimeter.Body{}, fmt.Errorf("is not valid base64: %v", err)
 			}
 		}
 		if isText(b) {
-			return Body{Text: string(b)}, nil
+			return apimeter.Body{Text: string(b)}, nil
 		}
-		return Body{Text: s, Base64: true}, nil
+		return apimeter.Body{Text: s, Base64: true}, nil
 	}
-	return Body{}, fmt.Errorf("unknown transfer_encoding %q (json or base64)", enc)
+	return apimeter.Body{}, fmt.Errorf("unknown transfer_encoding %q (json or base64)", enc)
 }
 
 // ParseTime accepts the time forms Moesif's SDKs send: RFC 3339 with or
@@ -417,21 +420,21 @@ func ParseTime(s string) (time.Time, error) {
 
 // FromEvent converts a stored Event back to the collector schema, with the
 // apimeter fields (event_id, api_name, route, api_key_id) filled.
-func FromEvent(e *Event) MoesifEvent {
-	m := MoesifEvent{
+func FromEvent(e *apimeter.Event) Event {
+	m := Event{
 		EventID: e.ID,
-		Request: MoesifRequest{
+		Request: Request{
 			Time:       e.RequestTime.UTC().Format("2006-01-02T15:04:05.000Z"),
 			URI:        e.URI,
 			Verb:       e.Method,
 			APIVersion: e.APIVersion,
 			IPAddress:  e.ClientIP,
-			Headers:    MoesifHeaders(e.RequestHeaders),
+			Headers:    Headers(e.RequestHeaders),
 		},
-		Response: &MoesifResponse{
+		Response: &Response{
 			Time:    e.ResponseTime.UTC().Format("2006-01-02T15:04:05.000Z"),
 			Status:  e.Status,
-			Headers: MoesifHeaders(e.ResponseHeaders),
+			Headers: Headers(e.ResponseHeaders),
 		},
 		UserID:       e.UserID,
 		CompanyID:    e.CompanyID,
@@ -458,7 +461,7 @@ func FromEvent(e *Event) MoesifEvent {
 	return m
 }
 
-func encodeBody(b Body) (json.RawMessage, string) {
+func encodeBody(b apimeter.Body) (json.RawMessage, string) {
 	if b.Text == "" {
 		return nil, ""
 	}

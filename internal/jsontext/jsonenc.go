@@ -1,10 +1,12 @@
-package apimeter
+package jsontext
 
 import (
 	"encoding/binary"
 	"math/bits"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/apimeter/apimeter"
 )
 
 const hexDigits = "0123456789abcdef"
@@ -33,7 +35,7 @@ func special8(b []byte, i int) uint64 {
 	return (x | ((x - 0x20*lsb) &^ x) | ((q - lsb) &^ q) | ((bs - lsb) &^ bs)) & msb
 }
 
-// plainRun returns the index of the first byte from i on that is not plain
+// PlainRun returns the index of the first byte from i on that is not plain
 // ASCII, a word or a 16-byte block at a time, or where fewer than 8 bytes
 // are left. It lands
 // on that byte rather than on its word: in JSON text, with a quote every
@@ -42,7 +44,7 @@ func special8(b []byte, i int) uint64 {
 // registers.
 //
 //go:noinline
-func plainRun(b []byte, i int) int {
+func PlainRun(b []byte, i int) int {
 	// Four words first: in JSON text the next quote is rarely further, and
 	// the block scan's call costs more than a few bytes of it save.
 	for w := 0; w < 4 && i+8 <= len(b); w++ {
@@ -65,19 +67,19 @@ func plainRun(b []byte, i int) int {
 	return i
 }
 
-// AppendJSONString appends s to dst as a JSON string; invalid UTF-8
+// AppendString appends s to dst as a JSON string; invalid UTF-8
 // becomes U+FFFD, as encoding/json does. It does not allocate beyond
 // growing dst, for the encoders on hot paths (capture sink, store rows).
-func AppendJSONString(dst []byte, s string) []byte {
+func AppendString(dst []byte, s string) []byte {
 	dst, _ = appendJSONString(dst, s, false)
 	return dst
 }
 
-// AppendJSONText is AppendJSONString for text that must arrive unchanged:
+// AppendText is AppendString for text that must arrive unchanged:
 // when s is not valid UTF-8 it returns dst as it was and false. It checks
-// and escapes in one pass, where utf8.Valid and then AppendJSONString would
+// and escapes in one pass, where utf8.Valid and then AppendString would
 // read s twice.
-func AppendJSONText(dst []byte, s string) ([]byte, bool) {
+func AppendText(dst []byte, s string) ([]byte, bool) {
 	return appendJSONString(dst, s, true)
 }
 
@@ -92,7 +94,7 @@ func appendJSONString(dst []byte, s string, strict bool) ([]byte, bool) {
 	start := 0
 	for i := 0; i < len(s); {
 		if i+8 <= len(s) {
-			if i = plainRun(b, i); i >= len(s) {
+			if i = PlainRun(b, i); i >= len(s) {
 				break
 			}
 		}
@@ -142,17 +144,17 @@ func appendJSONString(dst []byte, s string, strict bool) ([]byte, bool) {
 	return append(dst, '"'), true
 }
 
-// AppendHeadersJSON appends h to dst as a JSON object of names to values,
+// AppendHeaders appends h to dst as a JSON object of names to values,
 // in order.
-func AppendHeadersJSON(dst []byte, h Headers) []byte {
+func AppendHeaders(dst []byte, h apimeter.Headers) []byte {
 	dst = append(dst, '{')
 	for i, kv := range h {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = AppendJSONString(dst, kv.Name)
+		dst = AppendString(dst, kv.Name)
 		dst = append(dst, ':')
-		dst = AppendJSONString(dst, kv.Value)
+		dst = AppendString(dst, kv.Value)
 	}
 	return append(dst, '}')
 }

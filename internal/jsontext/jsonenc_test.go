@@ -1,4 +1,4 @@
-package apimeter
+package jsontext
 
 import (
 	"encoding/json"
@@ -15,7 +15,7 @@ func FuzzAppendString(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		b := AppendJSONString(nil, s)
+		b := AppendString(nil, s)
 		var got string
 		if err := json.Unmarshal(b, &got); err != nil {
 			t.Fatalf("%q encoded as invalid JSON %s: %v", s, b, err)
@@ -29,7 +29,7 @@ func FuzzAppendString(f *testing.F) {
 	})
 }
 
-// appendJSONStringRef is AppendJSONString written one rune at a time, the
+// appendJSONStringRef is AppendString written one rune at a time, the
 // reference for the word-at-a-time version.
 func appendJSONStringRef(dst []byte, s string) []byte {
 	dst = append(dst, '"')
@@ -68,7 +68,7 @@ func TestAppendJSONStringPositions(t *testing.T) {
 			for pos := 0; pos < 72; pos++ {
 				for gap := 0; gap < 10; gap++ {
 					s := strings.Repeat("a", pos) + sp + strings.Repeat("b", gap) + sp2 + strings.Repeat("c", 20)
-					got, want := AppendJSONString(nil, s), appendJSONStringRef(nil, s)
+					got, want := AppendString(nil, s), appendJSONStringRef(nil, s)
 					if string(got) != string(want) {
 						t.Fatalf("%q: got %s, want %s", s, got, want)
 					}
@@ -126,7 +126,7 @@ func BenchmarkAppendJSONString(b *testing.B) {
 			var dst []byte
 			b.SetBytes(int64(len(c.s)))
 			for b.Loop() {
-				dst = AppendJSONString(dst[:0], c.s)
+				dst = AppendString(dst[:0], c.s)
 			}
 		})
 	}
@@ -145,13 +145,13 @@ func TestAppendJSONText(t *testing.T) {
 		{"cut sequence at the end", "abc\xe2\x82", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := AppendJSONText([]byte("x"), tc.s)
+			got, ok := AppendText([]byte("x"), tc.s)
 			if ok != tc.ok {
 				t.Fatalf("ok = %v, want %v", ok, tc.ok)
 			}
 			want := "x"
 			if ok {
-				want = string(AppendJSONString([]byte("x"), tc.s))
+				want = string(AppendString([]byte("x"), tc.s))
 			}
 			if string(got) != want {
 				t.Fatalf("got %s, want %s", got, want)

@@ -1,4 +1,4 @@
-package apimeter
+package moesif
 
 import "testing"
 
@@ -14,9 +14,9 @@ func TestToEventClientIP(t *testing.T) {
 		{"empty", "", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			m := MoesifEvent{
-				Request:  MoesifRequest{Time: "2026-11-24T10:00:00.000Z", URI: "/x", Verb: "GET", IPAddress: c.in},
-				Response: &MoesifResponse{Status: 200},
+			m := Event{
+				Request:  Request{Time: "2026-11-24T10:00:00.000Z", URI: "/x", Verb: "GET", IPAddress: c.in},
+				Response: &Response{Status: 200},
 			}
 			ev, err := m.ToEvent("o", "e", -1)
 			if err != nil {

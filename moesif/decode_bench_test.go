@@ -1,4 +1,4 @@
-package apimeter_test
+package moesif_test
 
 import (
 	"encoding/json"
@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/workload"
 )
 
@@ -19,7 +20,7 @@ func BenchmarkDecodeBatch(b *testing.B) {
 	b.Run("encoding-json", func(b *testing.B) {
 		b.SetBytes(int64(len(body)) / 500)
 		for i := 0; i < b.N; i += 500 {
-			var ms []apimeter.MoesifEvent
+			var ms []moesif.Event
 			if err := json.Unmarshal(body, &ms); err != nil {
 				b.Fatal(err)
 			}
@@ -28,7 +29,7 @@ func BenchmarkDecodeBatch(b *testing.B) {
 	b.Run("fast", func(b *testing.B) {
 		b.SetBytes(int64(len(body)) / 500)
 		for i := 0; i < b.N; i += 500 {
-			if _, err := apimeter.DecodeBatch(body, apimeter.Limits{}); err != nil {
+			if _, err := moesif.DecodeBatch(body, moesif.Limits{}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -37,7 +38,7 @@ func BenchmarkDecodeBatch(b *testing.B) {
 		b.SetBytes(int64(len(body)) / 500)
 		scrub := apimeter.NewScrubber(nil, nil, -1)
 		for i := 0; i < b.N; i += 500 {
-			ms, err := apimeter.DecodeBatch(body, apimeter.Limits{})
+			ms, err := moesif.DecodeBatch(body, moesif.Limits{})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -1,7 +1,6 @@
-package apimeter
+package moesif
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +10,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/apimeter/apimeter"
 )
 
 func TestParseTime(t *testing.T) {
@@ -59,10 +60,10 @@ func TestSplitURI(t *testing.T) {
 }
 
 func TestToEventIDPrecedence(t *testing.T) {
-	base := func() MoesifEvent {
-		return MoesifEvent{
-			Request:  MoesifRequest{Time: "2026-11-02T09:00:00Z", URI: "/a", Verb: "GET", Headers: MoesifHeaders{{Name: "x-moesif-transaction-id", Value: "req-tx"}}},
-			Response: &MoesifResponse{Status: 200, Headers: MoesifHeaders{{Name: "X-Moesif-Transaction-Id", Value: "resp-tx"}}},
+	base := func() Event {
+		return Event{
+			Request:  Request{Time: "2026-11-02T09:00:00Z", URI: "/a", Verb: "GET", Headers: Headers{{Name: "x-moesif-transaction-id", Value: "req-tx"}}},
+			Response: &Response{Status: 200, Headers: Headers{{Name: "X-Moesif-Transaction-Id", Value: "resp-tx"}}},
 		}
 	}
 	m := base()
@@ -90,108 +91,10 @@ func TestToEventIDPrecedence(t *testing.T) {
 	}
 }
 
-func TestScrub(t *testing.T) {
-	s := NewScrubber([]string{"X-Internal-Token"}, []string{"session"}, 8)
-	e := Event{
-		URI:   "https://h/p?a=1&api_key=K1&session=S1",
-		Query: "a=1&api_key=K1&session=S1",
-		RequestHeaders: Headers{
-			{"Authorization", "Bearer T1"}, {"X-API-KEY", "K2"}, {"x-internal-token", "I1"}, {"Accept", "*/*"},
-		},
-		ResponseHeaders: Headers{{"Set-Cookie", "c=C1"}},
-		SessionToken:    "Bearer T1",
-		RequestBody:     Body{Text: "héllo wörld"},
-		UserAgent:       "bad\xffbyte",
-	}
-	s.Scrub(&e)
-	for _, secret := range []string{"T1", "K1", "K2", "I1", "C1", "S1"} {
-		all := e.URI + e.Query + e.SessionToken + e.APIKeyID
-		for _, h := range append(e.RequestHeaders, e.ResponseHeaders...) {
-			all += h.Value
-		}
-		if strings.Contains(all, secret) {
-			t.Errorf("secret %s survived scrubbing: %+v", secret, e)
-		}
-	}
-	if e.RequestHeaders.Get("accept") != "*/*" {
-		t.Errorf("harmless header changed")
-	}
-	if e.APIKeyID != Fingerprint("K2") {
-		t.Errorf("api key id %q, want the fingerprint of the X-API-KEY header", e.APIKeyID)
-	}
-	if e.SessionToken != Fingerprint("T1") {
-		t.Errorf("session token %q, want the fingerprint of the bearer token", e.SessionToken)
-	}
-	if !e.RequestBody.Truncated || e.RequestBody.Text != "héllo w" || !utf8.ValidString(e.RequestBody.Text) {
-		t.Errorf("body capped to %q (truncated %v), want 7 bytes cut at a rune boundary", e.RequestBody.Text, e.RequestBody.Truncated)
-	}
-	if !utf8.ValidString(e.UserAgent) {
-		t.Errorf("invalid UTF-8 kept: %q", e.UserAgent)
-	}
-	before := e
-	s.Scrub(&e)
-	if !reflect.DeepEqual(before, e) {
-		t.Errorf("Scrub is not idempotent:\n%+v\n%+v", before, e)
-	}
-}
-
-func TestScanHeaders(t *testing.T) {
-	for _, c := range []struct {
-		name string
-		in   string
-		want Headers
-		err  bool
-	}{
-		{"strings", `{"A":"1","b":"two"}`, Headers{{"A", "1"}, {"b", "two"}}, false},
-		{"arrays", `{"Set-Cookie":["a=1","b=2"],"X":[]}`, Headers{{"Set-Cookie", "a=1, b=2"}, {"X", ""}}, false},
-		{"numbers and bools", `{"N":98,"F":-1.5e3,"B":true,"Z":null}`, Headers{{"N", "98"}, {"F", "-1.5e3"}, {"B", "true"}, {"Z", ""}}, false},
-		{"escapes", `{"A\"b":"line\nbreak \u00e9"}`, Headers{{"A\"b", "line\nbreak é"}}, false},
-		{"whitespace", " { \"A\" : \"1\" ,\n\"B\":[ \"x\" , 2 ] } ", Headers{{"A", "1"}, {"B", "x, 2"}}, false},
-		{"empty", `{}`, Headers{}, false},
-		{"array", `["a"]`, nil, true},
-		{"object value", `{"A":{"b":1}}`, nil, true},
-		{"unterminated", `{"A":"1`, nil, true},
-		{"missing colon", `{"A" "1"}`, nil, true},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			got, err := scanHeaders([]byte(c.in), nil)
-			if (err != nil) != c.err {
-				t.Fatalf("scanHeaders(%s) error %v, want error %v", c.in, err, c.err)
-			}
-			if !c.err && !reflect.DeepEqual(got, c.want) && !(len(got) == 0 && len(c.want) == 0) {
-				t.Errorf("scanHeaders(%s) = %v, want %v", c.in, got, c.want)
-			}
-		})
-	}
-}
-
-// FuzzScanHeaders checks the hand-written header scanner against
-// encoding/json: whatever encoding/json reads as an object of strings, the
-// scanner reads the same, and it never panics.
-func FuzzScanHeaders(f *testing.F) {
-	for _, s := range []string{`{"A":"1"}`, `{"a":["x","y"]}`, `{"n":1}`, `{"e":"\u00e9\n"}`, `{}`, `[`, `{"a":`} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		got, err := scanHeaders(b, nil)
-		var ref map[string]string
-		if json.Unmarshal(b, &ref) == nil && ref != nil {
-			if err != nil {
-				t.Fatalf("scanHeaders(%q) failed (%v) where encoding/json read %v", b, err, ref)
-			}
-			for _, h := range got {
-				if ref[h.Name] != h.Value && strings.Count(string(b), `"`+h.Name+`"`) == 1 && utf8.Valid(b) {
-					t.Fatalf("scanHeaders(%q): %q = %q, encoding/json says %q", b, h.Name, h.Value, ref[h.Name])
-				}
-			}
-		}
-	})
-}
-
 // FuzzDecodeEvent feeds arbitrary bytes through the collector's decoding:
 // it must never panic, and an accepted event is well formed.
 func FuzzDecodeEvent(f *testing.F) {
-	if b, err := os.ReadFile("testdata/moesif/node-batch.json"); err == nil {
+	if b, err := os.ReadFile("testdata/node-batch.json"); err == nil {
 		var raws []json.RawMessage
 		json.Unmarshal(b, &raws)
 		for _, r := range raws {
@@ -216,7 +119,7 @@ func FuzzDecodeEvent(f *testing.F) {
 		if ev.ID == "" || ev.Method == "" || ev.RequestTime.IsZero() || ev.Weight < 1 || ev.LatencyMs < 0 {
 			t.Fatalf("accepted a malformed event: %+v", ev)
 		}
-		NewScrubber(nil, nil, -1).Scrub(&ev)
+		apimeter.NewScrubber(nil, nil, -1).Scrub(&ev)
 		for _, s := range []string{ev.ID, ev.URI, ev.Path, ev.UserID, ev.UserAgent} {
 			if !utf8.ValidString(s) {
 				t.Fatalf("invalid UTF-8 after Scrub: %q", s)
@@ -232,7 +135,7 @@ func FuzzDecodeEvent(f *testing.F) {
 // decoder declines, the collector falls back to encoding/json, so
 // declining is always safe.)
 func FuzzDecodeBatch(f *testing.F) {
-	if b, err := os.ReadFile("testdata/moesif/node-batch.json"); err == nil {
+	if b, err := os.ReadFile("testdata/node-batch.json"); err == nil {
 		f.Add(b)
 	}
 	f.Add([]byte(`[{"request":{"time":"2026-11-02T09:00:00Z","uri":"/a","verb":"GET","headers":{"A":["x",1,true,null]}},"response":{"status":200,"body":{"k":[1,2.5e3,"\u00e9"]}},"weight":10,"metadata":null}]`))
@@ -247,7 +150,7 @@ func FuzzDecodeBatch(f *testing.F) {
 		if err != nil {
 			return
 		}
-		var ref []MoesifEvent
+		var ref []Event
 		if err := json.Unmarshal(b, &ref); err != nil {
 			t.Fatalf("fast decoder accepted %q, encoding/json refuses it: %v", b, err)
 		}
@@ -260,7 +163,7 @@ func FuzzDecodeBatch(f *testing.F) {
 		var raws []json.RawMessage
 		json.Unmarshal(b, &raws)
 		for i := range fast {
-			var one MoesifEvent
+			var one Event
 			if err := json.Unmarshal(raws[i], &one); err != nil {
 				t.Fatalf("event %d %q decodes in a batch, not alone: %v", i, raws[i], err)
 			}
@@ -293,62 +196,6 @@ func FuzzDecodeBatch(f *testing.F) {
 	})
 }
 
-// FuzzValidJSON: for any valid JSON, ValidJSON gives valid JSON of valid
-// UTF-8 without a lone surrogate escape, that encoding/json decodes to
-// the same value, and is idempotent; for anything, it does not panic.
-func FuzzValidJSON(f *testing.F) {
-	for _, s := range []string{`{"a":"b"}`, `"\ud800"`, `"\ud83d\ude00"`, `["\udc00\ud800","\\ud800"]`, "\"\xff\xfe\"", "{\"\xc3\":\"\\uD800x\"}", `"\u12"`, "\"\xed\xa0\x80\""} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		out := ValidJSON(b)
-		if !json.Valid(b) {
-			return
-		}
-		if !json.Valid(out) || !utf8.Valid(out) {
-			t.Fatalf("ValidJSON(%q) = %q: not valid UTF-8 JSON", b, out)
-		}
-		if s := loneSurrogateEscape(out); s != "" {
-			t.Fatalf("ValidJSON(%q) = %q keeps the lone surrogate %s", b, out, s)
-		}
-		var vb, vo any
-		json.Unmarshal(b, &vb)
-		json.Unmarshal(out, &vo)
-		if !reflect.DeepEqual(vb, vo) {
-			t.Fatalf("ValidJSON(%q) = %q decodes to %#v, the input to %#v", b, out, vo, vb)
-		}
-		if again := ValidJSON(out); !bytes.Equal(again, out) {
-			t.Fatalf("ValidJSON not idempotent: %q -> %q -> %q", b, out, again)
-		}
-	})
-}
-
-// loneSurrogateEscape returns the first \uD800-\uDFFF escape of b that is
-// not half of a pair, or "".
-func loneSurrogateEscape(b []byte) string {
-	for i := 0; i+6 <= len(b); i++ {
-		if b[i] != '\\' {
-			continue
-		}
-		if b[i+1] != 'u' {
-			i++
-			continue
-		}
-		r, _ := hex4(b, i+2)
-		if r >= 0xD800 && r < 0xDC00 && i+12 <= len(b) && b[i+6] == '\\' && b[i+7] == 'u' {
-			if r2, ok := hex4(b, i+8); ok && r2 >= 0xDC00 && r2 <= 0xDFFF {
-				i += 11
-				continue
-			}
-		}
-		if r >= 0xD800 && r <= 0xDFFF {
-			return string(b[i : i+6])
-		}
-		i += 5
-	}
-	return ""
-}
-
 // FuzzParseTime: ParseTime never panics, and a time it accepts lies in
 // the years 1970 to 2200 in UTC.
 func FuzzParseTime(f *testing.F) {
@@ -366,25 +213,14 @@ func FuzzParseTime(f *testing.F) {
 	})
 }
 
-func TestFingerprintOfHash(t *testing.T) {
-	for _, key := range []string{"sk_live_1", "", "ключ"} {
-		if got, want := FingerprintOfHash(KeyHash(key)), Fingerprint(key); got != want {
-			t.Errorf("FingerprintOfHash(KeyHash(%q)) = %q, Fingerprint = %q", key, got, want)
-		}
-		if !IsFingerprint(Fingerprint(key)) {
-			t.Errorf("IsFingerprint(Fingerprint(%q)) is false", key)
-		}
-	}
-}
-
 // TestTargetFields checks that the gateway's target_url and
 // target_latency_ms survive FromEvent -> JSON -> DecodeBatch -> ToEvent,
 // and that a negative latency is refused with its field named.
 func TestTargetFields(t *testing.T) {
-	in := Event{ID: "x", RequestTime: time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC), Method: "GET", URI: "http://a/b",
+	in := apimeter.Event{ID: "x", RequestTime: time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC), Method: "GET", URI: "http://a/b",
 		Status: 504, TargetURL: "http://127.0.0.1:9/b", TargetLatencyMs: 30000.25, Weight: 1}
 	in.ResponseTime = in.RequestTime.Add(30 * time.Second)
-	b, err := json.Marshal([]MoesifEvent{FromEvent(&in)})
+	b, err := json.Marshal([]Event{FromEvent(&in)})
 	if err != nil {
 		t.Fatal(err)
 	}
