@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apimeter/apimeter/scrub"
+
 	"github.com/apimeter/apimeter/moesif"
 
 	"github.com/klauspost/compress/gzip"
@@ -56,7 +58,7 @@ func eventsOf(bodies string) []apimeter.Event {
 			RequestTime: t, ResponseTime: t.Add(time.Duration(r.IntN(900)) * time.Microsecond), Method: "POST",
 			URI: fmt.Sprintf("http://127.0.0.1:40123/accounts/%d/message", 1000+r.IntN(8)), ClientIP: "127.0.0.1",
 			RequestHeaders: apimeter.Headers{{Name: "User-Agent", Value: "Go-http-client/1.1"}, {Name: "Content-Length", Value: "1024"},
-				{Name: "Authorization", Value: apimeter.Fingerprint("token")}, {Name: "Content-Type", Value: "application/json"},
+				{Name: "Authorization", Value: scrub.Fingerprint("token")}, {Name: "Content-Type", Value: "application/json"},
 				{Name: moesif.TransactionIDHeader, Value: id}},
 			RequestBody: apimeter.Body{Text: req}, Status: 200,
 			ResponseHeaders: apimeter.Headers{{Name: "Content-Type", Value: "application/json"},

@@ -15,6 +15,8 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
+	"github.com/apimeter/apimeter/scrub"
+
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/apimeter/apimeter"
@@ -236,7 +238,7 @@ func (d jwtDecoder) subject(auth string) string {
 	if len(auth) < 7 || !strings.EqualFold(auth[:7], "bearer ") {
 		return ""
 	}
-	tok := apimeter.BearerToken(auth)
+	tok := scrub.BearerToken(auth)
 	if strings.Count(tok, ".") != 2 {
 		return ""
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apimeter/apimeter/scrub"
+
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/apimeter/apimeter"
@@ -26,7 +28,7 @@ import (
 // call through only with a Bearer token signed with secret.
 func requireJWT(secret []byte, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, err := jwt.Parse(apimeter.BearerToken(r.Header.Get("Authorization")),
+		_, err := jwt.Parse(scrub.BearerToken(r.Header.Get("Authorization")),
 			func(*jwt.Token) (any, error) { return secret, nil },
 			jwt.WithValidMethods([]string{"HS256"}))
 		if err != nil {
@@ -52,7 +54,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	defer store.Close()
-	collector := httptest.NewServer(server.New(server.Config{Store: store, Apps: reg, Scrubber: apimeter.NewScrubber(nil, nil, -1)}))
+	collector := httptest.NewServer(server.New(server.Config{Store: store, Apps: reg, Scrubber: scrub.New(nil, nil, -1)}))
 	defer collector.Close()
 
 	// The API.

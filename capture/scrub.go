@@ -4,11 +4,13 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/apimeter/apimeter/scrub"
+
 	"github.com/apimeter/apimeter"
 )
 
 // scrubber removes secrets from captured events before they leave the
-// process. The rules are apimeter.Scrubber's, and so are its caches of
+// process. The rules are scrub.Scrubber's, and so are its caches of
 // header kinds and fingerprints: this is only the sender's front, a plain
 // map of the names it has seen (one goroutine, no locks) with their place
 // among the API key headers. Fingerprints are unkeyed (the middleware
@@ -19,16 +21,16 @@ import (
 // leave as captured, as with every Moesif SDK, and the collector scrubs
 // them before they reach disk. Only the sending goroutine uses a scrubber.
 type scrubber struct {
-	full    *apimeter.Scrubber
+	full    *scrub.Scrubber
 	names   map[string]nameKind // header name, any spelling -> what it is
 	keyHdrs []string
 }
 
 func newScrubber(extraHeaders, extraParams []string, bodyCap int) *scrubber {
 	return &scrubber{
-		full:    apimeter.NewScrubber(extraHeaders, extraParams, bodyCap),
+		full:    scrub.New(extraHeaders, extraParams, bodyCap),
 		names:   map[string]nameKind{},
-		keyHdrs: apimeter.APIKeyHeaders,
+		keyHdrs: scrub.APIKeyHeaders,
 	}
 }
 
@@ -36,9 +38,9 @@ func newScrubber(extraHeaders, extraParams []string, bodyCap int) *scrubber {
 const maxNames = 1024
 
 // nameKind is what the scrubber knows of a header name: its kind to
-// apimeter.Scrubber, and its place in keyHdrs (-1: not an API key header).
+// scrub.Scrubber, and its place in keyHdrs (-1: not an API key header).
 type nameKind struct {
-	kind   apimeter.HeaderKind
+	kind   scrub.HeaderKind
 	secret bool
 	key    int8
 }
@@ -50,7 +52,7 @@ func (s *scrubber) kind(name string) nameKind {
 		return k
 	}
 	hk := s.full.HeaderKind(name)
-	k := nameKind{kind: hk, secret: hk&apimeter.SecretHeader != 0, key: -1}
+	k := nameKind{kind: hk, secret: hk&scrub.SecretHeader != 0, key: -1}
 	for i, h := range s.keyHdrs {
 		if strings.EqualFold(name, h) {
 			k.key = int8(i)
@@ -65,10 +67,10 @@ func (s *scrubber) kind(name string) nameKind {
 }
 
 // fingerprint is the (unkeyed) fingerprint of a secret, from
-// apimeter.Scrubber's cache of recent ones.
+// scrub.Scrubber's cache of recent ones.
 func (s *scrubber) fingerprint(secret string) string { return s.full.Fingerprint(secret) }
 
-// header returns the value to send for a header, as apimeter.Scrubber
+// header returns the value to send for a header, as scrub.Scrubber
 // keeps it: a secret one's fingerprint, a URL's scrubbed form, else the
 // value itself.
 func (s *scrubber) header(name, value string) string {
@@ -80,14 +82,14 @@ func (s *scrubber) scrub(e *apimeter.Event) {
 	if e.APIKeyID == "" {
 		key := s.apiKey(e.RequestHeaders)
 		if key == "" {
-			key = apimeter.QueryAPIKey(e.Query)
+			key = scrub.QueryAPIKey(e.Query)
 		}
 		if key != "" {
 			e.APIKeyID = s.fingerprint(key)
 		}
 	}
 	if e.SessionToken != "" {
-		e.SessionToken = s.fingerprint(apimeter.BearerToken(e.SessionToken))
+		e.SessionToken = s.fingerprint(scrub.BearerToken(e.SessionToken))
 	}
 	s.headers(e.RequestHeaders)
 	s.headers(e.ResponseHeaders)
@@ -101,7 +103,7 @@ func (s *scrubber) scrub(e *apimeter.Event) {
 }
 
 // apiKey returns the value of the first of keyHdrs present with a value,
-// as apimeter.Scrubber.APIKey, in one pass over the headers.
+// as scrub.Scrubber.APIKey, in one pass over the headers.
 func (s *scrubber) apiKey(h apimeter.Headers) string {
 	best, key := len(s.keyHdrs), ""
 	for _, kv := range h {

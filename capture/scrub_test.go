@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/apimeter/apimeter/scrub"
+
 	"github.com/apimeter/apimeter"
 )
 
-// The sender's scrubber must give what apimeter.Scrubber gives.
+// The sender's scrubber must give what scrub.Scrubber gives.
 func TestScrubMatchesRootScrubber(t *testing.T) {
 	hdr := func(kv ...string) apimeter.Headers {
 		var h apimeter.Headers
@@ -31,7 +33,7 @@ func TestScrubMatchesRootScrubber(t *testing.T) {
 	}
 	extra := []string{"X-Custom-Secret"}
 	fast := newScrubber(extra, nil, 1024)
-	root := apimeter.NewScrubber(extra, nil, 1024)
+	root := scrub.New(extra, nil, 1024)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			a, b := tc.ev, tc.ev

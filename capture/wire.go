@@ -9,6 +9,8 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
+	"github.com/apimeter/apimeter/scrub"
+
 	"github.com/apimeter/apimeter/internal/jsontext"
 
 	"github.com/apimeter/apimeter"
@@ -211,7 +213,7 @@ func (c *Capture) appendRecord(dst []byte, rec *record) []byte {
 	}
 	if rec.query != "" {
 		if !utf8.Valid(c.uri) {
-			// As apimeter.Scrubber leaves it, so that both paths agree.
+			// As scrub.Scrubber leaves it, so that both paths agree.
 			c.uri = append(c.uri[:0], bytes.ToValidUTF8(c.uri, []byte("\uFFFD"))...)
 		}
 	}
@@ -244,7 +246,7 @@ func (c *Capture) appendRecord(dst []byte, rec *record) []byte {
 	dst = appendOpt(dst, "company_id", rec.company)
 	if rec.session != "" {
 		session := rec.session
-		session = c.scrub.fingerprint(apimeter.BearerToken(session))
+		session = c.scrub.fingerprint(scrub.BearerToken(session))
 		dst = appendField(append(dst, ','), "session_token", session)
 	}
 	if rec.metadata != nil {
@@ -268,7 +270,7 @@ func (c *Capture) appendRecord(dst []byte, rec *record) []byte {
 	dst = appendOpt(dst, "route", rec.route)
 	key := c.scrub.apiKey(rec.reqHeaders)
 	if key == "" {
-		key = apimeter.QueryAPIKey(rec.query)
+		key = scrub.QueryAPIKey(rec.query)
 	}
 	if key != "" {
 		dst = appendOpt(dst, "api_key_id", c.scrub.fingerprint(key))

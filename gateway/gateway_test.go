@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apimeter/apimeter/scrub"
+
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/capture"
 	"github.com/apimeter/apimeter/gateway"
@@ -201,7 +203,7 @@ func TestRoutingAndForwarding(t *testing.T) {
 		if !strings.HasSuffix(e.TargetURL, wantTarget) || e.TargetLatencyMs <= 0 || e.TargetLatencyMs > e.LatencyMs {
 			t.Errorf("%s: target %q %.3f ms (total %.3f ms), want ...%s (no query) and 0 < target <= total", tc.name, e.TargetURL, e.TargetLatencyMs, e.LatencyMs, wantTarget)
 		}
-		if h := e.RequestHeaders.Get("Authorization"); !apimeter.IsFingerprint(h) {
+		if h := e.RequestHeaders.Get("Authorization"); !scrub.IsFingerprint(h) {
 			t.Errorf("%s: Authorization recorded as %q, want a fingerprint", tc.name, h)
 		}
 	}

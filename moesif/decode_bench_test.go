@@ -5,7 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/scrub"
+
 	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/workload"
 )
@@ -36,7 +37,7 @@ func BenchmarkDecodeBatch(b *testing.B) {
 	})
 	b.Run("fast+ToEvent+Scrub", func(b *testing.B) {
 		b.SetBytes(int64(len(body)) / 500)
-		scrub := apimeter.NewScrubber(nil, nil, -1)
+		scrubber := scrub.New(nil, nil, -1)
 		for i := 0; i < b.N; i += 500 {
 			ms, err := moesif.DecodeBatch(body, moesif.Limits{})
 			if err != nil {
@@ -47,7 +48,7 @@ func BenchmarkDecodeBatch(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				scrub.Scrub(&ev)
+				scrubber.Scrub(&ev)
 			}
 		}
 	})

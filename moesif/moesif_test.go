@@ -11,6 +11,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/apimeter/apimeter/scrub"
+
 	"github.com/apimeter/apimeter"
 )
 
@@ -119,7 +121,7 @@ func FuzzDecodeEvent(f *testing.F) {
 		if ev.ID == "" || ev.Method == "" || ev.RequestTime.IsZero() || ev.Weight < 1 || ev.LatencyMs < 0 {
 			t.Fatalf("accepted a malformed event: %+v", ev)
 		}
-		apimeter.NewScrubber(nil, nil, -1).Scrub(&ev)
+		scrub.New(nil, nil, -1).Scrub(&ev)
 		for _, s := range []string{ev.ID, ev.URI, ev.Path, ev.UserID, ev.UserAgent} {
 			if !utf8.ValidString(s) {
 				t.Fatalf("invalid UTF-8 after Scrub: %q", s)

@@ -26,6 +26,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apimeter/apimeter/scrub"
+
 	"github.com/apimeter/apimeter/moesif"
 
 	"github.com/apimeter/apimeter"
@@ -146,7 +148,7 @@ func startCollector(t *testing.T, env string) *collector {
 	if err != nil {
 		t.Fatalf("open apps: %v", err)
 	}
-	srv := server.New(server.Config{Store: st, Apps: reg, Scrubber: apimeter.NewScrubber(nil, nil, -1)})
+	srv := server.New(server.Config{Store: st, Apps: reg, Scrubber: scrub.New(nil, nil, -1)})
 	hits := &hitLog{record: *record}
 	hs := httptest.NewServer(hits.wrap(srv))
 	t.Cleanup(func() {
@@ -452,7 +454,7 @@ func checkEvent(t *testing.T, e apimeter.Event, cl call, s sdk, jwt string) {
 		t.Errorf("metadata = %s, want the app's {\"sdk\":%q}", e.Metadata, s.metadataName)
 	}
 	if cl.header["Authorization"] != "" {
-		if want := apimeter.Fingerprint(jwt); e.SessionToken != want {
+		if want := scrub.Fingerprint(jwt); e.SessionToken != want {
 			t.Errorf("session token = %q, want the JWT's fingerprint %q", e.SessionToken, want)
 		}
 		if got := e.RequestHeaders.Get("Authorization"); !strings.HasPrefix(got, "fp_") {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apimeter/apimeter/scrub"
+
 	"github.com/apimeter/apimeter/moesif"
 
 	"github.com/apimeter/apimeter"
@@ -97,7 +99,7 @@ func TestIdempotentAcrossRestartAndEntryPoints(t *testing.T) {
 			t.Fatal(err)
 		}
 		reg, _ := apps.Open(dir)
-		return st, server.New(server.Config{Store: st, Apps: reg, Scrubber: apimeter.NewScrubber(nil, nil, -1)})
+		return st, server.New(server.Config{Store: st, Apps: reg, Scrubber: scrub.New(nil, nil, -1)})
 	}
 	st, srv := open()
 	events := make([]apimeter.Event, len(batch))

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apimeter/apimeter/scrub"
+
 	"github.com/apimeter/apimeter/internal/jsontext"
 	"github.com/apimeter/apimeter/moesif"
 
@@ -128,7 +130,7 @@ const maxProfileKeys = 1000
 // parseProfile reads one profile and makes it safe to store with scrub:
 // the session token becomes its fingerprint, and so does the value of every
 // secret field (metadata's included, at any depth).
-func parseProfile(scrub *apimeter.Scrubber, raw json.RawMessage, kind, idField string, index int, now time.Time, maxMetadata int) (apimeter.Profile, error) {
+func parseProfile(scrubber *scrub.Scrubber, raw json.RawMessage, kind, idField string, index int, now time.Time, maxMetadata int) (apimeter.Profile, error) {
 	bad := func(field, msg string) error {
 		return &moesif.FieldError{Index: index, Field: field, Msg: msg}
 	}
@@ -193,11 +195,11 @@ func parseProfile(scrub *apimeter.Scrubber, raw json.RawMessage, kind, idField s
 	if in.SessionToken != "" {
 		// session_token is a secret field: ScrubJSON fingerprints the bare
 		// token, as Scrub does an event's.
-		tok, _ := json.Marshal(apimeter.BearerToken(in.SessionToken))
+		tok, _ := json.Marshal(scrub.BearerToken(in.SessionToken))
 		m["session_token"] = tok
 	}
 	p.Body, _ = json.Marshal(m)
-	if b, ok := scrub.ScrubJSON(string(p.Body)); ok {
+	if b, ok := scrubber.ScrubJSON(string(p.Body)); ok {
 		p.Body = []byte(b)
 	}
 	return p, nil

@@ -21,6 +21,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/apimeter/apimeter/scrub"
+
 	"github.com/apimeter/apimeter/internal/jsontext"
 	"github.com/apimeter/apimeter/moesif"
 
@@ -43,7 +45,7 @@ const (
 type Config struct {
 	Store    apimeter.Store
 	Apps     *apps.Registry
-	Scrubber *apimeter.Scrubber
+	Scrubber *scrub.Scrubber
 	// Identifier, when set, resolves who made each call before scrubbing.
 	Identifier apimeter.Identifier
 	// Sinks are told about newly stored events (usage counters, streams).

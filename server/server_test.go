@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/apimeter/apimeter/scrub"
+
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
@@ -55,7 +57,7 @@ func newEnv(t testing.TB, cfg server.Config) *env {
 	}
 	cfg.Store, cfg.Apps = st, reg
 	if cfg.Scrubber == nil {
-		cfg.Scrubber = apimeter.NewScrubber(nil, nil, -1)
+		cfg.Scrubber = scrub.New(nil, nil, -1)
 	}
 	if cfg.Auth == nil {
 		cfg.Auth = auth.New(auth.Config{Keys: keys})
@@ -155,7 +157,7 @@ func TestRoundTripMoesifBatch(t *testing.T) {
 	// Newest first: the GET at 09:15:05 then the POST at 09:15:04.
 	post, get2 := evs[1], evs[0]
 
-	fp := apimeter.Fingerprint
+	fp := scrub.Fingerprint
 	for _, c := range []struct {
 		path string
 		want any
@@ -389,7 +391,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestBodiesCappedAndMarked(t *testing.T) {
-	e := newEnv(t, server.Config{Scrubber: apimeter.NewScrubber(nil, nil, 16)})
+	e := newEnv(t, server.Config{Scrubber: scrub.New(nil, nil, 16)})
 	ev := strings.Replace(goodEvent, `"verb":"GET"`, `"verb":"GET","body":{"text":"0123456789abcdefghijklmnop"}`, 1)
 	if code, out := e.post("/v1/events/batch", []byte("["+ev+"]")); code != 200 {
 		t.Fatalf("POST: %d %v", code, out)

@@ -16,7 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/scrub"
+
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/server"
@@ -116,7 +117,7 @@ func concrete(pattern string) (method, path string) {
 		method, path = "GET", pattern
 	}
 	rep := strings.NewReplacer("{org}", "acme", "{env}", "prod", "{dims...}", "apiproxy", "{id}", "513",
-		"{key_hash}", apimeter.KeyHash("nobody"), "{$}", "")
+		"{key_hash}", scrub.KeyHash("nobody"), "{$}", "")
 	path = rep.Replace(path)
 	// Routes without {org} in the path name the org in the query string,
 	// as the CLI does.
@@ -234,7 +235,7 @@ func TestAuthRightKeyAnswers(t *testing.T) {
 			t.Fatalf("POST %s: %d %s", p.path, code, b)
 		}
 	}
-	hash := apimeter.KeyHash("ck_matrix")
+	hash := scrub.KeyHash("ck_matrix")
 	newKeyID := ""
 	tr := "&timeRange=" + url.QueryEscape("11/01/2026 00:00~12/01/2026 00:00")
 	cases := []struct {

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/apimeter/apimeter/scrub"
+
 	"github.com/apimeter/apimeter/moesif"
 
 	"github.com/apimeter/apimeter"
@@ -228,7 +230,7 @@ func dropDatabase(dsn, db string) {
 
 // benchEvents decodes a batch body into scrubbed events of org, as the
 // collector would store them.
-func benchEvents(body []byte, org string, scrub *apimeter.Scrubber) ([]apimeter.Event, error) {
+func benchEvents(body []byte, org string, scrubber *scrub.Scrubber) ([]apimeter.Event, error) {
 	var ms []moesif.Event
 	if err := json.Unmarshal(body, &ms); err != nil {
 		return nil, err
@@ -239,7 +241,7 @@ func benchEvents(body []byte, org string, scrub *apimeter.Scrubber) ([]apimeter.
 		if events[i], err = ms[i].ToEvent(org, "prod", i); err != nil {
 			return nil, err
 		}
-		scrub.Scrub(&events[i])
+		scrubber.Scrub(&events[i])
 	}
 	return events, nil
 }
@@ -257,7 +259,7 @@ func rawInsert(ctx context.Context, dsn, org string, bodies [][]byte) (time.Dura
 		return 0, 0, &storeError{clickhouse.Redact(dsn), err}
 	}
 	defer st.Close()
-	scrub := apimeter.NewScrubber(nil, nil, 1024)
+	scrubber := scrub.New(nil, nil, 1024)
 	var cols clickhouse.Columns
 	var took time.Duration
 	rows := 0
@@ -272,7 +274,7 @@ func rawInsert(ctx context.Context, dsn, org string, bodies [][]byte) (time.Dura
 		return nil
 	}
 	for _, body := range bodies {
-		events, err := benchEvents(body, org, scrub)
+		events, err := benchEvents(body, org, scrubber)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -303,11 +305,11 @@ func rawAppend(ctx context.Context, path string, bodies [][]byte) (time.Duration
 		return 0, 0, err
 	}
 	defer raw.Close()
-	scrub := apimeter.NewScrubber(nil, nil, 1024)
+	scrubber := scrub.New(nil, nil, 1024)
 	var took time.Duration
 	rows := 0
 	for _, body := range bodies {
-		events, err := benchEvents(body, "bench", scrub)
+		events, err := benchEvents(body, "bench", scrubber)
 		if err != nil {
 			return 0, 0, err
 		}

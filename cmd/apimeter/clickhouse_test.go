@@ -19,7 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/scrub"
+
 	"github.com/apimeter/apimeter/internal/redistest"
 	"github.com/apimeter/apimeter/store/clickhouse"
 	"github.com/apimeter/apimeter/store/clickhouse/chtest"
@@ -101,11 +102,11 @@ func TestClickHouseStoreEndToEnd(t *testing.T) {
 	defer a.kill9(t)
 	// The second collector gets the first one's fingerprint key, as the
 	// operator copies it to every machine.
-	fp, err := os.ReadFile(filepath.Join(dataA, apimeter.FingerprintKeyFile))
+	fp, err := os.ReadFile(filepath.Join(dataA, scrub.FingerprintKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dataB, apimeter.FingerprintKeyFile), fp, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dataB, scrub.FingerprintKeyFile), fp, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	b := startChild(t, dataB, "--store", dsn, "--redis", rurl)

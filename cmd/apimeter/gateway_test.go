@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apimeter/apimeter/scrub"
+
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
@@ -166,7 +168,7 @@ func TestGatewayToCollector(t *testing.T) {
 		// arrives as its first 1024 bytes, the full size as Content-Length.
 		{"request body capped", len(e.RequestBody.Text) == 1024 && strings.HasPrefix(reqBody, e.RequestBody.Text) && e.RequestSize == int64(len(reqBody))},
 		{"response body capped", len(e.ResponseBody.Text) == 1024 && e.ResponseSize > 3000},
-		{"API key id is the key's fingerprint", apimeter.IsFingerprint(e.APIKeyID) && e.APIKeyID == e.RequestHeaders.Get("X-Api-Key")},
+		{"API key id is the key's fingerprint", scrub.IsFingerprint(e.APIKeyID) && e.APIKeyID == e.RequestHeaders.Get("X-Api-Key")},
 		{"query key scrubbed", strings.Contains(e.Query, "page=2") && !strings.Contains(e.Query, "query-key-1234")},
 	}
 	for _, c := range checks {

@@ -18,6 +18,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/apimeter/apimeter/scrub"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/apimeter/apimeter"
@@ -226,9 +228,9 @@ func (k keyRef) hash() (string, error) {
 		if line = strings.TrimSpace(line); line == "" {
 			return "", errors.New("no key on stdin")
 		}
-		return apimeter.KeyHash(line), nil
+		return scrub.KeyHash(line), nil
 	case k.Key != "":
-		return apimeter.KeyHash(k.Key), nil
+		return scrub.KeyHash(k.Key), nil
 	case identity.ValidKeyHash(k.KeyHash):
 		return k.KeyHash, nil
 	case k.KeyHash != "":

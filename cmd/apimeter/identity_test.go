@@ -6,9 +6,10 @@ import (
 	"os"
 	"testing"
 
+	"github.com/apimeter/apimeter/scrub"
+
 	"github.com/apimeter/apimeter/moesif"
 
-	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/identity"
@@ -72,7 +73,7 @@ func TestServeIdentityWiring(t *testing.T) {
 	admin.Server = in.URL
 	check("after restart")
 	var al identity.AliasJSON
-	if err := admin.call(ctx, "GET", "/v1/aliases/"+apimeter.KeyHash("ak_cli_key_1"), nil, nil, &al); err != nil || al.UserID != "513" {
+	if err := admin.call(ctx, "GET", "/v1/aliases/"+scrub.KeyHash("ak_cli_key_1"), nil, nil, &al); err != nil || al.UserID != "513" {
 		t.Fatalf("alias after restart: %+v, %v", al, err)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/apimeter/apimeter/scrub"
+
 	"github.com/apimeter/apimeter/moesif"
 
 	"github.com/apimeter/apimeter"
@@ -36,7 +38,7 @@ func TestKeyedFingerprintsAndAliases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := os.Stat(filepath.Join(dir, apimeter.FingerprintKeyFile))
+	st, err := os.Stat(filepath.Join(dir, scrub.FingerprintKeyFile))
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("fingerprint key after first start: %v, %v; want mode 0600", st, err)
 	}
@@ -64,7 +66,7 @@ func TestKeyedFingerprintsAndAliases(t *testing.T) {
 	if _, err := postBatch(ctx, http.DefaultClient, in.URL, a.ID, []moesif.Event{
 		call("raw", "/items", "X-Api-Key", "ak_before"),
 		// What the capture middleware sends: unkeyed fingerprints.
-		call("captured", "/items", "X-Api-Key", apimeter.Fingerprint("ak_before")),
+		call("captured", "/items", "X-Api-Key", scrub.Fingerprint("ak_before")),
 		call("pw", "/login?password=hunter2"),
 	}); err != nil {
 		t.Fatal(err)
@@ -101,8 +103,8 @@ func TestKeyedFingerprintsAndAliases(t *testing.T) {
 		byID[ev.EventID] = ev
 	}
 	keyed := before.KeyID
-	if !apimeter.IsFingerprint(keyed) || keyed == apimeter.Fingerprint("ak_before") {
-		t.Fatalf("alias key_id %q: want a keyed fingerprint, not the unkeyed %q", keyed, apimeter.Fingerprint("ak_before"))
+	if !scrub.IsFingerprint(keyed) || keyed == scrub.Fingerprint("ak_before") {
+		t.Fatalf("alias key_id %q: want a keyed fingerprint, not the unkeyed %q", keyed, scrub.Fingerprint("ak_before"))
 	}
 	for _, c := range []struct{ id, user, keyID string }{
 		{"raw", "u-before", keyed},
@@ -119,7 +121,7 @@ func TestKeyedFingerprintsAndAliases(t *testing.T) {
 		}
 	}
 	uri := byID["pw"].Request.URI
-	if strings.Contains(uri, "hunter2") || strings.Contains(uri, apimeter.Fingerprint("hunter2")) || !strings.Contains(uri, "password=fp_") {
+	if strings.Contains(uri, "hunter2") || strings.Contains(uri, scrub.Fingerprint("hunter2")) || !strings.Contains(uri, "password=fp_") {
 		t.Errorf("stored URI %q: want the password keyed, neither raw nor its unkeyed fingerprint", uri)
 	}
 }

@@ -11,9 +11,10 @@ import (
 	"slices"
 	"time"
 
+	"github.com/apimeter/apimeter/scrub"
+
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/server"
@@ -95,16 +96,16 @@ func startWith(ctx context.Context, f serverFlags, so startOptions) (*instance, 
 		Envs:    func(org string) []string { return appEnvs(reg, org) },
 		Logger:  log,
 	})
-	fpKey, err := apimeter.LoadFingerprintKey(f.Data)
+	fpKey, err := scrub.LoadFingerprintKey(f.Data)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
-	scrub := apimeter.NewScrubberWith(apimeter.ScrubConfig{
+	scrubber := scrub.NewWith(scrub.Config{
 		SecretHeaders: f.SecretHeader, SecretParams: f.SecretParam, SecretFields: f.SecretField,
 		BodyCap: f.BodyCap, Key: fpKey,
 	})
-	if err := checkFingerprintKey(ctx, st, scrub); err != nil {
+	if err := checkFingerprintKey(ctx, st, scrubber); err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -113,13 +114,13 @@ func startWith(ctx context.Context, f serverFlags, so startOptions) (*instance, 
 		st.Close()
 		return nil, err
 	}
-	idn.API.KeyID = scrub.FingerprintOfHash
+	idn.API.KeyID = scrubber.FingerprintOfHash
 	prom := newRegistry()
 	registerStore(prom, st)
 	srv := server.New(server.Config{
 		Store:          st,
 		Apps:           reg,
-		Scrubber:       scrub,
+		Scrubber:       scrubber,
 		Identifier:     idn.Identifier,
 		Sinks:          idn.Sinks,
 		MaxBodyBytes:   f.MaxBodyBytes,

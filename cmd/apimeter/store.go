@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apimeter/apimeter/scrub"
+
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
@@ -234,18 +236,18 @@ const fingerprintCheck = "apimeter: fingerprint key check"
 // alone does not let anyone test guesses of a secret against its
 // fingerprints; the store holds only the keyed fingerprint of a constant,
 // which says nothing of the key.
-func checkFingerprintKey(ctx context.Context, st any, scrub *apimeter.Scrubber) error {
+func checkFingerprintKey(ctx context.Context, st any, scrubber *scrub.Scrubber) error {
 	s, ok := st.(sharedSettings)
 	if !ok {
 		return nil
 	}
-	mine := scrub.Fingerprint(fingerprintCheck)
+	mine := scrubber.Fingerprint(fingerprintCheck)
 	theirs, err := s.Setting(ctx, "fingerprint_key_check", mine)
 	if err != nil {
 		return fmt.Errorf("fingerprint key: %w", err)
 	}
 	if theirs != mine {
-		return fmt.Errorf("fingerprint key: %s in --data is not the one the other processes on this store use; copy theirs to every machine (docs/scale.md)", apimeter.FingerprintKeyFile)
+		return fmt.Errorf("fingerprint key: %s in --data is not the one the other processes on this store use; copy theirs to every machine (docs/scale.md)", scrub.FingerprintKeyFile)
 	}
 	return nil
 }

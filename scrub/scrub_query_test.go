@@ -1,4 +1,4 @@
-package apimeter
+package scrub
 
 import (
 	"net/url"
@@ -58,7 +58,7 @@ func FuzzScrubQuery(f *testing.F) {
 	for _, q := range querySeeds {
 		f.Add(q)
 	}
-	s := NewScrubber(nil, []string{"sig"}, DefaultBodyCap)
+	s := New(nil, []string{"sig"}, DefaultBodyCap)
 	f.Fuzz(func(t *testing.T, q string) {
 		if got, want := s.ScrubQuery(q), refScrubQuery(s, q); got != want {
 			t.Errorf("scrubQuery(%q) = %q, want %q", q, got, want)
@@ -70,7 +70,7 @@ func FuzzScrubQuery(f *testing.F) {
 }
 
 func TestScrubQueryKeepsLayout(t *testing.T) {
-	s := NewScrubber(nil, nil, DefaultBodyCap)
+	s := New(nil, nil, DefaultBodyCap)
 	q := "a=1&&access_token=t&b=2&"
 	got := s.ScrubQuery(q)
 	want := "a=1&&access_token=" + s.fps.of("t") + "&b=2&"
@@ -85,7 +85,7 @@ func TestScrubQueryKeepsLayout(t *testing.T) {
 // BenchmarkScrubQuery compares the one-pass query scrubbing and API-key
 // lookup with the split-and-join reading of the same query (ref).
 func BenchmarkScrubQuery(b *testing.B) {
-	s := NewScrubber(nil, nil, DefaultBodyCap)
+	s := New(nil, nil, DefaultBodyCap)
 	for _, q := range []string{"page=2&per_page=50&sort=-created_at&filter=active", "page=2&api_key=k-123&sort=name&access_token=t0k"} {
 		b.Run("one-pass/"+q[:12], func(b *testing.B) {
 			b.ReportAllocs()

@@ -1,4 +1,4 @@
-package apimeter_test
+package scrub_test
 
 import (
 	"encoding/json"
@@ -8,9 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter/moesif"
-
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/workload"
 )
 

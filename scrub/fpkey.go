@@ -1,4 +1,4 @@
-package apimeter
+package scrub
 
 import (
 	"crypto/rand"

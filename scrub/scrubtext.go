@@ -1,10 +1,12 @@
-package apimeter
+package scrub
 
 import (
 	"encoding/base64"
 	"encoding/json"
 	"math/bits"
 	"strings"
+
+	"github.com/apimeter/apimeter"
 )
 
 // This file scrubs secrets out of text: URLs (query, fragment, user info,
@@ -156,7 +158,7 @@ func (s *Scrubber) scrubPathParams(path string) string {
 // are left as they are. Call it after CapBody: the cut body is what is
 // scrubbed (a value cut at the end is fingerprinted as it is), and a body
 // that grows past the cap is cut again.
-func (s *Scrubber) ScrubBody(b *Body, contentType string) {
+func (s *Scrubber) ScrubBody(b *apimeter.Body, contentType string) {
 	if b.Text == "" {
 		return
 	}

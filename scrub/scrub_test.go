@@ -1,23 +1,25 @@
-package apimeter
+package scrub
 
 import (
 	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/apimeter/apimeter"
 )
 
 func TestScrub(t *testing.T) {
-	s := NewScrubber([]string{"X-Internal-Token"}, []string{"session"}, 8)
-	e := Event{
+	s := New([]string{"X-Internal-Token"}, []string{"session"}, 8)
+	e := apimeter.Event{
 		URI:   "https://h/p?a=1&api_key=K1&session=S1",
 		Query: "a=1&api_key=K1&session=S1",
-		RequestHeaders: Headers{
-			{"Authorization", "Bearer T1"}, {"X-API-KEY", "K2"}, {"x-internal-token", "I1"}, {"Accept", "*/*"},
+		RequestHeaders: apimeter.Headers{
+			{Name: "Authorization", Value: "Bearer T1"}, {Name: "X-API-KEY", Value: "K2"}, {Name: "x-internal-token", Value: "I1"}, {Name: "Accept", Value: "*/*"},
 		},
-		ResponseHeaders: Headers{{"Set-Cookie", "c=C1"}},
+		ResponseHeaders: apimeter.Headers{{Name: "Set-Cookie", Value: "c=C1"}},
 		SessionToken:    "Bearer T1",
-		RequestBody:     Body{Text: "héllo wörld"},
+		RequestBody:     apimeter.Body{Text: "héllo wörld"},
 		UserAgent:       "bad\xffbyte",
 	}
 	s.Scrub(&e)

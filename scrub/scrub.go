@@ -1,4 +1,4 @@
-package apimeter
+package scrub
 
 import (
 	"crypto/hmac"
@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/apimeter/apimeter"
 
 	"github.com/zeebo/xxh3"
 )
@@ -77,9 +79,9 @@ var APIKeyHeaders = []string{"X-Api-Key", "Ocp-Apim-Subscription-Key", "Api-Key"
 // gateway policy that cuts bodies at 1024 characters.
 const DefaultBodyCap = 1024
 
-// ScrubConfig configures a Scrubber. The zero value scrubs the default
+// Config configures a Scrubber. The zero value scrubs the default
 // secrets, keeps no body and makes unkeyed fingerprints.
-type ScrubConfig struct {
+type Config struct {
 	// SecretHeaders, SecretParams and SecretFields are names of headers,
 	// query parameters and body/metadata fields whose values are secrets,
 	// besides the defaults.
@@ -95,7 +97,7 @@ type ScrubConfig struct {
 }
 
 // Scrubber removes secrets from events and caps bodies. Its zero value is
-// not usable; build one with NewScrubber or NewScrubberWith. It is safe for
+// not usable; build one with New or NewWith. It is safe for
 // concurrent use.
 type Scrubber struct {
 	headers map[string]bool // normalised names (normName)
@@ -209,15 +211,15 @@ func (s *Scrubber) FingerprintOfHash(keyHash string) string {
 	return s.fps.of(fp)
 }
 
-// NewScrubber returns an unkeyed Scrubber that scrubs the default secrets
+// New returns an unkeyed Scrubber that scrubs the default secrets
 // plus the extra header and query parameter names given, and keeps bodyCap
 // bytes of each body (a negative bodyCap means DefaultBodyCap).
-func NewScrubber(extraHeaders, extraParams []string, bodyCap int) *Scrubber {
-	return NewScrubberWith(ScrubConfig{SecretHeaders: extraHeaders, SecretParams: extraParams, BodyCap: bodyCap})
+func New(extraHeaders, extraParams []string, bodyCap int) *Scrubber {
+	return NewWith(Config{SecretHeaders: extraHeaders, SecretParams: extraParams, BodyCap: bodyCap})
 }
 
-// NewScrubberWith returns a Scrubber for cfg.
-func NewScrubberWith(cfg ScrubConfig) *Scrubber {
+// NewWith returns a Scrubber for cfg.
+func NewWith(cfg Config) *Scrubber {
 	s := &Scrubber{
 		headers: map[string]bool{}, urlHdrs: map[string]bool{}, params: map[string]bool{}, fields: map[string]bool{},
 		BodyCap: cfg.BodyCap, fps: newFingerprints(cfg.Key),
@@ -301,7 +303,7 @@ func BearerToken(auth string) string {
 
 // APIKey returns the raw API key an event was sent with, from the key
 // headers or the secret query parameters, or "".
-func (s *Scrubber) APIKey(e *Event) string {
+func (s *Scrubber) APIKey(e *apimeter.Event) string {
 	for _, h := range APIKeyHeaders {
 		if v := e.RequestHeaders.Get(h); v != "" {
 			return v
@@ -334,7 +336,7 @@ var apiKeyParams = []string{"api_key", "apikey", "api-key", "key", "subscription
 // fingerprint is keyed like any other: nothing a sender sends reaches
 // storage unkeyed. An unkeyed Scrubber is idempotent; a keyed one runs once
 // per event, in the collector.
-func (s *Scrubber) Scrub(e *Event) {
+func (s *Scrubber) Scrub(e *apimeter.Event) {
 	if e.APIKeyID == "" {
 		if k := s.APIKey(e); k != "" {
 			e.APIKeyID = s.fps.of(k)
@@ -370,7 +372,7 @@ func (s *Scrubber) Scrub(e *Event) {
 
 // scrubHeaders scrubs h in place and returns its Content-Type, which says
 // how to read the body that goes with it.
-func (s *Scrubber) scrubHeaders(h Headers) (contentType string) {
+func (s *Scrubber) scrubHeaders(h apimeter.Headers) (contentType string) {
 	for i := range h {
 		k := s.HeaderKind(h[i].Name)
 		if k&ContentTypeHeader != 0 {
@@ -647,7 +649,7 @@ func queryValue(q string, names []string) string {
 
 // CapBody cuts b to the Scrubber's BodyCap, at a UTF-8 boundary (of the
 // decoded bytes for a base64 body), and marks it Truncated.
-func (s *Scrubber) CapBody(b *Body) {
+func (s *Scrubber) CapBody(b *apimeter.Body) {
 	if len(b.Text) <= s.BodyCap && !b.Base64 {
 		return
 	}
