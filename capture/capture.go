@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter/moesif"
+	"github.com/apimeter/apimeter/scrub"
 
 	"github.com/apimeter/apimeter"
 )
@@ -55,7 +56,7 @@ type Stats struct {
 type Capture struct {
 	opts     Options
 	log      *slog.Logger
-	scrub    *scrubber // owned by run
+	scrub    *scrub.Sender // owned by run
 	jwt      jwtDecoder
 	subjects map[string]string // owned by run
 	uri      []byte            // owned by run: appendRecord's URI
@@ -119,7 +120,7 @@ func newCapture(opts Options) (*Capture, error) {
 	c := &Capture{
 		opts:     opts,
 		log:      opts.Logger,
-		scrub:    newScrubber(opts.SecretHeaders, opts.SecretParams, opts.MaxBodyBytes),
+		scrub:    scrub.New(opts.SecretHeaders, opts.SecretParams, opts.MaxBodyBytes).NewSender(),
 		jwt:      jd,
 		subjects: map[string]string{},
 		weight:   max(1, int64(math.Round(1/opts.SampleRate))),

@@ -110,10 +110,10 @@ func (c *Capture) fillEvent(e *apimeter.Event, rec *record, borrow bool) {
 			c.log.Warn("capture: metadata is not JSON", "err", err)
 		}
 	}
-	c.scrub.scrub(e)
+	c.scrub.Scrub(e)
 	if c.opts.Mask != nil {
 		c.callMask(e)
-		c.scrub.full.Scrub(e)
+		c.scrub.Scrubber().Scrub(e)
 	}
 }
 

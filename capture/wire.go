@@ -208,7 +208,7 @@ func (c *Capture) appendRecord(dst []byte, rec *record) []byte {
 	// Secret query and path parameters become fingerprints in the URI, as
 	// the Event path's scrubber makes them. ScrubURL returns its argument
 	// itself when it finds nothing; otherwise a new string, copied back.
-	if v := c.scrub.full.ScrubURL(unsafe.String(&c.uri[0], len(c.uri))); unsafe.StringData(v) != &c.uri[0] {
+	if v := c.scrub.Scrubber().ScrubURL(unsafe.String(&c.uri[0], len(c.uri))); unsafe.StringData(v) != &c.uri[0] {
 		c.uri = append(c.uri[:0], v...)
 	}
 	if rec.query != "" {
@@ -246,7 +246,7 @@ func (c *Capture) appendRecord(dst []byte, rec *record) []byte {
 	dst = appendOpt(dst, "company_id", rec.company)
 	if rec.session != "" {
 		session := rec.session
-		session = c.scrub.fingerprint(scrub.BearerToken(session))
+		session = c.scrub.Fingerprint(scrub.BearerToken(session))
 		dst = appendField(append(dst, ','), "session_token", session)
 	}
 	if rec.metadata != nil {
@@ -268,12 +268,12 @@ func (c *Capture) appendRecord(dst []byte, rec *record) []byte {
 		dst = appendOpt(dst, "api_name", hostOnly(rec.host))
 	}
 	dst = appendOpt(dst, "route", rec.route)
-	key := c.scrub.apiKey(rec.reqHeaders)
+	key := c.scrub.APIKey(rec.reqHeaders)
 	if key == "" {
 		key = scrub.QueryAPIKey(rec.query)
 	}
 	if key != "" {
-		dst = appendOpt(dst, "api_key_id", c.scrub.fingerprint(key))
+		dst = appendOpt(dst, "api_key_id", c.scrub.Fingerprint(key))
 	}
 	return appendTarget(dst, rec.target.URL, targetMs(rec.target.Latency))
 }
@@ -293,7 +293,7 @@ func (c *Capture) appendScrubbedHeaders(dst []byte, h apimeter.Headers, addLen b
 		if len(h) > 0 {
 			dst = append(dst, ',')
 		}
-		if c.scrub.kind("Content-Length").secret {
+		if c.scrub.SecretHeader("Content-Length") {
 			// Only a SecretHeaders entry makes it so; not worth a buffer.
 			dst = c.appendScrubbedHeader(dst, "Content-Length", strconv.FormatInt(size, 10))
 		} else {
@@ -305,7 +305,7 @@ func (c *Capture) appendScrubbedHeaders(dst []byte, h apimeter.Headers, addLen b
 }
 
 func (c *Capture) appendScrubbedHeader(dst []byte, name, value string) []byte {
-	value = c.scrub.header(name, value)
+	value = c.scrub.Header(name, value)
 	dst = jsontext.AppendString(dst, name)
 	dst = append(dst, ':')
 	return jsontext.AppendString(dst, value)

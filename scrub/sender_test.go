@@ -1,16 +1,14 @@
-package capture
+package scrub
 
 import (
 	"encoding/json"
 	"testing"
 
-	"github.com/apimeter/apimeter/scrub"
-
 	"github.com/apimeter/apimeter"
 )
 
-// The sender's scrubber must give what scrub.Scrubber gives.
-func TestScrubMatchesRootScrubber(t *testing.T) {
+// A Sender must give what the Scrubber gives for the parts it scrubs.
+func TestSenderMatchesScrubber(t *testing.T) {
 	hdr := func(kv ...string) apimeter.Headers {
 		var h apimeter.Headers
 		for i := 0; i < len(kv); i += 2 {
@@ -32,8 +30,8 @@ func TestScrubMatchesRootScrubber(t *testing.T) {
 		{"already scrubbed", apimeter.Event{RequestHeaders: hdr("Authorization", "fp_0011223344556677"), SessionToken: "fp_aa"}},
 	}
 	extra := []string{"X-Custom-Secret"}
-	fast := newScrubber(extra, nil, 1024)
-	root := scrub.New(extra, nil, 1024)
+	root := New(extra, nil, 1024)
+	fast := root.NewSender()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			a, b := tc.ev, tc.ev
@@ -41,13 +39,13 @@ func TestScrubMatchesRootScrubber(t *testing.T) {
 			a.ResponseHeaders = append(apimeter.Headers(nil), tc.ev.ResponseHeaders...)
 			b.RequestHeaders = append(apimeter.Headers(nil), tc.ev.RequestHeaders...)
 			b.ResponseHeaders = append(apimeter.Headers(nil), tc.ev.ResponseHeaders...)
-			fast.scrub(&a)
-			fast.scrub(&a) // cached fingerprints, idempotent
+			fast.Scrub(&a)
+			fast.Scrub(&a) // cached fingerprints, idempotent
 			root.Scrub(&b)
 			ja, _ := json.Marshal(a)
 			jb, _ := json.Marshal(b)
 			if string(ja) != string(jb) {
-				t.Fatalf("capture scrubber gave\n%s\napimeter.Scrubber gives\n%s", ja, jb)
+				t.Fatalf("Sender gave\n%s\nScrubber gives\n%s", ja, jb)
 			}
 		})
 	}
