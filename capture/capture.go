@@ -13,10 +13,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/scrub"
-
-	"github.com/apimeter/apimeter"
 )
 
 // Sink receives batches of captured events, already scrubbed. Send is called

@@ -15,12 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter/moesif"
-
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/capture"
+	"github.com/apimeter/apimeter/moesif"
 )
 
 var jwtSecret = []byte("my_super_secret")

@@ -7,13 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter/scrub"
-
-	"github.com/apimeter/apimeter/moesif"
-
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/moesif"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // jsonBody returns about n bytes of an order as a JSON API would answer

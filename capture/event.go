@@ -15,11 +15,10 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
-	"github.com/apimeter/apimeter/scrub"
-
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // fillEvent overwrites *e with the scrubbed Event of a record. Unless

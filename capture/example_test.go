@@ -13,13 +13,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/apimeter/apimeter/scrub"
-
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/capture"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/store/duckdb"
 )

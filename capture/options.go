@@ -5,9 +5,8 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/apimeter/apimeter/scrub"
-
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // Defaults for Options.

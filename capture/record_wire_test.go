@@ -13,9 +13,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/apimeter/apimeter/scrub"
-
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // hijackRecorder is an httptest.ResponseRecorder that can be hijacked.

@@ -9,11 +9,9 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
-	"github.com/apimeter/apimeter/scrub"
-
-	"github.com/apimeter/apimeter/internal/jsontext"
-
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/internal/jsontext"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // appendBatch appends events as a JSON array in Moesif's collector schema

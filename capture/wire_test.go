@@ -6,9 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter/moesif"
-
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/moesif"
 )
 
 func wireEvent() apimeter.Event {

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter/moesif"
-
 	"github.com/apimeter/apimeter/workload"
 )
 

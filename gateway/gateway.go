@@ -16,11 +16,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/apimeter/apimeter/scrub"
-
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/capture"
 	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 )
 

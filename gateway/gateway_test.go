@@ -15,12 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter/scrub"
-
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/capture"
 	"github.com/apimeter/apimeter/gateway"
 	"github.com/apimeter/apimeter/internal/redistest"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // seedToken is seed 000's JWT: sub 513, HS256 with "my_super_secret".

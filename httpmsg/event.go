@@ -7,9 +7,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/apimeter/apimeter/internal/jsontext"
-
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/internal/jsontext"
 )
 
 // Orphan flags, written in an event's metadata as "apim_orphan".

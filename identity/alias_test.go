@@ -7,10 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter/scrub"
-
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/store/duckdb"
 )
 

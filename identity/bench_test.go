@@ -7,12 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter/scrub"
-
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/store/duckdb"
 )
 

@@ -5,11 +5,10 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/apimeter/apimeter/scrub"
-
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // Config configures a Resolver. Every part is optional.

@@ -13,14 +13,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/apimeter/apimeter/moesif"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/httpmsg"
+	"github.com/apimeter/apimeter/moesif"
 )
 
 // Format is how calls are written in the topic.

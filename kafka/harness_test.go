@@ -16,14 +16,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter/scrub"
-
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/httpmsg"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/stats"
 	"github.com/apimeter/apimeter/store/duckdb"

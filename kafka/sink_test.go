@@ -10,13 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter/moesif"
-
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/apimeter/apimeter/capture"
 	"github.com/apimeter/apimeter/kafka"
+	"github.com/apimeter/apimeter/moesif"
 )
 
 // readAll reads every record of the topic from the start: n of them.

@@ -5,9 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter/scrub"
-
 	"github.com/apimeter/apimeter/moesif"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/workload"
 )
 

@@ -14,10 +14,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/zeebo/xxh3"
+
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/internal/jsontext"
-
-	"github.com/zeebo/xxh3"
 )
 
 // Event is Moesif's collector EventModel, the JSON that Moesif's SDKs

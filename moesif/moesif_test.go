@@ -11,9 +11,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/apimeter/apimeter/scrub"
-
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 func TestParseTime(t *testing.T) {

@@ -13,9 +13,9 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
-	"github.com/apimeter/apimeter"
-
 	"github.com/zeebo/xxh3"
+
+	"github.com/apimeter/apimeter"
 )
 
 // DefaultSecretHeaders are the headers whose values never reach storage,

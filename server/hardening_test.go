@@ -16,11 +16,10 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/apimeter/apimeter/internal/jsontext"
-
 	"github.com/redis/go-redis/v9"
 
 	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/internal/jsontext"
 	"github.com/apimeter/apimeter/server"
 )
 

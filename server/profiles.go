@@ -13,12 +13,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/apimeter/apimeter/scrub"
-
+	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/internal/jsontext"
 	"github.com/apimeter/apimeter/moesif"
-
-	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // profileIn is what apimeter reads of Moesif's UserModel, CompanyModel,

@@ -21,15 +21,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/apimeter/apimeter/scrub"
-
-	"github.com/apimeter/apimeter/internal/jsontext"
-	"github.com/apimeter/apimeter/moesif"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/internal/jsontext"
+	"github.com/apimeter/apimeter/moesif"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // Defaults for Config's limits.

@@ -14,11 +14,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/apimeter/apimeter/scrub"
-
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/store/duckdb"
 )

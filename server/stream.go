@@ -10,9 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/apimeter/apimeter/moesif"
-
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/moesif"
 )
 
 // Defaults for StreamConfig.

@@ -7,9 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter/moesif"
-
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/moesif"
 )
 
 func benchEvents(n int) []*apimeter.Event {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/store/detail"
 )
 
 // ClickHouse is the dialect of store/clickhouse (ClickHouse 18.16 and
@@ -116,7 +116,7 @@ func chAgg(s Selection) string {
 	case kindCount, kindTPS:
 		return "toFloat64(sum(weight))"
 	case kindError:
-		return "toFloat64(sumIf(weight, " + apimeter.IsErrorSQL + "))"
+		return "toFloat64(sumIf(weight, " + detail.IsErrorSQL + "))"
 	case kindDistinct:
 		return "toFloat64(uniqExactIf(user_id, user_id != ''))"
 	}

@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/store/detail"
 )
 
 // Dialect renders the parts of a query that differ between SQL engines.
@@ -378,7 +378,7 @@ func aggExpr(s Selection) string {
 	case kindCount, kindTPS:
 		return "CAST(SUM(weight) AS DOUBLE)"
 	case kindError:
-		return "CAST(SUM(CASE WHEN " + apimeter.IsErrorSQL + " THEN weight ELSE 0 END) AS DOUBLE)"
+		return "CAST(SUM(CASE WHEN " + detail.IsErrorSQL + " THEN weight ELSE 0 END) AS DOUBLE)"
 	case kindDistinct:
 		return "CAST(COUNT(DISTINCT CASE WHEN user_id <> '' THEN user_id END) AS DOUBLE)"
 	}
@@ -519,7 +519,7 @@ func fusedBlock(base string, keys []string, sels []Selection, maxW string) strin
 		case m.kind == kindCount || m.kind == kindTPS:
 			partials = append(partials, "SUM(weight) AS "+x)
 		case m.kind == kindError:
-			partials = append(partials, "SUM(CASE WHEN "+apimeter.IsErrorSQL+" THEN weight ELSE 0 END) AS "+x)
+			partials = append(partials, "SUM(CASE WHEN "+detail.IsErrorSQL+" THEN weight ELSE 0 END) AS "+x)
 		case s.Agg == aggSum:
 			partials = append(partials, fmt.Sprintf("SUM(%s * weight) AS %s", m.column, x))
 		case s.Agg == aggMin:

@@ -13,9 +13,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/apimeter/apimeter/moesif"
-
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/moesif"
 )
 
 // Route is one route of a generated API.

@@ -16,10 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter/scrub"
-
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 )
 

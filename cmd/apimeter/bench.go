@@ -14,11 +14,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/apimeter/apimeter/scrub"
-
-	"github.com/apimeter/apimeter/moesif"
-
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/moesif"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/store/clickhouse"
 	"github.com/apimeter/apimeter/store/duckdb"
 	"github.com/apimeter/apimeter/workload"

@@ -19,9 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter/scrub"
-
 	"github.com/apimeter/apimeter/internal/redistest"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/store/clickhouse"
 	"github.com/apimeter/apimeter/store/clickhouse/chtest"
 	"github.com/apimeter/apimeter/workload"

@@ -14,11 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter/moesif"
-
 	duckdbdrv "github.com/duckdb/duckdb-go/v2"
 
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/store/clickhouse/chtest"
 	"github.com/apimeter/apimeter/workload"
 )

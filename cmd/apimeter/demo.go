@@ -15,14 +15,13 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/apimeter/apimeter/moesif"
-
 	"github.com/alecthomas/kong"
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/capture"
 	"github.com/apimeter/apimeter/demo"
+	"github.com/apimeter/apimeter/moesif"
 )
 
 type demoCmd struct {

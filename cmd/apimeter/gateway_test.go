@@ -14,12 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter/scrub"
-
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/gateway"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // seedAPI is seed 000's API: GET /accounts/{id}/message answers a JSON

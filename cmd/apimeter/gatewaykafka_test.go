@@ -16,12 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter/moesif"
-
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/moesif"
 )
 
 // verbAPI answers GET 200, POST 201 and DELETE 404, like a small REST API.

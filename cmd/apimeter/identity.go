@@ -18,12 +18,11 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/apimeter/apimeter/scrub"
-
 	"github.com/redis/go-redis/v9"
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // identityFlags configure who a call is attributed to and where the alias

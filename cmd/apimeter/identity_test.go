@@ -6,13 +6,11 @@ import (
 	"os"
 	"testing"
 
-	"github.com/apimeter/apimeter/scrub"
-
-	"github.com/apimeter/apimeter/moesif"
-
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/moesif"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // TestServeIdentityWiring starts the real server wiring with identity

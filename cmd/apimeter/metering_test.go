@@ -10,9 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter/moesif"
-
 	"github.com/apimeter/apimeter/auth"
+	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/store/clickhouse/chtest"
 	"github.com/apimeter/apimeter/workload"
 )

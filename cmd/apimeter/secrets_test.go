@@ -9,14 +9,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/apimeter/apimeter/scrub"
-
-	"github.com/apimeter/apimeter/moesif"
-
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/moesif"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // TestKeyedFingerprintsAndAliases starts the real server: the fingerprint

@@ -11,12 +11,11 @@ import (
 	"slices"
 	"time"
 
-	"github.com/apimeter/apimeter/scrub"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 )
 

@@ -647,7 +647,7 @@ func (s *Store) Events(ctx context.Context, f apimeter.EventFilter) ([]apimeter.
 		add("status = ?", *f.Status)
 	}
 	if f.Errors {
-		where = append(where, apimeter.IsErrorSQL)
+		where = append(where, detail.IsErrorSQL)
 	}
 	// ts (seconds) narrows the parts read; ts_us is the exact bound.
 	if !f.From.IsZero() {
@@ -774,6 +774,6 @@ func (s *Store) Close() error {
 // redelivered event counts once.
 const UsageRebuildSQL = `SELECT org, env, toInt64(intDiv(toUInt32(ts), 900)) AS bucket, user_id, company_id, api_key_id,
   toInt64(sum(weight)),
-  toInt64(sumIf(weight, ` + apimeter.IsErrorSQL + `)),
+  toInt64(sumIf(weight, ` + detail.IsErrorSQL + `)),
   toInt64(sum(weight * (ifNull(req_size, 0) + ifNull(resp_size, 0))))
 FROM events FINAL GROUP BY org, env, bucket, user_id, company_id, api_key_id`

@@ -1,15 +1,15 @@
 // Package detail encodes the parts of an event that are shown but never
 // grouped or filtered on (headers, bodies, query string, tags, metadata, ...)
-// as one JSON document, the "detail" column of every store.
+// as one JSON document, the "detail" column of every store, and holds the
+// SQL that every reader of the events table shares (IsErrorSQL).
 package detail
 
 import (
 	"encoding/json"
 
+	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/internal/jsontext"
 	"github.com/apimeter/apimeter/moesif"
-
-	"github.com/apimeter/apimeter"
 )
 
 // One column rather than ten because DuckDB's appender costs about the same

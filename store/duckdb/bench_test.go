@@ -7,9 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter/scrub"
-
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/workload"
 )
 

@@ -781,7 +781,7 @@ func (s *Store) Events(ctx context.Context, f apimeter.EventFilter) ([]apimeter.
 		add("status = ?", *f.Status)
 	}
 	if f.Errors {
-		where = append(where, apimeter.IsErrorSQL)
+		where = append(where, detail.IsErrorSQL)
 	}
 	if !f.From.IsZero() {
 		add("ts >= ?", f.From.UTC())
