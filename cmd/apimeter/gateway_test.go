@@ -18,6 +18,8 @@ import (
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/gateway"
+	"github.com/apimeter/apimeter/instance"
+	"github.com/apimeter/apimeter/internal/bench"
 	"github.com/apimeter/apimeter/scrub"
 )
 
@@ -33,7 +35,7 @@ func seedAPI(t *testing.T) string {
 		w.Header().Set("Set-Cookie", "session=upstream-cookie-secret")
 		fmt.Fprintf(w, `{"account":%q,"my_message":%q}`, r.PathValue("id"), msg)
 	})
-	s, err := serveAt("127.0.0.1:0", mux)
+	s, err := bench.ServeAt("127.0.0.1:0", mux)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,8 +64,8 @@ func deadURL(t *testing.T) string {
 	return u
 }
 
-func testServerFlags(t *testing.T) serverFlags {
-	return serverFlags{Listen: "127.0.0.1:0", Data: filepath.Join(t.TempDir(), "data"), BodyCap: 1024, MaxBodyBytes: 1 << 24,
+func testServerFlags(t *testing.T) instance.Config {
+	return instance.Config{Listen: "127.0.0.1:0", Data: filepath.Join(t.TempDir(), "data"), BodyCap: 1024, MaxBodyBytes: 1 << 24,
 		MaxBatchEvents: 1000, DedupeHorizon: time.Hour, DailyInterval: -1, LogLevel: 8}
 }
 
@@ -95,7 +97,7 @@ func TestGatewayToCollector(t *testing.T) {
 	ctx := context.Background()
 	f := testServerFlags(t)
 	f.CompanyRule = []string{"url:/accounts/{id}"}
-	in, err := start(ctx, f)
+	in, err := instance.Start(ctx, f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +124,7 @@ func TestGatewayToCollector(t *testing.T) {
 	const apiKey, cookie = "live-key-7f3a9c", "sid=browser-cookie-secret"
 	reqBody := `{"text":"` + strings.Repeat("r", 2000) + `"}`
 	status, _, body := call(t, "POST", gw+"/accounts/abcdef/message?api_key=query-key-1234&page=2", reqBody,
-		map[string]string{"Authorization": "Bearer " + benchToken, "X-Api-Key": apiKey, "Cookie": cookie, "Content-Type": "application/json"})
+		map[string]string{"Authorization": "Bearer " + bench.Token, "X-Api-Key": apiKey, "Cookie": cookie, "Content-Type": "application/json"})
 	if status != 200 || !strings.Contains(body, `"account":"abcdef"`) || len(body) < 3000 {
 		t.Fatalf("through the gateway: %d, %d bytes; want the upstream's 200 and whole body", status, len(body))
 	}
@@ -176,7 +178,7 @@ func TestGatewayToCollector(t *testing.T) {
 		}
 	}
 	all, _ := json.Marshal(events)
-	for _, secret := range []string{benchToken, apiKey, cookie, "query-key-1234", "upstream-cookie-secret"} {
+	for _, secret := range []string{bench.Token, apiKey, cookie, "query-key-1234", "upstream-cookie-secret"} {
 		if strings.Contains(string(all), secret) {
 			t.Errorf("secret %q was stored", secret)
 		}
@@ -204,7 +206,7 @@ func TestGatewayToCollector(t *testing.T) {
 func TestGatewayInServe(t *testing.T) {
 	ctx := context.Background()
 	f := testServerFlags(t)
-	in, err := start(ctx, f)
+	in, err := instance.Start(ctx, f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +226,7 @@ quotas:
     per: minute
     limit: %d
 `, seedAPI(t), n)), 0o600)
-	g, closeRedis, err := startEmbeddedGateway(ctx, in, conf, f.identityFlags)
+	g, closeRedis, err := instance.StartGateway(ctx, in, conf, f.IdentityConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +236,7 @@ quotas:
 		time.Sleep(time.Duration(61-s) * time.Second) // keep the calls in one minute
 	}
 	for i := 0; i < n+2; i++ {
-		status, h, body := call(t, "GET", gw+"/accounts/abcdef/message", "", map[string]string{"Authorization": "Bearer " + benchToken})
+		status, h, body := call(t, "GET", gw+"/accounts/abcdef/message", "", map[string]string{"Authorization": "Bearer " + bench.Token})
 		want := 200
 		if i >= n {
 			want = 429

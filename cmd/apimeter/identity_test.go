@@ -8,7 +8,9 @@ import (
 
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
+	"github.com/apimeter/apimeter/demo"
 	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/instance"
 	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/scrub"
 )
@@ -23,9 +25,9 @@ func TestServeIdentityWiring(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := serverFlags{Listen: "127.0.0.1:0", Data: dir, BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100,
-		identityFlags: identityFlags{JWTClaim: "sub", CompanyRule: []string{"url:/accounts/{id}"}, BillingDay: 1, BillingTZ: "UTC"}}
-	in, err := start(ctx, f)
+	f := instance.Config{Listen: "127.0.0.1:0", Data: dir, BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100,
+		IdentityConfig: instance.IdentityConfig{JWTClaim: "sub", CompanyRule: []string{"url:/accounts/{id}"}, BillingDay: 1, BillingTZ: "UTC"}}
+	in, err := instance.Start(ctx, f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +49,7 @@ func TestServeIdentityWiring(t *testing.T) {
 				Headers: moesif.Headers{{Name: "X-Api-Key", Value: "ak_cli_key_1"}}},
 			Response: &moesif.Response{Status: status}}
 	}
-	if _, err := postBatch(ctx, http.DefaultClient, in.URL, a.ID, []moesif.Event{call("e1", 200), call("e2", 502)}); err != nil {
+	if _, err := demo.PostBatch(ctx, http.DefaultClient, in.URL, a.ID, []moesif.Event{call("e1", 200), call("e2", 502)}); err != nil {
 		t.Fatal(err)
 	}
 	check := func(stage string) {
@@ -64,7 +66,7 @@ func TestServeIdentityWiring(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Listen = "127.0.0.1:0"
-	if in, err = start(ctx, f); err != nil {
+	if in, err = instance.Start(ctx, f); err != nil {
 		t.Fatal(err)
 	}
 	defer in.Close()
@@ -104,7 +106,7 @@ func TestUsageSurvivesKill9(t *testing.T) {
 				Headers: moesif.Headers{{Name: "X-Api-Key", Value: "ak_kill9_key"}}},
 			Response: &moesif.Response{Status: 200 + 300*(i%2)}})
 	}
-	if res, err := postBatch(ctx, http.DefaultClient, c.url, a.ID, batch); err != nil || res.Stored != 50 {
+	if res, err := demo.PostBatch(ctx, http.DefaultClient, c.url, a.ID, batch); err != nil || res.Stored != 50 {
 		t.Fatalf("post: %+v, %v", res, err)
 	}
 	c.kill9(t)
@@ -123,7 +125,7 @@ func TestUsageSurvivesKill9(t *testing.T) {
 		}
 	}
 	check("after kill -9")
-	if res, err := postBatch(ctx, http.DefaultClient, c.url, a.ID, batch); err != nil || res.Stored != 0 {
+	if res, err := demo.PostBatch(ctx, http.DefaultClient, c.url, a.ID, batch); err != nil || res.Stored != 0 {
 		t.Fatalf("replay after kill -9: %+v, %v; want nothing stored", res, err)
 	}
 	check("after replay")

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/alecthomas/kong"
+	"github.com/apimeter/apimeter/internal/bench"
 )
 
 type cli struct {
@@ -58,6 +59,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "apimeter:", err)
 		os.Exit(1)
 	}
+}
+
+// benchCmd holds the benchmark harnesses of internal/bench.
+type benchCmd struct {
+	Ingest  bench.IngestCmd  `cmd:"" help:"Post batches of generated events from concurrent clients and compare with the store's bare write (DuckDB's raw appender, or ClickHouse INSERTs)."`
+	Capture bench.CaptureCmd `cmd:"" help:"Loopback load run: the same API bare and wrapped by the capture middleware, in alternating rounds."`
+	Gateway bench.GatewayCmd `cmd:"" help:"Loopback load run: one upstream behind a bare httputil.ReverseProxy, the gateway, and the gateway with its collector down, in alternating rounds."`
+	Faults  bench.FaultsCmd  `cmd:"" help:"Fault-and-load run against a serve child process: retrying senders while it is SIGKILLed, Redis stopped, a poison sender and a slow-client flood; reports acknowledged/missing/doubled."`
+	Memory  bench.MemoryCmd  `cmd:"" help:"Store N events through a serve child process and report its resident memory."`
 }
 
 // usageError is what a bad command line prints: the error and where the

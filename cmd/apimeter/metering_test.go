@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter/auth"
+	"github.com/apimeter/apimeter/demo"
+	"github.com/apimeter/apimeter/instance"
 	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/store/clickhouse/chtest"
 	"github.com/apimeter/apimeter/workload"
@@ -26,16 +28,16 @@ func TestExactMeteringEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts server processes; skipped with -short")
 	}
-	t.Run("DuckDB", func(t *testing.T) { exactMetering(t, storeFlags{}) })
+	t.Run("DuckDB", func(t *testing.T) { exactMetering(t, instance.StoreConfig{}) })
 	t.Run("ClickHouse", func(t *testing.T) {
 		dsn := chtest.Shared(t).DSN(chtest.Database(t))
-		exactMetering(t, storeFlags{Store: dsn}, "--store", dsn, "--redis", redisURL(t))
+		exactMetering(t, instance.StoreConfig{Store: dsn}, "--store", dsn, "--redis", redisURL(t))
 	})
 }
 
 // exactMetering runs the metering check on the store sf names, with the
 // servers started with flags.
-func exactMetering(t *testing.T, sf storeFlags, flags ...string) {
+func exactMetering(t *testing.T, sf instance.StoreConfig, flags ...string) {
 	ctx := context.Background()
 	data := t.TempDir()
 	gen := workload.New(99, time.Hour)
@@ -77,7 +79,7 @@ func exactMetering(t *testing.T, sf storeFlags, flags ...string) {
 		{org: "kill9", steps: []step{{events: crash, kill: true}, {events: crash}}, rows: 30, calls: 30},
 	}
 	ids, keys := map[string]string{}, map[string]string{}
-	cat, done, err := openCatalog(ctx, sf, data)
+	cat, done, err := instance.OpenCatalog(ctx, sf, data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +98,7 @@ func exactMetering(t *testing.T, sf storeFlags, flags ...string) {
 	defer func() { srv.kill9(t) }()
 	for _, c := range cases {
 		for _, s := range c.steps {
-			if _, err := postBatch(ctx, http.DefaultClient, srv.url, ids[c.org], s.events); err != nil {
+			if _, err := demo.PostBatch(ctx, http.DefaultClient, srv.url, ids[c.org], s.events); err != nil {
 				t.Fatalf("%s: post: %v", c.org, err)
 			}
 			if s.kill {

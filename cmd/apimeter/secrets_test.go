@@ -12,7 +12,9 @@ import (
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
+	"github.com/apimeter/apimeter/demo"
 	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/instance"
 	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/scrub"
 )
@@ -30,9 +32,9 @@ func TestKeyedFingerprintsAndAliases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := serverFlags{Listen: "127.0.0.1:0", Data: dir, BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100,
-		identityFlags: identityFlags{JWTClaim: "sub", BillingDay: 1, BillingTZ: "UTC"}}
-	in, err := start(ctx, f)
+	f := instance.Config{Listen: "127.0.0.1:0", Data: dir, BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100,
+		IdentityConfig: instance.IdentityConfig{JWTClaim: "sub", BillingDay: 1, BillingTZ: "UTC"}}
+	in, err := instance.Start(ctx, f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +63,7 @@ func TestKeyedFingerprintsAndAliases(t *testing.T) {
 		return ev
 	}
 	before := putAlias("ak_before", "u-before")
-	if _, err := postBatch(ctx, http.DefaultClient, in.URL, a.ID, []moesif.Event{
+	if _, err := demo.PostBatch(ctx, http.DefaultClient, in.URL, a.ID, []moesif.Event{
 		call("raw", "/items", "X-Api-Key", "ak_before"),
 		// What the capture middleware sends: unkeyed fingerprints.
 		call("captured", "/items", "X-Api-Key", scrub.Fingerprint("ak_before")),
@@ -73,13 +75,13 @@ func TestKeyedFingerprintsAndAliases(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Listen = "127.0.0.1:0"
-	if in, err = start(ctx, f); err != nil {
+	if in, err = instance.Start(ctx, f); err != nil {
 		t.Fatal(err)
 	}
 	defer in.Close()
 	admin.Server = in.URL
 	after := putAlias("ak_after", "u-after")
-	if _, err := postBatch(ctx, http.DefaultClient, in.URL, a.ID, []moesif.Event{
+	if _, err := demo.PostBatch(ctx, http.DefaultClient, in.URL, a.ID, []moesif.Event{
 		call("raw-after-restart", "/items", "X-Api-Key", "ak_before"),
 		call("new-alias", "/items", "Ocp-Apim-Subscription-Key", "ak_after"),
 	}); err != nil {

@@ -1,4 +1,4 @@
-package main
+package instance
 
 import (
 	"fmt"
@@ -6,11 +6,11 @@ import (
 	"time"
 )
 
-// httpFlags bound what slow, idle or too many clients can hold of a server:
+// HTTPConfig bound what slow, idle or too many clients can hold of a server:
 // every connection is cut after a timeout, and at most MaxConnections are
 // open at once. A zero value means the default, so that no server runs
 // without the bounds.
-type httpFlags struct {
+type HTTPConfig struct {
 	ReadHeaderTimeout time.Duration `default:"10s" env:"APIMETER_READ_HEADER_TIMEOUT" help:"Longest time to read a request's headers."`
 	ReadTimeout       time.Duration `default:"30s" env:"APIMETER_READ_TIMEOUT" help:"Longest time to read a whole request, body included; a client sending slower is cut off."`
 	WriteTimeout      time.Duration `default:"60s" env:"APIMETER_WRITE_TIMEOUT" help:"Longest time from the end of a request's headers to the end of its answer."`
@@ -18,7 +18,7 @@ type httpFlags struct {
 	MaxConnections    int           `default:"1024" env:"APIMETER_MAX_CONNECTIONS" help:"Most connections open at once; more wait to be accepted."`
 }
 
-// Defaults of httpFlags, used for zero values.
+// Defaults of HTTPConfig, used for zero values.
 const (
 	defaultReadHeaderTimeout = 10 * time.Second
 	defaultReadTimeout       = 30 * time.Second
@@ -28,7 +28,7 @@ const (
 )
 
 // Validate checks the HTTP server flags.
-func (f httpFlags) Validate() error {
+func (f HTTPConfig) Validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
@@ -44,7 +44,7 @@ func (f httpFlags) Validate() error {
 }
 
 // withDefaults returns f with zero values replaced by the defaults.
-func (f httpFlags) withDefaults() httpFlags {
+func (f HTTPConfig) withDefaults() HTTPConfig {
 	or := func(d *time.Duration, def time.Duration) {
 		if *d == 0 {
 			*d = def
@@ -61,7 +61,7 @@ func (f httpFlags) withDefaults() httpFlags {
 }
 
 // server returns an http.Server for h with the timeouts of f.
-func (f httpFlags) server(h http.Handler) *http.Server {
+func (f HTTPConfig) server(h http.Handler) *http.Server {
 	f = f.withDefaults()
 	return &http.Server{Handler: h, ReadHeaderTimeout: f.ReadHeaderTimeout, ReadTimeout: f.ReadTimeout,
 		WriteTimeout: f.WriteTimeout, IdleTimeout: f.IdleTimeout}

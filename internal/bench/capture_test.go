@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -34,7 +34,7 @@ func TestBenchCapture(t *testing.T) {
 				}
 			}
 			var out bytes.Buffer
-			c := benchCaptureCmd{Rounds: 1, Duration: 300 * time.Millisecond, Clients: 2, BodyBytes: 256, SampleRate: 1,
+			c := CaptureCmd{Rounds: 1, Duration: 300 * time.Millisecond, Clients: 2, BodyBytes: 256, SampleRate: 1,
 				Sink: "collector", Load: tc.load, BareAddr: "127.0.0.1:0", WrappedAddr: "127.0.0.1:0", QueueSize: tc.queue, out: &out}
 			if err := c.Validate(); err != nil {
 				t.Fatal(err)

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -14,7 +14,7 @@ import (
 // captured, and that the one with its collector down sent none.
 func TestBenchGateway(t *testing.T) {
 	var out bytes.Buffer
-	c := benchGatewayCmd{Rounds: 1, Duration: 300 * time.Millisecond, Clients: 2, BodyBytes: 256, Sink: "http", Load: "go", out: &out}
+	c := GatewayCmd{Rounds: 1, Duration: 300 * time.Millisecond, Clients: 2, BodyBytes: 256, Sink: "http", Load: "go", out: &out}
 	if err := c.Run(context.Background()); err != nil {
 		t.Fatalf("bench gateway: %v\n%s", err, out.String())
 	}

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -22,12 +22,13 @@ import (
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/capture"
+	"github.com/apimeter/apimeter/instance"
 )
 
-// benchCaptureCmd is a bounded loopback load run of the capture middleware:
+// CaptureCmd is a bounded loopback load run of the capture middleware:
 // the same API served bare and wrapped, measured in alternating rounds in
 // one process so that both see the same machine.
-type benchCaptureCmd struct {
+type CaptureCmd struct {
 	Rounds      int           `default:"4" help:"Rounds per server (bare and wrapped alternate)."`
 	Duration    time.Duration `default:"2s" help:"Length of one round."`
 	Clients     int           `default:"8" help:"Concurrent keep-alive clients."`
@@ -37,7 +38,7 @@ type benchCaptureCmd struct {
 	CPUProfile  string        `help:"Write a CPU profile of the whole run to this file."`
 	ProfileDir  string        `help:"Write CPU profiles of the bare and the wrapped rounds separately to this directory (cpu-bare-N.prof, cpu-wrapped-N.prof per round; go tool pprof merges several files, e.g. -diff_base with the bare ones)."`
 	Sink        string        `default:"http" enum:"http,collector,none" help:"Where the wrapped server sends events: http (HTTP sink to a loopback endpoint that reads and discards), collector (a full apimeter collector with DuckDB in this process) or none (events are built and scrubbed, then dropped: the middleware alone)."`
-	NoBody      bool          `help:"Turn body capture off (Options.LogBody false)."`
+	NoBody      bool          `help:"Turn body capture off (instance.Options.LogBody false)."`
 	BatchSize   int           `help:"Options.BatchSize of the wrapped server (0: the default)."`
 	QueueSize   int           `help:"Options.QueueSize of the wrapped server (0: the default); calls captured while it is full are dropped and counted."`
 	Serve       bool          `help:"Serve the bare and the wrapped API on loopback until interrupted, printing their URLs, for an outside load generator (wrk, hey, oha); no rounds are run."`
@@ -46,21 +47,21 @@ type benchCaptureCmd struct {
 	Load        string        `default:"go" enum:"go,wrk" help:"Load generator for the rounds: go (keep-alive clients in this process) or wrk (the wrk command, a separate process; --clients connections, one thread, --duration in whole seconds)."`
 	NoTxID      bool          `name:"no-transaction-id" help:"Options.DisableTransactionID: no X-Moesif-Transaction-Id response header, which the clients otherwise read on every call (a variant; the default keeps the header, as Moesif SDKs do)."`
 
-	out       io.Writer `kong:"-"` // nil: os.Stdout
-	collector *instance `kong:"-"` // with --sink collector
+	out       io.Writer          `kong:"-"` // nil: os.Stdout
+	collector *instance.Instance `kong:"-"` // with --sink collector
 }
 
-func (c *benchCaptureCmd) stdout() io.Writer {
+func (c *CaptureCmd) stdout() io.Writer {
 	if c.out == nil {
 		return os.Stdout
 	}
 	return c.out
 }
 
-// benchToken is seed 000's JWT (sub 513, HS256 with "my_super_secret").
-const benchToken = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI1MTMiLCJuYW1lIjoiSm9obiBEb2UiLCJpYXQiOjE1MTYyMzkwMjJ9.FPN2Bj5b6OUzeTJ7lrNQPWUkZnnBnhMFYeyMjJ_-tN0"
+// Token is the counting guide's JWT (sub 513, HS256 with "my_super_secret").
+const Token = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI1MTMiLCJuYW1lIjoiSm9obiBEb2UiLCJpYXQiOjE1MTYyMzkwMjJ9.FPN2Bj5b6OUzeTJ7lrNQPWUkZnnBnhMFYeyMjJ_-tN0"
 
-func (c *benchCaptureCmd) Run(ctx context.Context) error {
+func (c *CaptureCmd) Run(ctx context.Context) error {
 	if c.Load == "wrk" {
 		c.Duration = max(time.Second, c.Duration.Round(time.Second)) // wrk counts whole seconds
 	}
@@ -104,12 +105,12 @@ func (c *benchCaptureCmd) Run(ctx context.Context) error {
 	}
 	payload := bytes.Repeat([]byte("x"), c.BodyBytes)
 	api := benchAPI(payload)
-	bare, err := serveAt(c.BareAddr, api)
+	bare, err := ServeAt(c.BareAddr, api)
 	if err != nil {
 		return err
 	}
 	defer bare.Close()
-	wrapped, err := serveAt(c.WrappedAddr, meter.Middleware(api))
+	wrapped, err := ServeAt(c.WrappedAddr, meter.Middleware(api))
 	if err != nil {
 		return err
 	}
@@ -117,7 +118,7 @@ func (c *benchCaptureCmd) Run(ctx context.Context) error {
 
 	if c.Serve {
 		fmt.Fprintf(c.stdout(), "bare:    %s/accounts/1001/message\nwrapped: %s/accounts/1001/message\n", bare.URL, wrapped.URL)
-		fmt.Fprintf(c.stdout(), "POST %d-byte bodies with Content-Type: application/json and Authorization: Bearer %s\n", c.BodyBytes, benchToken)
+		fmt.Fprintf(c.stdout(), "POST %d-byte bodies with Content-Type: application/json and Authorization: Bearer %s\n", c.BodyBytes, Token)
 		<-ctx.Done()
 		return c.closeAndReport(context.Background(), meter, wrapped) // ctx has ended: still send what is queued
 	}
@@ -189,7 +190,7 @@ func (c *benchCaptureCmd) Run(ctx context.Context) error {
 // closeAndReport stops the wrapped server, sends what the middleware still
 // holds and prints its counters. The server's calls finish first, so no
 // call is captured while the middleware closes (Close would drop it).
-func (c *benchCaptureCmd) closeAndReport(ctx context.Context, meter *capture.Capture, wrapped *benchServer) error {
+func (c *CaptureCmd) closeAndReport(ctx context.Context, meter *capture.Capture, wrapped *Server) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	err := errors.Join(wrapped.srv.Shutdown(ctx), meter.Close(ctx))
@@ -208,7 +209,7 @@ func (c *benchCaptureCmd) closeAndReport(ctx context.Context, meter *capture.Cap
 
 // startRoundProfile starts a CPU profile of one round when --profile-dir is
 // set; the returned func stops it.
-func (c *benchCaptureCmd) startRoundProfile(server string, round int) (stop func() error, err error) {
+func (c *CaptureCmd) startRoundProfile(server string, round int) (stop func() error, err error) {
 	if c.ProfileDir == "" {
 		return func() error { return nil }, nil
 	}
@@ -252,9 +253,9 @@ func writeProfile(name, path string) error {
 }
 
 // startSinkTarget starts what the wrapped server's events go to.
-func (c *benchCaptureCmd) startSinkTarget(ctx context.Context) (url, appID string, stop func(), err error) {
+func (c *CaptureCmd) startSinkTarget(ctx context.Context) (url, appID string, stop func(), err error) {
 	if c.Sink != "collector" {
-		s, err := serveAt("127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s, err := ServeAt("127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.Copy(io.Discard, r.Body)
 			w.WriteHeader(http.StatusOK)
 		}))
@@ -267,9 +268,9 @@ func (c *benchCaptureCmd) startSinkTarget(ctx context.Context) (url, appID strin
 	if err != nil {
 		return "", "", nil, err
 	}
-	f := serverFlags{Listen: "127.0.0.1:0", Data: filepath.Join(dir, "server"), BodyCap: 1024,
+	f := instance.Config{Listen: "127.0.0.1:0", Data: filepath.Join(dir, "server"), BodyCap: 1024,
 		MaxBodyBytes: 32 << 20, MaxBatchEvents: 10000, DedupeHorizon: 168 * time.Hour, LogLevel: 8}
-	in, err := start(ctx, f)
+	in, err := instance.Start(ctx, f)
 	if err != nil {
 		os.RemoveAll(dir)
 		return "", "", nil, err
@@ -307,26 +308,29 @@ func benchAPI(payload []byte) http.Handler {
 	return mux
 }
 
-type benchServer struct {
+// Server is a handler served on a loopback address of its own, for the
+// upstreams and collectors of the load runs.
+type Server struct {
 	URL string
 	srv *http.Server
 }
 
-func serveAt(addr string, h http.Handler) (*benchServer, error) {
+// ServeAt serves h on addr (port 0: a free one).
+func ServeAt(addr string, h http.Handler) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	s := &benchServer{URL: "http://" + ln.Addr().String(), srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}}
+	s := &Server{URL: "http://" + ln.Addr().String(), srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}}
 	go s.srv.Serve(ln)
 	return s, nil
 }
 
-func (s *benchServer) Close() { s.srv.Close() }
+func (s *Server) Close() { s.srv.Close() }
 
 // load sends requests from c.Clients keep-alive clients for c.Duration and
 // returns how many were answered with 200.
-func (c *benchCaptureCmd) load(ctx context.Context, base string, payload []byte) (int64, error) {
+func (c *CaptureCmd) load(ctx context.Context, base string, payload []byte) (int64, error) {
 	lat, err := goLoad(ctx, base, c.Clients, c.Duration, payload)
 	return int64(len(lat)), err
 }
@@ -349,7 +353,7 @@ func goLoad(ctx context.Context, base string, clients int, d time.Duration, payl
 			for ctx.Err() == nil {
 				began := time.Now()
 				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(payload))
-				req.Header.Set("Authorization", "Bearer "+benchToken)
+				req.Header.Set("Authorization", "Bearer "+Token)
 				req.Header.Set("Content-Type", "application/json")
 				resp, err := client.Do(req)
 				if err != nil {
@@ -396,7 +400,7 @@ func median(xs []float64) float64 {
 // loadWrk runs one round with wrk against base and returns how many
 // requests were answered with a 2xx or 3xx status, and the CPU time wrk
 // used.
-func (c *benchCaptureCmd) loadWrk(ctx context.Context, base string, payload []byte) (int64, time.Duration, error) {
+func (c *CaptureCmd) loadWrk(ctx context.Context, base string, payload []byte) (int64, time.Duration, error) {
 	r, err := runWrk(ctx, base, c.Clients, c.Duration, payload)
 	return r.total, r.cpu, err
 }
@@ -425,7 +429,7 @@ wrk.headers["Authorization"] = "Bearer %s"
 done = function(summary, latency, requests)
   io.write(string.format("apimeter-wrk %%d %%d %%d %%d\n", summary.requests, summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout, latency:percentile(99)))
 end
-`, payload, benchToken)
+`, payload, Token)
 	if err := os.WriteFile(script, []byte(lua), 0o600); err != nil {
 		return wrkResult{}, err
 	}

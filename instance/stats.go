@@ -1,4 +1,4 @@
-package main
+package instance
 
 import (
 	"database/sql"
@@ -9,14 +9,14 @@ import (
 	"github.com/apimeter/apimeter/stats"
 )
 
-// statsFlags configure the Metrics API.
-type statsFlags struct {
+// StatsConfig configure the Metrics API.
+type StatsConfig struct {
 	StatsQuota int `default:"40" env:"APIMETER_STATS_QUOTA" help:"Metrics API calls per minute allowed per organization (Apigee's documented 40); 0 or -1 turns the quota off."`
 }
 
 // wireStats serves the Metrics API (/v1/o/{org}/environments/{env}/stats...)
 // from db, in the SQL of the store's engine.
-func wireStats(srv stats.Mux, db *sql.DB, eng engine, reg *apps.Registry, f statsFlags, log *slog.Logger) {
+func wireStats(srv stats.Mux, db *sql.DB, eng engine, reg *apps.Registry, f StatsConfig, log *slog.Logger) {
 	quota := f.StatsQuota
 	if quota == 0 {
 		quota = -1 // a zero quota would refuse every call; treat it as off

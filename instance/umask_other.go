@@ -1,6 +1,6 @@
 //go:build !unix
 
-package main
+package instance
 
 // restrictNewFiles does nothing where there is no umask.
 func restrictNewFiles() {}

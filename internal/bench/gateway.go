@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -18,11 +18,11 @@ import (
 	"github.com/apimeter/apimeter/gateway"
 )
 
-// benchGatewayCmd is a bounded loopback load run of the gateway: the same
+// GatewayCmd is a bounded loopback load run of the gateway: the same
 // upstream behind a bare httputil.ReverseProxy, behind the gateway, and
 // behind the gateway with its collector down, measured in alternating
 // rounds in one process with the same client settings.
-type benchGatewayCmd struct {
+type GatewayCmd struct {
 	Rounds     int           `default:"4" help:"Rounds per proxy (bare, gateway and gateway with the collector down alternate)."`
 	Duration   time.Duration `default:"2s" help:"Length of one round."`
 	Clients    int           `default:"8" help:"Concurrent keep-alive clients (wrk connections)."`
@@ -35,7 +35,7 @@ type benchGatewayCmd struct {
 	out io.Writer `kong:"-"` // nil: os.Stdout
 }
 
-func (c *benchGatewayCmd) stdout() io.Writer {
+func (c *GatewayCmd) stdout() io.Writer {
 	if c.out == nil {
 		return os.Stdout
 	}
@@ -49,7 +49,7 @@ type gatewayRound struct {
 	cpu  float64       // µs of this process's CPU per answered request
 }
 
-func (c *benchGatewayCmd) Run(ctx context.Context) error {
+func (c *GatewayCmd) Run(ctx context.Context) error {
 	if c.Load == "wrk" {
 		c.Duration = max(time.Second, c.Duration.Round(time.Second))
 		if _, err := exec.LookPath("wrk"); err != nil {
@@ -57,7 +57,7 @@ func (c *benchGatewayCmd) Run(ctx context.Context) error {
 		}
 	}
 	payload := bytes.Repeat([]byte("x"), c.BodyBytes)
-	upstream, err := serveAt("127.0.0.1:0", benchAPI(payload))
+	upstream, err := ServeAt("127.0.0.1:0", benchAPI(payload))
 	if err != nil {
 		return err
 	}
@@ -69,14 +69,14 @@ func (c *benchGatewayCmd) Run(ctx context.Context) error {
 		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.SetXForwarded() },
 		Transport: gateway.NewTransport(gateway.Timeouts{}),
 	}
-	bare, err := serveAt("127.0.0.1:0", bareProxy)
+	bare, err := ServeAt("127.0.0.1:0", bareProxy)
 	if err != nil {
 		return err
 	}
 	defer bare.Close()
 
 	// (b) the gateway, its events sent to a collector.
-	collectorURL, appID, stopCollector, err := (&benchCaptureCmd{Sink: c.Sink}).startSinkTarget(ctx)
+	collectorURL, appID, stopCollector, err := (&CaptureCmd{Sink: c.Sink}).startSinkTarget(ctx)
 	if err != nil {
 		return err
 	}
@@ -91,7 +91,7 @@ func (c *benchGatewayCmd) Run(ctx context.Context) error {
 	}
 	defer up.close()
 	// (c) the same with its collector down: nothing listens there.
-	dead, err := serveAt("127.0.0.1:0", http.NotFoundHandler())
+	dead, err := ServeAt("127.0.0.1:0", http.NotFoundHandler())
 	if err != nil {
 		return err
 	}
@@ -160,7 +160,7 @@ func (c *benchGatewayCmd) Run(ctx context.Context) error {
 type benchGateway struct {
 	name   string
 	g      *gateway.Gateway
-	srv    *benchServer
+	srv    *Server
 	closed bool
 }
 
@@ -180,14 +180,14 @@ func (b *benchGateway) close() {
 	b.g.Close(ctx)
 }
 
-func (c *benchGatewayCmd) startGateway(name string, cfg gateway.Config, collector, appID string) (*benchGateway, error) {
+func (c *GatewayCmd) startGateway(name string, cfg gateway.Config, collector, appID string) (*benchGateway, error) {
 	g, err := gateway.New(cfg, gateway.Options{Sink: func(u gateway.Upstream) (capture.Sink, error) {
 		return capture.NewHTTPSink(capture.HTTPSinkConfig{URL: collector, ApplicationID: appID})
 	}})
 	if err != nil {
 		return nil, err
 	}
-	srv, err := serveAt("127.0.0.1:0", g)
+	srv, err := ServeAt("127.0.0.1:0", g)
 	if err != nil {
 		g.Close(context.Background())
 		return nil, err
@@ -197,7 +197,7 @@ func (c *benchGatewayCmd) startGateway(name string, cfg gateway.Config, collecto
 
 // loadGo runs one round with keep-alive clients in this process and
 // returns the rate of 200 answers and their 99th percentile latency.
-func (c *benchGatewayCmd) loadGo(ctx context.Context, base string, payload []byte) (gatewayRound, error) {
+func (c *GatewayCmd) loadGo(ctx context.Context, base string, payload []byte) (gatewayRound, error) {
 	lat, err := goLoad(ctx, base, c.Clients, c.Duration, payload)
 	if len(lat) == 0 {
 		return gatewayRound{}, errors.Join(errors.New("no request answered"), err)
@@ -208,7 +208,7 @@ func (c *benchGatewayCmd) loadGo(ctx context.Context, base string, payload []byt
 
 // loadWrk runs one round with wrk (one thread, --clients connections) and
 // returns the rate of answered requests and wrk's 99th percentile.
-func (c *benchGatewayCmd) loadWrk(ctx context.Context, base string, payload []byte) (gatewayRound, error) {
+func (c *GatewayCmd) loadWrk(ctx context.Context, base string, payload []byte) (gatewayRound, error) {
 	r, err := runWrk(ctx, base, c.Clients, c.Duration, payload)
 	return gatewayRound{rate: float64(r.total) / c.Duration.Seconds(), p99: r.p99}, err
 }

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/apimeter/apimeter/internal/loadrun"
 )
 
-type benchFaultsCmd struct {
+type FaultsCmd struct {
 	Duration    time.Duration `default:"150s" help:"Length of the load phase; the faults are spread over it."`
 	Senders     int           `default:"6" help:"Good senders, each retrying its batches until acknowledged."`
 	Batch       int           `default:"100" help:"Events per good batch."`
@@ -22,7 +22,7 @@ type benchFaultsCmd struct {
 	NoPoison    bool          `help:"Leave the poison sender out."`
 }
 
-func (c *benchFaultsCmd) Validate() error {
+func (c *FaultsCmd) Validate() error {
 	if c.Duration <= 0 || c.Duration > 30*time.Minute {
 		return errors.New("--duration: want more than 0 and at most 30m")
 	}
@@ -32,7 +32,7 @@ func (c *benchFaultsCmd) Validate() error {
 	return nil
 }
 
-func (c *benchFaultsCmd) Run(ctx context.Context) error {
+func (c *FaultsCmd) Run(ctx context.Context) error {
 	bin, err := os.Executable()
 	if err != nil {
 		return err
@@ -56,21 +56,21 @@ func (c *benchFaultsCmd) Run(ctx context.Context) error {
 	return nil
 }
 
-type benchMemoryCmd struct {
+type MemoryCmd struct {
 	Events    int      `default:"1000000" help:"Events to store."`
 	Senders   int      `default:"4" help:"Concurrent senders."`
 	Batch     int      `default:"500" help:"Events per batch."`
 	ServeFlag []string `placeholder:"FLAG" help:"A flag for the serve child process, such as --serve-flag=--dedupe-memory=16MB (repeatable)."`
 }
 
-func (c *benchMemoryCmd) Validate() error {
+func (c *MemoryCmd) Validate() error {
 	if c.Events < 1 || c.Senders < 1 || c.Batch < 1 {
 		return errors.New("--events, --senders and --batch must be at least 1")
 	}
 	return nil
 }
 
-func (c *benchMemoryCmd) Run(ctx context.Context) error {
+func (c *MemoryCmd) Run(ctx context.Context) error {
 	bin, err := os.Executable()
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package main
+package instance
 
 import (
 	"context"
@@ -15,16 +15,16 @@ import (
 	"github.com/apimeter/apimeter/store/duckdb"
 )
 
-// observability are the flags of /metrics and the store's memory.
-type observability struct {
+// Observability are the flags of /metrics and the store's memory.
+type Observability struct {
 	MetricsListen string `env:"APIMETER_METRICS_LISTEN" placeholder:"ADDR" help:"Serve /metrics on this address instead of the main listener (e.g. 127.0.0.1:9464); empty serves it on the main listener."`
 	MemoryLimit   string `default:"512MB" env:"APIMETER_MEMORY_LIMIT" help:"Memory DuckDB may use for its buffers and queries (e.g. 512MB, 2GB); past it DuckDB spills to a temporary directory beside the database."`
 	DedupeMemory  string `default:"128MB" env:"APIMETER_DEDUPE_MEMORY" help:"Memory the set of event ids remembered for idempotent ingest may hold (about 18 bytes per id); ids of the dedupe horizon past it are looked up in the events table."`
 }
 
-// newRegistry is the Prometheus registry of a server: Go runtime and
+// NewRegistry is the Prometheus registry of a server: Go runtime and
 // process metrics, plus what the parts register.
-func newRegistry() *prometheus.Registry {
+func NewRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
@@ -106,8 +106,8 @@ func readyChecks(st interface{ Ready(context.Context) error }, rc redis.Universa
 	return checks
 }
 
-// metricsHandler serves reg in Prometheus' text format.
-func metricsHandler(reg *prometheus.Registry) http.Handler {
+// MetricsHandler serves reg in Prometheus' text format.
+func MetricsHandler(reg *prometheus.Registry) http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 }
 

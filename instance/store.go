@@ -1,4 +1,4 @@
-package main
+package instance
 
 import (
 	"context"
@@ -19,27 +19,27 @@ import (
 	"github.com/apimeter/apimeter/store/duckdb"
 )
 
-// storeFlags name the store of a command that opens one.
-type storeFlags struct {
+// StoreConfig name the store of a command that opens one.
+type StoreConfig struct {
 	Store string `env:"APIMETER_STORE" placeholder:"URL" help:"Store of events, application ids and keys: empty or duckdb for the embedded DuckDB file in --data; clickhouse://[user:password@]host:9000/db for ClickHouse, shared by several processes (serve and consume then need --redis)."`
 }
 
 // clickhouse reports whether the store is ClickHouse.
-func (f storeFlags) clickhouse() bool { return strings.HasPrefix(f.Store, "clickhouse://") }
+func (f StoreConfig) ClickHouse() bool { return strings.HasPrefix(f.Store, "clickhouse://") }
 
 // String is the store as messages and logs name it: never its password.
-func (f storeFlags) String() string {
+func (f StoreConfig) String() string {
 	if f.Store == "" {
 		return "duckdb"
 	}
 	return clickhouse.Redact(f.Store)
 }
 
-func (f *storeFlags) Validate() error {
+func (f *StoreConfig) Validate() error {
 	switch {
 	case f.Store == "" || f.Store == "duckdb":
 		return nil
-	case f.clickhouse():
+	case f.ClickHouse():
 		if _, err := clickhouse.ParseDSN(f.Store); err != nil {
 			return fmt.Errorf("--store: %w", err)
 		}
@@ -48,19 +48,19 @@ func (f *storeFlags) Validate() error {
 	return fmt.Errorf("--store %s: want duckdb (the embedded store in --data) or clickhouse://host:9000/db", f)
 }
 
-// storeError is a store that could not be opened: one line naming the
+// StoreError is a store that could not be opened: one line naming the
 // store (without its password) and what is wrong. Server errors can span
 // lines (ClickHouse exceptions); the command prints one.
-type storeError struct {
-	store string
-	err   error
+type StoreError struct {
+	Store string // the --store value, password left out
+	Err   error
 }
 
-func (e *storeError) Error() string {
-	return "--store " + e.store + ": " + strings.Join(strings.Fields(e.err.Error()), " ")
+func (e *StoreError) Error() string {
+	return "--store " + e.Store + ": " + strings.Join(strings.Fields(e.Err.Error()), " ")
 }
 
-func (e *storeError) Unwrap() error { return e.err }
+func (e *StoreError) Unwrap() error { return e.Err }
 
 // eventStore is what a server needs of its store, whatever the engine.
 type eventStore interface {
@@ -86,8 +86,8 @@ type engine struct {
 	Shared bool
 }
 
-// startOptions are what benchmarks and tests set beyond the flags.
-type startOptions struct {
+// Options are what benchmarks and tests set beyond the flags.
+type Options struct {
 	// NoDedupe turns the store's idempotency check off (bench ingest
 	// --no-dedupe).
 	NoDedupe bool
@@ -95,8 +95,8 @@ type startOptions struct {
 
 // openStore opens the store f names, with the catalog of its application
 // ids and keys.
-func openStore(ctx context.Context, f serverFlags, o startOptions, log *slog.Logger) (eventStore, engine, *catalog, error) {
-	if !f.clickhouse() {
+func openStore(ctx context.Context, f Config, o Options, log *slog.Logger) (eventStore, engine, *catalog, error) {
+	if !f.ClickHouse() {
 		var dedupeMemory int64 // zero: the store's default
 		if f.DedupeMemory != "" {
 			n, err := duckdb.ParseSize(f.DedupeMemory)
@@ -123,12 +123,12 @@ func openStore(ctx context.Context, f serverFlags, o startOptions, log *slog.Log
 		DedupeHorizon: f.DedupeHorizon, Retention: f.Retention, NoDedupe: o.NoDedupe, Logger: log,
 	})
 	if err != nil {
-		return nil, engine{}, nil, &storeError{f.storeFlags.String(), err}
+		return nil, engine{}, nil, &StoreError{Store: f.StoreConfig.String(), Err: err}
 	}
 	cat, err := tableCatalog(st)
 	if err != nil {
 		st.Close()
-		return nil, engine{}, nil, &storeError{f.storeFlags.String(), err}
+		return nil, engine{}, nil, &StoreError{Store: f.StoreConfig.String(), Err: err}
 	}
 	eng := engine{
 		Dialect: stats.ClickHouse{},
@@ -197,11 +197,11 @@ func tableCatalog(t catalogTables) (*catalog, error) {
 	return &catalog{Apps: reg, Keys: keys, createApp: t.CreateApp}, nil
 }
 
-// openCatalog opens the catalog of the store f names, for the commands
+// OpenCatalog opens the catalog of the store f names, for the commands
 // that manage ids and keys without a server (apps, keys). close closes
 // what it opened.
-func openCatalog(ctx context.Context, f storeFlags, data string) (cat *catalog, close func() error, err error) {
-	if !f.clickhouse() {
+func OpenCatalog(ctx context.Context, f StoreConfig, data string) (cat *catalog, close func() error, err error) {
+	if !f.ClickHouse() {
 		cat, err := dirCatalog(data)
 		return cat, func() error { return nil }, err
 	}
@@ -209,11 +209,11 @@ func openCatalog(ctx context.Context, f storeFlags, data string) (cat *catalog, 
 	// load the ids of the horizon.
 	st, err := clickhouse.Open(ctx, f.Store, clickhouse.Options{NoDedupe: true})
 	if err != nil {
-		return nil, nil, &storeError{f.String(), err}
+		return nil, nil, &StoreError{Store: f.String(), Err: err}
 	}
 	if cat, err = tableCatalog(st); err != nil {
 		st.Close()
-		return nil, nil, &storeError{f.String(), err}
+		return nil, nil, &StoreError{Store: f.String(), Err: err}
 	}
 	return cat, st.Close, nil
 }

@@ -1,4 +1,4 @@
-package main
+package instance
 
 import (
 	"fmt"
@@ -6,9 +6,9 @@ import (
 	"path/filepath"
 )
 
-// ingestCapFlags cap the parts of an event that have no natural bound; an
+// IngestCaps cap the parts of an event that have no natural bound; an
 // event over a cap is refused with a 400 naming the field.
-type ingestCapFlags struct {
+type IngestCaps struct {
 	MaxHeaderValueBytes int `default:"16384" env:"APIMETER_MAX_HEADER_VALUE_BYTES" help:"Longest header value accepted in an event."`
 	MaxURIBytes         int `default:"16384" env:"APIMETER_MAX_URI_BYTES" help:"Longest request.uri accepted in an event."`
 	MaxMetadataBytes    int `default:"65536" env:"APIMETER_MAX_METADATA_BYTES" help:"Longest metadata (its JSON text) accepted in an event or a profile."`

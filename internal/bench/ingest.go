@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/demo"
+	"github.com/apimeter/apimeter/instance"
 	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/store/clickhouse"
@@ -22,15 +24,7 @@ import (
 	"github.com/apimeter/apimeter/workload"
 )
 
-type benchCmd struct {
-	Ingest  benchIngestCmd  `cmd:"" help:"Post batches of generated events from concurrent clients and compare with the store's bare write (DuckDB's raw appender, or ClickHouse INSERTs)."`
-	Capture benchCaptureCmd `cmd:"" help:"Loopback load run: the same API bare and wrapped by the capture middleware, in alternating rounds."`
-	Gateway benchGatewayCmd `cmd:"" help:"Loopback load run: one upstream behind a bare httputil.ReverseProxy, the gateway, and the gateway with its collector down, in alternating rounds."`
-	Faults  benchFaultsCmd  `cmd:"" help:"Fault-and-load run against a serve child process: retrying senders while it is SIGKILLed, Redis stopped, a poison sender and a slow-client flood; reports acknowledged/missing/doubled."`
-	Memory  benchMemoryCmd  `cmd:"" help:"Store N events through a serve child process and report its resident memory."`
-}
-
-type benchIngestCmd struct {
+type IngestCmd struct {
 	Events     int           `default:"300000" help:"Events to send (bounded load)."`
 	Clients    int           `default:"8" help:"Concurrent clients."`
 	Batch      int           `default:"500" help:"Events per batch."`
@@ -41,10 +35,10 @@ type benchIngestCmd struct {
 	LogLevel   slog.Level    `default:"error" help:"Log level of the server under test (debug shows each commit)."`
 	CPUProfile string        `help:"Write a CPU profile of the collector run to this file."`
 	Redis      string        `placeholder:"URL" help:"Redis URL for the alias table and usage counters of the server under test (required with a ClickHouse --store); the run leaves its counters there, under a prefix of its own."`
-	storeFlags
+	instance.StoreConfig
 }
 
-func (c *benchIngestCmd) Run(ctx context.Context) error {
+func (c *IngestCmd) Run(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "apimeter-bench-")
@@ -83,14 +77,14 @@ func (c *benchIngestCmd) Run(ctx context.Context) error {
 	}
 	total := distinct + min(dups, len(dupBodies)*c.Batch)
 
-	f := serverFlags{Listen: "127.0.0.1:0", Data: filepath.Join(dir, "server"), BodyCap: 1024,
+	f := instance.Config{Listen: "127.0.0.1:0", Data: filepath.Join(dir, "server"), BodyCap: 1024,
 		MaxBodyBytes: 32 << 20, MaxBatchEvents: 10000, DedupeHorizon: 168 * time.Hour, LogLevel: c.LogLevel,
-		storeFlags: c.storeFlags, identityFlags: identityFlags{Redis: c.Redis, RedisPrefix: fmt.Sprintf("apimeter-bench-%d:", time.Now().Unix())}}
-	if c.clickhouse() {
+		StoreConfig: c.StoreConfig, IdentityConfig: instance.IdentityConfig{Redis: c.Redis, RedisPrefix: fmt.Sprintf("apimeter-bench-%d:", time.Now().Unix())}}
+	if c.ClickHouse() {
 		// A database of its own per run, dropped at the end: the same ids
 		// again would all be duplicates, and this run's fingerprint key
 		// is not the one of a database used before.
-		db, err := benchDatabase(&f.storeFlags)
+		db, err := benchDatabase(&f.StoreConfig)
 		if err != nil {
 			return err
 		}
@@ -98,7 +92,7 @@ func (c *benchIngestCmd) Run(ctx context.Context) error {
 	}
 	// The id before the server: a running server learns of an id created
 	// elsewhere on its next look at the catalog, up to a second later.
-	cat, done, err := openCatalog(ctx, f.storeFlags, f.Data)
+	cat, done, err := instance.OpenCatalog(ctx, f.StoreConfig, f.Data)
 	if err != nil {
 		return err
 	}
@@ -107,7 +101,7 @@ func (c *benchIngestCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	in, err := startWith(ctx, f, startOptions{NoDedupe: c.NoDedupe})
+	in, err := instance.StartWith(ctx, f, instance.Options{NoDedupe: c.NoDedupe})
 	if err != nil {
 		return err
 	}
@@ -133,7 +127,7 @@ func (c *benchIngestCmd) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			for body := range work {
-				res, err := postRaw(ctx, client, in.URL, a.ID, body)
+				res, err := demo.PostRaw(ctx, client, in.URL, a.ID, body)
 				mu.Lock()
 				if err != nil && firstErr == nil {
 					firstErr = err
@@ -163,7 +157,7 @@ func (c *benchIngestCmd) Run(ctx context.Context) error {
 		return nil
 	}
 
-	if c.clickhouse() {
+	if c.ClickHouse() {
 		// The limit: the same rows in bare INSERTs as large as the store's
 		// groups get, into the same table, with no HTTP, JSON or dedupe
 		// set.
@@ -190,7 +184,7 @@ func (c *benchIngestCmd) Run(ctx context.Context) error {
 
 // benchDatabase points f at a new database named after the one it names
 // and the time, and returns its name.
-func benchDatabase(f *storeFlags) (string, error) {
+func benchDatabase(f *instance.StoreConfig) (string, error) {
 	u, err := url.Parse(f.Store)
 	if err != nil {
 		return "", fmt.Errorf("--store %s: %w", f, err)
@@ -254,7 +248,7 @@ const rawInsertRows = 65536
 func rawInsert(ctx context.Context, dsn, org string, bodies [][]byte) (time.Duration, int, error) {
 	st, err := clickhouse.Open(ctx, dsn, clickhouse.Options{NoDedupe: true})
 	if err != nil {
-		return 0, 0, &storeError{clickhouse.Redact(dsn), err}
+		return 0, 0, &instance.StoreError{Store: clickhouse.Redact(dsn), Err: err}
 	}
 	defer st.Close()
 	scrubber := scrub.New(nil, nil, 1024)

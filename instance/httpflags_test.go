@@ -1,4 +1,4 @@
-package main
+package instance
 
 import (
 	"testing"
@@ -8,14 +8,14 @@ import (
 func TestHTTPFlagsValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		f    httpFlags
+		f    HTTPConfig
 		ok   bool
 	}{
-		{"zero values take the defaults", httpFlags{}, true},
-		{"short timeouts", httpFlags{ReadTimeout: time.Second, IdleTimeout: time.Millisecond, MaxConnections: 1}, true},
-		{"negative read timeout", httpFlags{ReadTimeout: -time.Second}, false},
-		{"negative idle timeout", httpFlags{IdleTimeout: -1}, false},
-		{"negative max connections", httpFlags{MaxConnections: -1}, false},
+		{"zero values take the defaults", HTTPConfig{}, true},
+		{"short timeouts", HTTPConfig{ReadTimeout: time.Second, IdleTimeout: time.Millisecond, MaxConnections: 1}, true},
+		{"negative read timeout", HTTPConfig{ReadTimeout: -time.Second}, false},
+		{"negative idle timeout", HTTPConfig{IdleTimeout: -1}, false},
+		{"negative max connections", HTTPConfig{MaxConnections: -1}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.f.Validate(); (err == nil) != tc.ok {
@@ -23,7 +23,7 @@ func TestHTTPFlagsValidate(t *testing.T) {
 			}
 		})
 	}
-	d := httpFlags{}.withDefaults()
+	d := HTTPConfig{}.withDefaults()
 	if d.ReadTimeout != defaultReadTimeout || d.IdleTimeout != defaultIdleTimeout || d.MaxConnections != defaultMaxConnections {
 		t.Fatalf("defaults not applied: %+v", d)
 	}
