@@ -42,7 +42,7 @@ func newHTTPSink(t *testing.T, url, appID string) *capture.HTTPSink {
 	return s
 }
 
-// accountsMux is seed 000's API: POST /accounts/{id}/message, echoing the
+// accountsMux is the counting guide's API: POST /accounts/{id}/message, echoing the
 // size it read, and a JSON answer of respSize bytes.
 func accountsMux(respSize int) *http.ServeMux {
 	mux := http.NewServeMux()

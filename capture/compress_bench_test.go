@@ -36,7 +36,7 @@ func jsonBody(r *rand.Rand, n int) string {
 // batchOf returns the JSON of eventsOf(bodies).
 func batchOf(bodies string) []byte { return appendBatch(nil, eventsOf(bodies)) }
 
-// eventsOf returns a batch of 500 events like the load run's (seed 000's
+// eventsOf returns a batch of 500 events like the load run's (the counting guide's
 // call, with its headers) with 1 KiB bodies: the load run's repeated 'x',
 // or JSON that differs in every event.
 func eventsOf(bodies string) []apimeter.Event {

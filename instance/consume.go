@@ -47,7 +47,7 @@ type ConsumerConfig struct {
 	KafkaConn
 	Topic          string        `env:"TOPIC" help:"Topic (event hub) to read."`
 	Group          string        `default:"apimeter" env:"GROUP" help:"Consumer group; a new group starts at the earliest offset."`
-	Format         string        `default:"apim" enum:"apim,json" env:"FORMAT" help:"apim: seed 002's request:/response: messages (APIM's log-to-eventhub policy); json: events in the collector's JSON schema (what apimeter gateway writes by default)."`
+	Format         string        `default:"apim" enum:"apim,json" env:"FORMAT" help:"apim: Azure API Management's log-to-eventhub messages (request:/response:); json: events in the collector's JSON schema (what apimeter gateway writes by default)."`
 	Org            string        `env:"ORG" help:"Organization the calls belong to (or --app-id)."`
 	Env            string        `default:"prod" env:"ENV" help:"Environment the calls belong to."`
 	AppID          string        `env:"APP_ID" help:"Application id naming the org and env (and, with --collector, the write key)."`

@@ -20,7 +20,7 @@ import (
 type KafkaOut struct {
 	KafkaConn
 	Topic           string        `env:"TOPIC" help:"Topic (event hub) the calls are written to."`
-	Format          string        `default:"json" enum:"apim,json" env:"FORMAT" help:"json: one record per call in the collector's schema, all the gateway knows (read it with apimeter consume --format json); apim: seed 002's request:/response: messages on partitions 0 and 1, as APIM's log-to-eventhub policy writes them."`
+	Format          string        `default:"json" enum:"apim,json" env:"FORMAT" help:"json: one record per call in the collector's schema, all the gateway knows (read it with apimeter consume --format json); apim: Azure API Management's log-to-eventhub messages (request:/response:) on partitions 0 and 1, as its policy writes them."`
 	DeliveryTimeout time.Duration `default:"30s" env:"DELIVERY_TIMEOUT" help:"How long a batch may wait for the brokers (retries included) before its calls count as failed; meanwhile new calls queue, then are dropped and counted."`
 }
 

@@ -27,7 +27,7 @@ type Format string
 
 // The formats.
 const (
-	// FormatAPIM is seed 002's pair of messages per call, as APIM's
+	// FormatAPIM is Azure API Management's pair of messages per call, as APIM's
 	// log-to-eventhub policy writes them (package httpmsg).
 	FormatAPIM Format = "apim"
 	// FormatJSON is one record per event, or per batch of events, in the

@@ -31,7 +31,7 @@ import (
 const topic = "apim-calls"
 
 // newCluster starts an in-process Kafka (franz-go's kfake: the real
-// protocol) with a 2-partition topic, as the seed's event hub.
+// protocol) with a 2-partition topic, as the APIM policy's event hub.
 func newCluster(t testing.TB) *kfake.Cluster {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, topic))
@@ -121,7 +121,7 @@ type call struct {
 	auth               string // a lower-case authorization header value, if any
 }
 
-// policyRequest builds the request message exactly as seed 002's policy
+// policyRequest builds the request message exactly as Azure API Management's policy
 // does, including its case-sensitive secret filter (which lets a lower-case
 // authorization through).
 func policyRequest(id, method, target string, headers [][2]string, body string) []byte {

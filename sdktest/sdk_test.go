@@ -330,13 +330,13 @@ type call struct {
 	wantBody   string // a fragment of the stored request body
 }
 
-// seedJWT is the seed's token: HS256, sub 513 (the user), name, iat.
-func seedJWT() string {
+// guideJWT is the counting guide's token: HS256, sub 513 (the user), name, iat.
+func guideJWT() string {
 	return hs256(map[string]any{"sub": "513", "name": "John Doe", "iat": 1516239022}, jwtSecret)
 }
 
-// seedCalls are the calls made to each SDK app, after seed 000.
-func seedCalls(jwt string) []call {
+// guideCalls are the calls made to each SDK app, after the counting guide.
+func guideCalls(jwt string) []call {
 	bearer := map[string]string{"Authorization": "Bearer " + jwt}
 	return []call{
 		{
@@ -371,8 +371,8 @@ func runSDK(t *testing.T, s sdk) {
 	c := startCollector(t, s.name)
 	a := startApp(t, cmd, c)
 
-	jwt := seedJWT()
-	calls := seedCalls(jwt)
+	jwt := guideJWT()
+	calls := guideCalls(jwt)
 	txIDs := make([]string, len(calls))
 	for i, cl := range calls {
 		if i == len(calls)-1 {
@@ -497,8 +497,8 @@ func writeRecording(t *testing.T, s sdk, hits []hit) {
 // proxy does not serve Moesif's Go SDK). A second replay must store
 // nothing new: the SDKs' transaction ids make ingest idempotent.
 func TestRecordedSDKTraffic(t *testing.T) {
-	jwt := seedJWT()
-	calls := seedCalls(jwt)
+	jwt := guideJWT()
+	calls := guideCalls(jwt)
 	for _, s := range []sdk{
 		{name: "node", setCookie: "node-set-cookie-secret", metadataName: "moesif-nodejs"},
 		{name: "go", setCookie: "go-set-cookie-secret", metadataName: "moesifmiddleware-go"},

@@ -23,9 +23,9 @@ import (
 	"github.com/apimeter/apimeter/scrub"
 )
 
-// seedAPI is seed 000's API: GET /accounts/{id}/message answers a JSON
+// guideAPI is the counting guide's API: GET /accounts/{id}/message answers a JSON
 // message longer than the body cap.
-func seedAPI(t *testing.T) string {
+func guideAPI(t *testing.T) string {
 	t.Helper()
 	msg := strings.Repeat("m", 3000)
 	mux := http.NewServeMux()
@@ -88,7 +88,7 @@ func call(t *testing.T, method, u, body string, h map[string]string) (int, http.
 }
 
 // TestGatewayToCollector runs `apimeter gateway`'s pieces end to end: a
-// real upstream (seed 000's API), the gateway, and a real collector
+// real upstream (the counting guide's API), the gateway, and a real collector
 // started in this process, and reads back what the collector stored: the
 // user from the JWT's sub, the company from the URL, the route template,
 // status, latency and upstream time, bodies capped, secrets removed; and a
@@ -109,7 +109,7 @@ func TestGatewayToCollector(t *testing.T) {
 	cfg := gateway.Config{
 		CompanyRules: []string{"url:/accounts/{id}"},
 		Upstreams: []gateway.Upstream{
-			{Name: "accounts", URL: seedAPI(t), PathPrefix: "/accounts", Routes: []string{"/accounts/{id}/message"}},
+			{Name: "accounts", URL: guideAPI(t), PathPrefix: "/accounts", Routes: []string{"/accounts/{id}/message"}},
 			{Name: "dead", URL: deadURL(t), PathPrefix: "/dead"},
 		}}
 	g, err := gateway.New(cfg, gateway.Options{Sink: gateway.CollectorSinks(in.URL, app.ID, nil)})
@@ -225,7 +225,7 @@ quotas:
     by: user
     per: minute
     limit: %d
-`, seedAPI(t), n)), 0o600)
+`, guideAPI(t), n)), 0o600)
 	g, closeRedis, err := instance.StartGateway(ctx, in, conf, f.IdentityConfig)
 	if err != nil {
 		t.Fatal(err)

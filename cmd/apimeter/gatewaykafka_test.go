@@ -142,7 +142,7 @@ func TestGatewayToKafka(t *testing.T) {
 			for i := range calls {
 				method, status := []string{"GET", "POST", "DELETE"}[i%3], []int{200, 201, 404}[i%3]
 				req, _ := http.NewRequest(method, fmt.Sprintf("http://%s/accounts/%d", gw.Listen, i), strings.NewReader(`{"a":1}`))
-				// As an HTTP/2 client sends it; seed 002's policy would let it through.
+				// As an HTTP/2 client sends it; Azure API Management's policy would let it through.
 				req.Header["authorization"] = []string{"Bearer " + bench.Token}
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {

@@ -25,7 +25,7 @@ type cli struct {
 	Bench benchCmd `cmd:"" help:"Measure apimeter on this machine."`
 
 	Gateway gatewayCmd `cmd:"" help:"Run a reverse proxy that records every call of the APIs behind it and enforces quotas."`
-	Consume consumeCmd `cmd:"" help:"Read API calls from Kafka or Azure Event Hubs (seed 002's APIM messages or collector JSON), pair and store them."`
+	Consume consumeCmd `cmd:"" help:"Read API calls from Kafka or Azure Event Hubs (Azure API Management's log-to-eventhub messages or collector JSON), pair and store them."`
 
 	Aliases aliasesCmd `cmd:"" help:"Manage the alias table (API key, token or client id -> user) of a running server."`
 	Usage   usageCmd   `cmd:"" help:"Show calls, errors and bytes per customer for a billing period, from a running server."`

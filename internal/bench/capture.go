@@ -295,7 +295,7 @@ func (discardSink) BorrowsEvents() {}
 func (discardSink) Send(context.Context, []apimeter.Event) error { return nil }
 func (discardSink) Close(context.Context) error                  { return nil }
 
-// benchAPI is seed 000's endpoint: it reads the request body and answers
+// benchAPI is the counting guide's endpoint: it reads the request body and answers
 // with a JSON body of the same size.
 func benchAPI(payload []byte) http.Handler {
 	resp := append(append([]byte(`{"my_message":"`), payload[:max(0, len(payload)-18)]...), `"}`...)
@@ -335,7 +335,7 @@ func (c *CaptureCmd) load(ctx context.Context, base string, payload []byte) (int
 	return int64(len(lat)), err
 }
 
-// goLoad sends seed 000's call from clients keep-alive clients in this
+// goLoad sends the counting guide's call from clients keep-alive clients in this
 // process for d and returns the latency of each call answered with 200.
 func goLoad(ctx context.Context, base string, clients int, d time.Duration, payload []byte) ([]time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, d)
@@ -412,7 +412,7 @@ type wrkResult struct {
 	cpu   time.Duration // CPU time wrk used
 }
 
-// runWrk posts seed 000's call with wrk (one thread, clients connections,
+// runWrk posts the counting guide's call with wrk (one thread, clients connections,
 // d in whole seconds) to base. Any other status or a socket error fails
 // the run.
 func runWrk(ctx context.Context, base string, clients int, d time.Duration, payload []byte) (wrkResult, error) {
