@@ -38,7 +38,7 @@ type CaptureCmd struct {
 	CPUProfile  string        `help:"Write a CPU profile of the whole run to this file."`
 	ProfileDir  string        `help:"Write CPU profiles of the bare and the wrapped rounds separately to this directory (cpu-bare-N.prof, cpu-wrapped-N.prof per round; go tool pprof merges several files, e.g. -diff_base with the bare ones)."`
 	Sink        string        `default:"http" enum:"http,collector,none" help:"Where the wrapped server sends events: http (HTTP sink to a loopback endpoint that reads and discards), collector (a full apimeter collector with DuckDB in this process) or none (events are built and scrubbed, then dropped: the middleware alone)."`
-	NoBody      bool          `help:"Turn body capture off (instance.Options.LogBody false)."`
+	NoBody      bool          `help:"Turn body capture off (Options.LogBody false)."`
 	BatchSize   int           `help:"Options.BatchSize of the wrapped server (0: the default)."`
 	QueueSize   int           `help:"Options.QueueSize of the wrapped server (0: the default); calls captured while it is full are dropped and counted."`
 	Serve       bool          `help:"Serve the bare and the wrapped API on loopback until interrupted, printing their URLs, for an outside load generator (wrk, hey, oha); no rounds are run."`
