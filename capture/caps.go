@@ -5,13 +5,14 @@ import (
 	"unicode/utf8"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/internal/jsontext"
 )
 
 // An event the collector refuses takes nothing else with it any more (see
 // HTTPSink), but it is still lost; so the capture side never makes one. A
 // call with 1,001 headers, a 20 KB header or a 17 KB URI is proxied and
 // answered like any other, and its event is cut to the collector's caps
-// (apimeter.EventCaps): the headers past the cap are left out, a value or
+// (moesif.EventCaps): the headers past the cap are left out, a value or
 // the URI is cut at a character boundary, metadata too long is replaced,
 // and the event's metadata says what was cut under the key "apimeter".
 // Both ways of building an event (appendRecord and fillEvent) cut the same
@@ -64,7 +65,7 @@ func capText(s string, n int) (string, bool) {
 		// Even if every byte were invalid, each becomes 3 bytes of U+FFFD.
 		return s, false
 	}
-	v := apimeter.ValidString(s)
+	v := jsontext.ValidString(s)
 	if len(v) <= n {
 		return s, false
 	}

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/moesif"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // Sink receives batches of captured events, already scrubbed. Send is called
@@ -59,9 +61,9 @@ type Stats struct {
 // wrap handlers with Middleware, and call Close on shutdown.
 type Capture struct {
 	opts     Options
-	caps     apimeter.EventCaps
+	caps     moesif.EventCaps
 	log      *slog.Logger
-	scrub    *scrubber // owned by run
+	scrub    *scrub.Sender // owned by run
 	jwt      jwtDecoder
 	subjects map[string]string // owned by run
 	uri      []byte            // owned by run: appendRecord's URI
@@ -126,7 +128,7 @@ func newCapture(opts Options) (*Capture, error) {
 		opts:     opts,
 		caps:     opts.Caps.OrDefaults(),
 		log:      opts.Logger,
-		scrub:    newScrubber(opts.SecretHeaders, opts.SecretParams, opts.MaxBodyBytes),
+		scrub:    scrub.New(opts.SecretHeaders, opts.SecretParams, opts.MaxBodyBytes).NewSender(),
 		jwt:      jd,
 		subjects: map[string]string{},
 		weight:   max(1, int64(math.Round(1/opts.SampleRate))),
@@ -208,7 +210,7 @@ func (c *Capture) serve(next http.Handler, w http.ResponseWriter, r *http.Reques
 	// canonicalisation is wasted work on every request.
 	rec.id = ""
 	if c.opts.TrustTransactionID {
-		if v := r.Header[apimeter.TransactionIDHeader]; len(v) > 0 && len(v[0]) <= 256 {
+		if v := r.Header[moesif.TransactionIDHeader]; len(v) > 0 && len(v[0]) <= 256 {
 			rec.id = v[0]
 		}
 	}
@@ -216,7 +218,7 @@ func (c *Capture) serve(next http.Handler, w http.ResponseWriter, r *http.Reques
 		rec.id = newID()
 	}
 	if !c.opts.DisableTransactionID {
-		w.Header()[apimeter.TransactionIDHeader] = []string{rec.id}
+		w.Header()[moesif.TransactionIDHeader] = []string{rec.id}
 	}
 	rec.method, rec.host, rec.requestURI = r.Method, r.Host, r.RequestURI
 	if !strings.HasPrefix(rec.requestURI, "/") && r.URL != nil {
@@ -229,8 +231,8 @@ func (c *Capture) serve(next http.Handler, w http.ResponseWriter, r *http.Reques
 	rec.remoteAddr = r.RemoteAddr
 	rec.reqLen = r.ContentLength
 	// The event carries the id it was given, not a caller's other one.
-	rec.reqHeaders = appendHeaders(rec.reqHeaders[:0], r.Header, apimeter.TransactionIDHeader)
-	rec.reqHeaders = append(rec.reqHeaders, apimeter.Header{Name: apimeter.TransactionIDHeader, Value: rec.id})
+	rec.reqHeaders = appendHeaders(rec.reqHeaders[:0], r.Header, moesif.TransactionIDHeader)
+	rec.reqHeaders = append(rec.reqHeaders, apimeter.Header{Name: moesif.TransactionIDHeader, Value: rec.id})
 
 	body := r.Body
 	if c.opts.LogBody && body != nil && body != http.NoBody {

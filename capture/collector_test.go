@@ -14,6 +14,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/store/duckdb"
 )
@@ -51,7 +52,7 @@ func startCollectorWith(t *testing.T, set func(*server.Config)) *collector {
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
-	cfg := server.Config{Store: st, Apps: reg, Scrubber: apimeter.NewScrubber(nil, nil, -1)}
+	cfg := server.Config{Store: st, Apps: reg, Scrubber: scrub.New(nil, nil, -1)}
 	if set != nil {
 		set(&cfg)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/capture"
+	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/server"
 )
 
@@ -138,7 +139,7 @@ func TestOddCallsAreCutToTheCollectorsCaps(t *testing.T) {
 			for _, e := range evs {
 				byPath[e.Path] = e
 			}
-			caps := apimeter.EventCaps{}.OrDefaults()
+			caps := moesif.EventCaps{}.OrDefaults()
 			check := func(p string, ok func(e apimeter.Event, m mark) bool, want string) {
 				e, found := byPath[p]
 				if !found {

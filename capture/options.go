@@ -6,11 +6,13 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/moesif"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // Defaults for Options.
 const (
-	DefaultMaxBodyBytes  = apimeter.DefaultBodyCap
+	DefaultMaxBodyBytes  = scrub.DefaultBodyCap
 	DefaultQueueSize     = 10000
 	DefaultBatchSize     = 500
 	DefaultFlushInterval = time.Second
@@ -119,7 +121,7 @@ type Options struct {
 	JWTMethods []string
 
 	// SecretHeaders are header names scrubbed besides
-	// apimeter.DefaultSecretHeaders; SecretParams likewise for query
+	// scrub.DefaultSecretHeaders; SecretParams likewise for query
 	// parameters.
 	SecretHeaders []string
 	SecretParams  []string
@@ -129,7 +131,7 @@ type Options struct {
 	// leaves, so that the collector never refuses one. Zero fields mean
 	// apimeter's defaults, which an apimeter collector uses unless its
 	// --max-*-bytes flags say otherwise: set the same here if they do.
-	Caps apimeter.EventCaps
+	Caps moesif.EventCaps
 
 	// QueueSize bounds the events waiting to be sent. Zero means
 	// DefaultQueueSize.

@@ -19,6 +19,7 @@ import (
 	"github.com/apimeter/apimeter/capture"
 	"github.com/apimeter/apimeter/gateway"
 	"github.com/apimeter/apimeter/internal/redistest"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // waitFor polls cond until it holds, failing the test after a minute:
@@ -105,7 +106,7 @@ func TestHungRedisOpensTheQuotaCircuit(t *testing.T) {
 	if after := g.Stats(); after.QuotaErrors != before.QuotaErrors || after.QuotaSkipped != before.QuotaSkipped {
 		t.Fatalf("after Redis came back: %+v then %+v, want the call checked", before, after)
 	}
-	n, err := rs.Client.Get(context.Background(), "hung:quota:per-key:"+apimeter.NewScrubber(nil, nil, 0).Fingerprint("k1")+":"+fmt.Sprint(time.Now().Truncate(time.Minute).Unix())).Int()
+	n, err := rs.Client.Get(context.Background(), "hung:quota:per-key:"+scrub.New(nil, nil, 0).Fingerprint("k1")+":"+fmt.Sprint(time.Now().Truncate(time.Minute).Unix())).Int()
 	if err != nil || n < 1 {
 		t.Fatalf("quota counter after Redis came back: %d, %v; want the calls counted", n, err)
 	}

@@ -16,10 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/capture"
 	"github.com/apimeter/apimeter/gateway"
+	"github.com/apimeter/apimeter/instance"
+	"github.com/apimeter/apimeter/moesif"
 )
 
 // collectorProc is `apimeter serve` in a child process at a fixed address,
@@ -65,7 +66,7 @@ func (p *collectorProc) stop(t *testing.T) map[string]int {
 	t.Helper()
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	p.cmd.Wait()
-	db := openDB(t, filepath.Join(p.data, DBFile))
+	db := openDB(t, filepath.Join(p.data, instance.DBFile))
 	rows, err := db.Query(`SELECT id, count(*) FROM events GROUP BY id`)
 	if err != nil {
 		t.Fatal(err)
@@ -106,16 +107,19 @@ func gatewayTo(t *testing.T, addr, appID string) (*gateway.Gateway, string) {
 			}
 		}
 	})
-	us, err := serveAt("127.0.0.1:0", up)
+	uln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(us.Close)
+	usrv := &http.Server{Handler: up}
+	go usrv.Serve(uln)
+	t.Cleanup(func() { usrv.Close() })
+	upURL := "http://" + uln.Addr().String()
 	sinks := func(gateway.Upstream) (capture.Sink, error) {
 		return capture.NewHTTPSink(capture.HTTPSinkConfig{URL: "http://" + addr, ApplicationID: appID,
 			Backoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
 	}
-	g, err := gateway.New(gateway.Config{Upstreams: []gateway.Upstream{{Name: "api", URL: us.URL}}}, gateway.Options{Sink: sinks})
+	g, err := gateway.New(gateway.Config{Upstreams: []gateway.Upstream{{Name: "api", URL: upURL}}}, gateway.Options{Sink: sinks})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +187,7 @@ func sendCalls(t *testing.T, gw string, n, odd int, oc oddCall) []string {
 					errs <- fmt.Errorf("call %d: status %d", i, resp.StatusCode)
 					return
 				}
-				ids[i] = resp.Header.Get(apimeter.TransactionIDHeader)
+				ids[i] = resp.Header.Get(moesif.TransactionIDHeader)
 			}
 		})
 	}
@@ -371,7 +375,7 @@ func TestCutCallsReachTheCollector(t *testing.T) {
 		t.Fatal(err)
 	}
 	col.stop(t)
-	db := openDB(t, filepath.Join(data, DBFile))
+	db := openDB(t, filepath.Join(data, instance.DBFile))
 	rows, err := db.Query(`SELECT path, status, detail FROM events`)
 	if err != nil {
 		t.Fatal(err)

@@ -18,8 +18,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/moesif"
 )
 
 // GatewayFaultConfig configures a gateway fault run: API clients calling
@@ -226,7 +226,7 @@ func GatewayFaults(ctx context.Context, c GatewayFaultConfig) (GatewayFaultRepor
 				if err == nil {
 					io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
-					id = resp.Header.Get(apimeter.TransactionIDHeader)
+					id = resp.Header.Get(moesif.TransactionIDHeader)
 					ok = resp.StatusCode == 200 && id != ""
 				} else if load.Err() != nil {
 					return
