@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/scrub"
 )
 
@@ -97,6 +98,22 @@ func TestAppendRecordMatchesEvent(t *testing.T) {
 		{name: "query text also in the path", target: "http://api.example.com/token=abc?token=abc", method: "GET", handler: echo},
 		{name: "secret query parameter with an escaped name", opts: Options{SecretParams: []string{"My Secret"}}, target: "http://api.example.com/a?My+Secret=s&my%20secret=t&b", method: "GET", handler: echo},
 		{name: "invalid UTF-8 in the query", target: "http://api.example.com/a?x=%ff\xff&key=%fe", method: "GET", handler: echo},
+		{name: "caps: headers, values, URI and metadata cut and marked", opts: Options{
+			Caps: moesif.EventCaps{MaxHeaders: 4, MaxHeaderValueBytes: 8, MaxURIBytes: 40, MaxMetadataBytes: 30},
+			Metadata: func(*http.Request, Response) map[string]any {
+				return map[string]any{"blob": strings.Repeat("m", 40)}
+			}}, target: "http://api.example.com/a?x=" + strings.Repeat("é", 30), method: "GET",
+			header: map[string][]string{"X-A": {"é1234567890"}, "X-B": {"b"}, "X-C": {"c"}, "X-D": {"d"}, "X-E": {"e"}},
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				for _, h := range []string{"R-A", "R-B", "R-C", "R-D"} {
+					w.Header().Set(h, strings.Repeat("v", 20))
+				}
+			}},
+		{name: "caps: metadata kept with the mark", opts: Options{
+			Caps: moesif.EventCaps{MaxURIBytes: 30},
+			Metadata: func(*http.Request, Response) map[string]any {
+				return map[string]any{"plan": "pro"}
+			}}, method: "GET", handler: echo},
 		{name: "hijacked", method: "GET", hijack: true, handler: func(w http.ResponseWriter, r *http.Request) {
 			http.NewResponseController(w).Hijack()
 		}},
