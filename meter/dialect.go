@@ -11,11 +11,13 @@ func (DuckDB) CallTime() string   { return "epoch_ms(ts)" }
 func (DuckDB) CallRange(from, to time.Time) (string, []any) {
 	return "ts >= ? AND ts < ?", []any{from.UTC(), to.UTC()}
 }
-func (DuckDB) NumAt() string { return "data_num[list_position(data_keys, ?)]" }
-func (DuckDB) StrAt() string { return "data_str[list_position(data_keys, ?)]" }
-func (DuckDB) ValidNum(x string) string {
-	return "(" + x + " IS NOT NULL AND NOT isnan(" + x + "))"
+
+// NumAt: NaN (not a number) stored is NULL read; nullif takes x once, as
+// DuckDB would compute it again for each mention.
+func (DuckDB) NumAt() string {
+	return "nullif(data_num[list_position(data_keys, ?)], 'NaN'::DOUBLE)"
 }
+func (DuckDB) StrAt() string                 { return "data_str[list_position(data_keys, ?)]" }
 func (DuckDB) IDiv(a, b string) string       { return "(" + a + " // " + b + ")" }
 func (DuckDB) Double(x string) string        { return "CAST(" + x + " AS DOUBLE)" }
 func (DuckDB) Text(x string) string          { return "CAST(" + x + " AS VARCHAR)" }
@@ -37,13 +39,10 @@ func (ClickHouse) CallRange(from, to time.Time) (string, []any) {
 		[]any{from.Unix(), to.Unix(), from.UnixMicro(), to.UnixMicro()}
 }
 func (ClickHouse) NumAt() string {
-	return "if(indexOf(data_keys, ?) > 0, data_num[indexOf(data_keys, ?)], nan)"
+	return "if(indexOf(data_keys, ?) > 0 AND NOT isNaN(data_num[indexOf(data_keys, ?)]), toNullable(data_num[indexOf(data_keys, ?)]), NULL)"
 }
 func (ClickHouse) StrAt() string {
 	return "if(indexOf(data_keys, ?) > 0, toNullable(data_str[indexOf(data_keys, ?)]), NULL)"
-}
-func (ClickHouse) ValidNum(x string) string {
-	return "(isNotNull(" + x + ") AND NOT isNaN(" + x + "))"
 }
 func (ClickHouse) IDiv(a, b string) string       { return "intDiv(" + a + ", " + b + ")" }
 func (ClickHouse) Double(x string) string        { return "toFloat64(" + x + ")" }

@@ -181,12 +181,9 @@ type Dialect interface {
 	CallTime() string
 	CallRange(from, to time.Time) (string, []any)
 	// NumAt and StrAt are the number and the text at the flattened data
-	// key bound by the one ? they hold; NumAt is NaN or NULL where the
-	// event has no number there, StrAt NULL where it has nothing.
+	// key bound to each ? they hold; NULL where the event has none.
 	NumAt() string
 	StrAt() string
-	// ValidNum is the condition that x is a number.
-	ValidNum(x string) string
 	IDiv(a, b string) string
 	Double(x string) string
 	Text(x string) string
@@ -235,10 +232,10 @@ func Query(ctx context.Context, db *sql.DB, d Dialect, m *Meter, p Params) (Resu
 		if err := rows.Scan(dest...); err != nil {
 			return Result{}, fmt.Errorf("meter %s: scan: %w", m.Slug, err)
 		}
-		r := Row{Value: value.Float64, WindowStart: p.From, WindowEnd: p.To, GroupBy: map[string]*string{}}
-		if !value.Valid || math.IsNaN(value.Float64) {
-			r.Value = 0
+		if !value.Valid || math.IsNaN(value.Float64) || m.Aggregation == UniqueCount && value.Float64 == 0 {
+			continue // no event of the group had a value
 		}
+		r := Row{Value: value.Float64, WindowStart: p.From, WindowEnd: p.To, GroupBy: map[string]*string{}}
 		if p.WindowSize != "" {
 			r.WindowStart, r.WindowEnd = window(p, bucket)
 		}
@@ -412,7 +409,6 @@ func Render(d Dialect, m *Meter, p Params) (string, []any, error) {
 		}
 	}
 	numeric := m.Aggregation != UniqueCount
-	xNumeric := numeric // whether x is a number (else text)
 	// The inner query: t (epoch ms), s (subject), w (weight), x (value),
 	// g0.. (group values) of each event in range.
 	if call {
@@ -421,8 +417,7 @@ func Render(d Dialect, m *Meter, p Params) (string, []any, error) {
 			key, _ := ParsePath(m.ValueProperty)
 			col := callColumn(key)
 			f, _ := callField(key)
-			xNumeric = numeric || f.Numeric
-			if xNumeric {
+			if numeric || f.Numeric {
 				fmt.Fprintf(&inner, ", %s AS x", d.Double(col))
 			} else {
 				fmt.Fprintf(&inner, ", %s AS x", col)
@@ -487,12 +482,13 @@ func Render(d Dialect, m *Meter, p Params) (string, []any, error) {
 		sel = append(sel, fmt.Sprintf("g%d", i))
 		group = append(group, fmt.Sprintf("g%d", i))
 	}
-	if m.ValueProperty != "" {
-		if xNumeric {
-			where = append(where, d.ValidNum("x"))
-		} else {
-			where = append(where, "x IS NOT NULL")
-		}
+	// Events without the value count for no aggregation: x is NULL for
+	// them, which aggregates skip (a group left with none answers NULL, or
+	// 0 for UNIQUE_COUNT, and is dropped from the answer). Only LATEST
+	// filters them out first, so that the latest event with a value is
+	// taken. No other filter on x: DuckDB would compute x once more for it.
+	if m.Aggregation == Latest {
+		where = append(where, "x IS NOT NULL")
 	}
 	var outerArgs []any
 	for i, g := range cols {
@@ -607,19 +603,27 @@ func callFilter(b *strings.Builder, d Dialect, f *CallFilter, args []any) []any 
 	return args
 }
 
-// aggExpr is the meter's aggregate of x over its rows, weighted by w (the
-// calls an API-call event stands for, as the Metrics API counts them; 1
-// for usage events): counts and sums count each row by its weight, the
-// average is weighted; distinct counts, minimum, maximum and latest value
-// are not.
+// aggExpr is the meter's aggregate of x over its rows. API calls are
+// weighted by w (the calls an event stands for, as the Metrics API counts
+// them): counts and sums count each call by its weight, the average is
+// weighted; distinct counts, minimum, maximum and latest value are not.
 func aggExpr(d Dialect, m *Meter, call bool) string {
 	switch m.Aggregation {
 	case Count:
-		return d.Double("sum(w)")
+		if call {
+			return d.Double("sum(w)")
+		}
+		return d.Double("count(*)")
 	case Sum:
-		return d.Double("sum(x * w)")
+		if call {
+			return d.Double("sum(x * w)")
+		}
+		return d.Double("sum(x)")
 	case Avg:
-		return d.Double("sum(x * w)") + " / " + d.Double("sum(w)")
+		if call {
+			return d.Double("sum(x * w)") + " / " + d.Double("sum(CASE WHEN x IS NOT NULL THEN w END)")
+		}
+		return d.Double("avg(x)")
 	case Min:
 		return d.Double("min(x)")
 	case Max:
