@@ -108,13 +108,14 @@ var maxTime = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // wireEvent is a CloudEvent in JSON (the structured content mode).
 type wireEvent struct {
-	SpecVersion     *string         `json:"specversion"`
-	ID              *string         `json:"id"`
-	Source          *string         `json:"source"`
-	Type            *string         `json:"type"`
-	Subject         *string         `json:"subject"`
-	Time            *string         `json:"time"`
-	DataContentType *string         `json:"datacontenttype"`
+	// An absent attribute and an empty one are alike: both missing.
+	SpecVersion     string          `json:"specversion"`
+	ID              string          `json:"id"`
+	Source          string          `json:"source"`
+	Type            string          `json:"type"`
+	Subject         string          `json:"subject"`
+	Time            string          `json:"time"`
+	DataContentType string          `json:"datacontenttype"`
 	Data            json.RawMessage `json:"data"`
 }
 
@@ -147,29 +148,61 @@ func Decode(contentType string, body []byte, org, env string, now time.Time, lim
 	if len(body) == 0 {
 		return nil, &EventError{Message: "the body is empty"}
 	}
-	var raws []json.RawMessage
+	var ws []wireEvent
 	if isArray {
-		if err := json.Unmarshal(body, &raws); err != nil {
+		if err := json.Unmarshal(body, &ws); err != nil {
+			// Decoded again one event at a time, to name the event.
+			var raws []json.RawMessage
+			if err := json.Unmarshal(body, &raws); err != nil {
+				return nil, &EventError{Message: "malformed JSON: " + jsonErr(err)}
+			}
+			for i, raw := range raws {
+				if _, err := decodeObject(raw, i); err != nil {
+					return nil, err
+				}
+			}
 			return nil, &EventError{Message: "malformed JSON: " + jsonErr(err)}
 		}
-		if len(raws) == 0 {
+		if len(ws) == 0 {
 			return nil, &EventError{Message: "the batch holds no events"}
 		}
-		if len(raws) > lim.MaxEvents {
+		if len(ws) > lim.MaxEvents {
 			return nil, &EventError{Index: lim.MaxEvents, Message: fmt.Sprintf("a batch may hold at most %d events", lim.MaxEvents), TooLarge: true}
 		}
 	} else {
-		raws = []json.RawMessage{body}
+		w, err := decodeObject(body, 0)
+		if err != nil {
+			return nil, err
+		}
+		ws = []wireEvent{w}
 	}
-	out := make([]Event, len(raws))
+	out := make([]Event, len(ws))
 	var f flattener
-	for i, raw := range raws {
-		if err := decodeOne(raw, i, &out[i], &f, now, lim); err != nil {
+	for i := range ws {
+		if err := decodeOne(&ws[i], i, &out[i], &f, now, lim); err != nil {
 			return nil, err
 		}
 		out[i].Org, out[i].Env = org, env
 	}
 	return out, nil
+}
+
+// decodeObject decodes one event of a request, naming it (index i) in its
+// errors.
+func decodeObject(raw []byte, i int) (wireEvent, error) {
+	var w wireEvent
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] != '{' {
+		return w, &EventError{Index: i, Message: "must be a JSON object (a CloudEvent)"}
+	}
+	if err := json.Unmarshal(raw, &w); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return w, &EventError{Index: i, Field: te.Field, Message: "must be a string, got JSON " + te.Value}
+		}
+		return w, &EventError{Index: i, Message: "malformed JSON: " + jsonErr(err)}
+	}
+	return w, nil
 }
 
 func jsonErr(err error) string {
@@ -180,33 +213,21 @@ func jsonErr(err error) string {
 	return err.Error()
 }
 
-func decodeOne(raw []byte, i int, e *Event, f *flattener, now time.Time, lim Limits) error {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || raw[0] != '{' {
-		return &EventError{Index: i, Message: "must be a JSON object (a CloudEvent)"}
-	}
-	var w wireEvent
-	if err := json.Unmarshal(raw, &w); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return &EventError{Index: i, Field: te.Field, Message: "must be a string, got JSON " + te.Value}
-		}
-		return &EventError{Index: i, Message: "malformed JSON: " + jsonErr(err)}
-	}
-	str := func(field string, v *string, required bool) (string, error) {
-		if v == nil || *v == "" {
+func decodeOne(w *wireEvent, i int, e *Event, f *flattener, now time.Time, lim Limits) error {
+	str := func(field string, v string, required bool) (string, error) {
+		if v == "" {
 			if required {
 				return "", &EventError{Index: i, Field: field, Message: "required"}
 			}
 			return "", nil
 		}
-		if len(*v) > lim.MaxFieldBytes {
+		if len(v) > lim.MaxFieldBytes {
 			return "", &EventError{Index: i, Field: field, Message: fmt.Sprintf("longer than %d bytes", lim.MaxFieldBytes), TooLarge: true}
 		}
-		if !utf8.ValidString(*v) {
+		if !utf8.ValidString(v) {
 			return "", &EventError{Index: i, Field: field, Message: "not valid UTF-8"}
 		}
-		return *v, nil
+		return v, nil
 	}
 	sv, err := str("specversion", w.SpecVersion, true)
 	if err != nil {
@@ -231,23 +252,23 @@ func decodeOne(raw []byte, i int, e *Event, f *flattener, now time.Time, lim Lim
 		return &EventError{Index: i, Field: "type", Message: fmt.Sprintf("%q is the type of the API calls apimeter records itself; name your events otherwise", CallType)}
 	}
 	e.Time = now.UTC()
-	if w.Time != nil {
-		t, err := time.Parse(time.RFC3339Nano, *w.Time)
+	if w.Time != "" {
+		t, err := time.Parse(time.RFC3339Nano, w.Time)
 		if err != nil {
-			return &EventError{Index: i, Field: "time", Message: fmt.Sprintf("must be an RFC 3339 time (2026-11-10T12:00:00Z), got %q", *w.Time)}
+			return &EventError{Index: i, Field: "time", Message: fmt.Sprintf("must be an RFC 3339 time (2026-11-10T12:00:00Z), got %q", w.Time)}
 		}
 		e.Time = t.UTC()
 	}
 	if e.Time.Before(minTime) || !e.Time.Before(maxTime) {
 		return &EventError{Index: i, Field: "time", Message: "must be between 1970-01-02 and 9999-01-01"}
 	}
-	if w.DataContentType != nil && *w.DataContentType != "" {
-		ct := strings.ToLower(strings.TrimSpace(*w.DataContentType))
+	if w.DataContentType != "" {
+		ct := strings.ToLower(strings.TrimSpace(w.DataContentType))
 		if i := strings.IndexByte(ct, ';'); i >= 0 {
 			ct = strings.TrimSpace(ct[:i])
 		}
 		if ct != "application/json" && !strings.HasSuffix(ct, "+json") {
-			return &EventError{Index: i, Field: "datacontenttype", Message: fmt.Sprintf("must be application/json, got %q", *w.DataContentType)}
+			return &EventError{Index: i, Field: "datacontenttype", Message: fmt.Sprintf("must be application/json, got %q", w.DataContentType)}
 		}
 	}
 	data := bytes.TrimSpace(w.Data)
@@ -266,167 +287,255 @@ func decodeOne(raw []byte, i int, e *Event, f *flattener, now time.Time, lim Lim
 	return nil
 }
 
-// flattener turns a data object into Event's Keys, Str and Num.
+// flattener turns a data object into Event's Keys, Str and Num, and
+// compacts it, in one pass. Its input is valid JSON (encoding/json checked
+// it while decoding the event). The events of a batch share its buffers:
+// each event's slices are windows of them, never written again.
 type flattener struct {
-	compact bytes.Buffer
-	path    []byte
-	index   map[string]int
+	b     []byte // the data being read
+	i     int
+	out   []byte // compacted data of the batch so far
+	path  []byte
+	max   int
+	keys  []string
+	strs  []string
+	nums  []float64
+	first int // of this event's leaves in keys
+	index map[string]int
 }
 
 var errDepth = errors.New("nested too deeply")
 
 func (f *flattener) flatten(data []byte, maxDepth int, e *Event) error {
-	f.compact.Reset()
-	if err := json.Compact(&f.compact, data); err != nil {
-		return errors.New("malformed JSON: " + jsonErr(err))
-	}
-	e.Data = bytes.Clone(f.compact.Bytes())
-	e.Keys, e.Str, e.Num = nil, nil, nil
+	f.b, f.i, f.max = data, 0, maxDepth
+	f.path = f.path[:0]
+	f.first = len(f.keys)
 	clear(f.index)
 	if f.index == nil {
 		f.index = map[string]int{}
 	}
-	dec := json.NewDecoder(bytes.NewReader(e.Data))
-	dec.UseNumber()
-	f.path = f.path[:0]
-	if _, err := dec.Token(); err != nil { // {
-		return err
-	}
-	if err := f.object(dec, 1, maxDepth, e); err != nil {
+	start := len(f.out)
+	f.ws()
+	if err := f.object(1, true); err != nil {
 		if errors.Is(err, errDepth) {
 			return fmt.Errorf("nested deeper than %d levels", maxDepth)
 		}
 		return err
 	}
+	e.Data = f.out[start:len(f.out):len(f.out)]
+	n := len(f.keys)
+	e.Keys, e.Str, e.Num = f.keys[f.first:n:n], f.strs[f.first:n:n], f.nums[f.first:n:n]
 	return nil
 }
 
-// object reads the members of an object whose '{' was read, the path of
-// the object in f.path.
-func (f *flattener) object(dec *json.Decoder, depth, maxDepth int, e *Event) error {
-	if depth > maxDepth {
+func (f *flattener) ws() {
+	for f.i < len(f.b) {
+		switch f.b[f.i] {
+		case ' ', '\t', '\n', '\r':
+			f.i++
+		default:
+			return
+		}
+	}
+}
+
+var errSyntax = errors.New("malformed JSON")
+
+func (f *flattener) expect(c byte) error {
+	f.ws()
+	if f.i >= len(f.b) || f.b[f.i] != c {
+		return errSyntax
+	}
+	f.out = append(f.out, c)
+	f.i++
+	f.ws()
+	return nil
+}
+
+// object reads an object at f.i, its path in f.path; addressable says its
+// members have paths in $.a.b.
+func (f *flattener) object(depth int, addressable bool) error {
+	if depth > f.max {
 		return errDepth
 	}
+	if err := f.expect('{'); err != nil {
+		return err
+	}
+	if f.i < len(f.b) && f.b[f.i] == '}' {
+		f.out = append(f.out, '}')
+		f.i++
+		return nil
+	}
 	base := len(f.path)
-	for dec.More() {
-		tok, err := dec.Token()
+	for {
+		key, err := f.str()
 		if err != nil {
 			return err
 		}
-		key := tok.(string)
+		if err := f.expect(':'); err != nil {
+			return err
+		}
 		// A key with a dot cannot be told from a nested path in $.a.b
 		// (the subset of JSONPath meters take): its value is kept in
 		// Data but has no path.
-		addressable := !strings.Contains(key, ".")
 		f.path = f.path[:base]
 		if base > 0 {
 			f.path = append(f.path, '.')
 		}
 		f.path = append(f.path, key...)
-		if err := f.value(dec, depth, maxDepth, addressable, e); err != nil {
+		if err := f.value(depth, addressable && !strings.Contains(key, ".")); err != nil {
+			return err
+		}
+		f.ws()
+		if f.i >= len(f.b) {
+			return errSyntax
+		}
+		if f.b[f.i] == '}' {
+			f.out = append(f.out, '}')
+			f.i++
+			f.path = f.path[:base]
+			return nil
+		}
+		if err := f.expect(','); err != nil {
 			return err
 		}
 	}
-	f.path = f.path[:base]
-	_, err := dec.Token() // }
-	return err
 }
 
-func (f *flattener) value(dec *json.Decoder, depth, maxDepth int, addressable bool, e *Event) error {
-	tok, err := dec.Token()
-	if err != nil {
+func (f *flattener) array(depth int) error {
+	if depth > f.max {
+		return errDepth
+	}
+	if err := f.expect('['); err != nil {
 		return err
 	}
-	switch v := tok.(type) {
-	case json.Delim:
-		if v == '{' {
-			if !addressable {
-				return f.skip(dec, depth+1, maxDepth)
-			}
-			return f.object(dec, depth+1, maxDepth, e)
+	if f.i < len(f.b) && f.b[f.i] == ']' {
+		f.out = append(f.out, ']')
+		f.i++
+		return nil
+	}
+	for {
+		// Arrays have no path in $.a.b: their values are kept, not
+		// flattened.
+		if err := f.value(depth, false); err != nil {
+			return err
 		}
-		// Arrays have no path in $.a.b: skipped.
-		return f.skipArray(dec, depth+1, maxDepth)
-	case string:
+		f.ws()
+		if f.i >= len(f.b) {
+			return errSyntax
+		}
+		if f.b[f.i] == ']' {
+			f.out = append(f.out, ']')
+			f.i++
+			return nil
+		}
+		if err := f.expect(','); err != nil {
+			return err
+		}
+	}
+}
+
+// str reads a string token, copies it to out and returns its value.
+func (f *flattener) str() (string, error) {
+	if f.i >= len(f.b) || f.b[f.i] != '"' {
+		return "", errSyntax
+	}
+	start, esc := f.i, false
+	f.i++
+	for f.i < len(f.b) {
+		switch f.b[f.i] {
+		case '\\':
+			esc = true
+			f.i += 2
+			continue
+		case '"':
+			f.i++
+			tok := f.b[start:f.i]
+			f.out = append(f.out, tok...)
+			if !esc {
+				return string(tok[1 : len(tok)-1]), nil
+			}
+			var s string
+			if err := json.Unmarshal(tok, &s); err != nil {
+				return "", errSyntax
+			}
+			return s, nil
+		}
+		f.i++
+	}
+	return "", errSyntax
+}
+
+func (f *flattener) value(depth int, addressable bool) error {
+	f.ws()
+	if f.i >= len(f.b) {
+		return errSyntax
+	}
+	switch c := f.b[f.i]; {
+	case c == '{':
+		return f.object(depth+1, addressable)
+	case c == '[':
+		return f.array(depth + 1)
+	case c == '"':
+		s, err := f.str()
+		if err != nil {
+			return err
+		}
 		if addressable {
 			n := math.NaN()
-			if isJSONNumber(v) {
-				n, _ = strconv.ParseFloat(v, 64)
+			if isJSONNumber(s) {
+				if v, err := strconv.ParseFloat(s, 64); err == nil && !math.IsInf(v, 0) {
+					n = v
+				}
 			}
-			f.leaf(string(f.path), v, n, e)
+			f.leaf(s, n)
 		}
-	case json.Number:
+		return nil
+	case c == 't' || c == 'f' || c == 'n':
+		for _, lit := range []string{"true", "false", "null"} {
+			if len(f.b)-f.i >= len(lit) && string(f.b[f.i:f.i+len(lit)]) == lit {
+				f.out = append(f.out, lit...)
+				f.i += len(lit)
+				if addressable && lit != "null" { // null: as if absent
+					f.leaf(lit, math.NaN())
+				}
+				return nil
+			}
+		}
+		return errSyntax
+	default:
+		start := f.i
+		for f.i < len(f.b) && strings.IndexByte("-+.eE0123456789", f.b[f.i]) >= 0 {
+			f.i++
+		}
+		tok := f.b[start:f.i]
+		if len(tok) == 0 {
+			return errSyntax
+		}
+		f.out = append(f.out, tok...)
 		if addressable {
-			n, err := strconv.ParseFloat(string(v), 64)
+			n, err := strconv.ParseFloat(string(tok), 64)
 			if err != nil || math.IsInf(n, 0) {
 				n = math.NaN()
 			}
-			f.leaf(string(f.path), string(v), n, e)
+			f.leaf(string(tok), n)
 		}
-	case bool:
-		if addressable {
-			f.leaf(string(f.path), strconv.FormatBool(v), math.NaN(), e)
-		}
-	case nil:
-		// null: as if absent.
+		return nil
 	}
-	return nil
 }
 
-// leaf records one path; a key repeated in an object keeps its last value,
-// as JSON decoders do.
-func (f *flattener) leaf(path, s string, n float64, e *Event) {
-	if i, ok := f.index[path]; ok {
-		e.Str[i], e.Num[i] = s, n
+// leaf records the value at f.path; a key repeated in an object keeps its
+// last value, as JSON decoders do.
+func (f *flattener) leaf(s string, n float64) {
+	if i, ok := f.index[string(f.path)]; ok {
+		f.strs[i], f.nums[i] = s, n
 		return
 	}
-	f.index[path] = len(e.Keys)
-	e.Keys = append(e.Keys, path)
-	e.Str = append(e.Str, s)
-	e.Num = append(e.Num, n)
-}
-
-func (f *flattener) skipArray(dec *json.Decoder, depth, maxDepth int) error {
-	if depth > maxDepth {
-		return errDepth
-	}
-	for dec.More() {
-		if err := f.skipValue(dec, depth, maxDepth); err != nil {
-			return err
-		}
-	}
-	_, err := dec.Token() // ]
-	return err
-}
-
-func (f *flattener) skip(dec *json.Decoder, depth, maxDepth int) error {
-	if depth > maxDepth {
-		return errDepth
-	}
-	for dec.More() {
-		if _, err := dec.Token(); err != nil { // key
-			return err
-		}
-		if err := f.skipValue(dec, depth, maxDepth); err != nil {
-			return err
-		}
-	}
-	_, err := dec.Token() // }
-	return err
-}
-
-func (f *flattener) skipValue(dec *json.Decoder, depth, maxDepth int) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	if d, ok := tok.(json.Delim); ok {
-		if d == '{' {
-			return f.skip(dec, depth+1, maxDepth)
-		}
-		return f.skipArray(dec, depth+1, maxDepth)
-	}
-	return nil
+	p := string(f.path)
+	f.index[p] = len(f.keys)
+	f.keys = append(f.keys, p)
+	f.strs = append(f.strs, s)
+	f.nums = append(f.nums, n)
 }
 
 // isJSONNumber reports whether s is a number as JSON writes one: what a
