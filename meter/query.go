@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	_ "time/tzdata" // windowTimeZone takes any IANA zone, on machines without a zone database too
 )
 
 // Window sizes of a query (OpenMeter's).
@@ -394,8 +395,13 @@ func bucketExpr(d Dialect, p Params, t string) (string, error) {
 	return d.IDiv("("+t+" + "+o+")", "86400000"), nil
 }
 
-// Render is the SQL of a meter query and its arguments.
-func Render(d Dialect, m *Meter, p Params) (string, []any, error) {
+// renderInner is the query of the events a meter query counts: t (epoch
+// ms), s (subject), w (weight), x (value, NULL when the event has none),
+// g0.. (the values of cols: the answer's group keys, then the keys it is
+// filtered by but not split by) and, with ids, src and eid (the event's
+// source and id; the source of an API call is ""), of each event of the
+// meter's type in [From, To) and of p's subjects.
+func renderInner(d Dialect, m *Meter, p Params, ids bool) (string, []any, []string) {
 	call := m.EventType == CallType
 	var inner strings.Builder
 	var args []any
@@ -431,6 +437,9 @@ func Render(d Dialect, m *Meter, p Params) (string, []any, error) {
 			}
 			fmt.Fprintf(&inner, ", %s AS g%d", col, i)
 		}
+		if ids {
+			inner.WriteString(", '' AS src, id AS eid")
+		}
 		cond, cargs := d.CallRange(p.From, p.To)
 		fmt.Fprintf(&inner, " FROM %s WHERE org = ? AND env = ? AND %s", d.CallTable(), cond)
 		args = append(args, m.Org, m.Env)
@@ -456,6 +465,9 @@ func Render(d Dialect, m *Meter, p Params) (string, []any, error) {
 			fmt.Fprintf(&inner, ", %s AS g%d", d.StrAt(), i)
 			iargs = append(iargs, binds(d.StrAt(), key)...)
 		}
+		if ids {
+			inner.WriteString(", source AS src, id AS eid")
+		}
 		fmt.Fprintf(&inner, " FROM %s WHERE org = ? AND env = ? AND type = ? AND ts_ms >= ? AND ts_ms < ?", d.UsageTable())
 		args = append(iargs, m.Org, m.Env, m.EventType, p.From.UnixMilli(), p.To.UnixMilli())
 		if len(p.Subjects) > 0 {
@@ -464,7 +476,14 @@ func Render(d Dialect, m *Meter, p Params) (string, []any, error) {
 			inner.WriteString(")")
 		}
 	}
+	return inner.String(), args, cols
+}
 
+// Render is the SQL of a meter query and its arguments.
+func Render(d Dialect, m *Meter, p Params) (string, []any, error) {
+	call := m.EventType == CallType
+	groups := p.groupKeys()
+	inner, args, cols := renderInner(d, m, p, false)
 	var sel, group, where []string
 	if p.WindowSize != "" {
 		b, err := bucketExpr(d, p, "t")
@@ -502,7 +521,7 @@ func Render(d Dialect, m *Meter, p Params) (string, []any, error) {
 	}
 	sel = append(sel, aggExpr(d, m, call)+" AS v")
 	var q strings.Builder
-	fmt.Fprintf(&q, "SELECT %s FROM (%s) AS e", strings.Join(sel, ", "), inner.String())
+	fmt.Fprintf(&q, "SELECT %s FROM (%s) AS e", strings.Join(sel, ", "), inner)
 	if len(where) > 0 {
 		q.WriteString(" WHERE " + strings.Join(where, " AND "))
 	}

@@ -437,6 +437,27 @@ func TestMeterQueries(t *testing.T) {
 					t.Fatalf("%s?%s: the test expects no rows; it checks nothing", m.Slug, q)
 				}
 				sameRows(t, m.Slug+"?"+q, got.Data, want)
+				if m.Aggregation == meter.Sum || m.Aggregation == meter.Count {
+					// The events listed are those counted: their values add
+					// up to the answer's, once each, in id order.
+					var total, listed float64
+					for _, r := range got.Data {
+						total += r.Value
+					}
+					prev := ""
+					err := meter.CountedEvents(ctx, e.usage.DB(), e.d, &m, p, func(c meter.CountedEvent) error {
+						k := c.Subject + "\x00" + c.Source + "\x00" + c.ID
+						if k <= prev {
+							return fmt.Errorf("event %q after %q", k, prev)
+						}
+						prev = k
+						listed += c.Value
+						return nil
+					})
+					if err != nil || listed != total {
+						t.Errorf("%s?%s: counted events add up to %v (%v), the answer to %v", m.Slug, q, listed, err, total)
+					}
+				}
 			}
 		}
 		ms, err := e.usage.Meters(ctx, "o", "prod")
