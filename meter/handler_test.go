@@ -10,10 +10,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/meter"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/store/duckdb"
 )
@@ -55,7 +55,7 @@ func newTestServer(t *testing.T) *testServer {
 	_, ts.other, _ = keys.Create(auth.Spec{Org: "globex", Scope: auth.ScopeAdmin})
 	_, ts.envKey, _ = keys.Create(auth.Spec{Org: "acme", Envs: []string{"test"}, Scope: auth.ScopeAdmin})
 	guard := auth.New(auth.Config{Keys: keys, IsAppID: func(id string) bool { _, ok := reg.Lookup(id); return ok }})
-	srv := server.New(server.Config{Store: st, Apps: reg, Scrubber: apimeter.NewScrubber(nil, nil, -1), Auth: guard})
+	srv := server.New(server.Config{Store: st, Apps: reg, Scrubber: scrub.New(nil, nil, -1), Auth: guard})
 	meter.NewHandler(meter.Config{Store: u, Dialect: meter.DuckDB{}, Auth: guard, Apps: reg,
 		Limits: meter.Limits{MaxEvents: 5, MaxDataBytes: 200, MaxDepth: 4}}).Register(srv)
 	hs := httptest.NewServer(srv)

@@ -19,6 +19,7 @@ import (
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/meter"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/store/clickhouse"
 	"github.com/apimeter/apimeter/store/clickhouse/chtest"
@@ -140,7 +141,7 @@ func runSDK(t *testing.T, node, dir string, st apimeter.Store, u meter.Store, d 
 		t.Fatal(err)
 	}
 	guard := auth.New(auth.Config{Keys: keys, IsAppID: func(id string) bool { _, ok := reg.Lookup(id); return ok }})
-	srv := server.New(server.Config{Store: st, Apps: reg, Scrubber: apimeter.NewScrubber(nil, nil, -1), Auth: guard})
+	srv := server.New(server.Config{Store: st, Apps: reg, Scrubber: scrub.New(nil, nil, -1), Auth: guard})
 	meter.NewHandler(meter.Config{Store: u, Dialect: d, Auth: guard, Apps: reg}).Register(srv)
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
@@ -173,7 +174,9 @@ func runSDK(t *testing.T, node, dir string, st apimeter.Store, u meter.Store, d 
 		t.Errorf("%d usage events stored; the SDK sent %d distinct (620 expected)", stored, len(out.Sent))
 	}
 	compared := 0
-	defer func() { t.Logf("%d events sent, %d answers of %d rows, each equal to the test's sums", len(out.Sent), len(out.Answers), compared) }()
+	defer func() {
+		t.Logf("%d events sent, %d answers of %d rows, each equal to the test's sums", len(out.Sent), len(out.Answers), compared)
+	}()
 	if len(out.Answers) != 9 {
 		t.Fatalf("%d answers, want 9", len(out.Answers))
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
+	"github.com/apimeter/apimeter/instance"
 	"github.com/apimeter/apimeter/workload"
 )
 
@@ -33,9 +34,9 @@ func BenchmarkUsageIngestVsCollector(b *testing.B) {
 	const rounds, clients, batch = 3, 8, 500
 	ctx := context.Background()
 	data := filepath.Join(b.TempDir(), "data")
-	in, err := start(ctx, serverFlags{Listen: "127.0.0.1:0", Data: data, BodyCap: 1024, MaxBodyBytes: 32 << 20,
+	in, err := instance.Start(ctx, instance.Config{Listen: "127.0.0.1:0", Data: data, BodyCap: 1024, MaxBodyBytes: 32 << 20,
 		MaxBatchEvents: 10000, DedupeHorizon: 168 * time.Hour, DailyInterval: -1,
-		ingestCapFlags: ingestCapFlags{MaxMetadataBytes: 65536}})
+		IngestCaps: instance.IngestCaps{MaxMetadataBytes: 65536}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -18,6 +18,8 @@ import (
 
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
+	"github.com/apimeter/apimeter/demo"
+	"github.com/apimeter/apimeter/instance"
 	"github.com/apimeter/apimeter/store/clickhouse/chtest"
 	"github.com/apimeter/apimeter/workload"
 )
@@ -201,7 +203,7 @@ func TestUsageEventsSurviveKill9(t *testing.T) {
 	c.cmd.Process.Signal(syscall.SIGTERM)
 	c.cmd.Wait()
 
-	db := openDB(t, filepath.Join(data, DBFile))
+	db := openDB(t, filepath.Join(data, instance.DBFile))
 	rows, err := db.Query(`SELECT id, count(*) FROM usage_events GROUP BY id`)
 	if err != nil {
 		t.Fatal(err)
@@ -239,17 +241,17 @@ func TestMetersOverCallsEqualMetricsAPI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts server processes; skipped with -short")
 	}
-	t.Run("DuckDB", func(t *testing.T) { metersOverCalls(t, storeFlags{}) })
+	t.Run("DuckDB", func(t *testing.T) { metersOverCalls(t, instance.StoreConfig{}) })
 	t.Run("ClickHouse", func(t *testing.T) {
 		dsn := chtest.Shared(t).DSN(chtest.Database(t))
-		metersOverCalls(t, storeFlags{Store: dsn}, "--store", dsn, "--redis", redisURL(t))
+		metersOverCalls(t, instance.StoreConfig{Store: dsn}, "--store", dsn, "--redis", redisURL(t))
 	})
 }
 
-func metersOverCalls(t *testing.T, sf storeFlags, flags ...string) {
+func metersOverCalls(t *testing.T, sf instance.StoreConfig, flags ...string) {
 	ctx := context.Background()
 	data := t.TempDir()
-	cat, done, err := openCatalog(ctx, sf, data)
+	cat, done, err := instance.OpenCatalog(ctx, sf, data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +277,7 @@ func metersOverCalls(t *testing.T, sf storeFlags, flags ...string) {
 				b[j].Weight = json.RawMessage(strconv.Itoa(1 + j%5))
 			}
 		}
-		if _, err := postBatch(ctx, http.DefaultClient, srv.url, app.ID, b); err != nil {
+		if _, err := demo.PostBatch(ctx, http.DefaultClient, srv.url, app.ID, b); err != nil {
 			t.Fatal(err)
 		}
 	}
