@@ -29,10 +29,8 @@ type CountedEvent struct {
 // is the same on both engines. It reads the same inner query as Query, so
 // the events listed are exactly those counted.
 func CountedEvents(ctx context.Context, db *sql.DB, d Dialect, m *Meter, p Params, fn func(CountedEvent) error) error {
-	p.WindowSize, p.GroupBy = "", nil
-	for _, k := range slices.Sorted(maps.Keys(p.FilterGroupBy)) {
-		p.GroupBy = append(p.GroupBy, k)
-	}
+	p.WindowSize = ""
+	p.GroupBy = slices.Sorted(maps.Keys(p.FilterGroupBy))
 	inner, args, cols := renderInner(d, m, p, true)
 	sel := "s, src, eid, t, w"
 	if m.ValueProperty != "" {
