@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/meter"
@@ -44,7 +45,9 @@ func openMeters(ctx context.Context, st eventStore, srv *server.Server, authz se
 			ms.Close()
 			return nil, fmt.Errorf("--meters: %w", err)
 		}
+		now := time.Now().UTC().Truncate(time.Millisecond)
 		for _, m := range list {
+			m.CreatedAt = now // when the file was last read
 			if err := ms.PutMeter(ctx, m); err != nil {
 				ms.Close()
 				return nil, fmt.Errorf("--meters: %w", err)

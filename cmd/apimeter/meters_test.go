@@ -9,8 +9,10 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -350,4 +352,48 @@ func metersOverCalls(t *testing.T, sf instance.StoreConfig, flags ...string) {
 		}
 	}
 	t.Logf("%d figures compared, each equal", compared)
+}
+
+// TestMetersFile: the meters of --meters are there at start, and a file
+// with a bad meter stops the start with a message naming it.
+func TestMetersFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "meters.json")
+	good := `{"meters":[{"org":"acme","env":"prod","slug":"tokens_total","eventType":"prompt","aggregation":"SUM","valueProperty":"$.tokens","groupBy":{"model":"$.model"}},
+{"org":"acme","env":"prod","slug":"calls_by_route","eventType":"api-call","aggregation":"COUNT","groupBy":{"route":"$.route"}}]}`
+	if err := os.WriteFile(file, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := instance.Config{Listen: "127.0.0.1:0", Data: filepath.Join(dir, "data"), BodyCap: 1024, MaxBodyBytes: 1 << 20,
+		MaxBatchEvents: 100, DedupeHorizon: time.Hour, DailyInterval: -1, MeterConfig: instance.MeterConfig{Meters: file}}
+	in, err := instance.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, key, err := in.Keys.Create(auth.Spec{Org: "acme", Scope: auth.ScopeRead})
+	if err != nil {
+		in.Close()
+		t.Fatal(err)
+	}
+	var ms []struct {
+		Slug string `json:"slug"`
+		ID   string `json:"id"`
+	}
+	getJSON(t, key, in.URL+"/api/v1/meters", &ms)
+	in.Close()
+	if len(ms) != 2 || ms[0].Slug != "calls_by_route" || ms[1].Slug != "tokens_total" || ms[1].ID != "cfg-acme-prod-tokens_total" {
+		t.Fatalf("meters from the file: %+v", ms)
+	}
+	bad := strings.Replace(good, `"$.tokens"`, `"$.items[0]"`, 1)
+	if err := os.WriteFile(file, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in, err = instance.Start(context.Background(), cfg)
+	if err == nil {
+		in.Close()
+		t.Fatal("a meters file with a bad JSONPath was accepted")
+	}
+	if !strings.Contains(err.Error(), "tokens_total") || !strings.Contains(err.Error(), "valueProperty") {
+		t.Fatalf("error %q does not name the meter and field", err)
+	}
 }
