@@ -55,19 +55,21 @@ var benchMeters = map[string]*meter.Meter{
 }
 
 // floors are the same answers by the simplest SQL that gives them, on the
-// same table (the hand-written lower bound the meter query is held to).
+// same table (the hand-written lower bound the meter query is held to):
+// the same rows (org, env, type, time), the value at a known list
+// position, UTC offsets as constants, no FINAL.
 var floors = map[string]map[string]string{
 	"DuckDB": {
-		"sum_total":               "SELECT sum(data_num[1]) FROM usage_events WHERE ts_ms >= %d AND ts_ms < %d",
-		"sum_day_berlin_by_model": "SELECT (ts_ms + 3600000) // 86400000 AS d, data_str[2], sum(data_num[1]) FROM usage_events WHERE ts_ms >= %d AND ts_ms < %d GROUP BY ALL",
-		"count_by_subject":        "SELECT subject, count(*) FROM usage_events WHERE ts_ms >= %d AND ts_ms < %d GROUP BY ALL",
-		"sum_hour_one_subject":    "SELECT ts_ms // 3600000 AS h, sum(data_num[1]) FROM usage_events WHERE subject = 'c7' AND ts_ms >= %d AND ts_ms < %d GROUP BY ALL",
+		"sum_total":               "SELECT sum(data_num[1]) FROM usage_events WHERE org = 'o' AND env = 'prod' AND type = 'tokens' AND ts_ms >= %d AND ts_ms < %d",
+		"sum_day_berlin_by_model": "SELECT (ts_ms + 3600000) // 86400000 AS d, data_str[2], sum(data_num[1]) FROM usage_events WHERE org = 'o' AND env = 'prod' AND type = 'tokens' AND ts_ms >= %d AND ts_ms < %d GROUP BY ALL",
+		"count_by_subject":        "SELECT subject, count(*) FROM usage_events WHERE org = 'o' AND env = 'prod' AND type = 'tokens' AND ts_ms >= %d AND ts_ms < %d GROUP BY ALL",
+		"sum_hour_one_subject":    "SELECT ts_ms // 3600000 AS h, sum(data_num[1]) FROM usage_events WHERE org = 'o' AND env = 'prod' AND type = 'tokens' AND subject = 'c7' AND ts_ms >= %d AND ts_ms < %d GROUP BY ALL",
 	},
 	"ClickHouse": {
-		"sum_total":               "SELECT sum(data_num[1]) FROM usage_events WHERE ts_ms >= %d AND ts_ms < %d",
-		"sum_day_berlin_by_model": "SELECT intDiv(ts_ms + 3600000, 86400000) AS d, data_str[2] AS m, sum(data_num[1]) FROM usage_events WHERE ts_ms >= %d AND ts_ms < %d GROUP BY d, m",
-		"count_by_subject":        "SELECT subject, count() FROM usage_events WHERE ts_ms >= %d AND ts_ms < %d GROUP BY subject",
-		"sum_hour_one_subject":    "SELECT intDiv(ts_ms, 3600000) AS h, sum(data_num[1]) FROM usage_events WHERE subject = 'c7' AND ts_ms >= %d AND ts_ms < %d GROUP BY h",
+		"sum_total":               "SELECT sum(data_num[1]) FROM usage_events WHERE org = 'o' AND env = 'prod' AND type = 'tokens' AND ts_ms >= %d AND ts_ms < %d",
+		"sum_day_berlin_by_model": "SELECT intDiv(ts_ms + 3600000, 86400000) AS d, data_str[2] AS m, sum(data_num[1]) FROM usage_events WHERE org = 'o' AND env = 'prod' AND type = 'tokens' AND ts_ms >= %d AND ts_ms < %d GROUP BY d, m",
+		"count_by_subject":        "SELECT subject, count() FROM usage_events WHERE org = 'o' AND env = 'prod' AND type = 'tokens' AND ts_ms >= %d AND ts_ms < %d GROUP BY subject",
+		"sum_hour_one_subject":    "SELECT intDiv(ts_ms, 3600000) AS h, sum(data_num[1]) FROM usage_events WHERE org = 'o' AND env = 'prod' AND type = 'tokens' AND subject = 'c7' AND ts_ms >= %d AND ts_ms < %d GROUP BY h",
 	},
 }
 
