@@ -14,6 +14,7 @@ import (
 
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
+	"github.com/apimeter/apimeter/meter"
 	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 )
@@ -38,6 +39,7 @@ type Config struct {
 	Observability
 	IngestCaps
 	HTTPConfig
+	MeterConfig
 }
 
 // Instance is a running apimeter: its store, identity, key check, HTTP
@@ -58,8 +60,10 @@ type Instance struct {
 	// Prom is the registry /metrics serves.
 	Prom *prometheus.Registry
 	idn  *identitySetup
-	done chan error
-	Log  *slog.Logger
+	// Meters are the usage events and meters (/api/v1/...).
+	Meters meter.Store
+	done   chan error
+	Log    *slog.Logger
 	// beforeClose runs first in Close (an embedded gateway sends what it
 	// holds while the store is still open).
 	beforeClose func() error
@@ -137,8 +141,15 @@ func StartWith(ctx context.Context, f Config, so Options) (*Instance, error) {
 	idn.API.Register(srv)
 	wireStats(newTimedMux(srv, prom, "apimeter_metrics_api", "Metrics API"), st.DB(), eng, reg, f.StatsConfig, log)
 	wireWeb(srv)
-	if err := f.HTTPConfig.Validate(); err != nil {
+	ms, err := openMeters(ctx, st, srv, guard, reg, f, log)
+	if err != nil {
 		st.Close()
+		idn.Close()
+		return nil, err
+	}
+	closeStore := func() { ms.Close(); st.Close() }
+	if err := f.HTTPConfig.Validate(); err != nil {
+		closeStore()
 		idn.Close()
 		return nil, err
 	}
@@ -148,7 +159,7 @@ func StartWith(ctx context.Context, f Config, so Options) (*Instance, error) {
 	} else {
 		mln, err := net.Listen("tcp", f.MetricsListen)
 		if err != nil {
-			st.Close()
+			closeStore()
 			idn.Close()
 			return nil, fmt.Errorf("--metrics-listen: %w", err)
 		}
@@ -160,7 +171,7 @@ func StartWith(ctx context.Context, f Config, so Options) (*Instance, error) {
 	}
 	ln, err := net.Listen("tcp", f.Listen)
 	if err != nil {
-		st.Close()
+		closeStore()
 		idn.Close()
 		if metricsSrv != nil {
 			metricsSrv.Close()
@@ -171,7 +182,7 @@ func StartWith(ctx context.Context, f Config, so Options) (*Instance, error) {
 	ln = server.JSONConnErrors(ln) // net/http's own 431 and 400 answers as JSON
 	hs := f.HTTPConfig.server(srv)
 	hs.RegisterOnShutdown(srv.Stream().Close) // open event streams would hold Shutdown up
-	in := &Instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, Keys: keys, Auth: guard, catalog: cat, http: hs, metrics: metricsSrv, Prom: prom, idn: idn, done: make(chan error, 1), Log: log}
+	in := &Instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, Keys: keys, Auth: guard, catalog: cat, Meters: ms, http: hs, metrics: metricsSrv, Prom: prom, idn: idn, done: make(chan error, 1), Log: log}
 	go func() {
 		err := hs.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -196,7 +207,7 @@ func (in *Instance) Close() error {
 	if in.metrics != nil {
 		err = errors.Join(err, in.metrics.Shutdown(ctx))
 	}
-	return errors.Join(err, in.Store.Close(), in.idn.Close())
+	return errors.Join(err, in.Meters.Close(), in.Store.Close(), in.idn.Close())
 }
 
 // Done receives the result of serving HTTP once the server stops by

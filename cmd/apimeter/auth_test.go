@@ -258,6 +258,12 @@ func TestAuthRightKeyAnswers(t *testing.T) {
 		{"GET /v1/aliases/{key_hash}", "GET", "/v1/aliases/" + hash + "?org=acme&env=prod", "", r.admin, 200},
 		{"DELETE /v1/aliases/{key_hash}", "DELETE", "/v1/aliases/" + hash + "?org=acme&env=prod", "", r.admin, 200},
 		{"GET /v1/usage", "GET", "/v1/usage?org=acme&env=prod&period=2026-11", "", r.read, 200},
+		// OpenMeter's API (docs/metering.md): the org is the key's.
+		{"POST /api/v1/meters", "POST", "/api/v1/meters", `{"slug":"calls","eventType":"api-call","aggregation":"COUNT"}`, r.admin, 201},
+		{"GET /api/v1/meters", "GET", "/api/v1/meters", "", r.read, 200},
+		{"GET /api/v1/meters/{idOrSlug}", "GET", "/api/v1/meters/calls", "", r.read, 200},
+		{"GET /api/v1/meters/{idOrSlug}/query", "GET", "/api/v1/meters/calls/query?env=prod", "", r.read, 200},
+		{"DELETE /api/v1/meters/{idOrSlug}", "DELETE", "/api/v1/meters/calls", "", r.admin, 204},
 	}
 	for _, o := range []string{"/v1/o/{org}", "/v1/organizations/{org}"} {
 		for _, e := range []string{"/environments/{env}", "/e/{env}"} {

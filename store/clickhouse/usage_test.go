@@ -3,60 +3,60 @@ package clickhouse
 import (
 	"context"
 	"fmt"
-	"path/filepath"
-	"reflect"
+	"net/url"
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter"
-	"github.com/apimeter/apimeter/identity"
-	"github.com/apimeter/apimeter/store/duckdb"
+	"github.com/apimeter/apimeter/meter"
+	"github.com/apimeter/apimeter/store/clickhouse/chtest"
 )
 
-// TestUsageRebuildMatchesDuckDB: the usage counters rebuilt from the
-// ClickHouse events table equal those rebuilt from DuckDB for the same
-// events, a redelivered batch included (stored twice in ClickHouse by two
-// processes, counted once).
-func TestUsageRebuildMatchesDuckDB(t *testing.T) {
+// TestUsageTwoCollectorsAndRestart: the same usage events sent to two
+// collectors on one database are counted once by a meter (FINAL), and a
+// collector opened again knows the ids it stored.
+func TestUsageTwoCollectorsAndRestart(t *testing.T) {
 	ctx := context.Background()
-	var evs []apimeter.Event
-	at := time.Date(2026, 3, 31, 23, 0, 0, 0, time.UTC) // crosses a billing period
-	for i := range 300 {
-		evs = append(evs, apimeter.Event{ID: fmt.Sprint("u", i), Org: "o", Env: "e", APIName: "api", Method: "GET", Path: "/x",
-			RequestTime: at.Add(time.Duration(i*37) * time.Second), Status: []int{200, 404, 0, 503}[i%4], LatencyMs: 3,
-			UserID: fmt.Sprint("user", i%7), CompanyID: fmt.Sprint("co", i%3), APIKeyID: fmt.Sprint("k", i%5),
-			Weight: int64(1 + i%3), RequestSize: int64(i%4) - 1, ResponseSize: int64(i * 10)})
-	}
-	duck, err := duckdb.Open(ctx, filepath.Join(t.TempDir(), "events.duckdb"), duckdb.Options{DailyInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer duck.Close()
-	if _, err := duck.Append(ctx, evs); err != nil {
-		t.Fatal(err)
-	}
-	a, dsn := openTest(t, Options{})
-	defer a.Close()
-	b, err := Open(ctx, dsn, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	for _, st := range []*Store{a, b} {
-		if _, err := st.Append(ctx, evs); err != nil {
+	dsn := chtest.Shared(t).DSN(chtest.Database(t))
+	open := func() (*Store, *Usage) {
+		st, err := Open(ctx, dsn, Options{})
+		if err != nil {
 			t.Fatal(err)
 		}
+		u, err := st.OpenUsage(ctx, UsageOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st, u
 	}
-	ps := identity.Periods{AnchorDay: 1}
-	want, err := identity.RebuildCounters(ctx, duck.DB(), ps)
+	evs := make([]meter.Event, 200)
+	for i := range evs {
+		evs[i] = meter.Event{Org: "o", Env: "prod", Source: "s", ID: fmt.Sprintf("e%d", i), Type: "t", Subject: "c",
+			Time: time.Date(2026, 11, 10, 0, 0, i, 0, time.UTC), Data: []byte(`{"n":2}`), Keys: []string{"n"}, Str: []string{"2"}, Num: []float64{2}}
+	}
+	st1, u1 := open()
+	st2, u2 := open()
+	for _, u := range []*Usage{u1, u2} {
+		if res, err := u.AppendUsage(ctx, evs); err != nil || res.Stored != len(evs) {
+			t.Fatalf("%+v %v", res, err)
+		}
+	}
+	m := &meter.Meter{Org: "o", Env: "prod", Slug: "n", EventType: "t", Aggregation: meter.Sum, ValueProperty: "$.n"}
+	p, err := meter.ParseParams(url.Values{}, m, time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := identity.RebuildCountersFrom(ctx, a.DB(), UsageRebuildSQL, ps)
-	if err != nil {
-		t.Fatal(err)
+	res, err := meter.Query(ctx, u1.DB(), meter.ClickHouse{}, m, p)
+	if err != nil || len(res.Data) != 1 || res.Data[0].Value != 400 {
+		t.Fatalf("sum over events sent to two collectors: %+v %v, want 400 (each once)", res.Data, err)
 	}
-	if len(want) == 0 || !reflect.DeepEqual(got, want) {
-		t.Fatalf("rebuilt counters on ClickHouse differ from DuckDB's:\n got %v\nwant %v", got, want)
+	u1.Close()
+	st1.Close()
+	u2.Close()
+	st2.Close()
+	st3, u3 := open()
+	defer st3.Close()
+	defer u3.Close()
+	if r, err := u3.AppendUsage(ctx, evs[:50]); err != nil || r.Duplicates != 50 {
+		t.Fatalf("resent after restart: %+v %v, want 50 duplicates", r, err)
 	}
 }

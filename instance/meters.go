@@ -1,0 +1,64 @@
+package instance
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/meter"
+	"github.com/apimeter/apimeter/server"
+	"github.com/apimeter/apimeter/store/clickhouse"
+	"github.com/apimeter/apimeter/store/duckdb"
+)
+
+// MeterConfig configures usage metering (docs/metering.md).
+type MeterConfig struct {
+	Meters string `type:"existingfile" env:"APIMETER_METERS" placeholder:"FILE" help:"Meters file (JSON, docs/metering.md): meters per org and env written to the store at start, replacing those of the same slug."`
+}
+
+// openMeters opens the usage events and meters of st, writes the meters of
+// the meters file, and serves OpenMeter's API (/api/v1/...) on srv.
+func openMeters(ctx context.Context, st eventStore, srv *server.Server, authz server.Authorizer, reg *apps.Registry, f Config, log *slog.Logger) (meter.Store, error) {
+	var ms meter.Store
+	var d meter.Dialect
+	switch s := st.(type) {
+	case *duckdb.Store:
+		u, err := s.OpenUsage(ctx, duckdb.UsageOptions{DedupeHorizon: f.DedupeHorizon})
+		if err != nil {
+			return nil, err
+		}
+		ms, d = u, meter.DuckDB{}
+	case *clickhouse.Store:
+		u, err := s.OpenUsage(ctx, clickhouse.UsageOptions{DedupeHorizon: f.DedupeHorizon})
+		if err != nil {
+			return nil, &StoreError{Store: f.StoreConfig.String(), Err: err}
+		}
+		ms, d = u, meter.ClickHouse{}
+	default:
+		return nil, fmt.Errorf("usage metering: no usage tables for a %T store", st)
+	}
+	if f.Meters != "" {
+		list, err := meter.LoadConfig(f.Meters)
+		if err != nil {
+			ms.Close()
+			return nil, fmt.Errorf("--meters: %w", err)
+		}
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		for _, m := range list {
+			m.CreatedAt = now // when the file was last read
+			if err := ms.PutMeter(ctx, m); err != nil {
+				ms.Close()
+				return nil, fmt.Errorf("--meters: %w", err)
+			}
+		}
+		log.Info("meters loaded", "file", f.Meters, "meters", len(list))
+	}
+	meter.NewHandler(meter.Config{
+		Store: ms, Dialect: d, Auth: authz, Apps: reg, Logger: log,
+		MaxBodyBytes: f.MaxBodyBytes,
+		Limits:       meter.Limits{MaxEvents: f.MaxBatchEvents, MaxDataBytes: f.MaxMetadataBytes},
+	}).Register(srv)
+	return ms, nil
+}

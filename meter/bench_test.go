@@ -1,0 +1,164 @@
+package meter_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/apimeter/apimeter/meter"
+	"github.com/apimeter/apimeter/store/clickhouse"
+	"github.com/apimeter/apimeter/store/clickhouse/chtest"
+	"github.com/apimeter/apimeter/store/duckdb"
+)
+
+// benchEvents is the size of the meter query benchmarks' table:
+// APIMETER_BENCH_EVENTS, else 10 million.
+func benchEvents(b *testing.B) int {
+	if v := os.Getenv("APIMETER_BENCH_EVENTS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return n
+	}
+	return 10_000_000
+}
+
+// The table of the benchmarks: n usage events of type tokens over 30 days
+// from 2026-10-01, 1,000 subjects, data {"tokens": i % 1000, "model": one
+// of three}, as the ingest path flattens it. It is written with one
+// INSERT ... SELECT rather than through AppendUsage: the benchmark
+// measures the query.
+const (
+	benchFrom = "2026-10-01T00:00:00Z"
+	benchTo   = "2026-10-31T00:00:00Z"
+)
+
+func benchStep(n int) int64 { return 30 * 24 * 3600 * 1000 / int64(n) }
+
+var benchQueries = []struct{ name, meter, query string }{
+	{"sum_total", "tokens", "from=" + benchFrom + "&to=" + benchTo},
+	{"sum_day_berlin_by_model", "tokens", "from=" + benchFrom + "&to=" + benchTo + "&windowSize=DAY&windowTimeZone=Europe/Berlin&groupBy=model"},
+	{"count_by_subject", "calls", "from=" + benchFrom + "&to=" + benchTo + "&groupBy=subject"},
+	{"sum_hour_one_subject", "tokens", "from=" + benchFrom + "&to=" + benchTo + "&windowSize=HOUR&subject=c7"},
+}
+
+var benchMeters = map[string]*meter.Meter{
+	"tokens": {Org: "o", Env: "prod", Slug: "tokens", EventType: "tokens", Aggregation: meter.Sum, ValueProperty: "$.tokens", GroupBy: map[string]string{"model": "$.model"}},
+	"calls":  {Org: "o", Env: "prod", Slug: "calls", EventType: "tokens", Aggregation: meter.Count},
+}
+
+// floors are the same answers by the simplest SQL that gives them, on the
+// same table (the hand-written lower bound the meter query is held to):
+// the same rows (org, env, type, time), the value at a known list
+// position, UTC offsets as constants, no FINAL.
+var floors = map[string]map[string]string{
+	"DuckDB": {
+		"sum_total":               "SELECT sum(data_num[1]) FROM usage_events WHERE org = 'o' AND env = 'prod' AND type = 'tokens' AND ts_ms >= %d AND ts_ms < %d",
+		"sum_day_berlin_by_model": "SELECT (ts_ms + 3600000) // 86400000 AS d, data_str[2], sum(data_num[1]) FROM usage_events WHERE org = 'o' AND env = 'prod' AND type = 'tokens' AND ts_ms >= %d AND ts_ms < %d GROUP BY ALL",
+		"count_by_subject":        "SELECT subject, count(*) FROM usage_events WHERE org = 'o' AND env = 'prod' AND type = 'tokens' AND ts_ms >= %d AND ts_ms < %d GROUP BY ALL",
+		"sum_hour_one_subject":    "SELECT ts_ms // 3600000 AS h, sum(data_num[1]) FROM usage_events WHERE org = 'o' AND env = 'prod' AND type = 'tokens' AND subject = 'c7' AND ts_ms >= %d AND ts_ms < %d GROUP BY ALL",
+	},
+	"ClickHouse": {
+		"sum_total":               "SELECT sum(data_num[1]) FROM usage_events WHERE org = 'o' AND env = 'prod' AND type = 'tokens' AND ts_ms >= %d AND ts_ms < %d",
+		"sum_day_berlin_by_model": "SELECT intDiv(ts_ms + 3600000, 86400000) AS d, data_str[2] AS m, sum(data_num[1]) FROM usage_events WHERE org = 'o' AND env = 'prod' AND type = 'tokens' AND ts_ms >= %d AND ts_ms < %d GROUP BY d, m",
+		"count_by_subject":        "SELECT subject, count() FROM usage_events WHERE org = 'o' AND env = 'prod' AND type = 'tokens' AND ts_ms >= %d AND ts_ms < %d GROUP BY subject",
+		"sum_hour_one_subject":    "SELECT intDiv(ts_ms, 3600000) AS h, sum(data_num[1]) FROM usage_events WHERE org = 'o' AND env = 'prod' AND type = 'tokens' AND subject = 'c7' AND ts_ms >= %d AND ts_ms < %d GROUP BY h",
+	},
+}
+
+// BenchmarkMeterQuery answers meter queries over APIMETER_BENCH_EVENTS
+// (10 million) usage events on each store, beside the hand-written floor
+// of each: the answer's ms/op and its ratio to the floor.
+func BenchmarkMeterQuery(b *testing.B) {
+	n := benchEvents(b)
+	from, _ := time.Parse(time.RFC3339, benchFrom)
+	to, _ := time.Parse(time.RFC3339, benchTo)
+	b.Run("DuckDB", func(b *testing.B) {
+		st, err := duckdb.Open(context.Background(), filepath.Join(b.TempDir(), "q.duckdb"), duckdb.Options{DailyInterval: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer st.Close()
+		u, err := st.OpenUsage(context.Background(), duckdb.UsageOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer u.Close()
+		_, err = u.DB().Exec(fmt.Sprintf(`INSERT INTO usage_events SELECT 'o', 'prod', 'tokens', 'c' || (i %% 1000), %d + i * %d, 'bench', 'e' || i, 0, '{}',
+['tokens', 'model'], [CAST(i %% 1000 AS VARCHAR), ['gpt-4', 'gpt-3.5', 'claude'][i %% 3 + 1]], [CAST(i %% 1000 AS DOUBLE), 'NaN'::DOUBLE]
+FROM range(%d) t(i)`, from.UnixMilli(), benchStep(n), n))
+		if err != nil {
+			b.Fatal(err)
+		}
+		runBenchQueries(b, u.DB(), meter.DuckDB{}, "DuckDB", from, to)
+	})
+	b.Run("ClickHouse", func(b *testing.B) {
+		dsn := chtest.Shared(b).DSN(chtest.Database(b))
+		st, err := clickhouse.Open(context.Background(), dsn, clickhouse.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer st.Close()
+		u, err := st.OpenUsage(context.Background(), clickhouse.UsageOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer u.Close()
+		err = st.Conn().Exec(context.Background(), fmt.Sprintf(`INSERT INTO usage_events (org, env, type, subject, ts, ts_ms, source, id, ingested_at, data, data_keys, data_str, data_num)
+SELECT 'o', 'prod', 'tokens', concat('c', toString(number %% 1000)), toDateTime(intDiv(%d + number * %d, 1000), 'UTC'), %d + number * %d, 'bench', concat('e', toString(number)), toDateTime(0, 'UTC'), '{}',
+['tokens', 'model'], [toString(number %% 1000), ['gpt-4', 'gpt-3.5', 'claude'][number %% 3 + 1]], [toFloat64(number %% 1000), nan]
+FROM numbers(%d)`, from.UnixMilli(), benchStep(n), from.UnixMilli(), benchStep(n), n))
+		if err != nil {
+			b.Fatal(err)
+		}
+		// Merged, as a table is once ingest has settled.
+		if err := st.Conn().Exec(context.Background(), "OPTIMIZE TABLE usage_events FINAL"); err != nil {
+			b.Fatal(err)
+		}
+		runBenchQueries(b, u.DB(), meter.ClickHouse{}, "ClickHouse", from, to)
+	})
+}
+
+func runBenchQueries(b *testing.B, db *sql.DB, d meter.Dialect, engine string, from, to time.Time) {
+	for _, bq := range benchQueries {
+		m := benchMeters[bq.meter]
+		v, _ := url.ParseQuery(bq.query)
+		p, err := meter.ParseParams(v, m, to)
+		if err != nil {
+			b.Fatal(err)
+		}
+		floor := fmt.Sprintf(floors[engine][bq.name], from.UnixMilli(), to.UnixMilli())
+		var meterNs, floorNs time.Duration
+		b.Run(bq.name, func(b *testing.B) {
+			for b.Loop() {
+				// Alternate the meter query and its floor, so that both
+				// see the same load.
+				t0 := time.Now()
+				res, err := meter.Query(context.Background(), db, d, m, p)
+				if err != nil || len(res.Data) == 0 {
+					b.Fatalf("%v, %d rows", err, len(res.Data))
+				}
+				t1 := time.Now()
+				rows, err := db.Query(floor)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for rows.Next() {
+				}
+				rows.Close()
+				meterNs += t1.Sub(t0)
+				floorNs += time.Since(t1)
+			}
+			b.ReportMetric(float64(meterNs.Milliseconds())/float64(b.N), "meter-ms/op")
+			b.ReportMetric(float64(floorNs.Milliseconds())/float64(b.N), "floor-ms/op")
+			b.ReportMetric(float64(meterNs)/float64(floorNs), "meter/floor")
+		})
+	}
+}

@@ -1,0 +1,51 @@
+package meter
+
+import "time"
+
+// DuckDB is the embedded store's dialect.
+type DuckDB struct{}
+
+func (DuckDB) UsageTable() string { return "usage_events" }
+func (DuckDB) CallTable() string  { return "events" }
+func (DuckDB) CallTime() string   { return "epoch_ms(ts)" }
+func (DuckDB) CallRange(from, to time.Time) (string, []any) {
+	return "ts >= ? AND ts < ?", []any{from.UTC(), to.UTC()}
+}
+
+// NumAt: NaN (not a number) stored is NULL read; nullif takes x once, as
+// DuckDB would compute it again for each mention.
+func (DuckDB) NumAt() string {
+	return "nullif(data_num[list_position(data_keys, ?)], 'NaN'::DOUBLE)"
+}
+func (DuckDB) StrAt() string                 { return "data_str[list_position(data_keys, ?)]" }
+func (DuckDB) IDiv(a, b string) string       { return "(" + a + " // " + b + ")" }
+func (DuckDB) Double(x string) string        { return "CAST(" + x + " AS DOUBLE)" }
+func (DuckDB) Text(x string) string          { return "CAST(" + x + " AS VARCHAR)" }
+func (DuckDB) CountDistinct(x string) string { return "count(DISTINCT " + x + ")" }
+func (DuckDB) ArgMax(x, by string) string    { return "arg_max(" + x + ", " + by + ")" }
+
+// ClickHouse is the scale-out store's dialect (ClickHouse 18.16 and later:
+// no JSON functions are needed, as data is flattened at ingest). Tables
+// are read with FINAL, so that an event stored twice by two collectors is
+// counted once, as the Metrics API counts it.
+type ClickHouse struct{}
+
+func (ClickHouse) UsageTable() string { return "usage_events FINAL" }
+func (ClickHouse) CallTable() string  { return "events FINAL" }
+func (ClickHouse) CallTime() string   { return "intDiv(ts_us, 1000)" }
+func (ClickHouse) CallRange(from, to time.Time) (string, []any) {
+	// ts (seconds) prunes partitions and the index; ts_us is exact.
+	return "ts >= toDateTime(?, 'UTC') AND ts <= toDateTime(?, 'UTC') AND ts_us >= ? AND ts_us < ?",
+		[]any{from.Unix(), to.Unix(), from.UnixMicro(), to.UnixMicro()}
+}
+func (ClickHouse) NumAt() string {
+	return "if(indexOf(data_keys, ?) > 0 AND NOT isNaN(data_num[indexOf(data_keys, ?)]), toNullable(data_num[indexOf(data_keys, ?)]), NULL)"
+}
+func (ClickHouse) StrAt() string {
+	return "if(indexOf(data_keys, ?) > 0, toNullable(data_str[indexOf(data_keys, ?)]), NULL)"
+}
+func (ClickHouse) IDiv(a, b string) string       { return "intDiv(" + a + ", " + b + ")" }
+func (ClickHouse) Double(x string) string        { return "toFloat64(" + x + ")" }
+func (ClickHouse) Text(x string) string          { return "toString(" + x + ")" }
+func (ClickHouse) CountDistinct(x string) string { return "uniqExact(" + x + ")" }
+func (ClickHouse) ArgMax(x, by string) string    { return "argMax(" + x + ", " + by + ")" }
