@@ -137,6 +137,7 @@ func startWith(ctx context.Context, f serverFlags, so startOptions) (*instance, 
 	idn.API.Register(srv)
 	wireStats(newTimedMux(srv, prom, "apimeter_metrics_api", "Metrics API"), st.DB(), eng, reg, f.statsFlags, log)
 	wireWeb(srv)
+	wireOTLP(srv, reg, prom, f, log)
 	if err := f.httpFlags.Validate(); err != nil {
 		st.Close()
 		idn.Close()
