@@ -281,8 +281,8 @@ func (c *httpCall) fill(e *apimeter.Event) string {
 		b.WriteString("://")
 		if port > 0 && !defaultPort(scheme, port) {
 			b.WriteString(net.JoinHostPort(host, strconv.FormatInt(port, 10)))
-		} else if strings.IndexByte(host, ':') >= 0 && !strings.HasPrefix(host, "[") {
-			b.WriteString("[" + host + "]")
+		} else if a, err := netip.ParseAddr(host); err == nil && a.Is6() {
+			b.WriteString("[" + host + "]") // http.host may also be "name:port", kept as it is
 		} else {
 			b.WriteString(host)
 		}
