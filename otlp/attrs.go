@@ -340,6 +340,9 @@ func splitTarget(t string) (path, query string) {
 // values sometimes carry one).
 func clientIP(ip string) string {
 	ip = strings.TrimSpace(ip)
+	if strings.IndexByte(ip, ':') < 0 {
+		return ip // no port (and no error value made to say so)
+	}
 	if host, _, err := net.SplitHostPort(ip); err == nil {
 		if _, err := netip.ParseAddr(host); err == nil {
 			return host

@@ -71,56 +71,59 @@ func spanOf(m *apimeter.MoesifEvent) *tracepb.Span {
 		StartTimeUnixNano: uint64(start.UnixNano()), EndTimeUnixNano: uint64(end.UnixNano()), Attributes: attrs}
 }
 
-// benchWork is one batch of the workload in each form sent.
-type benchWork struct {
-	moesif, moesifNoBodies, otlpProto, otlpJSON []byte
-}
+// benchCache keeps the request bodies made, by form and count: every
+// sub-benchmark sends the same calls, and making them is not timed.
+var benchCache = map[string][][]byte{}
 
-// benchCache keeps the batches made for a size: every sub-benchmark
-// sends the same calls, and making them is not timed.
-var benchCache = map[int][]benchWork{}
-
-func benchBatches(b *testing.B, n int) []benchWork {
+// benchBodies returns n request bodies of benchBatch generated calls each,
+// in one form: "moesif" (the collector's batches), "moesif-no-bodies" (what
+// a span carries, as a Moesif event: no bodies, session token or
+// metadata), "otlp-protobuf" or "otlp-json" (the same calls as SERVER
+// spans, one resource per API as each service exports its own).
+func benchBodies(b *testing.B, form string, n int) [][]byte {
 	b.Helper()
-	if w, ok := benchCache[n]; ok {
+	key := form + "/" + strconv.Itoa(n)
+	if w, ok := benchCache[key]; ok {
 		return w
 	}
 	gen := workload.New(11, 30*24*time.Hour)
 	gen.IDs = true
-	out := make([]benchWork, n)
+	out := make([][]byte, n)
 	for i := range out {
 		ms := gen.Batch(benchBatch)
 		var err error
-		if out[i].moesif, err = json.Marshal(ms); err != nil {
-			b.Fatal(err)
-		}
-		// One resource (service) per API, as each service exports its own.
-		byAPI := map[string]*tracepb.ResourceSpans{}
-		req := &coltracepb.ExportTraceServiceRequest{}
-		for j := range ms {
-			rs := byAPI[ms[j].APIName]
-			if rs == nil {
-				rs = &tracepb.ResourceSpans{Resource: &resourcepb.Resource{Attributes: []*commonpb.KeyValue{strAttr("service.name", ms[j].APIName),
-					strAttr("service.version", ms[j].Request.APIVersion)}}, ScopeSpans: []*tracepb.ScopeSpans{{}}}
-				byAPI[ms[j].APIName] = rs
-				req.ResourceSpans = append(req.ResourceSpans, rs)
+		switch form {
+		case "moesif-no-bodies":
+			for j := range ms {
+				ms[j].Request.Body, ms[j].Response.Body, ms[j].SessionToken, ms[j].Metadata = nil, nil, "", nil
 			}
-			rs.ScopeSpans[0].Spans = append(rs.ScopeSpans[0].Spans, spanOf(&ms[j]))
+			fallthrough
+		case "moesif":
+			out[i], err = json.Marshal(ms)
+		default:
+			byAPI := map[string]*tracepb.ResourceSpans{}
+			req := &coltracepb.ExportTraceServiceRequest{}
+			for j := range ms {
+				rs := byAPI[ms[j].APIName]
+				if rs == nil {
+					rs = &tracepb.ResourceSpans{Resource: &resourcepb.Resource{Attributes: []*commonpb.KeyValue{strAttr("service.name", ms[j].APIName),
+						strAttr("service.version", ms[j].Request.APIVersion)}}, ScopeSpans: []*tracepb.ScopeSpans{{}}}
+					byAPI[ms[j].APIName] = rs
+					req.ResourceSpans = append(req.ResourceSpans, rs)
+				}
+				rs.ScopeSpans[0].Spans = append(rs.ScopeSpans[0].Spans, spanOf(&ms[j]))
+			}
+			if form == "otlp-json" {
+				out[i] = otlpJSON(b, req)
+			} else {
+				out[i], err = proto.Marshal(req)
+			}
 		}
-		if out[i].otlpProto, err = proto.Marshal(req); err != nil {
-			b.Fatal(err)
-		}
-		out[i].otlpJSON = otlpJSON(b, req)
-		// What a span carries, as a Moesif event: no bodies, session
-		// token or metadata.
-		for j := range ms {
-			ms[j].Request.Body, ms[j].Response.Body, ms[j].SessionToken, ms[j].Metadata = nil, nil, "", nil
-		}
-		if out[i].moesifNoBodies, err = json.Marshal(ms); err != nil {
+		if err != nil {
 			b.Fatal(err)
 		}
 	}
-	benchCache[n] = out
+	benchCache[key] = out
 	return out
 }
 
@@ -134,16 +137,15 @@ func benchBatches(b *testing.B, n int) []benchWork {
 //	go test ./otlp -run '^$' -bench Ingest -benchtime 100000x -count 3
 func BenchmarkIngest(b *testing.B) {
 	for _, c := range []struct {
-		name, path, ctype string
-		body              func(w *benchWork) []byte
+		name, form, path, ctype string
 	}{
-		{"collector", "/v1/events/batch", "application/json", func(w *benchWork) []byte { return w.moesif }},
-		{"collector-no-bodies", "/v1/events/batch", "application/json", func(w *benchWork) []byte { return w.moesifNoBodies }},
-		{"otlp-protobuf", "/v1/traces", "application/x-protobuf", func(w *benchWork) []byte { return w.otlpProto }},
-		{"otlp-json", "/v1/traces", "application/json", func(w *benchWork) []byte { return w.otlpJSON }},
+		{"collector", "moesif", "/v1/events/batch", "application/json"},
+		{"collector-no-bodies", "moesif-no-bodies", "/v1/events/batch", "application/json"},
+		{"otlp-protobuf", "otlp-protobuf", "/v1/traces", "application/x-protobuf"},
+		{"otlp-json", "otlp-json", "/v1/traces", "application/json"},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			work := benchBatches(b, max(1, b.N/benchBatch))
+			work := benchBodies(b, c.form, max(1, b.N/benchBatch))
 			dir := b.TempDir()
 			st, err := duckdb.Open(context.Background(), filepath.Join(dir, "events.duckdb"), duckdb.Options{})
 			if err != nil {
@@ -173,8 +175,8 @@ func BenchmarkIngest(b *testing.B) {
 					}
 				}()
 			}
-			for i := range work {
-				queue <- c.body(&work[i])
+			for _, body := range work {
+				queue <- body
 			}
 			close(queue)
 			wg.Wait()
@@ -184,6 +186,57 @@ func BenchmarkIngest(b *testing.B) {
 				b.Fatalf("%d stored (%v), want %d", n, err, len(work)*benchBatch)
 			}
 			b.ReportMetric(float64(len(work)*benchBatch)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
+
+// BenchmarkDecode is the CPU work of one request before the store, per
+// call: the collector's Moesif decoding (DecodeBatch, ToEvent) against
+// OTLP's (protobuf or protojson, then the mapping), each followed by the
+// scrubber as ingest runs it.
+//
+//	go test ./otlp -run '^$' -bench Decode -benchtime 20000x
+func BenchmarkDecode(b *testing.B) {
+	scrub := apimeter.NewScrubber(nil, nil, -1)
+	run := func(b *testing.B, one func(i int) []apimeter.Event) {
+		b.ReportAllocs()
+		n := 0
+		for i := 0; n < b.N; i++ {
+			evs := one(i)
+			for j := range evs {
+				scrub.Scrub(&evs[j])
+			}
+			n += len(evs)
+		}
+	}
+	b.Run("collector", func(b *testing.B) {
+		work := benchBodies(b, "moesif", 4)
+		run(b, func(i int) []apimeter.Event {
+			ms, err := apimeter.DecodeBatch(work[i%len(work)], apimeter.Limits{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			evs := make([]apimeter.Event, len(ms))
+			for j := range ms {
+				evs[j], _ = ms[j].ToEvent("bench", "prod", j)
+			}
+			return evs
+		})
+	})
+	for _, c := range []struct{ form, ctype string }{
+		{"otlp-protobuf", "application/x-protobuf"},
+		{"otlp-json", "application/json"},
+	} {
+		b.Run(c.form, func(b *testing.B) {
+			work := benchBodies(b, c.form, 4)
+			var m otlp.Mapper
+			run(b, func(i int) []apimeter.Event {
+				var batch otlp.Batch
+				if err := otlp.DecodeTraces(work[i%len(work)], c.ctype, &m, "bench", "prod", &batch); err != nil {
+					b.Fatal(err)
+				}
+				return batch.Events
+			})
 		})
 	}
 }

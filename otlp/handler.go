@@ -492,3 +492,21 @@ func (l *logLimiter) allow(key string, now time.Time) bool {
 	l.seen[key] = now
 	return true
 }
+
+// DecodeTraces decodes a trace export body of the given Content-Type as the
+// receiver does and maps its spans into b (for benchmarks and tools).
+func DecodeTraces(body []byte, contentType string, m *Mapper, org, env string, b *Batch) error {
+	enc, e := requestEncoding(contentType)
+	if e != nil {
+		return e
+	}
+	req := &coltracepb.ExportTraceServiceRequest{}
+	if e := decode(body, enc, req); e != nil {
+		return e
+	}
+	if enc == encJSON {
+		fixTraceIDs(req)
+	}
+	m.Traces(req, org, env, b)
+	return nil
+}
