@@ -23,21 +23,21 @@ const maxHeaders = 1000
 // order of the attributes; among several older names the rank says which
 // wins (lower first).
 type httpCall struct {
-	method, methodOriginal string
-	path, query            string
-	target                 string // http.target: path and query
-	full                   string // url.full / http.url
-	scheme, host           string
-	port                   int64
-	route                  string
-	status                 int64
-	clientIP               string
-	userAgent              string
-	userID                 string
-	reqSize, respSize      int64
-	durationSec            float64 // logs: http.server.request.duration
+	method, methodOriginal  string
+	path, query             string
+	target                  string // http.target: path and query
+	full                    string // url.full / http.url
+	scheme, host            string
+	port                    int64
+	route                   string
+	status                  int64
+	clientIP                string
+	userAgent               string
+	userID                  string
+	reqSize, respSize       int64
+	durationSec             float64 // logs: http.server.request.duration
 	reqHeaders, respHeaders apimeter.Headers
-	tooManyHeaders         bool
+	tooManyHeaders          bool
 
 	// ranks of the values several names can set; 0 is unset.
 	methodRank, pathRank, queryRank, fullRank, schemeRank, hostRank, portRank,

@@ -122,7 +122,7 @@ func (e *env) post(t *testing.T, path string, body io.Reader, header ...string) 
 func (e *env) stored(t *testing.T) int {
 	t.Helper()
 	var n int
-	if err := e.store.DB().QueryRow("SELECT count(*) FROM events").Scan(&n); err != nil {
+	if err := e.store.DB().QueryRow("SELECT count(*) FROM " + e.events).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n

@@ -2,12 +2,14 @@ package otlp_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -24,6 +26,8 @@ import (
 	"github.com/apimeter/apimeter/otlp"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/stats"
+	"github.com/apimeter/apimeter/store/clickhouse"
+	"github.com/apimeter/apimeter/store/clickhouse/chtest"
 	"github.com/apimeter/apimeter/store/duckdb"
 )
 
@@ -32,16 +36,28 @@ import (
 // Metrics API behind a read key, and the OTLP receiver, on loopback.
 type env struct {
 	t     testing.TB
-	store *duckdb.Store
+	store envStore
 	srv   *server.Server
 	http  *httptest.Server
 	url   string
 	appID string
 	key   string
 	prom  *prometheus.Registry
+	// events is the events table as read: with FINAL on ClickHouse, where
+	// a duplicate is one row only once merged or read so.
+	events string
+}
+
+// envStore is what the tests need of a store: both engines have it.
+type envStore interface {
+	apimeter.Store
+	DB() *sql.DB
 }
 
 type envOptions struct {
+	// clickhouse runs the env on the test binary's shared clickhouse-server
+	// (a database of its own) instead of an embedded DuckDB file.
+	clickhouse bool
 	// wrap, when set, wraps the server's Ingest (to hold an export).
 	wrap        func(otlp.Ingester) otlp.Ingester
 	maxInFlight int
@@ -50,9 +66,21 @@ type envOptions struct {
 func newEnv(t testing.TB, opts envOptions) *env {
 	t.Helper()
 	dir := t.TempDir()
-	st, err := duckdb.Open(context.Background(), filepath.Join(dir, "events.duckdb"), duckdb.Options{})
-	if err != nil {
-		t.Fatal(err)
+	var st envStore
+	var dialect stats.Dialect = stats.DuckDB{}
+	if opts.clickhouse {
+		ch := chtest.Shared(t)
+		cst, err := clickhouse.Open(context.Background(), ch.DSN(chtest.Database(t)), clickhouse.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, dialect = cst, stats.ClickHouse{}
+	} else {
+		dst, err := duckdb.Open(context.Background(), filepath.Join(dir, "events.duckdb"), duckdb.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st = dst
 	}
 	a, err := apps.Create(dir, "acme", "prod")
 	if err != nil {
@@ -88,9 +116,12 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		ing = opts.wrap(srv)
 	}
 	otlp.New(otlp.Config{Apps: reg, Ingest: ing, Check: srv.CheckEvent, Registerer: prom, MaxInFlight: opts.maxInFlight}).Register(srv)
-	stats.NewHandler(stats.Config{DB: st.DB(), QuotaPerMinute: -1}).Register(srv)
+	stats.NewHandler(stats.Config{DB: st.DB(), Dialect: dialect, QuotaPerMinute: -1}).Register(srv)
 	hs := httptest.NewServer(srv)
-	e := &env{t: t, store: st, srv: srv, http: hs, url: hs.URL, appID: a.ID, key: key, prom: prom}
+	e := &env{t: t, store: st, srv: srv, http: hs, url: hs.URL, appID: a.ID, key: key, prom: prom, events: "events"}
+	if opts.clickhouse {
+		e.events = "events FINAL"
+	}
 	t.Cleanup(func() {
 		hs.Close()
 		st.Close()
@@ -134,7 +165,7 @@ func (e *env) metrics(dims string) map[string]int {
 // rows returns every stored event row, all columns written out as text.
 func (e *env) rows() []string {
 	e.t.Helper()
-	rows, err := e.store.DB().Query("SELECT * FROM events")
+	rows, err := e.store.DB().Query("SELECT * FROM " + e.events)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -195,4 +226,11 @@ func value(m *dto.Metric) float64 {
 		return c.GetValue()
 	}
 	return m.GetGauge().GetValue()
+}
+
+// TestMain shares one clickhouse-server among the package's tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	chtest.StopShared()
+	os.Exit(code)
 }

@@ -197,68 +197,73 @@ func TestSDKExport(t *testing.T) {
 				otlptracehttp.WithEncoding(otlptracehttp.EncodingJSON), otlptracehttp.WithCompression(otlptracehttp.GzipCompression)}
 		}},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			oerrs := catchOtelErrors(t)
-			e := newEnv(t, envOptions{})
-			calls := plan(75)
-			// The exporter's requests are counted on their way in, to be
-			// sure of the encoding they used.
-			var contentTypes sync.Map
-			front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				contentTypes.Store(r.Header.Get("Content-Type")+" "+r.Header.Get("Content-Encoding"), true)
-				e.srv.ServeHTTP(w, r)
-			}))
-			defer front.Close()
-			runSample(t, front.URL+"/v1/traces", calls, c.opts(e.appID)...)
-			if errs := oerrs.all(); len(errs) > 0 {
-				t.Fatalf("the SDK reported export errors: %v", errs)
+		for _, engine := range []string{"duckdb", "clickhouse"} {
+			if engine == "clickhouse" && strings.HasSuffix(c.name, "gzip") {
+				continue // gzip is the receiver's, not the store's: DuckDB alone
 			}
-			var seen []string
-			contentTypes.Range(func(k, _ any) bool { seen = append(seen, k.(string)); return true })
-			wantCT := "application/x-protobuf"
-			if strings.HasPrefix(c.name, "json") {
-				wantCT = "application/json"
-			}
-			if len(seen) != 1 || !strings.HasPrefix(seen[0], wantCT) || strings.HasSuffix(c.name, "gzip") != strings.HasSuffix(seen[0], "gzip") {
-				t.Fatalf("exporter sent %q, want %s (gzip: %v)", seen, wantCT, strings.HasSuffix(c.name, "gzip"))
-			}
+			t.Run(c.name+"/"+engine, func(t *testing.T) {
+				oerrs := catchOtelErrors(t)
+				e := newEnv(t, envOptions{clickhouse: engine == "clickhouse"})
+				calls := plan(75)
+				// The exporter's requests are counted on their way in, to be
+				// sure of the encoding they used.
+				var contentTypes sync.Map
+				front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					contentTypes.Store(r.Header.Get("Content-Type")+" "+r.Header.Get("Content-Encoding"), true)
+					e.srv.ServeHTTP(w, r)
+				}))
+				defer front.Close()
+				runSample(t, front.URL+"/v1/traces", calls, c.opts(e.appID)...)
+				if errs := oerrs.all(); len(errs) > 0 {
+					t.Fatalf("the SDK reported export errors: %v", errs)
+				}
+				var seen []string
+				contentTypes.Range(func(k, _ any) bool { seen = append(seen, k.(string)); return true })
+				wantCT := "application/x-protobuf"
+				if strings.HasPrefix(c.name, "json") {
+					wantCT = "application/json"
+				}
+				if len(seen) != 1 || !strings.HasPrefix(seen[0], wantCT) || strings.HasSuffix(c.name, "gzip") != strings.HasSuffix(seen[0], "gzip") {
+					t.Fatalf("exporter sent %q, want %s (gzip: %v)", seen, wantCT, strings.HasSuffix(c.name, "gzip"))
+				}
 
-			got := e.metrics("user_id,route,response_status_code")
-			if w := want(calls); !equalCounts(got, w) {
-				t.Fatalf("Metrics API by user, route, status:\n got  %v\n want %v", got, w)
-			}
-			total := 0
-			for _, n := range got {
-				total += n
-			}
-			if total != len(calls) {
-				t.Fatalf("Metrics API counts %d calls, %d were made (client spans counted?)", total, len(calls))
-			}
-			if n := e.counter("apimeter_otlp_spans_total", map[string]string{"kind": "client", "result": "ignored"}); n != float64(len(calls)) {
-				t.Fatalf("client spans ignored: %v, want %d", n, len(calls))
-			}
-			if got := e.metrics("apiproxy"); got["orders-api"] != len(calls) {
-				t.Fatalf("by apiproxy (service.name): %v", got)
-			}
-			if got := e.metrics("company_id"); got["globex"] != len(calls)/3 {
-				t.Fatalf("by company (the JWT's tenant claim through the company rule): %v, want globex=%d", got, len(calls)/3)
-			}
-			// The JWT reached identity (carol is counted) and then the
-			// scrubber: no stored column holds it, or its signature.
-			sig := carolJWT[strings.LastIndexByte(carolJWT, '.')+1:]
-			rows := e.rows()
-			if len(rows) != len(calls) {
-				t.Fatalf("%d rows stored, want %d", len(rows), len(calls))
-			}
-			for _, r := range rows {
-				if strings.Contains(r, sig) || strings.Contains(r, carolJWT) {
-					t.Fatalf("a stored row holds the bearer token: %s", r)
+				got := e.metrics("user_id,route,response_status_code")
+				if w := want(calls); !equalCounts(got, w) {
+					t.Fatalf("Metrics API by user, route, status:\n got  %v\n want %v", got, w)
 				}
-				if !strings.Contains(r, `"trace_id":"`) {
-					t.Fatalf("a stored row lacks its trace id: %s", r)
+				total := 0
+				for _, n := range got {
+					total += n
 				}
-			}
-		})
+				if total != len(calls) {
+					t.Fatalf("Metrics API counts %d calls, %d were made (client spans counted?)", total, len(calls))
+				}
+				if n := e.counter("apimeter_otlp_spans_total", map[string]string{"kind": "client", "result": "ignored"}); n != float64(len(calls)) {
+					t.Fatalf("client spans ignored: %v, want %d", n, len(calls))
+				}
+				if got := e.metrics("apiproxy"); got["orders-api"] != len(calls) {
+					t.Fatalf("by apiproxy (service.name): %v", got)
+				}
+				if got := e.metrics("company_id"); got["globex"] != len(calls)/3 {
+					t.Fatalf("by company (the JWT's tenant claim through the company rule): %v, want globex=%d", got, len(calls)/3)
+				}
+				// The JWT reached identity (carol is counted) and then the
+				// scrubber: no stored column holds it, or its signature.
+				sig := carolJWT[strings.LastIndexByte(carolJWT, '.')+1:]
+				rows := e.rows()
+				if len(rows) != len(calls) {
+					t.Fatalf("%d rows stored, want %d", len(rows), len(calls))
+				}
+				for _, r := range rows {
+					if strings.Contains(r, sig) || strings.Contains(r, carolJWT) {
+						t.Fatalf("a stored row holds the bearer token: %s", r)
+					}
+					if !strings.Contains(r, `"trace_id":"`) {
+						t.Fatalf("a stored row lacks its trace id: %s", r)
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -278,8 +283,14 @@ func equalCounts(a, b map[string]int) bool {
 // proxy in front answers 503 after apimeter stored it); the SDK's exporter
 // retries the same spans, which are counted once.
 func TestSDKRetryCountedOnce(t *testing.T) {
+	for _, engine := range []string{"duckdb", "clickhouse"} {
+		t.Run(engine, func(t *testing.T) { testRetry(t, envOptions{clickhouse: engine == "clickhouse"}) })
+	}
+}
+
+func testRetry(t *testing.T, opts envOptions) {
 	oerrs := catchOtelErrors(t)
-	e := newEnv(t, envOptions{})
+	e := newEnv(t, opts)
 	var forwarded, lost atomic.Int32
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
