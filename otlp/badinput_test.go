@@ -326,3 +326,33 @@ func gzipped(t *testing.T, r io.Reader) []byte {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestSpanSecrets: credentials a span carries, in captured headers, the
+// query or the full URL, reach no stored column; the ones that identify a
+// caller are kept as fingerprints.
+func TestSpanSecrets(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	secrets := []string{"dXNlcjpodW50ZXIy", "sess-9f8e7d6c5b4a", "sk_live_SECRETKEY42", "qtok-SECRET-77", "pw-SECRET-88"}
+	sp := serverSpan("GET", "/v1/charges", 200,
+		arrAttr("http.request.header.authorization", "Basic "+secrets[0]),
+		arrAttr("http.request.header.cookie", "session="+secrets[1]),
+		arrAttr("http.request.header.x-api-key", secrets[2]),
+		strAttr("url.query", "limit=5&access_token="+secrets[3]),
+		strAttr("url.full", "https://svc:"+secrets[4]+"@api.example.com/v1/charges?limit=5&access_token="+secrets[3]),
+	)
+	if a := e.post(t, "/v1/traces", bytes.NewReader(mustProto(t, export(sp)))); a.status != 200 || a.ok.GetPartialSuccess() != nil {
+		t.Fatalf("answer %d %q", a.status, a.raw)
+	}
+	rows := e.rows()
+	if len(rows) != 1 {
+		t.Fatalf("%d rows, want 1", len(rows))
+	}
+	for _, s := range secrets {
+		if strings.Contains(rows[0], s) {
+			t.Fatalf("the stored row holds %q: %s", s, rows[0])
+		}
+	}
+	if !strings.Contains(rows[0], "limit=5") {
+		t.Fatalf("the query's other parameters were lost: %s", rows[0])
+	}
+}
