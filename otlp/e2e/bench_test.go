@@ -1,4 +1,4 @@
-package otlp_test
+package e2e_test
 
 import (
 	"bytes"
@@ -134,7 +134,7 @@ func benchBodies(b *testing.B, form string, n int) [][]byte {
 // BenchmarkIngest, 500 calls per request, four concurrent senders calling
 // the handler in process.
 //
-//	go test ./otlp -run '^$' -bench Ingest -benchtime 100000x -count 3
+//	go test ./otlp/e2e -run '^$' -bench Ingest -benchtime 100000x -count 3
 func BenchmarkIngest(b *testing.B) {
 	for _, c := range []struct {
 		name, form, path, ctype string
@@ -195,7 +195,7 @@ func BenchmarkIngest(b *testing.B) {
 // OTLP's (protobuf or protojson, then the mapping), each followed by the
 // scrubber as ingest runs it.
 //
-//	go test ./otlp -run '^$' -bench Decode -benchtime 20000x
+//	go test ./otlp/e2e -run '^$' -bench Decode -benchtime 20000x
 func BenchmarkDecode(b *testing.B) {
 	scrub := apimeter.NewScrubber(nil, nil, -1)
 	run := func(b *testing.B, one func(i int) []apimeter.Event) {
