@@ -16,7 +16,7 @@ import (
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
-	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 func kv(k string, v any) *commonpb.KeyValue {
@@ -73,7 +73,7 @@ func seedLogs() []*collogspb.ExportLogsServiceRequest {
 
 // checkBatch holds what every mapping must give, whatever the input:
 // each item accounted for once, and every event a call the store can take.
-func checkBatch(t *testing.T, b *Batch, total int, scrub *apimeter.Scrubber) {
+func checkBatch(t *testing.T, b *Batch, total int, scrub *scrub.Scrubber) {
 	t.Helper()
 	n := int64(len(b.Events)) + b.Rejected
 	for _, x := range b.Ignored {
@@ -134,7 +134,7 @@ func FuzzTraces(f *testing.F) {
 	}
 	f.Add([]byte(`{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","kind":2,`+
 		`"startTimeUnixNano":"1","attributes":[{"key":"http.method","value":{"stringValue":"GET"}},{"key":"http.target","value":{"stringValue":"/?q"}}]}]}]}]}`), true)
-	scrub := apimeter.NewScrubber(nil, nil, 1024)
+	scrub := scrub.New(nil, nil, 1024)
 	f.Fuzz(func(t *testing.T, data []byte, asJSON bool) {
 		enc := encProto
 		if asJSON {
@@ -177,7 +177,7 @@ func FuzzLogs(f *testing.F) {
 		j, _ := protojson.Marshal(req)
 		f.Add(j, true)
 	}
-	scrub := apimeter.NewScrubber(nil, nil, 1024)
+	scrub := scrub.New(nil, nil, 1024)
 	f.Fuzz(func(t *testing.T, data []byte, asJSON bool) {
 		enc := encProto
 		if asJSON {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/instance"
 )
 
 // TestServeOTLP: `apimeter serve` answers OTLP/HTTP on its listener with
@@ -19,9 +20,9 @@ import (
 func TestServeOTLP(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	f := serverFlags{Listen: "127.0.0.1:0", Data: filepath.Join(dir, "data"), BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100,
-		DedupeHorizon: time.Hour, statsFlags: statsFlags{StatsQuota: -1}}
-	in, err := start(ctx, f)
+	f := instance.Config{Listen: "127.0.0.1:0", Data: filepath.Join(dir, "data"), BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100,
+		DedupeHorizon: time.Hour, StatsConfig: instance.StatsConfig{StatsQuota: -1}}
+	in, err := instance.Start(ctx, f)
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}

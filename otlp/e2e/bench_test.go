@@ -23,7 +23,9 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/otlp"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/store/duckdb"
 	"github.com/apimeter/apimeter/workload"
@@ -34,7 +36,7 @@ const benchBatch = 500
 // spanOf is the SERVER span an OpenTelemetry SDK would export for the call
 // m describes: the current HTTP conventions, the headers a capture setting
 // would add (Authorization, X-Api-Key), no bodies (spans carry none).
-func spanOf(m *apimeter.MoesifEvent) *tracepb.Span {
+func spanOf(m *moesif.Event) *tracepb.Span {
 	start, _ := time.Parse("2006-01-02T15:04:05.000Z", m.Request.Time)
 	end, _ := time.Parse("2006-01-02T15:04:05.000Z", m.Response.Time)
 	sum := xxh3.HashString128(m.EventID).Bytes()
@@ -154,7 +156,7 @@ func BenchmarkIngest(b *testing.B) {
 			defer st.Close()
 			a, _ := apps.Create(dir, "bench", "prod")
 			reg, _ := apps.Open(dir)
-			srv := server.New(server.Config{Store: st, Apps: reg, Scrubber: apimeter.NewScrubber(nil, nil, -1)})
+			srv := server.New(server.Config{Store: st, Apps: reg, Scrubber: scrub.New(nil, nil, -1)})
 			otlp.New(otlp.Config{Apps: reg, Ingest: srv, Check: srv.CheckEvent}).Register(srv)
 			queue := make(chan []byte)
 			var wg sync.WaitGroup
@@ -197,7 +199,7 @@ func BenchmarkIngest(b *testing.B) {
 //
 //	go test ./otlp/e2e -run '^$' -bench Decode -benchtime 20000x
 func BenchmarkDecode(b *testing.B) {
-	scrub := apimeter.NewScrubber(nil, nil, -1)
+	scrub := scrub.New(nil, nil, -1)
 	run := func(b *testing.B, one func(i int) []apimeter.Event) {
 		b.ReportAllocs()
 		n := 0
@@ -212,7 +214,7 @@ func BenchmarkDecode(b *testing.B) {
 	b.Run("collector", func(b *testing.B) {
 		work := benchBodies(b, "moesif", 4)
 		run(b, func(i int) []apimeter.Event {
-			ms, err := apimeter.DecodeBatch(work[i%len(work)], apimeter.Limits{})
+			ms, err := moesif.DecodeBatch(work[i%len(work)], moesif.Limits{})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -24,6 +24,7 @@ import (
 	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/identity"
 	"github.com/apimeter/apimeter/otlp"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/stats"
 	"github.com/apimeter/apimeter/store/clickhouse"
@@ -106,7 +107,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	srv := server.New(server.Config{
 		Store:      st,
 		Apps:       reg,
-		Scrubber:   apimeter.NewScrubber(nil, nil, 1024),
+		Scrubber:   scrub.New(nil, nil, 1024),
 		Identifier: identity.NewResolver(identity.Config{JWT: identity.NewJWT(identity.JWTOptions{}), Company: []identity.CompanyRule{rule}}),
 		Auth:       auth.New(auth.Config{Keys: keys}),
 		Registerer: prom,
