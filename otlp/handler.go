@@ -161,8 +161,16 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, signal string) {
 	enc, encErr := requestEncoding(r.Header.Get("Content-Type"))
 	status := http.StatusOK
 	defer func() { h.metrics.request(signal, status) }()
+	var app apps.App
 	fail := func(e *rpcError) {
 		status = e.status
+		// A refused export is logged (once per sender, signal and status
+		// every ten seconds), so that an operator sees what exporters
+		// only report in their own logs.
+		if h.logEvery.allow("fail\x00"+app.ID+"\x00"+signal+"\x00"+strconv.Itoa(e.status), time.Now()) {
+			h.log.Warn("otlp export refused", "app", app.ID, "org", app.Org, "env", app.Env, "signal", signal,
+				"status", e.status, "err", e.msg)
+		}
 		h.writeStatus(w, enc, e)
 	}
 	app, err := h.app(r)
