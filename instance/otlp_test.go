@@ -1,4 +1,4 @@
-package main
+package instance
 
 import (
 	"context"
@@ -11,18 +11,17 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter/apps"
-	"github.com/apimeter/apimeter/instance"
 )
 
-// TestServeOTLP: `apimeter serve` answers OTLP/HTTP on its listener with
+// TestServeOTLP: a started instance (`apimeter serve`) answers OTLP/HTTP on its listener with
 // an application id and no key, stores the SERVER span and counts the
 // export on /metrics.
 func TestServeOTLP(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	f := instance.Config{Listen: "127.0.0.1:0", Data: filepath.Join(dir, "data"), BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100,
-		DedupeHorizon: time.Hour, StatsConfig: instance.StatsConfig{StatsQuota: -1}}
-	in, err := instance.Start(ctx, f)
+	f := Config{Listen: "127.0.0.1:0", Data: filepath.Join(dir, "data"), BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100,
+		DedupeHorizon: time.Hour, StatsConfig: StatsConfig{StatsQuota: -1}}
+	in, err := Start(ctx, f)
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
