@@ -141,6 +141,7 @@ func StartWith(ctx context.Context, f Config, so Options) (*Instance, error) {
 	idn.API.Register(srv)
 	wireStats(newTimedMux(srv, prom, "apimeter_metrics_api", "Metrics API"), st.DB(), eng, reg, f.StatsConfig, log)
 	wireWeb(srv)
+	wireOTLP(srv, reg, prom, f, log)
 	ms, err := openMeters(ctx, st, srv, guard, reg, f, log)
 	if err != nil {
 		st.Close()

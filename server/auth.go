@@ -170,6 +170,8 @@ var collectorPaths = map[string]bool{
 	"/v1/subscriptions": true, "/v1/subscriptions/batch": true,
 	"/v1/actions": true, "/v1/actions/batch": true,
 	"/v1/config": true, "/v1/rules": true,
+	// OTLP/HTTP (package otlp), wired in by cmd/.
+	"/v1/traces": true, "/v1/logs": true,
 }
 
 // splitPattern splits a ServeMux pattern into its method and path (the host,
