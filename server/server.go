@@ -25,6 +25,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/eventcap"
 )
 
 // Defaults for Config's limits.
@@ -403,26 +404,13 @@ func (s *Server) decodeEvents(w http.ResponseWriter, r *http.Request, a apps.App
 // checkCaps refuses an event whose URI, a header value or metadata is
 // longer than its cap.
 func (s *Server) checkCaps(e *apimeter.Event, index int) error {
-	over := func(field string, n int) error {
-		return &apimeter.FieldError{Index: index, Field: field, Msg: fmt.Sprintf("is longer than %d bytes", n)}
-	}
-	if len(e.URI) > s.cfg.MaxURIBytes {
-		return over("request.uri", s.cfg.MaxURIBytes)
-	}
-	for _, m := range []struct {
-		side string
-		h    apimeter.Headers
-	}{{"request", e.RequestHeaders}, {"response", e.ResponseHeaders}} {
-		for _, kv := range m.h {
-			if len(kv.Value) > s.cfg.MaxHeaderValueBytes {
-				return over(m.side+".headers."+kv.Name, s.cfg.MaxHeaderValueBytes)
-			}
-		}
-	}
-	if len(e.Metadata) > s.cfg.MaxMetadataBytes {
-		return over("metadata", s.cfg.MaxMetadataBytes)
-	}
-	return nil
+	return s.EventLimits().Check(e, index)
+}
+
+// EventLimits are the per-event caps of this server's collector, for the
+// entry points that store through other paths (package eventcap).
+func (s *Server) EventLimits() eventcap.Limits {
+	return eventcap.Limits{MaxHeaderValueBytes: s.cfg.MaxHeaderValueBytes, MaxURIBytes: s.cfg.MaxURIBytes, MaxMetadataBytes: s.cfg.MaxMetadataBytes}
 }
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -478,7 +466,14 @@ func (s *Server) ingest(ctx context.Context, events []apimeter.Event) (apimeter.
 				Message: "the alias table could not be read; nothing was acknowledged, retry later"}
 		}
 	}
+	// Entry points other than the collector (which refuses an event over
+	// a cap) cannot send a call back: it is cut to the caps and marked, so
+	// that nothing is stored that a read cannot serve.
+	lim := s.EventLimits()
 	for i := range events {
+		if lim.Truncate(&events[i]) {
+			s.metrics.events.WithLabelValues("truncated").Inc()
+		}
 		s.cfg.Scrubber.Scrub(&events[i])
 	}
 	res, err := s.cfg.Store.Append(ctx, events)
