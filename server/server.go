@@ -67,7 +67,10 @@ type Config struct {
 	MaxMetadataBytes    int
 	// Stream bounds the live event stream (GET .../events/stream).
 	Stream StreamConfig
-	Logger *slog.Logger
+	// QueryTimeout bounds each read query (events, profiles, and the
+	// Metrics API given Queries()). Zero means DefaultQueryTimeout.
+	QueryTimeout time.Duration
+	Logger       *slog.Logger
 	// Registerer, when set, gets the collector's Prometheus metrics.
 	Registerer prometheus.Registerer
 	// Ready are the checks /readyz runs.
@@ -91,6 +94,7 @@ type Server struct {
 	metrics *metrics
 	// logLimit keeps one bad sender from flooding the log.
 	logLimit *logLimiter
+	queries  *Queries
 }
 
 // New returns a Server for cfg.
@@ -114,7 +118,8 @@ func New(cfg Config) *Server {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), stream: NewStream(cfg.Stream),
-		metrics: newMetrics(cfg.Registerer), logLimit: newLogLimiter(10 * time.Second)}
+		metrics: newMetrics(cfg.Registerer), logLimit: newLogLimiter(10 * time.Second),
+		queries: NewQueries(cfg.QueryTimeout)}
 	s.routes()
 	return s
 }
@@ -149,6 +154,11 @@ type Route struct {
 // walk them all).
 func (s *Server) Routes() []Route { return append([]Route(nil), s.guarded...) }
 
+// Queries bounds the server's read queries; the Metrics API runs its own
+// under it, and cmd/ stops it on shutdown (http.Server.RegisterOnShutdown)
+// so that no query holds the shutdown up.
+func (s *Server) Queries() *Queries { return s.queries }
+
 // Stream returns the live event stream; cmd/ closes it on shutdown
 // (http.Server.RegisterOnShutdown) so open streams do not hold the
 // server up.
@@ -159,7 +169,12 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// Every answer says nosniff: JSON (which may echo what a client sent) and
+// the dashboard's files are never to be read as anything but their type.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	s.mux.ServeHTTP(w, r)
+}
 
 func (s *Server) routes() {
 	s.mux.HandleFunc("POST /v1/events", s.counted("events", s.collect(false)))

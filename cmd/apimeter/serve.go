@@ -132,10 +132,11 @@ func startWith(ctx context.Context, f serverFlags, so startOptions) (*instance, 
 		MaxHeaderValueBytes: f.MaxHeaderValueBytes,
 		MaxURIBytes:         f.MaxURIBytes,
 		MaxMetadataBytes:    f.MaxMetadataBytes,
+		QueryTimeout:        f.QueryTimeout,
 	})
 	guard.Register(srv)
 	idn.API.Register(srv)
-	wireStats(newTimedMux(srv, prom, "apimeter_metrics_api", "Metrics API"), st.DB(), eng, reg, f.statsFlags, log)
+	wireStats(newTimedMux(srv, prom, "apimeter_metrics_api", "Metrics API"), st.DB(), eng, reg, f.statsFlags, srv.Queries(), log)
 	wireWeb(srv)
 	if err := f.httpFlags.Validate(); err != nil {
 		st.Close()
@@ -171,6 +172,7 @@ func startWith(ctx context.Context, f serverFlags, so startOptions) (*instance, 
 	ln = server.JSONConnErrors(ln) // net/http's own 431 and 400 answers as JSON
 	hs := f.httpFlags.server(srv)
 	hs.RegisterOnShutdown(srv.Stream().Close) // open event streams would hold Shutdown up
+	hs.RegisterOnShutdown(srv.Queries().Stop) // and so would running queries
 	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, Keys: keys, Auth: guard, catalog: cat, http: hs, metrics: metricsSrv, Prom: prom, idn: idn, done: make(chan error, 1), log: log}
 	go func() {
 		err := hs.Serve(ln)

@@ -1,0 +1,105 @@
+package stats
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// MaxLikeWildcards is the most wildcards (% and _, unescaped) a like
+// pattern of a filter may hold; more is a 400 naming the limit. Real
+// patterns hold a few; the bound keeps what one pattern can cost every
+// engine small and known.
+const MaxLikeWildcards = 32
+
+// checkLike refuses a like pattern with more than MaxLikeWildcards
+// wildcards.
+func checkLike(pattern string) error {
+	n := 0
+	for i := 0; i < len(pattern); i++ {
+		switch pattern[i] {
+		case '\\':
+			i++
+		case '%', '_':
+			n++
+		}
+	}
+	if n > MaxLikeWildcards {
+		return fmt.Errorf("like pattern %.40q… holds %d wildcards (%% and _); at most %d are allowed", pattern, n, MaxLikeWildcards)
+	}
+	return nil
+}
+
+// regexLiker is a dialect that can match a regular expression in linear
+// time (RE2), used in place of its LIKE where LIKE would not be.
+type regexLiker interface {
+	// RegexLike is expr matching the whole of the RE2 expression in the
+	// placeholder re, or not.
+	RegexLike(expr, re string, not bool) string
+}
+
+// like renders expr [NOT] LIKE pattern. DuckDB matches a pattern holding
+// both % and _ by backtracking, which takes time exponential in the number
+// of %: 36 "%_" pairs never end on a few thousand rows, and the engine
+// checks for interruption only between rows, so no deadline stops it. Such
+// a pattern is rendered as the same match by RE2, whose time is linear in
+// the text; patterns without both keep LIKE, which DuckDB turns into
+// prefix, suffix and contains matches.
+func (b *sqlBuilder) like(expr, pattern string, not bool) string {
+	if r, ok := b.d.(regexLiker); ok && backtracks(pattern) {
+		return r.RegexLike(expr, b.arg(likeRegex(pattern)), not)
+	}
+	return b.d.Like(expr, b.arg(pattern), not)
+}
+
+// backtracks reports whether pattern holds both an unescaped % and an
+// unescaped _.
+func backtracks(pattern string) bool {
+	var pct, under bool
+	for i := 0; i < len(pattern); i++ {
+		switch pattern[i] {
+		case '\\':
+			i++
+		case '%':
+			pct = true
+		case '_':
+			under = true
+		}
+	}
+	return pct && under
+}
+
+// likeRegex is the RE2 expression matching what the LIKE pattern (with
+// backslash as its escape) matches: % any run of characters, _ one
+// character, anything else itself.
+func likeRegex(pattern string) string {
+	var sb strings.Builder
+	sb.WriteString("(?s)")
+	lit := func(s string) { sb.WriteString(regexp.QuoteMeta(s)) }
+	for i := 0; i < len(pattern); {
+		c := pattern[i]
+		switch {
+		case c == '\\' && i+1 < len(pattern):
+			// The escaped character, whole (it may take several bytes).
+			j := i + 2
+			for j < len(pattern) && pattern[j]&0xC0 == 0x80 {
+				j++
+			}
+			lit(pattern[i+1 : j])
+			i = j
+			continue
+		case c == '%':
+			// A run of % is one .*: fewer states for the engine.
+			sb.WriteString(".*")
+			for i+1 < len(pattern) && pattern[i+1] == '%' {
+				i++
+			}
+		case c == '_':
+			sb.WriteByte('.')
+		default:
+			lit(string(c))
+		}
+		i++
+	}
+	return sb.String()
+}
