@@ -164,8 +164,28 @@ func (s *Server) Queries() *Queries { return s.queries }
 // server up.
 func (s *Server) Stream() *Stream { return s.stream }
 
+// streamEvents serves the live stream. Its routes always carry the grant
+// (handleStream): the stream is counted against the key, and the key is
+// checked again every StreamConfig.Recheck, so that a revoked key stops
+// streaming as it stops everything else.
 func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
-	s.stream.serve(w, r, s.writeError)
+	g, ok := GrantFrom(r.Context())
+	if !ok {
+		s.writeError(w, r, newError(http.StatusUnauthorized, "unauthorized", "this route needs a key"))
+		return
+	}
+	recheck := func() error {
+		_, err := s.authorize(r, Read)
+		return err
+	}
+	s.stream.serve(w, r, s.writeError, g.KeyID, recheck)
+}
+
+// handleStream registers a stream route behind the key check with the
+// grant always carried in the request.
+func (s *Server) handleStream(pattern string) {
+	s.mux.Handle(pattern, s.guard(Read, false, false, http.HandlerFunc(s.streamEvents)))
+	s.guarded = append(s.guarded, Route{Pattern: pattern, Scope: Read})
 }
 
 // ServeHTTP implements http.Handler.
@@ -191,8 +211,8 @@ func (s *Server) routes() {
 	})
 	s.Handle("GET /v1/o/{org}/environments/{env}/events", http.HandlerFunc(s.listEvents))
 	s.Handle("GET /v1/o/{org}/e/{env}/events", http.HandlerFunc(s.listEvents))
-	s.Handle("GET /v1/o/{org}/environments/{env}/events/stream", http.HandlerFunc(s.streamEvents))
-	s.Handle("GET /v1/o/{org}/e/{env}/events/stream", http.HandlerFunc(s.streamEvents))
+	s.handleStream("GET /v1/o/{org}/environments/{env}/events/stream")
+	s.handleStream("GET /v1/o/{org}/e/{env}/events/stream")
 	s.Handle("GET /v1/o/{org}/environments/{env}/users/{id}", s.getProfile("user"))
 	s.Handle("GET /v1/o/{org}/environments/{env}/companies/{id}", s.getProfile("company"))
 	s.mux.HandleFunc("GET /readyz", s.readyz)

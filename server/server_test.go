@@ -29,6 +29,7 @@ type env struct {
 	appID string
 	key   string // read key of org acme
 	srv   *server.Server
+	keys  *auth.Keys
 }
 
 func newEnv(t testing.TB, cfg server.Config) *env {
@@ -63,7 +64,7 @@ func newEnv(t testing.TB, cfg server.Config) *env {
 	}
 	srv := server.New(cfg)
 	hs := httptest.NewServer(srv)
-	e := &env{t: t, dir: dir, store: st, http: hs, appID: a.ID, key: key, srv: srv}
+	e := &env{t: t, dir: dir, store: st, http: hs, appID: a.ID, key: key, srv: srv, keys: keys}
 	t.Cleanup(func() {
 		hs.Close()
 		st.Close()
