@@ -196,6 +196,10 @@ func (s *Server) guard(need Scope, methodless, hasOrg bool, h http.Handler) http
 		if methodless && n == Read && r.Method != http.MethodGet && r.Method != http.MethodHead {
 			n = Admin
 		}
+		if err := checkCrossSite(r); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 		g, err := s.authorize(r, n)
 		if err != nil {
 			var ae *APIError
