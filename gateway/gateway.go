@@ -18,6 +18,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/capture"
+	"github.com/apimeter/apimeter/clientip"
 	"github.com/apimeter/apimeter/identity"
 	"github.com/apimeter/apimeter/server"
 )
@@ -390,19 +391,12 @@ func (u *upstream) proxyError(w http.ResponseWriter, r *http.Request, err error)
 		Message: fmt.Sprintf("the upstream of API %q %s", u.Name, what)})
 }
 
-// forwardedFor is the first address of X-Forwarded-For, else the peer's.
-func forwardedFor(r *http.Request) string {
-	if v := r.Header.Get("X-Forwarded-For"); v != "" {
-		first, _, _ := strings.Cut(v, ",")
-		if ip := strings.TrimSpace(first); ip != "" {
-			return ip
-		}
-	}
-	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		return h
-	}
-	return r.RemoteAddr
-}
+// forwardedFor is the address the trusted proxy in front (the peer)
+// appended to X-Forwarded-For, when it is an IP address, else the peer's:
+// the values left of it are whatever the client sent (package clientip).
+func forwardedFor(r *http.Request) string { return trustPeer.ClientIP(r) }
+
+var trustPeer = &clientip.Resolver{TrustPeer: true}
 
 // targetOf tells capture where the call went and how long the upstream
 // took: from sending the request to the end of its answer's body.
