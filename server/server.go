@@ -58,6 +58,9 @@ type Config struct {
 	// Auth finds what the credential of a read or admin request allows
 	// (see auth.go). Nil closes every read and admin route (401).
 	Auth Authorizer
+	// AuthLimiter, when set, throttles failed authentication per client
+	// address on every route behind the key check (429 with Retry-After).
+	AuthLimiter *AuthLimiter
 	// MaxHeaderValueBytes caps each header value, MaxURIBytes an event's
 	// request.uri and MaxMetadataBytes the JSON text of an event's or a
 	// profile's metadata; an event over a cap is refused with a 400 naming

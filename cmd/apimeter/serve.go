@@ -39,6 +39,7 @@ type serverFlags struct {
 	observability
 	ingestCapFlags
 	httpFlags
+	authLimitFlags
 }
 
 // instance is a running server.
@@ -89,7 +90,13 @@ func startWith(ctx context.Context, f serverFlags, so startOptions) (*instance, 
 		return nil, err
 	}
 	reg, keys := cat.Apps, cat.Keys
+	authLimit, err := f.authLimitFlags.limiter()
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	guard := auth.New(auth.Config{
+		Limiter: authLimit,
 		Keys:    keys,
 		IsAppID: func(id string) bool { _, ok := reg.Lookup(id); return ok },
 		Envs:    func(org string) []string { return appEnvs(reg, org) },
@@ -133,6 +140,7 @@ func startWith(ctx context.Context, f serverFlags, so startOptions) (*instance, 
 		MaxURIBytes:         f.MaxURIBytes,
 		MaxMetadataBytes:    f.MaxMetadataBytes,
 		QueryTimeout:        f.QueryTimeout,
+		AuthLimiter:         authLimit,
 	})
 	guard.Register(srv)
 	idn.API.Register(srv)
