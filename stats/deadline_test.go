@@ -96,6 +96,9 @@ func TestQueryTimeoutAnsweredAsDocumented(t *testing.T) {
 		if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "analytics.service.QueryTimeout") || !strings.Contains(rec.Body.String(), "1ns") {
 			t.Fatalf("GET: %d %s, want 503 analytics.service.QueryTimeout naming the 1ns timeout", rec.Code, rec.Body)
 		}
+		if rec.Header().Get("X-Content-Type-Options") != "nosniff" {
+			t.Error("Metrics API answer without X-Content-Type-Options: nosniff")
+		}
 	})
 }
 
