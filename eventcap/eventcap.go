@@ -16,12 +16,14 @@ import (
 	"unicode/utf8"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/internal/jsontext"
+	"github.com/apimeter/apimeter/moesif"
 )
 
 // Defaults of Limits: the collector's defaults (the serve command's
 // --max-header-value-bytes, --max-uri-bytes and --max-metadata-bytes).
 const (
-	DefaultMaxHeaders          = apimeter.MaxHeaders
+	DefaultMaxHeaders          = jsontext.MaxHeaders
 	DefaultMaxHeaderValueBytes = 16 << 10
 	DefaultMaxURIBytes         = 16 << 10
 	DefaultMaxMetadataBytes    = 64 << 10
@@ -48,10 +50,10 @@ type Limits struct {
 func Default() Limits { return Limits{}.withDefaults() }
 
 func (l Limits) withDefaults() Limits {
-	if l.MaxHeaders <= 0 || l.MaxHeaders > apimeter.MaxHeaders {
-		// The decoders refuse more than apimeter.MaxHeaders: a stored
+	if l.MaxHeaders <= 0 || l.MaxHeaders > jsontext.MaxHeaders {
+		// The decoders refuse more than jsontext.MaxHeaders: a stored
 		// event must stay readable by them.
-		l.MaxHeaders = apimeter.MaxHeaders
+		l.MaxHeaders = jsontext.MaxHeaders
 	}
 	if l.MaxHeaderValueBytes <= 0 {
 		l.MaxHeaderValueBytes = DefaultMaxHeaderValueBytes
@@ -65,13 +67,13 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
-// Check returns a *apimeter.FieldError naming the first field of e over a
+// Check returns a *moesif.FieldError naming the first field of e over a
 // cap, or nil. index is the event's place in its batch (-1 for none). The
 // collector refuses such an event: its sender is told and may fix it.
 func (l Limits) Check(e *apimeter.Event, index int) error {
 	l = l.withDefaults()
 	over := func(field, msg string) error {
-		return &apimeter.FieldError{Index: index, Field: field, Msg: msg}
+		return &moesif.FieldError{Index: index, Field: field, Msg: msg}
 	}
 	if len(e.URI) > l.MaxURIBytes {
 		return over("request.uri", fmt.Sprintf("is longer than %d bytes", l.MaxURIBytes))

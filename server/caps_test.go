@@ -42,8 +42,8 @@ func TestIngestCutsEventsToCollectorCapsAndMarks(t *testing.T) {
 		t.Fatalf("GET events: %d events, want 1", len(evs))
 	}
 	req := evs[0]["request"].(map[string]any)
-	if n := len(req["headers"].(map[string]any)); n != apimeter.MaxHeaders {
-		t.Errorf("stored %d request headers, want %d", n, apimeter.MaxHeaders)
+	if n := len(req["headers"].(map[string]any)); n != eventcap.DefaultMaxHeaders {
+		t.Errorf("stored %d request headers, want %d", n, eventcap.DefaultMaxHeaders)
 	}
 	if n := len(req["uri"].(string)); n > eventcap.DefaultMaxURIBytes {
 		t.Errorf("stored uri of %d bytes, want at most %d", n, eventcap.DefaultMaxURIBytes)

@@ -67,10 +67,21 @@ func (q *Queries) Stop() { q.once.Do(q.cancel) }
 // the *APIError to answer with when the query was cut by its deadline or
 // the shutdown, context.Canceled when the client went away, else err.
 func (q *Queries) Err(ctx context.Context, err error) error {
-	if err == nil || ctx.Err() == nil {
-		return err
+	if err == nil {
+		return nil
 	}
-	switch context.Cause(ctx) {
+	cause := context.Cause(ctx)
+	if ctx.Err() == nil {
+		// A driver may fail at the deadline a moment before the context
+		// says so (clickhouse-go sets it on the connection: "i/o
+		// timeout").
+		d, ok := ctx.Deadline()
+		if !ok || time.Now().Before(d) {
+			return err
+		}
+		cause = ErrQueryTimeout
+	}
+	switch cause {
 	case ErrQueryTimeout:
 		return &APIError{Status: http.StatusServiceUnavailable, Code: "query_timeout",
 			Message: fmt.Sprintf("the query did not finish within the query timeout of %s (--query-timeout); narrow the time range or the filter", q.timeout)}

@@ -1,6 +1,7 @@
 // Package detail encodes the parts of an event that are shown but never
 // grouped or filtered on (headers, bodies, query string, tags, metadata, ...)
-// as one JSON document, the "detail" column of every store.
+// as one JSON document, the "detail" column of every store, and holds the
+// SQL that every reader of the events table shares (IsErrorSQL).
 package detail
 
 import (
@@ -9,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/internal/jsontext"
+	"github.com/apimeter/apimeter/moesif"
 )
 
 // One column rather than ten because DuckDB's appender costs about the same
@@ -26,10 +29,10 @@ type detail struct {
 }
 
 type detailMsg struct {
-	Headers   apimeter.MoesifHeaders `json:"headers,omitempty"`
-	Body      string                 `json:"body,omitempty"`
-	Base64    bool                   `json:"b64,omitempty"`
-	Truncated bool                   `json:"trunc,omitempty"`
+	Headers   moesif.Headers `json:"headers,omitempty"`
+	Body      string         `json:"body,omitempty"`
+	Base64    bool           `json:"b64,omitempty"`
+	Truncated bool           `json:"trunc,omitempty"`
 }
 
 // Append appends the detail JSON of e to dst without reflection.
@@ -44,7 +47,7 @@ func Append(dst []byte, e *apimeter.Event) []byte {
 		// The collector normalises metadata already; other callers of
 		// Append may not, and DuckDB refuses invalid UTF-8.
 		dst = append(dst, `,"metadata":`...)
-		dst = append(dst, apimeter.ValidJSON(e.Metadata)...)
+		dst = append(dst, jsontext.ValidJSON(e.Metadata)...)
 	}
 	dst = append(dst, `,"req":`...)
 	dst = appendMsg(dst, e.RequestHeaders, e.RequestBody)
@@ -63,15 +66,15 @@ func appendField(dst []byte, name, value string, comma bool) []byte {
 	dst = append(dst, '"')
 	dst = append(dst, name...)
 	dst = append(dst, `":`...)
-	return apimeter.AppendJSONString(dst, value)
+	return jsontext.AppendString(dst, value)
 }
 
 func appendMsg(dst []byte, h apimeter.Headers, b apimeter.Body) []byte {
 	dst = append(dst, `{"headers":`...)
-	dst = apimeter.AppendHeadersJSON(dst, h)
+	dst = jsontext.AppendHeaders(dst, h)
 	if b.Text != "" {
 		dst = append(dst, `,"body":`...)
-		dst = apimeter.AppendJSONString(dst, b.Text)
+		dst = jsontext.AppendString(dst, b.Text)
 	}
 	if b.Base64 {
 		dst = append(dst, `,"b64":true`...)
@@ -90,7 +93,7 @@ const UnreadableKey = "apimeter_unreadable"
 
 // Apply fills e from a detail JSON document. A stored row is always
 // served: a document the strict decoding refuses (more headers than
-// apimeter.MaxHeaders, a value of an odd type, bad JSON) is read as far
+// jsontext.MaxHeaders, a value of an odd type, bad JSON) is read as far
 // as it goes and the event marked with UnreadableKey. It returns no error
 // since then; the result is kept for the stores' callers.
 func Apply(e *apimeter.Event, doc string) error {
@@ -157,7 +160,7 @@ func applyLenient(e *apimeter.Event, doc string) {
 }
 
 // lenientHeaders reads a JSON object of header names to values, keeping
-// the first apimeter.MaxHeaders; a value that is not a string is kept as
+// the first jsontext.MaxHeaders; a value that is not a string is kept as
 // its JSON text. cut says something was left out.
 func lenientHeaders(raw json.RawMessage) (apimeter.Headers, bool) {
 	if len(raw) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
@@ -178,7 +181,7 @@ func lenientHeaders(raw json.RawMessage) (apimeter.Headers, bool) {
 		if err := dec.Decode(&v); err != nil {
 			return h, true
 		}
-		if len(h) == apimeter.MaxHeaders {
+		if len(h) == jsontext.MaxHeaders {
 			return h, true
 		}
 		var s string
