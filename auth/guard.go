@@ -39,6 +39,9 @@ type Config struct {
 	Logger    *slog.Logger
 	// Now is the clock of sessions and tokens; nil means time.Now.
 	Now func() time.Time
+	// Limiter, when set, throttles failed sign-ins per client address (the
+	// server's, which throttles every other use of a wrong key).
+	Limiter *server.AuthLimiter
 }
 
 // Guard checks the credential of read and admin requests (it is the

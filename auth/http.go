@@ -110,6 +110,12 @@ func (g *Guard) signIn(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, apiErr(http.StatusForbidden, "cross_origin", "sign-in must come from apimeter's own pages"))
 		return
 	}
+	if lim := g.cfg.Limiter; lim != nil {
+		if err := lim.Check(r); err != nil {
+			g.fail(w, r, err)
+			return
+		}
+	}
 	var key string
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
@@ -141,6 +147,9 @@ func (g *Guard) signIn(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, apiErr(http.StatusForbidden, "forbidden", err.Error()))
 		return
 	case err != nil:
+		if g.cfg.Limiter != nil {
+			g.cfg.Limiter.Failed(r)
+		}
 		g.fail(w, r, apiErr(http.StatusUnauthorized, "invalid_key", err.Error()))
 		return
 	}

@@ -12,7 +12,7 @@ import (
 // HTTPSink), but it is still lost; so the capture side never makes one. A
 // call with 1,001 headers, a 20 KB header or a 17 KB URI is proxied and
 // answered like any other, and its event is cut to the collector's caps
-// (moesif.EventCaps): the headers past the cap are left out, a value or
+// (eventcap.Limits): the headers past the cap are left out, a value or
 // the URI is cut at a character boundary, metadata too long is replaced,
 // and the event's metadata says what was cut under the key "apimeter".
 // Both ways of building an event (appendRecord and fillEvent) cut the same

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/eventcap"
 	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/scrub"
 )
@@ -61,7 +62,7 @@ type Stats struct {
 // wrap handlers with Middleware, and call Close on shutdown.
 type Capture struct {
 	opts     Options
-	caps     moesif.EventCaps
+	caps     eventcap.Limits
 	log      *slog.Logger
 	scrub    *scrub.Sender // owned by run
 	jwt      jwtDecoder

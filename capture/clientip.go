@@ -5,25 +5,18 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/apimeter/apimeter/clientip"
 )
 
 // ForwardedFor is an Options.ClientIP for a service behind a proxy you
 // run: the address that proxy appended to X-Forwarded-For, the last one of
 // the chain (the ones before it are whatever the client wrote), when it is
 // an IP address; else the peer's address. The leftmost value, which a
-// client chooses freely, is never taken.
-func ForwardedFor(r *http.Request) string {
-	if vs := r.Header.Values("X-Forwarded-For"); len(vs) > 0 {
-		last := vs[len(vs)-1]
-		if i := strings.LastIndexByte(last, ','); i >= 0 {
-			last = last[i+1:]
-		}
-		if ip, err := netip.ParseAddr(strings.TrimSpace(last)); err == nil {
-			return ip.Unmap().String()
-		}
-	}
-	return PeerIP(r)
-}
+// client chooses freely, is never taken. Package clientip holds the rule.
+func ForwardedFor(r *http.Request) string { return trustPeer.ClientIP(r) }
+
+var trustPeer = clientip.Resolver{TrustPeer: true}
 
 // PeerIP is the host of r.RemoteAddr.
 func PeerIP(r *http.Request) string {

@@ -12,8 +12,8 @@ import (
 	"testing"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/eventcap"
 	"github.com/apimeter/apimeter/capture"
-	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/server"
 )
 
@@ -139,7 +139,7 @@ func TestOddCallsAreCutToTheCollectorsCaps(t *testing.T) {
 			for _, e := range evs {
 				byPath[e.Path] = e
 			}
-			caps := moesif.EventCaps{}.OrDefaults()
+			caps := eventcap.Limits{}.OrDefaults()
 			check := func(p string, ok func(e apimeter.Event, m mark) bool, want string) {
 				e, found := byPath[p]
 				if !found {

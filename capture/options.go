@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter"
-	"github.com/apimeter/apimeter/moesif"
+	"github.com/apimeter/apimeter/eventcap"
 	"github.com/apimeter/apimeter/scrub"
 )
 
@@ -131,7 +131,7 @@ type Options struct {
 	// leaves, so that the collector never refuses one. Zero fields mean
 	// apimeter's defaults, which an apimeter collector uses unless its
 	// --max-*-bytes flags say otherwise: set the same here if they do.
-	Caps moesif.EventCaps
+	Caps eventcap.Limits
 
 	// QueueSize bounds the events waiting to be sent. Zero means
 	// DefaultQueueSize.

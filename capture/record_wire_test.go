@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"github.com/apimeter/apimeter"
-	"github.com/apimeter/apimeter/moesif"
+	"github.com/apimeter/apimeter/eventcap"
 	"github.com/apimeter/apimeter/scrub"
 )
 
@@ -99,7 +99,7 @@ func TestAppendRecordMatchesEvent(t *testing.T) {
 		{name: "secret query parameter with an escaped name", opts: Options{SecretParams: []string{"My Secret"}}, target: "http://api.example.com/a?My+Secret=s&my%20secret=t&b", method: "GET", handler: echo},
 		{name: "invalid UTF-8 in the query", target: "http://api.example.com/a?x=%ff\xff&key=%fe", method: "GET", handler: echo},
 		{name: "caps: headers, values, URI and metadata cut and marked", opts: Options{
-			Caps: moesif.EventCaps{MaxHeaders: 4, MaxHeaderValueBytes: 8, MaxURIBytes: 40, MaxMetadataBytes: 30},
+			Caps: eventcap.Limits{MaxHeaders: 4, MaxHeaderValueBytes: 8, MaxURIBytes: 40, MaxMetadataBytes: 30},
 			Metadata: func(*http.Request, Response) map[string]any {
 				return map[string]any{"blob": strings.Repeat("m", 40)}
 			}}, target: "http://api.example.com/a?x=" + strings.Repeat("é", 30), method: "GET",
@@ -110,7 +110,7 @@ func TestAppendRecordMatchesEvent(t *testing.T) {
 				}
 			}},
 		{name: "caps: metadata kept with the mark", opts: Options{
-			Caps: moesif.EventCaps{MaxURIBytes: 30},
+			Caps: eventcap.Limits{MaxURIBytes: 30},
 			Metadata: func(*http.Request, Response) map[string]any {
 				return map[string]any{"plan": "pro"}
 			}}, method: "GET", handler: echo},

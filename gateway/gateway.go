@@ -431,7 +431,9 @@ func (u *upstream) proxyError(w http.ResponseWriter, r *http.Request, err error)
 }
 
 // clientIP is the caller's address: the peer's, or behind a trusted proxy
-// the one it forwarded.
+// the address that proxy appended to X-Forwarded-For when it is an IP
+// address (the values left of it are whatever the client sent; package
+// clientip).
 func (g *Gateway) clientIP(r *http.Request) string {
 	if g.cfg.TrustForwarded {
 		return capture.ForwardedFor(r)

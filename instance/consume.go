@@ -95,7 +95,7 @@ func StartConsumer(ctx context.Context, in *Instance, f ConsumerConfig) (<-chan 
 	if cfg.Org == "" {
 		return nil, errors.New("kafka consumer: name where the calls belong with an org (and env) or an application id")
 	}
-	cfg.Ingester, cfg.Registerer = in.Srv, in.Prom
+	cfg.Ingester, cfg.Registerer, cfg.Limits = in.Srv, in.Prom, in.Srv.EventLimits()
 	cons, err := kafka.NewConsumer(cfg)
 	if err != nil {
 		return nil, err

@@ -40,6 +40,7 @@ type Config struct {
 	IngestCaps
 	HTTPConfig
 	MeterConfig
+	AuthLimitConfig
 }
 
 // Instance is a running apimeter: its store, identity, key check, HTTP
@@ -93,7 +94,13 @@ func StartWith(ctx context.Context, f Config, so Options) (*Instance, error) {
 		return nil, err
 	}
 	reg, keys := cat.Apps, cat.Keys
+	authLimit, err := f.AuthLimitConfig.limiter()
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	guard := auth.New(auth.Config{
+		Limiter: authLimit,
 		Keys:    keys,
 		IsAppID: func(id string) bool { _, ok := reg.Lookup(id); return ok },
 		Envs:    func(org string) []string { return appEnvs(reg, org) },
@@ -136,10 +143,12 @@ func StartWith(ctx context.Context, f Config, so Options) (*Instance, error) {
 		MaxHeaderValueBytes: f.MaxHeaderValueBytes,
 		MaxURIBytes:         f.MaxURIBytes,
 		MaxMetadataBytes:    f.MaxMetadataBytes,
+		QueryTimeout:        f.QueryTimeout,
+		AuthLimiter:         authLimit,
 	})
 	guard.Register(srv)
 	idn.API.Register(srv)
-	wireStats(newTimedMux(srv, prom, "apimeter_metrics_api", "Metrics API"), st.DB(), eng, reg, f.StatsConfig, log)
+	wireStats(newTimedMux(srv, prom, "apimeter_metrics_api", "Metrics API"), st.DB(), eng, reg, f.StatsConfig, srv.Queries(), log)
 	wireWeb(srv)
 	wireOTLP(srv, reg, prom, f, log)
 	ms, err := openMeters(ctx, st, srv, guard, reg, f, log)
@@ -183,6 +192,7 @@ func StartWith(ctx context.Context, f Config, so Options) (*Instance, error) {
 	ln = server.JSONConnErrors(ln) // net/http's own 431 and 400 answers as JSON
 	hs := f.HTTPConfig.server(srv)
 	hs.RegisterOnShutdown(srv.Stream().Close) // open event streams would hold Shutdown up
+	hs.RegisterOnShutdown(srv.Queries().Stop) // and so would running queries
 	in := &Instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, Keys: keys, Auth: guard, catalog: cat, Meters: ms, http: hs, metrics: metricsSrv, Prom: prom, idn: idn, done: make(chan error, 1), Log: log}
 	go func() {
 		err := hs.Serve(ln)

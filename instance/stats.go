@@ -4,19 +4,22 @@ import (
 	"database/sql"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/stats"
 )
 
 // StatsConfig configure the Metrics API.
 type StatsConfig struct {
-	StatsQuota int `default:"40" env:"APIMETER_STATS_QUOTA" help:"Metrics API calls per minute allowed per organization (Apigee's documented 40); 0 or -1 turns the quota off."`
+	StatsQuota   int           `default:"40" env:"APIMETER_STATS_QUOTA" help:"Metrics API calls per minute allowed per organization (Apigee's documented 40); 0 or -1 turns the quota off."`
+	QueryTimeout time.Duration `default:"30s" env:"APIMETER_QUERY_TIMEOUT" help:"Longest time one read query (Metrics API, events) may run; the engine stops it there and the answer is a 503."`
 }
 
 // wireStats serves the Metrics API (/v1/o/{org}/environments/{env}/stats...)
 // from db, in the SQL of the store's engine.
-func wireStats(srv stats.Mux, db *sql.DB, eng engine, reg *apps.Registry, f StatsConfig, log *slog.Logger) {
+func wireStats(srv stats.Mux, db *sql.DB, eng engine, reg *apps.Registry, f StatsConfig, q *server.Queries, log *slog.Logger) {
 	quota := f.StatsQuota
 	if quota == 0 {
 		quota = -1 // a zero quota would refuse every call; treat it as off
@@ -28,6 +31,7 @@ func wireStats(srv stats.Mux, db *sql.DB, eng engine, reg *apps.Registry, f Stat
 		QuotaPerMinute: quota,
 		Envs:           func(org string) []string { return appEnvs(reg, org) },
 		Logger:         log,
+		Queries:        q,
 	}).Register(srv)
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/eventcap"
 	"github.com/apimeter/apimeter/httpmsg"
 	"github.com/apimeter/apimeter/moesif"
 )
@@ -72,6 +73,11 @@ type ConsumerConfig struct {
 	// to a collector they may be empty: the application id decides there.
 	Org, Env string
 	Ingester Ingester
+	// Limits are the per-event caps applied before storing (zero fields:
+	// the collector's defaults). A call over a cap is cut down to them
+	// and marked (package eventcap), not dropped: a record cannot be sent
+	// back, and a collector would refuse the whole batch for it.
+	Limits eventcap.Limits
 	// PairTTL is how long a request waits for its response (and a response
 	// for its request), in record time, before it is stored alone and
 	// flagged. Zero means DefaultPairTTL.
@@ -112,6 +118,7 @@ type Stats struct {
 	OrphanRequests  int64 // requests stored without a response (status 0)
 	OrphanResponses int64 // responses stored without a request
 	Malformed       int64 // records skipped as unreadable
+	Truncated       int64 // events cut down to Limits (and marked) before storing
 	Stored          int64 // events newly stored
 	Duplicates      int64 // events the store already had (redelivery)
 	Pending         int   // halves waiting for their other half now
@@ -616,6 +623,11 @@ func (c *Consumer) startStore() {
 			f.next[id] = p.next
 		}
 	}
+	for i := range f.events {
+		if c.cfg.Limits.Truncate(&f.events[i]) {
+			c.stats.Truncated++
+		}
+	}
 	c.out, c.resolve = nil, nil
 	if n := len(c.free); n > 0 {
 		c.out, c.free = c.free[n-1], c.free[:n-1]
@@ -776,5 +788,5 @@ func (c *Consumer) logHealth(msg string) {
 	}
 	c.log.Info(msg, "consumed", s.Consumed, "paired", s.Paired, "orphan_requests", s.OrphanRequests,
 		"orphan_responses", s.OrphanResponses, "malformed", s.Malformed, "pending", s.Pending,
-		"stored", s.Stored, "duplicates", s.Duplicates, "partitions", lag)
+		"stored", s.Stored, "duplicates", s.Duplicates, "truncated", s.Truncated, "partitions", lag)
 }

@@ -15,13 +15,14 @@ var (
 	descPending   = prometheus.NewDesc("apimeter_kafka_pending", "Halves waiting for their other half.", []string{"topic"}, nil)
 	descStored    = prometheus.NewDesc("apimeter_kafka_stored_total", "Events newly stored.", []string{"topic"}, nil)
 	descDup       = prometheus.NewDesc("apimeter_kafka_duplicates_total", "Events the store already had (redelivered).", []string{"topic"}, nil)
+	descTruncated = prometheus.NewDesc("apimeter_kafka_truncated_total", "Events cut down to the per-event caps (and marked) before storing.", []string{"topic"}, nil)
 )
 
 // collector exports a Consumer's Stats when scraped.
 type collector struct{ c *Consumer }
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConsumed, descMalformed, descLag, descPaired, descOrphaned, descPending, descStored, descDup} {
+	for _, d := range []*prometheus.Desc{descConsumed, descMalformed, descLag, descPaired, descOrphaned, descPending, descStored, descDup, descTruncated} {
 		ch <- d
 	}
 }
@@ -41,4 +42,5 @@ func (m collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(s.Pending), t)
 	ch <- prometheus.MustNewConstMetric(descStored, prometheus.CounterValue, float64(s.Stored), t)
 	ch <- prometheus.MustNewConstMetric(descDup, prometheus.CounterValue, float64(s.Duplicates), t)
+	ch <- prometheus.MustNewConstMetric(descTruncated, prometheus.CounterValue, float64(s.Truncated), t)
 }

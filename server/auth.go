@@ -198,12 +198,26 @@ func (s *Server) guard(need Scope, methodless, hasOrg bool, h http.Handler) http
 		if methodless && n == Read && r.Method != http.MethodGet && r.Method != http.MethodHead {
 			n = Admin
 		}
+		if err := checkCrossSite(r); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		lim := s.cfg.AuthLimiter
+		if lim != nil {
+			if err := lim.Check(r); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+		}
 		g, err := s.authorize(r, n)
 		if err != nil {
 			var ae *APIError
 			if !errors.As(err, &ae) {
 				s.writeError(w, r, err)
 				return
+			}
+			if lim != nil && ae.Code == "invalid_key" {
+				lim.Failed(r)
 			}
 			if ae.Status == http.StatusUnauthorized {
 				challenge(w, r)

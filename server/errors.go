@@ -19,6 +19,9 @@ type APIError struct {
 	Index *int `json:"index,omitempty"`
 	// Field names the bad field or parameter, when there is one.
 	Field string `json:"field,omitempty"`
+	// RetryAfter, when positive, is sent as Retry-After (seconds); a 503
+	// without it says 5.
+	RetryAfter int `json:"-"`
 }
 
 func (e *APIError) Error() string { return e.Message }
@@ -65,8 +68,8 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		ae = newError(http.StatusInternalServerError, "internal", "internal error; see the server log")
 	}
-	if ae.Status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "5")
+	if v := retryAfter(ae); v != "" {
+		w.Header().Set("Retry-After", v)
 	}
 
 	WriteJSON(w, ae.Status, map[string]*APIError{"error": ae})
@@ -79,7 +82,11 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 		http.Error(w, `{"error":{"code":"internal","message":"encode response"}}`, http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	// A browser must not take a JSON answer (which may echo what a client
+	// sent) for HTML or script.
+	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	w.Write(b)
 	w.Write([]byte("\n"))

@@ -26,7 +26,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "apimeter_events_total",
-			Help: "Events received by the collector, by result: stored (newly written) or duplicate (already stored, skipped).",
+			Help: "Events received by the collector, by result: stored (newly written), duplicate (already stored, skipped) or truncated (cut to the per-event caps by an entry point that cannot refuse one call, and marked).",
 		}, []string{"result"}),
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "apimeter_collector_requests_total",

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -236,7 +237,12 @@ func topLevelKeys(raw []byte) int {
 
 func (s *Server) getProfile(kind string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		p, err := s.cfg.Store.Profile(r.Context(), r.PathValue("org"), r.PathValue("env"), kind, r.PathValue("id"))
+		ctx, cancel := s.queries.Context(r.Context())
+		defer cancel()
+		p, err := s.cfg.Store.Profile(ctx, r.PathValue("org"), r.PathValue("env"), kind, r.PathValue("id"))
+		if err = s.queries.Err(ctx, err); errors.Is(err, context.Canceled) {
+			return // the client went away
+		}
 		if errors.Is(err, apimeter.ErrNotFound) {
 			s.writeError(w, r, newError(http.StatusNotFound, "not_found", fmt.Sprintf("no %s %q", kind, r.PathValue("id"))))
 			return
@@ -246,6 +252,7 @@ func (s *Server) getProfile(kind string) http.HandlerFunc {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Write(p.Body)
 	}
 }
@@ -301,8 +308,12 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		*p.dst = t
 	}
-	events, err := s.cfg.Store.Events(r.Context(), f)
-	if err != nil {
+	ctx, cancel := s.queries.Context(r.Context())
+	defer cancel()
+	events, err := s.cfg.Store.Events(ctx, f)
+	if err = s.queries.Err(ctx, err); errors.Is(err, context.Canceled) {
+		return // the client went away
+	} else if err != nil {
 		s.writeError(w, r, err)
 		return
 	}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/eventcap"
 	"github.com/apimeter/apimeter/internal/jsontext"
 	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/scrub"
@@ -34,9 +35,9 @@ import (
 const (
 	DefaultMaxBodyBytes        = 32 << 20
 	DefaultMaxBatchEvents      = 10000
-	DefaultMaxHeaderValueBytes = moesif.DefaultMaxHeaderValueBytes
-	DefaultMaxURIBytes         = moesif.DefaultMaxURIBytes
-	DefaultMaxMetadataBytes    = moesif.DefaultMaxMetadataBytes
+	DefaultMaxHeaderValueBytes = eventcap.DefaultMaxHeaderValueBytes
+	DefaultMaxURIBytes         = eventcap.DefaultMaxURIBytes
+	DefaultMaxMetadataBytes    = eventcap.DefaultMaxMetadataBytes
 )
 
 // Config wires a Server. Store, Apps and Scrubber are required.
@@ -60,6 +61,9 @@ type Config struct {
 	// Auth finds what the credential of a read or admin request allows
 	// (see auth.go). Nil closes every read and admin route (401).
 	Auth Authorizer
+	// AuthLimiter, when set, throttles failed authentication per client
+	// address on every route behind the key check (429 with Retry-After).
+	AuthLimiter *AuthLimiter
 	// MaxHeaderValueBytes caps each header value, MaxURIBytes an event's
 	// request.uri and MaxMetadataBytes the JSON text of an event's or a
 	// profile's metadata; an event over a cap is refused with a 400 naming
@@ -69,7 +73,10 @@ type Config struct {
 	MaxMetadataBytes    int
 	// Stream bounds the live event stream (GET .../events/stream).
 	Stream StreamConfig
-	Logger *slog.Logger
+	// QueryTimeout bounds each read query (events, profiles, and the
+	// Metrics API given Queries()). Zero means DefaultQueryTimeout.
+	QueryTimeout time.Duration
+	Logger       *slog.Logger
 	// Registerer, when set, gets the collector's Prometheus metrics.
 	Registerer prometheus.Registerer
 	// Ready are the checks /readyz runs.
@@ -93,6 +100,7 @@ type Server struct {
 	metrics *metrics
 	// logLimit keeps one bad sender from flooding the log.
 	logLimit *logLimiter
+	queries  *Queries
 }
 
 // New returns a Server for cfg.
@@ -116,7 +124,8 @@ func New(cfg Config) *Server {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), stream: NewStream(cfg.Stream),
-		metrics: newMetrics(cfg.Registerer), logLimit: newLogLimiter(10 * time.Second)}
+		metrics: newMetrics(cfg.Registerer), logLimit: newLogLimiter(10 * time.Second),
+		queries: NewQueries(cfg.QueryTimeout)}
 	s.routes()
 	return s
 }
@@ -151,17 +160,47 @@ type Route struct {
 // walk them all).
 func (s *Server) Routes() []Route { return append([]Route(nil), s.guarded...) }
 
+// Queries bounds the server's read queries; the Metrics API runs its own
+// under it, and cmd/ stops it on shutdown (http.Server.RegisterOnShutdown)
+// so that no query holds the shutdown up.
+func (s *Server) Queries() *Queries { return s.queries }
+
 // Stream returns the live event stream; cmd/ closes it on shutdown
 // (http.Server.RegisterOnShutdown) so open streams do not hold the
 // server up.
 func (s *Server) Stream() *Stream { return s.stream }
 
+// streamEvents serves the live stream. Its routes always carry the grant
+// (handleStream): the stream is counted against the key, and the key is
+// checked again every StreamConfig.Recheck, so that a revoked key stops
+// streaming as it stops everything else.
 func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
-	s.stream.serve(w, r, s.writeError)
+	g, ok := GrantFrom(r.Context())
+	if !ok {
+		s.writeError(w, r, newError(http.StatusUnauthorized, "unauthorized", "this route needs a key"))
+		return
+	}
+	recheck := func() error {
+		_, err := s.authorize(r, Read)
+		return err
+	}
+	s.stream.serve(w, r, s.writeError, g.KeyID, recheck)
+}
+
+// handleStream registers a stream route behind the key check with the
+// grant always carried in the request.
+func (s *Server) handleStream(pattern string) {
+	s.mux.Handle(pattern, s.guard(Read, false, false, http.HandlerFunc(s.streamEvents)))
+	s.guarded = append(s.guarded, Route{Pattern: pattern, Scope: Read})
 }
 
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// Every answer says nosniff: JSON (which may echo what a client sent) and
+// the dashboard's files are never to be read as anything but their type.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	s.mux.ServeHTTP(w, r)
+}
 
 func (s *Server) routes() {
 	s.mux.HandleFunc("POST /v1/events", s.counted("events", s.collect(false)))
@@ -178,8 +217,8 @@ func (s *Server) routes() {
 	})
 	s.Handle("GET /v1/o/{org}/environments/{env}/events", http.HandlerFunc(s.listEvents))
 	s.Handle("GET /v1/o/{org}/e/{env}/events", http.HandlerFunc(s.listEvents))
-	s.Handle("GET /v1/o/{org}/environments/{env}/events/stream", http.HandlerFunc(s.streamEvents))
-	s.Handle("GET /v1/o/{org}/e/{env}/events/stream", http.HandlerFunc(s.streamEvents))
+	s.handleStream("GET /v1/o/{org}/environments/{env}/events/stream")
+	s.handleStream("GET /v1/o/{org}/e/{env}/events/stream")
 	s.Handle("GET /v1/o/{org}/environments/{env}/users/{id}", s.getProfile("user"))
 	s.Handle("GET /v1/o/{org}/environments/{env}/companies/{id}", s.getProfile("company"))
 	s.mux.HandleFunc("GET /readyz", s.readyz)
@@ -406,26 +445,13 @@ func (s *Server) decodeEvents(w http.ResponseWriter, r *http.Request, a apps.App
 // checkCaps refuses an event whose URI, a header value or metadata is
 // longer than its cap.
 func (s *Server) checkCaps(e *apimeter.Event, index int) error {
-	over := func(field string, n int) error {
-		return &moesif.FieldError{Index: index, Field: field, Msg: fmt.Sprintf("is longer than %d bytes", n)}
-	}
-	if len(e.URI) > s.cfg.MaxURIBytes {
-		return over("request.uri", s.cfg.MaxURIBytes)
-	}
-	for _, m := range []struct {
-		side string
-		h    apimeter.Headers
-	}{{"request", e.RequestHeaders}, {"response", e.ResponseHeaders}} {
-		for _, kv := range m.h {
-			if len(kv.Value) > s.cfg.MaxHeaderValueBytes {
-				return over(m.side+".headers."+kv.Name, s.cfg.MaxHeaderValueBytes)
-			}
-		}
-	}
-	if len(e.Metadata) > s.cfg.MaxMetadataBytes {
-		return over("metadata", s.cfg.MaxMetadataBytes)
-	}
-	return nil
+	return s.EventLimits().Check(e, index)
+}
+
+// EventLimits are the per-event caps of this server's collector, for the
+// entry points that store through other paths (package eventcap).
+func (s *Server) EventLimits() eventcap.Limits {
+	return eventcap.Limits{MaxHeaderValueBytes: s.cfg.MaxHeaderValueBytes, MaxURIBytes: s.cfg.MaxURIBytes, MaxMetadataBytes: s.cfg.MaxMetadataBytes}
 }
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -481,7 +507,14 @@ func (s *Server) ingest(ctx context.Context, events []apimeter.Event) (apimeter.
 				Message: "the alias table could not be read; nothing was acknowledged, retry later"}
 		}
 	}
+	// Entry points other than the collector (which refuses an event over
+	// a cap) cannot send a call back: it is cut to the caps and marked, so
+	// that nothing is stored that a read cannot serve.
+	lim := s.EventLimits()
 	for i := range events {
+		if lim.Truncate(&events[i]) {
+			s.metrics.events.WithLabelValues("truncated").Inc()
+		}
 		s.cfg.Scrubber.Scrub(&events[i])
 	}
 	res, err := s.cfg.Store.Append(ctx, events)

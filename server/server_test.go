@@ -29,6 +29,8 @@ type env struct {
 	http  *httptest.Server
 	appID string
 	key   string // read key of org acme
+	srv   *server.Server
+	keys  *auth.Keys
 }
 
 func newEnv(t testing.TB, cfg server.Config) *env {
@@ -61,8 +63,9 @@ func newEnv(t testing.TB, cfg server.Config) *env {
 	if cfg.Auth == nil {
 		cfg.Auth = auth.New(auth.Config{Keys: keys})
 	}
-	hs := httptest.NewServer(server.New(cfg))
-	e := &env{t: t, dir: dir, store: st, http: hs, appID: a.ID, key: key}
+	srv := server.New(cfg)
+	hs := httptest.NewServer(srv)
+	e := &env{t: t, dir: dir, store: st, http: hs, appID: a.ID, key: key, srv: srv, keys: keys}
 	t.Cleanup(func() {
 		hs.Close()
 		st.Close()

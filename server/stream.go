@@ -18,8 +18,11 @@ import (
 const (
 	DefaultStreamBuffer       = 256
 	DefaultStreamSubscribers  = 64
+	DefaultStreamPerOrg       = 16
+	DefaultStreamPerKey       = 8
 	DefaultStreamHeartbeat    = 15 * time.Second
 	DefaultStreamWriteTimeout = 30 * time.Second
+	DefaultStreamRecheck      = time.Second
 )
 
 // StreamConfig bounds the live event stream.
@@ -30,6 +33,16 @@ type StreamConfig struct {
 	// MaxSubscribers caps the open streams; one more is a 503. Zero means
 	// DefaultStreamSubscribers.
 	MaxSubscribers int
+	// MaxPerOrg caps the open streams of one org, and MaxPerKey those of
+	// one key (its sessions included); one more is a 429. So one tenant
+	// cannot take every slot: the rest stay for the others. Zero means
+	// DefaultStreamPerOrg and DefaultStreamPerKey.
+	MaxPerOrg int
+	MaxPerKey int
+	// Recheck is how often an open stream checks its key again; a stream
+	// whose key was revoked (or whose session ended) is closed. Zero means
+	// DefaultStreamRecheck.
+	Recheck time.Duration
 	// Heartbeat is how often an idle stream gets a comment line, so
 	// proxies and browsers keep it open. Zero means DefaultStreamHeartbeat.
 	Heartbeat time.Duration
@@ -49,6 +62,8 @@ type Stream struct {
 	cfg    StreamConfig
 	mu     sync.RWMutex
 	subs   map[*subscriber]struct{}
+	perOrg map[string]int
+	perKey map[string]int
 	closed bool
 }
 
@@ -77,6 +92,7 @@ func (f *StreamFilter) Match(e *apimeter.Event) bool {
 
 type subscriber struct {
 	f       StreamFilter
+	key     string // the id of the key it was opened with
 	ch      chan []byte
 	dropped atomic.Int64
 	done    chan struct{} // closed when the stream shuts down
@@ -96,7 +112,16 @@ func NewStream(cfg StreamConfig) *Stream {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = DefaultStreamWriteTimeout
 	}
-	return &Stream{cfg: cfg, subs: map[*subscriber]struct{}{}}
+	if cfg.MaxPerOrg <= 0 {
+		cfg.MaxPerOrg = DefaultStreamPerOrg
+	}
+	if cfg.MaxPerKey <= 0 {
+		cfg.MaxPerKey = DefaultStreamPerKey
+	}
+	if cfg.Recheck <= 0 {
+		cfg.Recheck = DefaultStreamRecheck
+	}
+	return &Stream{cfg: cfg, subs: map[*subscriber]struct{}{}, perOrg: map[string]int{}, perKey: map[string]int{}}
 }
 
 // Stored implements apimeter.Sink. Each event is encoded once, and only
@@ -149,21 +174,42 @@ func (s *Stream) Subscribers() int {
 var errTooManyStreams = &APIError{Status: http.StatusServiceUnavailable, Code: "too_many_streams",
 	Message: "too many open event streams; retry later"}
 
-func (s *Stream) subscribe(f StreamFilter) (*subscriber, error) {
+func (s *Stream) subscribe(f StreamFilter, key string) (*subscriber, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || len(s.subs) >= s.cfg.MaxSubscribers {
 		return nil, errTooManyStreams
 	}
-	sub := &subscriber{f: f, ch: make(chan []byte, s.cfg.Buffer), done: make(chan struct{})}
+	if s.perOrg[f.Org] >= s.cfg.MaxPerOrg {
+		return nil, &APIError{Status: http.StatusTooManyRequests, Code: "too_many_streams",
+			Message: fmt.Sprintf("org %s holds %d open event streams, the most one org may; close one", f.Org, s.cfg.MaxPerOrg)}
+	}
+	if s.perKey[key] >= s.cfg.MaxPerKey {
+		return nil, &APIError{Status: http.StatusTooManyRequests, Code: "too_many_streams",
+			Message: fmt.Sprintf("this key holds %d open event streams, the most one key may; close one", s.cfg.MaxPerKey)}
+	}
+	sub := &subscriber{f: f, key: key, ch: make(chan []byte, s.cfg.Buffer), done: make(chan struct{})}
 	s.subs[sub] = struct{}{}
+	s.perOrg[f.Org]++
+	s.perKey[key]++
 	return sub, nil
 }
 
 func (s *Stream) unsubscribe(sub *subscriber) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, ok := s.subs[sub]; !ok {
+		return
+	}
 	delete(s.subs, sub)
+	for _, m := range []struct {
+		counts map[string]int
+		k      string
+	}{{s.perOrg, sub.f.Org}, {s.perKey, sub.key}} {
+		if m.counts[m.k]--; m.counts[m.k] <= 0 {
+			delete(m.counts, m.k)
+		}
+	}
 }
 
 // Close ends every open stream and refuses new ones, so that a server's
@@ -207,13 +253,17 @@ func streamFilter(r *http.Request) (StreamFilter, error) {
 // data is the event as GET .../events answers it; `event: dropped` with
 // {"dropped": N} says N events were left out because the client read too
 // slowly.
-func (s *Stream) serve(w http.ResponseWriter, r *http.Request, writeErr func(http.ResponseWriter, *http.Request, error)) {
+//
+// key is the id of the key the stream is opened with (for MaxPerKey);
+// recheck, called every Recheck, returns an error once the key no longer
+// allows the stream, which then ends with `event: closed`.
+func (s *Stream) serve(w http.ResponseWriter, r *http.Request, writeErr func(http.ResponseWriter, *http.Request, error), key string, recheck func() error) {
 	f, err := streamFilter(r)
 	if err != nil {
 		writeErr(w, r, err)
 		return
 	}
-	sub, err := s.subscribe(f)
+	sub, err := s.subscribe(f, key)
 	if err != nil {
 		writeErr(w, r, err)
 		return
@@ -239,6 +289,8 @@ func (s *Stream) serve(w http.ResponseWriter, r *http.Request, writeErr func(htt
 	}
 	tick := time.NewTicker(s.cfg.Heartbeat)
 	defer tick.Stop()
+	check := time.NewTicker(s.cfg.Recheck)
+	defer check.Stop()
 	var buf []byte
 	for {
 		buf = buf[:0]
@@ -247,6 +299,16 @@ func (s *Stream) serve(w http.ResponseWriter, r *http.Request, writeErr func(htt
 			return
 		case <-sub.done:
 			return
+		case <-check.C:
+			if err := recheck(); err != nil {
+				// Said in the stream, for a reader that can show it; a
+				// browser's EventSource reconnects and gets the 401.
+				deadline()
+				w.Write(appendSSE(buf, "closed", []byte(`{"reason":"the key no longer allows this stream"}`)))
+				rc.Flush()
+				return
+			}
+			continue
 		case <-tick.C:
 			buf = append(buf, ": keep-alive\n\n"...)
 		case msg := <-sub.ch:

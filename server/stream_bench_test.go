@@ -48,7 +48,7 @@ func BenchmarkStreamStored(b *testing.B) {
 	})
 	b.Run("stalled-subscriber", func(b *testing.B) {
 		s := NewStream(StreamConfig{Buffer: 1})
-		sub, _ := s.subscribe(StreamFilter{Org: "acme", Env: "prod"})
+		sub, _ := s.subscribe(StreamFilter{Org: "acme", Env: "prod"}, "k")
 		sub.ch <- nil // full from the start
 		for b.Loop() {
 			s.Stored(ctx, events)
@@ -56,7 +56,7 @@ func BenchmarkStreamStored(b *testing.B) {
 	})
 	b.Run("reading-subscriber", func(b *testing.B) {
 		s := NewStream(StreamConfig{Buffer: 1024})
-		sub, _ := s.subscribe(StreamFilter{Org: "acme", Env: "prod"})
+		sub, _ := s.subscribe(StreamFilter{Org: "acme", Env: "prod"}, "k")
 		done := make(chan struct{})
 		go func() {
 			for {

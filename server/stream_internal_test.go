@@ -67,7 +67,7 @@ func TestStreamSlowReaderDropsAndIsTold(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		s.serve(w, r, func(w http.ResponseWriter, r *http.Request, err error) { t.Errorf("serve: %v", err) })
+		s.serve(w, r, func(w http.ResponseWriter, r *http.Request, err error) { t.Errorf("serve: %v", err) }, "k", func() error { return nil })
 	}()
 	for s.Subscribers() == 0 {
 		time.Sleep(time.Millisecond)
@@ -151,11 +151,11 @@ func TestStreamFilterMatch(t *testing.T) {
 
 func TestStreamRefusesPastMaxAndAfterClose(t *testing.T) {
 	s := NewStream(StreamConfig{MaxSubscribers: 1})
-	sub, err := s.subscribe(StreamFilter{Org: "a", Env: "b"})
+	sub, err := s.subscribe(StreamFilter{Org: "a", Env: "b"}, "k")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.subscribe(StreamFilter{Org: "a", Env: "b"}); err != errTooManyStreams {
+	if _, err := s.subscribe(StreamFilter{Org: "a", Env: "b"}, "k"); err != errTooManyStreams {
 		t.Errorf("second subscriber past MaxSubscribers 1: err = %v, want too_many_streams", err)
 	}
 	s.Close()
@@ -165,7 +165,7 @@ func TestStreamRefusesPastMaxAndAfterClose(t *testing.T) {
 		t.Error("Close did not end the open stream")
 	}
 	s.unsubscribe(sub)
-	if _, err := s.subscribe(StreamFilter{Org: "a", Env: "b"}); err == nil {
+	if _, err := s.subscribe(StreamFilter{Org: "a", Env: "b"}, "k"); err == nil {
 		t.Error("a closed stream took a subscriber")
 	}
 }

@@ -288,6 +288,11 @@ func (p *filterParser) cond() (Expr, error) {
 	default:
 		return nil, fmt.Errorf("unknown operator %q at position %d; use eq, ne, gt, lt, ge, le, in, notin, like, not like, isnull or isnotnull", ot.text, ot.pos+1)
 	}
+	if op == opLike || op == opNotLike {
+		if err := checkLike(c.Values[0]); err != nil {
+			return nil, err
+		}
+	}
 	if d.numeric && op != opLike && op != opNotLike {
 		for _, v := range c.Values {
 			n, err := strconv.ParseInt(v, 10, 64)

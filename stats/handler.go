@@ -36,6 +36,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock of the quota; nil means time.Now.
 	Now func() time.Time
+	// Queries bounds each query: a deadline enforced inside the engine,
+	// cancelled when the client goes away or the server shuts down (the
+	// server's, server.Server.Queries). Nil means its own with
+	// server.DefaultQueryTimeout.
+	Queries *server.Queries
 }
 
 // Handler serves the Metrics API.
@@ -58,6 +63,9 @@ func NewHandler(cfg Config) *Handler {
 	}
 	if cfg.Dialect == nil {
 		cfg.Dialect = DuckDB{}
+	}
+	if cfg.Queries == nil {
+		cfg.Queries = server.NewQueries(0)
 	}
 	return &Handler{cfg: cfg, log: cfg.Logger, quota: &quota{limit: cfg.QuotaPerMinute, counts: map[string]int{}}}
 }
@@ -145,13 +153,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	ctx, cancel := h.cfg.Queries.Context(r.Context())
+	defer cancel()
 	var res *Result
 	if db, ok := h.cfg.DB.(*sql.DB); ok && h.cfg.DailyTable != "" {
-		res, err = RunDaily(r.Context(), db, h.cfg.Dialect, p, h.cfg.DailyTable)
+		res, err = RunDaily(ctx, db, h.cfg.Dialect, p, h.cfg.DailyTable)
 	} else {
-		res, err = Run(r.Context(), h.cfg.DB, h.cfg.Dialect, p)
+		res, err = Run(ctx, h.cfg.DB, h.cfg.Dialect, p)
 	}
-	if err != nil {
+	if err = h.cfg.Queries.Err(ctx, err); err != nil {
+		var ae *server.APIError
+		if errors.As(err, &ae) {
+			// Cut by the query timeout or the shutdown.
+			code := "analytics.service.QueryTimeout"
+			if ae.Code != "query_timeout" {
+				code = "analytics.service.Unavailable"
+			}
+			writeJSON(w, ae.Status, ErrorBody{Code: code, Message: ae.Message, Contexts: []string{}})
+			return
+		}
 		h.fail(w, r, err)
 		return
 	}
@@ -175,6 +195,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())
 }

@@ -115,7 +115,7 @@ func randomFilter(r *rand.Rand, depth int) string {
 	case 1:
 		return "response_status_code " + pick("in", "notin") + " " + pick("200,500", "(404, 503)", "201")
 	case 2:
-		return pick("apiproxy", "developer_app", "user_id") + " " + pick("like", "not like", "NOT LIKE") + " " + pick("'a%'", "'%a'", "'_eta'", `'Acme\%'`, "'%'", "\"u%\"")
+		return pick("apiproxy", "developer_app", "user_id") + " " + pick("like", "not like", "NOT LIKE") + " " + pick("'a%'", "'%a'", "'_eta'", "'%_eta%'", "'u_%'", "'%c_e%'", "'%a%_'", `'Acme\%'`, "'%'", "\"u%\"")
 	case 3:
 		return pick("developer_app", "user_id", "target_url") + " " + pick("isnull", "isnotnull")
 	case 4:

@@ -68,6 +68,15 @@ func (DuckDB) Text(expr string) string { return "CAST(" + expr + " AS VARCHAR)" 
 func (DuckDB) JSONText(col, key string) string {
 	return fmt.Sprintf("coalesce(json_extract_string(%s, '$.%s'), '')", col, key)
 }
+
+// RegexLike: regexp_full_match is RE2 (see like).
+func (DuckDB) RegexLike(expr, re string, not bool) string {
+	if not {
+		return "NOT regexp_full_match(" + expr + ", " + re + ")"
+	}
+	return "regexp_full_match(" + expr + ", " + re + ")"
+}
+
 func (DuckDB) Like(expr, pattern string, not bool) string {
 	op := "LIKE"
 	if not {
@@ -323,7 +332,7 @@ func (b *sqlBuilder) expr(sb *strings.Builder, e Expr) {
 			if e.Dim.numeric {
 				col = b.d.Text(col)
 			}
-			sb.WriteString(b.d.Like(col, b.arg(e.Values[0]), e.Op == opNotLike))
+			sb.WriteString(b.like(col, e.Values[0], e.Op == opNotLike))
 		case opIsNull:
 			// apimeter stores an unknown text value as the empty string.
 			if e.Dim.numeric {

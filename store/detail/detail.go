@@ -5,7 +5,9 @@
 package detail
 
 import (
+	"bytes"
 	"encoding/json"
+	"strings"
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/internal/jsontext"
@@ -83,11 +85,22 @@ func appendMsg(dst []byte, h apimeter.Headers, b apimeter.Body) []byte {
 	return append(dst, '}')
 }
 
-// Apply fills e from a detail JSON document.
+// UnreadableKey is the metadata key an event read back gets when its
+// stored detail could not be read whole (a row written before the
+// per-event caps held for every entry point): what could be read is
+// shown, the rest is left out, and the key lists what was left out.
+const UnreadableKey = "apimeter_unreadable"
+
+// Apply fills e from a detail JSON document. A stored row is always
+// served: a document the strict decoding refuses (more headers than
+// jsontext.MaxHeaders, a value of an odd type, bad JSON) is read as far
+// as it goes and the event marked with UnreadableKey. It returns no error
+// since then; the result is kept for the stores' callers.
 func Apply(e *apimeter.Event, doc string) error {
 	var d detail
 	if err := json.Unmarshal([]byte(doc), &d); err != nil {
-		return err
+		applyLenient(e, doc)
+		return nil
 	}
 	e.Direction, e.APIVersion, e.Query, e.SessionToken, e.Tags = d.Direction, d.APIVersion, d.Query, d.Session, d.Tags
 	if len(d.Metadata) > 0 {
@@ -98,4 +111,103 @@ func Apply(e *apimeter.Event, doc string) error {
 	e.ResponseHeaders = apimeter.Headers(d.Resp.Headers)
 	e.ResponseBody = apimeter.Body{Text: d.Resp.Body, Base64: d.Resp.Base64, Truncated: d.Resp.Truncated}
 	return nil
+}
+
+// lenientDetail is detail with the parts a strict decoding may refuse
+// left raw.
+type lenientDetail struct {
+	Direction  string          `json:"direction"`
+	APIVersion string          `json:"api_version"`
+	Query      string          `json:"query"`
+	Session    string          `json:"session"`
+	Tags       string          `json:"tags"`
+	Metadata   json.RawMessage `json:"metadata"`
+	Req        lenientMsg      `json:"req"`
+	Resp       lenientMsg      `json:"resp"`
+}
+
+type lenientMsg struct {
+	Headers   json.RawMessage `json:"headers"`
+	Body      string          `json:"body"`
+	Base64    bool            `json:"b64"`
+	Truncated bool            `json:"trunc"`
+}
+
+// applyLenient reads what it can of doc into e and marks e.
+func applyLenient(e *apimeter.Event, doc string) {
+	var left []string
+	var d lenientDetail
+	if err := json.Unmarshal([]byte(doc), &d); err != nil {
+		e.Metadata = markUnreadable(nil, []string{"detail"})
+		return
+	}
+	e.Direction, e.APIVersion, e.Query, e.SessionToken, e.Tags = d.Direction, d.APIVersion, d.Query, d.Session, d.Tags
+	var cut bool
+	if e.RequestHeaders, cut = lenientHeaders(d.Req.Headers); cut {
+		left = append(left, "request.headers")
+	}
+	if e.ResponseHeaders, cut = lenientHeaders(d.Resp.Headers); cut {
+		left = append(left, "response.headers")
+	}
+	e.RequestBody = apimeter.Body{Text: d.Req.Body, Base64: d.Req.Base64, Truncated: d.Req.Truncated}
+	e.ResponseBody = apimeter.Body{Text: d.Resp.Body, Base64: d.Resp.Base64, Truncated: d.Resp.Truncated}
+	md := bytes.TrimSpace(d.Metadata)
+	if len(md) > 0 && md[0] != '{' && !bytes.Equal(md, []byte("null")) {
+		left = append(left, "metadata")
+		md = nil
+	}
+	e.Metadata = markUnreadable(md, left)
+}
+
+// lenientHeaders reads a JSON object of header names to values, keeping
+// the first jsontext.MaxHeaders; a value that is not a string is kept as
+// its JSON text. cut says something was left out.
+func lenientHeaders(raw json.RawMessage) (apimeter.Headers, bool) {
+	if len(raw) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return nil, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, true
+	}
+	var h apimeter.Headers
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return h, true
+		}
+		name, _ := t.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return h, true
+		}
+		if len(h) == jsontext.MaxHeaders {
+			return h, true
+		}
+		var s string
+		if json.Unmarshal(v, &s) != nil {
+			s = strings.TrimSpace(string(v))
+		}
+		h = append(h, apimeter.Header{Name: name, Value: s})
+	}
+	return h, false
+}
+
+// markUnreadable returns metadata md (a JSON object or nothing) with
+// UnreadableKey listing left, or md unchanged when nothing was left out.
+func markUnreadable(md json.RawMessage, left []string) json.RawMessage {
+	if len(left) == 0 {
+		if len(md) == 0 || bytes.Equal(md, []byte("null")) {
+			return nil
+		}
+		return md
+	}
+	obj := map[string]json.RawMessage{}
+	if len(md) > 0 {
+		_ = json.Unmarshal(md, &obj)
+	}
+	list, _ := json.Marshal(left)
+	obj[UnreadableKey] = list
+	out, _ := json.Marshal(obj)
+	return out
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -34,6 +35,7 @@ func Run(t *testing.T, open Opener) {
 		{"IdempotentAcrossRestart", testRestart},
 		{"EventFilters", testFilters},
 		{"Profiles", testProfiles},
+		{"OversizedRowReadable", testOversizedRow},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -275,3 +277,33 @@ func testProfiles(t *testing.T, open func(t *testing.T) apimeter.Store) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// testOversizedRow: a row no entry point stores any more (1,001 request
+// headers, as the Kafka consumer once did) written straight into the
+// store reads back, its first 1,000 headers and a mark, instead of failing
+// every read of a page that holds it.
+func testOversizedRow(t *testing.T, open func(t *testing.T) apimeter.Store) {
+	st := open(t)
+	defer closeStore(t, st)
+	e := event(1)
+	e.RequestHeaders = nil
+	for i := range 1001 {
+		e.RequestHeaders = append(e.RequestHeaders, apimeter.Header{Name: fmt.Sprintf("X-H%d", i), Value: "v"})
+	}
+	appendOK(t, st, []apimeter.Event{e, event(2)}, 2, 0)
+	got := all(t, st, apimeter.EventFilter{Org: "acme", Env: "prod"})
+	if len(got) != 2 {
+		t.Fatalf("Events: %d events, want 2", len(got))
+	}
+	for _, g := range got {
+		if g.ID != e.ID {
+			continue
+		}
+		if n := len(g.RequestHeaders); n != 1000 {
+			t.Errorf("oversized row read back with %d request headers, want 1000", n)
+		}
+		if !json.Valid(g.Metadata) || !strings.Contains(string(g.Metadata), "apimeter_unreadable") {
+			t.Errorf("oversized row's metadata %s, want the apimeter_unreadable mark", g.Metadata)
+		}
+	}
+}

@@ -1,0 +1,205 @@
+// Package eventcap holds the per-event limits every entry point of
+// apimeter applies before an event is stored: the collector (which refuses
+// an event over a cap with a 400 naming the field), and the entry points
+// that cannot refuse one call without losing it (the Kafka / Event Hubs
+// consumer, the in-process Ingest of the gateway, demo, OTLP and
+// CloudEvents), which cut the event down to the caps and mark it.
+//
+// One set of limits means an event stored by any entry point is one the
+// read path (GET .../events, the stream, the dashboard) can serve.
+package eventcap
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/internal/jsontext"
+	"github.com/apimeter/apimeter/moesif"
+)
+
+// Defaults of Limits: the collector's defaults (the serve command's
+// --max-header-value-bytes, --max-uri-bytes and --max-metadata-bytes).
+const (
+	DefaultMaxHeaders          = jsontext.MaxHeaders
+	DefaultMaxHeaderValueBytes = 16 << 10
+	DefaultMaxURIBytes         = 16 << 10
+	DefaultMaxMetadataBytes    = 64 << 10
+)
+
+// MarkKey is the metadata key a truncated event carries: a JSON array of
+// the fields that were cut ("request.uri", "request.headers",
+// "response.headers", "metadata").
+const MarkKey = "apimeter_truncated"
+
+// Limits are the caps on one event. A zero field means its Default.
+type Limits struct {
+	// MaxHeaders is the most headers of a request or of a response.
+	MaxHeaders int
+	// MaxHeaderValueBytes caps each header value.
+	MaxHeaderValueBytes int
+	// MaxURIBytes caps the request URI (and path).
+	MaxURIBytes int
+	// MaxMetadataBytes caps the JSON text of the metadata.
+	MaxMetadataBytes int
+}
+
+// Default returns the collector's default limits.
+func Default() Limits { return Limits{}.OrDefaults() }
+
+// OrDefaults returns l with every zero field set to its Default (and
+// MaxHeaders no higher than the collector can decode).
+func (l Limits) OrDefaults() Limits {
+	if l.MaxHeaders <= 0 || l.MaxHeaders > jsontext.MaxHeaders {
+		// The decoders refuse more than jsontext.MaxHeaders: a stored
+		// event must stay readable by them.
+		l.MaxHeaders = jsontext.MaxHeaders
+	}
+	if l.MaxHeaderValueBytes <= 0 {
+		l.MaxHeaderValueBytes = DefaultMaxHeaderValueBytes
+	}
+	if l.MaxURIBytes <= 0 {
+		l.MaxURIBytes = DefaultMaxURIBytes
+	}
+	if l.MaxMetadataBytes <= 0 {
+		l.MaxMetadataBytes = DefaultMaxMetadataBytes
+	}
+	return l
+}
+
+// Check returns a *moesif.FieldError naming the first field of e over a
+// cap, or nil. index is the event's place in its batch (-1 for none). The
+// collector refuses such an event: its sender is told and may fix it.
+func (l Limits) Check(e *apimeter.Event, index int) error {
+	l = l.OrDefaults()
+	over := func(field, msg string) error {
+		return &moesif.FieldError{Index: index, Field: field, Msg: msg}
+	}
+	if len(e.URI) > l.MaxURIBytes {
+		return over("request.uri", fmt.Sprintf("is longer than %d bytes", l.MaxURIBytes))
+	}
+	for _, m := range []struct {
+		side string
+		h    apimeter.Headers
+	}{{"request", e.RequestHeaders}, {"response", e.ResponseHeaders}} {
+		if len(m.h) > l.MaxHeaders {
+			return over(m.side+".headers", fmt.Sprintf("more than %d headers", l.MaxHeaders))
+		}
+		for _, kv := range m.h {
+			if len(kv.Value) > l.MaxHeaderValueBytes {
+				return over(m.side+".headers."+kv.Name, fmt.Sprintf("is longer than %d bytes", l.MaxHeaderValueBytes))
+			}
+		}
+	}
+	if len(e.Metadata) > l.MaxMetadataBytes {
+		return over("metadata", fmt.Sprintf("is longer than %d bytes", l.MaxMetadataBytes))
+	}
+	return nil
+}
+
+// Truncate cuts e down to the limits and reports whether it changed
+// anything: a URI (and path) over its cap is cut at a character boundary,
+// headers past MaxHeaders are dropped and a longer value cut, metadata over
+// its cap is replaced. A changed event is marked: its metadata carries
+// MarkKey listing the fields cut. Entry points that cannot refuse one call
+// without losing it (Kafka, the gateway) call it before storing.
+func (l Limits) Truncate(e *apimeter.Event) bool {
+	l = l.OrDefaults()
+	var cut []string
+	if len(e.URI) > l.MaxURIBytes {
+		e.URI = cutString(e.URI, l.MaxURIBytes)
+		cut = append(cut, "request.uri")
+	}
+	if len(e.Path) > l.MaxURIBytes {
+		e.Path = cutString(e.Path, l.MaxURIBytes)
+		if len(cut) == 0 {
+			cut = append(cut, "request.uri")
+		}
+	}
+	if truncHeaders(&e.RequestHeaders, l) {
+		cut = append(cut, "request.headers")
+	}
+	if truncHeaders(&e.ResponseHeaders, l) {
+		cut = append(cut, "response.headers")
+	}
+	md := e.Metadata
+	if len(md) > l.MaxMetadataBytes {
+		md = nil
+		cut = append(cut, "metadata")
+	}
+	if len(cut) == 0 {
+		return false
+	}
+	e.Metadata = mark(md, cut)
+	if len(e.Metadata) > l.MaxMetadataBytes {
+		// The mark itself pushed the metadata over: keep the mark alone.
+		e.Metadata = mark(nil, append(cut, "metadata"))
+	}
+	return true
+}
+
+// truncHeaders cuts *h down to l and reports whether it changed. The
+// slice is copied before a change: it may be shared with the sender's
+// buffers.
+func truncHeaders(h *apimeter.Headers, l Limits) bool {
+	over := len(*h) > l.MaxHeaders
+	if !over {
+		for _, kv := range *h {
+			if len(kv.Value) > l.MaxHeaderValueBytes {
+				over = true
+				break
+			}
+		}
+	}
+	if !over {
+		return false
+	}
+	n := min(len(*h), l.MaxHeaders)
+	out := make(apimeter.Headers, n)
+	copy(out, (*h)[:n])
+	for i := range out {
+		if len(out[i].Value) > l.MaxHeaderValueBytes {
+			out[i].Value = cutString(out[i].Value, l.MaxHeaderValueBytes)
+		}
+	}
+	*h = out
+	return true
+}
+
+// cutString returns the longest prefix of s of at most n bytes that does
+// not split a UTF-8 character.
+func cutString(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && i > n-utf8.UTFMax && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i]
+}
+
+// mark returns metadata md with MarkKey set to the fields cut. md is kept
+// when it is a JSON object; anything else is replaced.
+func mark(md json.RawMessage, cut []string) json.RawMessage {
+	list, _ := json.Marshal(cut)
+	out := make([]byte, 0, len(md)+len(MarkKey)+len(list)+8)
+	out = append(out, `{"`+MarkKey+`":`...)
+	out = append(out, list...)
+	md = bytes.TrimSpace(md)
+	if len(md) > 1 && md[0] == '{' && json.Valid(md) {
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(md, &obj) == nil {
+			delete(obj, MarkKey)
+			if len(obj) > 0 {
+				rest, _ := json.Marshal(obj)
+				out = append(out, ',')
+				out = append(out, rest[1:]...)
+				return out
+			}
+		}
+	}
+	return append(out, '}')
+}
