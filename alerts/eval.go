@@ -1,0 +1,665 @@
+package alerts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/stats"
+)
+
+// QuotaLimit is a gateway quota as quota rules read it.
+type QuotaLimit struct {
+	By  string // user, company or api_key
+	Per string // minute, hour, day or billing_period
+	// Limit is the calls allowed per window; Overrides give some
+	// customers their own.
+	Limit     int64
+	Overrides map[string]int64
+	// APIs restricts the quota to these API names (empty: all).
+	APIs []string
+}
+
+// QuotaLimits finds gateway quotas by name.
+type QuotaLimits interface {
+	QuotaLimit(name string) (QuotaLimit, bool)
+}
+
+// MeterSource answers a meter's value per customer (per "" for one total
+// under the key "") over [from, to): the seam where meters plug in.
+type MeterSource interface {
+	MeterValues(ctx context.Context, org, env, meter, per string, from, to time.Time) (map[string]float64, error)
+}
+
+// Config configures an Evaluator.
+type Config struct {
+	Store Store
+	// DB and Dialect run the Metrics API's query plans: the event store's
+	// database and its stats dialect.
+	DB      stats.Queryer
+	Dialect stats.Dialect
+	// Notifier sends the notifications; required.
+	Notifier *Notifier
+	// Leaser decides which process evaluates each rule; nil means this
+	// process evaluates every rule (LocalLeaser).
+	Leaser Leaser
+	// Interval is the time between evaluations (default 10 s).
+	Interval time.Duration
+	// Parallel bounds the rules evaluated at once (default 2).
+	Parallel int
+	// Dashboard is the base URL of the dashboard in notifications, e.g.
+	// https://apimeter.example.com.
+	Dashboard string
+	// Periods are the billing periods of quota rules.
+	Periods identity.Periods
+	Quotas  QuotaLimits
+	Meters  MeterSource
+	Logger  *slog.Logger
+	Metrics *Metrics
+	// Now is the clock of evaluations; nil means time.Now.
+	Now func() time.Time
+}
+
+// Evaluator evaluates the rules of the config file and of the store every
+// Interval, keeps each instance's state, stores its changes and hands the
+// notifications to the Notifier.
+type Evaluator struct {
+	cfg Config
+
+	mu        sync.Mutex
+	fileRules []Rule
+	apiRules  []Rule
+	rules     map[string]*ruleState // by key()
+	loadedAPI bool
+}
+
+type ruleState struct {
+	c    *compiled
+	err  error // why the rule cannot be evaluated
+	held bool
+	// instances are the customers not OK, by customer ("" for a rule
+	// without per).
+	instances map[string]*Instance
+	lastEval  time.Time
+	lastTook  time.Duration
+	lastErr   error
+}
+
+// Instance is the state of one rule for one customer.
+type Instance struct {
+	Customer  string    `json:"customer"`
+	State     State     `json:"state"`
+	Since     time.Time `json:"since"`
+	Value     *float64  `json:"value"`
+	Volume    float64   `json:"volume"`
+	Threshold float64   `json:"threshold"`
+}
+
+func ruleKey(org, env, id string) string { return org + "/" + env + "/" + id }
+
+// New returns an Evaluator; Run (or Tick) evaluates.
+func New(cfg Config) (*Evaluator, error) {
+	if cfg.Store == nil || cfg.DB == nil || cfg.Notifier == nil {
+		return nil, errors.New("alerts: Store, DB and Notifier are required")
+	}
+	if cfg.Dialect == nil {
+		cfg.Dialect = stats.DuckDB{}
+	}
+	if cfg.Leaser == nil {
+		cfg.Leaser = &LocalLeaser{}
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = 10 * time.Second
+	}
+	if cfg.Parallel <= 0 {
+		cfg.Parallel = 2
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Evaluator{cfg: cfg, rules: map[string]*ruleState{}}, nil
+}
+
+// SetFileRules replaces the rules of the config file (at start and on
+// SIGHUP). The rules must have passed Check.
+func (e *Evaluator) SetFileRules(rs []Rule) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.fileRules = append([]Rule(nil), rs...)
+	for i := range e.fileRules {
+		e.fileRules[i].Source = "file"
+	}
+	e.rebuild()
+}
+
+// Refresh reads the rules made over the API from the store again (every
+// tick: other processes on a shared store change them too).
+func (e *Evaluator) Refresh(ctx context.Context) error {
+	rs, err := e.cfg.Store.Rules(ctx)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.apiRules, e.loadedAPI = rs, true
+	e.rebuild()
+	return nil
+}
+
+// rebuild compiles the current rules, keeping the state of rules that
+// remain. A file rule wins over an API rule of the same id.
+func (e *Evaluator) rebuild() {
+	next := map[string]*ruleState{}
+	add := func(r Rule) {
+		k := ruleKey(r.Org, r.Env, r.ID)
+		if _, dup := next[k]; dup {
+			return
+		}
+		rs := e.rules[k]
+		if rs == nil {
+			rs = &ruleState{instances: map[string]*Instance{}}
+		}
+		rs.c, rs.err = e.compile(r)
+		if rs.c == nil {
+			rs.c = &compiled{Rule: r}
+		}
+		next[k] = rs
+	}
+	for _, r := range e.fileRules {
+		add(r)
+	}
+	for _, r := range e.apiRules {
+		add(r)
+	}
+	e.rules = next
+}
+
+// compile compiles r with what the evaluator knows beyond the rule: the
+// gateway quota it names, whether meters exist.
+func (e *Evaluator) compile(r Rule) (*compiled, error) {
+	extra := ""
+	if r.Kind == KindQuota && r.Quota != "" {
+		q, ok := e.quota(r.Quota)
+		if !ok {
+			return nil, fieldErr("quota", "no gateway quota named %q on this server", r.Quota)
+		}
+		if q.By != r.Per {
+			return nil, fieldErr("per", "gateway quota %q counts per %s, not per %s", r.Quota, q.By, r.Per)
+		}
+		if len(q.APIs) > 0 {
+			var vs []string
+			for _, a := range q.APIs {
+				vs = append(vs, "'"+strings.ReplaceAll(a, "'", "''")+"'")
+			}
+			extra = "apiproxy in (" + strings.Join(vs, ", ") + ")"
+		}
+	}
+	c, err := r.compileWith(extra)
+	if err == nil && c.meter && e.cfg.Meters == nil {
+		return c, fieldErr("meter", "this server has no meters; use metric")
+	}
+	return c, err
+}
+
+func (e *Evaluator) quota(name string) (QuotaLimit, bool) {
+	if e.cfg.Quotas == nil {
+		return QuotaLimit{}, false
+	}
+	return e.cfg.Quotas.QuotaLimit(name)
+}
+
+// CheckRule reports what is wrong with r on this server (a *FieldError),
+// as the API answers it.
+func (e *Evaluator) CheckRule(r *Rule) error {
+	if err := r.Check(); err != nil {
+		return err
+	}
+	_, err := e.compile(*r)
+	return err
+}
+
+// Run evaluates every Interval until ctx ends, then releases its leases.
+func (e *Evaluator) Run(ctx context.Context) {
+	t := time.NewTicker(e.cfg.Interval)
+	defer t.Stop()
+	for {
+		if err := e.Tick(ctx); err != nil && ctx.Err() == nil {
+			e.cfg.Logger.Warn("alerts: evaluation", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			e.release()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (e *Evaluator) release() {
+	e.mu.Lock()
+	var keys []string
+	for k, rs := range e.rules {
+		if rs.held {
+			keys = append(keys, k)
+		}
+	}
+	e.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.cfg.Leaser.Release(ctx, keys); err != nil {
+		e.cfg.Logger.Warn("alerts: release leases", "err", err)
+	}
+}
+
+// Tick evaluates once, at the clock's now: the rules this process holds
+// the lease of, one query each.
+func (e *Evaluator) Tick(ctx context.Context) error {
+	start := time.Now()
+	now := e.cfg.Now().UTC()
+	var errs []error
+	if err := e.Refresh(ctx); err != nil {
+		errs = append(errs, err) // evaluate the rules known
+	}
+	e.mu.Lock()
+	keys := make([]string, 0, len(e.rules))
+	for k, rs := range e.rules {
+		if rs.err == nil && !rs.c.Disabled {
+			keys = append(keys, k)
+		} else {
+			rs.held, rs.instances = false, map[string]*Instance{}
+		}
+	}
+	sort.Strings(keys)
+	states := make([]*ruleState, len(keys))
+	comp := make([]*compiled, len(keys))
+	wasHeld := make([]bool, len(keys))
+	for i, k := range keys {
+		states[i] = e.rules[k]
+		comp[i], wasHeld[i] = states[i].c, states[i].held
+	}
+	e.mu.Unlock()
+
+	ttl := 3 * e.cfg.Interval
+	if ttl < 5*time.Second {
+		ttl = 5 * time.Second
+	}
+	held, fresh, err := e.cfg.Leaser.Hold(ctx, keys, ttl)
+	if err != nil {
+		// Without leases no process may evaluate: better none than two.
+		return errors.Join(append(errs, err)...)
+	}
+	sem := make(chan struct{}, e.cfg.Parallel)
+	var wg sync.WaitGroup
+	var emu sync.Mutex
+	for i, rs := range states {
+		if !held[i] {
+			e.mu.Lock()
+			rs.held, rs.instances = false, map[string]*Instance{}
+			e.mu.Unlock()
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := e.evaluate(ctx, rs, comp[i], fresh[i] || !wasHeld[i], now); err != nil {
+				emu.Lock()
+				errs = append(errs, fmt.Errorf("rule %s: %w", keys[i], err))
+				emu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if m := e.cfg.Metrics; m != nil {
+		m.tick.Observe(time.Since(start).Seconds())
+		var pending, firing int
+		e.mu.Lock()
+		for _, rs := range e.rules {
+			for _, in := range rs.instances {
+				if in.State == Firing {
+					firing++
+				} else {
+					pending++
+				}
+			}
+		}
+		e.mu.Unlock()
+		m.instances.WithLabelValues(string(Pending)).Set(float64(pending))
+		m.instances.WithLabelValues(string(Firing)).Set(float64(firing))
+	}
+	return errors.Join(errs...)
+}
+
+// evaluate runs one rule's query and applies the state changes. load says
+// the lease was just taken: the rule's stored state is read first, and
+// notifications not yet delivered are sent.
+func (e *Evaluator) evaluate(ctx context.Context, rs *ruleState, c *compiled, load bool, now time.Time) (err error) {
+	start := time.Now()
+	defer func() {
+		took := time.Since(start)
+		e.mu.Lock()
+		rs.lastEval, rs.lastTook, rs.lastErr = now, took, err
+		e.mu.Unlock()
+		if m := e.cfg.Metrics; m != nil {
+			m.ruleEval.WithLabelValues(c.Kind).Observe(took.Seconds())
+			res := "ok"
+			if err != nil {
+				res = "error"
+			}
+			m.evaluations.WithLabelValues(res).Inc()
+		}
+	}()
+	if load {
+		if err := e.load(ctx, rs, c, now); err != nil {
+			return err
+		}
+	}
+	samples, err := e.samples(ctx, c, now)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	current := make(map[string]*Instance, len(rs.instances))
+	for k, v := range rs.instances {
+		current[k] = v
+	}
+	e.mu.Unlock()
+	for cust := range current {
+		if _, ok := samples[cust]; !ok {
+			s := Sample{Customer: cust, Threshold: e.threshold(c, cust)}
+			if c.additive {
+				zero := 0.0
+				s.Value = &zero
+			}
+			samples[cust] = s
+		}
+	}
+	var trans []Transition
+	next := map[string]*Instance{}
+	for cust, s := range samples {
+		in := current[cust]
+		t, after := step(c, in, s, now)
+		if t != nil {
+			trans = append(trans, *t)
+		}
+		if after != nil {
+			next[cust] = after
+		}
+	}
+	// The changes are stored before anyone is told (and before memory
+	// changes): a failed write leaves the state as it was, to be tried
+	// again next tick, and a restart after it knows what was announced.
+	if err := e.cfg.Store.AddTransitions(ctx, trans); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	rs.instances, rs.held = next, true
+	e.mu.Unlock()
+	for _, t := range trans {
+		if t.Event != "" {
+			e.cfg.Notifier.Send(newNotification(&c.Rule, t, e.cfg.Dashboard), c.Channels, nil)
+		}
+	}
+	return nil
+}
+
+// step is an instance's state machine: OK -> pending when the condition
+// holds, pending -> firing once it has held for For (at once when For is
+// 0), pending -> OK when it stops holding, firing -> OK (resolved) when it
+// clears. It returns the transition, if any, and the instance after (nil
+// when OK).
+func step(c *compiled, in *Instance, s Sample, now time.Time) (*Transition, *Instance) {
+	holds := c.holds(s)
+	cur := OK
+	if in != nil {
+		cur = in.State
+	}
+	after := func(st State, since time.Time) *Instance {
+		return &Instance{Customer: s.Customer, State: st, Since: since, Value: s.Value, Volume: s.Volume, Threshold: s.Threshold}
+	}
+	tr := func(st State, since time.Time, event string) *Transition {
+		return &Transition{ID: newID(), Org: c.Org, Env: c.Env, RuleID: c.ID, Customer: s.Customer, State: st, At: now, Since: since,
+			Value: s.Value, Volume: s.Volume, Threshold: s.Threshold, Event: event}
+	}
+	switch cur {
+	case OK:
+		if !holds {
+			return nil, nil
+		}
+		if c.For.D() <= 0 {
+			return tr(Firing, now, EventFiring), after(Firing, now)
+		}
+		return tr(Pending, now, ""), after(Pending, now)
+	case Pending:
+		if !holds {
+			return tr(OK, now, ""), nil
+		}
+		if now.Sub(in.Since) >= c.For.D() {
+			return tr(Firing, in.Since, EventFiring), after(Firing, in.Since)
+		}
+		return nil, after(Pending, in.Since)
+	default: // firing
+		if !holds {
+			return tr(OK, now, EventResolved), nil
+		}
+		return nil, after(Firing, in.Since)
+	}
+}
+
+// newID is a notification id: time-ordered (UUID v7), so ids sort as
+// their transitions do.
+func newID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.NewString()
+	}
+	return id.String()
+}
+
+// unsentHorizon bounds how far back a process looks for notifications
+// that were never delivered.
+const unsentHorizon = 24 * time.Hour
+
+// load reads a rule's instances from the store and sends what was not
+// delivered.
+func (e *Evaluator) load(ctx context.Context, rs *ruleState, c *compiled, now time.Time) error {
+	latest, err := e.cfg.Store.Latest(ctx, c.Org, c.Env, c.ID)
+	if err != nil {
+		return err
+	}
+	ins := map[string]*Instance{}
+	for _, t := range latest {
+		ins[t.Customer] = &Instance{Customer: t.Customer, State: t.State, Since: t.Since, Value: t.Value, Volume: t.Volume, Threshold: t.Threshold}
+	}
+	unsent, done, err := e.cfg.Store.Unsent(ctx, c.Org, c.Env, c.ID, now.Add(-unsentHorizon))
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	rs.instances = ins
+	e.mu.Unlock()
+	for _, t := range unsent {
+		e.cfg.Notifier.Send(newNotification(&c.Rule, t, e.cfg.Dashboard), c.Channels, done[t.ID])
+	}
+	return nil
+}
+
+// window is the time range a rule reads at now.
+func (e *Evaluator) window(c *compiled, now time.Time) (time.Time, time.Time) {
+	if c.Kind != KindQuota {
+		return now.Add(-c.Window.D()), now
+	}
+	per := "billing_period"
+	if c.Quota != "" {
+		q, _ := e.quota(c.Quota)
+		per = q.Per
+	}
+	switch per {
+	case "minute":
+		return now.Truncate(time.Minute), now
+	case "hour":
+		return now.Truncate(time.Hour), now
+	case "day":
+		loc := e.cfg.Periods.Location
+		if loc == nil {
+			loc = time.UTC
+		}
+		t := now.In(loc)
+		return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, loc), now
+	}
+	return e.cfg.Periods.Of(now).Start, now
+}
+
+// threshold is the value a customer's figure is compared with.
+func (e *Evaluator) threshold(c *compiled, customer string) float64 {
+	if c.Kind != KindQuota {
+		return c.Threshold
+	}
+	limit := c.Limit
+	if c.Quota != "" {
+		q, _ := e.quota(c.Quota)
+		limit = q.Limit
+		if n, ok := q.Overrides[customer]; ok {
+			limit = n
+		}
+	}
+	return float64(limit) * c.Percent / 100
+}
+
+// samples runs the rule's query over its window at now: one query,
+// whatever the number of customers.
+func (e *Evaluator) samples(ctx context.Context, c *compiled, now time.Time) (map[string]Sample, error) {
+	from, to := e.window(c, now)
+	out := map[string]Sample{}
+	if c.meter {
+		vals, err := e.cfg.Meters.MeterValues(ctx, c.Org, c.Env, c.Meter, c.Per, from, to)
+		if err != nil {
+			return nil, err
+		}
+		for cust, v := range vals {
+			v := v
+			out[cust] = Sample{Customer: cust, Value: &v, Threshold: c.Threshold}
+		}
+		if c.Per == "" {
+			if _, ok := out[""]; !ok {
+				zero := 0.0
+				out[""] = Sample{Value: &zero, Threshold: c.Threshold}
+			}
+		}
+		return out, nil
+	}
+	p := *c.plan
+	p.From, p.To = from.UTC(), to.UTC()
+	res, err := stats.Run(ctx, e.cfg.DB, e.cfg.Dialect, &p)
+	if err != nil {
+		return nil, err
+	}
+	for _, row := range res.Rows {
+		cust := ""
+		if len(row.Dims) > 0 {
+			cust = row.Dims[0]
+			if cust == "" {
+				continue // calls of no known customer
+			}
+		}
+		s := Sample{Customer: cust, Threshold: e.threshold(c, cust)}
+		if v := row.Values[c.volume]; v != nil {
+			s.Volume = *v
+		}
+		v := row.Values[c.value]
+		switch {
+		case c.ratio:
+			if v != nil && s.Volume > 0 {
+				r := *v / s.Volume
+				s.Value = &r
+			}
+		case v != nil:
+			x := *v
+			s.Value = &x
+		case c.additive:
+			zero := 0.0
+			s.Value = &zero
+		}
+		out[cust] = s
+	}
+	if c.Per == "" {
+		if _, ok := out[""]; !ok {
+			s := Sample{Threshold: c.Threshold}
+			if c.additive {
+				zero := 0.0
+				s.Value = &zero
+			}
+			out[""] = s
+		}
+	}
+	return out, nil
+}
+
+// RuleStatus is a rule with what this process knows of it.
+type RuleStatus struct {
+	Rule
+	// Error says why the rule is not evaluated (e.g. an unknown quota).
+	Error string `json:"error,omitempty"`
+	// Evaluated is true when this process evaluates the rule (holds its
+	// lease); then LastEval, LastTookMS and LastError describe the latest
+	// evaluation and Instances its pending and firing customers.
+	Evaluated  bool       `json:"evaluated"`
+	LastEval   time.Time  `json:"last_evaluation,omitzero"`
+	LastTookMS float64    `json:"last_took_ms,omitempty"`
+	LastError  string     `json:"last_error,omitempty"`
+	Instances  []Instance `json:"instances,omitempty"`
+}
+
+// Rules lists the rules of org and env (env "" for all) with their status.
+func (e *Evaluator) Rules(org, env string) []RuleStatus {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []RuleStatus
+	for _, rs := range e.rules {
+		r := rs.c.Rule
+		if r.Org != org || (env != "" && r.Env != env) {
+			continue
+		}
+		st := RuleStatus{Rule: r, Evaluated: rs.held, LastEval: rs.lastEval, LastTookMS: float64(rs.lastTook.Microseconds()) / 1000}
+		if rs.err != nil {
+			st.Error = rs.err.Error()
+		}
+		if rs.lastErr != nil {
+			st.LastError = rs.lastErr.Error()
+		}
+		for _, in := range rs.instances {
+			st.Instances = append(st.Instances, *in)
+		}
+		sort.Slice(st.Instances, func(i, j int) bool { return st.Instances[i].Customer < st.Instances[j].Customer })
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Env != out[j].Env {
+			return out[i].Env < out[j].Env
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// Rule returns one rule of org/env.
+func (e *Evaluator) Rule(org, env, id string) (Rule, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rs, ok := e.rules[ruleKey(org, env, id)]
+	if !ok {
+		return Rule{}, false
+	}
+	return rs.c.Rule, true
+}
