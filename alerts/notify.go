@@ -302,10 +302,6 @@ func (n *Notifier) deliver(j *job) {
 		d.Error = "HTTP " + strconv.Itoa(status) + ": the receiver refused it; not retried"
 		d.Outcome = Failed
 	}
-	if n.cfg.Metrics != nil {
-		n.cfg.Metrics.deliveries.WithLabelValues(j.ch.Type, d.Outcome).Inc()
-		n.cfg.Metrics.deliverySeconds.WithLabelValues(j.ch.Type).Observe(time.Since(start).Seconds())
-	}
 	// The log is written before the next attempt, so that a restart knows
 	// what was delivered. If the process dies between the receiver's 2xx
 	// and this write, the next process sends it again, with the same id.
@@ -314,6 +310,12 @@ func (n *Notifier) deliver(j *job) {
 		n.cfg.Logger.Error("alerts: log delivery", "rule", d.RuleID, "notification", d.Notification, "err", err)
 	}
 	cancel()
+	// Counted once logged: a count seen from outside is one a restart
+	// knows of.
+	if n.cfg.Metrics != nil {
+		n.cfg.Metrics.deliveries.WithLabelValues(j.ch.Type, d.Outcome).Inc()
+		n.cfg.Metrics.deliverySeconds.WithLabelValues(j.ch.Type).Observe(time.Since(start).Seconds())
+	}
 	if d.Outcome == Failed {
 		n.cfg.Logger.Warn("alerts: notification not delivered", "rule", d.RuleID, "customer", d.Customer, "event", d.Event, "channel", j.ch.Type, "attempts", j.attempt, "err", d.Error)
 	}

@@ -202,6 +202,7 @@ func (in *instance) Close() error {
 type serveCmd struct {
 	serverFlags
 	GatewayConfig string `type:"existingfile" env:"APIMETER_GATEWAY_CONFIG" placeholder:"FILE" help:"Also run a gateway (docs/gateway.md) whose events go straight into this server's store."`
+	alertsFlags
 
 	Kafka consumerFlags `embed:"" prefix:"kafka-" envprefix:"APIMETER_KAFKA_" group:"Kafka / Event Hubs consumer (off without --kafka-brokers)"`
 }
@@ -211,6 +212,12 @@ func (c *serveCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	stopAlerts, err := startAlerts(ctx, in, c.alertsFlags, c.serverFlags, c.GatewayConfig)
+	if err != nil {
+		in.Close()
+		return err
+	}
+	in.beforeClose = func() error { stopAlerts(); return nil }
 	if c.GatewayConfig != "" {
 		g, closeRedis, err := startEmbeddedGateway(ctx, in, c.GatewayConfig, c.identityFlags)
 		if err != nil {
@@ -219,6 +226,7 @@ func (c *serveCmd) Run(ctx context.Context) error {
 		}
 		// Before the store closes: the gateway's queued events go in.
 		in.beforeClose = func() error {
+			stopAlerts()
 			sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
 			defer closeRedis()
