@@ -27,7 +27,9 @@ type alertsFlags struct {
 
 // gatewayQuotas are the quotas of the embedded gateway's config, for quota
 // rules; empty until the gateway is configured.
-type gatewayQuotas struct{ p atomic.Pointer[map[string]alerts.QuotaLimit] }
+type gatewayQuotas struct {
+	p atomic.Pointer[map[string]alerts.QuotaLimit]
+}
 
 func (g *gatewayQuotas) QuotaLimit(name string) (alerts.QuotaLimit, bool) {
 	m := g.p.Load()
