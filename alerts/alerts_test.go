@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter/alerts"
+	"github.com/apimeter/apimeter/identity"
 	"github.com/apimeter/apimeter/internal/redistest"
 )
 
@@ -308,6 +309,47 @@ func TestOneEvaluatorPerRuleAcrossProcesses(t *testing.T) {
 		bb.tick(t, t0.Add(11*time.Minute))
 		if got := recv.events(); !equal(got, []string{"firing", "resolved"}) {
 			t.Fatalf("after the window: %v, want [firing resolved]", got)
+		}
+	})
+}
+
+type quotas map[string]alerts.QuotaLimit
+
+func (q quotas) QuotaLimit(name string) (alerts.QuotaLimit, bool) { v, ok := q[name]; return v, ok }
+
+// TestQuotaRules: a customer's calls this billing period against a share
+// of a limit, the rule's own or a gateway quota's (with its overrides and
+// APIs).
+func TestQuotaRules(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		recv := newReceiver(t)
+		tick := base().Add(10 * time.Second)
+		ps := identity.Periods{}
+		at := tick.Add(-5 * time.Second)
+		if start := ps.Of(tick).Start; at.Before(start) {
+			at = start
+		}
+		gw := quotas{"monthly": {By: "user", Per: "billing_period", Limit: 100, Overrides: map[string]int64{"big": 1000}, APIs: []string{"orders"}}}
+		r := newRigCfg(t, b, recv, tick, func(c *alerts.Config) { c.Quotas, c.Periods = gw, ps },
+			alerts.Rule{ID: "own-limit", Org: "acme", Env: "prod", Kind: alerts.KindQuota, Per: alerts.PerUser, Limit: 50, Percent: 80},
+			alerts.Rule{ID: "gateway", Org: "acme", Env: "prod", Kind: alerts.KindQuota, Per: alerts.PerUser, Quota: "monthly", Percent: 90},
+		)
+		b.add(t, many(95, call{at: at, user: "ann"})...)                // 95 of 100 (gateway), 95 of 50
+		b.add(t, many(85, call{at: at, user: "bob"})...)                // 85: under 90% of 100, over 80% of 50
+		b.add(t, many(30, call{at: at, user: "cy"})...)                 // 30: under both
+		b.add(t, many(950, call{at: at, user: "big"})...)               // 95% of its override 1000, over 50
+		b.add(t, many(200, call{at: at, user: "dee", api: "other"})...) // not the gateway quota's API
+		r.tick(t, tick)
+		got := map[string]bool{}
+		for _, n := range recv.notifications() {
+			got[n.Rule.ID+" "+n.Customer+" "+fmt.Sprint(n.Threshold)] = true
+		}
+		want := map[string]bool{
+			"own-limit ann 40": true, "own-limit bob 40": true, "own-limit big 40": true, "own-limit dee 40": true,
+			"gateway ann 90": true, "gateway big 900": true,
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("notified %v, want %v", got, want)
 		}
 	})
 }

@@ -205,6 +205,12 @@ func newRig(t *testing.T, b *backend, recv *receiver, start time.Time, rules ...
 
 func newRigWith(t *testing.T, b *backend, recv *receiver, start time.Time, leaser alerts.Leaser, rules ...alerts.Rule) *rig {
 	t.Helper()
+	return newRigCfg(t, b, recv, start, func(c *alerts.Config) { c.Leaser = leaser }, rules...)
+}
+
+// newRigCfg is newRig with set changing the evaluator's configuration.
+func newRigCfg(t *testing.T, b *backend, recv *receiver, start time.Time, set func(*alerts.Config), rules ...alerts.Rule) *rig {
+	t.Helper()
 	ctx := context.Background()
 	st, err := alerts.NewSQLStore(ctx, b.db, b.engine)
 	if err != nil {
@@ -213,10 +219,14 @@ func newRigWith(t *testing.T, b *backend, recv *receiver, start time.Time, lease
 	r := &rig{b: b, store: st, clock: &clock{t: start}, recv: recv, interval: 10 * time.Second}
 	r.notifier = alerts.NewNotifier(alerts.NotifierConfig{Store: st, Backoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond})
 	t.Cleanup(r.notifier.Close)
-	r.eval, err = alerts.New(alerts.Config{
-		Store: st, DB: b.db, Dialect: b.dialect, Notifier: r.notifier, Leaser: leaser,
+	cfg := alerts.Config{
+		Store: st, DB: b.db, Dialect: b.dialect, Notifier: r.notifier,
 		Interval: r.interval, Dashboard: "https://apimeter.example.com", Now: r.clock.Now,
-	})
+	}
+	if set != nil {
+		set(&cfg)
+	}
+	r.eval, err = alerts.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
