@@ -3,6 +3,7 @@ package alerts_test
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"sort"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/apimeter/apimeter/alerts"
 	"github.com/apimeter/apimeter/identity"
 	"github.com/apimeter/apimeter/internal/redistest"
+	"github.com/apimeter/apimeter/stats"
 )
 
 // TestFiresWithinTwoIntervalsAndResolvesOnce: a rule whose condition
@@ -350,6 +352,82 @@ func TestQuotaRules(t *testing.T) {
 		}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("notified %v, want %v", got, want)
+		}
+	})
+}
+
+// TestRulesSharingAQuery: rules over the same rows (window, split,
+// filter) are answered by one query selecting all their metrics; each
+// still fires for exactly its own customers. With more customers than a
+// rule reads, those furthest past the threshold are kept.
+func TestRulesSharingAQuery(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		recv := newReceiver(t)
+		t0 := base()
+		rules := []alerts.Rule{
+			{ID: "rate", Org: "acme", Env: "prod", Metric: alerts.ErrorRate, Per: alerts.PerUser, Window: d("10m"), Threshold: 0.2},
+			{ID: "slow", Org: "acme", Env: "prod", Metric: "p95(total_response_time)", Per: alerts.PerUser, Window: d("10m"), Threshold: 500},
+			{ID: "busy", Org: "acme", Env: "prod", Metric: "sum(message_count)", Per: alerts.PerUser, Window: d("10m"), Threshold: 15},
+			{ID: "quiet", Org: "acme", Env: "prod", Metric: "sum(message_count)", Per: alerts.PerUser, Window: d("10m"), Op: alerts.Below, Threshold: 5},
+		}
+		r := newRigCfg(t, b, recv, t0, func(c *alerts.Config) { c.MaxInstances = 3 }, rules...)
+		at := t0.Add(time.Second)
+		b.add(t, many(10, call{at: at, user: "ann", status: 500, latency: 100})...) // rate 1.0
+		b.add(t, many(10, call{at: at, user: "bob", latency: 900})...)              // slow
+		b.add(t, many(20, call{at: at, user: "cy", latency: 10})...)                // busy
+		b.add(t, many(2, call{at: at, user: "dee", latency: 10})...)                // quiet
+		r.tick(t, t0.Add(r.interval))
+		got := recv.events()
+		var by []string
+		for _, n := range recv.notifications() {
+			by = append(by, n.Rule.ID+" "+n.Customer)
+		}
+		sort.Strings(by)
+		// Four users, three read: "quiet" (ascending) and the others
+		// (descending) each keep those furthest past their threshold.
+		want := []string{"busy cy", "quiet dee", "rate ann", "slow bob"}
+		if !equal(by, want) {
+			t.Fatalf("notified %v (%d), want %v", by, len(got), want)
+		}
+	})
+}
+
+// TestUnorderedPlanAnswersAsRanked: stats.Plan.Unordered, which the
+// evaluator reads per-customer rules with, answers the same groups and
+// values as the ranked Metrics API query.
+func TestUnorderedPlanAnswersAsRanked(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		t0 := base()
+		for i := range 40 {
+			b.add(t, many(1+i%7, call{at: t0.Add(time.Duration(i) * time.Second), user: fmt.Sprintf("u%d", i%9), status: 200 + 300*(i%3/2), latency: float64(i * 13 % 700)})...)
+		}
+		q := url.Values{"select": {"p95(total_response_time),sum(is_error),sum(message_count),avg(total_response_time)"}, "timeRange": {"01/01/2000 00:00~01/01/2000 00:01"}}
+		p, err := stats.Parse("acme", "prod", "user_id", q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.From, p.To = t0, t0.Add(time.Minute)
+		rows := func(unordered bool) []string {
+			pp := *p
+			pp.Unordered = unordered
+			res, err := stats.Run(context.Background(), b.db, b.dialect, &pp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			for _, r := range res.Rows {
+				s := r.Dims[0]
+				for _, v := range r.Values {
+					s += fmt.Sprintf(" %.6g", *v)
+				}
+				out = append(out, s)
+			}
+			sort.Strings(out)
+			return out
+		}
+		ranked, unordered := rows(false), rows(true)
+		if len(ranked) != 9 || !equal(ranked, unordered) {
+			t.Fatalf("unordered %v\nranked    %v", unordered, ranked)
 		}
 	})
 }

@@ -55,6 +55,10 @@ type Config struct {
 	Interval time.Duration
 	// Parallel bounds the rules evaluated at once (default 2).
 	Parallel int
+	// MaxInstances bounds the customers a per-customer rule reads a tick
+	// (default MaxInstances): with more, those furthest past the
+	// threshold.
+	MaxInstances int
 	// Dashboard is the base URL of the dashboard in notifications, e.g.
 	// https://apimeter.example.com.
 	Dashboard string
@@ -121,6 +125,9 @@ func New(cfg Config) (*Evaluator, error) {
 	}
 	if cfg.Parallel <= 0 {
 		cfg.Parallel = 2
+	}
+	if cfg.MaxInstances <= 0 || cfg.MaxInstances > MaxInstances {
+		cfg.MaxInstances = MaxInstances
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -263,7 +270,8 @@ func (e *Evaluator) release() {
 }
 
 // Tick evaluates once, at the clock's now: the rules this process holds
-// the lease of, one query each.
+// the lease of, one query per group of rules that read the same rows (at
+// most one per rule).
 func (e *Evaluator) Tick(ctx context.Context) error {
 	start := time.Now()
 	now := e.cfg.Now().UTC()
@@ -281,12 +289,10 @@ func (e *Evaluator) Tick(ctx context.Context) error {
 		}
 	}
 	sort.Strings(keys)
-	states := make([]*ruleState, len(keys))
-	comp := make([]*compiled, len(keys))
-	wasHeld := make([]bool, len(keys))
+	all := make([]*member, len(keys))
 	for i, k := range keys {
-		states[i] = e.rules[k]
-		comp[i], wasHeld[i] = states[i].c, states[i].held
+		rs := e.rules[k]
+		all[i] = &member{key: k, rs: rs, c: rs.c, load: !rs.held}
 	}
 	e.mu.Unlock()
 
@@ -299,23 +305,32 @@ func (e *Evaluator) Tick(ctx context.Context) error {
 		// Without leases no process may evaluate: better none than two.
 		return errors.Join(append(errs, err)...)
 	}
-	sem := make(chan struct{}, e.cfg.Parallel)
-	var wg sync.WaitGroup
-	var emu sync.Mutex
-	for i, rs := range states {
+	var ms []*member
+	for i, m := range all {
 		if !held[i] {
 			e.mu.Lock()
-			rs.held, rs.instances = false, map[string]*Instance{}
+			m.rs.held, m.rs.instances = false, map[string]*Instance{}
 			e.mu.Unlock()
 			continue
 		}
+		m.load = m.load || fresh[i]
+		ms = append(ms, m)
+	}
+	groups, err := groupRules(ms)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	sem := make(chan struct{}, e.cfg.Parallel)
+	var wg sync.WaitGroup
+	var emu sync.Mutex
+	for _, g := range groups {
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := e.evaluate(ctx, rs, comp[i], fresh[i] || !wasHeld[i], now); err != nil {
+			if err := e.evaluate(ctx, g, now); err != nil {
 				emu.Lock()
-				errs = append(errs, fmt.Errorf("rule %s: %w", keys[i], err))
+				errs = append(errs, err)
 				emu.Unlock()
 			}
 		}()
@@ -341,37 +356,112 @@ func (e *Evaluator) Tick(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// evaluate runs one rule's query and applies the state changes. load says
-// the lease was just taken: the rule's stored state is read first, and
-// notifications not yet delivered are sent.
-func (e *Evaluator) evaluate(ctx context.Context, rs *ruleState, c *compiled, load bool, now time.Time) (err error) {
+// evaluate runs a group's query and applies each rule's state changes.
+// A rule whose lease was just taken has its stored state read first, and
+// its notifications not yet delivered are sent.
+func (e *Evaluator) evaluate(ctx context.Context, g *group, now time.Time) (err error) {
 	start := time.Now()
 	defer func() {
 		took := time.Since(start)
 		e.mu.Lock()
-		rs.lastEval, rs.lastTook, rs.lastErr = now, took, err
+		for _, m := range g.members {
+			m.rs.lastEval, m.rs.lastTook, m.rs.lastErr = now, took, err
+		}
 		e.mu.Unlock()
 		if m := e.cfg.Metrics; m != nil {
-			m.ruleEval.WithLabelValues(c.Kind).Observe(took.Seconds())
+			m.ruleEval.WithLabelValues(g.members[0].c.Kind).Observe(took.Seconds())
 			res := "ok"
 			if err != nil {
 				res = "error"
 			}
-			m.evaluations.WithLabelValues(res).Inc()
+			m.evaluations.WithLabelValues(res).Add(float64(len(g.members)))
 		}
 	}()
-	if load {
-		if err := e.load(ctx, rs, c, now); err != nil {
-			return err
+	for _, m := range g.members {
+		if m.load {
+			if err := e.load(ctx, m.rs, m.c, now); err != nil {
+				return fmt.Errorf("rule %s: %w", m.key, err)
+			}
 		}
 	}
-	samples, err := e.samples(ctx, c, now)
-	if err != nil {
-		return err
+	first := g.members[0].c
+	from, to := e.window(first, now)
+	var res *stats.Result
+	if g.plan != nil {
+		p := *g.plan
+		p.From, p.To = from.UTC(), to.UTC()
+		// Every customer is read, in no order, unless there are more than
+		// the cap: then each rule's own query runs, ranked, for the
+		// customers furthest past its threshold. Ranking thousands of
+		// customers costs more than the scan of a short window.
+		ranked := len(p.Dimensions) == 0
+		if !ranked {
+			p.Unordered, p.Limit = true, e.cfg.MaxInstances+1
+		}
+		if res, err = stats.Run(ctx, e.cfg.DB, e.cfg.Dialect, &p); err != nil {
+			return fmt.Errorf("rule %s: %w", g.members[0].key, err)
+		}
+		if !ranked && len(res.Rows) > e.cfg.MaxInstances {
+			e.cfg.Logger.Warn("alerts: more customers than a rule reads; those furthest past the threshold are kept", "rule", g.members[0].key, "max", e.cfg.MaxInstances)
+			for _, m := range g.members {
+				own := *m.c.plan
+				own.From, own.To, own.Limit = p.From, p.To, e.cfg.MaxInstances
+				if m.res, err = stats.Run(ctx, e.cfg.DB, e.cfg.Dialect, &own); err != nil {
+					return fmt.Errorf("rule %s: %w", m.key, err)
+				}
+				m.value, m.volume = m.c.value, m.c.volume
+			}
+		}
+	}
+	var trans []Transition
+	nexts := make([]map[string]*Instance, len(g.members))
+	for i, m := range g.members {
+		var samples map[string]Sample
+		if m.c.meter {
+			if samples, err = e.meterSamples(ctx, m.c, from, to); err != nil {
+				return fmt.Errorf("rule %s: %w", m.key, err)
+			}
+		} else if m.res != nil {
+			samples = e.samples(m, m.res)
+		} else {
+			samples = e.samples(m, res)
+		}
+		var ts []Transition
+		ts, nexts[i] = e.advance(m, samples, now)
+		trans = append(trans, ts...)
+	}
+	// The changes are stored before anyone is told (and before memory
+	// changes): a failed write leaves the state as it was, to be tried
+	// again next tick, and a restart after it knows what was announced.
+	if err := e.cfg.Store.AddTransitions(ctx, trans); err != nil {
+		return fmt.Errorf("rule %s: %w", g.members[0].key, err)
 	}
 	e.mu.Lock()
-	current := make(map[string]*Instance, len(rs.instances))
-	for k, v := range rs.instances {
+	for i, m := range g.members {
+		m.rs.instances, m.rs.held = nexts[i], true
+	}
+	e.mu.Unlock()
+	byRule := map[string]*compiled{}
+	for _, m := range g.members {
+		byRule[m.c.ID] = m.c
+	}
+	for _, t := range trans {
+		if t.Event != "" {
+			c := byRule[t.RuleID]
+			e.cfg.Notifier.Send(newNotification(&c.Rule, t, e.cfg.Dashboard), c.Channels, nil)
+		}
+	}
+	return nil
+}
+
+// advance steps every instance of a rule with its sample (a customer
+// that was pending or firing and has none gets the sample of no calls),
+// and returns the transitions and the instances after.
+func (e *Evaluator) advance(m *member, samples map[string]Sample, now time.Time) ([]Transition, map[string]*Instance) {
+	c := m.c
+	e.mu.Lock()
+	current := make(map[string]*Instance, len(m.rs.instances))
+	for k, v := range m.rs.instances {
 		current[k] = v
 	}
 	e.mu.Unlock()
@@ -388,8 +478,7 @@ func (e *Evaluator) evaluate(ctx context.Context, rs *ruleState, c *compiled, lo
 	var trans []Transition
 	next := map[string]*Instance{}
 	for cust, s := range samples {
-		in := current[cust]
-		t, after := step(c, in, s, now)
+		t, after := step(c, current[cust], s, now)
 		if t != nil {
 			trans = append(trans, *t)
 		}
@@ -397,21 +486,7 @@ func (e *Evaluator) evaluate(ctx context.Context, rs *ruleState, c *compiled, lo
 			next[cust] = after
 		}
 	}
-	// The changes are stored before anyone is told (and before memory
-	// changes): a failed write leaves the state as it was, to be tried
-	// again next tick, and a restart after it knows what was announced.
-	if err := e.cfg.Store.AddTransitions(ctx, trans); err != nil {
-		return err
-	}
-	e.mu.Lock()
-	rs.instances, rs.held = next, true
-	e.mu.Unlock()
-	for _, t := range trans {
-		if t.Event != "" {
-			e.cfg.Notifier.Send(newNotification(&c.Rule, t, e.cfg.Dashboard), c.Channels, nil)
-		}
-	}
-	return nil
+	return trans, next
 }
 
 // step is an instance's state machine: OK -> pending when the condition
@@ -537,34 +612,30 @@ func (e *Evaluator) threshold(c *compiled, customer string) float64 {
 	return float64(limit) * c.Percent / 100
 }
 
-// samples runs the rule's query over its window at now: one query,
-// whatever the number of customers.
-func (e *Evaluator) samples(ctx context.Context, c *compiled, now time.Time) (map[string]Sample, error) {
-	from, to := e.window(c, now)
-	out := map[string]Sample{}
-	if c.meter {
-		vals, err := e.cfg.Meters.MeterValues(ctx, c.Org, c.Env, c.Meter, c.Per, from, to)
-		if err != nil {
-			return nil, err
-		}
-		for cust, v := range vals {
-			v := v
-			out[cust] = Sample{Customer: cust, Value: &v, Threshold: c.Threshold}
-		}
-		if c.Per == "" {
-			if _, ok := out[""]; !ok {
-				zero := 0.0
-				out[""] = Sample{Value: &zero, Threshold: c.Threshold}
-			}
-		}
-		return out, nil
-	}
-	p := *c.plan
-	p.From, p.To = from.UTC(), to.UTC()
-	res, err := stats.Run(ctx, e.cfg.DB, e.cfg.Dialect, &p)
+// meterSamples reads a meter rule's values.
+func (e *Evaluator) meterSamples(ctx context.Context, c *compiled, from, to time.Time) (map[string]Sample, error) {
+	vals, err := e.cfg.Meters.MeterValues(ctx, c.Org, c.Env, c.Meter, c.Per, from, to)
 	if err != nil {
 		return nil, err
 	}
+	out := map[string]Sample{}
+	for cust, v := range vals {
+		v := v
+		out[cust] = Sample{Customer: cust, Value: &v, Threshold: c.Threshold}
+	}
+	if c.Per == "" {
+		if _, ok := out[""]; !ok {
+			zero := 0.0
+			out[""] = Sample{Value: &zero, Threshold: c.Threshold}
+		}
+	}
+	return out, nil
+}
+
+// samples reads a rule's figures from its group's answer.
+func (e *Evaluator) samples(m *member, res *stats.Result) map[string]Sample {
+	c := m.c
+	out := map[string]Sample{}
 	for _, row := range res.Rows {
 		cust := ""
 		if len(row.Dims) > 0 {
@@ -574,10 +645,10 @@ func (e *Evaluator) samples(ctx context.Context, c *compiled, now time.Time) (ma
 			}
 		}
 		s := Sample{Customer: cust, Threshold: e.threshold(c, cust)}
-		if v := row.Values[c.volume]; v != nil {
+		if v := row.Values[m.volume]; v != nil {
 			s.Volume = *v
 		}
-		v := row.Values[c.value]
+		v := row.Values[m.value]
 		switch {
 		case c.ratio:
 			if v != nil && s.Volume > 0 {
@@ -603,7 +674,7 @@ func (e *Evaluator) samples(ctx context.Context, c *compiled, now time.Time) (ma
 			out[""] = s
 		}
 	}
-	return out, nil
+	return out
 }
 
 // RuleStatus is a rule with what this process knows of it.

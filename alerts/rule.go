@@ -177,6 +177,8 @@ type compiled struct {
 	additive bool
 	// meter rules read a MeterSource instead of the plan (nil).
 	meter bool
+	// filter is the plan's filter text; dims its dimension.
+	filter, dims string
 }
 
 // Check normalizes r (defaults filled in) and reports the first thing
@@ -332,6 +334,7 @@ func (r *Rule) compileWith(extra string) (*compiled, error) {
 	if f != "" {
 		q.Set("filter", f)
 	}
+	c.filter = f
 	dims := ""
 	if r.Per != "" {
 		dims = map[string]string{PerUser: "user_id", PerCompany: "company_id", PerAPIKey: "api_key"}[r.Per]
@@ -365,7 +368,7 @@ func (r *Rule) compileWith(extra string) (*compiled, error) {
 			c.volume = 0
 		}
 	}
-	c.plan = p
+	c.plan, c.dims = p, dims
 	*r = c.Rule
 	return c, nil
 }
