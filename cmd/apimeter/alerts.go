@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -136,4 +137,33 @@ func startAlerts(ctx context.Context, in *instance, f alertsFlags, sf serverFlag
 		wg.Wait()
 		notifier.Close()
 	}, nil
+}
+
+// demoAlerts are the demo's alert rules, so that its Alerts page has
+// something to show; they notify no one.
+const demoAlerts = `rules:
+  - {id: company-errors, name: Company error rate, org: %[1]q, env: %[2]q, metric: error_rate, per: company, window: 5m, threshold: 0.05, min_volume: 20}
+  - {id: slow, name: Slow calls, org: %[1]q, env: %[2]q, metric: p95(total_response_time), window: 5m, threshold: 250, for: 1m}
+  - {id: silence, name: No calls, org: %[1]q, env: %[2]q, kind: absence, window: 2m}
+`
+
+// startDemoAlerts evaluates the demo's rules every 5 s until in closes.
+func startDemoAlerts(ctx context.Context, in *instance, f serverFlags, org, env string) error {
+	path := filepath.Join(f.Data, "alerts.yaml")
+	if err := os.WriteFile(path, []byte(fmt.Sprintf(demoAlerts, org, env)), 0o600); err != nil {
+		return err
+	}
+	stop, err := startAlerts(ctx, in, alertsFlags{AlertsConfig: path, AlertsInterval: 5 * time.Second}, f, "")
+	if err != nil {
+		return err
+	}
+	prev := in.beforeClose
+	in.beforeClose = func() error {
+		stop()
+		if prev != nil {
+			return prev()
+		}
+		return nil
+	}
+	return nil
 }
