@@ -26,6 +26,9 @@ import (
 // TestMain shares one clickhouse-server among the package's tests.
 func TestMain(m *testing.M) {
 	code := m.Run()
+	for _, s := range benchStores {
+		s.close()
+	}
 	chtest.StopShared()
 	os.Exit(code)
 }
