@@ -431,3 +431,22 @@ func TestUnorderedPlanAnswersAsRanked(t *testing.T) {
 		}
 	})
 }
+
+// TestParseFileErrors: a config file's error names the rule and the field.
+func TestParseFileErrors(t *testing.T) {
+	for _, tc := range []struct{ file, want string }{
+		{"rules:\n  - {id: a, org: o, env: e, metric: error_rate, window: 5m}\n  - {id: b, org: o, env: e, metric: p99(nope), window: 5m}\n", "rules[1] (b): metric: unknown metric"},
+		{"rules:\n  - {id: a, org: o, env: e, kind: absence, window: 5m}\n  - {id: a, org: o, env: e, kind: absence, window: 9m}\n", `id "a" given twice`},
+		{"rules:\n  - {id: a, org: o, env: e, kind: absence, window: 5m, colour: red}\n", "colour"},
+		{"rules:\n  - {id: a, org: o, env: e, metric: error_rate, window: soon}\n", "not a duration"},
+	} {
+		_, err := alerts.ParseFile([]byte(tc.file))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want one saying %q", tc.file, err, tc.want)
+		}
+	}
+	rs, err := alerts.ParseFile([]byte("rules:\n  - {id: a, org: o, env: e, kind: absence, window: 5m}\n"))
+	if err != nil || len(rs) != 1 || rs[0].Source != "file" || rs[0].Op != alerts.Above {
+		t.Errorf("good file: %+v %v", rs, err)
+	}
+}

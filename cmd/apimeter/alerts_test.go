@@ -189,7 +189,7 @@ func TestAlertsAPI(t *testing.T) {
 	other := lastLine(t, "keys", "create", "--data", data, "--org", "other", "--scope", "admin")
 	cfg := filepath.Join(data, "alerts.yaml")
 	os.WriteFile(cfg, []byte("rules:\n  - {id: from-file, org: acme, env: prod, kind: absence, window: 1h}\n"), 0o600)
-	c := startChild(t, data, "--alerts-config", cfg)
+	c := startChild(t, data, "--alerts-config", cfg, "--alerts-interval", "100ms")
 	defer c.kill9(t)
 	base := c.url + "/v1/o/acme/environments/prod/alerts/rules"
 	do := func(method, url, key, body string) (int, map[string]any) {
@@ -251,5 +251,13 @@ func TestAlertsAPI(t *testing.T) {
 	}
 	if code, _ := do("GET", base+"/errs", read, ""); code != http.StatusNotFound {
 		t.Errorf("GET deleted: %d, want 404", code)
+	}
+
+	// SIGHUP reads the file again.
+	os.WriteFile(cfg, []byte("rules:\n  - {id: reloaded, org: acme, env: prod, kind: absence, window: 2h}\n"), 0o600)
+	c.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the reloaded rule", func() bool { code, _ := do("GET", base+"/reloaded", read, ""); return code == http.StatusOK })
+	if code, _ := do("GET", base+"/from-file", read, ""); code != http.StatusNotFound {
+		t.Errorf("a rule removed from the file is still there after SIGHUP: %d", code)
 	}
 }

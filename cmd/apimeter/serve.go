@@ -172,6 +172,17 @@ func startWith(ctx context.Context, f serverFlags, so startOptions) (*instance, 
 	hs := f.httpFlags.server(srv)
 	hs.RegisterOnShutdown(srv.Stream().Close) // open event streams would hold Shutdown up
 	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, Keys: keys, Auth: guard, catalog: cat, http: hs, metrics: metricsSrv, Prom: prom, idn: idn, done: make(chan error, 1), log: log}
+	if so.wire != nil {
+		if err := so.wire(in); err != nil {
+			ln.Close()
+			st.Close()
+			idn.Close()
+			if metricsSrv != nil {
+				metricsSrv.Close()
+			}
+			return nil, err
+		}
+	}
 	go func() {
 		err := hs.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -208,13 +219,14 @@ type serveCmd struct {
 }
 
 func (c *serveCmd) Run(ctx context.Context) error {
-	in, err := start(ctx, c.serverFlags)
-	if err != nil {
+	// Alerts are wired before the first request: their routes answer as
+	// soon as the server does.
+	var stopAlerts func()
+	in, err := startWith(ctx, c.serverFlags, startOptions{wire: func(in *instance) (err error) {
+		stopAlerts, err = startAlerts(ctx, in, c.alertsFlags, c.serverFlags, c.GatewayConfig)
 		return err
-	}
-	stopAlerts, err := startAlerts(ctx, in, c.alertsFlags, c.serverFlags, c.GatewayConfig)
+	}})
 	if err != nil {
-		in.Close()
 		return err
 	}
 	in.beforeClose = func() error { stopAlerts(); return nil }

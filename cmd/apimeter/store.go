@@ -90,6 +90,9 @@ type startOptions struct {
 	// NoDedupe turns the store's idempotency check off (bench ingest
 	// --no-dedupe).
 	NoDedupe bool
+	// wire adds parts to the instance (routes, background work) before it
+	// serves its first request.
+	wire func(in *instance) error
 }
 
 // openStore opens the store f names, with the catalog of its application
