@@ -416,18 +416,18 @@ func (e *Evaluator) evaluate(ctx context.Context, g *group, now time.Time) (err 
 	var trans []Transition
 	nexts := make([]map[string]*Instance, len(g.members))
 	for i, m := range g.members {
-		var samples map[string]Sample
+		var vals map[string]float64
 		if m.c.meter {
-			if samples, err = e.meterSamples(ctx, m.c, from, to); err != nil {
+			if vals, err = e.cfg.Meters.MeterValues(ctx, m.c.Org, m.c.Env, m.c.Meter, m.c.Per, from, to); err != nil {
 				return fmt.Errorf("rule %s: %w", m.key, err)
 			}
-		} else if m.res != nil {
-			samples = e.samples(m, m.res)
-		} else {
-			samples = e.samples(m, res)
+		}
+		r := res
+		if m.res != nil {
+			r = m.res
 		}
 		var ts []Transition
-		ts, nexts[i] = e.advance(m, samples, now)
+		ts, nexts[i] = e.advance(m, r, vals, now)
 		trans = append(trans, ts...)
 	}
 	// The changes are stored before anyone is told (and before memory
@@ -454,10 +454,11 @@ func (e *Evaluator) evaluate(ctx context.Context, g *group, now time.Time) (err 
 	return nil
 }
 
-// advance steps every instance of a rule with its sample (a customer
-// that was pending or firing and has none gets the sample of no calls),
-// and returns the transitions and the instances after.
-func (e *Evaluator) advance(m *member, samples map[string]Sample, now time.Time) ([]Transition, map[string]*Instance) {
+// advance steps a rule's instances with its figures: the rows of res
+// (or a meter's vals). A customer that was pending or firing and has no
+// row gets the figures of no calls. A customer that is OK and stays OK,
+// most of them, costs no allocation.
+func (e *Evaluator) advance(m *member, res *stats.Result, vals map[string]float64, now time.Time) ([]Transition, map[string]*Instance) {
 	c := m.c
 	e.mu.Lock()
 	current := make(map[string]*Instance, len(m.rs.instances))
@@ -465,25 +466,74 @@ func (e *Evaluator) advance(m *member, samples map[string]Sample, now time.Time)
 		current[k] = v
 	}
 	e.mu.Unlock()
-	for cust := range current {
-		if _, ok := samples[cust]; !ok {
-			s := Sample{Customer: cust, Threshold: e.threshold(c, cust)}
-			if c.additive {
-				zero := 0.0
-				s.Value = &zero
-			}
-			samples[cust] = s
-		}
-	}
 	var trans []Transition
-	next := map[string]*Instance{}
-	for cust, s := range samples {
-		t, after := step(c, current[cust], s, now)
+	next := make(map[string]*Instance, len(current))
+	seen := make(map[string]bool, len(current))
+	sawAll := false // a rule without per had its one row
+	visit := func(cust string, v float64, ok bool, volume float64) {
+		in := current[cust]
+		th := e.threshold(c, cust)
+		if in == nil && !c.holdsV(v, ok, volume, th) {
+			return
+		}
+		seen[cust] = true
+		s := Sample{Customer: cust, Volume: volume, Threshold: th}
+		if ok {
+			x := v
+			s.Value = &x
+		}
+		t, after := step(c, in, s, now)
 		if t != nil {
 			trans = append(trans, *t)
 		}
 		if after != nil {
 			next[cust] = after
+		}
+	}
+	switch {
+	case c.meter:
+		for cust, v := range vals {
+			sawAll = sawAll || cust == ""
+			visit(cust, v, true, 0)
+		}
+	case res != nil:
+		for _, row := range res.Rows {
+			cust := ""
+			if len(row.Dims) > 0 {
+				if cust = row.Dims[0]; cust == "" {
+					continue // calls of no known customer
+				}
+			} else {
+				sawAll = true
+			}
+			volume := 0.0
+			if p := row.Values[m.volume]; p != nil {
+				volume = *p
+			}
+			v, ok := 0.0, false
+			if p := row.Values[m.value]; p != nil {
+				v, ok = *p, true
+			}
+			switch {
+			case c.ratio:
+				if ok && volume > 0 {
+					v = v / volume
+				} else {
+					ok = false
+				}
+			case !ok && c.additive:
+				ok = true
+			}
+			visit(cust, v, ok, volume)
+		}
+	}
+	if c.Per == "" && !sawAll && current[""] == nil {
+		// No row at all: the figures of no calls.
+		visit("", 0, c.additive || c.meter, 0)
+	}
+	for cust := range current {
+		if !seen[cust] {
+			visit(cust, 0, c.additive || c.meter, 0)
 		}
 	}
 	return trans, next
@@ -610,71 +660,6 @@ func (e *Evaluator) threshold(c *compiled, customer string) float64 {
 		}
 	}
 	return float64(limit) * c.Percent / 100
-}
-
-// meterSamples reads a meter rule's values.
-func (e *Evaluator) meterSamples(ctx context.Context, c *compiled, from, to time.Time) (map[string]Sample, error) {
-	vals, err := e.cfg.Meters.MeterValues(ctx, c.Org, c.Env, c.Meter, c.Per, from, to)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]Sample{}
-	for cust, v := range vals {
-		v := v
-		out[cust] = Sample{Customer: cust, Value: &v, Threshold: c.Threshold}
-	}
-	if c.Per == "" {
-		if _, ok := out[""]; !ok {
-			zero := 0.0
-			out[""] = Sample{Value: &zero, Threshold: c.Threshold}
-		}
-	}
-	return out, nil
-}
-
-// samples reads a rule's figures from its group's answer.
-func (e *Evaluator) samples(m *member, res *stats.Result) map[string]Sample {
-	c := m.c
-	out := map[string]Sample{}
-	for _, row := range res.Rows {
-		cust := ""
-		if len(row.Dims) > 0 {
-			cust = row.Dims[0]
-			if cust == "" {
-				continue // calls of no known customer
-			}
-		}
-		s := Sample{Customer: cust, Threshold: e.threshold(c, cust)}
-		if v := row.Values[m.volume]; v != nil {
-			s.Volume = *v
-		}
-		v := row.Values[m.value]
-		switch {
-		case c.ratio:
-			if v != nil && s.Volume > 0 {
-				r := *v / s.Volume
-				s.Value = &r
-			}
-		case v != nil:
-			x := *v
-			s.Value = &x
-		case c.additive:
-			zero := 0.0
-			s.Value = &zero
-		}
-		out[cust] = s
-	}
-	if c.Per == "" {
-		if _, ok := out[""]; !ok {
-			s := Sample{Threshold: c.Threshold}
-			if c.additive {
-				zero := 0.0
-				s.Value = &zero
-			}
-			out[""] = s
-		}
-	}
-	return out
 }
 
 // RuleStatus is a rule with what this process knows of it.

@@ -404,19 +404,29 @@ func (ch Channel) id() string {
 	return shortHash(ch.Type + " " + ch.URL)
 }
 
-// condition reports whether value (with volume calls) is past threshold.
+// holds reports whether an instance's sample is past the threshold.
 func (c *compiled) holds(s Sample) bool {
+	v, ok := 0.0, s.Value != nil
+	if ok {
+		v = *s.Value
+	}
+	return c.holdsV(v, ok, s.Volume, s.Threshold)
+}
+
+// holdsV is holds on unboxed figures: value v (known when ok), volume
+// calls, threshold th.
+func (c *compiled) holdsV(v float64, ok bool, volume, th float64) bool {
 	switch c.Kind {
 	case KindAbsence:
-		return s.Volume == 0
+		return volume == 0
 	case KindQuota:
-		return s.Value != nil && *s.Value >= s.Threshold
+		return ok && v >= th
 	}
-	if s.Value == nil || s.Volume < float64(c.MinVolume) {
+	if !ok || volume < float64(c.MinVolume) {
 		return false
 	}
 	if c.Op == Below {
-		return *s.Value < s.Threshold
+		return v < th
 	}
-	return *s.Value > s.Threshold
+	return v > th
 }
