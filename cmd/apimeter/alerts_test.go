@@ -17,7 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/demo"
+	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/store/clickhouse/chtest"
 )
 
@@ -90,14 +91,14 @@ func promValue(t *testing.T, base, prefix string) int {
 	return 0
 }
 
-func alertCalls(api string, n int) []apimeter.MoesifEvent {
+func alertCalls(api string, n int) []moesif.Event {
 	now := time.Now().UTC()
-	out := make([]apimeter.MoesifEvent, n)
+	out := make([]moesif.Event, n)
 	for i := range out {
-		out[i] = apimeter.MoesifEvent{
+		out[i] = moesif.Event{
 			EventID: fmt.Sprintf("%s-%d-%d", api, now.UnixNano(), i), APIName: api,
-			Request:  apimeter.MoesifRequest{Time: now.Format(time.RFC3339Nano), URI: "http://api.example.com/orders/1", Verb: "GET"},
-			Response: &apimeter.MoesifResponse{Time: now.Format(time.RFC3339Nano), Status: 200},
+			Request:  moesif.Request{Time: now.Format(time.RFC3339Nano), URI: "http://api.example.com/orders/1", Verb: "GET"},
+			Response: &moesif.Response{Time: now.Format(time.RFC3339Nano), Status: 200},
 		}
 	}
 	return out
@@ -145,7 +146,7 @@ func TestAlertsSurviveKill9(t *testing.T) {
 			c := startChild(t, data, flags...)
 			ctx := context.Background()
 			for _, api := range []string{"steady", "flash"} {
-				if _, err := postBatch(ctx, http.DefaultClient, c.url, app, alertCalls(api, 3)); err != nil {
+				if _, err := demo.PostBatch(ctx, http.DefaultClient, c.url, app, alertCalls(api, 3)); err != nil {
 					t.Fatal(err)
 				}
 			}
