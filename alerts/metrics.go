@@ -20,7 +20,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}),
 		ruleEval: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "apimeter_alerts_rule_evaluation_seconds", Help: "Time to evaluate one rule (its query and state changes).",
+			Name: "apimeter_alerts_rule_evaluation_seconds", Help: "Time of one query (of a rule, or of the rules sharing it) and the state changes it brings.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5},
 		}, []string{"kind"}),
 		evaluations: prometheus.NewCounterVec(prometheus.CounterOpts{
