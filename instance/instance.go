@@ -194,6 +194,17 @@ func StartWith(ctx context.Context, f Config, so Options) (*Instance, error) {
 	hs.RegisterOnShutdown(srv.Stream().Close) // open event streams would hold Shutdown up
 	hs.RegisterOnShutdown(srv.Queries().Stop) // and so would running queries
 	in := &Instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, Keys: keys, Auth: guard, catalog: cat, Meters: ms, http: hs, metrics: metricsSrv, Prom: prom, idn: idn, done: make(chan error, 1), Log: log}
+	if so.wire != nil {
+		if err := so.wire(in); err != nil {
+			ln.Close()
+			closeStore()
+			idn.Close()
+			if metricsSrv != nil {
+				metricsSrv.Close()
+			}
+			return nil, err
+		}
+	}
 	go func() {
 		err := hs.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {

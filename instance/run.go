@@ -21,13 +21,20 @@ import (
 
 // Serve runs what apimeter serve runs until ctx ends: an instance of cfg,
 // with a gateway configured by the file gatewayConfig (none when empty)
-// whose events go straight into its store, and a consumer (none without
-// brokers) feeding its ingest path.
-func Serve(ctx context.Context, cfg Config, gatewayConfig string, consumer ConsumerConfig) error {
-	in, err := Start(ctx, cfg)
+// whose events go straight into its store, a consumer (none without
+// brokers) feeding its ingest path, and the alert evaluator.
+func Serve(ctx context.Context, cfg Config, gatewayConfig string, consumer ConsumerConfig, alerts AlertsConfig) error {
+	// Alerts are wired before the first request: their routes answer as
+	// soon as the server does.
+	var stopAlerts func()
+	in, err := StartWith(ctx, cfg, Options{wire: func(in *Instance) (err error) {
+		stopAlerts, err = startAlerts(ctx, in, alerts, cfg, gatewayConfig)
+		return err
+	}})
 	if err != nil {
 		return err
 	}
+	in.beforeClose = func() error { stopAlerts(); return nil }
 	if gatewayConfig != "" {
 		g, closeRedis, err := StartGateway(ctx, in, gatewayConfig, cfg.IdentityConfig)
 		if err != nil {
@@ -36,6 +43,7 @@ func Serve(ctx context.Context, cfg Config, gatewayConfig string, consumer Consu
 		}
 		// Before the store closes: the gateway's queued events go in.
 		in.beforeClose = func() error {
+			stopAlerts()
 			sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
 			defer closeRedis()

@@ -91,6 +91,9 @@ type Options struct {
 	// NoDedupe turns the store's idempotency check off (bench ingest
 	// --no-dedupe).
 	NoDedupe bool
+	// wire adds parts to the instance (routes, background work) before it
+	// serves its first request.
+	wire func(in *Instance) error
 }
 
 // openStore opens the store f names, with the catalog of its application

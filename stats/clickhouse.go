@@ -202,6 +202,12 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 	page := func() string {
 		return fmt.Sprintf(" LIMIT %s, %s", b.arg(int64(p.Offset)), b.arg(int64(p.Limit)))
 	}
+	if p.Unordered && !q.Bucket {
+		agg := b.chAggBlock(p, where, false, p.Select, mNames)
+		q.SQL = fmt.Sprintf("SELECT %s, %s, mw FROM (%s) LIMIT %s", strings.Join(dimKeys, ", "), metricCols, agg, b.arg(int64(p.Limit)))
+		q.Args = b.args
+		return q
+	}
 	if !q.Bucket {
 		// One aggregate holds the metrics and the sort keys.
 		sels := append(append([]Selection{}, p.Select...), sortSels...)

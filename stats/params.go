@@ -56,6 +56,10 @@ type Plan struct {
 	// Cover, when set, is the part of the time range read from the daily
 	// table (see FindCover); nil reads the events table alone.
 	Cover *Cover
+	// Unordered, without timeUnit, answers Limit dimension groups in no
+	// order, skipping the ranking (sortby, sort, topk, offset): for
+	// callers that read every group (alerts).
+	Unordered bool
 }
 
 // Limits of the query language.

@@ -190,6 +190,15 @@ func Build(p *Plan, d Dialect) Query {
 		q.SQL, q.Args = sb.String(), b.args
 		return q
 	}
+	if p.Unordered && !q.Bucket {
+		sb.WriteString(" SELECT ")
+		for _, k := range dimKeys {
+			sb.WriteString("m." + k + ", ")
+		}
+		fmt.Fprintf(&sb, "%s, m.mw FROM m LIMIT %s", strings.Join(metricCols, ", "), b.arg(int64(p.Limit)))
+		q.SQL, q.Args = sb.String(), b.args
+		return q
+	}
 	// Rank the dimension groups over the whole time range.
 	// r ranks with sort keys k0.. taken from m, from a roll-up of m, or
 	// from a separate pass s.

@@ -95,6 +95,9 @@ func (c *demoCmd) run(ctx context.Context, ready func(demoInfo)) (err error) {
 			err = cerr
 		}
 	}()
+	if err := instance.StartDemoAlerts(ctx, in, f, c.Org, c.Env); err != nil {
+		return err
+	}
 	appID := ""
 	for _, a := range in.Apps.List() {
 		if a.Org == c.Org && a.Env == c.Env {

@@ -15,11 +15,13 @@ type serveCmd struct {
 	instance.Config
 	GatewayConfig string `type:"existingfile" env:"APIMETER_GATEWAY_CONFIG" placeholder:"FILE" help:"Also run a gateway (docs/gateway.md) whose events go straight into this server's store."`
 
+	instance.AlertsConfig
+
 	Kafka instance.ConsumerConfig `embed:"" prefix:"kafka-" envprefix:"APIMETER_KAFKA_" group:"Kafka / Event Hubs consumer (off without --kafka-brokers)"`
 }
 
 func (c *serveCmd) Run(ctx context.Context) error {
-	return instance.Serve(ctx, c.Config, c.GatewayConfig, c.Kafka)
+	return instance.Serve(ctx, c.Config, c.GatewayConfig, c.Kafka, c.AlertsConfig)
 }
 
 type appsCmd struct {

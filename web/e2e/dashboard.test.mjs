@@ -188,6 +188,18 @@ test('dashboard in a real browser', { skip, timeout: 180_000 }, async (t) => {
     await shot('timeseries.png');
   });
 
+  await t.test('the alerts page lists the rules and their state', async () => {
+    await page.goto(new URL('#/alerts', page.url()).href);
+    await page.waitForSelector('#alert-rules', { timeout: 20_000 });
+    const rows = await page.locator('#alert-rules tbody tr').count();
+    assert.ok(rows >= 3, `the demo's rules are listed (${rows} rows)`);
+    const state = await page.locator('#alert-rules tr[data-rule="company-errors"] td').nth(2).innerText();
+    assert.match(state, /OK|pending|firing/, `company-errors state: ${state}`);
+    await page.goto(new URL('#/alerts?rule=slow', page.url()).href);
+    await page.waitForSelector('#alert-rules tr.selected[data-rule="slow"]', { timeout: 20_000 });
+    await shot('alerts.png');
+  });
+
   await t.test('no console errors and no request off the machine', () => {
     assert.deepEqual(consoleErrors, [], 'console errors');
     assert.deepEqual(offMachine, [], 'requests that left the machine');

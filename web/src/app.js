@@ -1,5 +1,5 @@
-// apimeter's dashboard: sign-in, then four views (segmentation, time
-// series, event stream, customer) routed by the URL's hash. State lives in
+// apimeter's dashboard: sign-in, then five views (segmentation, time
+// series, event stream, customer, alerts) routed by the URL's hash. State lives in
 // the hash so every view can be linked to and reloaded.
 import { APIError, Client, DIMENSIONS, METRICS, RANGES, TIME_UNITS, apigeeTime, format, getJSON, quote, timeRange } from './api.js';
 import { barChart, lineChart } from './chart.js';
@@ -49,7 +49,7 @@ function go(view, params, replace = false) {
   if (replace) { history.replaceState(null, '', hash); route(); } else location.hash = hash;
 }
 
-const VIEWS = { segmentation, timeseries, stream, customer };
+const VIEWS = { segmentation, timeseries, stream, customer, alerts };
 
 function route() {
   cleanup();
@@ -452,6 +452,112 @@ async function customer(params) {
           keys.rows.map((r) => ({ name: r.name || '(none)', calls: r.values[0] })), 'calls', 'desc'))),
     h('h2', {}, 'Recent calls ', h('a', { href: `#/stream?${group}=${encodeURIComponent(id)}` }, '(live)')),
     h('div', { class: 'card' }, h('table', {}, h('tbody', {}, recent.map((e) => eventRow(e, () => go('stream', { [group]: id })))))));
+  markView();
+}
+
+// ---- alerts --------------------------------------------------------------
+
+// condition describes a rule the way a person would say it.
+function condition(r) {
+  const who = r.per ? ` per ${r.per}` : '';
+  const where = [r.api && `api ${r.api}`, r.route && `route ${r.route}`, r.status != null && `status ${r.status}`,
+    r.user && `user ${r.user}`, r.company && `company ${r.company}`, r.key && `key ${r.key}`, r.filter && `filter ${r.filter}`].filter(Boolean);
+  const scope = where.length ? ` (${where.join(', ')})` : '';
+  if (r.kind === 'absence') return `no calls for ${r.window}${scope}`;
+  if (r.kind === 'quota') return `calls this ${r.quota ? `quota ${r.quota} window` : 'billing period'}${who} ≥ ${r.percent}% of ${r.quota ? 'the quota' : r.limit}${scope}`;
+  const vol = r.min_volume ? `, at least ${r.min_volume} calls` : '';
+  const hold = r.for && r.for !== '0s' ? `, for ${r.for}` : '';
+  return `${r.metric || r.meter}${who} ${r.op === 'below' ? '<' : '>'} ${r.threshold} over ${r.window}${scope}${vol}${hold}`;
+}
+
+function stateBadge(state, n) {
+  const cls = state === 'firing' ? 'badge firing' : state === 'pending' ? 'badge pending' : 'badge ok';
+  return h('span', { class: cls, dataset: { state } }, n != null ? `${n} ${state}` : state.toUpperCase());
+}
+
+function when(t) {
+  return t ? new Date(t).toISOString().replace('T', ' ').slice(0, 19) + ' UTC' : '–';
+}
+
+function instanceValue(v) {
+  return v == null ? '–' : Number(v.toPrecision(6)).toString();
+}
+
+async function alerts(params) {
+  const base = client.base() + '/alerts';
+  main.append(h('h1', {}, 'Alerts'));
+  const [rules, state, notes] = await Promise.all([
+    getJSON(`${base}/rules`), getJSON(`${base}/state`), getJSON(`${base}/notifications?limit=50`),
+  ]);
+  const byRule = new Map();
+  for (const i of state.instances || []) {
+    if (!byRule.has(i.rule_id)) byRule.set(i.rule_id, []);
+    byRule.get(i.rule_id).push(i);
+  }
+  const list = rules.rules || [];
+  main.append(h('h2', {}, 'Rules'));
+  if (!list.length) {
+    main.append(h('p', { class: 'muted', id: 'alerts-empty' },
+      'No alert rules in this environment. Make them with --alerts-config or the alerts API (docs/alerts.md).'));
+  } else {
+    main.append(h('div', { class: 'card' }, h('table', { id: 'alert-rules' },
+      h('thead', {}, h('tr', {}, ['Rule', 'Condition', 'State', 'Channels', 'Last evaluation'].map((c) => h('th', {}, c)))),
+      h('tbody', {}, list.map((r) => {
+        const ins = byRule.get(r.id) || [];
+        const firing = ins.filter((i) => i.state === 'firing').length;
+        const pending = ins.length - firing;
+        const st = r.error ? h('span', { class: 'status-err' }, r.error)
+          : r.disabled ? h('span', { class: 'muted' }, 'disabled')
+            : ins.length ? h('span', {}, firing ? stateBadge('firing', firing) : null, ' ', pending ? stateBadge('pending', pending) : null)
+              : stateBadge('ok');
+        return h('tr', { class: params.rule === r.id ? 'selected' : '', dataset: { rule: r.id } },
+          h('td', {}, h('b', {}, r.name || r.id), r.name ? h('div', { class: 'muted' }, r.id) : null),
+          h('td', {}, condition(r)),
+          h('td', {}, st),
+          h('td', {}, (r.channels || []).map((c) => c.type).join(', ') || h('span', { class: 'muted' }, 'none')),
+          h('td', {}, r.evaluated ? `${when(r.last_evaluation)} (${r.last_took_ms} ms)` : h('span', { class: 'muted' }, r.source === 'file' ? 'another process' : '–'),
+            r.last_error ? h('div', { class: 'status-err' }, r.last_error) : null));
+      })))));
+  }
+  const customerCell = (i) => {
+    if (!i.customer) return h('span', { class: 'muted' }, '(all calls)');
+    const r = list.find((x) => x.id === i.rule_id);
+    return r && (r.per === 'user' || r.per === 'company')
+      ? h('a', { href: `#/customer?kind=${r.per}&id=${encodeURIComponent(i.customer)}` }, i.customer) : i.customer;
+  };
+  const shown = (state.instances || []).filter((i) => !params.rule || i.rule_id === params.rule);
+  main.append(h('h2', {}, params.rule ? `Pending and firing: ${params.rule} ` : 'Pending and firing ',
+    params.rule ? h('a', { href: '#/alerts' }, '(all rules)') : null));
+  main.append(h('div', { class: 'card' }, shown.length ? h('table', { id: 'alert-instances' },
+    h('thead', {}, h('tr', {}, ['Rule', 'Customer', 'State', 'Value', 'Threshold', 'Calls', 'Since'].map((c) => h('th', {}, c)))),
+    h('tbody', {}, shown.map((i) => h('tr', {},
+      h('td', {}, h('a', { href: `#/alerts?rule=${encodeURIComponent(i.rule_id)}` }, i.rule_id)),
+      h('td', {}, customerCell(i)),
+      h('td', {}, stateBadge(i.state)),
+      h('td', { class: 'num' }, instanceValue(i.value)),
+      h('td', { class: 'num' }, instanceValue(i.threshold)),
+      h('td', { class: 'num' }, format('int', i.volume)),
+      h('td', {}, when(i.since))))))
+    : h('p', { class: 'muted' }, 'Every rule is OK.')));
+  const ds = new Map();
+  for (const d of notes.deliveries || []) {
+    if (!ds.has(d.notification)) ds.set(d.notification, []);
+    ds.get(d.notification).push(d);
+  }
+  main.append(h('h2', {}, 'Recent notifications'));
+  const ns = (notes.notifications || []).filter((n) => !params.rule || n.rule_id === params.rule);
+  main.append(h('div', { class: 'card' }, ns.length ? h('table', { id: 'alert-notifications' },
+    h('thead', {}, h('tr', {}, ['Time', 'Event', 'Rule', 'Customer', 'Value', 'Threshold', 'Deliveries'].map((c) => h('th', {}, c)))),
+    h('tbody', {}, ns.map((n) => h('tr', {},
+      h('td', {}, when(n.at)),
+      h('td', {}, stateBadge(n.event === 'firing' ? 'firing' : 'ok', null), ' ', n.event),
+      h('td', {}, n.rule_id),
+      h('td', {}, customerCell(n)),
+      h('td', { class: 'num' }, instanceValue(n.value)),
+      h('td', { class: 'num' }, instanceValue(n.threshold)),
+      h('td', {}, (ds.get(n.id) || []).reverse().map((d) => h('div', { class: d.outcome === 'delivered' ? '' : 'status-err' },
+        `${d.channel_type} #${d.attempt}: ${d.outcome}${d.status ? ` (HTTP ${d.status})` : ''}${d.error && d.outcome !== 'delivered' ? ` ${d.error}` : ''}`)))))))
+    : h('p', { class: 'muted' }, 'No notifications yet.')));
   markView();
 }
 
