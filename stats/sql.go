@@ -95,6 +95,9 @@ type sqlBuilder struct {
 	// src is the table or subquery the rows come from, and maxW the
 	// column with each row's largest event weight.
 	src, maxW string
+	// rolled says the rows are rollup rows (weight, err_weight, lat_sum;
+	// see coverSource), not events.
+	rolled bool
 }
 
 func (b *sqlBuilder) arg(v any) string {
@@ -113,7 +116,7 @@ func Build(p *Plan, d Dialect) Query {
 	}
 	b := &sqlBuilder{d: d, src: Table, maxW: "weight"}
 	if p.Cover != nil {
-		b.src, b.maxW = b.coverSource(p), "max_weight"
+		b.src, b.maxW, b.rolled = b.coverSource(p, b.arg(p.Org), b.arg(p.Env)), "max_weight", true
 	}
 	where := b.where(p)
 	if p.TimeUnit != "" && p.TZO != 0 {
@@ -372,8 +375,21 @@ func allRollup(sels []Selection) bool {
 // aggExpr is the SQL aggregate of one selection over the events rows.
 // Counts and sums count each row by its weight, averages are weighted;
 // min and max are not affected by weights.
-func aggExpr(s Selection) string {
+func (b *sqlBuilder) aggExpr(s Selection) string {
 	m := s.Metric
+	if b.rolled {
+		// Rollup rows: only what Eligible lets through.
+		switch {
+		case m.kind == kindCount || m.kind == kindTPS:
+			return "CAST(SUM(weight) AS DOUBLE)"
+		case m.kind == kindError:
+			return "CAST(SUM(err_weight) AS DOUBLE)"
+		case s.Agg == aggSum:
+			return "CAST(SUM(lat_sum) AS DOUBLE)"
+		case s.Agg == aggAvg:
+			return "CAST(SUM(lat_sum) AS DOUBLE) / CAST(SUM(weight) AS DOUBLE)"
+		}
+	}
 	switch m.kind {
 	case kindCount, kindTPS:
 		return "CAST(SUM(weight) AS DOUBLE)"
@@ -420,7 +436,7 @@ func (b *sqlBuilder) aggBlock(p *Plan, where string, keys []string, sels []Selec
 	// stay visible for the aggregates (DuckDB reads only those used).
 	base := fmt.Sprintf("(SELECT *, %s FROM %s WHERE %s)", strings.Join(proj, ", "), b.src, where)
 	if fusable(sels) {
-		return fusedBlock(base, keys, sels, b.maxW)
+		return fusedBlock(base, keys, sels, b.maxW, b.rolled)
 	}
 	cols := append([]string{}, keys...)
 	var pctCols []string // value columns that need a percentile subquery, in order
@@ -434,7 +450,7 @@ func (b *sqlBuilder) aggBlock(p *Plan, where string, keys []string, sels []Selec
 			cols = append(cols, "NULL AS m"+strconv.Itoa(i))
 			continue
 		}
-		cols = append(cols, aggExpr(s)+" AS m"+strconv.Itoa(i))
+		cols = append(cols, b.aggExpr(s)+" AS m"+strconv.Itoa(i))
 	}
 	cols = append(cols, "MAX("+b.maxW+") AS mw")
 	agg := fmt.Sprintf("SELECT %s FROM %s AS e%s", strings.Join(cols, ", "), base, groupBy)
@@ -501,7 +517,7 @@ func fusable(sels []Selection) bool {
 // fusedBlock groups the events once by (keys, latency), keeping partial
 // aggregates, then runs the percentile window over those groups and
 // combines the partials per key.
-func fusedBlock(base string, keys []string, sels []Selection, maxW string) string {
+func fusedBlock(base string, keys []string, sels []Selection, maxW string, rolled bool) string {
 	keyList, part, groupBy := "", "", ""
 	if len(keys) > 0 {
 		keyList = strings.Join(keys, ", ") + ", "
@@ -518,8 +534,16 @@ func fusedBlock(base string, keys []string, sels []Selection, maxW string) strin
 			continue
 		case m.kind == kindCount || m.kind == kindTPS:
 			partials = append(partials, "SUM(weight) AS "+x)
+		case m.kind == kindError && rolled:
+			partials = append(partials, "SUM(err_weight) AS "+x)
 		case m.kind == kindError:
 			partials = append(partials, "SUM(CASE WHEN "+apimeter.IsErrorSQL+" THEN weight ELSE 0 END) AS "+x)
+		case s.Agg == aggSum && rolled:
+			partials = append(partials, "SUM(lat_sum) AS "+x)
+		case s.Agg == aggAvg && rolled:
+			partials = append(partials, fmt.Sprintf("SUM(lat_sum) AS %s, SUM(weight) AS %sd", x, x))
+			finals = append(finals, fmt.Sprintf("CAST(SUM(%s) AS DOUBLE) / CAST(SUM(%sd) AS DOUBLE) AS m%d", x, x, i))
+			continue
 		case s.Agg == aggSum:
 			partials = append(partials, fmt.Sprintf("SUM(%s * weight) AS %s", m.column, x))
 		case s.Agg == aggMin:

@@ -73,10 +73,10 @@ type eventStore interface {
 // engine is what differs between the stores around the event store: how
 // its events are read, and whether several processes share it.
 type engine struct {
-	// Dialect renders the Metrics API's SQL; DailyTable is the store's
-	// table of complete days, "" for none.
-	Dialect    stats.Dialect
-	DailyTable string
+	// Dialect renders the Metrics API's SQL; Rollups says the store keeps
+	// the rollup tables (package rollup).
+	Dialect stats.Dialect
+	Rollups bool
 	// RebuildUsage sums the events into usage counters (--usage-rebuild).
 	RebuildUsage func(ctx context.Context, db *sql.DB, ps identity.Periods) (map[identity.CounterKey]identity.Counts, error)
 	// Shared is true when several processes write the store at once:
@@ -116,7 +116,7 @@ func openStore(ctx context.Context, f serverFlags, o startOptions, log *slog.Log
 			st.Close()
 			return nil, engine{}, nil, err
 		}
-		return st, engine{Dialect: stats.DuckDB{}, DailyTable: duckdb.DailyTable, RebuildUsage: identity.RebuildCounters}, cat, nil
+		return st, engine{Dialect: stats.DuckDB{}, Rollups: true, RebuildUsage: identity.RebuildCounters}, cat, nil
 	}
 	st, err := clickhouse.Open(ctx, f.Store, clickhouse.Options{
 		DedupeHorizon: f.DedupeHorizon, Retention: f.Retention, NoDedupe: o.NoDedupe, Logger: log,
