@@ -129,9 +129,10 @@ GROUP BY org, env, date_trunc('day', ts), %s`, f.Table(Day), cols, cols, f.Table
 
 // ClickHouse: the rollup tables are SummingMergeTree tables fed by
 // materialized views on the events table, so they are current with every
-// INSERT. Their period column is t (a view's SELECT cannot alias
-// toStartOfHour(ts) back to ts); heavy counts the events of weight > 1,
-// which says whether an answer is weighted (a summing table keeps no max).
+// INSERT. Their period column is t and their sums calls and err_calls (a
+// view's SELECT cannot alias an expression of ts or weight back to the same
+// name); heavy counts the events of weight > 1, which says whether an
+// answer is weighted (a summing table keeps no max).
 var chTypes = map[string]string{"status": "Int32", "latency_ms": "Float64"}
 
 // ClickHouseSchema are the statements that create f's tables and views and
@@ -150,18 +151,18 @@ func ClickHouseSchema(f Family) []string {
 			}
 			fmt.Fprintf(&sb, "  %s %s,\n", c, t)
 		}
-		fmt.Fprintf(&sb, "  weight Int64,\n  err_weight Int64,\n  lat_sum Float64,\n  heavy UInt64\n) ENGINE = SummingMergeTree\nPARTITION BY toYYYYMM(t)\nORDER BY (org, env, t, %s)", cols)
+		fmt.Fprintf(&sb, "  calls Int64,\n  err_calls Int64,\n  lat_sum Float64,\n  heavy UInt64\n) ENGINE = SummingMergeTree\nPARTITION BY toYYYYMM(t)\nORDER BY (org, env, t, %s)", cols)
 		out = append(out, sb.String())
 		start := "toStartOfHour(ts)"
 		if g == Day {
 			start = "toStartOfDay(ts)"
 		}
-		sel := fmt.Sprintf("SELECT org, env, %s AS t, %s, sum(weight) AS weight, sumIf(weight, %s) AS err_weight, sum(latency_ms * weight) AS lat_sum, countIf(weight > 1) AS heavy FROM events GROUP BY org, env, t, %s",
+		sel := fmt.Sprintf("SELECT org, env, %s AS t, %s, sum(weight) AS calls, sumIf(weight, %s) AS err_calls, sum(latency_ms * weight) AS lat_sum, countIf(weight > 1) AS heavy FROM events GROUP BY org, env, t, %s",
 			start, cols, IsErrorSQL, cols)
 		out = append(out, fmt.Sprintf("CREATE MATERIALIZED VIEW IF NOT EXISTS %s_mv TO %s AS %s", f.Table(g), f.Table(g), sel))
 		// The events stored before the view existed; FINAL counts a
 		// redelivered event once.
-		out = append(out, fmt.Sprintf("INSERT INTO %s (org, env, t, %s, weight, err_weight, lat_sum, heavy) %s",
+		out = append(out, fmt.Sprintf("INSERT INTO %s (org, env, t, %s, calls, err_calls, lat_sum, heavy) %s",
 			f.Table(g), cols, strings.Replace(sel, "FROM events", "FROM events FINAL", 1)))
 	}
 	return out

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/rollup"
 )
 
 // ClickHouse is the dialect of store/clickhouse (ClickHouse 18.16 and
@@ -109,9 +110,22 @@ func (b *sqlBuilder) chWhere(p *Plan) string {
 }
 
 // chAgg is the ClickHouse aggregate of one selection; DuckDB's aggExpr and
-// percentile subqueries in one expression each.
-func chAgg(s Selection) string {
+// percentile subqueries in one expression each. rolled: over rollup rows
+// (chCoverSource), for what Eligible lets through.
+func chAgg(s Selection, rolled bool) string {
 	m := s.Metric
+	if rolled {
+		switch {
+		case m.kind == kindCount || m.kind == kindTPS:
+			return "toFloat64(sum(weight))"
+		case m.kind == kindError:
+			return "toFloat64(sum(err_weight))"
+		case s.Agg == aggSum:
+			return "toFloat64(sum(lat_sum))"
+		case s.Agg == aggAvg:
+			return "(toFloat64(sum(lat_sum)) / toFloat64(sum(weight)))"
+		}
+	}
 	switch m.kind {
 	case kindCount, kindTPS:
 		return "toFloat64(sum(weight))"
@@ -152,7 +166,7 @@ func (b *sqlBuilder) chAggBlock(p *Plan, where string, keys bool, sels []Selecti
 		group = append(group, "b")
 	}
 	for i, s := range sels {
-		a := chAgg(s)
+		a := chAgg(s, b.rolled)
 		// Without keys ClickHouse answers an empty selection with one row
 		// of zeros; DuckDB (and Apigee) with no value.
 		if len(group) == 0 && s.Metric.kind != kindDistinct {
@@ -160,7 +174,11 @@ func (b *sqlBuilder) chAggBlock(p *Plan, where string, keys bool, sels []Selecti
 		}
 		cols = append(cols, a+" AS "+names[i])
 	}
-	cols = append(cols, "max(weight) AS mw")
+	if b.rolled {
+		cols = append(cols, "toInt64(if(sum(heavy) > 0, 2, 1)) AS mw")
+	} else {
+		cols = append(cols, "max(weight) AS mw")
+	}
 	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(cols, ", "), b.src, where)
 	if len(group) > 0 {
 		q += " GROUP BY " + strings.Join(group, ", ")
@@ -184,6 +202,9 @@ func numbered(prefix string, n int) []string {
 // groups.
 func buildClickHouse(p *Plan, d ClickHouse) Query {
 	b := &sqlBuilder{d: d, src: d.source(), maxW: "weight"}
+	if p.Cover != nil {
+		b.src, b.rolled = b.chCoverSource(p, d), true
+	}
 	where := b.chWhere(p)
 	if p.TimeUnit != "" && p.TZO != 0 {
 		b.tzo = b.arg(int64(p.TZO))
@@ -254,4 +275,40 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 		dimList, d.BucketStart("b", b.tzo), metricCols, buckets, ranked, dimList, order(dir), tsOrder)
 	q.Args = b.args
 	return q
+}
+
+// chCoverSource is coverSource for ClickHouse: the rollup tables' rows for
+// the covered periods (their period column t read as ts) and the events
+// table's for the rest, with the same columns and types.
+func (b *sqlBuilder) chCoverSource(p *Plan, d ClickHouse) string {
+	f := p.Cover.Family
+	cols := strings.Join(f.Columns(), ", ")
+	org, env := b.arg(p.Org), b.arg(p.Env)
+	ranges := func(col string, rs [][2]time.Time) string {
+		parts := make([]string, len(rs))
+		for i, r := range rs {
+			parts[i] = fmt.Sprintf("(%s >= toDateTime(%s, 'UTC') AND %s < toDateTime(%s, 'UTC'))", col, b.arg(r[0].Unix()), col, b.arg(r[1].Unix()))
+		}
+		return "(" + strings.Join(parts, " OR ") + ")"
+	}
+	var branches []string
+	for _, pt := range p.Cover.Parts {
+		branches = append(branches, fmt.Sprintf("SELECT org, env, t AS ts, toInt64(toUInt32(t)) * 1000000 AS ts_us, %s, calls AS weight, err_calls AS err_weight, lat_sum, heavy FROM %s WHERE org = %s AND env = %s AND %s",
+			cols, f.Table(pt.Grain), org, env, ranges("t", pt.Ranges)))
+	}
+	if gaps := p.Cover.gaps(p.From, p.To); len(gaps) > 0 {
+		// Gaps are whole seconds apart from p's own bounds, which the
+		// outer where applies with ts_us.
+		var rs [][2]time.Time
+		for _, g := range gaps {
+			end := g[1]
+			if end.Truncate(time.Second).Before(end) {
+				end = end.Truncate(time.Second).Add(time.Second)
+			}
+			rs = append(rs, [2]time.Time{g[0].Truncate(time.Second), end})
+		}
+		branches = append(branches, fmt.Sprintf("SELECT org, env, ts, ts_us, %s, weight, toInt64(if(%s, weight, 0)) AS err_weight, latency_ms * weight AS lat_sum, toUInt64(weight > 1) AS heavy FROM %s WHERE org = %s AND env = %s AND %s",
+			cols, rollup.IsErrorSQL, d.source(), org, env, ranges("ts", rs)))
+	}
+	return "(" + strings.Join(branches, " UNION ALL ") + ")"
 }

@@ -131,6 +131,7 @@ func openStore(ctx context.Context, f serverFlags, o startOptions, log *slog.Log
 	}
 	eng := engine{
 		Dialect: stats.ClickHouse{},
+		Rollups: true,
 		RebuildUsage: func(ctx context.Context, db *sql.DB, ps identity.Periods) (map[identity.CounterKey]identity.Counts, error) {
 			return identity.RebuildCountersFrom(ctx, db, clickhouse.UsageRebuildSQL, ps)
 		},
