@@ -153,7 +153,7 @@ func cover(p *Plan, f rollup.Family, lo, hi time.Time, ok built) *Cover {
 	if len(c.Parts) == 0 {
 		return nil
 	}
-	sort.Slice(c.Parts, func(i, j int) bool { return c.Parts[i].Grain > c.Parts[j].Grain }) // day first
+	sort.Slice(c.Parts, func(i, j int) bool { return c.Parts[i].Grain < c.Parts[j].Grain }) // "day" before "hour"
 	return c
 }
 

@@ -309,3 +309,34 @@ func openClickHouseRollups(t *testing.T) rollupStore {
 		fold: func(*testing.T) {},
 	}
 }
+
+// TestRollupNotice checks which tables a query reads, as its metaData
+// notice names them.
+func TestRollupNotice(t *testing.T) {
+	ctx := context.Background()
+	st := openDuckRollups(t)
+	st.add(t, randomEvents(rand.New(rand.NewPCG(1, 2)), 300))
+	st.fold(t)
+	for _, c := range []struct{ dims, sel, timeRange, want string }{
+		{"route", "p95(total_response_time)", "01/02/2024 00:00~01/09/2024 00:00", "rollup_api_latency_day"},
+		{"route", "p95(total_response_time)", "01/02/2024 06:00~01/09/2024 00:00", "rollup_api_latency_day, rollup_api_latency_hour"},
+		{"apiproxy", "sum(message_count)", "01/02/2024 06:30~01/09/2024 00:00", "rollup_api_day, rollup_api_hour, events"},
+		{"user_id", "sum(message_count)", "01/02/2024 00:00~01/09/2024 00:00", "rollup_user_day"},
+		{"developer_app", "sum(is_error)", "01/02/2024 06:00~01/02/2024 18:00", "rollup_company_hour"},
+		{"api_key", "sum(message_count)", "01/02/2024 06:10~01/02/2024 06:50", "events"},
+		{"user_id", "p95(total_response_time)", "01/02/2024 00:00~01/09/2024 00:00", "events"},
+		{"", "unique_users", "01/02/2024 00:00~01/09/2024 00:00", "events"},
+	} {
+		p, err := Parse("o", "e", c.dims, url.Values{"select": {c.sel}, "timeRange": {c.timeRange}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := RunRollups(ctx, st.db, st.dialect, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := Render(p, DuckDB{}, res).MetaData.Notices[1]; got != "Table used: "+c.want {
+			t.Errorf("/stats/%s?select=%s&timeRange=%s: notice %q, want %q", c.dims, c.sel, c.timeRange, got, "Table used: "+c.want)
+		}
+	}
+}
