@@ -96,16 +96,12 @@ type startOptions struct {
 // ids and keys.
 func openStore(ctx context.Context, f serverFlags, o startOptions, log *slog.Logger) (eventStore, engine, *catalog, error) {
 	if !f.clickhouse() {
-		var dedupeMemory int64 // zero: the store's default
-		if f.DedupeMemory != "" {
-			n, err := duckdb.ParseSize(f.DedupeMemory)
-			if err != nil {
-				return nil, engine{}, nil, fmt.Errorf("--dedupe-memory %w", err)
-			}
-			dedupeMemory = n
+		memoryLimit, dedupeMemory, err := f.memorySizes()
+		if err != nil {
+			return nil, engine{}, nil, err
 		}
 		st, err := duckdb.Open(ctx, filepath.Join(f.Data, DBFile), duckdb.Options{
-			DedupeHorizon: f.DedupeHorizon, DedupeMemory: dedupeMemory, MemoryLimit: f.MemoryLimit,
+			DedupeHorizon: f.DedupeHorizon, DedupeMemory: dedupeMemory, MemoryLimit: memoryLimit,
 			DailyInterval: f.DailyInterval, NoDedupe: o.NoDedupe, Logger: log,
 		})
 		if err != nil {

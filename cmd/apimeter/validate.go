@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter/kafka"
-	"github.com/apimeter/apimeter/store/duckdb"
 )
 
 // Each flags struct has a Validate method, which kong calls after parsing
@@ -23,7 +22,7 @@ func (f *serverFlags) Validate() error {
 		atLeast("--max-body-bytes", f.MaxBodyBytes, 1),
 		atLeast("--max-batch-events", f.MaxBatchEvents, 1),
 		positiveDuration("--dedupe-horizon", f.DedupeHorizon),
-		nonZeroDuration("--daily-interval", f.DailyInterval, "a negative interval turns the daily table off"),
+		nonZeroDuration("--daily-interval", f.DailyInterval, "a negative interval turns the rollup pass off"),
 		atLeast("--retention", f.Retention, 0),
 		f.storeFlags.Validate(),
 		f.statsFlags.Validate(),
@@ -33,16 +32,8 @@ func (f *serverFlags) Validate() error {
 }
 
 func (f *observability) Validate() error {
-	var errs []error
-	if _, err := duckdb.ParseSize(f.MemoryLimit); err != nil {
-		errs = append(errs, fmt.Errorf("--memory-limit %w", err))
-	}
-	if n, err := duckdb.ParseSize(f.DedupeMemory); err != nil {
-		errs = append(errs, fmt.Errorf("--dedupe-memory %w", err))
-	} else if n < 1e6 {
-		errs = append(errs, fmt.Errorf("--dedupe-memory %q: must be at least 1MB", f.DedupeMemory))
-	}
-	return errors.Join(errs...)
+	_, _, err := f.memorySizes()
+	return err
 }
 
 func (f *statsFlags) Validate() error {
