@@ -184,6 +184,30 @@ func Build(p *Plan, d Dialect) Query {
 		q.SQL, q.Args = sb.String(), b.args
 		return q
 	}
+	dir := "DESC"
+	if !p.Desc {
+		dir = "ASC"
+	}
+	if p.TimeUnit == "" && (p.TopK == 0 || (p.Desc && p.TopK >= p.Offset+p.Limit)) {
+		// One row per group and no topk cut that the page could see: the
+		// page is a plain ORDER BY ... LIMIT (a top-N sort), the same
+		// order as the ranking below.
+		var parts []string
+		for _, j := range sortIdx {
+			parts = append(parts, fmt.Sprintf("m.m%d %s NULLS LAST", j, dir))
+		}
+		for _, k := range dimKeys {
+			parts = append(parts, "m."+k+" ASC")
+		}
+		sb.WriteString(" SELECT ")
+		for _, k := range dimKeys {
+			sb.WriteString("m." + k + ", ")
+		}
+		sb.WriteString(strings.Join(metricCols, ", "))
+		fmt.Fprintf(&sb, ", m.mw FROM m ORDER BY %s LIMIT %s OFFSET %s", strings.Join(parts, ", "), b.arg(int64(p.Limit)), b.arg(int64(p.Offset)))
+		q.SQL, q.Args = sb.String(), b.args
+		return q
+	}
 	// Rank the dimension groups over the whole time range.
 	// r ranks with sort keys k0.. taken from m, from a roll-up of m, or
 	// from a separate pass s.
@@ -223,10 +247,6 @@ func Build(p *Plan, d Dialect) Query {
 			parts = append(parts, k+" ASC")
 		}
 		return strings.Join(parts, ", ")
-	}
-	dir := "DESC"
-	if !p.Desc {
-		dir = "ASC"
 	}
 	dimList := strings.Join(dimKeys, ", ")
 	fmt.Fprintf(&sb, ", r AS (SELECT *, ROW_NUMBER() OVER (ORDER BY %s) AS tk FROM (SELECT %s, %s FROM %s) AS rk)",
