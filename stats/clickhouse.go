@@ -291,24 +291,26 @@ func (b *sqlBuilder) chCoverSource(p *Plan, d ClickHouse) string {
 		}
 		return "(" + strings.Join(parts, " OR ") + ")"
 	}
+	// One branch per range, as on DuckDB: each a plain range of the
+	// sorting key.
 	var branches []string
 	for _, pt := range p.Cover.Parts {
-		branches = append(branches, fmt.Sprintf("SELECT org, env, t AS ts, toInt64(toUInt32(t)) * 1000000 AS ts_us, %s, calls AS weight, err_calls AS err_weight, lat_sum, heavy FROM %s WHERE org = %s AND env = %s AND %s",
-			cols, f.Table(pt.Grain), org, env, ranges("t", pt.Ranges)))
+		for _, r := range pt.Ranges {
+			branches = append(branches, fmt.Sprintf("SELECT org, env, t AS ts, toInt64(toUInt32(t)) * 1000000 AS ts_us, %s, calls AS weight, err_calls AS err_weight, lat_sum, heavy FROM %s WHERE org = %s AND env = %s AND %s",
+				cols, f.Table(pt.Grain), org, env, ranges("t", [][2]time.Time{r})))
+		}
 	}
 	if gaps := p.Cover.gaps(p.From, p.To); len(gaps) > 0 {
 		// Gaps are whole seconds apart from p's own bounds, which the
 		// outer where applies with ts_us.
-		var rs [][2]time.Time
 		for _, g := range gaps {
 			end := g[1]
 			if end.Truncate(time.Second).Before(end) {
 				end = end.Truncate(time.Second).Add(time.Second)
 			}
-			rs = append(rs, [2]time.Time{g[0].Truncate(time.Second), end})
+			branches = append(branches, fmt.Sprintf("SELECT org, env, ts, ts_us, %s, weight, toInt64(if(%s, weight, 0)) AS err_weight, latency_ms * weight AS lat_sum, toUInt64(weight > 1) AS heavy FROM %s WHERE org = %s AND env = %s AND %s",
+				cols, rollup.IsErrorSQL, d.source(), org, env, ranges("ts", [][2]time.Time{{g[0].Truncate(time.Second), end}})))
 		}
-		branches = append(branches, fmt.Sprintf("SELECT org, env, ts, ts_us, %s, weight, toInt64(if(%s, weight, 0)) AS err_weight, latency_ms * weight AS lat_sum, toUInt64(weight > 1) AS heavy FROM %s WHERE org = %s AND env = %s AND %s",
-			cols, rollup.IsErrorSQL, d.source(), org, env, ranges("ts", rs)))
 	}
 	return "(" + strings.Join(branches, " UNION ALL ") + ")"
 }

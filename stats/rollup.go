@@ -301,14 +301,18 @@ func (b *sqlBuilder) ranges(col string, rs [][2]time.Time) string {
 func (b *sqlBuilder) coverSource(p *Plan, org, env string) string {
 	f := p.Cover.Family
 	cols := rollupColumns(f)
+	// One branch per range: a plain range on ts is what lets DuckDB skip
+	// row groups by their min and max (a disjunction of ranges is not).
 	var branches []string
 	for _, pt := range p.Cover.Parts {
-		branches = append(branches, fmt.Sprintf("SELECT %s, weight, err_weight, lat_sum, max_weight FROM %s WHERE org = %s AND env = %s AND %s",
-			cols, f.Table(pt.Grain), org, env, b.ranges("ts", pt.Ranges)))
+		for _, r := range pt.Ranges {
+			branches = append(branches, fmt.Sprintf("SELECT %s, weight, err_weight, lat_sum, max_weight FROM %s WHERE org = %s AND env = %s AND %s",
+				cols, f.Table(pt.Grain), org, env, b.ranges("ts", [][2]time.Time{r})))
+		}
 	}
-	if gaps := p.Cover.gaps(p.From, p.To); len(gaps) > 0 {
+	for _, g := range p.Cover.gaps(p.From, p.To) {
 		branches = append(branches, fmt.Sprintf("SELECT %s, weight, CASE WHEN %s THEN weight ELSE 0 END AS err_weight, latency_ms * weight AS lat_sum, weight AS max_weight FROM %s WHERE org = %s AND env = %s AND %s",
-			cols, rollup.IsErrorSQL, Table, org, env, b.ranges("ts", gaps)))
+			cols, rollup.IsErrorSQL, Table, org, env, b.ranges("ts", [][2]time.Time{g})))
 	}
 	return "(" + strings.Join(branches, " UNION ALL ") + ") AS src"
 }

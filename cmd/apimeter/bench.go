@@ -21,13 +21,14 @@ import (
 )
 
 type benchCmd struct {
-	Ingest  benchIngestCmd  `cmd:"" help:"Post batches of generated events from concurrent clients and compare with the store's bare write (DuckDB's raw appender, or ClickHouse INSERTs)."`
-	Capture benchCaptureCmd `cmd:"" help:"Loopback load run: the same API bare and wrapped by the capture middleware, in alternating rounds."`
-	Gateway benchGatewayCmd `cmd:"" help:"Loopback load run: one upstream behind a bare httputil.ReverseProxy, the gateway, and the gateway with its collector down, in alternating rounds."`
-	Faults  benchFaultsCmd  `cmd:"" help:"Fault-and-load run against a serve child process: retrying senders while it is SIGKILLed, Redis stopped, a poison sender and a slow-client flood; reports acknowledged/missing/doubled."`
-	Memory  benchMemoryCmd  `cmd:"" help:"Store N events through a serve child process and report its resident memory."`
-	Queries benchQueriesCmd `cmd:"" help:"Time the seven dashboard queries of the rollups' benchmark through the Metrics API next to hand-written scans of the raw events, on a store from bench dataset, and compare the answers."`
-	Dataset benchDatasetCmd `cmd:"" help:"Write a generated quarter of realistic traffic (Zipf users, companies, keys, 8 APIs, 40 routes, diurnal pattern) through the store's bulk path and fold its rollups."`
+	Ingest    benchIngestCmd    `cmd:"" help:"Post batches of generated events from concurrent clients and compare with the store's bare write (DuckDB's raw appender, or ClickHouse INSERTs)."`
+	Capture   benchCaptureCmd   `cmd:"" help:"Loopback load run: the same API bare and wrapped by the capture middleware, in alternating rounds."`
+	Gateway   benchGatewayCmd   `cmd:"" help:"Loopback load run: one upstream behind a bare httputil.ReverseProxy, the gateway, and the gateway with its collector down, in alternating rounds."`
+	Faults    benchFaultsCmd    `cmd:"" help:"Fault-and-load run against a serve child process: retrying senders while it is SIGKILLed, Redis stopped, a poison sender and a slow-client flood; reports acknowledged/missing/doubled."`
+	Memory    benchMemoryCmd    `cmd:"" help:"Store N events through a serve child process and report its resident memory."`
+	Queries   benchQueriesCmd   `cmd:"" help:"Time the seven dashboard queries of the rollups' benchmark through the Metrics API next to hand-written scans of the raw events, on a store from bench dataset, and compare the answers."`
+	Freshness benchFreshnessCmd `cmd:"" help:"Post single calls while a serve child process takes background ingest, and time each to its acknowledgement and to the Metrics API answer that counts it."`
+	Dataset   benchDatasetCmd   `cmd:"" help:"Write a generated quarter of realistic traffic (Zipf users, companies, keys, 8 APIs, 40 routes, diurnal pattern) through the store's bulk path and fold its rollups."`
 }
 
 type benchIngestCmd struct {
