@@ -68,7 +68,7 @@ func Freshness(ctx context.Context, c FreshnessConfig) (FreshnessReport, error) 
 	defer srv.Stop()
 	base := "http://" + ws.addr
 
-	// Background load: batches paced to Rate, two senders.
+	// Background load: batches paced to Rate.
 	load, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
 	var sent atomic.Int64
@@ -76,11 +76,14 @@ func Freshness(ctx context.Context, c FreshnessConfig) (FreshnessReport, error) 
 	var bgAcks []time.Duration
 	var wg sync.WaitGroup
 	loadStart := time.Now()
-	for i := range 2 {
+	// One sender per 625 events/s, so that a slow acknowledgement does not
+	// hold the rate back.
+	senders := max(2, c.Rate/625)
+	for i := range senders {
 		s := newSender(100+i, base, app.ID, c.Batch)
 		wg.Go(func() {
 			gen := workload.New(uint64(2000+i), time.Minute)
-			every := time.Duration(float64(time.Second) * float64(c.Batch) * 2 / float64(c.Rate))
+			every := time.Duration(float64(time.Second) * float64(c.Batch) * float64(senders) / float64(c.Rate))
 			next := time.Now()
 			for seq := 0; load.Err() == nil; seq++ {
 				gen.Start = time.Now().Add(-time.Minute)
