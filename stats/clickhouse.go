@@ -302,14 +302,18 @@ func (b *sqlBuilder) chCoverSource(p *Plan, d ClickHouse) string {
 	}
 	if gaps := p.Cover.gaps(p.From, p.To); len(gaps) > 0 {
 		// Gaps are whole seconds apart from p's own bounds, which the
-		// outer where applies with ts_us.
+		// outer where applies with ts_us. The events table is read
+		// without FINAL: the rollups count each INSERT of an event (see
+		// store/clickhouse), and the edges count the same way; FINAL
+		// would also keep ClickHouse from skipping parts by their
+		// time range.
 		for _, g := range gaps {
 			end := g[1]
 			if end.Truncate(time.Second).Before(end) {
 				end = end.Truncate(time.Second).Add(time.Second)
 			}
 			branches = append(branches, fmt.Sprintf("SELECT org, env, ts, ts_us, %s, weight, toInt64(if(%s, weight, 0)) AS err_weight, latency_ms * weight AS lat_sum, toUInt64(weight > 1) AS heavy FROM %s WHERE org = %s AND env = %s AND %s",
-				cols, rollup.IsErrorSQL, d.source(), org, env, ranges("ts", [][2]time.Time{{g[0].Truncate(time.Second), end}})))
+				cols, rollup.IsErrorSQL, Table, org, env, ranges("ts", [][2]time.Time{{g[0].Truncate(time.Second), end}})))
 		}
 	}
 	return "(" + strings.Join(branches, " UNION ALL ") + ")"
