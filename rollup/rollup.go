@@ -18,6 +18,8 @@ package rollup
 import (
 	"fmt"
 	"strings"
+
+	"github.com/apimeter/apimeter/store/detail"
 )
 
 // Grain is the period of a rollup table.
@@ -80,10 +82,6 @@ func (f Family) Has(column string) bool {
 // than the ingest time of any event the fold did not see.
 const PeriodsTable = "rollup_periods"
 
-// IsErrorSQL is the error condition of an events row (apimeter.IsErrorSQL,
-// repeated here so that this package needs nothing else).
-const IsErrorSQL = "(status >= 400 OR status = 0)"
-
 // columnTypes are the DuckDB types of the key columns.
 var duckTypes = map[string]string{"status": "INTEGER", "latency_ms": "DOUBLE"}
 
@@ -117,7 +115,7 @@ func DuckDBFoldHours(f Family) string {
 SELECT org, env, date_trunc('hour', ts), %s, SUM(weight), SUM(CASE WHEN %s THEN weight ELSE 0 END), SUM(latency_ms * weight), MAX(weight)
 FROM events WHERE ts >= $1 AND ts < $2
 GROUP BY org, env, date_trunc('hour', ts), %s
-ORDER BY org, env, %s, 3`, f.Table(Hour), cols, cols, IsErrorSQL, cols, cols)
+ORDER BY org, env, %s, 3`, f.Table(Hour), cols, cols, detail.IsErrorSQL, cols, cols)
 }
 
 // DuckDBFoldDays is the INSERT that folds f's hour rows of [$1, $2) into
@@ -162,7 +160,7 @@ func ClickHouseSchema(f Family) []string {
 			start = "toStartOfDay(ts)"
 		}
 		sel := fmt.Sprintf("SELECT org, env, %s AS t, %s, sum(weight) AS calls, sumIf(weight, %s) AS err_calls, sum(latency_ms * weight) AS lat_sum, countIf(weight > 1) AS heavy FROM events GROUP BY org, env, t, %s",
-			start, cols, IsErrorSQL, cols)
+			start, cols, detail.IsErrorSQL, cols)
 		out = append(out, fmt.Sprintf("CREATE MATERIALIZED VIEW IF NOT EXISTS %s_mv TO %s AS %s", f.Table(g), f.Table(g), sel))
 		// The events stored before the view existed; FINAL counts a
 		// redelivered event once.

@@ -6,8 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/apimeter/apimeter"
-	"github.com/apimeter/apimeter/rollup"
+	"github.com/apimeter/apimeter/store/detail"
 )
 
 // ClickHouse is the dialect of store/clickhouse (ClickHouse 18.16 and
@@ -109,47 +108,6 @@ func (b *sqlBuilder) chWhere(p *Plan) string {
 	return sb.String()
 }
 
-// chAgg is the ClickHouse aggregate of one selection; DuckDB's aggExpr and
-// percentile subqueries in one expression each. rolled: over rollup rows
-// (chCoverSource), for what Eligible lets through.
-func chAgg(s Selection, rolled bool) string {
-	m := s.Metric
-	if rolled {
-		switch {
-		case m.kind == kindCount || m.kind == kindTPS:
-			return "toFloat64(sum(weight))"
-		case m.kind == kindError:
-			return "toFloat64(sum(err_weight))"
-		case s.Agg == aggSum:
-			return "toFloat64(sum(lat_sum))"
-		case s.Agg == aggAvg:
-			return "(toFloat64(sum(lat_sum)) / toFloat64(sum(weight)))"
-		}
-	}
-	switch m.kind {
-	case kindCount, kindTPS:
-		return "toFloat64(sum(weight))"
-	case kindError:
-		return "toFloat64(sumIf(weight, " + apimeter.IsErrorSQL + "))"
-	case kindDistinct:
-		return "toFloat64(uniqExactIf(user_id, user_id != ''))"
-	}
-	c := m.column
-	switch s.Agg {
-	case aggSum:
-		return fmt.Sprintf("toFloat64(sum(%s * weight))", c)
-	case aggAvg:
-		return fmt.Sprintf("(toFloat64(sum(%s * weight)) / toFloat64(sumIf(weight, isNotNull(%s))))", c, c)
-	case aggMin:
-		return fmt.Sprintf("toFloat64(min(%s))", c)
-	case aggMax:
-		return fmt.Sprintf("toFloat64(max(%s))", c)
-	case aggP50, aggP95, aggP99:
-		return fmt.Sprintf("toFloat64(quantileExactWeighted(0.%02d)(%s, toUInt64(weight)))", percentilePercent(s.Agg), c)
-	}
-	panic("stats: no ClickHouse SQL for " + s.Name)
-}
-
 // chAggBlock groups the selected rows by keys with one column per
 // selection (named by names) and mw, the largest weight.
 func (b *sqlBuilder) chAggBlock(p *Plan, where string, keys bool, sels []Selection, names []string) string {
@@ -166,7 +124,7 @@ func (b *sqlBuilder) chAggBlock(p *Plan, where string, keys bool, sels []Selecti
 		group = append(group, "b")
 	}
 	for i, s := range sels {
-		a := chAgg(s, b.rolled)
+		a := b.aggExpr(&clickhouseAggs, s)
 		// Without keys ClickHouse answers an empty selection with one row
 		// of zeros; DuckDB (and Apigee) with no value.
 		if len(group) == 0 && s.Metric.kind != kindDistinct {
@@ -313,7 +271,7 @@ func (b *sqlBuilder) chCoverSource(p *Plan, d ClickHouse) string {
 				end = end.Truncate(time.Second).Add(time.Second)
 			}
 			branches = append(branches, fmt.Sprintf("SELECT org, env, ts, ts_us, %s, weight, toInt64(if(%s, weight, 0)) AS err_weight, latency_ms * weight AS lat_sum, toUInt64(weight > 1) AS heavy FROM %s WHERE org = %s AND env = %s AND %s",
-				cols, rollup.IsErrorSQL, Table, org, env, ranges("ts", [][2]time.Time{{g[0].Truncate(time.Second), end}})))
+				cols, detail.IsErrorSQL, Table, org, env, ranges("ts", [][2]time.Time{{g[0].Truncate(time.Second), end}})))
 		}
 	}
 	return "(" + strings.Join(branches, " UNION ALL ") + ")"

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter/rollup"
+	"github.com/apimeter/apimeter/store/detail"
 )
 
 // Rollups (package rollup) hold the events summed per hour and per day by a
@@ -312,7 +313,7 @@ func (b *sqlBuilder) coverSource(p *Plan, org, env string) string {
 	}
 	for _, g := range p.Cover.gaps(p.From, p.To) {
 		branches = append(branches, fmt.Sprintf("SELECT %s, weight, CASE WHEN %s THEN weight ELSE 0 END AS err_weight, latency_ms * weight AS lat_sum, weight AS max_weight FROM %s WHERE org = %s AND env = %s AND %s",
-			cols, rollup.IsErrorSQL, Table, org, env, b.ranges("ts", [][2]time.Time{g})))
+			cols, detail.IsErrorSQL, Table, org, env, b.ranges("ts", [][2]time.Time{g})))
 	}
 	return "(" + strings.Join(branches, " UNION ALL ") + ") AS src"
 }
@@ -345,7 +346,11 @@ func RunRollups(ctx context.Context, db *sql.DB, d Dialect, p *Plan) (*Result, e
 		p.Cover = WholeCover(p, f)
 		return Run(ctx, db, d, p)
 	}
-	tx, err := db.BeginTx(ctx, nil) // DuckDB's driver has no read-only transactions
+	// DuckDB's driver has no read-only transactions. ctx's end cancels the
+	// queries but does not roll back: database/sql would do that, and give
+	// the connection back, on a goroutine of its own after this returned,
+	// possibly after the store was closed; the deferred Rollback does it.
+	tx, err := db.BeginTx(context.WithoutCancel(ctx), nil)
 	if err != nil {
 		return nil, fmt.Errorf("stats query: %w", err)
 	}
@@ -354,4 +359,32 @@ func RunRollups(ctx context.Context, db *sql.DB, d Dialect, p *Plan) (*Result, e
 		return nil, fmt.Errorf("stats query: %w", err)
 	}
 	return Run(ctx, tx, d, p)
+}
+
+// aggExpr is the aggregate of one selection in table t's SQL, over events
+// rows or, when b reads a cover, over rollup rows: calls and errors are
+// summed columns there, sums and averages of the latency come from lat_sum
+// (the only value column Eligible lets through; min, max and percentiles
+// read latency_ms as events rows do, the families that answer them keeping
+// it as a key).
+func (b *sqlBuilder) aggExpr(t *aggSQL, s Selection) string {
+	if b.rolled {
+		_, ch := b.d.(ClickHouse)
+		m := s.Metric
+		sum, div := "CAST(SUM(%s) AS DOUBLE)", "CAST(SUM(lat_sum) AS DOUBLE) / CAST(SUM(weight) AS DOUBLE)"
+		if ch {
+			sum, div = "toFloat64(sum(%s))", "(toFloat64(sum(lat_sum)) / toFloat64(sum(weight)))"
+		}
+		switch {
+		case m.kind == kindCount || m.kind == kindTPS:
+			return fmt.Sprintf(sum, "weight")
+		case m.kind == kindError:
+			return fmt.Sprintf(sum, "err_weight")
+		case s.Agg == aggSum:
+			return fmt.Sprintf(sum, "lat_sum")
+		case s.Agg == aggAvg:
+			return div
+		}
+	}
+	return t.expr(s)
 }

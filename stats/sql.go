@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/store/detail"
 )
 
 // Dialect renders the parts of a query that differ between SQL engines.
@@ -392,46 +392,6 @@ func allRollup(sels []Selection) bool {
 	return true
 }
 
-// aggExpr is the SQL aggregate of one selection over the events rows.
-// Counts and sums count each row by its weight, averages are weighted;
-// min and max are not affected by weights.
-func (b *sqlBuilder) aggExpr(s Selection) string {
-	m := s.Metric
-	if b.rolled {
-		// Rollup rows: only what Eligible lets through.
-		switch {
-		case m.kind == kindCount || m.kind == kindTPS:
-			return "CAST(SUM(weight) AS DOUBLE)"
-		case m.kind == kindError:
-			return "CAST(SUM(err_weight) AS DOUBLE)"
-		case s.Agg == aggSum:
-			return "CAST(SUM(lat_sum) AS DOUBLE)"
-		case s.Agg == aggAvg:
-			return "CAST(SUM(lat_sum) AS DOUBLE) / CAST(SUM(weight) AS DOUBLE)"
-		}
-	}
-	switch m.kind {
-	case kindCount, kindTPS:
-		return "CAST(SUM(weight) AS DOUBLE)"
-	case kindError:
-		return "CAST(SUM(CASE WHEN " + apimeter.IsErrorSQL + " THEN weight ELSE 0 END) AS DOUBLE)"
-	case kindDistinct:
-		return "CAST(COUNT(DISTINCT CASE WHEN user_id <> '' THEN user_id END) AS DOUBLE)"
-	}
-	c := m.column
-	switch s.Agg {
-	case aggSum:
-		return fmt.Sprintf("CAST(SUM(%s * weight) AS DOUBLE)", c)
-	case aggAvg:
-		return fmt.Sprintf("CAST(SUM(%s * weight) AS DOUBLE) / CAST(SUM(CASE WHEN %s IS NOT NULL THEN weight END) AS DOUBLE)", c, c)
-	case aggMin:
-		return fmt.Sprintf("CAST(MIN(%s) AS DOUBLE)", c)
-	case aggMax:
-		return fmt.Sprintf("CAST(MAX(%s) AS DOUBLE)", c)
-	}
-	panic("stats: no SQL for " + s.Name)
-}
-
 // aggBlock renders a subquery grouped by keys (d0.., b) with one column mN
 // per selection. Weighted percentiles come from one window query per value
 // column, joined on the keys: the pN of a group is the smallest value whose
@@ -470,7 +430,7 @@ func (b *sqlBuilder) aggBlock(p *Plan, where string, keys []string, sels []Selec
 			cols = append(cols, "NULL AS m"+strconv.Itoa(i))
 			continue
 		}
-		cols = append(cols, b.aggExpr(s)+" AS m"+strconv.Itoa(i))
+		cols = append(cols, b.aggExpr(&duckdbAggs, s)+" AS m"+strconv.Itoa(i))
 	}
 	cols = append(cols, "MAX("+b.maxW+") AS mw")
 	agg := fmt.Sprintf("SELECT %s FROM %s AS e%s", strings.Join(cols, ", "), base, groupBy)
@@ -557,7 +517,7 @@ func fusedBlock(base string, keys []string, sels []Selection, maxW string, rolle
 		case m.kind == kindError && rolled:
 			partials = append(partials, "SUM(err_weight) AS "+x)
 		case m.kind == kindError:
-			partials = append(partials, "SUM(CASE WHEN "+apimeter.IsErrorSQL+" THEN weight ELSE 0 END) AS "+x)
+			partials = append(partials, "SUM(CASE WHEN "+detail.IsErrorSQL+" THEN weight ELSE 0 END) AS "+x)
 		case s.Agg == aggSum && rolled:
 			partials = append(partials, "SUM(lat_sum) AS "+x)
 		case s.Agg == aggAvg && rolled:

@@ -16,9 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
+	"github.com/apimeter/apimeter/instance"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 )
 
@@ -26,7 +27,7 @@ import (
 // and their keys.
 type authRig struct {
 	t    *testing.T
-	in   *instance
+	in   *instance.Instance
 	data string
 	app  string // collector application id of acme/prod
 	// keys by role; secrets lists every key created, to look for on disk.
@@ -39,8 +40,8 @@ func newAuthRig(t *testing.T) *authRig {
 	t.Helper()
 	ctx := context.Background()
 	data := filepath.Join(t.TempDir(), "data")
-	in, err := start(ctx, serverFlags{Listen: "127.0.0.1:0", Data: data, BodyCap: 1024, MaxBodyBytes: 1 << 20,
-		MaxBatchEvents: 100, DedupeHorizon: time.Hour, statsFlags: statsFlags{StatsQuota: -1}})
+	in, err := instance.Start(ctx, instance.Config{Listen: "127.0.0.1:0", Data: data, BodyCap: 1024, MaxBodyBytes: 1 << 20,
+		MaxBatchEvents: 100, DedupeHorizon: time.Hour, StatsConfig: instance.StatsConfig{StatsQuota: -1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +117,7 @@ func concrete(pattern string) (method, path string) {
 		method, path = "GET", pattern
 	}
 	rep := strings.NewReplacer("{org}", "acme", "{env}", "prod", "{dims...}", "apiproxy", "{id}", "513",
-		"{key_hash}", apimeter.KeyHash("nobody"), "{$}", "")
+		"{key_hash}", scrub.KeyHash("nobody"), "{$}", "")
 	path = rep.Replace(path)
 	// Routes without {org} in the path name the org in the query string,
 	// as the CLI does.
@@ -234,7 +235,7 @@ func TestAuthRightKeyAnswers(t *testing.T) {
 			t.Fatalf("POST %s: %d %s", p.path, code, b)
 		}
 	}
-	hash := apimeter.KeyHash("ck_matrix")
+	hash := scrub.KeyHash("ck_matrix")
 	newKeyID := ""
 	tr := "&timeRange=" + url.QueryEscape("11/01/2026 00:00~12/01/2026 00:00")
 	cases := []struct {

@@ -31,18 +31,9 @@ const DefaultDailyInterval = time.Minute
 const maxFoldHours = 24 * 7
 
 // dailyLoop folds periods at start and then every interval until Close.
-func (s *Store) dailyLoop(every time.Duration) {
+// Close cancels ctx, which stops a pass under way.
+func (s *Store) dailyLoop(ctx context.Context, every time.Duration) {
 	defer close(s.dailyDone)
-	// Close cancels a pass under way.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-s.quit:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -54,7 +45,7 @@ func (s *Store) dailyLoop(every time.Duration) {
 			s.log.Debug("folded rollups", "hours", n)
 		}
 		select {
-		case <-s.quit:
+		case <-s.q.Stopped():
 			return
 		case <-t.C:
 		}
@@ -67,13 +58,18 @@ func (s *Store) dailyLoop(every time.Duration) {
 func (s *Store) BuildRollups(ctx context.Context) (int, error) {
 	s.dailyMu.Lock()
 	defer s.dailyMu.Unlock()
+	// The pass's own queries run to their end even when Close cancels ctx
+	// (a cancelled query's connection goes back to the pool on a goroutine
+	// of database/sql's, possibly after Close); ctx is checked between
+	// steps and stops the fold transactions (beginTx).
+	qctx := context.WithoutCancel(ctx)
 	// builtAt is read before the pass looks at the events: every event
 	// committed after that look was queued after this instant or was
 	// pending at it, and so was ingested at or after builtAt.
 	builtAt := s.oldestPending()
 	curHour := builtAt.Truncate(time.Hour)
 	periods := map[rollup.Grain]map[int64]bool{rollup.Hour: {}, rollup.Day: {}}
-	rows, err := s.db.QueryContext(ctx, `SELECT grain, start FROM `+rollup.PeriodsTable)
+	rows, err := s.db.QueryContext(qctx, `SELECT grain, start FROM `+rollup.PeriodsTable)
 	if err != nil {
 		return 0, fmt.Errorf("folded periods: %w", err)
 	}
@@ -95,7 +91,7 @@ func (s *Store) BuildRollups(ctx context.Context) (int, error) {
 	// so that readers find whole runs of folded periods.
 	var first time.Time
 	var firstNull *time.Time
-	if err := s.db.QueryRowContext(ctx, `SELECT min(ts) FROM events WHERE ts < $1`, curHour).Scan(&firstNull); err != nil {
+	if err := s.db.QueryRowContext(qctx, `SELECT min(ts) FROM events WHERE ts < $1`, curHour).Scan(&firstNull); err != nil {
 		return 0, fmt.Errorf("first event: %w", err)
 	}
 	if firstNull == nil {
@@ -117,7 +113,7 @@ func (s *Store) BuildRollups(ctx context.Context) (int, error) {
 	withEvents := map[int64]bool{}
 	if !firstTodo.IsZero() {
 		fresh := map[int64]bool{}
-		if err := s.hours(ctx, fresh, `SELECT DISTINCT date_trunc('hour', ts) FROM events WHERE ts >= $1 AND ts < $2`, firstTodo, curHour); err != nil {
+		if err := s.hours(qctx, fresh, `SELECT DISTINCT date_trunc('hour', ts) FROM events WHERE ts >= $1 AND ts < $2`, firstTodo, curHour); err != nil {
 			return 0, fmt.Errorf("hours with events: %w", err)
 		}
 		for h := range fresh {
@@ -126,7 +122,7 @@ func (s *Store) BuildRollups(ctx context.Context) (int, error) {
 			}
 		}
 	}
-	if err := s.hours(ctx, withEvents, `
+	if err := s.hours(qctx, withEvents, `
 SELECT DISTINCT p.start FROM events e JOIN `+rollup.PeriodsTable+` p ON p.grain = 'hour' AND date_trunc('hour', e.ts) = p.start
 WHERE e.ingested_at >= (SELECT min(built_at) FROM `+rollup.PeriodsTable+`) AND e.ingested_at >= p.built_at`); err != nil {
 		return 0, fmt.Errorf("late events: %w", err)
@@ -160,6 +156,9 @@ WHERE e.ingested_at >= (SELECT min(built_at) FROM `+rollup.PeriodsTable+`) AND e
 		}
 	}
 	for _, r := range runs {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
 		if err := s.fold(ctx, rollup.Hour, r[0], r[1], builtAt, true); err != nil {
 			return 0, fmt.Errorf("fold hours from %s: %w", r[0].Format(time.RFC3339), err)
 		}
@@ -184,6 +183,9 @@ WHERE e.ingested_at >= (SELECT min(built_at) FROM `+rollup.PeriodsTable+`) AND e
 		}
 	}
 	for _, r := range dayRuns {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
 		if err := s.fold(ctx, rollup.Day, r[0], r[1], builtAt, true); err != nil {
 			return 0, fmt.Errorf("fold days from %s: %w", r[0].Format(time.DateOnly), err)
 		}
@@ -192,7 +194,7 @@ WHERE e.ingested_at >= (SELECT min(built_at) FROM `+rollup.PeriodsTable+`) AND e
 	// and an event committed since was ingested at or after builtAt: their
 	// built_at can move up to builtAt. This keeps the readers' late-event
 	// check to the rows ingested since the last pass.
-	if _, err := s.db.ExecContext(ctx, `UPDATE `+rollup.PeriodsTable+` SET built_at = $1 WHERE built_at < $1`, builtAt); err != nil {
+	if _, err := s.db.ExecContext(qctx, `UPDATE `+rollup.PeriodsTable+` SET built_at = $1 WHERE built_at < $1`, builtAt); err != nil {
 		return len(withEvents), fmt.Errorf("advance built_at: %w", err)
 	}
 	return len(withEvents), nil
@@ -219,7 +221,7 @@ func (s *Store) hours(ctx context.Context, set map[int64]bool, query string, arg
 // from the events, days from the hour tables (folded before them).
 // With read false the range has no events: it is only recorded.
 func (s *Store) fold(ctx context.Context, g rollup.Grain, from, to, builtAt time.Time, read bool) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.beginTx(ctx)
 	if err != nil {
 		return err
 	}
