@@ -14,15 +14,21 @@ import (
 // DuckDB allocates outside its buffer manager. Measured in
 // docs/performance.md (RSS while the 10 M benchmark runs).
 const (
-	budgetDuckDBShare = 0.5
-	budgetDedupeShare = 0.2
+	// DefaultMemoryBudget is --memory-budget's default.
+	DefaultMemoryBudget = "512MB"
+	budgetDuckDBShare   = 0.5
+	budgetDedupeShare   = 0.2
 )
 
 // memorySizes are DuckDB's memory limit (as DuckDB reads it) and the
 // dedupe set's bound in bytes: the explicit flags when given, else their
 // shares of the budget.
 func (f Observability) memorySizes() (limit string, dedupe int64, err error) {
-	budget, err := duckdb.ParseSize(f.MemoryBudget)
+	size := f.MemoryBudget
+	if size == "" {
+		size = DefaultMemoryBudget // a Config built in code, not from flags
+	}
+	budget, err := duckdb.ParseSize(size)
 	if err != nil {
 		return "", 0, fmt.Errorf("--memory-budget %w", err)
 	}
