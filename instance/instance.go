@@ -30,7 +30,7 @@ type Config struct {
 	MaxBodyBytes   int64         `default:"33554432" env:"APIMETER_MAX_BODY_BYTES" help:"Largest accepted request body, after gzip decoding."`
 	MaxBatchEvents int           `default:"10000" env:"APIMETER_MAX_BATCH_EVENTS" help:"Most events accepted in one batch."`
 	DedupeHorizon  time.Duration `default:"168h" env:"APIMETER_DEDUPE_HORIZON" help:"How long an event id is remembered, so a resent event is not stored twice."`
-	DailyInterval  time.Duration `default:"5m" env:"APIMETER_DAILY_INTERVAL" help:"How often complete days are folded into the daily table the Metrics API reads (negative: never; the events table is then read alone)."`
+	DailyInterval  time.Duration `default:"1m" env:"APIMETER_DAILY_INTERVAL" help:"How often complete hours and days are folded into the rollup tables the Metrics API reads (negative: never; the events table is then read alone)."`
 	LogLevel       slog.Level    `default:"info" env:"APIMETER_LOG_LEVEL" help:"debug, info, warn or error."`
 	Retention      time.Duration `env:"APIMETER_RETENTION" help:"With a ClickHouse store: drop each month of events once all of it is older than this (e.g. 9504h, about 13 months); 0 keeps everything. The embedded store keeps everything."`
 	StoreConfig

@@ -18,8 +18,9 @@ import (
 // Observability are the flags of /metrics and the store's memory.
 type Observability struct {
 	MetricsListen string `env:"APIMETER_METRICS_LISTEN" placeholder:"ADDR" help:"Serve /metrics on this address instead of the main listener (e.g. 127.0.0.1:9464); empty serves it on the main listener."`
-	MemoryLimit   string `default:"512MB" env:"APIMETER_MEMORY_LIMIT" help:"Memory DuckDB may use for its buffers and queries (e.g. 512MB, 2GB); past it DuckDB spills to a temporary directory beside the database."`
-	DedupeMemory  string `default:"128MB" env:"APIMETER_DEDUPE_MEMORY" help:"Memory the set of event ids remembered for idempotent ingest may hold (about 18 bytes per id); ids of the dedupe horizon past it are looked up in the events table."`
+	MemoryBudget  string `default:"512MB" env:"APIMETER_MEMORY_BUDGET" help:"Memory the process aims to stay under with the embedded store: DuckDB's memory limit is half of it and the dedupe set of event ids a fifth, unless --memory-limit or --dedupe-memory set them; the rest is for requests and the Go heap."`
+	MemoryLimit   string `env:"APIMETER_MEMORY_LIMIT" help:"Memory DuckDB may use for its buffers and queries (e.g. 512MB, 2GB); past it DuckDB spills to a temporary directory beside the database. Default: half of --memory-budget."`
+	DedupeMemory  string `env:"APIMETER_DEDUPE_MEMORY" help:"Memory the set of event ids remembered for idempotent ingest may hold (about 18 bytes per id); ids of the dedupe horizon past it are looked up in the events table. Default: a fifth of --memory-budget."`
 }
 
 // newRegistry is the Prometheus registry of a server: Go runtime and

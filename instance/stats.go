@@ -27,7 +27,7 @@ func wireStats(srv stats.Mux, db *sql.DB, eng engine, reg *apps.Registry, f Stat
 	stats.NewHandler(stats.Config{
 		DB:             db,
 		Dialect:        eng.Dialect,
-		DailyTable:     eng.DailyTable,
+		Rollups:        eng.Rollups,
 		QuotaPerMinute: quota,
 		Envs:           func(org string) []string { return appEnvs(reg, org) },
 		Logger:         log,

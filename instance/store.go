@@ -74,10 +74,10 @@ type eventStore interface {
 // engine is what differs between the stores around the event store: how
 // its events are read, and whether several processes share it.
 type engine struct {
-	// Dialect renders the Metrics API's SQL; DailyTable is the store's
-	// table of complete days, "" for none.
-	Dialect    stats.Dialect
-	DailyTable string
+	// Dialect renders the Metrics API's SQL; Rollups says the store keeps
+	// the rollup tables (package rollup).
+	Dialect stats.Dialect
+	Rollups bool
 	// RebuildUsage sums the events into usage counters (--usage-rebuild).
 	RebuildUsage func(ctx context.Context, db *sql.DB, ps identity.Periods) (map[identity.CounterKey]identity.Counts, error)
 	// Shared is true when several processes write the store at once:
@@ -100,16 +100,12 @@ type Options struct {
 // ids and keys.
 func openStore(ctx context.Context, f Config, o Options, log *slog.Logger) (eventStore, engine, *catalog, error) {
 	if !f.ClickHouse() {
-		var dedupeMemory int64 // zero: the store's default
-		if f.DedupeMemory != "" {
-			n, err := duckdb.ParseSize(f.DedupeMemory)
-			if err != nil {
-				return nil, engine{}, nil, fmt.Errorf("--dedupe-memory %w", err)
-			}
-			dedupeMemory = n
+		memoryLimit, dedupeMemory, err := f.memorySizes()
+		if err != nil {
+			return nil, engine{}, nil, err
 		}
 		st, err := duckdb.Open(ctx, filepath.Join(f.Data, DBFile), duckdb.Options{
-			DedupeHorizon: f.DedupeHorizon, DedupeMemory: dedupeMemory, MemoryLimit: f.MemoryLimit,
+			DedupeHorizon: f.DedupeHorizon, DedupeMemory: dedupeMemory, MemoryLimit: memoryLimit,
 			DailyInterval: f.DailyInterval, NoDedupe: o.NoDedupe, Logger: log,
 		})
 		if err != nil {
@@ -120,7 +116,7 @@ func openStore(ctx context.Context, f Config, o Options, log *slog.Logger) (even
 			st.Close()
 			return nil, engine{}, nil, err
 		}
-		return st, engine{Dialect: stats.DuckDB{}, DailyTable: duckdb.DailyTable, RebuildUsage: identity.RebuildCounters}, cat, nil
+		return st, engine{Dialect: stats.DuckDB{}, Rollups: true, RebuildUsage: identity.RebuildCounters}, cat, nil
 	}
 	st, err := clickhouse.Open(ctx, f.Store, clickhouse.Options{
 		DedupeHorizon: f.DedupeHorizon, Retention: f.Retention, NoDedupe: o.NoDedupe, Logger: log,
@@ -135,6 +131,7 @@ func openStore(ctx context.Context, f Config, o Options, log *slog.Logger) (even
 	}
 	eng := engine{
 		Dialect: stats.ClickHouse{},
+		Rollups: true,
 		RebuildUsage: func(ctx context.Context, db *sql.DB, ps identity.Periods) (map[identity.CounterKey]identity.Counts, error) {
 			return identity.RebuildCountersFrom(ctx, db, clickhouse.UsageRebuildSQL, ps)
 		},

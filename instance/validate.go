@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter/kafka"
-	"github.com/apimeter/apimeter/store/duckdb"
 )
 
 // Each flags struct has a Validate method, which kong calls after parsing
@@ -22,7 +21,7 @@ func (f *Config) Validate() error {
 		AtLeast("--max-body-bytes", f.MaxBodyBytes, 1),
 		AtLeast("--max-batch-events", f.MaxBatchEvents, 1),
 		PositiveDuration("--dedupe-horizon", f.DedupeHorizon),
-		nonZeroDuration("--daily-interval", f.DailyInterval, "a negative interval turns the daily table off"),
+		nonZeroDuration("--daily-interval", f.DailyInterval, "a negative interval turns the rollup pass off"),
 		AtLeast("--retention", f.Retention, 0),
 		f.StoreConfig.Validate(),
 		f.StatsConfig.Validate(),
@@ -32,16 +31,8 @@ func (f *Config) Validate() error {
 }
 
 func (f *Observability) Validate() error {
-	var errs []error
-	if _, err := duckdb.ParseSize(f.MemoryLimit); err != nil {
-		errs = append(errs, fmt.Errorf("--memory-limit %w", err))
-	}
-	if n, err := duckdb.ParseSize(f.DedupeMemory); err != nil {
-		errs = append(errs, fmt.Errorf("--dedupe-memory %w", err))
-	} else if n < 1e6 {
-		errs = append(errs, fmt.Errorf("--dedupe-memory %q: must be at least 1MB", f.DedupeMemory))
-	}
-	return errors.Join(errs...)
+	_, _, err := f.memorySizes()
+	return err
 }
 
 func (f *StatsConfig) Validate() error {

@@ -103,9 +103,9 @@ func benchStore(b *testing.B) *duckdb.Store {
 		}
 		b.Logf("generated %d events in %s", benchEvents, time.Since(start).Round(time.Millisecond))
 	}
-	// The daily table, as the store's background pass would have built it.
+	// The rollups, as the store's background pass would have built them.
 	start := time.Now()
-	days, err := st.BuildDaily(ctx)
+	days, err := st.BuildRollups(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -114,8 +114,8 @@ func benchStore(b *testing.B) *duckdb.Store {
 			b.Fatal(err)
 		}
 		var rows int64
-		st.DB().QueryRowContext(ctx, "SELECT count(*) FROM "+duckdb.DailyTable+" WHERE org = 'bench'").Scan(&rows)
-		b.Logf("built the daily table for %d days (%d rows) in %s", days, rows, time.Since(start).Round(time.Millisecond))
+		st.DB().QueryRowContext(ctx, "SELECT count(*) FROM rollup_api_latency_day WHERE org = 'bench'").Scan(&rows)
+		b.Logf("folded %d hours into the rollups (%d rows in rollup_api_latency_day) in %s", days, rows, time.Since(start).Round(time.Millisecond))
 	}
 	return st
 }
@@ -203,7 +203,7 @@ func BenchmarkMetricsAPI(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	h := NewHandler(Config{DB: st.DB(), DailyTable: duckdb.DailyTable, QuotaPerMinute: -1})
+	h := NewHandler(Config{DB: st.DB(), Rollups: true, QuotaPerMinute: -1})
 	mux := http.NewServeMux()
 	h.Register(mux)
 	srv := httptest.NewServer(mux)
@@ -227,9 +227,9 @@ func BenchmarkMetricsAPI(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			// The raw side runs the SQL the API runs, daily table included.
-			if DailyEligible(p) {
-				if p.Cover, err = FindCover(ctx, st.DB(), p, duckdb.DailyTable); err != nil {
+			// The raw side runs the SQL the API runs, rollups included.
+			if f, ok := Eligible(p); ok {
+				if p.Cover, err = FindCover(ctx, st.DB(), p, f); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/apimeter/apimeter/store/detail"
 )
 
 // ClickHouse is the dialect of store/clickhouse (ClickHouse 18.16 and
@@ -122,7 +124,7 @@ func (b *sqlBuilder) chAggBlock(p *Plan, where string, keys bool, sels []Selecti
 		group = append(group, "b")
 	}
 	for i, s := range sels {
-		a := clickhouseAggs.expr(s)
+		a := b.aggExpr(&clickhouseAggs, s)
 		// Without keys ClickHouse answers an empty selection with one row
 		// of zeros; DuckDB (and Apigee) with no value.
 		if len(group) == 0 && s.Metric.kind != kindDistinct {
@@ -130,7 +132,11 @@ func (b *sqlBuilder) chAggBlock(p *Plan, where string, keys bool, sels []Selecti
 		}
 		cols = append(cols, a+" AS "+names[i])
 	}
-	cols = append(cols, "max(weight) AS mw")
+	if b.rolled {
+		cols = append(cols, "toInt64(if(sum(heavy) > 0, 2, 1)) AS mw")
+	} else {
+		cols = append(cols, "max(weight) AS mw")
+	}
 	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(cols, ", "), b.src, where)
 	if len(group) > 0 {
 		q += " GROUP BY " + strings.Join(group, ", ")
@@ -154,6 +160,9 @@ func numbered(prefix string, n int) []string {
 // groups.
 func buildClickHouse(p *Plan, d ClickHouse) Query {
 	b := &sqlBuilder{d: d, src: d.source(), maxW: "weight"}
+	if p.Cover != nil {
+		b.src, b.rolled = b.chCoverSource(p, d), true
+	}
 	where := b.chWhere(p)
 	if p.TimeUnit != "" && p.TZO != 0 {
 		b.tzo = b.arg(int64(p.TZO))
@@ -230,4 +239,46 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 		dimList, d.BucketStart("b", b.tzo), metricCols, buckets, ranked, dimList, order(dir), tsOrder)
 	q.Args = b.args
 	return q
+}
+
+// chCoverSource is coverSource for ClickHouse: the rollup tables' rows for
+// the covered periods (their period column t read as ts) and the events
+// table's for the rest, with the same columns and types.
+func (b *sqlBuilder) chCoverSource(p *Plan, d ClickHouse) string {
+	f := p.Cover.Family
+	cols := strings.Join(f.Columns(), ", ")
+	org, env := b.arg(p.Org), b.arg(p.Env)
+	ranges := func(col string, rs [][2]time.Time) string {
+		parts := make([]string, len(rs))
+		for i, r := range rs {
+			parts[i] = fmt.Sprintf("(%s >= toDateTime(%s, 'UTC') AND %s < toDateTime(%s, 'UTC'))", col, b.arg(r[0].Unix()), col, b.arg(r[1].Unix()))
+		}
+		return "(" + strings.Join(parts, " OR ") + ")"
+	}
+	// One branch per range, as on DuckDB: each a plain range of the
+	// sorting key.
+	var branches []string
+	for _, pt := range p.Cover.Parts {
+		for _, r := range pt.Ranges {
+			branches = append(branches, fmt.Sprintf("SELECT org, env, t AS ts, toInt64(toUInt32(t)) * 1000000 AS ts_us, %s, calls AS weight, err_calls AS err_weight, lat_sum, heavy FROM %s WHERE org = %s AND env = %s AND %s",
+				cols, f.Table(pt.Grain), org, env, ranges("t", [][2]time.Time{r})))
+		}
+	}
+	if gaps := p.Cover.gaps(p.From, p.To); len(gaps) > 0 {
+		// Gaps are whole seconds apart from p's own bounds, which the
+		// outer where applies with ts_us. The events table is read
+		// without FINAL: the rollups count each INSERT of an event (see
+		// store/clickhouse), and the edges count the same way; FINAL
+		// would also keep ClickHouse from skipping parts by their
+		// time range.
+		for _, g := range gaps {
+			end := g[1]
+			if end.Truncate(time.Second).Before(end) {
+				end = end.Truncate(time.Second).Add(time.Second)
+			}
+			branches = append(branches, fmt.Sprintf("SELECT org, env, ts, ts_us, %s, weight, toInt64(if(%s, weight, 0)) AS err_weight, latency_ms * weight AS lat_sum, toUInt64(weight > 1) AS heavy FROM %s WHERE org = %s AND env = %s AND %s",
+				cols, detail.IsErrorSQL, Table, org, env, ranges("ts", [][2]time.Time{{g[0].Truncate(time.Second), end}})))
+		}
+	}
+	return "(" + strings.Join(branches, " UNION ALL ") + ")"
 }

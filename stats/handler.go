@@ -24,9 +24,9 @@ const DefaultQuotaPerMinute = 40
 type Config struct {
 	DB      Queryer
 	Dialect Dialect
-	// DailyTable is the store's daily table (see RunDaily), read when the
-	// query allows and DB is a *sql.DB; "" reads the events table alone.
-	DailyTable string
+	// Rollups reads the store's rollup tables (see RunRollups) when the
+	// query allows and DB is a *sql.DB; false reads the events table alone.
+	Rollups bool
 	// QuotaPerMinute is the calls per minute allowed per organization;
 	// 0 means DefaultQuotaPerMinute, a negative value turns the quota off.
 	QuotaPerMinute int
@@ -156,8 +156,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := h.cfg.Queries.Context(r.Context())
 	defer cancel()
 	var res *Result
-	if db, ok := h.cfg.DB.(*sql.DB); ok && h.cfg.DailyTable != "" {
-		res, err = RunDaily(ctx, db, h.cfg.Dialect, p, h.cfg.DailyTable)
+	if db, ok := h.cfg.DB.(*sql.DB); ok && h.cfg.Rollups {
+		res, err = RunRollups(ctx, db, h.cfg.Dialect, p)
 	} else {
 		res, err = Run(ctx, h.cfg.DB, h.cfg.Dialect, p)
 	}

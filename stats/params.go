@@ -53,8 +53,8 @@ type Plan struct {
 	Limit       int
 	Offset      int
 	TSAscending bool
-	// Cover, when set, is the part of the time range read from the daily
-	// table (see FindCover); nil reads the events table alone.
+	// Cover, when set, is the part of the time range read from rollup
+	// tables (see FindCover); nil reads the events table alone.
 	Cover *Cover
 	// Unordered, without timeUnit, answers Limit dimension groups in no
 	// order, skipping the ranking (sortby, sort, topk, offset): for

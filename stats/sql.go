@@ -104,6 +104,9 @@ type sqlBuilder struct {
 	// src is the table or subquery the rows come from, and maxW the
 	// column with each row's largest event weight.
 	src, maxW string
+	// rolled says the rows are rollup rows (weight, err_weight, lat_sum;
+	// see coverSource), not events.
+	rolled bool
 }
 
 func (b *sqlBuilder) arg(v any) string {
@@ -122,7 +125,7 @@ func Build(p *Plan, d Dialect) Query {
 	}
 	b := &sqlBuilder{d: d, src: Table, maxW: "weight"}
 	if p.Cover != nil {
-		b.src, b.maxW = b.coverSource(p), "max_weight"
+		b.src, b.maxW, b.rolled = b.coverSource(p, b.arg(p.Org), b.arg(p.Env)), "max_weight", true
 	}
 	where := b.where(p)
 	if p.TimeUnit != "" && p.TZO != 0 {
@@ -199,6 +202,30 @@ func Build(p *Plan, d Dialect) Query {
 		q.SQL, q.Args = sb.String(), b.args
 		return q
 	}
+	dir := "DESC"
+	if !p.Desc {
+		dir = "ASC"
+	}
+	if p.TimeUnit == "" && (p.TopK == 0 || (p.Desc && p.TopK >= p.Offset+p.Limit)) {
+		// One row per group and no topk cut that the page could see: the
+		// page is a plain ORDER BY ... LIMIT (a top-N sort), the same
+		// order as the ranking below.
+		var parts []string
+		for _, j := range sortIdx {
+			parts = append(parts, fmt.Sprintf("m.m%d %s NULLS LAST", j, dir))
+		}
+		for _, k := range dimKeys {
+			parts = append(parts, "m."+k+" ASC")
+		}
+		sb.WriteString(" SELECT ")
+		for _, k := range dimKeys {
+			sb.WriteString("m." + k + ", ")
+		}
+		sb.WriteString(strings.Join(metricCols, ", "))
+		fmt.Fprintf(&sb, ", m.mw FROM m ORDER BY %s LIMIT %s OFFSET %s", strings.Join(parts, ", "), b.arg(int64(p.Limit)), b.arg(int64(p.Offset)))
+		q.SQL, q.Args = sb.String(), b.args
+		return q
+	}
 	// Rank the dimension groups over the whole time range.
 	// r ranks with sort keys k0.. taken from m, from a roll-up of m, or
 	// from a separate pass s.
@@ -238,10 +265,6 @@ func Build(p *Plan, d Dialect) Query {
 			parts = append(parts, k+" ASC")
 		}
 		return strings.Join(parts, ", ")
-	}
-	dir := "DESC"
-	if !p.Desc {
-		dir = "ASC"
 	}
 	dimList := strings.Join(dimKeys, ", ")
 	fmt.Fprintf(&sb, ", r AS (SELECT *, ROW_NUMBER() OVER (ORDER BY %s) AS tk FROM (SELECT %s, %s FROM %s) AS rk)",
@@ -411,7 +434,7 @@ func (b *sqlBuilder) aggBlock(p *Plan, where string, keys []string, sels []Selec
 	// stay visible for the aggregates (DuckDB reads only those used).
 	base := fmt.Sprintf("(SELECT *, %s FROM %s WHERE %s)", strings.Join(proj, ", "), b.src, where)
 	if fusable(sels) {
-		return fusedBlock(base, keys, sels, b.maxW)
+		return fusedBlock(base, keys, sels, b.maxW, b.rolled)
 	}
 	cols := append([]string{}, keys...)
 	var pctCols []string // value columns that need a percentile subquery, in order
@@ -425,7 +448,7 @@ func (b *sqlBuilder) aggBlock(p *Plan, where string, keys []string, sels []Selec
 			cols = append(cols, "NULL AS m"+strconv.Itoa(i))
 			continue
 		}
-		cols = append(cols, duckdbAggs.expr(s)+" AS m"+strconv.Itoa(i))
+		cols = append(cols, b.aggExpr(&duckdbAggs, s)+" AS m"+strconv.Itoa(i))
 	}
 	cols = append(cols, "MAX("+b.maxW+") AS mw")
 	agg := fmt.Sprintf("SELECT %s FROM %s AS e%s", strings.Join(cols, ", "), base, groupBy)
@@ -492,7 +515,7 @@ func fusable(sels []Selection) bool {
 // fusedBlock groups the events once by (keys, latency), keeping partial
 // aggregates, then runs the percentile window over those groups and
 // combines the partials per key.
-func fusedBlock(base string, keys []string, sels []Selection, maxW string) string {
+func fusedBlock(base string, keys []string, sels []Selection, maxW string, rolled bool) string {
 	keyList, part, groupBy := "", "", ""
 	if len(keys) > 0 {
 		keyList = strings.Join(keys, ", ") + ", "
@@ -509,8 +532,16 @@ func fusedBlock(base string, keys []string, sels []Selection, maxW string) strin
 			continue
 		case m.kind == kindCount || m.kind == kindTPS:
 			partials = append(partials, "SUM(weight) AS "+x)
+		case m.kind == kindError && rolled:
+			partials = append(partials, "SUM(err_weight) AS "+x)
 		case m.kind == kindError:
 			partials = append(partials, "SUM(CASE WHEN "+detail.IsErrorSQL+" THEN weight ELSE 0 END) AS "+x)
+		case s.Agg == aggSum && rolled:
+			partials = append(partials, "SUM(lat_sum) AS "+x)
+		case s.Agg == aggAvg && rolled:
+			partials = append(partials, fmt.Sprintf("SUM(lat_sum) AS %s, SUM(weight) AS %sd", x, x))
+			finals = append(finals, fmt.Sprintf("CAST(SUM(%s) AS DOUBLE) / CAST(SUM(%sd) AS DOUBLE) AS m%d", x, x, i))
+			continue
 		case s.Agg == aggSum:
 			partials = append(partials, fmt.Sprintf("SUM(%s * weight) AS %s", m.column, x))
 		case s.Agg == aggMin:

@@ -74,6 +74,9 @@ type benchCmd struct {
 	Faults        bench.FaultsCmd        `cmd:"" help:"Fault-and-load run against a serve child process: retrying senders while it is SIGKILLed, Redis stopped, a poison sender and a slow-client flood; reports acknowledged/missing/doubled."`
 	Memory        bench.MemoryCmd        `cmd:"" help:"Store N events through a serve child process and report its resident memory."`
 	GatewayFaults bench.GatewayFaultsCmd `cmd:"" name:"gateway-faults" help:"Fault run behind the gateway: API clients through a gateway child (quotas on Redis, events to a serve child) while Redis is stopped, killed and restarted and the collector killed and restarted; reports acknowledged/lost/doubled and latency per phase."`
+	Dataset       bench.DatasetCmd       `cmd:"" help:"Write a generated quarter of realistic traffic (Zipf users, companies, keys, 8 APIs, 40 routes, diurnal pattern) through the store's bulk path and fold its rollups."`
+	Queries       bench.QueriesCmd       `cmd:"" help:"Time the seven dashboard queries of the rollups' benchmark through the Metrics API next to hand-written scans of the raw events, on a store from bench dataset, and compare the answers."`
+	Freshness     bench.FreshnessCmd     `cmd:"" help:"Post single calls while a serve child process takes background ingest, and time each to its acknowledgement and to the Metrics API answer that counts it."`
 }
 
 // usageError is what a bad command line prints: the error and where the

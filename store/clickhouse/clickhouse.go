@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -102,7 +103,13 @@ user_id, company_id, api_key_id, client_ip, user_agent, target_url, weight, api_
 
 // migrations are applied in order, once each; schema_version records the
 // last applied. Only append to this list.
-var migrations = []string{
+// migrations are the base schema, then the rollup tables (rollup.go):
+// a migration added later goes after both (a slice of its own appended
+// here), never into baseMigrations, or the numbers of the rollup
+// migrations that databases have recorded would shift.
+var migrations = slices.Concat(baseMigrations, rollupMigrations())
+
+var baseMigrations = []string{
 	// Events: one partition per month of request time (retention drops
 	// whole partitions; 18.16 has no TTL), sorted for the Metrics API's
 	// common filters. ts is the request time to the second (what

@@ -64,8 +64,10 @@ func (s *Store) DropExpired(ctx context.Context, now time.Time) ([]string, error
 		return nil, err
 	}
 	for _, p := range parts {
-		if err := s.conn.Exec(ctx, "ALTER TABLE events DROP PARTITION "+p); err != nil {
-			return nil, fmt.Errorf("drop partition %s: %w", p, err)
+		for _, t := range append([]string{"events"}, rollupTables()...) {
+			if err := s.conn.Exec(ctx, "ALTER TABLE "+t+" DROP PARTITION "+p); err != nil {
+				return nil, fmt.Errorf("drop partition %s of %s: %w", p, t, err)
+			}
 		}
 		s.log.Info("retention: dropped events partition", "month", p)
 	}

@@ -42,9 +42,9 @@ type Options struct {
 	DedupeMemory int64
 	// MaxGroupRows bounds how many rows one commit takes. Zero means 65536.
 	MaxGroupRows int
-	// DailyInterval is how often the daily table (see BuildDaily) is
+	// DailyInterval is how often the rollup tables (see BuildRollups) are
 	// brought up to date. Zero means DefaultDailyInterval; a negative value
-	// turns the background passes off (BuildDaily still works).
+	// turns the background passes off (BuildRollups still works).
 	DailyInterval time.Duration
 	// NoDedupe turns the idempotency check off (benchmarks only).
 	NoDedupe bool
@@ -91,7 +91,7 @@ type Store struct {
 	pendMu  sync.Mutex
 	pending map[*batch]time.Time
 
-	dailyMu   sync.Mutex // one BuildDaily at a time
+	dailyMu   sync.Mutex // one BuildRollups at a time
 	dailyDone chan struct{}
 	stopDaily context.CancelFunc // cancels a daily pass under way
 
@@ -315,7 +315,7 @@ func (s *Store) Append(ctx context.Context, events []apimeter.Event) (apimeter.A
 	}
 	req := &batch{events: events, rows: make([][]driver.Value, len(events))}
 	// Registered before the rows get their ingest time, and until the
-	// answer: BuildDaily relies on it (oldestPending).
+	// answer: BuildRollups relies on it (oldestPending).
 	s.pendMu.Lock()
 	s.pending[req] = time.Now().UTC()
 	s.pendMu.Unlock()

@@ -1,0 +1,179 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/instance"
+	"github.com/apimeter/apimeter/internal/dataset"
+	"github.com/apimeter/apimeter/store/clickhouse"
+	"github.com/apimeter/apimeter/store/duckdb"
+)
+
+type DatasetCmd struct {
+	Events    int64  `default:"10000000" help:"Events to write."`
+	Data      string `placeholder:"DIR" help:"Data directory of the embedded store; its events.duckdb must not exist yet."`
+	Org       string `default:"demo" help:"Organization of the events."`
+	Env       string `default:"prod" help:"Environment of the events."`
+	Users     int    `default:"50000" help:"Distinct users (Zipf-distributed calls)."`
+	Companies int    `default:"2000" help:"Companies the users belong to."`
+	Days      int    `default:"90" help:"Days of traffic, ending at the current hour."`
+	Seed      uint64 `default:"1" help:"Seed of the generator: the same seed gives the same events."`
+	Batch     int    `default:"100000" help:"Events per commit (DuckDB) or INSERT (ClickHouse)."`
+	instance.StoreConfig
+}
+
+// Run writes a generated quarter through the store's bulk path (DuckDB's
+// appender; ClickHouse INSERTs, whose materialized views fill the rollups),
+// then, on DuckDB, folds the rollups as the background pass would. It
+// prints a progress line, the rates and the disk size.
+func (c *DatasetCmd) Run(ctx context.Context) error {
+	if c.Events <= 0 || c.Batch <= 0 || c.Users <= 0 || c.Companies <= 0 || c.Days <= 0 {
+		return errors.New("--events, --batch, --users, --companies and --days must be positive")
+	}
+	cfg := dataset.Config{Events: c.Events, Org: c.Org, Env: c.Env, Users: c.Users, Companies: c.Companies,
+		Span: time.Duration(c.Days) * 24 * time.Hour, Seed: c.Seed}
+	g := dataset.New(cfg)
+	cfg = g.Config()
+	fmt.Printf("generating %d events of %s/%s from %s to %s: %d users, %d companies\n",
+		c.Events, cfg.Org, cfg.Env, cfg.Start().Format(time.DateTime), cfg.End.Format(time.DateTime), cfg.Users, cfg.Companies)
+	var write func([]apimeter.Event) error
+	var finish func() error
+	if c.ClickHouse() {
+		st, err := clickhouse.Open(ctx, c.Store, clickhouse.Options{NoDedupe: true})
+		if err != nil {
+			return &instance.StoreError{Store: c.StoreConfig.String(), Err: err}
+		}
+		defer st.Close()
+		var cols clickhouse.Columns
+		write = func(events []apimeter.Event) error {
+			now := time.Now().UTC().Truncate(time.Second)
+			for i := range events {
+				cols.Add(&events[i], now)
+			}
+			err := clickhouse.SendColumns(ctx, st.Conn(), &cols)
+			cols.Reset()
+			return err
+		}
+		finish = func() error {
+			var bytes, rows uint64
+			if err := st.Conn().QueryRow(ctx, `SELECT sum(bytes_on_disk), sumIf(rows, table = 'events') FROM system.parts WHERE database = currentDatabase() AND active`).Scan(&bytes, &rows); err != nil {
+				return err
+			}
+			fmt.Printf("disk: %.2f GiB in the database (events and rollups, parts not yet merged included)\n", float64(bytes)/(1<<30))
+			return nil
+		}
+	} else {
+		if c.Data == "" {
+			return errors.New("--data is required for the embedded store")
+		}
+		if err := os.MkdirAll(c.Data, 0o750); err != nil {
+			return err
+		}
+		path := filepath.Join(c.Data, instance.DBFile)
+		if _, err := os.Stat(path); err == nil {
+			return fmt.Errorf("%s exists: give an empty --data directory", path)
+		}
+		raw, err := duckdb.OpenRaw(ctx, path)
+		if err != nil {
+			return err
+		}
+		closed := false
+		defer func() {
+			if !closed {
+				raw.Close()
+			}
+		}()
+		write = func(events []apimeter.Event) error {
+			if err := raw.Append(events); err != nil {
+				return err
+			}
+			return raw.Commit()
+		}
+		finish = func() error {
+			closed = true
+			if err := raw.Close(); err != nil {
+				return err
+			}
+			st, err := duckdb.Open(ctx, path, duckdb.Options{DailyInterval: -1, NoDedupe: true})
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			began := time.Now()
+			hours, err := st.BuildRollups(ctx)
+			if err != nil {
+				return err
+			}
+			if _, err := st.DB().ExecContext(ctx, "CHECKPOINT"); err != nil {
+				return err
+			}
+			fmt.Printf("folded %d hours into the rollups in %s\n", hours, time.Since(began).Round(time.Millisecond))
+			fmt.Printf("disk: %.2f GiB in %s\n", float64(dirSize(c.Data))/(1<<30), c.Data)
+			return nil
+		}
+	}
+	// The generator fills one batch while the store writes the other.
+	bufs := make(chan []apimeter.Event, 2)
+	bufs <- make([]apimeter.Event, c.Batch)
+	bufs <- make([]apimeter.Event, c.Batch)
+	filled := make(chan []apimeter.Event, 1)
+	go func() {
+		defer close(filled)
+		for buf := range bufs {
+			n := g.Fill(buf)
+			if n == 0 {
+				return
+			}
+			select {
+			case filled <- buf[:n]:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	began := time.Now()
+	lastPrint := began
+	var done int64
+	for batch := range filled {
+		if err := write(batch); err != nil {
+			return fmt.Errorf("write after %d events: %w", done, err)
+		}
+		done += int64(len(batch))
+		bufs <- batch[:cap(batch)]
+		if now := time.Now(); now.Sub(lastPrint) >= time.Second || done == c.Events {
+			lastPrint = now
+			el := now.Sub(began).Seconds()
+			fmt.Fprintf(os.Stderr, "\r%d / %d events (%.1f%%), %.0f events/s, %s elapsed   ",
+				done, c.Events, 100*float64(done)/float64(c.Events), float64(done)/el, now.Sub(began).Round(time.Second))
+		}
+	}
+	close(bufs)
+	fmt.Fprintln(os.Stderr)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	el := time.Since(began)
+	fmt.Printf("wrote %d events in %s: %.0f events/s\n", done, el.Round(time.Millisecond), float64(done)/el.Seconds())
+	return finish()
+}
+
+// dirSize is the bytes of the files under dir.
+func dirSize(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if info, err := d.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}

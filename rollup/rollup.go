@@ -1,0 +1,171 @@
+// Package rollup defines apimeter's rollup tables: events summed per UTC
+// hour and per UTC day by the columns the dashboard and the usage API group
+// and filter on (user, company, API key, API with route, verb and status),
+// so that the Metrics API answers them without reading every event.
+//
+// A row of a rollup table stands for the events of one period with the same
+// org, env and key columns: weight is the sum of their weights (calls),
+// err_weight the part of it with an error status, lat_sum the sum of
+// latency × weight. Families with Latency keep latency_ms as a key as well:
+// a row then holds one latency value and its summed weight, an exact
+// histogram, so that percentiles, min and max stay exact.
+//
+// The embedded store (store/duckdb) folds complete periods in a background
+// pass and reads raw events for the rest (package stats decides which); the
+// ClickHouse store fills the same tables through materialized views.
+package rollup
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/apimeter/apimeter/store/detail"
+)
+
+// Grain is the period of a rollup table.
+type Grain string
+
+const (
+	Hour Grain = "hour"
+	Day  Grain = "day"
+)
+
+// Family is a set of key columns, kept per hour and per day.
+type Family struct {
+	Name string
+	// Keys are columns of the events table.
+	Keys []string
+	// Latency keeps latency_ms as a key (an exact histogram).
+	Latency bool
+}
+
+// Families are the rollups, in the order the planner prefers them (fewest
+// rows first): the first that can answer a query is read.
+var Families = []Family{
+	{Name: "api", Keys: []string{"api_name", "route", "method", "status"}},
+	{Name: "company", Keys: []string{"company_id"}},
+	{Name: "user", Keys: []string{"user_id", "company_id"}},
+	{Name: "key", Keys: []string{"api_key_id", "user_id", "company_id"}},
+	{Name: "api_latency", Keys: []string{"api_name", "route", "method", "status"}, Latency: true},
+}
+
+// Grains are the periods every family is kept at, shortest first.
+var Grains = []Grain{Hour, Day}
+
+// Table is the family's table at grain g.
+func (f Family) Table(g Grain) string { return "rollup_" + f.Name + "_" + string(g) }
+
+// Columns are the family's key columns, latency_ms last when kept.
+func (f Family) Columns() []string {
+	cols := append([]string{}, f.Keys...)
+	if f.Latency {
+		cols = append(cols, "latency_ms")
+	}
+	return cols
+}
+
+// Has says column is a key of f (org, env and the period are keys of all).
+func (f Family) Has(column string) bool {
+	if column == "org" || column == "env" {
+		return true
+	}
+	for _, k := range f.Columns() {
+		if k == column {
+			return true
+		}
+	}
+	return false
+}
+
+// PeriodsTable records, on the embedded store, the periods folded into the
+// rollup tables: (grain, start, built_at), built_at being a time no later
+// than the ingest time of any event the fold did not see.
+const PeriodsTable = "rollup_periods"
+
+// columnTypes are the DuckDB types of the key columns.
+var duckTypes = map[string]string{"status": "INTEGER", "latency_ms": "DOUBLE"}
+
+// DuckDBSchema creates the rollup tables of the embedded store.
+func DuckDBSchema() string {
+	var sb strings.Builder
+	for _, f := range Families {
+		for _, g := range Grains {
+			fmt.Fprintf(&sb, "CREATE TABLE IF NOT EXISTS %s (\n  org VARCHAR NOT NULL,\n  env VARCHAR NOT NULL,\n  ts TIMESTAMP NOT NULL,\n", f.Table(g))
+			for _, c := range f.Columns() {
+				t := duckTypes[c]
+				if t == "" {
+					t = "VARCHAR"
+				}
+				fmt.Fprintf(&sb, "  %s %s NOT NULL,\n", c, t)
+			}
+			sb.WriteString("  weight BIGINT NOT NULL,\n  err_weight BIGINT NOT NULL,\n  lat_sum DOUBLE NOT NULL,\n  max_weight BIGINT NOT NULL\n);\n")
+		}
+	}
+	sb.WriteString("CREATE TABLE IF NOT EXISTS " + PeriodsTable + " (\n  grain VARCHAR NOT NULL,\n  start TIMESTAMP NOT NULL,\n  built_at TIMESTAMP NOT NULL,\n  PRIMARY KEY (grain, start)\n);\n")
+	return sb.String()
+}
+
+// DuckDBFoldHours is the INSERT that folds the events of [$1, $2) into f's
+// hour table. The rows go in sorted by the family's keys, so that a filter
+// on the first key (one user, one company, one API key) skips most of a
+// fold's row groups by their min and max.
+func DuckDBFoldHours(f Family) string {
+	cols := strings.Join(f.Columns(), ", ")
+	return fmt.Sprintf(`INSERT INTO %s (org, env, ts, %s, weight, err_weight, lat_sum, max_weight)
+SELECT org, env, date_trunc('hour', ts), %s, SUM(weight), SUM(CASE WHEN %s THEN weight ELSE 0 END), SUM(latency_ms * weight), MAX(weight)
+FROM events WHERE ts >= $1 AND ts < $2
+GROUP BY org, env, date_trunc('hour', ts), %s
+ORDER BY org, env, %s, 3`, f.Table(Hour), cols, cols, detail.IsErrorSQL, cols, cols)
+}
+
+// DuckDBFoldDays is the INSERT that folds f's hour rows of [$1, $2) into
+// its day table.
+func DuckDBFoldDays(f Family) string {
+	cols := strings.Join(f.Columns(), ", ")
+	return fmt.Sprintf(`INSERT INTO %s (org, env, ts, %s, weight, err_weight, lat_sum, max_weight)
+SELECT org, env, date_trunc('day', ts), %s, SUM(weight), SUM(err_weight), SUM(lat_sum), MAX(max_weight)
+FROM %s WHERE ts >= $1 AND ts < $2
+GROUP BY org, env, date_trunc('day', ts), %s
+ORDER BY org, env, %s, 3`, f.Table(Day), cols, cols, f.Table(Hour), cols, cols)
+}
+
+// ClickHouse: the rollup tables are SummingMergeTree tables fed by
+// materialized views on the events table, so they are current with every
+// INSERT. Their period column is t and their sums calls and err_calls (a
+// view's SELECT cannot alias an expression of ts or weight back to the same
+// name); heavy counts the events of weight > 1, which says whether an
+// answer is weighted (a summing table keeps no max).
+var chTypes = map[string]string{"status": "Int32", "latency_ms": "Float64"}
+
+// ClickHouseSchema are the statements that create f's tables and views and
+// fold the events already stored into them (run once, before the views
+// see any insert that the fold also reads, i.e. at migration).
+func ClickHouseSchema(f Family) []string {
+	var out []string
+	cols := strings.Join(f.Columns(), ", ")
+	for _, g := range Grains {
+		var sb strings.Builder
+		fmt.Fprintf(&sb, "CREATE TABLE IF NOT EXISTS %s (\n  org String,\n  env String,\n  t DateTime('UTC'),\n", f.Table(g))
+		for _, c := range f.Columns() {
+			t := chTypes[c]
+			if t == "" {
+				t = "String"
+			}
+			fmt.Fprintf(&sb, "  %s %s,\n", c, t)
+		}
+		fmt.Fprintf(&sb, "  calls Int64,\n  err_calls Int64,\n  lat_sum Float64,\n  heavy UInt64\n) ENGINE = SummingMergeTree\nPARTITION BY toYYYYMM(t)\nORDER BY (org, env, t, %s)", cols)
+		out = append(out, sb.String())
+		start := "toStartOfHour(ts)"
+		if g == Day {
+			start = "toStartOfDay(ts)"
+		}
+		sel := fmt.Sprintf("SELECT org, env, %s AS t, %s, sum(weight) AS calls, sumIf(weight, %s) AS err_calls, sum(latency_ms * weight) AS lat_sum, countIf(weight > 1) AS heavy FROM events GROUP BY org, env, t, %s",
+			start, cols, detail.IsErrorSQL, cols)
+		out = append(out, fmt.Sprintf("CREATE MATERIALIZED VIEW IF NOT EXISTS %s_mv TO %s AS %s", f.Table(g), f.Table(g), sel))
+		// The events stored before the view existed; FINAL counts a
+		// redelivered event once.
+		out = append(out, fmt.Sprintf("INSERT INTO %s (org, env, t, %s, calls, err_calls, lat_sum, heavy) %s",
+			f.Table(g), cols, strings.Replace(sel, "FROM events", "FROM events FINAL", 1)))
+	}
+	return out
+}
