@@ -48,6 +48,9 @@ type Meter struct {
 	// WindowSize is accepted for OpenMeter's older meters and not used:
 	// every query names its own.
 	WindowSize string `json:"windowSize,omitempty"`
+	// StripeEventName is the event_name of the Stripe Billing meter this
+	// meter is pushed to (apimeter billing push); none: not pushed.
+	StripeEventName string `json:"stripeEventName,omitempty"`
 	// Filter narrows a meter over API calls (EventType "api-call").
 	Filter    *CallFilter `json:"filter,omitempty"`
 	CreatedAt time.Time   `json:"createdAt"`
