@@ -82,10 +82,10 @@ func (b *Biller) ledger(ctx context.Context, org, env string, per Period) (map[[
 // period's rows.
 func (b *Biller) Record(ctx context.Context, org, env string, per Period, e Entry) error {
 	if e.State != StateIntent && e.State != StateSent {
-		return fmt.Errorf("ledger entry: state %q: want %s or %s", e.State, StateIntent, StateSent)
+		return &meter.FieldError{Field: "state", Message: fmt.Sprintf("%q: want %s or %s", e.State, StateIntent, StateSent)}
 	}
 	if e.Meter == "" || e.Customer == "" || e.Identifier == "" {
-		return fmt.Errorf("ledger entry: meter, customer and identifier are required")
+		return &meter.FieldError{Field: "body", Message: "a ledger entry needs meter, customer and identifier"}
 	}
 	body, err := json.Marshal(map[string]any{
 		"specversion": "1.0", "id": e.Identifier + "/" + e.State, "source": ledgerSource, "type": LedgerType,
