@@ -13,6 +13,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/billing"
+	"github.com/apimeter/apimeter/internal/stripemocktest"
 	"github.com/apimeter/apimeter/meter"
 	"github.com/apimeter/apimeter/store/clickhouse"
 	"github.com/apimeter/apimeter/store/clickhouse/chtest"
@@ -227,7 +228,7 @@ func checkBilled(t *testing.T, lines []billing.Line, billed map[[2]string]float6
 }
 
 func TestPushToStripeMock(t *testing.T) {
-	mock := startStripeMock(t)
+	mock := stripemocktest.Start(t)
 	engines(t, func(t *testing.T, e engine) {
 		ctx := context.Background()
 		fixture(t, e)
