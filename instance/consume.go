@@ -106,7 +106,7 @@ func StartConsumer(ctx context.Context, in *Instance, f ConsumerConfig) (<-chan 
 
 // wait serves until ctx ends, the server fails or the consumer (if any)
 // stops with an error; then it lets the consumer finish and closes.
-func (in *Instance) Wait(ctx context.Context, consumed <-chan error) error {
+func (in *Instance) wait(ctx context.Context, consumed <-chan error) error {
 	select {
 	case <-ctx.Done():
 		in.Log.Info("shutting down")

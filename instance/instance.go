@@ -118,7 +118,7 @@ func StartWith(ctx context.Context, f Config, so Options) (*Instance, error) {
 		return nil, err
 	}
 	idn.API.KeyID = scrubber.FingerprintOfHash
-	prom := NewRegistry()
+	prom := newRegistry()
 	registerStore(prom, st)
 	srv := server.New(server.Config{
 		Store:          st,
@@ -155,7 +155,7 @@ func StartWith(ctx context.Context, f Config, so Options) (*Instance, error) {
 	}
 	var metricsSrv *http.Server
 	if f.MetricsListen == "" {
-		srv.Handle("GET /metrics", MetricsHandler(prom))
+		srv.Handle("GET /metrics", metricsHandler(prom))
 	} else {
 		mln, err := net.Listen("tcp", f.MetricsListen)
 		if err != nil {
@@ -164,7 +164,7 @@ func StartWith(ctx context.Context, f Config, so Options) (*Instance, error) {
 			return nil, fmt.Errorf("--metrics-listen: %w", err)
 		}
 		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", MetricsHandler(prom))
+		mux.Handle("GET /metrics", metricsHandler(prom))
 		metricsSrv = f.HTTPConfig.server(mux)
 		go metricsSrv.Serve(server.LimitListener(mln, f.HTTPConfig.withDefaults().MaxConnections))
 		log.Info("metrics listening", "url", "http://"+mln.Addr().String()+"/metrics")

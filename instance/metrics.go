@@ -22,9 +22,9 @@ type Observability struct {
 	DedupeMemory  string `default:"128MB" env:"APIMETER_DEDUPE_MEMORY" help:"Memory the set of event ids remembered for idempotent ingest may hold (about 18 bytes per id); ids of the dedupe horizon past it are looked up in the events table."`
 }
 
-// NewRegistry is the Prometheus registry of a server: Go runtime and
+// newRegistry is the Prometheus registry of a server: Go runtime and
 // process metrics, plus what the parts register.
-func NewRegistry() *prometheus.Registry {
+func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
@@ -106,8 +106,8 @@ func readyChecks(st interface{ Ready(context.Context) error }, rc redis.Universa
 	return checks
 }
 
-// MetricsHandler serves reg in Prometheus' text format.
-func MetricsHandler(reg *prometheus.Registry) http.Handler {
+// metricsHandler serves reg in Prometheus' text format.
+func metricsHandler(reg *prometheus.Registry) http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 }
 

@@ -48,7 +48,7 @@ func Serve(ctx context.Context, cfg Config, gatewayConfig string, kafka Consumer
 		in.Close()
 		return err
 	}
-	return in.Wait(ctx, consumed)
+	return in.wait(ctx, consumed)
 }
 
 // Consume runs what apimeter consume runs until ctx ends: a consumer of
@@ -75,7 +75,7 @@ func Consume(ctx context.Context, cons ConsumerConfig, collector string, cfg Con
 			in.Close()
 			return err
 		}
-		return in.Wait(ctx, consumed)
+		return in.wait(ctx, consumed)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	if cons.AppID == "" {
@@ -94,7 +94,7 @@ func Consume(ctx context.Context, cons ConsumerConfig, collector string, cfg Con
 	if cfg.MetricsListen != "" {
 		// The consumer's health, on an address of its own: there is no
 		// server here to carry /metrics.
-		reg := NewRegistry()
+		reg := newRegistry()
 		kcfg.Registerer = reg
 		closeMetrics, err := serveMetrics(cfg.MetricsListen, reg, log)
 		if err != nil {
@@ -121,7 +121,7 @@ func (c collectorIngester) Ingest(ctx context.Context, events []apimeter.Event) 
 // events go (a collector, or Kafka when Kafka names brokers), its quota
 // counters (Redis), its log and its /metrics.
 type GatewayRun struct {
-	Collector     string // default DefaultCollector
+	Collector     string // default defaultCollector
 	AppID         string
 	Redis         string
 	RedisPrefix   string
@@ -130,16 +130,16 @@ type GatewayRun struct {
 	Kafka         KafkaOut
 }
 
-// DefaultCollector is where the gateway sends events when neither a
+// defaultCollector is where the gateway sends events when neither a
 // collector nor Kafka is given.
-const DefaultCollector = "http://127.0.0.1:7070"
+const defaultCollector = "http://127.0.0.1:7070"
 
 // RunGateway runs a gateway of cfg until ctx ends, then lets it send what
 // it holds.
 func RunGateway(ctx context.Context, cfg gateway.Config, c GatewayRun) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: c.LogLevel}))
 	opts := gateway.Options{Logger: log}
-	dest := []any{"collector", cmp.Or(c.Collector, DefaultCollector)}
+	dest := []any{"collector", cmp.Or(c.Collector, defaultCollector)}
 	if c.Kafka.Enabled() {
 		sinks, closeProd, err := c.Kafka.Sinks(cfg, log)
 		if err != nil {
@@ -167,7 +167,7 @@ func RunGateway(ctx context.Context, cfg gateway.Config, c GatewayRun) error {
 	}
 	log.Info("apimeter gateway listening", append([]any{"url", "http://" + addr.String(), "upstreams", len(cfg.Upstreams), "quotas", len(cfg.Quotas)}, dest...)...)
 	if c.MetricsListen != "" {
-		reg := NewRegistry()
+		reg := newRegistry()
 		registerGateway(reg, g)
 		closeMetrics, err := serveMetrics(c.MetricsListen, reg, log)
 		if err != nil {
@@ -188,7 +188,7 @@ func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (func
 		return nil, fmt.Errorf("--metrics-listen: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", MetricsHandler(reg))
+	mux.Handle("GET /metrics", metricsHandler(reg))
 	ms := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go ms.Serve(ln)
 	log.Info("metrics listening", "url", "http://"+ln.Addr().String()+"/metrics")

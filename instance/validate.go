@@ -22,7 +22,7 @@ func (f *Config) Validate() error {
 		AtLeast("--max-body-bytes", f.MaxBodyBytes, 1),
 		AtLeast("--max-batch-events", f.MaxBatchEvents, 1),
 		PositiveDuration("--dedupe-horizon", f.DedupeHorizon),
-		NonZeroDuration("--daily-interval", f.DailyInterval, "a negative interval turns the daily table off"),
+		nonZeroDuration("--daily-interval", f.DailyInterval, "a negative interval turns the daily table off"),
 		AtLeast("--retention", f.Retention, 0),
 		f.StoreConfig.Validate(),
 		f.StatsConfig.Validate(),
@@ -80,7 +80,7 @@ func PositiveDuration(flag string, d time.Duration) error {
 	return nil
 }
 
-func NonZeroDuration(flag string, d time.Duration, negative string) error {
+func nonZeroDuration(flag string, d time.Duration, negative string) error {
 	if d == 0 {
 		return fmt.Errorf("%s 0: must be a positive duration such as 5m (%s)", flag, negative)
 	}

@@ -1,6 +1,10 @@
 // Command apimeter is self-hosted API analytics and usage metering: a
 // Moesif-compatible collector, an embedded DuckDB store and the read APIs,
 // in one binary. See README.md.
+//
+// This package is the command line: flags, help and one call per command
+// into package instance, which assembles what runs (docs/architecture.md);
+// the benchmark harnesses of apimeter bench are in internal/bench.
 package main
 
 import (
