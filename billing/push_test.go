@@ -325,5 +325,36 @@ func TestPushToStripeMock(t *testing.T) {
 		if res, err := p.Push(ctx, "o", "prod", nov); err != nil || res.Sent != 0 {
 			t.Fatalf("final push: %+v %v, want nothing sent", res, err)
 		}
+		checkStatements(t, e, lines, w)
 	})
+}
+
+// statements are the digests of each engine's statements, which must agree.
+var statements = map[string]string{}
+
+// checkStatements: each line's statement holds the export's value and
+// count, verifies from its events, and has the same digest on both
+// engines.
+func checkStatements(t *testing.T, e engine, lines []billing.Line, w want) {
+	t.Helper()
+	b := billing.New(billing.Config{Usage: e.usage, Dialect: e.d, Secret: []byte("0123456789abcdef0123456789abcdef")})
+	pub, _ := b.PublicKey("o")
+	for _, l := range lines {
+		ce, err := b.Statement(context.Background(), "o", "prod", l.Meter, l.Customer, nov)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := ce.Statement
+		if s.Value != l.Value || s.Events != l.Events || int64(len(ce.Events)) != w[[2]string{l.Meter, l.Customer}].events {
+			t.Errorf("statement %s/%s: value %v, %d events; export %v, %d", l.Meter, l.Customer, s.Value, s.Events, l.Value, l.Events)
+		}
+		if d := billing.Verify(ce, pub); len(d) > 0 {
+			t.Errorf("statement %s/%s does not verify: %v", l.Meter, l.Customer, d)
+		}
+		k := l.Meter + "/" + l.Customer
+		if prev, ok := statements[k]; ok && prev != s.Digest+s.Signature {
+			t.Errorf("statement %s: digest and signature differ between engines", k)
+		}
+		statements[k] = s.Digest + s.Signature
+	}
 }

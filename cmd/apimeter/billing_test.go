@@ -86,6 +86,12 @@ func TestBillingCLI(t *testing.T) {
 	if _, err := postCloudEvents(ctx, srv.url, admin, evs); err != nil {
 		t.Fatal(err)
 	}
+	// The ledger cannot be forged by a sender.
+	forged := []cloudEvent{{SpecVersion: "1.0", ID: "f1", Source: "apimeter-billing", Type: billing.LedgerType, Subject: "acme",
+		Time: start.Format(time.RFC3339), Data: map[string]any{"meter": "tokens", "period": "2026-11", "state": "sent", "cumulative": 1e9}}}
+	if code, _ := postCloudEvents(ctx, srv.url, app.ID, forged); code != http.StatusBadRequest {
+		t.Fatalf("a ledger event sent to /api/v1/events: %d, want 400", code)
+	}
 	base := []string{"--server", srv.url, "--org", "o", "--apimeter-key", admin, "--period", "2026-11"}
 
 	// Export: CSV and JSON agree with the meter query of November.
