@@ -92,6 +92,28 @@ func TestBillingCLI(t *testing.T) {
 	if code, _ := postCloudEvents(ctx, srv.url, app.ID, forged); code != http.StatusBadRequest {
 		t.Fatalf("a ledger event sent to /api/v1/events: %d, want 400", code)
 	}
+	// Bad input: 4xx naming what is wrong.
+	bp := srv.url + "/v1/o/o/environments/prod/billing/"
+	for _, c := range []struct {
+		method, path string
+		body         any
+		want         int
+	}{
+		{"GET", "export?period=2026-13", nil, 400},
+		{"GET", "export", nil, 400},
+		{"GET", "export?period=2026-11&format=xml", nil, 400},
+		{"POST", "ledger?period=2026-11", map[string]any{"meter": "tokens", "customer": "acme", "period": "2026-11", "state": "paid", "identifier": "x"}, 400},
+		{"POST", "ledger?period=2026-11", map[string]any{"meter": "tokens", "customer": "acme", "period": "2026-10", "state": "sent", "identifier": "x"}, 400},
+		{"POST", "ledger?period=2026-11", map[string]any{"bogus": 1}, 400},
+		{"GET", "statement?period=2026-11&meter=nope&customer=acme", nil, 404},
+	} {
+		var e struct{ Error struct{ Message, Field string } }
+		sendJSON(t, c.method, admin, bp+c.path, c.body, c.want, &e)
+		if e.Error.Message == "" {
+			t.Errorf("%s %s: no message", c.method, c.path)
+		}
+	}
+	sendJSON(t, "GET", app.ID, bp+"export?period=2026-11", nil, 403, nil)
 	base := []string{"--server", srv.url, "--org", "o", "--apimeter-key", admin, "--period", "2026-11"}
 
 	// Export: CSV and JSON agree with the meter query of November.
