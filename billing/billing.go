@@ -53,7 +53,8 @@ type Line struct {
 // Export lists, per customer and meter of (org, env), the value of the
 // meter over per and the number of events counted, ordered by meter and
 // customer. The value is meter.Query's over [per.From, per.To) grouped
-// by subject; the count is of meter.CountedEvents' events.
+// by subject; the count is of the events meter.CountedEvents lists
+// (meter.CountBySubject).
 func (b *Biller) Export(ctx context.Context, org, env string, per Period) ([]Line, error) {
 	ms, err := b.cfg.Usage.Meters(ctx, org, env)
 	if err != nil {
@@ -83,11 +84,7 @@ func (b *Biller) meterLines(ctx context.Context, m *meter.Meter, per Period) ([]
 	if err != nil {
 		return nil, err
 	}
-	counts := map[string]int64{}
-	err = meter.CountedEvents(ctx, b.cfg.Usage.DB(), b.cfg.Dialect, m, params(per), func(e meter.CountedEvent) error {
-		counts[e.Subject]++
-		return nil
-	})
+	counts, err := meter.CountBySubject(ctx, b.cfg.Usage.DB(), b.cfg.Dialect, m, params(per))
 	if err != nil {
 		return nil, err
 	}
