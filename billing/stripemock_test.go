@@ -1,7 +1,6 @@
 package billing_test
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -69,9 +68,8 @@ func newRecorder(t *testing.T, base string) *recorder {
 
 type captureWriter struct {
 	http.ResponseWriter
-	status      int
-	drop        bool
-	wroteHeader bool
+	status int
+	drop   bool
 }
 
 func (c *captureWriter) WriteHeader(s int) {
@@ -95,5 +93,3 @@ func (rec *recorder) take() []recorded {
 	rec.reqs = nil
 	return r
 }
-
-var _ = context.Background
