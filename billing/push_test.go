@@ -299,6 +299,31 @@ func TestPushToStripeMock(t *testing.T) {
 		sums(t, rec.take(), billed, seen)
 		checkBilled(t, lines, billed)
 
+		// 4b: the pushing process's context is cancelled while its second
+		// meter event is on the way, then a new push resumes.
+		send(t, e, w, 100, 5)
+		lines = checkExport(t, e, b, w)
+		cctx, cancel := context.WithCancel(ctx)
+		rec.mu.Lock()
+		target := rec.n + 2
+		rec.hook = func(n int) {
+			if n == target {
+				cancel()
+			}
+		}
+		rec.mu.Unlock()
+		if _, err := p.Push(cctx, "o", "prod", nov); err == nil {
+			t.Fatal("a cancelled push succeeded")
+		}
+		rec.mu.Lock()
+		rec.hook = nil
+		rec.mu.Unlock()
+		if _, err := p.Push(ctx, "o", "prod", nov); err != nil {
+			t.Fatal(err)
+		}
+		sums(t, rec.take(), billed, seen)
+		checkBilled(t, lines, billed)
+
 		// 5: Stripe accepted, the answer was lost (a crash before the
 		// ledger): the resumed push resends the same identifier, and
 		// late events go out as a separate difference.

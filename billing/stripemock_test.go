@@ -1,6 +1,7 @@
 package billing_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -29,7 +30,10 @@ type recorder struct {
 	n          int
 	failBefore int
 	failAfter  int
-	srv        *httptest.Server
+	// hook, when set, is called with each request's number before it is
+	// forwarded.
+	hook func(n int)
+	srv  *httptest.Server
 }
 
 func newRecorder(t *testing.T, base string) *recorder {
@@ -48,13 +52,19 @@ func newRecorder(t *testing.T, base string) *recorder {
 		rec.n++
 		n := rec.n
 		before, after := rec.failBefore == n, rec.failAfter == n
+		hook := rec.hook
 		rec.mu.Unlock()
+		if hook != nil {
+			hook(n)
+		}
 		if before {
 			http.Error(w, `{"error":{"message":"proxy: connection reset"}}`, http.StatusBadGateway)
 			return
 		}
 		cw := &captureWriter{ResponseWriter: w, status: 200, drop: after}
-		rp.ServeHTTP(cw, r)
+		// A request that left the client reaches Stripe even if the
+		// client then gives up on it.
+		rp.ServeHTTP(cw, r.WithContext(context.WithoutCancel(r.Context())))
 		rec.mu.Lock()
 		rec.reqs = append(rec.reqs, recorded{form, cw.status})
 		rec.mu.Unlock()
