@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -275,4 +276,46 @@ func ReadCustomerExport(b []byte) (CustomerExport, error) {
 		return ce, fmt.Errorf("customer export: %w", err)
 	}
 	return ce, nil
+}
+
+// Diff names the events of got that differ from those of ref, by source
+// and id: added (in got only), removed (in ref only) or changed (time or
+// value). apimeter billing verify --against uses it to name the events
+// behind a statement that does not match.
+func Diff(ref, got []StatementEvent) []string {
+	type key struct{ source, id string }
+	idx := make(map[key]StatementEvent, len(ref))
+	for _, e := range ref {
+		idx[key{e.Source, e.ID}] = e
+	}
+	var out []string
+	g := slices.Clone(got)
+	sortEvents(g)
+	for _, e := range g {
+		k := key{e.Source, e.ID}
+		r, ok := idx[k]
+		switch {
+		case !ok:
+			out = append(out, fmt.Sprintf("event %s added", name(e)))
+			continue
+		case !r.Time.Equal(e.Time):
+			out = append(out, fmt.Sprintf("event %s changed: time %s, was %s", name(e), e.Time.Format(time.RFC3339Nano), r.Time.Format(time.RFC3339Nano)))
+		case r.Value != e.Value || r.Text != e.Text:
+			out = append(out, fmt.Sprintf("event %s changed: value %s, was %s", name(e), valueText(e), valueText(r)))
+		}
+		delete(idx, k)
+	}
+	rest := slices.Collect(maps.Values(idx))
+	sortEvents(rest)
+	for _, e := range rest {
+		out = append(out, fmt.Sprintf("event %s removed", name(e)))
+	}
+	return out
+}
+
+func valueText(e StatementEvent) string {
+	if e.Text != "" {
+		return strconv.Quote(e.Text)
+	}
+	return strconv.FormatFloat(e.Value, 'g', -1, 64)
 }

@@ -109,6 +109,7 @@ func (c *billingStatementCmd) Run(ctx context.Context) error {
 type billingVerifyCmd struct {
 	File      string `arg:"" type:"existingfile" help:"Customer export: a statement and its events (apimeter billing statement)."`
 	PublicKey string `help:"The org's statement key (base64) to hold the statement to; without it, the key in the statement is used."`
+	Against   string `type:"existingfile" help:"Another customer export of the same statement (the one first received, or the customer's own records in the same format): name each event added, removed or changed since."`
 }
 
 func (c *billingVerifyCmd) Run(ctx context.Context) error {
@@ -121,7 +122,19 @@ func (c *billingVerifyCmd) Run(ctx context.Context) error {
 		return fmt.Errorf("%s: %w", c.File, err)
 	}
 	s := ce.Statement
-	if diffs := billing.Verify(ce, c.PublicKey); len(diffs) > 0 {
+	diffs := billing.Verify(ce, c.PublicKey)
+	if c.Against != "" {
+		rb, err := os.ReadFile(c.Against)
+		if err != nil {
+			return err
+		}
+		ref, err := billing.ReadCustomerExport(rb)
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.Against, err)
+		}
+		diffs = append(diffs, billing.Diff(ref.Events, ce.Events)...)
+	}
+	if len(diffs) > 0 {
 		return fmt.Errorf("%s: the statement of %s, meter %s, period %s does not match its events:\n  %s", c.File, s.Customer, s.Meter, s.Period, strings.Join(diffs, "\n  "))
 	}
 	fmt.Printf("%s: statement of %s, meter %s, period %s matches: value %v, %d events, digest %s, signed by %s\n",

@@ -107,7 +107,9 @@ func TestBillingCLI(t *testing.T) {
 		{"POST", "ledger?period=2026-11", map[string]any{"bogus": 1}, 400},
 		{"GET", "statement?period=2026-11&meter=nope&customer=acme", nil, 404},
 	} {
-		var e struct{ Error struct{ Message, Field string } }
+		var e struct {
+			Error struct{ Message, Field string }
+		}
 		sendJSON(t, c.method, admin, bp+c.path, c.body, c.want, &e)
 		if e.Error.Message == "" {
 			t.Errorf("%s %s: no message", c.method, c.path)
@@ -193,11 +195,11 @@ func TestBillingCLI(t *testing.T) {
 		edit func(ce *billing.CustomerExport)
 		want []string
 	}{
-		{"changed", func(ce *billing.CustomerExport) { ce.Events[3].Value++ }, []string{"an event's value changed"}},
+		{"changed", func(ce *billing.CustomerExport) { ce.Events[3].Value++ }, []string{"an event's value changed", `event "e06" (source "cli") changed: value 8, was 7`}},
 		{"added", func(ce *billing.CustomerExport) {
 			ce.Events = append(ce.Events, billing.StatementEvent{Source: "cli", ID: "e99", Time: start, Value: 1})
-		}, []string{"1 event(s) added", "digest"}},
-		{"removed", func(ce *billing.CustomerExport) { ce.Events = ce.Events[1:] }, []string{"1 event(s) removed", "digest"}},
+		}, []string{"1 event(s) added", "digest", `event "e99" (source "cli") added`}},
+		{"removed", func(ce *billing.CustomerExport) { ce.Events = ce.Events[1:] }, []string{"1 event(s) removed", "digest", `event "e00" (source "cli") removed`}},
 		{"id replaced", func(ce *billing.CustomerExport) { ce.Events[0].ID = "x" }, []string{"an event was replaced"}},
 		{"statement altered", func(ce *billing.CustomerExport) { ce.Statement.Value-- }, []string{"signature does not match"}},
 	} {
@@ -207,7 +209,7 @@ func TestBillingCLI(t *testing.T) {
 		nb, _ := json.Marshal(c)
 		f := filepath.Join(t.TempDir(), tc.name+".json")
 		os.WriteFile(f, nb, 0o644)
-		_, stderr, err := runCLIResult("billing", "verify", f)
+		_, stderr, err := runCLIResult("billing", "verify", f, "--against", file)
 		if err == nil {
 			t.Errorf("%s: verify passed", tc.name)
 		}
