@@ -1,12 +1,15 @@
 package instance
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/billing"
 	"github.com/apimeter/apimeter/meter"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/store/clickhouse"
@@ -16,6 +19,9 @@ import (
 // MeterConfig configures usage metering (docs/metering.md).
 type MeterConfig struct {
 	Meters string `type:"existingfile" env:"APIMETER_METERS" placeholder:"FILE" help:"Meters file (JSON, docs/metering.md): meters per org and env written to the store at start, replacing those of the same slug."`
+	// BillingSecretFile holds the secret each org's statement signing key
+	// is derived from (billing.Config.Secret).
+	BillingSecretFile string `type:"existingfile" env:"APIMETER_BILLING_SECRET_FILE" placeholder:"FILE" help:"File holding the secret (at least 32 bytes) from which each org's Ed25519 key signing billing statements is derived; without it, statements are not offered (docs/metering.md)."`
 }
 
 // openMeters opens the usage events and meters of st, writes the meters of
@@ -60,5 +66,15 @@ func openMeters(ctx context.Context, st eventStore, srv *server.Server, authz se
 		MaxBodyBytes: f.MaxBodyBytes,
 		Limits:       meter.Limits{MaxEvents: f.MaxBatchEvents, MaxDataBytes: f.MaxMetadataBytes},
 	}).Register(srv)
+	var secret []byte
+	if f.BillingSecretFile != "" {
+		b, err := os.ReadFile(f.BillingSecretFile)
+		if err != nil || len(bytes.TrimSpace(b)) < 32 {
+			ms.Close()
+			return nil, fmt.Errorf("--billing-secret-file %s: want a file of at least 32 bytes of secret (%v)", f.BillingSecretFile, err)
+		}
+		secret = bytes.TrimSpace(b)
+	}
+	billing.NewHandler(billing.New(billing.Config{Usage: ms, Dialect: d, Profiles: st, Secret: secret}), log).Register(srv)
 	return ms, nil
 }

@@ -207,6 +207,14 @@ func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	for i := range events {
+		if strings.HasPrefix(events[i].Type, ReservedTypePrefix) {
+			// Such events are apimeter's own records (the billing ledger):
+			// a sender must not be able to forge them.
+			h.fail(w, r, &EventError{Index: i, Field: "type", Message: fmt.Sprintf("%q: types starting with %q are apimeter's own", events[i].Type, ReservedTypePrefix)})
+			return
+		}
+	}
 	if _, err := h.cfg.Store.AppendUsage(r.Context(), events); err != nil {
 		h.log.Error("store usage events", "org", org, "env", env, "events", len(events), "err", err)
 		h.fail(w, r, apiErr(http.StatusServiceUnavailable, "store_unavailable", "the events could not be stored; send them again"))

@@ -26,6 +26,10 @@ const (
 
 var aggregations = []string{Sum, Count, UniqueCount, Avg, Min, Max, Latest}
 
+// ReservedTypePrefix starts the types of the usage events apimeter writes
+// itself (package billing's ledger); POST /api/v1/events refuses them.
+const ReservedTypePrefix = "apimeter."
+
 // CallType is the event type of the API calls apimeter stores: a meter of
 // this type reads the events table (see CallFields).
 const CallType = "api-call"
@@ -48,6 +52,9 @@ type Meter struct {
 	// WindowSize is accepted for OpenMeter's older meters and not used:
 	// every query names its own.
 	WindowSize string `json:"windowSize,omitempty"`
+	// StripeEventName is the event_name of the Stripe Billing meter this
+	// meter is pushed to (apimeter billing push); none: not pushed.
+	StripeEventName string `json:"stripeEventName,omitempty"`
 	// Filter narrows a meter over API calls (EventType "api-call").
 	Filter    *CallFilter `json:"filter,omitempty"`
 	CreatedAt time.Time   `json:"createdAt"`
@@ -189,6 +196,9 @@ func (m *Meter) Validate() error {
 				return &FieldError{"groupBy." + k, fmt.Sprintf("%q: an api-call event's data has %s", m.GroupBy[k], callFieldList())}
 			}
 		}
+	}
+	if len(m.StripeEventName) > 100 || strings.ContainsAny(m.StripeEventName, " \t\r\n") {
+		return &FieldError{"stripeEventName", "want a Stripe meter's event_name: at most 100 characters, no spaces"}
 	}
 	if m.Filter != nil && !call {
 		return &FieldError{"filter", "only meters over API calls (eventType \"api-call\") take a filter"}

@@ -34,6 +34,7 @@ type cli struct {
 
 	Aliases aliasesCmd `cmd:"" help:"Manage the alias table (API key, token or client id -> user) of a running server."`
 	Usage   usageCmd   `cmd:"" help:"Show calls, errors and bytes per customer for a billing period, from a running server."`
+	Billing billingCmd `cmd:"" help:"Usage per customer and month: export, push to Stripe, signed statements and their verification."`
 }
 
 // newParser builds the command line parser of c; tests pass options that
