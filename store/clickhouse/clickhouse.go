@@ -69,7 +69,7 @@ type Store struct {
 	opts Options
 	log  *slog.Logger
 
-	q *groupcommit.Queue[*batch] // the group commit's queue
+	q *groupcommit.Queue[*batch, apimeter.AppendResult] // the group commit's queue
 
 	// seen maps the hash of (org, env, id) to the hour (unix/3600) the
 	// event was ingested; only the writer goroutine touches it.
@@ -93,7 +93,7 @@ type batch struct {
 }
 
 // appendReq is a batch in the group commit's queue.
-type appendReq = groupcommit.Request[*batch]
+type appendReq = groupcommit.Request[*batch, apimeter.AppendResult]
 
 // Columns of the events table, in insert order. Everything that is grouped
 // or filtered on has a column of its own; the rest is in detail.
@@ -296,7 +296,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	db := ch.OpenDB(o)
 	s := &Store{
 		conn: conn, db: db, addr: addr, opts: opts, log: opts.Logger,
-		q:      groupcommit.NewQueue[*batch](1024),
+		q:      groupcommit.NewQueue[*batch, apimeter.AppendResult](1024),
 		seen:   map[xxh3.Uint128]int32{},
 		bgDone: make(chan struct{}),
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/zeebo/xxh3"
 
 	"github.com/apimeter/apimeter/meter"
+	"github.com/apimeter/apimeter/store/internal/usagecommit"
 )
 
 // usageTables hold the usage events (meter.Event) and the meter
@@ -62,16 +62,14 @@ type UsageOptions struct {
 	MaxGroupRows int
 }
 
-// Usage is the ClickHouse store's meter.Store: one writer goroutine groups
-// concurrent batches into one INSERT, answered once ClickHouse has
-// acknowledged it. Close it before the Store.
+// Usage is the ClickHouse store's meter.Store: the group commit's writer
+// goroutine (groupcommit) groups concurrent batches into one INSERT,
+// answered once ClickHouse has acknowledged it. Close it before the Store.
 type Usage struct {
 	st   *Store
 	opts UsageOptions
 
-	reqs   chan *usageReq
-	quit   chan struct{}
-	closed chan struct{}
+	q *usagecommit.Queue
 
 	// seen maps the hash of (org, env, source, id) to the hour it was
 	// ingested; only the writer touches it.
@@ -81,25 +79,11 @@ type Usage struct {
 	closeOnce sync.Once
 }
 
-type usageReq struct {
-	events []meter.Event
-	keys   []xxh3.Uint128
-	done   chan usageResp
-}
-
-type usageResp struct {
-	res meter.AppendResult
-	err error
-}
-
 // OpenUsage creates the usage tables if needed, loads the dedupe set and
 // starts the usage writer.
 func (s *Store) OpenUsage(ctx context.Context, opts UsageOptions) (*Usage, error) {
 	if opts.DedupeHorizon == 0 {
 		opts.DedupeHorizon = s.opts.DedupeHorizon
-	}
-	if opts.MaxGroupRows == 0 {
-		opts.MaxGroupRows = 65536
 	}
 	for _, q := range usageTables {
 		if err := s.conn.Exec(ctx, q); err != nil {
@@ -108,11 +92,9 @@ func (s *Store) OpenUsage(ctx context.Context, opts UsageOptions) (*Usage, error
 	}
 	u := &Usage{
 		st: s, opts: opts,
-		reqs:   make(chan *usageReq, 1024),
-		quit:   make(chan struct{}),
-		closed: make(chan struct{}),
-		seen:   map[xxh3.Uint128]int32{},
-		sweep:  time.Now(),
+		q:     usagecommit.NewQueue(1024),
+		seen:  map[xxh3.Uint128]int32{},
+		sweep: time.Now(),
 	}
 	since := time.Now().Add(-opts.DedupeHorizon).Unix()
 	rows, err := s.conn.Query(ctx, `SELECT org, env, source, id, toInt64(toUInt32(ingested_at)) FROM usage_events WHERE ingested_at >= toDateTime(?, 'UTC')`, since)
@@ -132,7 +114,7 @@ func (s *Store) OpenUsage(ctx context.Context, opts UsageOptions) (*Usage, error
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("clickhouse %s: load usage dedupe set: %w", s.addr, err)
 	}
-	go u.writer()
+	usagecommit.Start(u.q, (*usageCommitter)(u), opts.MaxGroupRows)
 	return u, nil
 }
 
@@ -152,67 +134,18 @@ func (u *Usage) DB() *sql.DB { return u.st.db }
 
 // AppendUsage implements meter.Store.
 func (u *Usage) AppendUsage(ctx context.Context, events []meter.Event) (meter.AppendResult, error) {
-	if len(events) == 0 {
-		return meter.AppendResult{}, nil
-	}
-	req := &usageReq{events: events, keys: make([]xxh3.Uint128, len(events)), done: make(chan usageResp, 1)}
-	for i := range events {
-		e := &events[i]
-		req.keys[i] = usageKey(e.Org, e.Env, e.Source, e.ID)
-	}
-	select {
-	case u.reqs <- req:
-	case <-u.quit:
-		return meter.AppendResult{}, errors.New("usage store is closed")
-	case <-ctx.Done():
-		return meter.AppendResult{}, ctx.Err()
-	}
-	select {
-	case r := <-req.done:
-		return r.res, r.err
-	case <-u.closed:
-		select {
-		case r := <-req.done:
-			return r.res, r.err
-		default:
-			return meter.AppendResult{}, errors.New("usage store is closed")
-		}
-	}
+	return usagecommit.Submit(ctx, u.q, events, func(e *meter.Event) xxh3.Uint128 {
+		return usageKey(e.Org, e.Env, e.Source, e.ID)
+	})
 }
 
-func (u *Usage) writer() {
-	defer close(u.closed)
-	var group []*usageReq
-	for {
-		select {
-		case r := <-u.reqs:
-			group = append(group[:0], r)
-			rows := len(r.events)
-		fill:
-			for rows < u.opts.MaxGroupRows {
-				select {
-				case r := <-u.reqs:
-					group = append(group, r)
-					rows += len(r.events)
-				default:
-					break fill
-				}
-			}
-			u.commit(group)
-		case <-u.quit:
-			for {
-				select {
-				case r := <-u.reqs:
-					u.commit([]*usageReq{r})
-				default:
-					return
-				}
-			}
-		}
-	}
-}
+// usageCommitter is the Usage as the group commit's committer.
+type usageCommitter Usage
 
-func (u *Usage) commit(group []*usageReq) {
+// Commit inserts the new events of g in one INSERT and answers each batch
+// once ClickHouse has acknowledged it.
+func (c *usageCommitter) Commit(g *usagecommit.Group) {
+	u := (*Usage)(c)
 	now := time.Now().UTC().Truncate(time.Second)
 	hour := hourOf(now)
 	if now.Sub(u.sweep) > time.Hour {
@@ -224,7 +157,7 @@ func (u *Usage) commit(group []*usageReq) {
 			}
 		}
 	}
-	res := make([]meter.AppendResult, len(group))
+	var res []meter.AppendResult
 	var added []xxh3.Uint128
 	err := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -234,29 +167,21 @@ func (u *Usage) commit(group []*usageReq) {
 			return err
 		}
 		defer b.Abort()
-		for gi, r := range group {
-			for i := range r.events {
-				k := r.keys[i]
-				if _, dup := u.seen[k]; dup {
-					res[gi].Duplicates++
-					continue
-				}
-				u.seen[k] = hour
-				added = append(added, k)
-				e := &r.events[i]
-				keys, strs, nums := e.Keys, e.Str, e.Num
-				if keys == nil {
-					keys, strs, nums = []string{}, []string{}, []float64{}
-				}
-				if err := b.Append(e.Org, e.Env, e.Type, e.Subject, e.Time.Truncate(time.Second), e.Time.UnixMilli(),
-					e.Source, e.ID, now, string(e.Data), keys, strs, nums); err != nil {
-					return err
-				}
-				res[gi].Stored++
+		res, err = usagecommit.Fill(g, func(k xxh3.Uint128) bool {
+			_, dup := u.seen[k]
+			return dup
+		}, func(k xxh3.Uint128, e *meter.Event) error {
+			u.seen[k] = hour
+			added = append(added, k)
+			keys, strs, nums := e.Keys, e.Str, e.Num
+			if keys == nil {
+				keys, strs, nums = []string{}, []string{}, []float64{}
 			}
-		}
-		if len(added) == 0 {
-			return nil
+			return b.Append(e.Org, e.Env, e.Type, e.Subject, e.Time.Truncate(time.Second), e.Time.UnixMilli(),
+				e.Source, e.ID, now, string(e.Data), keys, strs, nums)
+		})
+		if err != nil || len(added) == 0 {
+			return err
 		}
 		return b.Send()
 	}()
@@ -265,14 +190,10 @@ func (u *Usage) commit(group []*usageReq) {
 			delete(u.seen, k)
 		}
 		u.st.log.Error("insert usage events", "err", err)
-		for _, r := range group {
-			r.done <- usageResp{err: fmt.Errorf("insert usage events into clickhouse %s: %w", u.st.addr, err)}
-		}
+		g.Answer(nil, fmt.Errorf("insert usage events into clickhouse %s: %w", u.st.addr, err))
 		return
 	}
-	for gi, r := range group {
-		r.done <- usageResp{res: res[gi]}
-	}
+	g.Answer(res, nil)
 }
 
 // PutMeter implements meter.Store.
@@ -339,9 +260,6 @@ func (u *Usage) DeleteMeter(ctx context.Context, org, env, slug string) error {
 // Close stops the writer after it has written every queued batch; the
 // Store stays open.
 func (u *Usage) Close() error {
-	u.closeOnce.Do(func() {
-		close(u.quit)
-		<-u.closed
-	})
+	u.closeOnce.Do(u.q.Close)
 	return nil
 }

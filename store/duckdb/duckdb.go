@@ -61,7 +61,7 @@ type Store struct {
 	opts  Options
 	log   *slog.Logger
 
-	q *groupcommit.Queue[*batch] // the group commit's queue
+	q *groupcommit.Queue[*batch, apimeter.AppendResult] // the group commit's queue
 
 	// The filler (writer goroutine) hands filled lanes to the committer
 	// through jobs and gets them back through free; the committer reports
@@ -110,7 +110,7 @@ type batch struct {
 }
 
 // appendReq is a batch in the group commit's queue.
-type appendReq = groupcommit.Request[*batch]
+type appendReq = groupcommit.Request[*batch, apimeter.AppendResult]
 
 // Columns of the events table, in appender order. Everything that is
 // grouped or filtered on has a column of its own; the rest is in detail.
@@ -195,7 +195,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	s := &Store{
 		db: db, opts: opts, log: opts.Logger,
-		q:        groupcommit.NewQueue[*batch](1024),
+		q:        groupcommit.NewQueue[*batch, apimeter.AppendResult](1024),
 		jobs:     make(chan *job),
 		free:     make(chan *lane, 2),
 		reports:  make(chan report, 4),
@@ -257,50 +257,25 @@ func (s *Store) loadSeen(ctx context.Context) error {
 	if s.opts.NoDedupe {
 		return nil
 	}
-	since := time.Now().Add(-s.opts.DedupeHorizon).UTC()
-	rows, err := s.db.QueryContext(ctx, `SELECT epoch(ingested_at)::BIGINT // 60 AS m, count(*) FROM events
-WHERE ingested_at >= ? GROUP BY m ORDER BY m DESC`, since)
-	if err != nil {
-		return fmt.Errorf("load dedupe set: %w", err)
-	}
-	room := s.seen.room()
-	cut, held := since, 0
-	for rows.Next() {
-		var m int32
-		var n int
-		if err := rows.Scan(&m, &n); err != nil {
-			rows.Close()
-			return fmt.Errorf("load dedupe set: %w", err)
-		}
-		if held+n > room {
-			s.seen.below = m + 1
-			cut = minuteTime(m + 1)
-			break
-		}
-		held += n
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("load dedupe set: %w", err)
-	}
-	rows, err = s.db.QueryContext(ctx, `SELECT org, env, id, epoch(ingested_at)::BIGINT // 60 FROM events WHERE ingested_at >= ?`, cut)
-	if err != nil {
-		return fmt.Errorf("load dedupe set: %w", err)
-	}
-	defer rows.Close()
-	var org, env, id string
-	var m int32
 	var buf []byte
-	for rows.Next() {
-		if err := rows.Scan(&org, &env, &id, &m); err != nil {
-			return fmt.Errorf("load dedupe set: %w", err)
-		}
-		var k xxh3.Uint128
-		k, buf = s.key(buf, org, env, id)
-		s.seen.Add(k, m)
+	err := s.seen.load(ctx, s.db, time.Now().Add(-s.opts.DedupeHorizon).UTC(), seenSource{
+		counts: `SELECT epoch(ingested_at)::BIGINT // 60 AS m, count(*) FROM events
+WHERE ingested_at >= ? GROUP BY m ORDER BY m DESC`,
+		keys: `SELECT org, env, id, epoch(ingested_at)::BIGINT // 60 FROM events WHERE ingested_at >= ?`,
+		arg:  func(t time.Time) any { return t },
+		scan: func(rows *sql.Rows) (k xxh3.Uint128, m int32, err error) {
+			var org, env, id string
+			if err = rows.Scan(&org, &env, &id, &m); err == nil {
+				k, buf = s.key(buf, org, env, id)
+			}
+			return k, m, err
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("load dedupe set: %w", err)
 	}
 	s.health.setDedupe(s.seen.Len(), s.seen.Bytes())
-	return rows.Err()
+	return nil
 }
 
 // minuteTime is the start of unix minute m, in UTC as the table holds it.

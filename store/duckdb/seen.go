@@ -2,6 +2,8 @@ package duckdb
 
 import (
 	"cmp"
+	"context"
+	"database/sql"
 	"math/bits"
 	"slices"
 	"time"
@@ -318,4 +320,63 @@ func (s *seenSet) Forget(minute int32) {
 		}
 		s.slots[i] = sl
 	}
+}
+
+// seenSource is a table a dedupe set is loaded from (the events, the usage
+// events).
+type seenSource struct {
+	// counts selects (minute, rows) of the rows ingested from its
+	// argument on, the newest minute first.
+	counts string
+	// keys selects the key columns and the minute of the rows ingested
+	// from its argument on.
+	keys string
+	// arg is the queries' argument for a time.
+	arg func(time.Time) any
+	// scan reads a row of keys into its key and minute.
+	scan func(*sql.Rows) (xxh3.Uint128, int32, error)
+}
+
+// load fills s from src with the keys of the rows ingested since since:
+// those of the newest minutes, as many as s has room for (room); below is
+// the first minute of which s holds them all, older ones are looked up in
+// the table.
+func (s *seenSet) load(ctx context.Context, db *sql.DB, since time.Time, src seenSource) error {
+	rows, err := db.QueryContext(ctx, src.counts, src.arg(since))
+	if err != nil {
+		return err
+	}
+	room := s.room()
+	cut, held := since, 0
+	for rows.Next() {
+		var m int32
+		var n int
+		if err := rows.Scan(&m, &n); err != nil {
+			rows.Close()
+			return err
+		}
+		if held+n > room {
+			s.below = m + 1
+			cut = minuteTime(m + 1)
+			break
+		}
+		held += n
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	rows, err = db.QueryContext(ctx, src.keys, src.arg(cut))
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		k, m, err := src.scan(rows)
+		if err != nil {
+			return err
+		}
+		s.Add(k, m)
+	}
+	return rows.Err()
 }

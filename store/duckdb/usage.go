@@ -15,6 +15,7 @@ import (
 	"github.com/zeebo/xxh3"
 
 	"github.com/apimeter/apimeter/meter"
+	"github.com/apimeter/apimeter/store/internal/usagecommit"
 )
 
 // usageSchema holds the usage events (meter.Event) and the meter
@@ -63,36 +64,23 @@ type UsageOptions struct {
 	MaxGroupRows int
 }
 
-// Usage is the DuckDB store's meter.Store: usage events written by one
-// writer goroutine through an appender, concurrent batches grouped into
-// one commit, deduplicated by (org, env, source, id) within the horizon.
-// Close it before the Store.
+// Usage is the DuckDB store's meter.Store: usage events written by the
+// group commit's writer goroutine (groupcommit) through an appender,
+// concurrent batches grouped into one commit, deduplicated by (org, env,
+// source, id) within the horizon. Close it before the Store.
 type Usage struct {
 	st   *Store
 	opts UsageOptions
 	conn *sql.Conn
 	app  *duckdb.Appender
 
-	reqs   chan *usageReq
-	quit   chan struct{}
-	closed chan struct{}
+	q *usagecommit.Queue
 
 	seen  *seenSet
 	seed  uint64
 	sweep time.Time
 
 	closeOnce sync.Once
-}
-
-type usageReq struct {
-	events []meter.Event
-	keys   []xxh3.Uint128
-	done   chan usageResp
-}
-
-type usageResp struct {
-	res meter.AppendResult
-	err error
 }
 
 // OpenUsage creates the usage tables if needed, loads the dedupe set and
@@ -104,9 +92,6 @@ func (s *Store) OpenUsage(ctx context.Context, opts UsageOptions) (*Usage, error
 	if opts.DedupeMemory == 0 {
 		opts.DedupeMemory = DefaultUsageDedupeMemory
 	}
-	if opts.MaxGroupRows == 0 {
-		opts.MaxGroupRows = 65536
-	}
 	if _, err := s.db.ExecContext(ctx, usageSchema); err != nil {
 		return nil, fmt.Errorf("create usage tables: %w", err)
 	}
@@ -116,11 +101,9 @@ func (s *Store) OpenUsage(ctx context.Context, opts UsageOptions) (*Usage, error
 	}
 	u := &Usage{
 		st: s, opts: opts, conn: conn,
-		reqs:   make(chan *usageReq, 1024),
-		quit:   make(chan struct{}),
-		closed: make(chan struct{}),
-		seen:   newSeenSet(opts.DedupeMemory),
-		seed:   rand.Uint64(),
+		q:    usagecommit.NewQueue(1024),
+		seen: newSeenSet(opts.DedupeMemory),
+		seed: rand.Uint64(),
 	}
 	if err := u.newAppender(); err != nil {
 		conn.Close()
@@ -131,7 +114,7 @@ func (s *Store) OpenUsage(ctx context.Context, opts UsageOptions) (*Usage, error
 		conn.Close()
 		return nil, err
 	}
-	go u.writer()
+	usagecommit.Start(u.q, (*usageCommitter)(u), opts.MaxGroupRows)
 	return u, nil
 }
 
@@ -165,168 +148,81 @@ func (u *Usage) key(buf []byte, org, env, source, id string) (xxh3.Uint128, []by
 // ones are looked up in the table (onDisk).
 func (u *Usage) loadSeen(ctx context.Context) error {
 	u.sweep = time.Now()
-	since := time.Now().Add(-u.opts.DedupeHorizon).UnixMilli()
-	rows, err := u.st.db.QueryContext(ctx, `SELECT ingested_ms // 60000 AS m, count(*) FROM usage_events
-WHERE ingested_ms >= ? GROUP BY m ORDER BY m DESC`, since)
-	if err != nil {
-		return fmt.Errorf("load usage dedupe set: %w", err)
-	}
-	room := u.seen.room()
-	cut, held := since, 0
-	for rows.Next() {
-		var m int64
-		var n int
-		if err := rows.Scan(&m, &n); err != nil {
-			rows.Close()
-			return fmt.Errorf("load usage dedupe set: %w", err)
-		}
-		if held+n > room {
-			u.seen.below = int32(m + 1)
-			cut = (m + 1) * 60000
-			break
-		}
-		held += n
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("load usage dedupe set: %w", err)
-	}
-	rows, err = u.st.db.QueryContext(ctx, `SELECT org, env, source, id, ingested_ms // 60000 FROM usage_events WHERE ingested_ms >= ?`, cut)
-	if err != nil {
-		return fmt.Errorf("load usage dedupe set: %w", err)
-	}
-	defer rows.Close()
-	var org, env, source, id string
-	var m int64
 	var buf []byte
-	for rows.Next() {
-		if err := rows.Scan(&org, &env, &source, &id, &m); err != nil {
-			return fmt.Errorf("load usage dedupe set: %w", err)
-		}
-		var k xxh3.Uint128
-		k, buf = u.key(buf, org, env, source, id)
-		u.seen.Add(k, int32(m))
+	err := u.seen.load(ctx, u.st.db, time.Now().Add(-u.opts.DedupeHorizon), seenSource{
+		counts: `SELECT ingested_ms // 60000 AS m, count(*) FROM usage_events
+WHERE ingested_ms >= ? GROUP BY m ORDER BY m DESC`,
+		keys: `SELECT org, env, source, id, ingested_ms // 60000 FROM usage_events WHERE ingested_ms >= ?`,
+		arg:  func(t time.Time) any { return t.UnixMilli() },
+		scan: func(rows *sql.Rows) (k xxh3.Uint128, m int32, err error) {
+			var org, env, source, id string
+			if err = rows.Scan(&org, &env, &source, &id, &m); err == nil {
+				k, buf = u.key(buf, org, env, source, id)
+			}
+			return k, m, err
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("load usage dedupe set: %w", err)
 	}
-	return rows.Err()
+	return nil
 }
 
 // AppendUsage implements meter.Store: it returns once the events are
 // committed (DuckDB syncs its write-ahead log on commit).
 func (u *Usage) AppendUsage(ctx context.Context, events []meter.Event) (meter.AppendResult, error) {
-	if len(events) == 0 {
-		return meter.AppendResult{}, nil
-	}
-	req := &usageReq{events: events, keys: make([]xxh3.Uint128, len(events)), done: make(chan usageResp, 1)}
 	var buf []byte
-	for i := range events {
-		e := &events[i]
-		req.keys[i], buf = u.key(buf, e.Org, e.Env, e.Source, e.ID)
-	}
-	select {
-	case u.reqs <- req:
-	case <-u.quit:
-		return meter.AppendResult{}, errors.New("usage store is closed")
-	case <-ctx.Done():
-		return meter.AppendResult{}, ctx.Err()
-	}
-	// Once queued the batch is written whatever the caller does, so wait
-	// for the answer rather than report a failure that did not happen.
-	select {
-	case r := <-req.done:
-		return r.res, r.err
-	case <-u.closed:
-		select {
-		case r := <-req.done:
-			return r.res, r.err
-		default:
-			return meter.AppendResult{}, errors.New("usage store is closed")
-		}
-	}
-}
-
-func (u *Usage) writer() {
-	defer close(u.closed)
-	var group []*usageReq
-	for {
-		select {
-		case r := <-u.reqs:
-			group = append(group[:0], r)
-			rows := len(r.events)
-		fill:
-			for rows < u.opts.MaxGroupRows {
-				select {
-				case r := <-u.reqs:
-					group = append(group, r)
-					rows += len(r.events)
-				default:
-					break fill
-				}
-			}
-			u.commit(group)
-		case <-u.quit:
-			for {
-				select {
-				case r := <-u.reqs:
-					u.commit([]*usageReq{r})
-				default:
-					return
-				}
-			}
-		}
-	}
+	return usagecommit.Submit(ctx, u.q, events, func(e *meter.Event) (k xxh3.Uint128) {
+		k, buf = u.key(buf, e.Org, e.Env, e.Source, e.ID)
+		return k
+	})
 }
 
 // noNums is the numbers of an event whose data has no paths.
 var noNums = []float64{}
 
-// commit appends the new events of group and commits them in one
-// transaction, then answers each batch.
-func (u *Usage) commit(group []*usageReq) {
+// usageCommitter is the Usage as the group commit's committer.
+type usageCommitter Usage
+
+// Commit appends the new events of g and commits them in one transaction,
+// then answers each batch.
+func (c *usageCommitter) Commit(g *usagecommit.Group) {
+	u := (*Usage)(c)
 	now := time.Now()
 	if now.Sub(u.sweep) > time.Hour {
 		u.sweep = now
 		u.seen.Forget(minuteOf(now.Add(-u.opts.DedupeHorizon)))
 	}
-	n := 0
-	for _, r := range group {
-		n += len(r.events)
-	}
-	u.seen.Reserve(n)
-	fail := func(err error) {
-		for _, r := range group {
-			r.done <- usageResp{err: err}
-		}
-	}
-	old, err := u.onDisk(group, now)
+	u.seen.Reserve(g.Rows)
+	old, err := u.onDisk(g, now)
 	if err != nil {
-		fail(fmt.Errorf("dedupe check: %w", err))
+		g.Answer(nil, fmt.Errorf("dedupe check: %w", err))
 		return
 	}
 	minute := minuteOf(now)
-	res := make([]meter.AppendResult, len(group))
+	var res []meter.AppendResult
 	var added []xxh3.Uint128
 	ingested := now.UnixMilli()
 	err = u.conn.Raw(func(any) error {
-		for gi, r := range group {
-			for i := range r.events {
-				k := r.keys[i]
-				if _, dup := old[k]; dup || u.seen.Has(k) {
-					res[gi].Duplicates++
-					continue
-				}
-				u.seen.Add(k, minute)
-				added = append(added, k)
-				e := &r.events[i]
-				keys, strs, nums := e.Keys, e.Str, e.Num
-				if keys == nil {
-					keys, strs, nums = []string{}, []string{}, noNums
-				}
-				if err := u.app.AppendRow(e.Org, e.Env, e.Type, e.Subject, e.Time.UnixMilli(), e.Source, e.ID,
-					ingested, string(e.Data), keys, strs, nums); err != nil {
-					return fmt.Errorf("append usage event: %w", err)
-				}
-				res[gi].Stored++
+		var err error
+		res, err = usagecommit.Fill(g, func(k xxh3.Uint128) bool {
+			_, dup := old[k]
+			return dup || u.seen.Has(k)
+		}, func(k xxh3.Uint128, e *meter.Event) error {
+			u.seen.Add(k, minute)
+			added = append(added, k)
+			keys, strs, nums := e.Keys, e.Str, e.Num
+			if keys == nil {
+				keys, strs, nums = []string{}, []string{}, noNums
 			}
+			if err := u.app.AppendRow(e.Org, e.Env, e.Type, e.Subject, e.Time.UnixMilli(), e.Source, e.ID,
+				ingested, string(e.Data), keys, strs, nums); err != nil {
+				return fmt.Errorf("append usage event: %w", err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		return u.app.Flush()
 	})
@@ -339,27 +235,25 @@ func (u *Usage) commit(group []*usageReq) {
 		if rerr := u.newAppender(); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
-		fail(fmt.Errorf("commit usage events: %w", err))
+		g.Answer(nil, fmt.Errorf("commit usage events: %w", err))
 		return
 	}
-	for gi, r := range group {
-		r.done <- usageResp{res: res[gi]}
-	}
+	g.Answer(res, nil)
 }
 
 // onDisk returns, of the events of group the dedupe set does not hold,
 // the keys of those the table holds within the horizon, once the set has
 // had to forget some of the horizon's ids to keep to its bound.
-func (u *Usage) onDisk(group []*usageReq, now time.Time) (map[xxh3.Uint128]struct{}, error) {
+func (u *Usage) onDisk(g *usagecommit.Group, now time.Time) (map[xxh3.Uint128]struct{}, error) {
 	if u.seen.below <= minuteOf(now.Add(-u.opts.DedupeHorizon)) {
 		return nil, nil
 	}
 	type scope struct{ org, env string }
 	ids := map[scope][]string{}
-	for _, r := range group {
-		for i, k := range r.keys {
+	for _, r := range g.Reqs {
+		for i, k := range r.Batch.Keys {
 			if !u.seen.Has(k) {
-				e := &r.events[i]
+				e := &r.Batch.Events[i]
 				sc := scope{e.Org, e.Env}
 				ids[sc] = append(ids[sc], e.ID)
 			}
@@ -456,8 +350,7 @@ func (u *Usage) DeleteMeter(ctx context.Context, org, env, slug string) error {
 func (u *Usage) Close() error {
 	var err error
 	u.closeOnce.Do(func() {
-		close(u.quit)
-		<-u.closed
+		u.q.Close()
 		err = u.conn.Raw(func(any) error { return u.app.Close() })
 		err = errors.Join(err, u.conn.Close())
 	})

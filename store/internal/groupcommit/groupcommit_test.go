@@ -6,21 +6,19 @@ import (
 	"fmt"
 	"sync"
 	"testing"
-
-	"github.com/apimeter/apimeter"
 )
 
 // group is a test group: the batches (numbers of events) it holds.
 type group struct {
-	reqs []*Request[int]
+	reqs []*Request[int, int]
 	rows int
 	max  int
 }
 
 func (g *group) Full() bool { return g.rows >= g.max }
 
-// writer answers each batch with as many stored events as it held, and
-// records the groups it committed.
+// writer answers each batch with the number of events it held (as stored),
+// and records the groups it committed.
 type writer struct {
 	max       int
 	mu        sync.Mutex
@@ -29,7 +27,7 @@ type writer struct {
 
 func (w *writer) Begin() *group { return &group{max: w.max} }
 
-func (w *writer) Add(g *group, r *Request[int]) {
+func (w *writer) Add(g *group, r *Request[int, int]) {
 	g.reqs = append(g.reqs, r)
 	g.rows += r.Batch
 }
@@ -38,7 +36,7 @@ func (w *writer) Commit(g *group) {
 	var sizes []int
 	for _, r := range g.reqs {
 		sizes = append(sizes, r.Batch)
-		r.Answer(apimeter.AppendResult{Stored: make([]*apimeter.Event, r.Batch)}, nil)
+		r.Answer(r.Batch, nil)
 	}
 	w.mu.Lock()
 	w.committed = append(w.committed, sizes)
@@ -54,7 +52,7 @@ func (w *writer) Idle() {}
 func TestEveryBatchAnsweredOnce(t *testing.T) {
 	for _, handoff := range []bool{false, true} {
 		t.Run(fmt.Sprintf("handoff=%v", handoff), func(t *testing.T) {
-			q := NewQueue[int](16)
+			q := NewQueue[int, int](16)
 			w := &writer{max: 10}
 			var ch chan *group
 			committerDone := make(chan struct{})
@@ -88,9 +86,9 @@ func TestEveryBatchAnsweredOnce(t *testing.T) {
 					defer wg.Done()
 					for i := range each {
 						n := 1 + (c+i)%4
-						res, err := q.Submit(context.Background(), n)
-						if err != nil || len(res.Stored) != n {
-							errs <- fmt.Errorf("batch of %d: stored %d, err %v", n, len(res.Stored), err)
+						stored, err := q.Submit(context.Background(), n)
+						if err != nil || stored != n {
+							errs <- fmt.Errorf("batch of %d: stored %d, err %v", n, stored, err)
 						}
 					}
 				}()
@@ -134,7 +132,7 @@ func TestEveryBatchAnsweredOnce(t *testing.T) {
 // the queue takes its batch gets the context's error, and nothing is
 // committed for it.
 func TestSubmitGivesUpOnlyBeforeQueued(t *testing.T) {
-	q := NewQueue[int](0) // no room: the batch waits for the writer
+	q := NewQueue[int, int](0) // no room: the batch waits for the writer
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := q.Submit(ctx, 1); !errors.Is(err, context.Canceled) {
