@@ -16,6 +16,7 @@ import (
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
+	"github.com/apimeter/apimeter/portal"
 	"github.com/apimeter/apimeter/server"
 )
 
@@ -39,6 +40,7 @@ type serverFlags struct {
 	observability
 	ingestCapFlags
 	httpFlags
+	portalFlags
 }
 
 // instance is a running server.
@@ -50,6 +52,8 @@ type instance struct {
 	Apps  *apps.Registry
 	Keys  *auth.Keys
 	Auth  *auth.Guard
+	// Portal is the customer portal (docs/portal.md).
+	Portal *portal.Handler
 	// catalog creates application ids where this server reads them.
 	catalog *catalog
 	http    *http.Server
@@ -137,6 +141,12 @@ func startWith(ctx context.Context, f serverFlags, so startOptions) (*instance, 
 	idn.API.Register(srv)
 	wireStats(newTimedMux(srv, prom, "apimeter_metrics_api", "Metrics API"), st.DB(), eng, reg, f.statsFlags, log)
 	wireWeb(srv)
+	ph, err := wirePortal(srv, st, eng, cat, idn, f.portalFlags, f.RedisPrefix, log)
+	if err != nil {
+		st.Close()
+		idn.Close()
+		return nil, err
+	}
 	if err := f.httpFlags.Validate(); err != nil {
 		st.Close()
 		idn.Close()
@@ -171,7 +181,7 @@ func startWith(ctx context.Context, f serverFlags, so startOptions) (*instance, 
 	ln = server.JSONConnErrors(ln) // net/http's own 431 and 400 answers as JSON
 	hs := f.httpFlags.server(srv)
 	hs.RegisterOnShutdown(srv.Stream().Close) // open event streams would hold Shutdown up
-	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, Keys: keys, Auth: guard, catalog: cat, http: hs, metrics: metricsSrv, Prom: prom, idn: idn, done: make(chan error, 1), log: log}
+	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, Keys: keys, Auth: guard, Portal: ph, catalog: cat, http: hs, metrics: metricsSrv, Prom: prom, idn: idn, done: make(chan error, 1), log: log}
 	go func() {
 		err := hs.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -217,6 +227,7 @@ func (c *serveCmd) Run(ctx context.Context) error {
 			in.Close()
 			return err
 		}
+		in.Portal.SetQuotas(g)
 		// Before the store closes: the gateway's queued events go in.
 		in.beforeClose = func() error {
 			sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)

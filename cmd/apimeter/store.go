@@ -13,6 +13,7 @@ import (
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/portal/token"
 	"github.com/apimeter/apimeter/stats"
 	"github.com/apimeter/apimeter/store/clickhouse"
 	"github.com/apimeter/apimeter/store/duckdb"
@@ -146,6 +147,8 @@ func openStore(ctx context.Context, f serverFlags, o startOptions, log *slog.Log
 type catalog struct {
 	Apps *apps.Registry
 	Keys *auth.Keys
+	// Tokens are the customer portal's tokens, kept where the keys are.
+	Tokens *token.Tokens
 	// createApp adds an application id for (org, env).
 	createApp func(ctx context.Context, org, env string) (apps.App, error)
 }
@@ -160,6 +163,7 @@ type catalogTables interface {
 	CreateApp(ctx context.Context, org, env string) (apps.App, error)
 	Apps(ctx context.Context) ([]apps.App, error)
 	auth.Source
+	token.Source
 }
 
 // dirCatalog is the catalog of data directory dir.
@@ -172,7 +176,11 @@ func dirCatalog(dir string) (*catalog, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &catalog{Apps: reg, Keys: keys, createApp: func(_ context.Context, org, env string) (apps.App, error) {
+	toks, err := token.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &catalog{Apps: reg, Keys: keys, Tokens: toks, createApp: func(_ context.Context, org, env string) (apps.App, error) {
 		return apps.Create(dir, org, env)
 	}}, nil
 }
@@ -193,7 +201,11 @@ func tableCatalog(t catalogTables) (*catalog, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &catalog{Apps: reg, Keys: keys, createApp: t.CreateApp}, nil
+	toks, err := token.OpenSource(t)
+	if err != nil {
+		return nil, err
+	}
+	return &catalog{Apps: reg, Keys: keys, Tokens: toks, createApp: t.CreateApp}, nil
 }
 
 // openCatalog opens the catalog of the store f names, for the commands

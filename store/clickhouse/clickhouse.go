@@ -175,6 +175,25 @@ ORDER BY id`,
   state UInt8
 ) ENGINE = ReplacingMergeTree(state)
 ORDER BY id`,
+	// Customer portal tokens (hashes only), as auth_keys (portal.go);
+	// a week after expiry a token leaves the table.
+	`CREATE TABLE IF NOT EXISTS portal_tokens (
+  id String,
+  org String,
+  env String,
+  customer_kind String,
+  customer_id String,
+  name String,
+  pages Array(String),
+  meters Array(String),
+  sha256 String,
+  created DateTime('UTC'),
+  expires DateTime('UTC'),
+  revoked Nullable(DateTime('UTC')),
+  state UInt8
+) ENGINE = ReplacingMergeTree(state)
+ORDER BY id
+TTL expires + INTERVAL 7 DAY`,
 	// Values every process on the database must agree on (Setting); the
 	// first written of a name wins.
 	`CREATE TABLE IF NOT EXISTS settings (
