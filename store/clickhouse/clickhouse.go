@@ -175,8 +175,16 @@ ORDER BY id`,
   state UInt8
 ) ENGINE = ReplacingMergeTree(state)
 ORDER BY id`,
-	// Customer portal tokens (hashes only), as auth_keys (portal.go);
-	// a week after expiry a token leaves the table.
+	// Values every process on the database must agree on (Setting); the
+	// first written of a name wins.
+	`CREATE TABLE IF NOT EXISTS settings (
+  name String,
+  value String,
+  written DateTime('UTC')
+) ENGINE = MergeTree
+ORDER BY (name, written)`,
+	// Customer portal tokens (hashes only), as auth_keys (portal.go),
+	// by month of expiry, so that old months can be dropped whole.
 	`CREATE TABLE IF NOT EXISTS portal_tokens (
   id String,
   org String,
@@ -192,16 +200,8 @@ ORDER BY id`,
   revoked Nullable(DateTime('UTC')),
   state UInt8
 ) ENGINE = ReplacingMergeTree(state)
-ORDER BY id
-TTL expires + INTERVAL 7 DAY`,
-	// Values every process on the database must agree on (Setting); the
-	// first written of a name wins.
-	`CREATE TABLE IF NOT EXISTS settings (
-  name String,
-  value String,
-  written DateTime('UTC')
-) ENGINE = MergeTree
-ORDER BY (name, written)`,
+PARTITION BY toYYYYMM(expires)
+ORDER BY id`,
 }
 
 // ErrUnreachable is wrapped by Open's error when no ClickHouse server

@@ -15,7 +15,9 @@ import (
 // replaces whatever the clocks of the machines that wrote them.
 
 // LoadTokens implements token.Source: the tokens not expired for more
-// than a week (the table's TTL drops them in its own time).
+// than a week, so that memory holds the live tokens, not every one ever
+// minted (the table is partitioned by month of expiry: docs/portal.md
+// says how to drop old months).
 func (s *Store) LoadTokens(ctx context.Context) ([]token.Token, error) {
 	rows, err := s.conn.Query(ctx, `SELECT id, org, env, customer_kind, customer_id, name, pages, meters, sha256, created, expires, revoked
 FROM portal_tokens FINAL WHERE expires > now() - INTERVAL 7 DAY`)
