@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -139,6 +140,7 @@ func (h *Handler) usage(w http.ResponseWriter, r *http.Request, t *Token) {
 		}
 		q.read(results[i])
 	}
+	out.Series.Points = fill(out.Series, per.Start, per.End)
 	server.WriteJSON(w, http.StatusOK, out)
 }
 
@@ -168,4 +170,35 @@ func count(v *float64) int64 {
 		return 0
 	}
 	return int64(*v + 0.5)
+}
+
+// fill gives every bucket of [start, end) a point, zero where the
+// customer made no call, so that a chart shows the whole period.
+func fill(s SeriesJSON, start, end time.Time) []PointJSON {
+	have := make(map[int64]PointJSON, len(s.Points))
+	for _, p := range s.Points {
+		have[p.T] = p
+	}
+	out := make([]PointJSON, 0, 32)
+	for t := start; t.Before(end) && len(out) < 1000; {
+		ms := t.UnixMilli()
+		p, ok := have[ms]
+		if !ok {
+			p = PointJSON{T: ms}
+		}
+		delete(have, ms)
+		out = append(out, p)
+		if s.Unit == "hour" {
+			t = t.Add(time.Hour)
+		} else {
+			t = t.AddDate(0, 0, 1)
+		}
+	}
+	// Buckets off the grid (a change of the zone's offset within the
+	// period) are kept, in time order.
+	for _, p := range have {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].T < out[j].T })
+	return out
 }

@@ -202,6 +202,7 @@
       await load(me, me.period.label);
       status('');
       $('portal').setAttribute('aria-busy', 'false');
+      window.portalReadyAt = performance.now();
       document.body.dataset.ready = 'true';
       resized();
     } catch (e) {

@@ -243,22 +243,26 @@ type Tokens struct {
 // Open returns the tokens of data directory dir.
 func Open(dir string) (*Tokens, error) {
 	t := &Tokens{dir: dir, now: time.Now}
-	return t, t.load(true)
+	return t, t.load(true, false)
 }
 
 // OpenSource returns the tokens of src.
 func OpenSource(src Source) (*Tokens, error) {
 	t := &Tokens{src: src, now: time.Now}
-	return t, t.load(true)
+	return t, t.load(true, false)
 }
 
 // SetClock replaces the clock expiry is checked with (tests).
 func (t *Tokens) SetClock(now func() time.Time) { t.now = now }
 
-func (t *Tokens) load(force bool) error {
+// load reads the tokens again: always when force, else at most once a
+// second, or, from a file, whenever it changed (a stat tells) when
+// unknown is set (a token not known yet, maybe minted by the CLI).
+func (t *Tokens) load(force, unknown bool) error {
 	t.reloadMu.Lock()
 	defer t.reloadMu.Unlock()
-	if !force && time.Since(t.loaded) < recheck {
+	fileCheck := t.src == nil && unknown
+	if !force && !fileCheck && time.Since(t.loaded) < recheck {
 		return nil
 	}
 	t.loaded = time.Now()
@@ -317,10 +321,16 @@ func (t *Tokens) Lookup(secret string) (Token, bool) {
 		return Token{}, false
 	}
 	h := HashToken(secret)
-	_ = t.load(false)
+	_ = t.load(false, false)
 	t.mu.RLock()
 	tok, ok := t.byHash[h]
 	t.mu.RUnlock()
+	if !ok {
+		_ = t.load(false, true)
+		t.mu.RLock()
+		tok, ok = t.byHash[h]
+		t.mu.RUnlock()
+	}
 	if !ok || !tok.ValidAt(t.now()) {
 		return Token{}, false
 	}
@@ -329,7 +339,7 @@ func (t *Tokens) Lookup(secret string) (Token, bool) {
 
 // List returns the tokens of org (all when org is empty), newest first.
 func (t *Tokens) List(org string) ([]Token, error) {
-	if err := t.load(true); err != nil {
+	if err := t.load(true, false); err != nil {
 		return nil, err
 	}
 	t.mu.RLock()
@@ -373,7 +383,7 @@ func (t *Tokens) Create(ctx context.Context, spec Spec) (Token, string, error) {
 			return Token{}, "", err
 		}
 	}
-	return tok, secret, t.load(true)
+	return tok, secret, t.load(true, false)
 }
 
 // Revoke revokes token id of org (any org when empty).
@@ -419,7 +429,7 @@ func (t *Tokens) Revoke(ctx context.Context, org, id string) (Token, error) {
 			return Token{}, err
 		}
 	}
-	return out, t.load(true)
+	return out, t.load(true, false)
 }
 
 type file struct {
