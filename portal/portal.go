@@ -371,7 +371,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request, t *Token) {
 			*p.dst = ts
 		}
 	}
-	events, err := h.cfg.Events.Events(r.Context(), f)
+	events, err := h.recent(r.Context(), f)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -387,6 +387,30 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request, t *Token) {
 		out = append(out, apimeter.FromEvent(&events[i]))
 	}
 	server.WriteJSON(w, http.StatusOK, map[string]any{"events": out})
+}
+
+// recentWindows are how far back recent calls are first looked for when
+// the request gives no from: a store scans the customer's column over
+// the window, so the last day is read first and the whole store last,
+// only while fewer calls than asked for are found.
+var recentWindows = []time.Duration{24 * time.Hour, 7 * 24 * time.Hour, 35 * 24 * time.Hour, 0}
+
+func (h *Handler) recent(ctx context.Context, f apimeter.EventFilter) ([]apimeter.Event, error) {
+	if !f.From.IsZero() {
+		return h.cfg.Events.Events(ctx, f)
+	}
+	now := h.cfg.Now()
+	for _, d := range recentWindows {
+		g := f
+		if d > 0 {
+			g.From = now.Add(-d)
+		}
+		events, err := h.cfg.Events.Events(ctx, g)
+		if err != nil || len(events) >= f.Limit || d == 0 {
+			return events, err
+		}
+	}
+	return nil, nil
 }
 
 func customerOf(e *apimeter.Event, kind string) string {
