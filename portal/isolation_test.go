@@ -111,7 +111,7 @@ func fixture(now time.Time, ps identity.Periods) []apimeter.Event {
 			e := apimeter.Event{
 				ID: fmt.Sprintf("e%d", i), Org: org, Env: envName, Direction: apimeter.Incoming,
 				APIName: r.api, Method: r.method, Route: r.route, Path: r.path,
-				URI: "https://api.example.com" + r.path + "?q=" + strconv.Itoa(k%3),
+				URI:         "https://api.example.com" + r.path + "?q=" + strconv.Itoa(k%3),
 				RequestTime: ts, ResponseTime: ts.Add(time.Duration(lat * float64(time.Millisecond))),
 				Status: st, LatencyMs: lat, TargetLatencyMs: lat / 2, RequestSize: int64(k % 500), ResponseSize: int64(k*7) % 900,
 				UserID: w.user, CompanyID: w.company, APIKeyID: w.key,
@@ -791,7 +791,7 @@ func (e *env) checkQuota(t *testing.T) {
 	}
 	for name, w := range want {
 		var a struct {
-			Customer token.Customer    `json:"customer"`
+			Customer token.Customer     `json:"customer"`
 			Quotas   []gateway.Headroom `json:"quotas"`
 		}
 		if code := e.do("GET", "/portal/api/v1/quota", e.tok[name], nil, &a); code != http.StatusOK {
