@@ -860,6 +860,28 @@ func (e *env) checkDeadTokens(t *testing.T) {
 			}
 		}
 	}
+	// Only an admin key of the org mints, for its own org.
+	for _, m := range []struct {
+		key, body string
+		want      int
+	}{
+		{e.readKey, `{"user_id":"u1"}`, http.StatusForbidden},
+		{e.admin, `{"org":"other","user_id":"u1"}`, http.StatusForbidden},
+		{e.admin, `{"user_id":"u1","company_id":"c1"}`, http.StatusBadRequest},
+		{e.admin, `{}`, http.StatusBadRequest},
+		{e.admin, `{"user_id":"u1","ttl":"9999h"}`, http.StatusBadRequest},
+		{e.admin, `{"user_id":"u1","pages":["everything"]}`, http.StatusBadRequest},
+		{e.admin, `{"user_id":"u1","scope":"admin"}`, http.StatusBadRequest},
+	} {
+		var body map[string]any
+		json.Unmarshal([]byte(m.body), &body)
+		if code := e.do("POST", "/v1/portal/tokens", m.key, body, nil); code != m.want {
+			t.Errorf("mint %s: %d, want %d", m.body, code, m.want)
+		}
+	}
+	if code := e.do("GET", "/v1/portal/tokens", e.readKey, nil, nil); code != http.StatusForbidden {
+		t.Errorf("a read key listing tokens: %d, want 403", code)
+	}
 	// The meters and statements pages are absent on this server.
 	for _, p := range []string{"meters", "statements"} {
 		if code := e.do("GET", "/portal/api/v1/"+p, e.tok["user u1"], nil, nil); code != http.StatusNotFound {

@@ -151,6 +151,10 @@ func (h *Handler) Register(mux Mux) {
 	}))
 	mux.HandleScope("GET /portal/{org}/{file}", server.Public, http.HandlerFunc(h.page))
 	mux.HandleScope("GET /portal/{org}/{$}", server.Public, http.HandlerFunc(h.page))
+	// Browsers keep the #token=... fragment across the redirect.
+	mux.HandleScope("GET /portal/{org}", server.Public, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/portal/"+url.PathEscape(r.PathValue("org"))+"/", http.StatusMovedPermanently)
+	}))
 }
 
 func apiErr(status int, code, msg string) *server.APIError {
