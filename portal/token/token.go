@@ -326,6 +326,18 @@ func (t *Tokens) Lookup(secret string) (Token, bool) {
 	tok, ok := t.byHash[h]
 	t.mu.RUnlock()
 	if !ok {
+		if t.src != nil {
+			// A token minted through another server a moment ago: wait for
+			// the next read of the Source rather than refuse it, so that a
+			// page opened right after minting works. Unknown tokens still
+			// cost at most one read a second, each waiting up to a second.
+			t.reloadMu.Lock()
+			wait := recheck - time.Since(t.loaded)
+			t.reloadMu.Unlock()
+			if wait > 0 {
+				time.Sleep(wait)
+			}
+		}
 		_ = t.load(false, true)
 		t.mu.RLock()
 		tok, ok = t.byHash[h]
