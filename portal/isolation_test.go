@@ -708,6 +708,25 @@ func (e *env) checkEvents(t *testing.T, c token.Customer, tok string) {
 		if q == "limit=100" && len(a.Events) != min(n, 100) {
 			t.Errorf("events?limit=100: %d events, the customer has %d", len(a.Events), n)
 		}
+		// The org key's read API, narrowed to the customer, answers the same
+		// (when the query does not name another customer).
+		if !strings.Contains(q, "_id=") {
+			oq := q
+			if oq != "" {
+				oq += "&"
+			}
+			oq += c.Column() + "=" + c.ID
+			if !strings.Contains(q, "limit") {
+				oq += "&limit=50"
+			}
+			var o answer
+			if code := e.do("GET", "/v1/o/acme/e/prod/events?"+oq, e.readKey, nil, &o); code != http.StatusOK {
+				t.Fatalf("org key events?%s: %d", oq, code)
+			}
+			if !reflect.DeepEqual(a, o) {
+				t.Errorf("events?%s: the portal's %d events differ from the org key's %d", q, len(a.Events), len(o.Events))
+			}
+		}
 	}
 	for _, q := range []string{"limit=101", "limit=0", "status=abc", "errors=maybe", "from=yesterday"} {
 		if code := e.do("GET", "/portal/api/v1/events?"+q, tok, nil, nil); code != http.StatusBadRequest {
