@@ -61,6 +61,9 @@ type env struct {
 	gwURL   string
 	// tok maps a customer name ("user u1") to its token.
 	tok map[string]string
+	// plansURL, on DuckDB, is a second portal on the same store whose
+	// one-pass usage query always falls back to the Metrics API's plans.
+	plansURL string
 }
 
 // customers of the fixture: users u1, u2 of company c1, u3 of c2, u4 of
@@ -232,6 +235,13 @@ quotas:
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	e.url = hs.URL
+	if engine == "duckdb" {
+		srv2 := server.New(server.Config{Store: st})
+		portal.New(portal.Config{Tokens: toks, DB: db, Dialect: dialect, Events: st, Periods: e.periods, RatePerMinute: -1, OnePassLimit: 1}).Register(srv2)
+		hs2 := httptest.NewServer(srv2)
+		t.Cleanup(hs2.Close)
+		e.plansURL = hs2.URL
+	}
 
 	if _, e.readKey, err = keys.Create(auth.Spec{Org: "acme", Scope: auth.ScopeRead}); err != nil {
 		t.Fatal(err)
@@ -630,6 +640,25 @@ func (e *env) checkUsage(t *testing.T, c token.Customer, tok string) {
 			}
 			if s != want {
 				t.Errorf("usage %s: the series adds up to %d, want %d", label, s, want)
+			}
+			if e.plansURL != "" {
+				// The one-pass answer equals the plans' answer.
+				var pu portal.UsageJSON
+				saved := e.url
+				e.url = e.plansURL
+				code := e.do("GET", "/portal/api/v1/usage?period="+label, tok, nil, &pu)
+				e.url = saved
+				if code != http.StatusOK {
+					t.Fatalf("usage through the plans: %d", code)
+				}
+				for _, g := range [][2][]portal.GroupJSON{{u.Routes, pu.Routes}, {u.APIs, pu.APIs}, {u.Keys, pu.Keys}, {{{Figures: u.Total}}, {{Figures: pu.Total}}}} {
+					if !reflect.DeepEqual(normalize(g[0]), normalize(g[1])) {
+						t.Errorf("usage %s: one pass %v, plans %v", label, normalize(g[0]), normalize(g[1]))
+					}
+				}
+				if !reflect.DeepEqual(u.Series, pu.Series) || !reflect.DeepEqual(u.Statuses, pu.Statuses) {
+					t.Errorf("usage %s: one pass %+v %+v, plans %+v %+v", label, u.Series, u.Statuses, pu.Series, pu.Statuses)
+				}
 			}
 			// Routes, APIs and keys as the org key's Metrics API answers
 			// them for the customer.

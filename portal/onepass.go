@@ -13,10 +13,10 @@ import (
 	"github.com/apimeter/apimeter/stats"
 )
 
-// OnePassLimit bounds the groups the one-pass usage query may return; a
-// customer with more (a very busy one) is answered by the Metrics API's
-// plans instead, so memory per request stays bounded.
-const OnePassLimit = 200_000
+// DefaultOnePassLimit bounds the groups the one-pass usage query may
+// return; a customer with more (a very busy one) is answered by the
+// Metrics API's plans instead, so memory per request stays bounded.
+const DefaultOnePassLimit = 200_000
 
 // onePassSQL reads a customer's calls of a period once, grouped by what
 // the usage answer shows (route, API, key, status), the minute and the
@@ -40,10 +40,10 @@ type cell struct {
 }
 
 // usageOnePass fills out from one query on db; done is false (out
-// untouched) when the customer has more than OnePassLimit groups.
+// untouched) when the customer has more than Config.OnePassLimit groups.
 func (h *Handler) usageOnePass(ctx context.Context, db *sql.DB, t *Token, per identity.Period, out *UsageJSON) (done bool, err error) {
 	rows, err := db.QueryContext(ctx, fmt.Sprintf(onePassSQL, t.Customer.Column()),
-		t.Org, t.Env, per.Start.UTC(), per.End.UTC(), t.Customer.ID, OnePassLimit+1)
+		t.Org, t.Env, per.Start.UTC(), per.End.UTC(), t.Customer.ID, h.cfg.OnePassLimit+1)
 	if err != nil {
 		return false, fmt.Errorf("portal usage: %w", err)
 	}
@@ -55,7 +55,7 @@ func (h *Handler) usageOnePass(ctx context.Context, db *sql.DB, t *Token, per id
 			return false, fmt.Errorf("portal usage: %w", err)
 		}
 		cells = append(cells, c)
-		if len(cells) > OnePassLimit {
+		if len(cells) > h.cfg.OnePassLimit {
 			return false, nil
 		}
 	}

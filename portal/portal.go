@@ -67,6 +67,9 @@ type Config struct {
 	// RatePerMinute bounds each token's API calls; 0 means
 	// DefaultRatePerMinute, negative turns the bound off.
 	RatePerMinute int
+	// OnePassLimit bounds the groups of the embedded store's one-pass
+	// usage query (see onepass.go); 0 means DefaultOnePassLimit.
+	OnePassLimit int
 	Logger        *slog.Logger
 	// Now is the clock of periods and the rate bound; nil means time.Now.
 	Now func() time.Time
@@ -106,6 +109,9 @@ func New(cfg Config) *Handler {
 	}
 	if cfg.RatePerMinute == 0 {
 		cfg.RatePerMinute = DefaultRatePerMinute
+	}
+	if cfg.OnePassLimit <= 0 {
+		cfg.OnePassLimit = DefaultOnePassLimit
 	}
 	h := &Handler{cfg: cfg, log: cfg.Logger, rate: &rateLimit{limit: cfg.RatePerMinute, counts: map[string]int{}}}
 	if cfg.Quotas != nil {
