@@ -70,7 +70,7 @@ type Config struct {
 	// OnePassLimit bounds the groups of the embedded store's one-pass
 	// usage query (see onepass.go); 0 means DefaultOnePassLimit.
 	OnePassLimit int
-	Logger        *slog.Logger
+	Logger       *slog.Logger
 	// Now is the clock of periods and the rate bound; nil means time.Now.
 	Now func() time.Time
 }
