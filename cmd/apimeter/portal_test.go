@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -18,6 +19,7 @@ import (
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
+	"github.com/apimeter/apimeter/gateway"
 	"github.com/apimeter/apimeter/identity"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/stats"
@@ -351,3 +353,89 @@ func metrics(t *testing.T, u, key string) map[string][]float64 {
 	}
 	return out
 }
+
+// TestPortalQuotasFromRedis: a gateway running apart from the server
+// counts quotas on Redis; the server, given the gateway's configuration
+// (--portal-quotas) and the same Redis, shows a company token its
+// headroom.
+func TestPortalQuotasFromRedis(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server; skipped with -short")
+	}
+	rurl := redisURL(t)
+	backend := http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}
+	bln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go backend.Serve(bln)
+	defer backend.Close()
+	cfgPath := filepath.Join(t.TempDir(), "gateway.yaml")
+	yaml := fmt.Sprintf("org: acme\nenv: prod\nupstreams:\n  - {name: pay, url: \"http://%s\"}\ncompany_rules: [\"header:X-Company-Id\"]\nquotas:\n  - {name: monthly, by: company, per: billing_period, limit: 40}\n", bln.Addr())
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The gateway, as `apimeter gateway --config FILE --redis URL` runs it.
+	gcfg, err := gateway.LoadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opts gateway.Options
+	opts.Sink = gateway.IngestSinks(discardIngester{})
+	closeRedis, err := quotaCounter(context.Background(), &opts, rurl, "apimeter:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeRedis()
+	g, err := gateway.New(gcfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close(context.Background())
+	for range 6 {
+		req, _ := http.NewRequest("GET", "/pay", nil)
+		req.Header.Set("X-Company-Id", "c1")
+		g.ServeHTTP(httptestRecorder(), req)
+	}
+
+	f := testServerFlags(t)
+	f.Redis, f.RedisPrefix, f.PortalQuotas = rurl, "apimeter:", cfgPath
+	in, err := start(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	tok := lastLine(t, "portal", "token", "create", "--data", f.Data, "--org", "acme", "--company-id", "c1")
+	req, _ := http.NewRequest("GET", in.URL+"/portal/api/v1/quota", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var a struct {
+		Quotas []gateway.Headroom `json:"quotas"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("quota: %d %v", resp.StatusCode, err)
+	}
+	if len(a.Quotas) != 1 || a.Quotas[0].Used != 6 || a.Quotas[0].Remaining != 34 {
+		t.Fatalf("quota: %+v, want monthly 6 used of 40", a.Quotas)
+	}
+
+	// Without --redis the flag is refused: the counts would be out of reach.
+	f2 := testServerFlags(t)
+	f2.PortalQuotas = cfgPath
+	if in2, err := start(context.Background(), f2); err == nil {
+		in2.Close()
+		t.Fatal("--portal-quotas without --redis started")
+	}
+}
+
+type discardIngester struct{}
+
+func (discardIngester) Ingest(context.Context, []apimeter.Event) (apimeter.AppendResult, error) {
+	return apimeter.AppendResult{}, nil
+}
+
+func httptestRecorder() http.ResponseWriter { return httptest.NewRecorder() }
