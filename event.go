@@ -1,7 +1,8 @@
-// Package apimeter holds the domain of apimeter: one API call as an Event, the
-// Moesif collector schema it maps to, the scrubbing of secrets before anything
-// is stored, and the small interfaces (Store, Identifier) that the engines in
-// the sub-packages implement.
+// Package apimeter holds the domain of apimeter: one API call as an Event
+// (its request, response, who made it and where it belongs), and the small
+// interfaces between the parts (Store, Sink, Identifier) that the packages
+// below implement: the Moesif collector schema in moesif, the scrubbing of
+// secrets in scrub, the stores in store/duckdb and store/clickhouse.
 package apimeter
 
 import (
@@ -100,10 +101,6 @@ type Body struct {
 // IsError reports whether the call failed from the caller's point of view:
 // a status of 400 or above, or no response at all (status 0).
 func (e *Event) IsError() bool { return e.Status >= 400 || e.Status == 0 }
-
-// IsErrorSQL is IsError as a SQL condition on the events table's status
-// column, for every query that counts errors (usage, Metrics API, demo).
-const IsErrorSQL = "(status >= 400 OR status = 0)"
 
 func equalFold(a, b string) bool {
 	if len(a) != len(b) {

@@ -19,6 +19,7 @@ import (
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/stats"
 	"github.com/apimeter/apimeter/store/duckdb"
@@ -104,7 +105,7 @@ func TestApigeeEdgeJS(t *testing.T) {
 		return out
 	}
 	guard := auth.New(auth.Config{Keys: keys, Envs: envs, IsAppID: func(id string) bool { _, ok := reg.Lookup(id); return ok }})
-	srv := server.New(server.Config{Store: st, Apps: reg, Scrubber: apimeter.NewScrubber(nil, nil, -1), Auth: guard})
+	srv := server.New(server.Config{Store: st, Apps: reg, Scrubber: scrub.New(nil, nil, -1), Auth: guard})
 	guard.Register(srv)
 	stats.NewHandler(stats.Config{DB: st.DB(), Dialect: stats.DuckDB{}, QuotaPerMinute: -1, Envs: envs}).Register(srv)
 	rec := &recorder{}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/moesif"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // Sink receives batches of captured events, already scrubbed. Send is called
@@ -53,7 +55,7 @@ type Stats struct {
 type Capture struct {
 	opts     Options
 	log      *slog.Logger
-	scrub    *scrubber // owned by run
+	scrub    *scrub.Sender // owned by run
 	jwt      jwtDecoder
 	subjects map[string]string // owned by run
 	uri      []byte            // owned by run: appendRecord's URI
@@ -117,7 +119,7 @@ func newCapture(opts Options) (*Capture, error) {
 	c := &Capture{
 		opts:     opts,
 		log:      opts.Logger,
-		scrub:    newScrubber(opts.SecretHeaders, opts.SecretParams, opts.MaxBodyBytes),
+		scrub:    scrub.New(opts.SecretHeaders, opts.SecretParams, opts.MaxBodyBytes).NewSender(),
 		jwt:      jd,
 		subjects: map[string]string{},
 		weight:   max(1, int64(math.Round(1/opts.SampleRate))),
@@ -195,7 +197,7 @@ func (c *Capture) serve(next http.Handler, w http.ResponseWriter, r *http.Reques
 	// canonicalisation is wasted work on every request.
 	rec.id = ""
 	if c.opts.TrustTransactionID {
-		if v := r.Header[apimeter.TransactionIDHeader]; len(v) > 0 && len(v[0]) <= 256 {
+		if v := r.Header[moesif.TransactionIDHeader]; len(v) > 0 && len(v[0]) <= 256 {
 			rec.id = v[0]
 		}
 	}
@@ -203,7 +205,7 @@ func (c *Capture) serve(next http.Handler, w http.ResponseWriter, r *http.Reques
 		rec.id = newID()
 	}
 	if !c.opts.DisableTransactionID {
-		w.Header()[apimeter.TransactionIDHeader] = []string{rec.id}
+		w.Header()[moesif.TransactionIDHeader] = []string{rec.id}
 	}
 	rec.method, rec.host, rec.requestURI = r.Method, r.Host, r.RequestURI
 	if !strings.HasPrefix(rec.requestURI, "/") && r.URL != nil {
@@ -216,8 +218,8 @@ func (c *Capture) serve(next http.Handler, w http.ResponseWriter, r *http.Reques
 	rec.remoteAddr = r.RemoteAddr
 	rec.reqLen = r.ContentLength
 	// The event carries the id it was given, not a caller's other one.
-	rec.reqHeaders = appendHeaders(rec.reqHeaders[:0], r.Header, apimeter.TransactionIDHeader)
-	rec.reqHeaders = append(rec.reqHeaders, apimeter.Header{Name: apimeter.TransactionIDHeader, Value: rec.id})
+	rec.reqHeaders = appendHeaders(rec.reqHeaders[:0], r.Header, moesif.TransactionIDHeader)
+	rec.reqHeaders = append(rec.reqHeaders, apimeter.Header{Name: moesif.TransactionIDHeader, Value: rec.id})
 
 	body := r.Body
 	if c.opts.LogBody && body != nil && body != http.NoBody {

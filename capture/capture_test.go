@@ -19,6 +19,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/capture"
+	"github.com/apimeter/apimeter/moesif"
 )
 
 var jwtSecret = []byte("my_super_secret")
@@ -41,7 +42,7 @@ func newHTTPSink(t *testing.T, url, appID string) *capture.HTTPSink {
 	return s
 }
 
-// accountsMux is seed 000's API: POST /accounts/{id}/message, echoing the
+// accountsMux is the counting guide's API: POST /accounts/{id}/message, echoing the
 // size it read, and a JSON answer of respSize bytes.
 func accountsMux(respSize int) *http.ServeMux {
 	mux := http.NewServeMux()
@@ -104,9 +105,9 @@ func TestCollectorReceivesScrubbedEvents(t *testing.T) {
 			}
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			txID := resp.Header.Get(apimeter.TransactionIDHeader)
+			txID := resp.Header.Get(moesif.TransactionIDHeader)
 			if txID == "" {
-				t.Fatalf("response has no %s header", apimeter.TransactionIDHeader)
+				t.Fatalf("response has no %s header", moesif.TransactionIDHeader)
 			}
 			closeCapture(t, c)
 			if st := c.Stats(); st.Sent != 1 || st.Failed != 0 || st.Dropped != 0 {
@@ -454,13 +455,13 @@ func TestTransactionID(t *testing.T) {
 			}
 			req := httptest.NewRequest("GET", "/health", nil)
 			if tc.incoming != "" {
-				req.Header.Set(apimeter.TransactionIDHeader, tc.incoming)
+				req.Header.Set(moesif.TransactionIDHeader, tc.incoming)
 			}
 			rec := httptest.NewRecorder()
 			c.Middleware(accountsMux(1)).ServeHTTP(rec, req)
 			closeCapture(t, c)
 			e := sink.all()[0]
-			got, want := rec.Header().Get(apimeter.TransactionIDHeader), e.ID
+			got, want := rec.Header().Get(moesif.TransactionIDHeader), e.ID
 			if tc.noHeader {
 				want = ""
 			}
@@ -469,7 +470,7 @@ func TestTransactionID(t *testing.T) {
 			}
 			n := 0
 			for _, h := range e.RequestHeaders {
-				if strings.EqualFold(h.Name, apimeter.TransactionIDHeader) {
+				if strings.EqualFold(h.Name, moesif.TransactionIDHeader) {
 					n++
 					if h.Value != e.ID {
 						t.Errorf("request header carries %q, want the event id %q", h.Value, e.ID)
@@ -477,7 +478,7 @@ func TestTransactionID(t *testing.T) {
 				}
 			}
 			if n != 1 {
-				t.Errorf("%d %s request headers in the event, want 1", n, apimeter.TransactionIDHeader)
+				t.Errorf("%d %s request headers in the event, want 1", n, moesif.TransactionIDHeader)
 			}
 		})
 	}

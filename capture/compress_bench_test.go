@@ -10,6 +10,8 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/moesif"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // jsonBody returns about n bytes of an order as a JSON API would answer
@@ -34,7 +36,7 @@ func jsonBody(r *rand.Rand, n int) string {
 // batchOf returns the JSON of eventsOf(bodies).
 func batchOf(bodies string) []byte { return appendBatch(nil, eventsOf(bodies)) }
 
-// eventsOf returns a batch of 500 events like the load run's (seed 000's
+// eventsOf returns a batch of 500 events like the load run's (the counting guide's
 // call, with its headers) with 1 KiB bodies: the load run's repeated 'x',
 // or JSON that differs in every event.
 func eventsOf(bodies string) []apimeter.Event {
@@ -54,11 +56,11 @@ func eventsOf(bodies string) []apimeter.Event {
 			RequestTime: t, ResponseTime: t.Add(time.Duration(r.IntN(900)) * time.Microsecond), Method: "POST",
 			URI: fmt.Sprintf("http://127.0.0.1:40123/accounts/%d/message", 1000+r.IntN(8)), ClientIP: "127.0.0.1",
 			RequestHeaders: apimeter.Headers{{Name: "User-Agent", Value: "Go-http-client/1.1"}, {Name: "Content-Length", Value: "1024"},
-				{Name: "Authorization", Value: apimeter.Fingerprint("token")}, {Name: "Content-Type", Value: "application/json"},
-				{Name: apimeter.TransactionIDHeader, Value: id}},
+				{Name: "Authorization", Value: scrub.Fingerprint("token")}, {Name: "Content-Type", Value: "application/json"},
+				{Name: moesif.TransactionIDHeader, Value: id}},
 			RequestBody: apimeter.Body{Text: req}, Status: 200,
 			ResponseHeaders: apimeter.Headers{{Name: "Content-Type", Value: "application/json"},
-				{Name: apimeter.TransactionIDHeader, Value: id}, {Name: "Content-Length", Value: "1024"}},
+				{Name: moesif.TransactionIDHeader, Value: id}, {Name: "Content-Length", Value: "1024"}},
 			ResponseBody: apimeter.Body{Text: resp}, UserID: "513", CompanyID: "1003", Weight: 1,
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // fillEvent overwrites *e with the scrubbed Event of a record. Unless
@@ -108,10 +109,10 @@ func (c *Capture) fillEvent(e *apimeter.Event, rec *record, borrow bool) {
 			c.log.Warn("capture: metadata is not JSON", "err", err)
 		}
 	}
-	c.scrub.scrub(e)
+	c.scrub.Scrub(e)
 	if c.opts.Mask != nil {
 		c.callMask(e)
-		c.scrub.full.Scrub(e)
+		c.scrub.Scrubber().Scrub(e)
 	}
 }
 
@@ -236,7 +237,7 @@ func (d jwtDecoder) subject(auth string) string {
 	if len(auth) < 7 || !strings.EqualFold(auth[:7], "bearer ") {
 		return ""
 	}
-	tok := apimeter.BearerToken(auth)
+	tok := scrub.BearerToken(auth)
 	if strings.Count(tok, ".") != 2 {
 		return ""
 	}

@@ -18,15 +18,16 @@ import (
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/capture"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/store/duckdb"
 )
 
-// requireJWT is the Go counterpart of express-jwt in seed 000: it lets a
+// requireJWT is the Go counterpart of express-jwt in the counting guide: it lets a
 // call through only with a Bearer token signed with secret.
 func requireJWT(secret []byte, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, err := jwt.Parse(apimeter.BearerToken(r.Header.Get("Authorization")),
+		_, err := jwt.Parse(scrub.BearerToken(r.Header.Get("Authorization")),
 			func(*jwt.Token) (any, error) { return secret, nil },
 			jwt.WithValidMethods([]string{"HS256"}))
 		if err != nil {
@@ -37,7 +38,7 @@ func requireJWT(secret []byte, next http.Handler) http.Handler {
 	})
 }
 
-// This is seed 000's Express app in Go: a JWT-protected
+// This is the counting guide's Express app in Go: a JWT-protected
 // GET /accounts/{id}/message, wrapped by the capture middleware, which
 // identifies the user by the JWT's sub and the company by the account in the
 // URL, and sends the calls to an apimeter collector.
@@ -52,7 +53,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	defer store.Close()
-	collector := httptest.NewServer(server.New(server.Config{Store: store, Apps: reg, Scrubber: apimeter.NewScrubber(nil, nil, -1)}))
+	collector := httptest.NewServer(server.New(server.Config{Store: store, Apps: reg, Scrubber: scrub.New(nil, nil, -1)}))
 	defer collector.Close()
 
 	// The API.
@@ -85,8 +86,8 @@ func Example() {
 	defer api.Close()
 
 	// curl -H 'Authorization: Bearer <seed token, sub 513>' .../accounts/abcdef/message
-	const seedToken = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI1MTMiLCJuYW1lIjoiSm9obiBEb2UiLCJpYXQiOjE1MTYyMzkwMjJ9.FPN2Bj5b6OUzeTJ7lrNQPWUkZnnBnhMFYeyMjJ_-tN0"
-	for _, tok := range []string{seedToken, "not-a-jwt"} {
+	const guideToken = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI1MTMiLCJuYW1lIjoiSm9obiBEb2UiLCJpYXQiOjE1MTYyMzkwMjJ9.FPN2Bj5b6OUzeTJ7lrNQPWUkZnnBnhMFYeyMjJ_-tN0"
+	for _, tok := range []string{guideToken, "not-a-jwt"} {
 		req, _ := http.NewRequest("GET", api.URL+"/accounts/abcdef/message", nil)
 		req.Header.Set("Authorization", "Bearer "+tok)
 		resp, err := http.DefaultClient.Do(req)

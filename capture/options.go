@@ -6,11 +6,12 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // Defaults for Options.
 const (
-	DefaultMaxBodyBytes  = apimeter.DefaultBodyCap
+	DefaultMaxBodyBytes  = scrub.DefaultBodyCap
 	DefaultQueueSize     = 10000
 	DefaultBatchSize     = 500
 	DefaultFlushInterval = time.Second
@@ -117,7 +118,7 @@ type Options struct {
 	JWTMethods []string
 
 	// SecretHeaders are header names scrubbed besides
-	// apimeter.DefaultSecretHeaders; SecretParams likewise for query
+	// scrub.DefaultSecretHeaders; SecretParams likewise for query
 	// parameters.
 	SecretHeaders []string
 	SecretParams  []string

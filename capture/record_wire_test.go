@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // hijackRecorder is an httptest.ResponseRecorder that can be hijacked.
@@ -59,7 +60,7 @@ func TestAppendRecordMatchesEvent(t *testing.T) {
 				w.Header().Set("X-Private", "q")
 				w.WriteHeader(http.StatusCreated)
 			}},
-		{name: "API key header already a fingerprint", method: "GET", header: map[string][]string{"X-Api-Key": {apimeter.Fingerprint("k")}}, handler: echo},
+		{name: "API key header already a fingerprint", method: "GET", header: map[string][]string{"X-Api-Key": {scrub.Fingerprint("k")}}, handler: echo},
 		{name: "callbacks, API name, weight", weight: 4, opts: Options{
 			APIName:         "accounts",
 			IdentifyUser:    func(*http.Request, Response) string { return "u-1" },

@@ -10,10 +10,12 @@ import (
 	"unsafe"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/internal/jsontext"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // appendBatch appends events as a JSON array in Moesif's collector schema
-// (the same fields apimeter.FromEvent fills). It is written by hand because
+// (the same fields moesif.FromEvent fills). It is written by hand because
 // encoding/json spent most of the sender's time on reflection and on
 // re-validating bodies; the round-trip test checks it against the
 // collector's decoder.
@@ -29,7 +31,7 @@ func appendBatch(dst []byte, events []apimeter.Event) []byte {
 }
 
 // AppendEvent appends e to dst as one JSON object in Moesif's collector
-// schema, as HTTPSink sends it and apimeter.DecodeBatch reads it. Sinks that
+// schema, as HTTPSink sends it and moesif.DecodeBatch reads it. Sinks that
 // carry events elsewhere (the kafka package's) write them with it.
 func AppendEvent(dst []byte, e *apimeter.Event) []byte { return appendEvent(dst, e) }
 
@@ -149,7 +151,7 @@ func appendField(dst []byte, name, value string) []byte {
 	dst = append(dst, '"')
 	dst = append(dst, name...)
 	dst = append(dst, `":`...)
-	return apimeter.AppendJSONString(dst, value)
+	return jsontext.AppendString(dst, value)
 }
 
 func appendOpt(dst []byte, name, value string) []byte {
@@ -162,7 +164,7 @@ func appendOpt(dst []byte, name, value string) []byte {
 
 func appendHeadersJSON(dst []byte, h apimeter.Headers) []byte {
 	dst = append(dst, `,"headers":`...)
-	return apimeter.AppendHeadersJSON(dst, h)
+	return jsontext.AppendHeaders(dst, h)
 }
 
 // appendBody sends text bodies as JSON strings (the collector stores the
@@ -173,7 +175,7 @@ func appendBody(dst []byte, b apimeter.Body) []byte {
 		return dst
 	}
 	dst = append(dst, `,"body":`...)
-	dst = apimeter.AppendJSONString(dst, b.Text)
+	dst = jsontext.AppendString(dst, b.Text)
 	if b.Base64 {
 		dst = append(dst, `,"transfer_encoding":"base64"`...)
 	}
@@ -186,7 +188,7 @@ func appendBody(dst []byte, b apimeter.Body) []byte {
 // sender about a third of its time besides compression: copying the URI
 // and the added Content-Length into the record's scratch buffer, and
 // checking each body's UTF-8 before escaping it, now one pass
-// (apimeter.AppendJSONText). Records with a query string go through the
+// (jsontext.AppendText). Records with a query string go through the
 // Event, whose scrubber rewrites secret parameters. Only the sending
 // goroutine calls it. TestAppendRecordMatchesEvent checks the two paths
 // byte for byte.
@@ -204,17 +206,17 @@ func (c *Capture) appendRecord(dst []byte, rec *record) []byte {
 	// Secret query and path parameters become fingerprints in the URI, as
 	// the Event path's scrubber makes them. ScrubURL returns its argument
 	// itself when it finds nothing; otherwise a new string, copied back.
-	if v := c.scrub.full.ScrubURL(unsafe.String(&c.uri[0], len(c.uri))); unsafe.StringData(v) != &c.uri[0] {
+	if v := c.scrub.Scrubber().ScrubURL(unsafe.String(&c.uri[0], len(c.uri))); unsafe.StringData(v) != &c.uri[0] {
 		c.uri = append(c.uri[:0], v...)
 	}
 	if rec.query != "" {
 		if !utf8.Valid(c.uri) {
-			// As apimeter.Scrubber leaves it, so that both paths agree.
+			// As scrub.Scrubber leaves it, so that both paths agree.
 			c.uri = append(c.uri[:0], bytes.ToValidUTF8(c.uri, []byte("\uFFFD"))...)
 		}
 	}
 	dst = append(dst, `"uri":`...)
-	dst = apimeter.AppendJSONString(dst, unsafe.String(&c.uri[0], len(c.uri)))
+	dst = jsontext.AppendString(dst, unsafe.String(&c.uri[0], len(c.uri)))
 	dst = append(dst, ',')
 	dst = appendField(dst, "verb", rec.method)
 	dst = appendOpt(dst, "ip_address", hostOnly(rec.remoteAddr))
@@ -242,7 +244,7 @@ func (c *Capture) appendRecord(dst []byte, rec *record) []byte {
 	dst = appendOpt(dst, "company_id", rec.company)
 	if rec.session != "" {
 		session := rec.session
-		session = c.scrub.fingerprint(apimeter.BearerToken(session))
+		session = c.scrub.Fingerprint(scrub.BearerToken(session))
 		dst = appendField(append(dst, ','), "session_token", session)
 	}
 	if rec.metadata != nil {
@@ -264,12 +266,12 @@ func (c *Capture) appendRecord(dst []byte, rec *record) []byte {
 		dst = appendOpt(dst, "api_name", hostOnly(rec.host))
 	}
 	dst = appendOpt(dst, "route", rec.route)
-	key := c.scrub.apiKey(rec.reqHeaders)
+	key := c.scrub.APIKey(rec.reqHeaders)
 	if key == "" {
-		key = apimeter.QueryAPIKey(rec.query)
+		key = scrub.QueryAPIKey(rec.query)
 	}
 	if key != "" {
-		dst = appendOpt(dst, "api_key_id", c.scrub.fingerprint(key))
+		dst = appendOpt(dst, "api_key_id", c.scrub.Fingerprint(key))
 	}
 	return appendTarget(dst, rec.target.URL, targetMs(rec.target.Latency))
 }
@@ -289,7 +291,7 @@ func (c *Capture) appendScrubbedHeaders(dst []byte, h apimeter.Headers, addLen b
 		if len(h) > 0 {
 			dst = append(dst, ',')
 		}
-		if c.scrub.kind("Content-Length").secret {
+		if c.scrub.SecretHeader("Content-Length") {
 			// Only a SecretHeaders entry makes it so; not worth a buffer.
 			dst = c.appendScrubbedHeader(dst, "Content-Length", strconv.FormatInt(size, 10))
 		} else {
@@ -301,10 +303,10 @@ func (c *Capture) appendScrubbedHeaders(dst []byte, h apimeter.Headers, addLen b
 }
 
 func (c *Capture) appendScrubbedHeader(dst []byte, name, value string) []byte {
-	value = c.scrub.header(name, value)
-	dst = apimeter.AppendJSONString(dst, name)
+	value = c.scrub.Header(name, value)
+	dst = jsontext.AppendString(dst, name)
 	dst = append(dst, ':')
-	return apimeter.AppendJSONString(dst, value)
+	return jsontext.AppendString(dst, value)
 }
 
 // appendRecordBody appends a captured body as body gives it and appendBody
@@ -323,7 +325,7 @@ func appendRecordBody(dst, b []byte, truncated bool) []byte {
 	}
 	at := len(dst)
 	dst = append(dst, `,"body":`...)
-	dst, ok := apimeter.AppendJSONText(dst, unsafe.String(&text[0], len(text)))
+	dst, ok := jsontext.AppendText(dst, unsafe.String(&text[0], len(text)))
 	if ok {
 		return dst
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/moesif"
 )
 
 func wireEvent() apimeter.Event {
@@ -48,7 +49,7 @@ func TestWireRoundTrip(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			b := appendBatch(nil, []apimeter.Event{tc.ev})
-			var ms []apimeter.MoesifEvent
+			var ms []moesif.Event
 			if err := json.Unmarshal(b, &ms); err != nil {
 				t.Fatalf("not valid JSON: %v\n%s", err, b)
 			}

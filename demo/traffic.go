@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/workload"
 )
 
@@ -126,7 +126,7 @@ func (t *Traffic) call(ctx context.Context, client *http.Client, u User) {
 // post, in batches of 1000 from `workers` goroutines: history for the
 // charts. The generator's users are mixed with the background users so
 // that segmentations have a tail.
-func Backfill(ctx context.Context, n, workers int, span time.Duration, background []User, post func(context.Context, []apimeter.MoesifEvent) error) error {
+func Backfill(ctx context.Context, n, workers int, span time.Duration, background []User, post func(context.Context, []moesif.Event) error) error {
 	workers = max(1, workers)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -164,7 +164,7 @@ func Backfill(ctx context.Context, n, workers int, span time.Duration, backgroun
 	return nil
 }
 
-func setUser(e *apimeter.MoesifEvent, u User) {
+func setUser(e *moesif.Event, u User) {
 	e.UserID, e.CompanyID = u.ID, u.Company
 	e.SessionToken = "Bearer " + workload.JWT(u.ID)
 	for i, h := range e.Request.Headers {

@@ -62,7 +62,7 @@ func BenchmarkProxy(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					req, _ := http.NewRequest(http.MethodPost, u, bytes.NewReader(payload))
-					req.Header.Set("Authorization", "Bearer "+seedToken)
+					req.Header.Set("Authorization", "Bearer "+guideToken)
 					req.Header.Set("Content-Type", "application/json")
 					resp, err := client.Do(req)
 					if err != nil {

@@ -10,13 +10,13 @@ import (
 )
 
 func TestParseConfig(t *testing.T) {
-	b, err := os.ReadFile("testdata/seed000.yaml")
+	b, err := os.ReadFile("testdata/counting-guide.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := gateway.ParseConfig(b)
 	if err != nil {
-		t.Fatalf("testdata/seed000.yaml: %v", err)
+		t.Fatalf("testdata/counting-guide.yaml: %v", err)
 	}
 	u := cfg.Upstreams[0]
 	if u.Name != "accounts" || u.Org != "acme" || u.Env != "prod" || len(u.Routes) != 2 ||
@@ -63,7 +63,7 @@ func TestParseConfig(t *testing.T) {
 // FuzzParseConfig: any input is either a checked Config or an error, never
 // a panic, and a Config it accepts builds a Gateway.
 func FuzzParseConfig(f *testing.F) {
-	if b, err := os.ReadFile("testdata/seed000.yaml"); err == nil {
+	if b, err := os.ReadFile("testdata/counting-guide.yaml"); err == nil {
 		f.Add(b)
 	}
 	f.Add([]byte("upstreams: [{name: a, url: 'http://x', routes: ['/a/{id}'], host: h, path_prefix: /p, strip_prefix: true}]\nquotas: [{name: q, by: api_key, per: day, limit: 3}]"))

@@ -19,6 +19,7 @@ import (
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/capture"
 	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 )
 
@@ -60,7 +61,7 @@ type Gateway struct {
 	quotas    *quotas
 	jwt       *identity.JWT
 	company   []identity.CompanyRule
-	scrub     *apimeter.Scrubber // fingerprints of API keys for quotas
+	scrub     *scrub.Scrubber // fingerprints of API keys for quotas
 
 	blocked, upstreamErrors, quotaErrors, noRoute atomic.Int64
 
@@ -114,7 +115,7 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{cfg: cfg, log: opts.Logger, scrub: apimeter.NewScrubber(nil, nil, 0)}
+	g := &Gateway{cfg: cfg, log: opts.Logger, scrub: scrub.New(nil, nil, 0)}
 	jo := identity.JWTOptions{UserClaim: cfg.JWTClaim}
 	for _, s := range cfg.JWTSecrets {
 		jo.HMACSecrets = append(jo.HMACSecrets, []byte(s))
@@ -310,7 +311,7 @@ func (g *Gateway) subjects(r *http.Request) *subjects {
 	s := &c.subjects
 	var claims map[string]any
 	if auth := r.Header.Get("Authorization"); auth != "" {
-		if cl := g.jwt.Claims(apimeter.BearerToken(auth), time.Now()); cl != nil {
+		if cl := g.jwt.Claims(scrub.BearerToken(auth), time.Now()); cl != nil {
 			claims = cl
 			s.user = identity.ClaimString(cl, g.jwt.UserClaim())
 		}
@@ -329,14 +330,14 @@ func (g *Gateway) subjects(r *http.Request) *subjects {
 	}
 	if c.u.needKey {
 		key := ""
-		for _, h := range apimeter.APIKeyHeaders {
+		for _, h := range scrub.APIKeyHeaders {
 			if v := r.Header.Get(h); v != "" {
 				key = v
 				break
 			}
 		}
 		if key == "" {
-			key = apimeter.QueryAPIKey(r.URL.RawQuery)
+			key = scrub.QueryAPIKey(r.URL.RawQuery)
 		}
 		if key != "" {
 			s.apiKey = g.scrub.Fingerprint(key)

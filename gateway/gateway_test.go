@@ -19,10 +19,11 @@ import (
 	"github.com/apimeter/apimeter/capture"
 	"github.com/apimeter/apimeter/gateway"
 	"github.com/apimeter/apimeter/internal/redistest"
+	"github.com/apimeter/apimeter/scrub"
 )
 
-// seedToken is seed 000's JWT: sub 513, HS256 with "my_super_secret".
-const seedToken = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI1MTMiLCJuYW1lIjoiSm9obiBEb2UiLCJpYXQiOjE1MTYyMzkwMjJ9.FPN2Bj5b6OUzeTJ7lrNQPWUkZnnBnhMFYeyMjJ_-tN0"
+// guideToken is the counting guide's JWT: sub 513, HS256 with "my_super_secret".
+const guideToken = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI1MTMiLCJuYW1lIjoiSm9obiBEb2UiLCJpYXQiOjE1MTYyMzkwMjJ9.FPN2Bj5b6OUzeTJ7lrNQPWUkZnnBnhMFYeyMjJ_-tN0"
 
 // keepSink keeps the events it is sent, for the tests to read.
 type keepSink struct {
@@ -157,7 +158,7 @@ func TestRoutingAndForwarding(t *testing.T) {
 		{"other host falls back", "GET", "/b/invoices/7", "other.example", "fallback", "/b/invoices/7", ""},
 	}
 	for _, tc := range cases {
-		resp, body := do(t, tc.method, gw+tc.path, "", map[string]string{"Host": tc.host, "Authorization": "Bearer " + seedToken, "X-Forwarded-For": "203.0.113.9"})
+		resp, body := do(t, tc.method, gw+tc.path, "", map[string]string{"Host": tc.host, "Authorization": "Bearer " + guideToken, "X-Forwarded-For": "203.0.113.9"})
 		wantAPI := tc.wantAPI
 		if wantAPI == "fallback" {
 			wantAPI = "billing"
@@ -186,7 +187,7 @@ func TestRoutingAndForwarding(t *testing.T) {
 		}
 		// Untrusted: the client's X-Forwarded-For is replaced by its
 		// address.
-		if s.xff != "127.0.0.1" || s.proto != "http" || s.auth != "Bearer "+seedToken {
+		if s.xff != "127.0.0.1" || s.proto != "http" || s.auth != "Bearer "+guideToken {
 			t.Errorf("%s: upstream got X-Forwarded-For %q, -Proto %q, Authorization %q; want 127.0.0.1, http, the token", tc.name, s.xff, s.proto, s.auth)
 		}
 		if want := tc.host; want != "" && s.xhost != want {
@@ -201,7 +202,7 @@ func TestRoutingAndForwarding(t *testing.T) {
 		if !strings.HasSuffix(e.TargetURL, wantTarget) || e.TargetLatencyMs <= 0 || e.TargetLatencyMs > e.LatencyMs {
 			t.Errorf("%s: target %q %.3f ms (total %.3f ms), want ...%s (no query) and 0 < target <= total", tc.name, e.TargetURL, e.TargetLatencyMs, e.LatencyMs, wantTarget)
 		}
-		if h := e.RequestHeaders.Get("Authorization"); !apimeter.IsFingerprint(h) {
+		if h := e.RequestHeaders.Get("Authorization"); !scrub.IsFingerprint(h) {
 			t.Errorf("%s: Authorization recorded as %q, want a fingerprint", tc.name, h)
 		}
 	}

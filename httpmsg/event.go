@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/internal/jsontext"
 )
 
 // Orphan flags, written in an event's metadata as "apim_orphan".
@@ -74,7 +75,7 @@ func ToEvent(req, resp *Message, reqTime, respTime time.Time) apimeter.Event {
 		e.ResponseSize = size(resp.Body, resp.Header)
 	}
 	md := make([]byte, 0, 96)
-	md = apimeter.AppendJSONString(append(md, `{"apim_message_id":`...), e.ID)
+	md = jsontext.AppendString(append(md, `{"apim_message_id":`...), e.ID)
 	if orphan != "" {
 		md = append(append(append(md, `,"apim_orphan":"`...), orphan...), '"')
 	}

@@ -40,7 +40,7 @@ const DefaultBodyLimit = 1024
 const MaxIDLen = 128
 
 // SecretHeaders are never written and are dropped when read, compared
-// without case. The seed's policy compares them with case, so the
+// without case. The APIM policy compares them with case, so the
 // lower-case names HTTP/2 clients send reach the event hub; Decode removes
 // them.
 var SecretHeaders = []string{"Authorization", "Ocp-Apim-Subscription-Key"}

@@ -263,7 +263,7 @@ func TestAppendFromEvent(t *testing.T) {
 	}
 }
 
-// BenchmarkDecode reads the seed's request and response vectors, next to
+// BenchmarkDecode reads the APIM request and response vectors, next to
 // the reference that hands the head to net/http (the first Decode).
 func BenchmarkDecode(b *testing.B) {
 	var msgs [][]byte

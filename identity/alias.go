@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // Alias maps one API key, token or client id, held only as its SHA-256
-// (apimeter.KeyHash), to the user (and company) it belongs to, within an
+// (scrub.KeyHash), to the user (and company) it belongs to, within an
 // org and environment. A user may hold many aliases.
 type Alias struct {
 	Org, Env  string
@@ -23,12 +23,12 @@ type Alias struct {
 	CreatedAt time.Time
 }
 
-// KeyID is the unkeyed fingerprint of the key (apimeter.Fingerprint of the
+// KeyID is the unkeyed fingerprint of the key (scrub.Fingerprint of the
 // raw key), computed from its hash. The collector's keyed Scrubber turns it
 // into the fingerprint events store (Scrubber.FingerprintOfHash), the same
 // as that of the raw key: aliases match by KeyHash, which the fingerprint
 // key does not change, so aliases made before and after it match alike.
-func (a Alias) KeyID() string { return apimeter.FingerprintOfHash(a.KeyHash) }
+func (a Alias) KeyID() string { return scrub.FingerprintOfHash(a.KeyHash) }
 
 // ValidAt reports whether the alias identifies a call made at t.
 func (a Alias) ValidAt(t time.Time) bool { return a.ExpiresAt.IsZero() || t.Before(a.ExpiresAt) }

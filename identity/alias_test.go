@@ -9,6 +9,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/store/duckdb"
 )
 
@@ -40,7 +41,7 @@ func TestAliasTable(t *testing.T) {
 	for _, eng := range engines {
 		t.Run(eng.name, func(t *testing.T) {
 			al := eng.open(t)
-			h := func(k string) string { return apimeter.KeyHash(k) }
+			h := func(k string) string { return scrub.KeyHash(k) }
 			now := time.Now().UTC().Truncate(time.Millisecond)
 			put := func(a identity.Alias) {
 				t.Helper()
@@ -70,8 +71,8 @@ func TestAliasTable(t *testing.T) {
 				user string
 				want []string
 			}{
-				{"u1", []string{apimeter.Fingerprint("k1")}},                             // "old" is past retention
-				{"u2", []string{apimeter.Fingerprint("k2"), apimeter.Fingerprint("k3")}}, // oldest first
+				{"u1", []string{scrub.Fingerprint("k1")}},                          // "old" is past retention
+				{"u2", []string{scrub.Fingerprint("k2"), scrub.Fingerprint("k3")}}, // oldest first
 				{"nobody", nil},
 			} {
 				got, err := al.UserAliases(ctx, "o", "prod", c.user)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/store/duckdb"
 )
 
@@ -50,7 +51,7 @@ func fillAliases(b *testing.B, al identity.Aliases, n int) []string {
 	keys := make([]string, n)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("ak_live_%08d_bench", i)
-		if err := al.PutAlias(context.Background(), identity.Alias{Org: "acme", Env: "prod", KeyHash: apimeter.KeyHash(keys[i]),
+		if err := al.PutAlias(context.Background(), identity.Alias{Org: "acme", Env: "prod", KeyHash: scrub.KeyHash(keys[i]),
 			UserID: fmt.Sprintf("user-%d", i/3), CompanyID: "co-1"}); err != nil {
 			b.Fatal(err)
 		}
@@ -127,13 +128,13 @@ func BenchmarkIdentify(b *testing.B) {
 		// be: the part of the cost that storing only hashes makes inherent.
 		m := make(map[string]string, len(keys))
 		for i, k := range keys {
-			m[apimeter.KeyHash(k)] = fmt.Sprintf("user-%d", i/3)
+			m[scrub.KeyHash(k)] = fmt.Sprintf("user-%d", i/3)
 		}
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			resetIDs(evs)
 			for j := range evs {
-				evs[j].UserID = m[apimeter.KeyHash(evs[j].RequestHeaders[0].Value)]
+				evs[j].UserID = m[scrub.KeyHash(evs[j].RequestHeaders[0].Value)]
 			}
 		}
 		ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N*len(evs))

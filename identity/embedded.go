@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/store/detail"
 )
 
 // DefaultExpiredRetention is how long an expired alias is kept, so that
@@ -116,7 +117,7 @@ func RebuildCounters(ctx context.Context, db *sql.DB, ps Periods) (map[CounterKe
 const rebuildSQL = `
 SELECT org, env, CAST(floor(epoch(ts) / 900) AS BIGINT) AS bucket, user_id, company_id, api_key_id,
   CAST(sum(weight) AS BIGINT),
-  CAST(sum(CASE WHEN ` + apimeter.IsErrorSQL + ` THEN weight ELSE 0 END) AS BIGINT),
+  CAST(sum(CASE WHEN ` + detail.IsErrorSQL + ` THEN weight ELSE 0 END) AS BIGINT),
   CAST(sum(weight * (coalesce(req_size, 0) + coalesce(resp_size, 0))) AS BIGINT)
 FROM events GROUP BY ALL`
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 )
 
@@ -139,11 +140,11 @@ func (a *API) putAlias(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
-	case in.Key != "" && in.KeyHash != "" && apimeter.KeyHash(in.Key) != in.KeyHash:
+	case in.Key != "" && in.KeyHash != "" && scrub.KeyHash(in.Key) != in.KeyHash:
 		a.fail(w, r, fieldErr("key_hash", "does not match key; send one of them"))
 		return
 	case in.Key != "":
-		in.KeyHash = apimeter.KeyHash(in.Key)
+		in.KeyHash = scrub.KeyHash(in.Key)
 	case in.KeyHash == "":
 		a.fail(w, r, fieldErr("key", "key or key_hash is required"))
 		return

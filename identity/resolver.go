@@ -8,6 +8,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // Config configures a Resolver. Every part is optional.
@@ -43,12 +44,12 @@ type Config struct {
 type Resolver struct {
 	cfg Config
 	// credential extraction reuses the scrubber's notion of an API key.
-	scrub *apimeter.Scrubber
+	scrub *scrub.Scrubber
 }
 
 // NewResolver returns a Resolver for cfg.
 func NewResolver(cfg Config) *Resolver {
-	return &Resolver{cfg: cfg, scrub: apimeter.NewScrubber(nil, nil, 0)}
+	return &Resolver{cfg: cfg, scrub: scrub.New(nil, nil, 0)}
 }
 
 // maxCreds is how many credentials per event are looked up.
@@ -62,7 +63,7 @@ type creds struct {
 
 func (c *creds) add(s string) {
 	s = strings.TrimSpace(s)
-	if s == "" || apimeter.IsFingerprint(s) || c.n == maxCreds {
+	if s == "" || scrub.IsFingerprint(s) || c.n == maxCreds {
 		return
 	}
 	for i := 0; i < c.n; i++ {
@@ -85,16 +86,16 @@ func (r *Resolver) Identify(ctx context.Context, events []apimeter.Event) error 
 			c.add(e.APIKeyID)
 		}
 		c.add(r.scrub.APIKey(e))
-		bearer := apimeter.BearerToken(e.RequestHeaders.Get("Authorization"))
+		bearer := scrub.BearerToken(e.RequestHeaders.Get("Authorization"))
 		c.add(bearer)
-		c.add(apimeter.BearerToken(e.SessionToken))
+		c.add(scrub.BearerToken(e.SessionToken))
 		for _, h := range r.cfg.ClientIDHeaders {
 			c.add(e.RequestHeaders.Get(h))
 		}
 		c.first = len(refs)
 		if r.cfg.Aliases != nil && (e.UserID == "" || e.CompanyID == "") {
 			for j := 0; j < c.n; j++ {
-				refs = append(refs, AliasRef{Org: e.Org, Env: e.Env, KeyHash: apimeter.KeyHash(c.raw[j])})
+				refs = append(refs, AliasRef{Org: e.Org, Env: e.Env, KeyHash: scrub.KeyHash(c.raw[j])})
 			}
 		} else {
 			c.n = 0 // nothing to look up
@@ -135,9 +136,9 @@ func (r *Resolver) resolve(e *apimeter.Event, c *creds, found []Alias) {
 	}
 	var claims jwt.MapClaims
 	if r.cfg.JWT != nil && (e.UserID == "" || e.CompanyID == "") {
-		claims = r.cfg.JWT.Claims(apimeter.BearerToken(e.RequestHeaders.Get("Authorization")), e.RequestTime)
+		claims = r.cfg.JWT.Claims(scrub.BearerToken(e.RequestHeaders.Get("Authorization")), e.RequestTime)
 		if claims == nil && e.SessionToken != "" {
-			claims = r.cfg.JWT.Claims(apimeter.BearerToken(e.SessionToken), e.RequestTime)
+			claims = r.cfg.JWT.Claims(scrub.BearerToken(e.SessionToken), e.RequestTime)
 		}
 		if claims != nil && e.UserID == "" {
 			e.UserID = ClaimString(claims, r.cfg.JWT.UserClaim())

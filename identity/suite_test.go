@@ -23,6 +23,7 @@ import (
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/stats"
 	"github.com/apimeter/apimeter/store/duckdb"
@@ -110,7 +111,7 @@ func startRig(t *testing.T, dir, app string, open func(*testing.T, *duckdb.Store
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := server.New(server.Config{Store: st, Apps: reg, Scrubber: apimeter.NewScrubber(nil, nil, -1),
+	srv := server.New(server.Config{Store: st, Apps: reg, Scrubber: scrub.New(nil, nil, -1),
 		Identifier: res, Sinks: []apimeter.Sink{meter}, Auth: auth.New(auth.Config{Keys: keys})})
 	(&identity.API{Aliases: al, Meter: meter}).Register(srv)
 	stats.NewHandler(stats.Config{DB: st.DB(), Dialect: stats.DuckDB{}, QuotaPerMinute: -1}).Register(srv)
@@ -351,7 +352,7 @@ func runSuite(t *testing.T, be backend) {
 		{"org": "acme", "env": "prod", "key": k3, "user_id": "cust-513", "company_id": "acme-co", "expires_at": expiry},
 	} {
 		var out identity.AliasJSON
-		if code := r.do("PUT", "/v1/aliases", al, &out); code != 200 || out.Key != "" || out.KeyHash != apimeter.KeyHash(al["key"].(string)) {
+		if code := r.do("PUT", "/v1/aliases", al, &out); code != 200 || out.Key != "" || out.KeyHash != scrub.KeyHash(al["key"].(string)) {
 			t.Fatalf("put alias: status %d, answer %+v", code, out)
 		}
 	}
@@ -459,9 +460,9 @@ func runSuite(t *testing.T, be backend) {
 	if expired != 1 {
 		t.Errorf("%d aliases marked expired, want 1", expired)
 	}
-	h2 := apimeter.KeyHash(k2)
+	h2 := scrub.KeyHash(k2)
 	var got identity.AliasJSON
-	if code := r.do("GET", "/v1/aliases/"+h2+"?org=acme", nil, &got); code != 200 || got.UserID != "cust-513" || got.KeyID != apimeter.Fingerprint(k2) {
+	if code := r.do("GET", "/v1/aliases/"+h2+"?org=acme", nil, &got); code != 200 || got.UserID != "cust-513" || got.KeyID != scrub.Fingerprint(k2) {
 		t.Fatalf("get alias: %d %+v", code, got)
 	}
 	r.do("DELETE", "/v1/aliases/"+h2+"?org=acme", nil, nil)

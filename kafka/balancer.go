@@ -8,7 +8,7 @@ import (
 )
 
 // pairBalancer assigns partitions 2k and 2k+1 of a topic to the same group
-// member. Seed 002's policy writes requests to partition 0 and their
+// member. Azure API Management's policy writes requests to partition 0 and their
 // responses to partition 1: a member holding only one of them could pair
 // nothing. (A policy that keys both messages by message id puts each pair
 // in one partition, which any grouping keeps together.) With more members

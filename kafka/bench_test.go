@@ -31,8 +31,8 @@ var benchLevel = func() slog.Level {
 
 var benchCalls = flag.Int("kafka.calls", 100_000, "calls (two messages each) in BenchmarkPipeline's topic")
 
-// BenchmarkPipeline measures, on one kfake topic filled as the seed's
-// policy fills it, the messages per second of the whole pipeline (parse,
+// BenchmarkPipeline measures, on one kfake topic filled as the APIM policy
+// fills it, the messages per second of the whole pipeline (parse,
 // pair, identify, scrub, store into a DuckDB file, commit) next to the raw
 // rate of a consumer that only reads the same topic and the rate of a bare
 // DuckDB appender writing the same calls' events (counted as two messages

@@ -19,6 +19,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/httpmsg"
+	"github.com/apimeter/apimeter/moesif"
 )
 
 // Format is how calls are written in the topic.
@@ -26,7 +27,7 @@ type Format string
 
 // The formats.
 const (
-	// FormatAPIM is seed 002's pair of messages per call, as APIM's
+	// FormatAPIM is Azure API Management's pair of messages per call, as APIM's
 	// log-to-eventhub policy writes them (package httpmsg).
 	FormatAPIM Format = "apim"
 	// FormatJSON is one record per event, or per batch of events, in the
@@ -503,17 +504,17 @@ func (c *Consumer) handleJSON(r *kgo.Record) error {
 	if bytes.HasPrefix(v, []byte("request:")) || bytes.HasPrefix(v, []byte("response:")) {
 		return errors.New("the record is an APIM message (request:/response:), not JSON: read it with --format apim")
 	}
-	var ms []apimeter.MoesifEvent
+	var ms []moesif.Event
 	switch {
 	case len(v) > 0 && v[0] == '[':
 		var err error
-		if ms, err = apimeter.DecodeBatch(v, apimeter.Limits{MaxEvents: 10_000}); err != nil {
+		if ms, err = moesif.DecodeBatch(v, moesif.Limits{MaxEvents: 10_000}); err != nil {
 			if err := json.Unmarshal(v, &ms); err != nil {
 				return fmt.Errorf("json batch: %w", err)
 			}
 		}
 	default:
-		ms = make([]apimeter.MoesifEvent, 1)
+		ms = make([]moesif.Event, 1)
 		if err := json.Unmarshal(v, &ms[0]); err != nil {
 			return fmt.Errorf("json event: %w", err)
 		}

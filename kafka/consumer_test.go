@@ -50,7 +50,7 @@ func startConsumer(t testing.TB, c *kfake.Cluster, s *stack, group string, reg p
 	return cons, r
 }
 
-// TestPipeline feeds a 2-partition topic as the seed's policy does — the
+// TestPipeline feeds a 2-partition topic as the APIM policy does — the
 // vectors, generated calls with about 30% of responses ahead of their
 // requests, requests and responses alone, three kinds of malformed message,
 // lower-case authorization headers — and checks that the Metrics API counts

@@ -19,10 +19,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/httpmsg"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/stats"
 	"github.com/apimeter/apimeter/store/duckdb"
@@ -31,7 +31,7 @@ import (
 const topic = "apim-calls"
 
 // newCluster starts an in-process Kafka (franz-go's kfake: the real
-// protocol) with a 2-partition topic, as the seed's event hub.
+// protocol) with a 2-partition topic, as the APIM policy's event hub.
 func newCluster(t testing.TB) *kfake.Cluster {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, topic))
@@ -70,7 +70,7 @@ func newStack(t testing.TB) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := server.New(server.Config{Store: st, Apps: reg, Scrubber: apimeter.NewScrubber(nil, nil, 1024), Auth: auth.New(auth.Config{Keys: keys})})
+	srv := server.New(server.Config{Store: st, Apps: reg, Scrubber: scrub.New(nil, nil, 1024), Auth: auth.New(auth.Config{Keys: keys})})
 	stats.NewHandler(stats.Config{DB: st.DB(), Dialect: stats.DuckDB{}, QuotaPerMinute: -1}).Register(srv)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(func() { hs.Close(); st.Close() })
@@ -121,7 +121,7 @@ type call struct {
 	auth               string // a lower-case authorization header value, if any
 }
 
-// policyRequest builds the request message exactly as seed 002's policy
+// policyRequest builds the request message exactly as Azure API Management's policy
 // does, including its case-sensitive secret filter (which lets a lower-case
 // authorization through).
 func policyRequest(id, method, target string, headers [][2]string, body string) []byte {

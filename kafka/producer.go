@@ -17,7 +17,7 @@ import (
 	"github.com/apimeter/apimeter/httpmsg"
 )
 
-// Partitions of seed 002's layout: requests on one, responses on the other,
+// Partitions of Azure API Management's layout: requests on one, responses on the other,
 // so each is read in order.
 const (
 	RequestPartition  int32 = 0
@@ -108,7 +108,7 @@ func (p *Producer) Send(ctx context.Context, events []apimeter.Event) error {
 	return p.sink.Send(ctx, events)
 }
 
-// SendMessages writes seed 002 messages as they are (relaying what a
+// SendMessages writes APIM log-to-eventhub messages as they are (relaying what a
 // policy wrote elsewhere, say): those starting "request:" to
 // RequestPartition, the others to ResponsePartition. It needs FormatAPIM.
 func (p *Producer) SendMessages(ctx context.Context, msgs [][]byte) error {

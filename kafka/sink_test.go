@@ -13,9 +13,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/capture"
 	"github.com/apimeter/apimeter/kafka"
+	"github.com/apimeter/apimeter/moesif"
 )
 
 // readAll reads every record of the topic from the start: n of them.
@@ -71,7 +71,7 @@ func TestSinkRecords(t *testing.T) {
 				req.Header["authorization"] = []string{token} // as an HTTP/2 client sends it
 				w := httptest.NewRecorder()
 				h.ServeHTTP(w, req)
-				ids[w.Header().Get(apimeter.TransactionIDHeader)] = true
+				ids[w.Header().Get(moesif.TransactionIDHeader)] = true
 			}
 			if err := capt.Close(context.Background()); err != nil {
 				t.Fatal(err)

@@ -25,9 +25,11 @@ import (
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/gateway"
+	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/identity"
 	"github.com/apimeter/apimeter/portal"
 	"github.com/apimeter/apimeter/portal/token"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/stats"
 	"github.com/apimeter/apimeter/store/clickhouse"
@@ -193,7 +195,7 @@ func start(t *testing.T, engine string) *env {
 		t.Fatal(err)
 	}
 	guard := auth.New(auth.Config{Keys: keys})
-	srv := server.New(server.Config{Store: st, Apps: reg, Scrubber: apimeter.NewScrubber(nil, nil, 0), Auth: guard})
+	srv := server.New(server.Config{Store: st, Apps: reg, Scrubber: scrub.New(nil, nil, 0), Auth: guard})
 	guard.Register(srv)
 	stats.NewHandler(stats.Config{DB: db, Dialect: dialect, QuotaPerMinute: -1}).Register(srv)
 
@@ -710,7 +712,7 @@ func normalize(gs []portal.GroupJSON) []string {
 
 func (e *env) checkEvents(t *testing.T, c token.Customer, tok string) {
 	type answer struct {
-		Events []apimeter.MoesifEvent `json:"events"`
+		Events []moesif.Event `json:"events"`
 	}
 	n := 0
 	for i := range e.events {

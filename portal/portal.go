@@ -15,6 +15,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/gateway"
+	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/identity"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/stats"
@@ -336,7 +337,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request, t *Token) {
 	}
 	if *want != "" && *want != t.Customer.ID {
 		// Another customer's calls: none of them are this token's.
-		server.WriteJSON(w, http.StatusOK, map[string]any{"events": []apimeter.MoesifEvent{}})
+		server.WriteJSON(w, http.StatusOK, map[string]any{"events": []moesif.Event{}})
 		return
 	}
 	*want = t.Customer.ID
@@ -386,7 +387,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request, t *Token) {
 		h.fail(w, r, err)
 		return
 	}
-	out := make([]apimeter.MoesifEvent, 0, len(events))
+	out := make([]moesif.Event, 0, len(events))
 	for i := range events {
 		// The store answered by the filter; this check keeps a store's
 		// mistake from ever showing another customer's call.
@@ -394,7 +395,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request, t *Token) {
 			h.log.Error("portal: the store answered an event outside the filter", "org", t.Org, "env", t.Env, "event", events[i].ID)
 			continue
 		}
-		out = append(out, apimeter.FromEvent(&events[i]))
+		out = append(out, moesif.FromEvent(&events[i]))
 	}
 	server.WriteJSON(w, http.StatusOK, map[string]any{"events": out})
 }

@@ -28,6 +28,8 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/moesif"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/store/duckdb"
 )
@@ -144,7 +146,7 @@ func startCollector(t *testing.T, env string) *collector {
 	if err != nil {
 		t.Fatalf("open apps: %v", err)
 	}
-	srv := server.New(server.Config{Store: st, Apps: reg, Scrubber: apimeter.NewScrubber(nil, nil, -1)})
+	srv := server.New(server.Config{Store: st, Apps: reg, Scrubber: scrub.New(nil, nil, -1)})
 	hits := &hitLog{record: *record}
 	hs := httptest.NewServer(hits.wrap(srv))
 	t.Cleanup(func() {
@@ -328,13 +330,13 @@ type call struct {
 	wantBody   string // a fragment of the stored request body
 }
 
-// seedJWT is the seed's token: HS256, sub 513 (the user), name, iat.
-func seedJWT() string {
+// guideJWT is the counting guide's token: HS256, sub 513 (the user), name, iat.
+func guideJWT() string {
 	return hs256(map[string]any{"sub": "513", "name": "John Doe", "iat": 1516239022}, jwtSecret)
 }
 
-// seedCalls are the calls made to each SDK app, after seed 000.
-func seedCalls(jwt string) []call {
+// guideCalls are the calls made to each SDK app, after the counting guide.
+func guideCalls(jwt string) []call {
 	bearer := map[string]string{"Authorization": "Bearer " + jwt}
 	return []call{
 		{
@@ -369,8 +371,8 @@ func runSDK(t *testing.T, s sdk) {
 	c := startCollector(t, s.name)
 	a := startApp(t, cmd, c)
 
-	jwt := seedJWT()
-	calls := seedCalls(jwt)
+	jwt := guideJWT()
+	calls := guideCalls(jwt)
 	txIDs := make([]string, len(calls))
 	for i, cl := range calls {
 		if i == len(calls)-1 {
@@ -450,7 +452,7 @@ func checkEvent(t *testing.T, e apimeter.Event, cl call, s sdk, jwt string) {
 		t.Errorf("metadata = %s, want the app's {\"sdk\":%q}", e.Metadata, s.metadataName)
 	}
 	if cl.header["Authorization"] != "" {
-		if want := apimeter.Fingerprint(jwt); e.SessionToken != want {
+		if want := scrub.Fingerprint(jwt); e.SessionToken != want {
 			t.Errorf("session token = %q, want the JWT's fingerprint %q", e.SessionToken, want)
 		}
 		if got := e.RequestHeaders.Get("Authorization"); !strings.HasPrefix(got, "fp_") {
@@ -495,8 +497,8 @@ func writeRecording(t *testing.T, s sdk, hits []hit) {
 // proxy does not serve Moesif's Go SDK). A second replay must store
 // nothing new: the SDKs' transaction ids make ingest idempotent.
 func TestRecordedSDKTraffic(t *testing.T) {
-	jwt := seedJWT()
-	calls := seedCalls(jwt)
+	jwt := guideJWT()
+	calls := guideCalls(jwt)
 	for _, s := range []sdk{
 		{name: "node", setCookie: "node-set-cookie-secret", metadataName: "moesif-nodejs"},
 		{name: "go", setCookie: "go-set-cookie-secret", metadataName: "moesifmiddleware-go"},
@@ -618,9 +620,9 @@ func send(t *testing.T, a *app, cl call) string {
 	if resp.StatusCode != cl.wantStatus {
 		t.Fatalf("%s: the app answered %d, want %d", cl.name, resp.StatusCode, cl.wantStatus)
 	}
-	id := resp.Header.Get(apimeter.TransactionIDHeader)
+	id := resp.Header.Get(moesif.TransactionIDHeader)
 	if id == "" {
-		t.Fatalf("%s: the SDK set no %s on the response", cl.name, apimeter.TransactionIDHeader)
+		t.Fatalf("%s: the SDK set no %s on the response", cl.name, moesif.TransactionIDHeader)
 	}
 	return id
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/moesif"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/store/duckdb"
 	"github.com/apimeter/apimeter/workload"
@@ -55,10 +57,10 @@ func BenchmarkIngest(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer raw.Close()
-		scrub := apimeter.NewScrubber(nil, nil, -1)
+		scrubber := scrub.New(nil, nil, -1)
 		batches := make([][]apimeter.Event, len(bodies))
 		for i, body := range bodies {
-			ms, err := apimeter.DecodeBatch(body, apimeter.Limits{})
+			ms, err := moesif.DecodeBatch(body, moesif.Limits{})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -67,7 +69,7 @@ func BenchmarkIngest(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				scrub.Scrub(&ev)
+				scrubber.Scrub(&ev)
 				batches[i] = append(batches[i], ev)
 			}
 		}
@@ -102,7 +104,7 @@ func BenchmarkIngest(b *testing.B) {
 			defer st.Close()
 			a, _ := apps.Create(dir, "bench", "prod")
 			reg, _ := apps.Open(dir)
-			h := server.New(server.Config{Store: st, Apps: reg, Scrubber: apimeter.NewScrubber(nil, nil, -1)})
+			h := server.New(server.Config{Store: st, Apps: reg, Scrubber: scrub.New(nil, nil, -1)})
 			// Four concurrent senders, as several SDK instances would be.
 			work := make(chan []byte)
 			var wg sync.WaitGroup

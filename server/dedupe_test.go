@@ -11,6 +11,8 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/moesif"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/store/duckdb"
 	"github.com/apimeter/apimeter/workload"
@@ -38,7 +40,7 @@ func marshal(t *testing.T, v any) []byte {
 func TestIdempotentIngest(t *testing.T) {
 	gen := workload.New(3, time.Hour)
 	batchA := gen.Batch(40)
-	batchB := append(append([]apimeter.MoesifEvent{}, batchA[20:]...), gen.Batch(20)...) // overlaps A by half
+	batchB := append(append([]moesif.Event{}, batchA[20:]...), gen.Batch(20)...) // overlaps A by half
 
 	// The same call sent twice by an SDK without an explicit event_id:
 	// identified by its X-Moesif-Transaction-Id header.
@@ -48,14 +50,14 @@ func TestIdempotentIngest(t *testing.T) {
 
 	cases := []struct {
 		name    string
-		batches [][]apimeter.MoesifEvent
-		single  []apimeter.MoesifEvent
+		batches [][]moesif.Event
+		single  []moesif.Event
 		want    int64
 	}{
-		{name: "same batch twice", batches: [][]apimeter.MoesifEvent{batchA, batchA}, want: 40},
-		{name: "overlapping by half", batches: [][]apimeter.MoesifEvent{batchA, batchB}, want: 60},
-		{name: "duplicates inside one batch", batches: [][]apimeter.MoesifEvent{append(append([]apimeter.MoesifEvent{}, batchA...), batchA[:10]...)}, want: 40},
-		{name: "event_id and transaction header agree", batches: [][]apimeter.MoesifEvent{{withID}}, single: []apimeter.MoesifEvent{retry}, want: 1},
+		{name: "same batch twice", batches: [][]moesif.Event{batchA, batchA}, want: 40},
+		{name: "overlapping by half", batches: [][]moesif.Event{batchA, batchB}, want: 60},
+		{name: "duplicates inside one batch", batches: [][]moesif.Event{append(append([]moesif.Event{}, batchA...), batchA[:10]...)}, want: 40},
+		{name: "event_id and transaction header agree", batches: [][]moesif.Event{{withID}}, single: []moesif.Event{retry}, want: 1},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -95,7 +97,7 @@ func TestIdempotentAcrossRestartAndEntryPoints(t *testing.T) {
 			t.Fatal(err)
 		}
 		reg, _ := apps.Open(dir)
-		return st, server.New(server.Config{Store: st, Apps: reg, Scrubber: apimeter.NewScrubber(nil, nil, -1)})
+		return st, server.New(server.Config{Store: st, Apps: reg, Scrubber: scrub.New(nil, nil, -1)})
 	}
 	st, srv := open()
 	events := make([]apimeter.Event, len(batch))

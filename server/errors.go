@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/moesif"
 )
 
 // APIError is the body of every error answer:
@@ -36,7 +36,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 // errorCode is the code WriteError answers err with.
 func errorCode(err error) string {
 	var ae *APIError
-	var fe *apimeter.FieldError
+	var fe *moesif.FieldError
 	switch {
 	case errors.As(err, &ae):
 		return ae.Code
@@ -48,11 +48,11 @@ func errorCode(err error) string {
 
 // WriteError answers with err as JSON: every HTTP error of apimeter's own
 // APIs is written here. Errors that are not an *APIError or
-// *apimeter.FieldError are reported as a 500 without their text, which is
+// *moesif.FieldError are reported as a 500 without their text, which is
 // logged instead.
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	var ae *APIError
-	var fe *apimeter.FieldError
+	var fe *moesif.FieldError
 	switch {
 	case errors.As(err, &ae):
 	case errors.As(err, &fe):

@@ -14,7 +14,7 @@ import (
 // answer is always a 200 or a 4xx with a JSON error, never a 5xx or a
 // panic.
 func FuzzCollectorBatch(f *testing.F) {
-	if b, err := os.ReadFile("../testdata/moesif/node-batch.json"); err == nil {
+	if b, err := os.ReadFile("../moesif/testdata/node-batch.json"); err == nil {
 		f.Add(b)
 	}
 	f.Add([]byte("[" + goodEvent + "]"))

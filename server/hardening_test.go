@@ -18,8 +18,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/internal/jsontext"
 	"github.com/apimeter/apimeter/server"
 )
 
@@ -72,7 +72,7 @@ func TestRequestMemoryBoundedByLimits(t *testing.T) {
 	// work per event; far below what the bodies expand to unbounded.
 	const bound = 24 * maxBody
 	ev := `{"request":{"time":"2026-11-02T09:00:00Z","uri":"/a","verb":"GET","headers":{%s}},"response":{"status":200}}`
-	manyHeaders := strings.TrimSuffix(strings.Repeat(`"":1,`, apimeter.MaxHeaders-1), ",")
+	manyHeaders := strings.TrimSuffix(strings.Repeat(`"":1,`, jsontext.MaxHeaders-1), ",")
 	for _, c := range []struct {
 		name, path string
 		body       []byte

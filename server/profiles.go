@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/internal/jsontext"
+	"github.com/apimeter/apimeter/moesif"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // profileIn is what apimeter reads of Moesif's UserModel, CompanyModel,
@@ -125,14 +128,14 @@ const maxProfileKeys = 1000
 // parseProfile reads one profile and makes it safe to store with scrub:
 // the session token becomes its fingerprint, and so does the value of every
 // secret field (metadata's included, at any depth).
-func parseProfile(scrub *apimeter.Scrubber, raw json.RawMessage, kind, idField string, index int, now time.Time, maxMetadata int) (apimeter.Profile, error) {
+func parseProfile(scrubber *scrub.Scrubber, raw json.RawMessage, kind, idField string, index int, now time.Time, maxMetadata int) (apimeter.Profile, error) {
 	bad := func(field, msg string) error {
-		return &apimeter.FieldError{Index: index, Field: field, Msg: msg}
+		return &moesif.FieldError{Index: index, Field: field, Msg: msg}
 	}
 	// Invalid UTF-8 and lone surrogates anywhere in the profile become
 	// U+FFFD before anything is read from it: the store keeps only valid
 	// text, and what is echoed back is valid JSON.
-	raw = apimeter.ValidJSON(raw)
+	raw = jsontext.ValidJSON(raw)
 	if n := topLevelKeys(raw); n > maxProfileKeys {
 		return apimeter.Profile{}, bad("(profile)", fmt.Sprintf("has %d keys; at most %d are kept", n, maxProfileKeys))
 	}
@@ -165,7 +168,7 @@ func parseProfile(scrub *apimeter.Scrubber, raw json.RawMessage, kind, idField s
 		return p, bad(idField, "is required")
 	}
 	if in.ModifiedTime != "" {
-		t, err := apimeter.ParseTime(in.ModifiedTime)
+		t, err := moesif.ParseTime(in.ModifiedTime)
 		if err != nil {
 			return p, bad("modified_time", err.Error())
 		}
@@ -190,11 +193,11 @@ func parseProfile(scrub *apimeter.Scrubber, raw json.RawMessage, kind, idField s
 	if in.SessionToken != "" {
 		// session_token is a secret field: ScrubJSON fingerprints the bare
 		// token, as Scrub does an event's.
-		tok, _ := json.Marshal(apimeter.BearerToken(in.SessionToken))
+		tok, _ := json.Marshal(scrub.BearerToken(in.SessionToken))
 		m["session_token"] = tok
 	}
 	p.Body, _ = json.Marshal(m)
-	if b, ok := scrub.ScrubJSON(string(p.Body)); ok {
+	if b, ok := scrubber.ScrubJSON(string(p.Body)); ok {
 		p.Body = []byte(b)
 	}
 	return p, nil
@@ -303,9 +306,9 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	out := make([]apimeter.MoesifEvent, len(events))
+	out := make([]moesif.Event, len(events))
 	for i := range events {
-		out[i] = apimeter.FromEvent(&events[i])
+		out[i] = moesif.FromEvent(&events[i])
 	}
 	WriteJSON(w, http.StatusOK, map[string]any{"events": out})
 }
@@ -314,7 +317,7 @@ func parseTimeParam(v string) (time.Time, error) {
 	if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
 		return time.UnixMilli(ms).UTC(), nil
 	}
-	return apimeter.ParseTime(strings.TrimSpace(v))
+	return moesif.ParseTime(strings.TrimSpace(v))
 }
 
 // config answers GET /v1/config in the form Moesif's SDKs parse: sample

@@ -25,6 +25,9 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/internal/jsontext"
+	"github.com/apimeter/apimeter/moesif"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // Defaults for Config's limits.
@@ -40,7 +43,7 @@ const (
 type Config struct {
 	Store    apimeter.Store
 	Apps     *apps.Registry
-	Scrubber *apimeter.Scrubber
+	Scrubber *scrub.Scrubber
 	// Identifier, when set, resolves who made each call before scrubbing.
 	Identifier apimeter.Identifier
 	// Sinks are told about newly stored events (usage counters, streams).
@@ -51,7 +54,7 @@ type Config struct {
 	// MaxBatchEvents caps the events (or profiles) in one batch. Zero
 	// means DefaultMaxBatchEvents. Decoding stops at the first event past
 	// it, and a batch's decoded events may take at most twice MaxBodyBytes
-	// as apimeter.DecodedSize counts them, so that a request's memory is
+	// as moesif.DecodedSize counts them, so that a request's memory is
 	// bounded by the limits whatever its body holds.
 	MaxBatchEvents int
 	// Auth finds what the credential of a read or admin request allows
@@ -267,13 +270,13 @@ func (s *Server) decodeErr(err error, index int) error {
 	}
 	var te *json.UnmarshalTypeError
 	var se *json.SyntaxError
-	var le *apimeter.LimitError
+	var le *moesif.LimitError
 	switch {
 	case errors.As(err, &le):
 		return s.limitErr(le)
-	case errors.Is(err, apimeter.ErrTooManyHeaders):
+	case errors.Is(err, jsontext.ErrTooManyHeaders):
 		return &APIError{Status: http.StatusRequestEntityTooLarge, Code: "too_many_headers", Index: idx,
-			Message: fmt.Sprintf("%sa request or response may carry at most %d headers", at, apimeter.MaxHeaders)}
+			Message: fmt.Sprintf("%sa request or response may carry at most %d headers", at, jsontext.MaxHeaders)}
 	case errors.As(err, &te):
 		field := te.Field
 		if field == "" {
@@ -291,11 +294,11 @@ func (s *Server) decodeErr(err error, index int) error {
 }
 
 // limits are the bounds of one batch's decoding.
-func (s *Server) limits() apimeter.Limits {
-	return apimeter.Limits{MaxEvents: s.cfg.MaxBatchEvents, MaxDecoded: 2 * s.cfg.MaxBodyBytes}
+func (s *Server) limits() moesif.Limits {
+	return moesif.Limits{MaxEvents: s.cfg.MaxBatchEvents, MaxDecoded: 2 * s.cfg.MaxBodyBytes}
 }
 
-func (s *Server) limitErr(le *apimeter.LimitError) *APIError {
+func (s *Server) limitErr(le *moesif.LimitError) *APIError {
 	if le.Events {
 		return newError(http.StatusRequestEntityTooLarge, "batch_too_large", fmt.Sprintf("a batch may hold at most %d events", s.cfg.MaxBatchEvents))
 	}
@@ -362,13 +365,13 @@ func (s *Server) decodeEvents(w http.ResponseWriter, r *http.Request, a apps.App
 		return nil, newError(http.StatusBadRequest, "read_body", "reading the body: "+err.Error())
 	}
 	body := buf.Bytes()
-	var ms []apimeter.MoesifEvent
+	var ms []moesif.Event
 	if batch {
 		// The fast decoder takes the whole batch at once; when it declines,
 		// the standard one walks the batch to say which event is bad. Both
 		// stop where the batch passes a limit.
-		var le *apimeter.LimitError
-		if ms, err = apimeter.DecodeBatch(body, s.limits()); errors.As(err, &le) {
+		var le *moesif.LimitError
+		if ms, err = moesif.DecodeBatch(body, s.limits()); errors.As(err, &le) {
 			return nil, s.limitErr(le)
 		} else if err != nil {
 			if ms, err = s.decodeBatchSlow(body); err != nil {
@@ -379,7 +382,7 @@ func (s *Server) decodeEvents(w http.ResponseWriter, r *http.Request, a apps.App
 			return nil, newError(http.StatusBadRequest, "empty_batch", "the batch holds no events")
 		}
 	} else {
-		ms = make([]apimeter.MoesifEvent, 1)
+		ms = make([]moesif.Event, 1)
 		if err := json.Unmarshal(body, &ms[0]); err != nil {
 			return nil, s.decodeErr(err, -1)
 		}
@@ -404,7 +407,7 @@ func (s *Server) decodeEvents(w http.ResponseWriter, r *http.Request, a apps.App
 // longer than its cap.
 func (s *Server) checkCaps(e *apimeter.Event, index int) error {
 	over := func(field string, n int) error {
-		return &apimeter.FieldError{Index: index, Field: field, Msg: fmt.Sprintf("is longer than %d bytes", n)}
+		return &moesif.FieldError{Index: index, Field: field, Msg: fmt.Sprintf("is longer than %d bytes", n)}
 	}
 	if len(e.URI) > s.cfg.MaxURIBytes {
 		return over("request.uri", s.cfg.MaxURIBytes)
@@ -430,7 +433,7 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // decodeBatchSlow decodes a batch with encoding/json, event by event, so
 // that a bad event is named by its index. It runs when the fast decoder
 // refused the batch.
-func (s *Server) decodeBatchSlow(body []byte) ([]apimeter.MoesifEvent, error) {
+func (s *Server) decodeBatchSlow(body []byte) ([]moesif.Event, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	tok, err := dec.Token()
 	if err != nil {
@@ -439,14 +442,14 @@ func (s *Server) decodeBatchSlow(body []byte) ([]apimeter.MoesifEvent, error) {
 	if d, ok := tok.(json.Delim); !ok || d != '[' {
 		return nil, newError(http.StatusBadRequest, "invalid_batch", "a batch must be a JSON array of events")
 	}
-	var ms []apimeter.MoesifEvent
+	var ms []moesif.Event
 	lim := s.limits()
 	var used int64
 	for i := 0; dec.More(); i++ {
 		if i >= lim.MaxEvents {
-			return nil, s.limitErr(&apimeter.LimitError{Index: i, Events: true, Limit: int64(lim.MaxEvents)})
+			return nil, s.limitErr(&moesif.LimitError{Index: i, Events: true, Limit: int64(lim.MaxEvents)})
 		}
-		var m apimeter.MoesifEvent
+		var m moesif.Event
 		if err := dec.Decode(&m); err != nil {
 			return nil, s.decodeErr(err, i)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/store/duckdb"
 )
@@ -55,7 +56,7 @@ func newEnv(t testing.TB, cfg server.Config) *env {
 	}
 	cfg.Store, cfg.Apps = st, reg
 	if cfg.Scrubber == nil {
-		cfg.Scrubber = apimeter.NewScrubber(nil, nil, -1)
+		cfg.Scrubber = scrub.New(nil, nil, -1)
 	}
 	if cfg.Auth == nil {
 		cfg.Auth = auth.New(auth.Config{Keys: keys})
@@ -120,9 +121,10 @@ func (e *env) events(query string) []map[string]any {
 	return out.Events
 }
 
+// readTestdata reads a file named from the module root.
 func readTestdata(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "testdata", name))
+	b, err := os.ReadFile(filepath.Join("..", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +145,7 @@ func get(v any, path string) any {
 
 func TestRoundTripMoesifBatch(t *testing.T) {
 	e := newEnv(t, server.Config{})
-	code, out := e.post("/v1/events/batch", readTestdata(t, "moesif/node-batch.json"))
+	code, out := e.post("/v1/events/batch", readTestdata(t, "moesif/testdata/node-batch.json"))
 	if code != http.StatusOK || out["stored"] != float64(2) {
 		t.Fatalf("POST batch: got %d %v, want 200 with 2 stored", code, out)
 	}
@@ -154,7 +156,7 @@ func TestRoundTripMoesifBatch(t *testing.T) {
 	// Newest first: the GET at 09:15:05 then the POST at 09:15:04.
 	post, get2 := evs[1], evs[0]
 
-	fp := apimeter.Fingerprint
+	fp := scrub.Fingerprint
 	for _, c := range []struct {
 		path string
 		want any
@@ -214,7 +216,7 @@ func TestRoundTripMoesifBatch(t *testing.T) {
 
 func TestFiltersOnEventStream(t *testing.T) {
 	e := newEnv(t, server.Config{})
-	e.post("/v1/events/batch", readTestdata(t, "moesif/node-batch.json"))
+	e.post("/v1/events/batch", readTestdata(t, "moesif/testdata/node-batch.json"))
 	for _, c := range []struct {
 		query string
 		want  int
@@ -238,7 +240,7 @@ func TestSecretsNeverReachDisk(t *testing.T) {
 	secrets := []string{"sk_live_query_secret_1", "cookie_secret_value_2", "sk_live_header_secret_3",
 		"set_cookie_secret_4", "cHJveHlfc2VjcmV0XzU=",
 		"FPN2Bj5b6OUzeTJ7lrNQPWUkZnnBnhMFYeyMjJ_-tN0"} // the JWT's signature
-	if code, out := e.post("/v1/events/batch", readTestdata(t, "moesif/node-batch.json")); code != 200 {
+	if code, out := e.post("/v1/events/batch", readTestdata(t, "moesif/testdata/node-batch.json")); code != 200 {
 		t.Fatalf("POST: %d %v", code, out)
 	}
 	// A user profile with a session token.
@@ -301,7 +303,7 @@ func gz(b []byte) []byte {
 
 func TestGzipBody(t *testing.T) {
 	e := newEnv(t, server.Config{})
-	code, out := e.post("/v1/events/batch", gz(readTestdata(t, "moesif/node-batch.json")), "Content-Encoding", "gzip")
+	code, out := e.post("/v1/events/batch", gz(readTestdata(t, "moesif/testdata/node-batch.json")), "Content-Encoding", "gzip")
 	if code != 200 || out["stored"] != float64(2) {
 		t.Fatalf("gzip batch: got %d %v, want 200 with 2 stored", code, out)
 	}
@@ -388,7 +390,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestBodiesCappedAndMarked(t *testing.T) {
-	e := newEnv(t, server.Config{Scrubber: apimeter.NewScrubber(nil, nil, 16)})
+	e := newEnv(t, server.Config{Scrubber: scrub.New(nil, nil, 16)})
 	ev := strings.Replace(goodEvent, `"verb":"GET"`, `"verb":"GET","body":{"text":"0123456789abcdefghijklmnop"}`, 1)
 	if code, out := e.post("/v1/events/batch", []byte("["+ev+"]")); code != 200 {
 		t.Fatalf("POST: %d %v", code, out)
@@ -451,7 +453,7 @@ func TestProfilesKept(t *testing.T) {
 		t.Errorf("user profile %v", u)
 	}
 	// Joinable to events by user_id and company_id.
-	e.post("/v1/events/batch", readTestdata(t, "moesif/node-batch.json"))
+	e.post("/v1/events/batch", readTestdata(t, "moesif/testdata/node-batch.json"))
 	var n int
 	err = e.store.DB().QueryRow(`SELECT count(*) FROM events e JOIN profiles p ON p.org = e.org AND p.env = e.env AND p.kind = 'company' AND p.id = e.company_id`).Scan(&n)
 	if err != nil || n != 1 {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/moesif"
 )
 
 // Defaults for StreamConfig.
@@ -121,7 +122,7 @@ func (s *Stream) Stored(_ context.Context, events []*apimeter.Event) error {
 				continue
 			}
 			if msg == nil {
-				b, err := json.Marshal(apimeter.FromEvent(e))
+				b, err := json.Marshal(moesif.FromEvent(e))
 				if err != nil {
 					return fmt.Errorf("stream: encode event %s: %w", e.ID, err)
 				}

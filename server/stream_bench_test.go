@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/moesif"
 )
 
 func benchEvents(n int) []*apimeter.Event {
@@ -33,7 +34,7 @@ func BenchmarkStreamStored(b *testing.B) {
 	b.Run("raw-encode", func(b *testing.B) {
 		for b.Loop() {
 			for _, e := range events {
-				if _, err := json.Marshal(apimeter.FromEvent(e)); err != nil {
+				if _, err := json.Marshal(moesif.FromEvent(e)); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -5,8 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/apimeter/apimeter"
 )
 
 // ClickHouse is the dialect of store/clickhouse (ClickHouse 18.16 and
@@ -108,34 +106,6 @@ func (b *sqlBuilder) chWhere(p *Plan) string {
 	return sb.String()
 }
 
-// chAgg is the ClickHouse aggregate of one selection; DuckDB's aggExpr and
-// percentile subqueries in one expression each.
-func chAgg(s Selection) string {
-	m := s.Metric
-	switch m.kind {
-	case kindCount, kindTPS:
-		return "toFloat64(sum(weight))"
-	case kindError:
-		return "toFloat64(sumIf(weight, " + apimeter.IsErrorSQL + "))"
-	case kindDistinct:
-		return "toFloat64(uniqExactIf(user_id, user_id != ''))"
-	}
-	c := m.column
-	switch s.Agg {
-	case aggSum:
-		return fmt.Sprintf("toFloat64(sum(%s * weight))", c)
-	case aggAvg:
-		return fmt.Sprintf("(toFloat64(sum(%s * weight)) / toFloat64(sumIf(weight, isNotNull(%s))))", c, c)
-	case aggMin:
-		return fmt.Sprintf("toFloat64(min(%s))", c)
-	case aggMax:
-		return fmt.Sprintf("toFloat64(max(%s))", c)
-	case aggP50, aggP95, aggP99:
-		return fmt.Sprintf("toFloat64(quantileExactWeighted(0.%02d)(%s, toUInt64(weight)))", percentilePercent(s.Agg), c)
-	}
-	panic("stats: no ClickHouse SQL for " + s.Name)
-}
-
 // chAggBlock groups the selected rows by keys with one column per
 // selection (named by names) and mw, the largest weight.
 func (b *sqlBuilder) chAggBlock(p *Plan, where string, keys bool, sels []Selection, names []string) string {
@@ -152,7 +122,7 @@ func (b *sqlBuilder) chAggBlock(p *Plan, where string, keys bool, sels []Selecti
 		group = append(group, "b")
 	}
 	for i, s := range sels {
-		a := chAgg(s)
+		a := clickhouseAggs.expr(s)
 		// Without keys ClickHouse answers an empty selection with one row
 		// of zeros; DuckDB (and Apigee) with no value.
 		if len(group) == 0 && s.Metric.kind != kindDistinct {

@@ -203,7 +203,11 @@ func RunDaily(ctx context.Context, db *sql.DB, d Dialect, p *Plan, table string)
 	if table == "" || !DailyEligible(p) {
 		return Run(ctx, db, d, p)
 	}
-	tx, err := db.BeginTx(ctx, nil) // DuckDB's driver has no read-only transactions
+	// DuckDB's driver has no read-only transactions. ctx's end cancels the
+	// queries but does not roll back: database/sql would do that, and give
+	// the connection back, on a goroutine of its own after this returned,
+	// possibly after the store was closed; the deferred Rollback does it.
+	tx, err := db.BeginTx(context.WithoutCancel(ctx), nil)
 	if err != nil {
 		return nil, fmt.Errorf("stats query: %w", err)
 	}

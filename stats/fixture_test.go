@@ -86,7 +86,7 @@ func openStore(t testing.TB, events []apimeter.Event) *duckdb.Store {
 	return st
 }
 
-// fixture is the hand-computed data set of the seed 001 examples. The
+// fixture is the hand-computed data set of Apigee's documented examples. The
 // expected answers in stats_test.go are worked out from these rows.
 var fixture = []ev{
 	// March 2018: 744944087 + 1 calls = 7.44944088E8.

@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/store/detail"
 )
 
 // Dialect renders the parts of a query that differ between SQL engines.
@@ -369,33 +369,6 @@ func allRollup(sels []Selection) bool {
 	return true
 }
 
-// aggExpr is the SQL aggregate of one selection over the events rows.
-// Counts and sums count each row by its weight, averages are weighted;
-// min and max are not affected by weights.
-func aggExpr(s Selection) string {
-	m := s.Metric
-	switch m.kind {
-	case kindCount, kindTPS:
-		return "CAST(SUM(weight) AS DOUBLE)"
-	case kindError:
-		return "CAST(SUM(CASE WHEN " + apimeter.IsErrorSQL + " THEN weight ELSE 0 END) AS DOUBLE)"
-	case kindDistinct:
-		return "CAST(COUNT(DISTINCT CASE WHEN user_id <> '' THEN user_id END) AS DOUBLE)"
-	}
-	c := m.column
-	switch s.Agg {
-	case aggSum:
-		return fmt.Sprintf("CAST(SUM(%s * weight) AS DOUBLE)", c)
-	case aggAvg:
-		return fmt.Sprintf("CAST(SUM(%s * weight) AS DOUBLE) / CAST(SUM(CASE WHEN %s IS NOT NULL THEN weight END) AS DOUBLE)", c, c)
-	case aggMin:
-		return fmt.Sprintf("CAST(MIN(%s) AS DOUBLE)", c)
-	case aggMax:
-		return fmt.Sprintf("CAST(MAX(%s) AS DOUBLE)", c)
-	}
-	panic("stats: no SQL for " + s.Name)
-}
-
 // aggBlock renders a subquery grouped by keys (d0.., b) with one column mN
 // per selection. Weighted percentiles come from one window query per value
 // column, joined on the keys: the pN of a group is the smallest value whose
@@ -434,7 +407,7 @@ func (b *sqlBuilder) aggBlock(p *Plan, where string, keys []string, sels []Selec
 			cols = append(cols, "NULL AS m"+strconv.Itoa(i))
 			continue
 		}
-		cols = append(cols, aggExpr(s)+" AS m"+strconv.Itoa(i))
+		cols = append(cols, duckdbAggs.expr(s)+" AS m"+strconv.Itoa(i))
 	}
 	cols = append(cols, "MAX("+b.maxW+") AS mw")
 	agg := fmt.Sprintf("SELECT %s FROM %s AS e%s", strings.Join(cols, ", "), base, groupBy)
@@ -519,7 +492,7 @@ func fusedBlock(base string, keys []string, sels []Selection, maxW string) strin
 		case m.kind == kindCount || m.kind == kindTPS:
 			partials = append(partials, "SUM(weight) AS "+x)
 		case m.kind == kindError:
-			partials = append(partials, "SUM(CASE WHEN "+apimeter.IsErrorSQL+" THEN weight ELSE 0 END) AS "+x)
+			partials = append(partials, "SUM(CASE WHEN "+detail.IsErrorSQL+" THEN weight ELSE 0 END) AS "+x)
 		case s.Agg == aggSum:
 			partials = append(partials, fmt.Sprintf("SUM(%s * weight) AS %s", m.column, x))
 		case s.Agg == aggMin:

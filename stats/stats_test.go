@@ -84,9 +84,9 @@ func envMetrics(ms ...string) string {
 	return `[{"metrics":[` + strings.Join(ms, ",") + `],"name":"test"}]`
 }
 
-// TestSeedExamples runs each example request of seed 001 (Apigee's "Use
+// TestApigeeExamples runs each example request of Apigee's Metrics API documentation (Apigee's "Use
 // the Metrics API") on the hand-computed fixture.
-func TestSeedExamples(t *testing.T) { forEngines(t, testSeedExamples) }
+func TestApigeeExamples(t *testing.T) { forEngines(t, testSeedExamples) }
 
 func testSeedExamples(t *testing.T, e engine) {
 	db := e.open(t, fixtureEvents())
@@ -212,7 +212,7 @@ func TestWeightedNotice(t *testing.T) {
 	}
 }
 
-// TestBadParameters checks that every bad parameter, including the seed's
+// TestBadParameters checks that every bad parameter, including Apigee's
 // metrics apimeter does not record, is a 400 that names the parameter.
 func TestBadParameters(t *testing.T) {
 	st := openStore(t, fixtureEvents())

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/moesif"
 )
 
 // Route is one route of a generated API.
@@ -96,7 +97,7 @@ func (g *Generator) route() Route {
 }
 
 // Event returns the next generated event.
-func (g *Generator) Event() apimeter.MoesifEvent {
+func (g *Generator) Event() moesif.Event {
 	r := g.route()
 	u := Users[g.rnd.IntN(len(Users))]
 	if g.rnd.IntN(3) == 0 { // the guide's three users dominate
@@ -135,19 +136,19 @@ func (g *Generator) Event() apimeter.MoesifEvent {
 	if status >= 400 {
 		respBody = json.RawMessage(fmt.Sprintf(`{"error":{"code":%d,"message":"%s"}}`, status, "request failed"))
 	}
-	reqHeaders := apimeter.MoesifHeaders{
+	reqHeaders := moesif.Headers{
 		{Name: "Host", Value: r.API + ".api.example.com"},
 		{Name: "Accept", Value: "application/json"},
 		{Name: "User-Agent", Value: []string{"curl/8.5.0", "python-requests/2.32.3", "okhttp/4.12.0", "Go-http-client/1.1"}[g.rnd.IntN(4)]},
 		{Name: "Authorization", Value: "Bearer " + JWT(u.ID)},
 		{Name: "X-Api-Key", Value: APIKey(u.ID)},
-		{Name: apimeter.TransactionIDHeader, Value: txID},
+		{Name: moesif.TransactionIDHeader, Value: txID},
 	}
 	if reqBody != nil {
 		reqHeaders = append(reqHeaders, apimeter.Header{Name: "Content-Type", Value: "application/json"}, apimeter.Header{Name: "Content-Length", Value: strconv.Itoa(len(reqBody))})
 	}
-	ev := apimeter.MoesifEvent{
-		Request: apimeter.MoesifRequest{
+	ev := moesif.Event{
+		Request: moesif.Request{
 			Time:       at.UTC().Format("2006-01-02T15:04:05.000Z"),
 			URI:        "https://" + r.API + ".api.example.com" + path,
 			Verb:       r.Method,
@@ -156,13 +157,13 @@ func (g *Generator) Event() apimeter.MoesifEvent {
 			Headers:    reqHeaders,
 			Body:       reqBody,
 		},
-		Response: &apimeter.MoesifResponse{
+		Response: &moesif.Response{
 			Time:   at.Add(time.Duration(lat * float64(time.Millisecond))).UTC().Format("2006-01-02T15:04:05.000Z"),
 			Status: status,
-			Headers: apimeter.MoesifHeaders{
+			Headers: moesif.Headers{
 				{Name: "Content-Type", Value: "application/json; charset=utf-8"},
 				{Name: "Content-Length", Value: strconv.Itoa(len(respBody))},
-				{Name: apimeter.TransactionIDHeader, Value: txID},
+				{Name: moesif.TransactionIDHeader, Value: txID},
 			},
 			Body: respBody,
 		},
@@ -188,8 +189,8 @@ func pathTail(tmpl string) string {
 }
 
 // Batch returns n generated events.
-func (g *Generator) Batch(n int) []apimeter.MoesifEvent {
-	out := make([]apimeter.MoesifEvent, n)
+func (g *Generator) Batch(n int) []moesif.Event {
+	out := make([]moesif.Event, n)
 	for i := range out {
 		out[i] = g.Event()
 	}

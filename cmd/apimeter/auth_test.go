@@ -16,9 +16,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
+	"github.com/apimeter/apimeter/portal"
+	"github.com/apimeter/apimeter/portal/token"
+	"github.com/apimeter/apimeter/instance"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 )
 
@@ -26,7 +29,7 @@ import (
 // and their keys.
 type authRig struct {
 	t    *testing.T
-	in   *instance
+	in   *instance.Instance
 	data string
 	app  string // collector application id of acme/prod
 	// keys by role; secrets lists every key created, to look for on disk.
@@ -39,8 +42,8 @@ func newAuthRig(t *testing.T) *authRig {
 	t.Helper()
 	ctx := context.Background()
 	data := filepath.Join(t.TempDir(), "data")
-	in, err := start(ctx, serverFlags{Listen: "127.0.0.1:0", Data: data, BodyCap: 1024, MaxBodyBytes: 1 << 20,
-		MaxBatchEvents: 100, DedupeHorizon: time.Hour, statsFlags: statsFlags{StatsQuota: -1}})
+	in, err := instance.Start(ctx, instance.Config{Listen: "127.0.0.1:0", Data: data, BodyCap: 1024, MaxBodyBytes: 1 << 20,
+		MaxBatchEvents: 100, DedupeHorizon: time.Hour, StatsConfig: instance.StatsConfig{StatsQuota: -1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +119,7 @@ func concrete(pattern string) (method, path string) {
 		method, path = "GET", pattern
 	}
 	rep := strings.NewReplacer("{org}", "acme", "{env}", "prod", "{dims...}", "apiproxy", "{id}", "513",
-		"{key_hash}", apimeter.KeyHash("nobody"), "{$}", "")
+		"{key_hash}", scrub.KeyHash("nobody"), "{$}", "")
 	path = rep.Replace(path)
 	// Routes without {org} in the path name the org in the query string,
 	// as the CLI does.
@@ -234,8 +237,8 @@ func TestAuthRightKeyAnswers(t *testing.T) {
 			t.Fatalf("POST %s: %d %s", p.path, code, b)
 		}
 	}
-	hash := apimeter.KeyHash("ck_matrix")
-	newKeyID := ""
+	hash := scrub.KeyHash("ck_matrix")
+	newKeyID, newTokenID := "", ""
 	tr := "&timeRange=" + url.QueryEscape("11/01/2026 00:00~12/01/2026 00:00")
 	cases := []struct {
 		pattern, method, path, body string
@@ -257,6 +260,9 @@ func TestAuthRightKeyAnswers(t *testing.T) {
 		{"GET /v1/aliases/{key_hash}", "GET", "/v1/aliases/" + hash + "?org=acme&env=prod", "", r.admin, 200},
 		{"DELETE /v1/aliases/{key_hash}", "DELETE", "/v1/aliases/" + hash + "?org=acme&env=prod", "", r.admin, 200},
 		{"GET /v1/usage", "GET", "/v1/usage?org=acme&env=prod&period=2026-11", "", r.read, 200},
+		{"POST /v1/portal/tokens", "POST", "/v1/portal/tokens", `{"company_id":"abc","ttl":"10m"}`, r.admin, 201},
+		{"GET /v1/portal/tokens", "GET", "/v1/portal/tokens", "", r.admin, 200},
+		{"DELETE /v1/portal/tokens/{id}", "DELETE", "/v1/portal/tokens/", "", r.admin, 200}, // id filled in below
 	}
 	for _, o := range []string{"/v1/o/{org}", "/v1/organizations/{org}"} {
 		for _, e := range []string{"/environments/{env}", "/e/{env}"} {
@@ -286,6 +292,9 @@ func TestAuthRightKeyAnswers(t *testing.T) {
 		if c.pattern == "DELETE /v1/keys/{id}" {
 			path += newKeyID
 		}
+		if c.pattern == "DELETE /v1/portal/tokens/{id}" {
+			path += newTokenID
+		}
 		code, _, b := r.do(c.method, path, c.body, bearer(c.key)...)
 		if code != c.want {
 			t.Errorf("%s %s: %d %s, want %d", c.method, path, code, b, c.want)
@@ -302,6 +311,14 @@ func TestAuthRightKeyAnswers(t *testing.T) {
 			if code, _, b := r.do("GET", "/v1/o/acme/environments/prod/events", "", bearer(k.Key)...); code != 200 {
 				t.Errorf("key made over HTTP: %d %s", code, b)
 			}
+		}
+		if c.pattern == "POST /v1/portal/tokens" {
+			var tok portal.TokenJSON
+			if err := json.Unmarshal(b, &tok); err != nil || !strings.HasPrefix(tok.Token, token.Prefix) || tok.Org != "acme" {
+				t.Fatalf("POST /v1/portal/tokens: %s", b)
+			}
+			newTokenID = tok.ID
+			r.secrets = append(r.secrets, tok.Token)
 		}
 		if c.pattern == "GET /v1/o/{org}" {
 			var org struct {

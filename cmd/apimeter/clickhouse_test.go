@@ -19,8 +19,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/demo"
+	"github.com/apimeter/apimeter/instance"
 	"github.com/apimeter/apimeter/internal/redistest"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/store/clickhouse"
 	"github.com/apimeter/apimeter/store/clickhouse/chtest"
 	"github.com/apimeter/apimeter/workload"
@@ -101,11 +103,11 @@ func TestClickHouseStoreEndToEnd(t *testing.T) {
 	defer a.kill9(t)
 	// The second collector gets the first one's fingerprint key, as the
 	// operator copies it to every machine.
-	fp, err := os.ReadFile(filepath.Join(dataA, apimeter.FingerprintKeyFile))
+	fp, err := os.ReadFile(filepath.Join(dataA, scrub.FingerprintKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dataB, apimeter.FingerprintKeyFile), fp, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dataB, scrub.FingerprintKeyFile), fp, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	b := startChild(t, dataB, "--store", dsn, "--redis", rurl)
@@ -122,7 +124,7 @@ func TestClickHouseStoreEndToEnd(t *testing.T) {
 		if i%2 == 1 {
 			to = b
 		}
-		res, err := postBatch(ctx, http.DefaultClient, to.url, app, batch)
+		res, err := demo.PostBatch(ctx, http.DefaultClient, to.url, app, batch)
 		if err != nil {
 			t.Fatalf("batch %d: %v", i, err)
 		}
@@ -132,7 +134,7 @@ func TestClickHouseStoreEndToEnd(t *testing.T) {
 		sent += len(batch)
 		if i == 0 {
 			// A retry to the same collector is not stored again.
-			if res, err := postBatch(ctx, http.DefaultClient, to.url, app, batch); err != nil || res.Stored != 0 {
+			if res, err := demo.PostBatch(ctx, http.DefaultClient, to.url, app, batch); err != nil || res.Stored != 0 {
 				t.Fatalf("retried batch: %+v %v, want 0 stored", res, err)
 			}
 		}
@@ -285,10 +287,10 @@ func TestReadyzClickHouseDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Stop()
-	f := serverFlags{Listen: "127.0.0.1:0", Data: t.TempDir(), BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100,
-		DedupeHorizon: time.Hour, DailyInterval: -1, storeFlags: storeFlags{Store: srv.DSN("apimeter")},
-		identityFlags: identityFlags{Redis: redisURL(t), RedisPrefix: "apimeter:"}}
-	in, err := start(ctx, f)
+	f := instance.Config{Listen: "127.0.0.1:0", Data: t.TempDir(), BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100,
+		DedupeHorizon: time.Hour, DailyInterval: -1, StoreConfig: instance.StoreConfig{Store: srv.DSN("apimeter")},
+		IdentityConfig: instance.IdentityConfig{Redis: redisURL(t), RedisPrefix: "apimeter:"}}
+	in, err := instance.Start(ctx, f)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/httpmsg"
+	"github.com/apimeter/apimeter/instance"
 	"github.com/apimeter/apimeter/stats"
 )
 
@@ -44,9 +45,9 @@ func TestConsumeKilledAndRestarted(t *testing.T) {
 	brokers := strings.Join(cluster.ListenAddrs(), ",")
 
 	dir := t.TempDir()
-	f := serverFlags{Listen: "127.0.0.1:0", Data: filepath.Join(dir, "data"), BodyCap: 1024, MaxBodyBytes: 1 << 24,
-		MaxBatchEvents: 20000, DedupeHorizon: time.Hour, statsFlags: statsFlags{StatsQuota: -1}}
-	in, err := start(context.Background(), f)
+	f := instance.Config{Listen: "127.0.0.1:0", Data: filepath.Join(dir, "data"), BodyCap: 1024, MaxBodyBytes: 1 << 24,
+		MaxBatchEvents: 20000, DedupeHorizon: time.Hour, StatsConfig: instance.StatsConfig{StatsQuota: -1}}
+	in, err := instance.Start(context.Background(), f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,9 +295,9 @@ func TestServeConsumesKafka(t *testing.T) {
 	want := feedPolicyCalls(t, producer, calls)
 
 	addr := freeAddr(t)
-	cmd := serveCmd{serverFlags: serverFlags{Listen: addr, Data: t.TempDir(), BodyCap: 1024, MaxBodyBytes: 1 << 24,
-		MaxBatchEvents: 1000, DedupeHorizon: time.Hour, DailyInterval: -1, statsFlags: statsFlags{StatsQuota: -1}},
-		Kafka: consumerFlags{kafkaConnFlags: kafkaConnFlags{Brokers: cluster.ListenAddrs()}, Topic: "apim", Group: "serve", Format: "apim", Org: "acme", Env: "prod",
+	cmd := serveCmd{Config: instance.Config{Listen: addr, Data: t.TempDir(), BodyCap: 1024, MaxBodyBytes: 1 << 24,
+		MaxBatchEvents: 1000, DedupeHorizon: time.Hour, DailyInterval: -1, StatsConfig: instance.StatsConfig{StatsQuota: -1}},
+		Kafka: instance.ConsumerConfig{KafkaConn: instance.KafkaConn{Brokers: cluster.ListenAddrs()}, Topic: "apim", Group: "serve", Format: "apim", Org: "acme", Env: "prod",
 			PairTTL: time.Second, MaxPending: 1000, SessionTimeout: 6 * time.Second}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

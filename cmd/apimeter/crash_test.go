@@ -16,8 +16,10 @@ import (
 
 	duckdbdrv "github.com/duckdb/duckdb-go/v2"
 
-	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/demo"
+	"github.com/apimeter/apimeter/instance"
+	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/store/clickhouse/chtest"
 	"github.com/apimeter/apimeter/workload"
 )
@@ -99,14 +101,14 @@ func TestAcknowledgedEventsSurviveKill9(t *testing.T) {
 
 	acked := map[string]bool{}
 	var mu sync.Mutex
-	var inflight [][]apimeter.MoesifEvent
+	var inflight [][]moesif.Event
 	for round := 0; round < 3; round++ {
 		c := startChild(t, data)
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
 		ackedThisRound := make(chan struct{}, 64)
 		for w := 0; w < 3; w++ {
-			batches := make([][]apimeter.MoesifEvent, 20)
+			batches := make([][]moesif.Event, 20)
 			for i := range batches {
 				batches[i] = gen.Batch(50)
 			}
@@ -114,7 +116,7 @@ func TestAcknowledgedEventsSurviveKill9(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for _, b := range batches {
-					res, err := postBatch(ctx, http.DefaultClient, c.url, a.ID, b)
+					res, err := demo.PostBatch(ctx, http.DefaultClient, c.url, a.ID, b)
 					if err != nil {
 						// The server died under this batch: it may or may
 						// not be stored; it is sent again after restart.
@@ -151,7 +153,7 @@ func TestAcknowledgedEventsSurviveKill9(t *testing.T) {
 	// cleanly and count.
 	c := startChild(t, data)
 	for _, b := range inflight {
-		if _, err := postBatch(context.Background(), http.DefaultClient, c.url, a.ID, b); err != nil {
+		if _, err := demo.PostBatch(context.Background(), http.DefaultClient, c.url, a.ID, b); err != nil {
 			t.Fatalf("resend after restart: %v", err)
 		}
 		for _, ev := range b {
@@ -161,7 +163,7 @@ func TestAcknowledgedEventsSurviveKill9(t *testing.T) {
 	c.cmd.Process.Signal(syscall.SIGTERM)
 	c.cmd.Wait()
 
-	db := openDB(t, filepath.Join(data, DBFile))
+	db := openDB(t, filepath.Join(data, instance.DBFile))
 	counts := map[string]int{}
 	rows, err := db.Query(`SELECT id, count(*) FROM events GROUP BY id`)
 	if err != nil {

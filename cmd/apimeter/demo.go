@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +19,8 @@ import (
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/capture"
 	"github.com/apimeter/apimeter/demo"
+	"github.com/apimeter/apimeter/instance"
+	"github.com/apimeter/apimeter/moesif"
 )
 
 type demoCmd struct {
@@ -50,16 +50,16 @@ func (c *demoCmd) Run(ctx context.Context) error {
 
 // demoServerFlags are serve's defaults (environment included), for the
 // server the demo starts.
-func demoServerFlags() (serverFlags, error) {
-	var f struct{ serverFlags }
+func demoServerFlags() (instance.Config, error) {
+	var f struct{ instance.Config }
 	p, err := kong.New(&f, kong.Name("apimeter-demo"))
 	if err != nil {
-		return serverFlags{}, err
+		return instance.Config{}, err
 	}
 	if _, err := p.Parse(nil); err != nil {
-		return serverFlags{}, err
+		return instance.Config{}, err
 	}
-	return f.serverFlags, nil
+	return f.Config, nil
 }
 
 // run starts the server, the sample API and its traffic, calls ready, and
@@ -86,7 +86,7 @@ func (c *demoCmd) run(ctx context.Context, ready func(demoInfo)) (err error) {
 	if f.StatsQuota == 40 {
 		f.StatsQuota = 1000 // the dashboard's views make several calls each
 	}
-	in, err := start(ctx, f)
+	in, err := instance.Start(ctx, f)
 	if err != nil {
 		return err
 	}
@@ -111,8 +111,8 @@ func (c *demoCmd) run(ctx context.Context, ready func(demoInfo)) (err error) {
 
 	background := demo.Background(30)
 	began := time.Now()
-	post := func(ctx context.Context, batch []apimeter.MoesifEvent) error {
-		_, err := postBatch(ctx, http.DefaultClient, in.URL, appID, batch)
+	post := func(ctx context.Context, batch []moesif.Event) error {
+		_, err := demo.PostBatch(ctx, http.DefaultClient, in.URL, appID, batch)
 		return err
 	}
 	if err := demo.Backfill(ctx, c.Backfill, runtime.GOMAXPROCS(0), c.Span, background, post); err != nil {
@@ -123,7 +123,7 @@ func (c *demoCmd) run(ctx context.Context, ready func(demoInfo)) (err error) {
 	}
 
 	// The sample API, captured by the middleware into this server.
-	sink, err := capture.NewHTTPSink(capture.HTTPSinkConfig{URL: in.URL, ApplicationID: appID, NoCompression: true, Logger: in.log})
+	sink, err := capture.NewHTTPSink(capture.HTTPSinkConfig{URL: in.URL, ApplicationID: appID, NoCompression: true, Logger: in.Log})
 	if err != nil {
 		return err
 	}
@@ -134,7 +134,7 @@ func (c *demoCmd) run(ctx context.Context, ready func(demoInfo)) (err error) {
 		FlushInterval: 250 * time.Millisecond,
 		// One API per first path segment, as the backfill names them.
 		Mask:   func(e *apimeter.Event) { e.APIName = demo.APIOf(e.Path) },
-		Logger: in.log,
+		Logger: in.Log,
 	})
 	if err != nil {
 		return err
@@ -176,7 +176,7 @@ func (c *demoCmd) run(ctx context.Context, ready func(demoInfo)) (err error) {
 	select {
 	case <-ctx.Done():
 		return nil
-	case err := <-in.done:
+	case err := <-in.Done():
 		return err
 	}
 }
@@ -196,41 +196,4 @@ func printDemo(w io.Writer, d demoInfo) {
 	fmt.Fprintf(w, "  curl -s %s '%s/stats/response_status_code?select=sum(is_error)&filter=(response_status_code%%20ge%%20400)&timeRange=%s'\n\n", curlAuth, base, tr)
 	fmt.Fprintf(w, "Call the sample API as user 513:\n  curl -s %s/accounts/abcdef/message -H 'Authorization: Bearer %s'\n\n", d.APIURL, demo.Token(d.Secret, demo.GuideUsers[0]))
 	fmt.Fprintf(w, "Live traffic is running. Ctrl-C stops the demo.\n")
-}
-
-type batchResult struct {
-	Stored     int `json:"stored"`
-	Duplicates int `json:"duplicates"`
-}
-
-// postBatch sends events to a collector's /v1/events/batch.
-func postBatch(ctx context.Context, client *http.Client, base, appID string, events []apimeter.MoesifEvent) (batchResult, error) {
-	body, err := json.Marshal(events)
-	if err != nil {
-		return batchResult{}, err
-	}
-	return postRaw(ctx, client, base, appID, body)
-}
-
-func postRaw(ctx context.Context, client *http.Client, base, appID string, body []byte) (batchResult, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/events/batch", bytes.NewReader(body))
-	if err != nil {
-		return batchResult{}, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Moesif-Application-Id", appID)
-	resp, err := client.Do(req)
-	if err != nil {
-		return batchResult{}, err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return batchResult{}, fmt.Errorf("collector answered %s: %s", resp.Status, bytes.TrimSpace(b))
-	}
-	var res batchResult
-	if err := json.Unmarshal(b, &res); err != nil {
-		return res, fmt.Errorf("collector answer: %w", err)
-	}
-	return res, nil
 }

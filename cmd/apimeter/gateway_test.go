@@ -18,11 +18,14 @@ import (
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/gateway"
+	"github.com/apimeter/apimeter/instance"
+	"github.com/apimeter/apimeter/internal/bench"
+	"github.com/apimeter/apimeter/scrub"
 )
 
-// seedAPI is seed 000's API: GET /accounts/{id}/message answers a JSON
+// guideAPI is the counting guide's API: GET /accounts/{id}/message answers a JSON
 // message longer than the body cap.
-func seedAPI(t *testing.T) string {
+func guideAPI(t *testing.T) string {
 	t.Helper()
 	msg := strings.Repeat("m", 3000)
 	mux := http.NewServeMux()
@@ -32,7 +35,7 @@ func seedAPI(t *testing.T) string {
 		w.Header().Set("Set-Cookie", "session=upstream-cookie-secret")
 		fmt.Fprintf(w, `{"account":%q,"my_message":%q}`, r.PathValue("id"), msg)
 	})
-	s, err := serveAt("127.0.0.1:0", mux)
+	s, err := bench.ServeAt("127.0.0.1:0", mux)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,8 +64,8 @@ func deadURL(t *testing.T) string {
 	return u
 }
 
-func testServerFlags(t *testing.T) serverFlags {
-	return serverFlags{Listen: "127.0.0.1:0", Data: filepath.Join(t.TempDir(), "data"), BodyCap: 1024, MaxBodyBytes: 1 << 24,
+func testServerFlags(t *testing.T) instance.Config {
+	return instance.Config{Listen: "127.0.0.1:0", Data: filepath.Join(t.TempDir(), "data"), BodyCap: 1024, MaxBodyBytes: 1 << 24,
 		MaxBatchEvents: 1000, DedupeHorizon: time.Hour, DailyInterval: -1, LogLevel: 8}
 }
 
@@ -85,7 +88,7 @@ func call(t *testing.T, method, u, body string, h map[string]string) (int, http.
 }
 
 // TestGatewayToCollector runs `apimeter gateway`'s pieces end to end: a
-// real upstream (seed 000's API), the gateway, and a real collector
+// real upstream (the counting guide's API), the gateway, and a real collector
 // started in this process, and reads back what the collector stored: the
 // user from the JWT's sub, the company from the URL, the route template,
 // status, latency and upstream time, bodies capped, secrets removed; and a
@@ -94,7 +97,7 @@ func TestGatewayToCollector(t *testing.T) {
 	ctx := context.Background()
 	f := testServerFlags(t)
 	f.CompanyRule = []string{"url:/accounts/{id}"}
-	in, err := start(ctx, f)
+	in, err := instance.Start(ctx, f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +109,7 @@ func TestGatewayToCollector(t *testing.T) {
 	cfg := gateway.Config{
 		CompanyRules: []string{"url:/accounts/{id}"},
 		Upstreams: []gateway.Upstream{
-			{Name: "accounts", URL: seedAPI(t), PathPrefix: "/accounts", Routes: []string{"/accounts/{id}/message"}},
+			{Name: "accounts", URL: guideAPI(t), PathPrefix: "/accounts", Routes: []string{"/accounts/{id}/message"}},
 			{Name: "dead", URL: deadURL(t), PathPrefix: "/dead"},
 		}}
 	g, err := gateway.New(cfg, gateway.Options{Sink: gateway.CollectorSinks(in.URL, app.ID, nil)})
@@ -121,7 +124,7 @@ func TestGatewayToCollector(t *testing.T) {
 	const apiKey, cookie = "live-key-7f3a9c", "sid=browser-cookie-secret"
 	reqBody := `{"text":"` + strings.Repeat("r", 2000) + `"}`
 	status, _, body := call(t, "POST", gw+"/accounts/abcdef/message?api_key=query-key-1234&page=2", reqBody,
-		map[string]string{"Authorization": "Bearer " + benchToken, "X-Api-Key": apiKey, "Cookie": cookie, "Content-Type": "application/json"})
+		map[string]string{"Authorization": "Bearer " + bench.Token, "X-Api-Key": apiKey, "Cookie": cookie, "Content-Type": "application/json"})
 	if status != 200 || !strings.Contains(body, `"account":"abcdef"`) || len(body) < 3000 {
 		t.Fatalf("through the gateway: %d, %d bytes; want the upstream's 200 and whole body", status, len(body))
 	}
@@ -166,7 +169,7 @@ func TestGatewayToCollector(t *testing.T) {
 		// arrives as its first 1024 bytes, the full size as Content-Length.
 		{"request body capped", len(e.RequestBody.Text) == 1024 && strings.HasPrefix(reqBody, e.RequestBody.Text) && e.RequestSize == int64(len(reqBody))},
 		{"response body capped", len(e.ResponseBody.Text) == 1024 && e.ResponseSize > 3000},
-		{"API key id is the key's fingerprint", apimeter.IsFingerprint(e.APIKeyID) && e.APIKeyID == e.RequestHeaders.Get("X-Api-Key")},
+		{"API key id is the key's fingerprint", scrub.IsFingerprint(e.APIKeyID) && e.APIKeyID == e.RequestHeaders.Get("X-Api-Key")},
 		{"query key scrubbed", strings.Contains(e.Query, "page=2") && !strings.Contains(e.Query, "query-key-1234")},
 	}
 	for _, c := range checks {
@@ -175,7 +178,7 @@ func TestGatewayToCollector(t *testing.T) {
 		}
 	}
 	all, _ := json.Marshal(events)
-	for _, secret := range []string{benchToken, apiKey, cookie, "query-key-1234", "upstream-cookie-secret"} {
+	for _, secret := range []string{bench.Token, apiKey, cookie, "query-key-1234", "upstream-cookie-secret"} {
 		if strings.Contains(string(all), secret) {
 			t.Errorf("secret %q was stored", secret)
 		}
@@ -203,7 +206,7 @@ func TestGatewayToCollector(t *testing.T) {
 func TestGatewayInServe(t *testing.T) {
 	ctx := context.Background()
 	f := testServerFlags(t)
-	in, err := start(ctx, f)
+	in, err := instance.Start(ctx, f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,8 +225,8 @@ quotas:
     by: user
     per: minute
     limit: %d
-`, seedAPI(t), n)), 0o600)
-	g, closeRedis, err := startEmbeddedGateway(ctx, in, conf, f.identityFlags)
+`, guideAPI(t), n)), 0o600)
+	g, closeRedis, err := instance.StartGateway(ctx, in, conf, f.IdentityConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +236,7 @@ quotas:
 		time.Sleep(time.Duration(61-s) * time.Second) // keep the calls in one minute
 	}
 	for i := 0; i < n+2; i++ {
-		status, h, body := call(t, "GET", gw+"/accounts/abcdef/message", "", map[string]string{"Authorization": "Bearer " + benchToken})
+		status, h, body := call(t, "GET", gw+"/accounts/abcdef/message", "", map[string]string{"Authorization": "Bearer " + bench.Token})
 		want := 200
 		if i >= n {
 			want = 429

@@ -20,6 +20,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/instance"
+	"github.com/apimeter/apimeter/internal/bench"
+	"github.com/apimeter/apimeter/moesif"
 )
 
 // verbAPI answers GET 200, POST 201 and DELETE 404, like a small REST API.
@@ -37,7 +40,7 @@ func verbAPI(t *testing.T) string {
 		}
 		fmt.Fprintf(w, `{"account":%q}`, r.PathValue("id"))
 	})
-	s, err := serveAt("127.0.0.1:0", mux)
+	s, err := bench.ServeAt("127.0.0.1:0", mux)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +129,7 @@ func TestGatewayToKafka(t *testing.T) {
 			defer cluster.Close()
 			gw := &gatewayCmd{Upstream: verbAPI(t), APIName: "accounts", Route: []string{"/accounts/{id}"},
 				Listen: freeAddr(t), MetricsListen: freeAddr(t), LogLevel: 8, RedisPrefix: "apimeter:",
-				Kafka: kafkaOutFlags{kafkaConnFlags: kafkaConnFlags{Brokers: cluster.ListenAddrs()}, Topic: topic, Format: format,
+				Kafka: instance.KafkaOut{KafkaConn: instance.KafkaConn{Brokers: cluster.ListenAddrs()}, Topic: topic, Format: format,
 					DeliveryTimeout: 30 * time.Second}}
 			if err := gw.Validate(); err != nil {
 				t.Fatal(err)
@@ -139,8 +142,8 @@ func TestGatewayToKafka(t *testing.T) {
 			for i := range calls {
 				method, status := []string{"GET", "POST", "DELETE"}[i%3], []int{200, 201, 404}[i%3]
 				req, _ := http.NewRequest(method, fmt.Sprintf("http://%s/accounts/%d", gw.Listen, i), strings.NewReader(`{"a":1}`))
-				// As an HTTP/2 client sends it; seed 002's policy would let it through.
-				req.Header["authorization"] = []string{"Bearer " + benchToken}
+				// As an HTTP/2 client sends it; Azure API Management's policy would let it through.
+				req.Header["authorization"] = []string{"Bearer " + bench.Token}
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
 					t.Fatal(err)
@@ -150,7 +153,7 @@ func TestGatewayToKafka(t *testing.T) {
 				if resp.StatusCode != status {
 					t.Fatalf("%s through the gateway: %d, want %d", method, resp.StatusCode, status)
 				}
-				ids[resp.Header.Get(apimeter.TransactionIDHeader)] = true
+				ids[resp.Header.Get(moesif.TransactionIDHeader)] = true
 				want[fmt.Sprintf("%s,%d", method, status)]++
 			}
 			if sent := gatewayMetric(t, gw.MetricsListen, "apimeter_gateway_events_enqueued_total"); sent != calls {
@@ -166,7 +169,7 @@ func TestGatewayToKafka(t *testing.T) {
 			parts := map[int32]int{}
 			for _, r := range records {
 				parts[r.Partition]++
-				if bytes.Contains(r.Value, []byte(benchToken)) {
+				if bytes.Contains(r.Value, []byte(bench.Token)) {
 					t.Errorf("record on partition %d holds the bearer token:\n%s", r.Partition, r.Value)
 				}
 				if !ids[string(r.Key)] {
@@ -190,12 +193,12 @@ func TestGatewayToKafka(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			f := testServerFlags(t)
-			in, err := start(ctx, f)
+			in, err := instance.Start(ctx, f)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer in.Close()
-			consumed, err := startEmbeddedConsumer(ctx, in, consumerFlags{kafkaConnFlags: kafkaConnFlags{Brokers: cluster.ListenAddrs()},
+			consumed, err := instance.StartConsumer(ctx, in, instance.ConsumerConfig{KafkaConn: instance.KafkaConn{Brokers: cluster.ListenAddrs()},
 				Topic: topic, Group: "apimeter", Format: format, Org: "acme", Env: "prod", PairTTL: 2 * time.Minute, MaxPending: 1000,
 				SessionTimeout: 6 * time.Second})
 			if err != nil {
@@ -227,7 +230,7 @@ func TestGatewayToKafka(t *testing.T) {
 				}
 			}
 			all, _ := json.Marshal(events)
-			if bytes.Contains(all, []byte(benchToken)) {
+			if bytes.Contains(all, []byte(bench.Token)) {
 				t.Error("the bearer token was stored")
 			}
 		})
@@ -264,7 +267,7 @@ func TestGatewayKafkaDown(t *testing.T) {
 	conf := filepath.Join(t.TempDir(), "gateway.yaml")
 	os.WriteFile(conf, []byte(fmt.Sprintf("queue_size: 4\nupstreams:\n  - name: accounts\n    url: %s\n", verbAPI(t))), 0o600)
 	gw := &gatewayCmd{Config: conf, Listen: freeAddr(t), MetricsListen: freeAddr(t), LogLevel: 8, RedisPrefix: "apimeter:",
-		Kafka: kafkaOutFlags{kafkaConnFlags: kafkaConnFlags{Brokers: []string{freeAddr(t)}}, Topic: "calls", Format: "apim",
+		Kafka: instance.KafkaOut{KafkaConn: instance.KafkaConn{Brokers: []string{freeAddr(t)}}, Topic: "calls", Format: "apim",
 			DeliveryTimeout: 2 * time.Second}}
 	stop := runGatewayCmd(t, gw)
 	calls := 0

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/instance"
 )
 
 func gzipped(b []byte) []byte {
@@ -157,8 +158,8 @@ func TestSmallRequestPeakMemory(t *testing.T) {
 // be apimeter's JSON error.
 func TestServerAnswersJSON431(t *testing.T) {
 	ctx := context.Background()
-	f := serverFlags{Listen: "127.0.0.1:0", Data: filepath.Join(t.TempDir(), "data"), BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100, DailyInterval: -1}
-	in, err := start(ctx, f)
+	f := instance.Config{Listen: "127.0.0.1:0", Data: filepath.Join(t.TempDir(), "data"), BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100, DailyInterval: -1}
+	in, err := instance.Start(ctx, f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,8 +195,8 @@ func TestDataFilesPrivate(t *testing.T) {
 	if _, err := apps.Create(data, "acme", "prod"); err != nil {
 		t.Fatal(err)
 	}
-	f := serverFlags{Listen: "127.0.0.1:0", Data: data, BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100, DailyInterval: -1}
-	in, err := start(ctx, f)
+	f := instance.Config{Listen: "127.0.0.1:0", Data: data, BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100, DailyInterval: -1}
+	in, err := instance.Start(ctx, f)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
+	"github.com/apimeter/apimeter/instance"
 	"github.com/apimeter/apimeter/server"
 )
 
@@ -22,9 +23,9 @@ import (
 func TestHealthReadyMetrics(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	f := serverFlags{Listen: "127.0.0.1:0", Data: filepath.Join(dir, "data"), BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100,
-		DedupeHorizon: time.Hour, statsFlags: statsFlags{StatsQuota: -1}}
-	in, err := start(ctx, f)
+	f := instance.Config{Listen: "127.0.0.1:0", Data: filepath.Join(dir, "data"), BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100,
+		DedupeHorizon: time.Hour, StatsConfig: instance.StatsConfig{StatsQuota: -1}}
+	in, err := instance.Start(ctx, f)
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
@@ -118,9 +119,9 @@ func TestHealthReadyMetrics(t *testing.T) {
 func TestMetricsListen(t *testing.T) {
 	ctx := context.Background()
 	addr := freeAddr(t)
-	f := serverFlags{Listen: "127.0.0.1:0", Data: t.TempDir(), BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100,
-		DedupeHorizon: time.Hour, observability: observability{MetricsListen: addr}}
-	in, err := start(ctx, f)
+	f := instance.Config{Listen: "127.0.0.1:0", Data: t.TempDir(), BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100,
+		DedupeHorizon: time.Hour, Observability: instance.Observability{MetricsListen: addr}}
+	in, err := instance.Start(ctx, f)
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}

@@ -6,10 +6,13 @@ import (
 	"os"
 	"testing"
 
-	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
+	"github.com/apimeter/apimeter/demo"
 	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/instance"
+	"github.com/apimeter/apimeter/moesif"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // TestServeIdentityWiring starts the real server wiring with identity
@@ -22,9 +25,9 @@ func TestServeIdentityWiring(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := serverFlags{Listen: "127.0.0.1:0", Data: dir, BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100,
-		identityFlags: identityFlags{JWTClaim: "sub", CompanyRule: []string{"url:/accounts/{id}"}, BillingDay: 1, BillingTZ: "UTC"}}
-	in, err := start(ctx, f)
+	f := instance.Config{Listen: "127.0.0.1:0", Data: dir, BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100,
+		IdentityConfig: instance.IdentityConfig{JWTClaim: "sub", CompanyRule: []string{"url:/accounts/{id}"}, BillingDay: 1, BillingTZ: "UTC"}}
+	in, err := instance.Start(ctx, f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,13 +43,13 @@ func TestServeIdentityWiring(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	call := func(id string, status int) apimeter.MoesifEvent {
-		return apimeter.MoesifEvent{EventID: id,
-			Request: apimeter.MoesifRequest{Time: "2026-11-24T10:00:00.000Z", URI: "https://api.example/accounts/abc/items", Verb: "GET",
-				Headers: apimeter.MoesifHeaders{{Name: "X-Api-Key", Value: "ak_cli_key_1"}}},
-			Response: &apimeter.MoesifResponse{Status: status}}
+	call := func(id string, status int) moesif.Event {
+		return moesif.Event{EventID: id,
+			Request: moesif.Request{Time: "2026-11-24T10:00:00.000Z", URI: "https://api.example/accounts/abc/items", Verb: "GET",
+				Headers: moesif.Headers{{Name: "X-Api-Key", Value: "ak_cli_key_1"}}},
+			Response: &moesif.Response{Status: status}}
 	}
-	if _, err := postBatch(ctx, http.DefaultClient, in.URL, a.ID, []apimeter.MoesifEvent{call("e1", 200), call("e2", 502)}); err != nil {
+	if _, err := demo.PostBatch(ctx, http.DefaultClient, in.URL, a.ID, []moesif.Event{call("e1", 200), call("e2", 502)}); err != nil {
 		t.Fatal(err)
 	}
 	check := func(stage string) {
@@ -63,14 +66,14 @@ func TestServeIdentityWiring(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Listen = "127.0.0.1:0"
-	if in, err = start(ctx, f); err != nil {
+	if in, err = instance.Start(ctx, f); err != nil {
 		t.Fatal(err)
 	}
 	defer in.Close()
 	admin.Server = in.URL
 	check("after restart")
 	var al identity.AliasJSON
-	if err := admin.call(ctx, "GET", "/v1/aliases/"+apimeter.KeyHash("ak_cli_key_1"), nil, nil, &al); err != nil || al.UserID != "513" {
+	if err := admin.call(ctx, "GET", "/v1/aliases/"+scrub.KeyHash("ak_cli_key_1"), nil, nil, &al); err != nil || al.UserID != "513" {
 		t.Fatalf("alias after restart: %+v, %v", al, err)
 	}
 }
@@ -96,14 +99,14 @@ func TestUsageSurvivesKill9(t *testing.T) {
 	if err := admin.call(ctx, "PUT", "/v1/aliases", nil, identity.AliasJSON{Org: "acme", Env: "prod", Key: "ak_kill9_key", UserID: "513"}, &al); err != nil {
 		t.Fatal(err)
 	}
-	var batch []apimeter.MoesifEvent
+	var batch []moesif.Event
 	for i := 0; i < 50; i++ {
-		batch = append(batch, apimeter.MoesifEvent{EventID: "k9-" + string(rune('a'+i%26)) + string(rune('a'+i/26)),
-			Request: apimeter.MoesifRequest{Time: "2026-11-24T10:00:00.000Z", URI: "/items", Verb: "GET",
-				Headers: apimeter.MoesifHeaders{{Name: "X-Api-Key", Value: "ak_kill9_key"}}},
-			Response: &apimeter.MoesifResponse{Status: 200 + 300*(i%2)}})
+		batch = append(batch, moesif.Event{EventID: "k9-" + string(rune('a'+i%26)) + string(rune('a'+i/26)),
+			Request: moesif.Request{Time: "2026-11-24T10:00:00.000Z", URI: "/items", Verb: "GET",
+				Headers: moesif.Headers{{Name: "X-Api-Key", Value: "ak_kill9_key"}}},
+			Response: &moesif.Response{Status: 200 + 300*(i%2)}})
 	}
-	if res, err := postBatch(ctx, http.DefaultClient, c.url, a.ID, batch); err != nil || res.Stored != 50 {
+	if res, err := demo.PostBatch(ctx, http.DefaultClient, c.url, a.ID, batch); err != nil || res.Stored != 50 {
 		t.Fatalf("post: %+v, %v", res, err)
 	}
 	c.kill9(t)
@@ -122,7 +125,7 @@ func TestUsageSurvivesKill9(t *testing.T) {
 		}
 	}
 	check("after kill -9")
-	if res, err := postBatch(ctx, http.DefaultClient, c.url, a.ID, batch); err != nil || res.Stored != 0 {
+	if res, err := demo.PostBatch(ctx, http.DefaultClient, c.url, a.ID, batch); err != nil || res.Stored != 0 {
 		t.Fatalf("replay after kill -9: %+v, %v; want nothing stored", res, err)
 	}
 	check("after replay")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter/auth"
+	"github.com/apimeter/apimeter/instance"
 )
 
 type keysCmd struct {
@@ -19,7 +20,7 @@ type keysCmd struct {
 
 type keysCreateCmd struct {
 	Data string `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory."`
-	storeFlags
+	instance.StoreConfig
 	Org   string   `required:"" help:"Org the key reads (and, with admin, administers)."`
 	Env   []string `help:"Env the key is limited to (repeatable); none: every env of the org."`
 	Scope string   `default:"read" enum:"read,admin" help:"read: Metrics API, events, usage, profiles, dashboard; admin: also aliases and keys."`
@@ -27,7 +28,7 @@ type keysCreateCmd struct {
 }
 
 func (c *keysCreateCmd) Run(ctx context.Context) error {
-	cat, done, err := openCatalog(ctx, c.storeFlags, c.Data)
+	cat, done, err := instance.OpenCatalog(ctx, c.StoreConfig, c.Data)
 	if err != nil {
 		return err
 	}
@@ -47,12 +48,12 @@ func (c *keysCreateCmd) Run(ctx context.Context) error {
 
 type keysListCmd struct {
 	Data string `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory."`
-	storeFlags
+	instance.StoreConfig
 	Org string `help:"Only the keys of this org."`
 }
 
 func (c *keysListCmd) Run(ctx context.Context) error {
-	cat, done, err := openCatalog(ctx, c.storeFlags, c.Data)
+	cat, done, err := instance.OpenCatalog(ctx, c.StoreConfig, c.Data)
 	if err != nil {
 		return err
 	}
@@ -74,12 +75,12 @@ func (c *keysListCmd) Run(ctx context.Context) error {
 
 type keysRevokeCmd struct {
 	Data string `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory."`
-	storeFlags
+	instance.StoreConfig
 	ID string `arg:"" help:"Id of the key (see keys list)."`
 }
 
 func (c *keysRevokeCmd) Run(ctx context.Context) error {
-	cat, done, err := openCatalog(ctx, c.storeFlags, c.Data)
+	cat, done, err := instance.OpenCatalog(ctx, c.StoreConfig, c.Data)
 	if err != nil {
 		return err
 	}

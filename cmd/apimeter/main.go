@@ -1,6 +1,10 @@
 // Command apimeter is self-hosted API analytics and usage metering: a
 // Moesif-compatible collector, an embedded DuckDB store and the read APIs,
 // in one binary. See README.md.
+//
+// This package is the command line: flags, help and one call per command
+// into package instance, which assembles what runs (docs/architecture.md);
+// the benchmark harnesses of apimeter bench are in internal/bench.
 package main
 
 import (
@@ -12,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/alecthomas/kong"
+	"github.com/apimeter/apimeter/internal/bench"
 )
 
 type cli struct {
@@ -25,7 +30,7 @@ type cli struct {
 	Bench  benchCmd  `cmd:"" help:"Measure apimeter on this machine."`
 
 	Gateway gatewayCmd `cmd:"" help:"Run a reverse proxy that records every call of the APIs behind it and enforces quotas."`
-	Consume consumeCmd `cmd:"" help:"Read API calls from Kafka or Azure Event Hubs (seed 002's APIM messages or collector JSON), pair and store them."`
+	Consume consumeCmd `cmd:"" help:"Read API calls from Kafka or Azure Event Hubs (Azure API Management's log-to-eventhub messages or collector JSON), pair and store them."`
 
 	Aliases aliasesCmd `cmd:"" help:"Manage the alias table (API key, token or client id -> user) of a running server."`
 	Usage   usageCmd   `cmd:"" help:"Show calls, errors and bytes per customer for a billing period, from a running server."`
@@ -59,6 +64,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "apimeter:", err)
 		os.Exit(1)
 	}
+}
+
+// benchCmd holds the benchmark harnesses of internal/bench.
+type benchCmd struct {
+	Ingest  bench.IngestCmd  `cmd:"" help:"Post batches of generated events from concurrent clients and compare with the store's bare write (DuckDB's raw appender, or ClickHouse INSERTs)."`
+	Capture bench.CaptureCmd `cmd:"" help:"Loopback load run: the same API bare and wrapped by the capture middleware, in alternating rounds."`
+	Gateway bench.GatewayCmd `cmd:"" help:"Loopback load run: one upstream behind a bare httputil.ReverseProxy, the gateway, and the gateway with its collector down, in alternating rounds."`
+	Faults  bench.FaultsCmd  `cmd:"" help:"Fault-and-load run against a serve child process: retrying senders while it is SIGKILLed, Redis stopped, a poison sender and a slow-client flood; reports acknowledged/missing/doubled."`
+	Memory  bench.MemoryCmd  `cmd:"" help:"Store N events through a serve child process and report its resident memory."`
 }
 
 // usageError is what a bad command line prints: the error and where the

@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/auth"
+	"github.com/apimeter/apimeter/demo"
+	"github.com/apimeter/apimeter/instance"
+	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/store/clickhouse/chtest"
 	"github.com/apimeter/apimeter/workload"
 )
@@ -26,29 +28,29 @@ func TestExactMeteringEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts server processes; skipped with -short")
 	}
-	t.Run("DuckDB", func(t *testing.T) { exactMetering(t, storeFlags{}) })
+	t.Run("DuckDB", func(t *testing.T) { exactMetering(t, instance.StoreConfig{}) })
 	t.Run("ClickHouse", func(t *testing.T) {
 		dsn := chtest.Shared(t).DSN(chtest.Database(t))
-		exactMetering(t, storeFlags{Store: dsn}, "--store", dsn, "--redis", redisURL(t))
+		exactMetering(t, instance.StoreConfig{Store: dsn}, "--store", dsn, "--redis", redisURL(t))
 	})
 }
 
 // exactMetering runs the metering check on the store sf names, with the
 // servers started with flags.
-func exactMetering(t *testing.T, sf storeFlags, flags ...string) {
+func exactMetering(t *testing.T, sf instance.StoreConfig, flags ...string) {
 	ctx := context.Background()
 	data := t.TempDir()
 	gen := workload.New(99, time.Hour)
 	gen.Start = time.Date(2026, 11, 10, 12, 0, 0, 0, time.UTC)
 	gen.IDs = true
-	batch := func(n int) []apimeter.MoesifEvent { return gen.Batch(n) }
+	batch := func(n int) []moesif.Event { return gen.Batch(n) }
 
 	a40 := batch(40)
-	overlapB := append(append([]apimeter.MoesifEvent{}, a40[20:]...), batch(20)...)
+	overlapB := append(append([]moesif.Event{}, a40[20:]...), batch(20)...)
 	// A Moesif SDK retry: the same call without event_id, identified by the
 	// X-Moesif-Transaction-Id header its SDK added.
 	sdk := batch(10)
-	sdkRetry := make([]apimeter.MoesifEvent, len(sdk))
+	sdkRetry := make([]moesif.Event, len(sdk))
 	for i, ev := range sdk {
 		ev.EventID = ""
 		sdkRetry[i] = ev
@@ -60,7 +62,7 @@ func exactMetering(t *testing.T, sf storeFlags, flags ...string) {
 	crash := batch(30)
 
 	type step struct {
-		events []apimeter.MoesifEvent
+		events []moesif.Event
 		kill   bool // kill -9 and restart the server after this step
 	}
 	cases := []struct {
@@ -77,7 +79,7 @@ func exactMetering(t *testing.T, sf storeFlags, flags ...string) {
 		{org: "kill9", steps: []step{{events: crash, kill: true}, {events: crash}}, rows: 30, calls: 30},
 	}
 	ids, keys := map[string]string{}, map[string]string{}
-	cat, done, err := openCatalog(ctx, sf, data)
+	cat, done, err := instance.OpenCatalog(ctx, sf, data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +98,7 @@ func exactMetering(t *testing.T, sf storeFlags, flags ...string) {
 	defer func() { srv.kill9(t) }()
 	for _, c := range cases {
 		for _, s := range c.steps {
-			if _, err := postBatch(ctx, http.DefaultClient, srv.url, ids[c.org], s.events); err != nil {
+			if _, err := demo.PostBatch(ctx, http.DefaultClient, srv.url, ids[c.org], s.events); err != nil {
 				t.Fatalf("%s: post: %v", c.org, err)
 			}
 			if s.kill {

@@ -4,55 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/apimeter/apimeter/gateway"
+	"github.com/apimeter/apimeter/instance"
 	"github.com/apimeter/apimeter/portal"
 	"github.com/apimeter/apimeter/portal/token"
-	"github.com/apimeter/apimeter/server"
 )
-
-// portalFlags configure the customer portal (docs/portal.md).
-type portalFlags struct {
-	PortalFrameOrigin []string `name:"portal-frame-origin" env:"APIMETER_PORTAL_FRAME_ORIGINS" placeholder:"ORG=ORIGIN[,ORIGIN]" help:"Origins whose pages may show an org's customer portal in an iframe (repeatable), e.g. acme=https://www.acme.example. Without one the portal of that org may not be framed."`
-	PortalQuotas      string   `name:"portal-quotas" type:"existingfile" env:"APIMETER_PORTAL_QUOTAS" placeholder:"FILE" help:"Gateway configuration (YAML) whose quotas the portal shows, read from the gateways' counters on --redis (for gateways that run apart from this server; serve --gateway-config needs nothing more)."`
-	PortalRate        int      `name:"portal-rate" default:"240" env:"APIMETER_PORTAL_RATE" help:"Portal API calls allowed per token per minute (negative: no bound)."`
-}
-
-// wirePortal serves the customer portal: its tokens live in the catalog
-// (data directory or the shared store), its figures come from the store.
-func wirePortal(srv *server.Server, st eventStore, eng engine, cat *catalog, idn *identitySetup, f portalFlags, redisPrefix string, log *slog.Logger) (*portal.Handler, error) {
-	origins, err := portal.ParseFrameOrigins(f.PortalFrameOrigin)
-	if err != nil {
-		return nil, fmt.Errorf("--portal-frame-origin %w", err)
-	}
-	cfg := portal.Config{
-		Tokens: cat.Tokens, DB: st.DB(), Dialect: eng.Dialect, Events: st,
-		Periods: idn.API.Meter.Periods, FrameOrigins: origins, RatePerMinute: f.PortalRate, Logger: log,
-	}
-	if f.PortalQuotas != "" {
-		if idn.Redis == nil {
-			return nil, errors.New("--portal-quotas reads the gateways' quota counters on Redis: give --redis, the one the gateways use")
-		}
-		gc, err := gateway.LoadConfig(f.PortalQuotas)
-		if err != nil {
-			return nil, fmt.Errorf("--portal-quotas: %w", err)
-		}
-		// The gateways' keys are under the prefix this server's are.
-		qs, err := gateway.NewQuotaState(gc, gateway.NewRedisCounter(idn.Redis, redisPrefix))
-		if err != nil {
-			return nil, fmt.Errorf("--portal-quotas: %w", err)
-		}
-		cfg.Quotas = qs
-	}
-	h := portal.New(cfg)
-	h.Register(srv)
-	return h, nil
-}
 
 type portalCmd struct {
 	Token portalTokenCmd `cmd:"" help:"Manage customer portal tokens."`
@@ -66,7 +26,7 @@ type portalTokenCmd struct {
 
 type portalTokenCreateCmd struct {
 	Data string `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory."`
-	storeFlags
+	instance.StoreConfig
 	Org       string        `required:"" help:"Org of the customer."`
 	Env       string        `default:"prod" help:"Environment the token reads."`
 	UserID    string        `name:"user-id" xor:"customer" required:"" help:"The customer is this user id (the token reads the user's calls)."`
@@ -78,7 +38,7 @@ type portalTokenCreateCmd struct {
 }
 
 func (c *portalTokenCreateCmd) Run(ctx context.Context) error {
-	cat, done, err := openCatalog(ctx, c.storeFlags, c.Data)
+	cat, done, err := instance.OpenCatalog(ctx, c.StoreConfig, c.Data)
 	if err != nil {
 		return err
 	}
@@ -100,12 +60,12 @@ func (c *portalTokenCreateCmd) Run(ctx context.Context) error {
 
 type portalTokenListCmd struct {
 	Data string `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory."`
-	storeFlags
+	instance.StoreConfig
 	Org string `help:"Only the tokens of this org."`
 }
 
 func (c *portalTokenListCmd) Run(ctx context.Context) error {
-	cat, done, err := openCatalog(ctx, c.storeFlags, c.Data)
+	cat, done, err := instance.OpenCatalog(ctx, c.StoreConfig, c.Data)
 	if err != nil {
 		return err
 	}
@@ -132,12 +92,12 @@ func (c *portalTokenListCmd) Run(ctx context.Context) error {
 
 type portalTokenRevokeCmd struct {
 	Data string `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory."`
-	storeFlags
+	instance.StoreConfig
 	ID string `arg:"" help:"Id of the token (see portal token list)."`
 }
 
 func (c *portalTokenRevokeCmd) Run(ctx context.Context) error {
-	cat, done, err := openCatalog(ctx, c.storeFlags, c.Data)
+	cat, done, err := instance.OpenCatalog(ctx, c.StoreConfig, c.Data)
 	if err != nil {
 		return err
 	}

@@ -16,11 +16,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/gateway"
+	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/instance"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/stats"
 )
@@ -30,7 +34,7 @@ import (
 // and refuses it within a second of its revocation.
 func TestPortalTokenCLI(t *testing.T) {
 	f := testServerFlags(t)
-	in, err := start(context.Background(), f)
+	in, err := instance.Start(context.Background(), f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,10 +143,10 @@ quotas:
 	f := testServerFlags(t)
 	f.PortalFrameOrigin = []string{"acme=" + allowed}
 	f.PortalRate = -1
-	f.statsFlags.StatsQuota = -1
+	f.StatsQuota = -1
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cmd := &serveCmd{serverFlags: f, GatewayConfig: cfgPath}
+	cmd := &serveCmd{Config: f, GatewayConfig: cfgPath}
 	app, err := apps.Create(f.Data, "acme", "prod")
 	if err != nil {
 		t.Fatal(err)
@@ -156,7 +160,7 @@ quotas:
 		t.Fatal(err)
 	}
 	f.Listen = freeAddr(t)
-	cmd.serverFlags = f
+	cmd.Config = f
 	done := make(chan error, 1)
 	go func() { done <- cmd.Run(sctx) }()
 	defer func() {
@@ -187,9 +191,9 @@ quotas:
 			ResponseTime: ts.Add(time.Duration(lat) * time.Millisecond), Status: st, LatencyMs: lat,
 			UserID: user, CompanyID: company, APIKeyID: "fp_" + user, Weight: 1})
 	}
-	batch := make([]apimeter.MoesifEvent, len(events))
+	batch := make([]moesif.Event, len(events))
 	for i := range events {
-		batch[i] = apimeter.FromEvent(&events[i])
+		batch[i] = moesif.FromEvent(&events[i])
 	}
 	body, _ := json.Marshal(batch)
 	req, _ := http.NewRequest("POST", base+"/v1/events/batch", strings.NewReader(string(body)))
@@ -380,14 +384,13 @@ func TestPortalQuotasFromRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var opts gateway.Options
-	opts.Sink = gateway.IngestSinks(discardIngester{})
-	closeRedis, err := quotaCounter(context.Background(), &opts, rurl, "apimeter:")
+	ropt, err := redis.ParseURL(rurl)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeRedis()
-	g, err := gateway.New(gcfg, opts)
+	rc := redis.NewClient(ropt)
+	defer rc.Close()
+	g, err := gateway.New(gcfg, gateway.Options{Sink: gateway.IngestSinks(discardIngester{}), Counter: gateway.NewRedisCounter(rc, "apimeter:")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,7 +403,7 @@ func TestPortalQuotasFromRedis(t *testing.T) {
 
 	f := testServerFlags(t)
 	f.Redis, f.RedisPrefix, f.PortalQuotas = rurl, "apimeter:", cfgPath
-	in, err := start(context.Background(), f)
+	in, err := instance.Start(context.Background(), f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,7 +429,7 @@ func TestPortalQuotasFromRedis(t *testing.T) {
 	// Without --redis the flag is refused: the counts would be out of reach.
 	f2 := testServerFlags(t)
 	f2.PortalQuotas = cfgPath
-	if in2, err := start(context.Background(), f2); err == nil {
+	if in2, err := instance.Start(context.Background(), f2); err == nil {
 		in2.Close()
 		t.Fatal("--portal-quotas without --redis started")
 	}

@@ -14,16 +14,18 @@ import (
 
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
+	"github.com/apimeter/apimeter/demo"
+	"github.com/apimeter/apimeter/instance"
 )
 
 // startForTest starts an in-process server on a loopback port with a fresh
 // data directory, an application id for org acme, env prod, and a read key
 // of acme.
-func startForTest(t *testing.T, bodyCap int) (*instance, string, string) {
+func startForTest(t *testing.T, bodyCap int) (*instance.Instance, string, string) {
 	t.Helper()
 	dir := t.TempDir()
-	f := serverFlags{Listen: "127.0.0.1:0", Data: filepath.Join(dir, "data"), BodyCap: bodyCap, LogLevel: 8}
-	in, err := start(context.Background(), f)
+	f := instance.Config{Listen: "127.0.0.1:0", Data: filepath.Join(dir, "data"), BodyCap: bodyCap, LogLevel: 8}
+	in, err := instance.Start(context.Background(), f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +55,7 @@ func TestOneDefinitionOfError(t *testing.T) {
 		event("ok", 200, "{}", "{}"), event("redirect", 302, "{}", "{}"), event("not-found", 404, "{}", "{}"),
 		event("failed", 503, "{}", "{}"), event("no-response", 0, "{}", "null"),
 	}, ",") + "]"
-	if res, err := postRaw(context.Background(), http.DefaultClient, in.URL, app, []byte(batch)); err != nil || res.Stored != 5 {
+	if res, err := demo.PostRaw(context.Background(), http.DefaultClient, in.URL, app, []byte(batch)); err != nil || res.Stored != 5 {
 		t.Fatalf("post: %+v %v", res, err)
 	}
 	const errors = 3 // 404, 503 and no response
@@ -129,7 +131,7 @@ func TestTruncationVisible(t *testing.T) {
 	in, app, key := startForTest(t, 32)
 	long := `{"message":"` + strings.Repeat("x", 100) + `"}`
 	batch := "[" + event("cut", 200, long, `{"ok":true}`) + "]"
-	if res, err := postRaw(context.Background(), http.DefaultClient, in.URL, app, []byte(batch)); err != nil || res.Stored != 1 {
+	if res, err := demo.PostRaw(context.Background(), http.DefaultClient, in.URL, app, []byte(batch)); err != nil || res.Stored != 1 {
 		t.Fatalf("post: %+v %v", res, err)
 	}
 	var evs struct {

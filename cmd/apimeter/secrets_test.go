@@ -12,7 +12,11 @@ import (
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
+	"github.com/apimeter/apimeter/demo"
 	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/instance"
+	"github.com/apimeter/apimeter/moesif"
+	"github.com/apimeter/apimeter/scrub"
 )
 
 // TestKeyedFingerprintsAndAliases starts the real server: the fingerprint
@@ -28,13 +32,13 @@ func TestKeyedFingerprintsAndAliases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := serverFlags{Listen: "127.0.0.1:0", Data: dir, BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100,
-		identityFlags: identityFlags{JWTClaim: "sub", BillingDay: 1, BillingTZ: "UTC"}}
-	in, err := start(ctx, f)
+	f := instance.Config{Listen: "127.0.0.1:0", Data: dir, BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100,
+		IdentityConfig: instance.IdentityConfig{JWTClaim: "sub", BillingDay: 1, BillingTZ: "UTC"}}
+	in, err := instance.Start(ctx, f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := os.Stat(filepath.Join(dir, apimeter.FingerprintKeyFile))
+	st, err := os.Stat(filepath.Join(dir, scrub.FingerprintKeyFile))
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("fingerprint key after first start: %v, %v; want mode 0600", st, err)
 	}
@@ -50,19 +54,19 @@ func TestKeyedFingerprintsAndAliases(t *testing.T) {
 		}
 		return al
 	}
-	call := func(id, uri string, h ...string) apimeter.MoesifEvent {
-		ev := apimeter.MoesifEvent{EventID: id, Request: apimeter.MoesifRequest{Time: "2026-11-24T10:00:00.000Z", URI: uri, Verb: "GET"},
-			Response: &apimeter.MoesifResponse{Status: 200}}
+	call := func(id, uri string, h ...string) moesif.Event {
+		ev := moesif.Event{EventID: id, Request: moesif.Request{Time: "2026-11-24T10:00:00.000Z", URI: uri, Verb: "GET"},
+			Response: &moesif.Response{Status: 200}}
 		for i := 0; i < len(h); i += 2 {
 			ev.Request.Headers = append(ev.Request.Headers, apimeter.Header{Name: h[i], Value: h[i+1]})
 		}
 		return ev
 	}
 	before := putAlias("ak_before", "u-before")
-	if _, err := postBatch(ctx, http.DefaultClient, in.URL, a.ID, []apimeter.MoesifEvent{
+	if _, err := demo.PostBatch(ctx, http.DefaultClient, in.URL, a.ID, []moesif.Event{
 		call("raw", "/items", "X-Api-Key", "ak_before"),
 		// What the capture middleware sends: unkeyed fingerprints.
-		call("captured", "/items", "X-Api-Key", apimeter.Fingerprint("ak_before")),
+		call("captured", "/items", "X-Api-Key", scrub.Fingerprint("ak_before")),
 		call("pw", "/login?password=hunter2"),
 	}); err != nil {
 		t.Fatal(err)
@@ -71,13 +75,13 @@ func TestKeyedFingerprintsAndAliases(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Listen = "127.0.0.1:0"
-	if in, err = start(ctx, f); err != nil {
+	if in, err = instance.Start(ctx, f); err != nil {
 		t.Fatal(err)
 	}
 	defer in.Close()
 	admin.Server = in.URL
 	after := putAlias("ak_after", "u-after")
-	if _, err := postBatch(ctx, http.DefaultClient, in.URL, a.ID, []apimeter.MoesifEvent{
+	if _, err := demo.PostBatch(ctx, http.DefaultClient, in.URL, a.ID, []moesif.Event{
 		call("raw-after-restart", "/items", "X-Api-Key", "ak_before"),
 		call("new-alias", "/items", "Ocp-Apim-Subscription-Key", "ak_after"),
 	}); err != nil {
@@ -90,17 +94,17 @@ func TestKeyedFingerprintsAndAliases(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var out struct{ Events []apimeter.MoesifEvent }
+	var out struct{ Events []moesif.Event }
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		t.Fatal(err)
 	}
-	byID := map[string]apimeter.MoesifEvent{}
+	byID := map[string]moesif.Event{}
 	for _, ev := range out.Events {
 		byID[ev.EventID] = ev
 	}
 	keyed := before.KeyID
-	if !apimeter.IsFingerprint(keyed) || keyed == apimeter.Fingerprint("ak_before") {
-		t.Fatalf("alias key_id %q: want a keyed fingerprint, not the unkeyed %q", keyed, apimeter.Fingerprint("ak_before"))
+	if !scrub.IsFingerprint(keyed) || keyed == scrub.Fingerprint("ak_before") {
+		t.Fatalf("alias key_id %q: want a keyed fingerprint, not the unkeyed %q", keyed, scrub.Fingerprint("ak_before"))
 	}
 	for _, c := range []struct{ id, user, keyID string }{
 		{"raw", "u-before", keyed},
@@ -117,7 +121,7 @@ func TestKeyedFingerprintsAndAliases(t *testing.T) {
 		}
 	}
 	uri := byID["pw"].Request.URI
-	if strings.Contains(uri, "hunter2") || strings.Contains(uri, apimeter.Fingerprint("hunter2")) || !strings.Contains(uri, "password=fp_") {
+	if strings.Contains(uri, "hunter2") || strings.Contains(uri, scrub.Fingerprint("hunter2")) || !strings.Contains(uri, "password=fp_") {
 		t.Errorf("stored URI %q: want the password keyed, neither raw nor its unkeyed fingerprint", uri)
 	}
 }

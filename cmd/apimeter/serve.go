@@ -2,248 +2,24 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"slices"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/apps"
-	"github.com/apimeter/apimeter/auth"
-	"github.com/apimeter/apimeter/portal"
-	"github.com/apimeter/apimeter/server"
+	"github.com/apimeter/apimeter/instance"
 )
 
-// serverFlags are the flags of every command that runs a server.
-type serverFlags struct {
-	Listen         string        `default:"127.0.0.1:7070" env:"APIMETER_LISTEN" help:"Address to listen on."`
-	Data           string        `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory (DuckDB file, application ids, keys, fingerprint key; with a ClickHouse store only the fingerprint key)."`
-	BodyCap        int           `default:"1024" env:"APIMETER_BODY_CAP" help:"Bytes of each request/response body kept; longer bodies are cut and marked truncated."`
-	SecretHeader   []string      `env:"APIMETER_SECRET_HEADERS" help:"Extra header names whose values never reach disk (besides Authorization, Cookie, X-Api-Key, ...)."`
-	SecretParam    []string      `env:"APIMETER_SECRET_PARAMS" help:"Extra query parameters whose values never reach disk."`
-	SecretField    []string      `env:"APIMETER_SECRET_FIELDS" help:"Extra JSON/form body and metadata field names whose values never reach disk (besides password, token, access_token, card_number, ...)."`
-	MaxBodyBytes   int64         `default:"33554432" env:"APIMETER_MAX_BODY_BYTES" help:"Largest accepted request body, after gzip decoding."`
-	MaxBatchEvents int           `default:"10000" env:"APIMETER_MAX_BATCH_EVENTS" help:"Most events accepted in one batch."`
-	DedupeHorizon  time.Duration `default:"168h" env:"APIMETER_DEDUPE_HORIZON" help:"How long an event id is remembered, so a resent event is not stored twice."`
-	DailyInterval  time.Duration `default:"5m" env:"APIMETER_DAILY_INTERVAL" help:"How often complete days are folded into the daily table the Metrics API reads (negative: never; the events table is then read alone)."`
-	LogLevel       slog.Level    `default:"info" env:"APIMETER_LOG_LEVEL" help:"debug, info, warn or error."`
-	Retention      time.Duration `env:"APIMETER_RETENTION" help:"With a ClickHouse store: drop each month of events once all of it is older than this (e.g. 9504h, about 13 months); 0 keeps everything. The embedded store keeps everything."`
-	storeFlags
-	statsFlags
-	identityFlags
-	observability
-	ingestCapFlags
-	httpFlags
-	portalFlags
-}
-
-// instance is a running server.
-type instance struct {
-	URL   string
-	Addr  net.Addr
-	Store eventStore
-	Srv   *server.Server
-	Apps  *apps.Registry
-	Keys  *auth.Keys
-	Auth  *auth.Guard
-	// Portal is the customer portal (docs/portal.md).
-	Portal *portal.Handler
-	// catalog creates application ids where this server reads them.
-	catalog *catalog
-	http    *http.Server
-	// metrics serves /metrics when it has a listener of its own.
-	metrics *http.Server
-	// Prom is the registry /metrics serves.
-	Prom *prometheus.Registry
-	idn  *identitySetup
-	done chan error
-	log  *slog.Logger
-	// beforeClose runs first in Close (an embedded gateway sends what it
-	// holds while the store is still open).
-	beforeClose func() error
-}
-
-// DBFile is the DuckDB file inside the data directory.
-const DBFile = "events.duckdb"
-
-func start(ctx context.Context, f serverFlags) (*instance, error) {
-	return startWith(ctx, f, startOptions{})
-}
-
-// startWith starts a server with store options beyond the flags (tests and
-// benchmarks).
-func startWith(ctx context.Context, f serverFlags, so startOptions) (*instance, error) {
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: f.LogLevel}))
-	if f.clickhouse() && f.Redis == "" {
-		// Aliases and usage counters embedded in one collector's memory
-		// would differ from collector to collector.
-		return nil, fmt.Errorf("--store %s: a ClickHouse store is shared by several processes, so the alias table and usage counters must be too: give --redis", f.storeFlags)
-	}
-	if err := privateDataDir(f.Data); err != nil {
-		return nil, fmt.Errorf("data directory: %w", err)
-	}
-	st, eng, cat, err := openStore(ctx, f, so, log)
-	if err != nil {
-		return nil, err
-	}
-	reg, keys := cat.Apps, cat.Keys
-	guard := auth.New(auth.Config{
-		Keys:    keys,
-		IsAppID: func(id string) bool { _, ok := reg.Lookup(id); return ok },
-		Envs:    func(org string) []string { return appEnvs(reg, org) },
-		Logger:  log,
-	})
-	fpKey, err := apimeter.LoadFingerprintKey(f.Data)
-	if err != nil {
-		st.Close()
-		return nil, err
-	}
-	scrub := apimeter.NewScrubberWith(apimeter.ScrubConfig{
-		SecretHeaders: f.SecretHeader, SecretParams: f.SecretParam, SecretFields: f.SecretField,
-		BodyCap: f.BodyCap, Key: fpKey,
-	})
-	if err := checkFingerprintKey(ctx, st, scrub); err != nil {
-		st.Close()
-		return nil, err
-	}
-	idn, err := setupIdentity(ctx, f.identityFlags, st.DB(), eng, log)
-	if err != nil {
-		st.Close()
-		return nil, err
-	}
-	idn.API.KeyID = scrub.FingerprintOfHash
-	prom := newRegistry()
-	registerStore(prom, st)
-	srv := server.New(server.Config{
-		Store:          st,
-		Apps:           reg,
-		Scrubber:       scrub,
-		Identifier:     idn.Identifier,
-		Sinks:          idn.Sinks,
-		MaxBodyBytes:   f.MaxBodyBytes,
-		MaxBatchEvents: f.MaxBatchEvents,
-		Auth:           guard,
-		Logger:         log,
-		Registerer:     prom,
-		Ready:          readyChecks(st, idn.Redis),
-
-		MaxHeaderValueBytes: f.MaxHeaderValueBytes,
-		MaxURIBytes:         f.MaxURIBytes,
-		MaxMetadataBytes:    f.MaxMetadataBytes,
-	})
-	guard.Register(srv)
-	idn.API.Register(srv)
-	wireStats(newTimedMux(srv, prom, "apimeter_metrics_api", "Metrics API"), st.DB(), eng, reg, f.statsFlags, log)
-	wireWeb(srv)
-	ph, err := wirePortal(srv, st, eng, cat, idn, f.portalFlags, f.RedisPrefix, log)
-	if err != nil {
-		st.Close()
-		idn.Close()
-		return nil, err
-	}
-	if err := f.httpFlags.Validate(); err != nil {
-		st.Close()
-		idn.Close()
-		return nil, err
-	}
-	var metricsSrv *http.Server
-	if f.MetricsListen == "" {
-		srv.Handle("GET /metrics", metricsHandler(prom))
-	} else {
-		mln, err := net.Listen("tcp", f.MetricsListen)
-		if err != nil {
-			st.Close()
-			idn.Close()
-			return nil, fmt.Errorf("--metrics-listen: %w", err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", metricsHandler(prom))
-		metricsSrv = f.httpFlags.server(mux)
-		go metricsSrv.Serve(server.LimitListener(mln, f.httpFlags.withDefaults().MaxConnections))
-		log.Info("metrics listening", "url", "http://"+mln.Addr().String()+"/metrics")
-	}
-	ln, err := net.Listen("tcp", f.Listen)
-	if err != nil {
-		st.Close()
-		idn.Close()
-		if metricsSrv != nil {
-			metricsSrv.Close()
-		}
-		return nil, err
-	}
-	ln = server.LimitListener(ln, f.httpFlags.withDefaults().MaxConnections)
-	ln = server.JSONConnErrors(ln) // net/http's own 431 and 400 answers as JSON
-	hs := f.httpFlags.server(srv)
-	hs.RegisterOnShutdown(srv.Stream().Close) // open event streams would hold Shutdown up
-	in := &instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, Keys: keys, Auth: guard, Portal: ph, catalog: cat, http: hs, metrics: metricsSrv, Prom: prom, idn: idn, done: make(chan error, 1), log: log}
-	go func() {
-		err := hs.Serve(ln)
-		if errors.Is(err, http.ErrServerClosed) {
-			err = nil
-		}
-		in.done <- err
-	}()
-	log.Info("apimeter listening", "url", in.URL, "store", f.storeFlags.String(), "data", f.Data)
-	return in, nil
-}
-
-// Close stops accepting requests, lets running ones finish, then closes the
-// store (which writes what it has queued).
-func (in *instance) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	var err error
-	if in.beforeClose != nil {
-		err = in.beforeClose()
-	}
-	err = errors.Join(err, in.http.Shutdown(ctx))
-	if in.metrics != nil {
-		err = errors.Join(err, in.metrics.Shutdown(ctx))
-	}
-	return errors.Join(err, in.Store.Close(), in.idn.Close())
-}
-
 type serveCmd struct {
-	serverFlags
+	instance.Config
 	GatewayConfig string `type:"existingfile" env:"APIMETER_GATEWAY_CONFIG" placeholder:"FILE" help:"Also run a gateway (docs/gateway.md) whose events go straight into this server's store."`
 
-	Kafka consumerFlags `embed:"" prefix:"kafka-" envprefix:"APIMETER_KAFKA_" group:"Kafka / Event Hubs consumer (off without --kafka-brokers)"`
+	Kafka instance.ConsumerConfig `embed:"" prefix:"kafka-" envprefix:"APIMETER_KAFKA_" group:"Kafka / Event Hubs consumer (off without --kafka-brokers)"`
 }
 
 func (c *serveCmd) Run(ctx context.Context) error {
-	in, err := start(ctx, c.serverFlags)
-	if err != nil {
-		return err
-	}
-	if c.GatewayConfig != "" {
-		g, closeRedis, err := startEmbeddedGateway(ctx, in, c.GatewayConfig, c.identityFlags)
-		if err != nil {
-			in.Close()
-			return err
-		}
-		in.Portal.SetQuotas(g)
-		// Before the store closes: the gateway's queued events go in.
-		in.beforeClose = func() error {
-			sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			defer cancel()
-			defer closeRedis()
-			return g.Shutdown(sctx)
-		}
-	}
-	// The consumer stops with ctx: it stores its batch and commits before
-	// the store closes.
-	consumed, err := startEmbeddedConsumer(ctx, in, c.Kafka)
-	if err != nil {
-		in.Close()
-		return err
-	}
-	return in.wait(ctx, consumed)
+	return instance.Serve(ctx, c.Config, c.GatewayConfig, c.Kafka)
 }
 
 type appsCmd struct {
@@ -253,13 +29,13 @@ type appsCmd struct {
 
 type appsCreateCmd struct {
 	Data string `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory."`
-	storeFlags
+	instance.StoreConfig
 	Org string `required:"" help:"Organization the events belong to."`
 	Env string `default:"prod" help:"Environment (e.g. prod, test)."`
 }
 
 func (c *appsCreateCmd) Run(ctx context.Context) error {
-	cat, done, err := openCatalog(ctx, c.storeFlags, c.Data)
+	cat, done, err := instance.OpenCatalog(ctx, c.StoreConfig, c.Data)
 	if err != nil {
 		return err
 	}
@@ -275,11 +51,11 @@ func (c *appsCreateCmd) Run(ctx context.Context) error {
 
 type appsListCmd struct {
 	Data string `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory."`
-	storeFlags
+	instance.StoreConfig
 }
 
 func (c *appsListCmd) Run(ctx context.Context) error {
-	cat, done, err := openCatalog(ctx, c.storeFlags, c.Data)
+	cat, done, err := instance.OpenCatalog(ctx, c.StoreConfig, c.Data)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter/apps"
+	"github.com/apimeter/apimeter/instance"
 )
 
 // TestSlowClientsAreCut starts the real server with short timeouts, opens
@@ -28,10 +29,10 @@ func TestSlowClientsAreCut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := serverFlags{Listen: "127.0.0.1:0", Data: dir, BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100,
-		identityFlags: identityFlags{JWTClaim: "sub", BillingDay: 1, BillingTZ: "UTC"},
-		httpFlags:     httpFlags{ReadHeaderTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: 5 * time.Second, IdleTimeout: time.Second, MaxConnections: 200}}
-	in, err := start(ctx, f)
+	f := instance.Config{Listen: "127.0.0.1:0", Data: dir, BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100,
+		IdentityConfig: instance.IdentityConfig{JWTClaim: "sub", BillingDay: 1, BillingTZ: "UTC"},
+		HTTPConfig:     instance.HTTPConfig{ReadHeaderTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: 5 * time.Second, IdleTimeout: time.Second, MaxConnections: 200}}
+	in, err := instance.Start(ctx, f)
 	if err != nil {
 		t.Fatal(err)
 	}

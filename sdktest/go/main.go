@@ -1,6 +1,6 @@
 // Command sdkapp is a net/http API instrumented with Moesif's own Go
 // middleware (github.com/moesif/moesifmiddleware-go, unchanged), pointed at
-// apimeter by its Api_Endpoint option. It identifies callers as seed 000
+// apimeter by its Api_Endpoint option. It identifies callers as the counting guide
 // describes: the user is the JWT's sub, the company comes from the URL
 // /accounts/{id}/..., the session token is the Authorization header.
 //

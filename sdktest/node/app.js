@@ -1,7 +1,7 @@
 // An Express API instrumented with Moesif's own Node.js middleware
 // (moesif-nodejs, from the npm registry, unchanged), pointed at apimeter by
 // its baseUri option. It follows the Moesif blog post the project is built
-// from (seed 000): the user is the JWT's sub, the company comes from the
+// from (the counting guide): the user is the JWT's sub, the company comes from the
 // URL /accounts/{id}/..., the session token is the Authorization header.
 //
 // Environment:

@@ -29,6 +29,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/store/detail"
+	"github.com/apimeter/apimeter/store/internal/groupcommit"
 )
 
 // DefaultDedupeHorizon is how long an event id is remembered in front of the
@@ -67,33 +68,31 @@ type Store struct {
 	opts Options
 	log  *slog.Logger
 
-	reqs   chan *appendReq
-	quit   chan struct{}
-	closed chan struct{}
+	q *groupcommit.Queue[*batch] // the group commit's queue
 
 	// seen maps the hash of (org, env, id) to the hour (unix/3600) the
 	// event was ingested; only the writer goroutine touches it.
 	seen      map[xxh3.Uint128]int32
 	lastSweep time.Time
+	// grp is the group being filled; only the writer touches it.
+	grp group
 
 	bgDone    chan struct{}
 	bgCancel  context.CancelFunc
 	closeOnce sync.Once
 }
 
-type appendReq struct {
+// batch is one Append call's events on their way to the writer.
+type batch struct {
 	events []apimeter.Event
 	keys   []xxh3.Uint128
 	// docs are the detail documents, built by the caller so that the
 	// writer only copies and sends.
 	docs []string
-	done chan appendResp
 }
 
-type appendResp struct {
-	res apimeter.AppendResult
-	err error
-}
+// appendReq is a batch in the group commit's queue.
+type appendReq = groupcommit.Request[*batch]
 
 // Columns of the events table, in insert order. Everything that is grouped
 // or filtered on has a column of its own; the rest is in detail.
@@ -309,9 +308,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	db := ch.OpenDB(o)
 	s := &Store{
 		conn: conn, db: db, addr: addr, opts: opts, log: opts.Logger,
-		reqs:   make(chan *appendReq, 1024),
-		quit:   make(chan struct{}),
-		closed: make(chan struct{}),
+		q:      groupcommit.NewQueue[*batch](1024),
 		seen:   map[xxh3.Uint128]int32{},
 		bgDone: make(chan struct{}),
 	}
@@ -431,8 +428,8 @@ func (s *Store) migrate(ctx context.Context) error {
 // server answers (/readyz).
 func (s *Store) Ready(ctx context.Context) error {
 	select {
-	case <-s.quit:
-		return errors.New("store is closed")
+	case <-s.q.Stopped():
+		return groupcommit.ErrClosed
 	default:
 	}
 	if err := s.conn.Ping(ctx); err != nil {
@@ -496,7 +493,7 @@ func (s *Store) Append(ctx context.Context, events []apimeter.Event) (apimeter.A
 	if len(events) == 0 {
 		return apimeter.AppendResult{}, nil
 	}
-	req := &appendReq{events: events, done: make(chan appendResp, 1), docs: make([]string, len(events))}
+	req := &batch{events: events, docs: make([]string, len(events))}
 	var buf []byte
 	for i := range events {
 		buf = detail.Append(buf[:0], &events[i])
@@ -508,64 +505,29 @@ func (s *Store) Append(ctx context.Context, events []apimeter.Event) (apimeter.A
 			req.keys[i] = dedupeKey(events[i].Org, events[i].Env, events[i].ID)
 		}
 	}
-	select {
-	case s.reqs <- req:
-	case <-s.quit:
-		return apimeter.AppendResult{}, errors.New("store is closed")
-	case <-ctx.Done():
-		return apimeter.AppendResult{}, ctx.Err()
-	}
-	// Once queued the batch is written whatever the caller does, so wait
-	// for the answer rather than report a failure that did not happen.
-	select {
-	case r := <-req.done:
-		return r.res, r.err
-	case <-s.closed:
-		select {
-		case r := <-req.done:
-			return r.res, r.err
-		default:
-			return apimeter.AppendResult{}, errors.New("store is closed")
-		}
-	}
+	return s.q.Submit(ctx, req)
 }
 
 // writer takes the queued batches, as many as arrived while the previous
 // INSERT ran (up to MaxGroupRows), and sends them as one INSERT.
 func (s *Store) writer() {
-	defer close(s.closed)
-	g := &group{}
-	for {
-		var first *appendReq
-		select {
-		case first = <-s.reqs:
-		case <-s.quit:
-			for {
-				select {
-				case r := <-s.reqs:
-					g.reset()
-					s.add(g, r)
-					s.commit(g)
-				default:
-					return
-				}
-			}
-		}
-		g.reset()
-		s.add(g, first)
-	fill:
-		for g.cols.n < s.opts.MaxGroupRows {
-			select {
-			case r := <-s.reqs:
-				s.add(g, r)
-			default:
-				break fill
-			}
-		}
-		s.commit(g)
-		s.sweep(time.Now())
-	}
+	defer s.q.Finished()
+	groupcommit.Run(s.q, (*inserter)(s), nil)
 }
+
+// inserter is the Store as groupcommit.Run's Writer: one group, reused,
+// written by the writer goroutine itself.
+type inserter Store
+
+func (w *inserter) Begin() *group {
+	w.grp.reset()
+	w.grp.max = w.opts.MaxGroupRows
+	return &w.grp
+}
+
+func (w *inserter) Add(g *group, r *appendReq) { (*Store)(w).add(g, r) }
+func (w *inserter) Commit(g *group)            { (*Store)(w).commit(g) }
+func (w *inserter) Idle()                      { (*Store)(w).sweep(time.Now()) }
 
 // group is one INSERT under way: its callers, their results and the rows.
 type group struct {
@@ -573,7 +535,11 @@ type group struct {
 	results []apimeter.AppendResult
 	keys    []xxh3.Uint128
 	cols    Columns
+	max     int // rows past which the group takes no more batches
 }
+
+// Full says the group takes no more batches (groupcommit.Group).
+func (g *group) Full() bool { return g.cols.n >= g.max }
 
 func (g *group) reset() {
 	g.reqs, g.results, g.keys = g.reqs[:0], g.results[:0], g.keys[:0]
@@ -586,9 +552,9 @@ func (s *Store) add(g *group, req *appendReq) {
 	res := &g.results[len(g.results)-1]
 	now := time.Now().UTC().Truncate(time.Second)
 	hour := hourOf(now)
-	for i := range req.events {
+	for i := range req.Batch.events {
 		if !s.opts.NoDedupe {
-			k := req.keys[i]
+			k := req.Batch.keys[i]
 			if _, dup := s.seen[k]; dup {
 				res.Duplicates++
 				continue
@@ -598,8 +564,8 @@ func (s *Store) add(g *group, req *appendReq) {
 			s.seen[k] = hour
 			g.keys = append(g.keys, k)
 		}
-		g.cols.add(&req.events[i], req.docs[i], now)
-		res.Stored = append(res.Stored, &req.events[i])
+		g.cols.add(&req.Batch.events[i], req.Batch.docs[i], now)
+		res.Stored = append(res.Stored, &req.Batch.events[i])
 	}
 }
 
@@ -612,13 +578,13 @@ func (s *Store) commit(g *group) {
 			delete(s.seen, k)
 		}
 		for _, req := range g.reqs {
-			req.done <- appendResp{err: fmt.Errorf("insert events into clickhouse %s: %w", s.addr, err)}
+			req.Answer(apimeter.AppendResult{}, fmt.Errorf("insert events into clickhouse %s: %w", s.addr, err))
 		}
 		return
 	}
 	s.log.Debug("insert", "batches", len(g.reqs), "rows", g.cols.n, "took", time.Since(began))
 	for i, req := range g.reqs {
-		req.done <- appendResp{res: g.results[i]}
+		req.Answer(g.results[i], nil)
 	}
 }
 
@@ -666,7 +632,7 @@ func (s *Store) Events(ctx context.Context, f apimeter.EventFilter) ([]apimeter.
 		add("status = ?", *f.Status)
 	}
 	if f.Errors {
-		where = append(where, apimeter.IsErrorSQL)
+		where = append(where, detail.IsErrorSQL)
 	}
 	// ts (seconds) narrows the parts read; ts_us is the exact bound.
 	if !f.From.IsZero() {
@@ -779,8 +745,7 @@ func (s *Store) Profile(ctx context.Context, org, env, kind, id string) (apimete
 func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
-		close(s.quit)
-		<-s.closed
+		s.q.Close()
 		s.bgCancel()
 		<-s.bgDone
 		err = errors.Join(s.conn.Close(), s.db.Close())
@@ -793,6 +758,6 @@ func (s *Store) Close() error {
 // redelivered event counts once.
 const UsageRebuildSQL = `SELECT org, env, toInt64(intDiv(toUInt32(ts), 900)) AS bucket, user_id, company_id, api_key_id,
   toInt64(sum(weight)),
-  toInt64(sumIf(weight, ` + apimeter.IsErrorSQL + `)),
+  toInt64(sumIf(weight, ` + detail.IsErrorSQL + `)),
   toInt64(sum(weight * (ifNull(req_size, 0) + ifNull(resp_size, 0))))
 FROM events FINAL GROUP BY org, env, bucket, user_id, company_id, api_key_id`

@@ -1,12 +1,15 @@
 // Package detail encodes the parts of an event that are shown but never
 // grouped or filtered on (headers, bodies, query string, tags, metadata, ...)
-// as one JSON document, the "detail" column of every store.
+// as one JSON document, the "detail" column of every store, and holds the
+// SQL that every reader of the events table shares (IsErrorSQL).
 package detail
 
 import (
 	"encoding/json"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/internal/jsontext"
+	"github.com/apimeter/apimeter/moesif"
 )
 
 // One column rather than ten because DuckDB's appender costs about the same
@@ -24,10 +27,10 @@ type detail struct {
 }
 
 type detailMsg struct {
-	Headers   apimeter.MoesifHeaders `json:"headers,omitempty"`
-	Body      string                 `json:"body,omitempty"`
-	Base64    bool                   `json:"b64,omitempty"`
-	Truncated bool                   `json:"trunc,omitempty"`
+	Headers   moesif.Headers `json:"headers,omitempty"`
+	Body      string         `json:"body,omitempty"`
+	Base64    bool           `json:"b64,omitempty"`
+	Truncated bool           `json:"trunc,omitempty"`
 }
 
 // Append appends the detail JSON of e to dst without reflection.
@@ -42,7 +45,7 @@ func Append(dst []byte, e *apimeter.Event) []byte {
 		// The collector normalises metadata already; other callers of
 		// Append may not, and DuckDB refuses invalid UTF-8.
 		dst = append(dst, `,"metadata":`...)
-		dst = append(dst, apimeter.ValidJSON(e.Metadata)...)
+		dst = append(dst, jsontext.ValidJSON(e.Metadata)...)
 	}
 	dst = append(dst, `,"req":`...)
 	dst = appendMsg(dst, e.RequestHeaders, e.RequestBody)
@@ -61,15 +64,15 @@ func appendField(dst []byte, name, value string, comma bool) []byte {
 	dst = append(dst, '"')
 	dst = append(dst, name...)
 	dst = append(dst, `":`...)
-	return apimeter.AppendJSONString(dst, value)
+	return jsontext.AppendString(dst, value)
 }
 
 func appendMsg(dst []byte, h apimeter.Headers, b apimeter.Body) []byte {
 	dst = append(dst, `{"headers":`...)
-	dst = apimeter.AppendHeadersJSON(dst, h)
+	dst = jsontext.AppendHeaders(dst, h)
 	if b.Text != "" {
 		dst = append(dst, `,"body":`...)
-		dst = apimeter.AppendJSONString(dst, b.Text)
+		dst = jsontext.AppendString(dst, b.Text)
 	}
 	if b.Base64 {
 		dst = append(dst, `,"b64":true`...)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/workload"
 )
 
@@ -15,7 +16,7 @@ func benchEvents(b *testing.B, n int) []apimeter.Event {
 	b.Helper()
 	gen := workload.New(1, 24*time.Hour)
 	gen.IDs = true
-	scrub := apimeter.NewScrubber(nil, nil, -1)
+	scrubber := scrub.New(nil, nil, -1)
 	out := make([]apimeter.Event, n)
 	for i := range out {
 		m := gen.Event()
@@ -23,7 +24,7 @@ func benchEvents(b *testing.B, n int) []apimeter.Event {
 		if err != nil {
 			b.Fatal(err)
 		}
-		scrub.Scrub(&ev)
+		scrubber.Scrub(&ev)
 		out[i] = ev
 	}
 	return out

@@ -48,18 +48,9 @@ CREATE TABLE IF NOT EXISTS events_daily_days (
 const DefaultDailyInterval = 5 * time.Minute
 
 // dailyLoop builds days at start and then every interval until Close.
-func (s *Store) dailyLoop(every time.Duration) {
+// Close cancels ctx, which stops a pass under way.
+func (s *Store) dailyLoop(ctx context.Context, every time.Duration) {
 	defer close(s.dailyDone)
-	// Close cancels a pass under way.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-s.quit:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -71,7 +62,7 @@ func (s *Store) dailyLoop(every time.Duration) {
 			s.log.Debug("built daily table", "days", n)
 		}
 		select {
-		case <-s.quit:
+		case <-s.q.Stopped():
 			return
 		case <-t.C:
 		}
@@ -127,7 +118,7 @@ ORDER BY day`, today)
 }
 
 func (s *Store) buildDay(ctx context.Context, day, builtAt time.Time) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.beginTx(ctx)
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/store/detail"
+	"github.com/apimeter/apimeter/store/internal/groupcommit"
 )
 
 // DefaultDedupeHorizon is how long an event id is remembered for idempotent
@@ -60,9 +61,7 @@ type Store struct {
 	opts  Options
 	log   *slog.Logger
 
-	reqs   chan *appendReq
-	quit   chan struct{}
-	closed chan struct{}
+	q *groupcommit.Queue[*batch] // the group commit's queue
 
 	// The filler (writer goroutine) hands filled lanes to the committer
 	// through jobs and gets them back through free; the committer reports
@@ -90,29 +89,28 @@ type Store struct {
 	// pending holds, per batch in Append, when it was registered (before
 	// its rows got their ingest time); see oldestPending.
 	pendMu  sync.Mutex
-	pending map[*appendReq]time.Time
+	pending map[*batch]time.Time
 
 	dailyMu   sync.Mutex // one BuildDaily at a time
 	dailyDone chan struct{}
+	stopDaily context.CancelFunc // cancels a daily pass under way
 
 	health health
 
 	closeOnce sync.Once
 }
 
-type appendReq struct {
+// batch is one Append call's events on their way to the writer.
+type batch struct {
 	events []apimeter.Event
 	// rows are the events' column values, built by the caller so that the
 	// single writer only appends and commits.
 	rows [][]driver.Value
 	keys []xxh3.Uint128
-	done chan appendResp
 }
 
-type appendResp struct {
-	res apimeter.AppendResult
-	err error
-}
+// appendReq is a batch in the group commit's queue.
+type appendReq = groupcommit.Request[*batch]
 
 // Columns of the events table, in appender order. Everything that is
 // grouped or filtered on has a column of its own; the rest is in detail.
@@ -197,16 +195,14 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	s := &Store{
 		db: db, opts: opts, log: opts.Logger,
-		reqs:     make(chan *appendReq, 1024),
-		quit:     make(chan struct{}),
-		closed:   make(chan struct{}),
+		q:        groupcommit.NewQueue[*batch](1024),
 		jobs:     make(chan *job),
 		free:     make(chan *lane, 2),
 		reports:  make(chan report, 4),
 		seen:     newSeenSet(opts.DedupeMemory),
 		seed:     rand.Uint64(),
 		inflight: map[xxh3.Uint128]struct{}{},
-		pending:  map[*appendReq]time.Time{},
+		pending:  map[*batch]time.Time{},
 	}
 	for i := range s.lanes {
 		ln, err := openLane(ctx, connector)
@@ -231,8 +227,11 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		if every == 0 {
 			every = DefaultDailyInterval
 		}
-		go s.dailyLoop(every)
+		var ctx context.Context
+		ctx, s.stopDaily = context.WithCancel(context.Background())
+		go s.dailyLoop(ctx, every)
 	} else {
+		s.stopDaily = func() {}
 		close(s.dailyDone)
 	}
 	return s, nil
@@ -314,7 +313,7 @@ func (s *Store) Append(ctx context.Context, events []apimeter.Event) (apimeter.A
 	if len(events) == 0 {
 		return apimeter.AppendResult{}, nil
 	}
-	req := &appendReq{events: events, done: make(chan appendResp, 1), rows: make([][]driver.Value, len(events))}
+	req := &batch{events: events, rows: make([][]driver.Value, len(events))}
 	// Registered before the rows get their ingest time, and until the
 	// answer: BuildDaily relies on it (oldestPending).
 	s.pendMu.Lock()
@@ -341,67 +340,36 @@ func (s *Store) Append(ctx context.Context, events []apimeter.Event) (apimeter.A
 			req.keys[i], buf = s.key(buf, events[i].Org, events[i].Env, events[i].ID)
 		}
 	}
-	select {
-	case s.reqs <- req:
-	case <-s.quit:
-		return apimeter.AppendResult{}, errors.New("store is closed")
-	case <-ctx.Done():
-		return apimeter.AppendResult{}, ctx.Err()
-	}
-	// Once queued the batch is written whatever the caller does, so wait
-	// for the answer rather than report a failure that did not happen.
-	select {
-	case r := <-req.done:
-		return r.res, r.err
-	case <-s.closed:
-		select {
-		case r := <-req.done:
-			return r.res, r.err
-		default:
-			return apimeter.AppendResult{}, errors.New("store is closed")
-		}
-	}
+	return s.q.Submit(ctx, req)
 }
 
+// writer is the group commit's filler: it fills a job (a lane) with the
+// queued batches until the committer takes it, and hands it over.
 func (s *Store) writer() {
-	defer close(s.jobs)
-	for {
-		var first *appendReq
-		select {
-		case first = <-s.reqs:
-		case <-s.quit:
-			// Write what was queued before Close.
-			for {
-				select {
-				case r := <-s.reqs:
-					j := &job{lane: <-s.free, began: time.Now()}
-					s.add(j, r)
-					s.jobs <- j
-				default:
-					return
-				}
-			}
-		}
-		j := &job{lane: <-s.free, began: time.Now()}
-		s.add(j, s.drain(first, j.rows)...)
-		// Keep adding the batches that arrive until the committer takes the
-		// job: the longer the commit before it, the larger this one.
-		for !j.broken && j.rows < s.opts.MaxGroupRows {
-			select {
-			case r := <-s.reqs:
-				s.add(j, s.drain(r, j.rows)...)
-				continue
-			case s.jobs <- j:
-			}
-			j = nil
-			break
-		}
-		if j != nil {
-			s.jobs <- j
-		}
-		s.sweep(time.Now())
-		s.health.setDedupe(s.seen.Len(), s.seen.Bytes())
-	}
+	groupcommit.Run(s.q, (*filler)(s), s.jobs)
+	close(s.jobs)
+}
+
+// filler is the Store as groupcommit.Run's Writer.
+type filler Store
+
+// Begin takes a free lane: the one the committer is not flushing.
+func (f *filler) Begin() *job {
+	return &job{lane: <-f.free, began: time.Now(), max: f.opts.MaxGroupRows}
+}
+
+func (f *filler) Add(j *job, r *appendReq) {
+	s := (*Store)(f)
+	s.add(j, s.drain(r, j.rows)...)
+}
+
+// Commit hands j to the committer.
+func (f *filler) Commit(j *job) { f.jobs <- j }
+
+func (f *filler) Idle() {
+	s := (*Store)(f)
+	s.sweep(time.Now())
+	s.health.setDedupe(s.seen.Len(), s.seen.Bytes())
 }
 
 // drain returns first and, when the dedupe set must be completed from the
@@ -414,16 +382,14 @@ func (s *Store) drain(first *appendReq, rows int) []*appendReq {
 	if !s.lookingUp(time.Now()) {
 		return s.drained
 	}
-	rows += len(first.events)
+	rows += len(first.Batch.events)
 	for rows < s.opts.MaxGroupRows {
-		select {
-		case r := <-s.reqs:
-			s.drained = append(s.drained, r)
-			rows += len(r.events)
-			continue
-		default:
+		r := s.q.Poll()
+		if r == nil {
+			break
 		}
-		break
+		s.drained = append(s.drained, r)
+		rows += len(r.Batch.events)
 	}
 	return s.drained
 }
@@ -438,7 +404,7 @@ func (s *Store) add(j *job, reqs ...*appendReq) {
 	if !s.opts.NoDedupe {
 		n := 0
 		for _, r := range reqs {
-			n += len(r.events)
+			n += len(r.Batch.events)
 		}
 		s.seen.Reserve(n)
 		old, checkErr = s.onDisk(reqs, j.began)
@@ -460,9 +426,9 @@ func (s *Store) addOne(j *job, req *appendReq, old map[xxh3.Uint128]struct{}, ch
 		return
 	}
 	minute := minuteOf(j.began)
-	for i := range req.events {
+	for i := range req.Batch.events {
 		if !s.opts.NoDedupe {
-			k := req.keys[i]
+			k := req.Batch.keys[i]
 			dup := s.seen.Has(k)
 			pending := false
 			if dup || s.seen.below != 0 { // once it forgot, it may lack keys in flight
@@ -487,10 +453,10 @@ func (s *Store) addOne(j *job, req *appendReq, old map[xxh3.Uint128]struct{}, ch
 			en.keys = append(en.keys, k)
 		}
 		en.rows = append(en.rows, i)
-		en.res.Stored = append(en.res.Stored, &req.events[i])
+		en.res.Stored = append(en.res.Stored, &req.Batch.events[i])
 		j.rows++
 		if !j.broken {
-			if err := j.lane.app.AppendRow(req.rows[i]...); err != nil {
+			if err := j.lane.app.AppendRow(req.Batch.rows[i]...); err != nil {
 				en.err = fmt.Errorf("event %d: %w", i, err)
 				j.broken = true
 			}
@@ -522,7 +488,7 @@ func (s *Store) absorbReports() {
 // committer flushes the lanes the writer filled, in order, one at a time:
 // the second half of a commit.
 func (s *Store) committer() {
-	defer close(s.closed)
+	defer s.q.Finished()
 	var prevFailed map[xxh3.Uint128]struct{}
 	for j := range s.jobs {
 		prevFailed = s.commit(j, prevFailed)
@@ -596,14 +562,14 @@ func (s *Store) commit(j *job, prevFailed map[xxh3.Uint128]struct{}) map[xxh3.Ui
 	s.reports <- rep
 	for _, en := range j.group {
 		if en.err != nil {
-			en.req.done <- appendResp{err: fmt.Errorf("commit events: %w", en.err)}
+			en.req.Answer(apimeter.AppendResult{}, fmt.Errorf("commit events: %w", en.err))
 			continue
 		}
 		if leansOn(en.lean, prevFailed) || leansOn(en.lean, failed) {
-			en.req.done <- appendResp{err: errors.New("commit events: an earlier commit holding some of these events failed")}
+			en.req.Answer(apimeter.AppendResult{}, errors.New("commit events: an earlier commit holding some of these events failed"))
 			continue
 		}
-		en.req.done <- appendResp{res: en.res}
+		en.req.Answer(en.res, nil)
 	}
 	return failed
 }
@@ -616,7 +582,7 @@ func (s *Store) commitEach(j *job) {
 			continue
 		}
 		for _, i := range en.rows {
-			if err := j.lane.app.AppendRow(en.req.rows[i]...); err != nil {
+			if err := j.lane.app.AppendRow(en.req.Batch.rows[i]...); err != nil {
 				en.err = fmt.Errorf("event %d: %w", i, err)
 				break
 			}
@@ -625,7 +591,7 @@ func (s *Store) commitEach(j *job) {
 			en.err = s.flush(j.lane)
 		}
 		if en.err != nil {
-			s.log.Error("commit batch alone", "events", len(en.req.events), "err", en.err)
+			s.log.Error("commit batch alone", "events", len(en.req.Batch.events), "err", en.err)
 			j.lane.reset(s.log)
 		}
 	}
@@ -668,14 +634,14 @@ func (s *Store) onDisk(reqs []*appendReq, now time.Time) (map[xxh3.Uint128]struc
 	type scope struct{ org, env string }
 	ids := map[scope][]string{}
 	for _, r := range reqs {
-		for i, k := range r.keys {
+		for i, k := range r.Batch.keys {
 			if s.seen.Has(k) {
 				continue
 			}
 			if _, pending := s.inflight[k]; pending {
 				continue
 			}
-			e := &r.events[i]
+			e := &r.Batch.events[i]
 			sc := scope{e.Org, e.Env}
 			ids[sc] = append(ids[sc], e.ID)
 		}
@@ -781,7 +747,7 @@ func (s *Store) Events(ctx context.Context, f apimeter.EventFilter) ([]apimeter.
 		add("status = ?", *f.Status)
 	}
 	if f.Errors {
-		where = append(where, apimeter.IsErrorSQL)
+		where = append(where, detail.IsErrorSQL)
 	}
 	if !f.From.IsZero() {
 		add("ts >= ?", f.From.UTC())
@@ -846,7 +812,7 @@ func scanEvent(rows *sql.Rows) (apimeter.Event, error) {
 
 // PutProfiles implements apimeter.Store.
 func (s *Store) PutProfiles(ctx context.Context, ps []apimeter.Profile) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.beginTx(ctx)
 	if err != nil {
 		return err
 	}
@@ -885,10 +851,29 @@ func (s *Store) Profile(ctx context.Context, org, env, kind, id string) (apimete
 func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
-		close(s.quit)
-		<-s.closed
+		s.stopDaily()
+		s.q.Close()
 		<-s.dailyDone
 		err = errors.Join(s.closeLanes(), s.db.Close())
+		// Every goroutine of the store has ended and given its
+		// connection back (the daily pass rolls back before it returns:
+		// buildDay), so database/sql has closed them all and, with the
+		// last one, DuckDB's database: the file can be opened again at
+		// once. A connection still open here would keep the database
+		// alive, and the next Open of the file would wait for it.
+		if n := s.db.Stats().OpenConnections; n > 0 {
+			err = errors.Join(err, fmt.Errorf("close: %d connections still open (a reader of DB still running?)", n))
+		}
 	})
 	return err
+}
+
+// beginTx begins a transaction whose statements run under ctx, but which
+// ctx's end does not roll back: database/sql would roll it back, and give
+// its connection back, on a goroutine of its own, possibly after Close
+// has closed the database, keeping DuckDB's database open behind it (the
+// next Open of the file then waited for it). The caller's deferred
+// Rollback does it, before it returns.
+func (s *Store) beginTx(ctx context.Context) (*sql.Tx, error) {
+	return s.db.BeginTx(context.WithoutCancel(ctx), nil)
 }

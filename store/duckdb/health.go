@@ -84,7 +84,7 @@ func (s *Store) Health() Health {
 	s.health.mu.Lock()
 	defer s.health.mu.Unlock()
 	return Health{
-		Queued:         len(s.reqs),
+		Queued:         s.q.Len(),
 		DedupeEntries:  s.health.dedupe,
 		DedupeBytes:    s.health.dedupeBytes,
 		DedupeLookups:  s.health.lookups,
@@ -107,7 +107,7 @@ func (s *Store) OnCommit(f func(took time.Duration, rows int, err error)) {
 // and the last commit did not fail.
 func (s *Store) Ready(ctx context.Context) error {
 	select {
-	case <-s.quit:
+	case <-s.q.Stopped():
 		return errors.New("store is closed")
 	default:
 	}

@@ -68,6 +68,7 @@ type job struct {
 	lane  *lane
 	group []*entry
 	rows  int // appended, or to be appended when broken
+	max   int // rows past which the job takes no more batches
 	// broken says an append failed: the lane holds a partial group and
 	// the committer re-appends each batch alone.
 	broken bool
@@ -96,3 +97,6 @@ type entry struct {
 type report struct {
 	ok, failed []xxh3.Uint128
 }
+
+// Full says the job takes no more batches (groupcommit.Group).
+func (j *job) Full() bool { return j.broken || j.rows >= j.max }

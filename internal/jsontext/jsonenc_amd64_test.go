@@ -1,0 +1,4 @@
+package jsontext
+
+// skipsNothing: skipPlain16 has a vector version here.
+const skipsNothing = false

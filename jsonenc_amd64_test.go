@@ -1,4 +1,0 @@
-package apimeter
-
-// skipsNothing: skipPlain16 has a vector version here.
-const skipsNothing = false

@@ -1,6 +1,0 @@
-//go:build !amd64
-
-package apimeter
-
-// skipsNothing: skipPlain16 always returns 0 here.
-const skipsNothing = true
