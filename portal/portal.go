@@ -15,8 +15,8 @@ import (
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/gateway"
-	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/stats"
 )

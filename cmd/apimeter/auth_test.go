@@ -18,9 +18,9 @@ import (
 
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
+	"github.com/apimeter/apimeter/instance"
 	"github.com/apimeter/apimeter/portal"
 	"github.com/apimeter/apimeter/portal/token"
-	"github.com/apimeter/apimeter/instance"
 	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 )

@@ -22,9 +22,9 @@ import (
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/gateway"
-	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/identity"
 	"github.com/apimeter/apimeter/instance"
+	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/stats"
 )
