@@ -195,6 +195,7 @@
       $('customer').textContent = `${me.customer.kind} ${me.customer.id}`;
       const sel = $('period');
       for (const p of me.periods) sel.append(el('option', { value: p.label }, p.label));
+      sel.parentElement.hidden = !me.pages.includes('usage');
       sel.onchange = () => {
         status('Loading…');
         loadUsage(sel.value).then(() => { status(''); resized(); }, fail);
