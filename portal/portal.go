@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -215,7 +216,7 @@ func (h *Handler) withToken(f func(http.ResponseWriter, *http.Request, *Token)) 
 	})
 }
 
-// page reports whether the token reads page, answering 403 or 404 when
+// allowed reports whether the token reads page, answering 403 or 404 when
 // not.
 func (h *Handler) allowed(w http.ResponseWriter, r *http.Request, t *Token, page string) bool {
 	if !t.Allows(page) {
@@ -345,16 +346,16 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request, t *Token) {
 		h.fail(w, r, &server.APIError{Status: http.StatusBadRequest, Code: "invalid_parameter", Field: param, Message: param + ": " + msg})
 	}
 	if v := q.Get("limit"); v != "" {
-		var n int
-		if _, err := fmt.Sscan(v, &n); err != nil || n < 1 || n > EventsLimit || fmt.Sprint(n) != v {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > EventsLimit {
 			bad("limit", fmt.Sprintf("must be a whole number from 1 to %d", EventsLimit))
 			return
 		}
 		f.Limit = n
 	}
 	if v := q.Get("status"); v != "" {
-		var n int
-		if _, err := fmt.Sscan(v, &n); err != nil || n < 0 || n > 999 || fmt.Sprint(n) != v {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 999 {
 			bad("status", "must be an HTTP status code, or 0 for calls that got no response")
 			return
 		}
