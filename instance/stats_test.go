@@ -1,4 +1,4 @@
-package main
+package instance
 
 import (
 	"bytes"
@@ -13,7 +13,6 @@ import (
 
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
-	"github.com/apimeter/apimeter/instance"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/workload"
 )
@@ -23,9 +22,9 @@ import (
 func TestStatsWired(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	f := instance.Config{Listen: "127.0.0.1:0", Data: filepath.Join(dir, "data"), BodyCap: 1024, MaxBodyBytes: 1 << 24, MaxBatchEvents: 1000,
-		DedupeHorizon: time.Hour, StatsConfig: instance.StatsConfig{StatsQuota: 2}}
-	in, err := instance.Start(ctx, f)
+	f := Config{Listen: "127.0.0.1:0", Data: filepath.Join(dir, "data"), BodyCap: 1024, MaxBodyBytes: 1 << 24, MaxBatchEvents: 1000,
+		DedupeHorizon: time.Hour, StatsConfig: StatsConfig{StatsQuota: 2}}
+	in, err := Start(ctx, f)
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}

@@ -1,4 +1,4 @@
-package main
+package instance
 
 import (
 	"bufio"
@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/apimeter/apimeter/apps"
-	"github.com/apimeter/apimeter/instance"
 )
 
 // TestSlowClientsAreCut starts the real server with short timeouts, opens
@@ -29,10 +28,10 @@ func TestSlowClientsAreCut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := instance.Config{Listen: "127.0.0.1:0", Data: dir, BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100,
-		IdentityConfig: instance.IdentityConfig{JWTClaim: "sub", BillingDay: 1, BillingTZ: "UTC"},
-		HTTPConfig:     instance.HTTPConfig{ReadHeaderTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: 5 * time.Second, IdleTimeout: time.Second, MaxConnections: 200}}
-	in, err := instance.Start(ctx, f)
+	f := Config{Listen: "127.0.0.1:0", Data: dir, BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100,
+		IdentityConfig: IdentityConfig{JWTClaim: "sub", BillingDay: 1, BillingTZ: "UTC"},
+		HTTPConfig:     HTTPConfig{ReadHeaderTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: 5 * time.Second, IdleTimeout: time.Second, MaxConnections: 200}}
+	in, err := Start(ctx, f)
 	if err != nil {
 		t.Fatal(err)
 	}
