@@ -10,8 +10,9 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/apimeter/apimeter"
 	"github.com/google/uuid"
+
+	"github.com/apimeter/apimeter"
 )
 
 // Kind says whether a message carries a request or a response.

@@ -11,18 +11,19 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/capture"
 	"github.com/apimeter/apimeter/gateway"
 	"github.com/apimeter/apimeter/kafka"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Serve runs what apimeter serve runs until ctx ends: an instance of cfg,
 // with a gateway configured by the file gatewayConfig (none when empty)
-// whose events go straight into its store, and a consumer of kafka (none
-// without brokers) feeding its ingest path.
-func Serve(ctx context.Context, cfg Config, gatewayConfig string, kafka ConsumerConfig) error {
+// whose events go straight into its store, and a consumer (none without
+// brokers) feeding its ingest path.
+func Serve(ctx context.Context, cfg Config, gatewayConfig string, consumer ConsumerConfig) error {
 	in, err := Start(ctx, cfg)
 	if err != nil {
 		return err
@@ -44,7 +45,7 @@ func Serve(ctx context.Context, cfg Config, gatewayConfig string, kafka Consumer
 	}
 	// The consumer stops with ctx: it stores its batch and commits before
 	// the store closes.
-	consumed, err := StartConsumer(ctx, in, kafka)
+	consumed, err := StartConsumer(ctx, in, consumer)
 	if err != nil {
 		in.Close()
 		return err

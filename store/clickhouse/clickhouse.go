@@ -614,25 +614,10 @@ func (s *Store) sweep(now time.Time) {
 
 // Events implements apimeter.Store.
 func (s *Store) Events(ctx context.Context, f apimeter.EventFilter) ([]apimeter.Event, error) {
-	var where []string
-	var args []any
+	where, args := detail.Filter(f)
 	add := func(cond string, v any) {
 		where = append(where, cond)
 		args = append(args, v)
-	}
-	add("org = ?", f.Org)
-	add("env = ?", f.Env)
-	if f.UserID != "" {
-		add("user_id = ?", f.UserID)
-	}
-	if f.CompanyID != "" {
-		add("company_id = ?", f.CompanyID)
-	}
-	if f.Status != nil {
-		add("status = ?", *f.Status)
-	}
-	if f.Errors {
-		where = append(where, detail.IsErrorSQL)
 	}
 	// ts (seconds) narrows the parts read; ts_us is the exact bound.
 	if !f.From.IsZero() {

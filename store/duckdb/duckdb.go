@@ -723,31 +723,10 @@ const Schema = schema
 
 // Events implements apimeter.Store.
 func (s *Store) Events(ctx context.Context, f apimeter.EventFilter) ([]apimeter.Event, error) {
-	var where []string
-	var args []any
+	where, args := detail.Filter(f)
 	add := func(cond string, v any) {
 		where = append(where, cond)
 		args = append(args, v)
-	}
-	add("org = ?", f.Org)
-	add("env = ?", f.Env)
-	if f.UserID != "" {
-		add("user_id = ?", f.UserID)
-	}
-	if f.CompanyID != "" {
-		add("company_id = ?", f.CompanyID)
-	}
-	if f.APIName != "" {
-		add("api_name = ?", f.APIName)
-	}
-	if f.Route != "" {
-		add("route = ?", f.Route)
-	}
-	if f.Status != nil {
-		add("status = ?", *f.Status)
-	}
-	if f.Errors {
-		where = append(where, detail.IsErrorSQL)
 	}
 	if !f.From.IsZero() {
 		add("ts >= ?", f.From.UTC())

@@ -223,6 +223,9 @@ func testFilters(t *testing.T, open func(t *testing.T) apimeter.Store) {
 		{"company", apimeter.EventFilter{CompanyID: "c0", Limit: 2}, []string{"e0038", "e0036"}},
 		{"status", apimeter.EventFilter{Status: ptr(300), Limit: 2}, []string{"e0037", "e0034"}},
 		{"errors", apimeter.EventFilter{Errors: true, Limit: 2}, []string{"e0038", "e0035"}},
+		{"api and route", apimeter.EventFilter{APIName: "orders", Route: "/orders/{id}", Limit: 2}, []string{"e0039", "e0038"}},
+		{"other api", apimeter.EventFilter{APIName: "payments"}, []string{}},
+		{"other route", apimeter.EventFilter{Route: "/orders"}, []string{}},
 		// From and To bound the request time to the microsecond: event 5 is
 		// at 10:05:00.123456.
 		{"from/to", apimeter.EventFilter{From: base.Add(5*time.Minute + 123456*time.Microsecond), To: base.Add(7*time.Minute + 123457*time.Microsecond)}, []string{"e0007", "e0006", "e0005"}},
