@@ -15,6 +15,7 @@ import (
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/meter"
+	"github.com/apimeter/apimeter/portal"
 	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 )
@@ -41,6 +42,7 @@ type Config struct {
 	HTTPConfig
 	MeterConfig
 	AuthLimitConfig
+	PortalConfig
 }
 
 // Instance is a running apimeter: its store, identity, key check, HTTP
@@ -53,6 +55,8 @@ type Instance struct {
 	Apps  *apps.Registry
 	Keys  *auth.Keys
 	Auth  *auth.Guard
+	// Portal is the customer portal (docs/portal.md).
+	Portal *portal.Handler
 	// catalog creates application ids where this server reads them.
 	catalog *catalog
 	http    *http.Server
@@ -151,6 +155,12 @@ func StartWith(ctx context.Context, f Config, so Options) (*Instance, error) {
 	wireStats(newTimedMux(srv, prom, "apimeter_metrics_api", "Metrics API"), st.DB(), eng, reg, f.StatsConfig, srv.Queries(), log)
 	wireWeb(srv)
 	wireOTLP(srv, reg, prom, f, log)
+	ph, err := wirePortal(srv, st, eng, cat, idn, f.PortalConfig, f.RedisPrefix, log)
+	if err != nil {
+		st.Close()
+		idn.Close()
+		return nil, err
+	}
 	ms, err := openMeters(ctx, st, srv, guard, reg, f, log)
 	if err != nil {
 		st.Close()
@@ -193,7 +203,7 @@ func StartWith(ctx context.Context, f Config, so Options) (*Instance, error) {
 	hs := f.HTTPConfig.server(srv)
 	hs.RegisterOnShutdown(srv.Stream().Close) // open event streams would hold Shutdown up
 	hs.RegisterOnShutdown(srv.Queries().Stop) // and so would running queries
-	in := &Instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, Keys: keys, Auth: guard, catalog: cat, Meters: ms, http: hs, metrics: metricsSrv, Prom: prom, idn: idn, done: make(chan error, 1), Log: log}
+	in := &Instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, Keys: keys, Auth: guard, Portal: ph, catalog: cat, Meters: ms, http: hs, metrics: metricsSrv, Prom: prom, idn: idn, done: make(chan error, 1), Log: log}
 	if so.wire != nil {
 		if err := so.wire(in); err != nil {
 			ln.Close()

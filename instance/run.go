@@ -41,6 +41,7 @@ func Serve(ctx context.Context, cfg Config, gatewayConfig string, consumer Consu
 			in.Close()
 			return err
 		}
+		in.Portal.SetQuotas(g)
 		// Before the store closes: the gateway's queued events go in.
 		in.beforeClose = func() error {
 			stopAlerts()

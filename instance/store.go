@@ -13,6 +13,7 @@ import (
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/portal/token"
 	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/stats"
 	"github.com/apimeter/apimeter/store/clickhouse"
@@ -147,6 +148,8 @@ func openStore(ctx context.Context, f Config, o Options, log *slog.Logger) (even
 type catalog struct {
 	Apps *apps.Registry
 	Keys *auth.Keys
+	// Tokens are the customer portal's tokens, kept where the keys are.
+	Tokens *token.Tokens
 	// createApp adds an application id for (org, env).
 	createApp func(ctx context.Context, org, env string) (apps.App, error)
 }
@@ -161,6 +164,7 @@ type catalogTables interface {
 	CreateApp(ctx context.Context, org, env string) (apps.App, error)
 	Apps(ctx context.Context) ([]apps.App, error)
 	auth.Source
+	token.Source
 }
 
 // dirCatalog is the catalog of data directory dir.
@@ -173,7 +177,11 @@ func dirCatalog(dir string) (*catalog, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &catalog{Apps: reg, Keys: keys, createApp: func(_ context.Context, org, env string) (apps.App, error) {
+	toks, err := token.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &catalog{Apps: reg, Keys: keys, Tokens: toks, createApp: func(_ context.Context, org, env string) (apps.App, error) {
 		return apps.Create(dir, org, env)
 	}}, nil
 }
@@ -194,7 +202,11 @@ func tableCatalog(t catalogTables) (*catalog, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &catalog{Apps: reg, Keys: keys, createApp: t.CreateApp}, nil
+	toks, err := token.OpenSource(t)
+	if err != nil {
+		return nil, err
+	}
+	return &catalog{Apps: reg, Keys: keys, Tokens: toks, createApp: t.CreateApp}, nil
 }
 
 // OpenCatalog opens the catalog of the store f names, for the commands

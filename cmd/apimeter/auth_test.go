@@ -19,6 +19,8 @@ import (
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/instance"
+	"github.com/apimeter/apimeter/portal"
+	"github.com/apimeter/apimeter/portal/token"
 	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/server"
 )
@@ -236,7 +238,7 @@ func TestAuthRightKeyAnswers(t *testing.T) {
 		}
 	}
 	hash := scrub.KeyHash("ck_matrix")
-	newKeyID := ""
+	newKeyID, newTokenID := "", ""
 	tr := "&timeRange=" + url.QueryEscape("11/01/2026 00:00~12/01/2026 00:00")
 	cases := []struct {
 		pattern, method, path, body string
@@ -264,6 +266,9 @@ func TestAuthRightKeyAnswers(t *testing.T) {
 		{"GET /api/v1/meters/{idOrSlug}", "GET", "/api/v1/meters/calls", "", r.read, 200},
 		{"GET /api/v1/meters/{idOrSlug}/query", "GET", "/api/v1/meters/calls/query?env=prod", "", r.read, 200},
 		{"DELETE /api/v1/meters/{idOrSlug}", "DELETE", "/api/v1/meters/calls", "", r.admin, 204},
+		{"POST /v1/portal/tokens", "POST", "/v1/portal/tokens", `{"company_id":"abc","ttl":"10m"}`, r.admin, 201},
+		{"GET /v1/portal/tokens", "GET", "/v1/portal/tokens", "", r.admin, 200},
+		{"DELETE /v1/portal/tokens/{id}", "DELETE", "/v1/portal/tokens/", "", r.admin, 200}, // id filled in below
 	}
 	for _, o := range []string{"/v1/o/{org}", "/v1/organizations/{org}"} {
 		for _, e := range []string{"/environments/{env}", "/e/{env}"} {
@@ -293,6 +298,9 @@ func TestAuthRightKeyAnswers(t *testing.T) {
 		if c.pattern == "DELETE /v1/keys/{id}" {
 			path += newKeyID
 		}
+		if c.pattern == "DELETE /v1/portal/tokens/{id}" {
+			path += newTokenID
+		}
 		code, _, b := r.do(c.method, path, c.body, bearer(c.key)...)
 		if code != c.want {
 			t.Errorf("%s %s: %d %s, want %d", c.method, path, code, b, c.want)
@@ -309,6 +317,14 @@ func TestAuthRightKeyAnswers(t *testing.T) {
 			if code, _, b := r.do("GET", "/v1/o/acme/environments/prod/events", "", bearer(k.Key)...); code != 200 {
 				t.Errorf("key made over HTTP: %d %s", code, b)
 			}
+		}
+		if c.pattern == "POST /v1/portal/tokens" {
+			var tok portal.TokenJSON
+			if err := json.Unmarshal(b, &tok); err != nil || !strings.HasPrefix(tok.Token, token.Prefix) || tok.Org != "acme" {
+				t.Fatalf("POST /v1/portal/tokens: %s", b)
+			}
+			newTokenID = tok.ID
+			r.secrets = append(r.secrets, tok.Token)
 		}
 		if c.pattern == "GET /v1/o/{org}" {
 			var org struct {

@@ -23,11 +23,12 @@ import (
 type cli struct {
 	Version kong.VersionFlag `help:"Print the version (module version, VCS commit) and exit."`
 
-	Serve serveCmd `cmd:"" help:"Run the collector and APIs on the embedded DuckDB store, or on a ClickHouse store shared with other collectors (--store)."`
-	Demo  demoCmd  `cmd:"" help:"Start a server, feed it realistic traffic and show what it measured."`
-	Apps  appsCmd  `cmd:"" help:"Manage application ids (write keys)."`
-	Keys  keysCmd  `cmd:"" help:"Manage read and admin keys."`
-	Bench benchCmd `cmd:"" help:"Measure apimeter on this machine."`
+	Serve  serveCmd  `cmd:"" help:"Run the collector and APIs on the embedded DuckDB store, or on a ClickHouse store shared with other collectors (--store)."`
+	Demo   demoCmd   `cmd:"" help:"Start a server, feed it realistic traffic and show what it measured."`
+	Apps   appsCmd   `cmd:"" help:"Manage application ids (write keys)."`
+	Keys   keysCmd   `cmd:"" help:"Manage read and admin keys."`
+	Portal portalCmd `cmd:"" help:"Manage the customer portal's tokens (docs/portal.md)."`
+	Bench  benchCmd  `cmd:"" help:"Measure apimeter on this machine."`
 
 	Gateway gatewayCmd `cmd:"" help:"Run a reverse proxy that records every call of the APIs behind it and enforces quotas."`
 	Consume consumeCmd `cmd:"" help:"Read API calls from Kafka or Azure Event Hubs (Azure API Management's log-to-eventhub messages or collector JSON), pair and store them."`

@@ -189,6 +189,25 @@ ORDER BY id`,
   written DateTime('UTC')
 ) ENGINE = MergeTree
 ORDER BY (name, written)`,
+	// Customer portal tokens (hashes only), as auth_keys (portal.go),
+	// by month of expiry, so that old months can be dropped whole.
+	`CREATE TABLE IF NOT EXISTS portal_tokens (
+  id String,
+  org String,
+  env String,
+  customer_kind String,
+  customer_id String,
+  name String,
+  pages Array(String),
+  meters Array(String),
+  sha256 String,
+  created DateTime('UTC'),
+  expires DateTime('UTC'),
+  revoked Nullable(DateTime('UTC')),
+  state UInt8
+) ENGINE = ReplacingMergeTree(state)
+PARTITION BY toYYYYMM(expires)
+ORDER BY id`,
 }
 
 // ErrUnreachable is wrapped by Open's error when no ClickHouse server
