@@ -9,6 +9,7 @@ import (
 	"net"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -43,9 +44,26 @@ func StartServer(t testing.TB) *Server {
 	if err != nil {
 		t.Skip("redis-server not found on PATH: skipping the Redis backend (CI installs it; apt-get install redis-server)")
 	}
+	// The port is free when picked but may be taken before redis-server
+	// binds it, by another test's redis-server among others; then that one
+	// would answer the PING and vanish when its test ends. So the server
+	// that answers must be this process, or it is tried again elsewhere.
+	var lastErr error
+	for try := 0; try < 5; try++ {
+		s, err := startServer(t, bin)
+		if err == nil {
+			return s
+		}
+		lastErr = err
+	}
+	t.Fatal(lastErr)
+	return nil
+}
+
+func startServer(t testing.TB, bin string) (*Server, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
@@ -53,25 +71,42 @@ func StartServer(t testing.TB) *Server {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
+		return nil, fmt.Errorf("start redis-server: %w", err)
 	}
-	t.Cleanup(func() {
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	stop := func() {
 		cmd.Process.Signal(syscall.SIGCONT)
 		cmd.Process.Kill()
-		cmd.Wait()
-	})
+		<-exited
+	}
 	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})
-	t.Cleanup(func() { c.Close() })
+	want := "process_id:" + strconv.Itoa(cmd.Process.Pid)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
+		select {
+		case <-exited:
+			c.Close()
+			return nil, fmt.Errorf("redis-server on port %d exited at start:\n%s", port, out.String())
+		default:
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := c.Ping(ctx).Err()
+		info, err := c.Info(ctx, "server").Result()
 		cancel()
 		if err == nil {
-			return &Server{Client: c, Addr: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd}
+			if !strings.Contains(info, want) {
+				c.Close()
+				stop()
+				return nil, fmt.Errorf("port %d is another redis-server's", port)
+			}
+			t.Cleanup(func() { c.Close() })
+			t.Cleanup(stop)
+			return &Server{Client: c, Addr: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd}, nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("redis-server on port %d did not answer PING: %v\n%s", port, err, out.String())
+			c.Close()
+			stop()
+			return nil, fmt.Errorf("redis-server on port %d did not answer: %v\n%s", port, err, out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
