@@ -42,8 +42,14 @@ func newAuthRig(t *testing.T) *authRig {
 	t.Helper()
 	ctx := context.Background()
 	data := filepath.Join(t.TempDir(), "data")
+	// A billing secret, so that the statement routes are offered too.
+	secretFile := filepath.Join(t.TempDir(), "billing.secret")
+	if err := os.WriteFile(secretFile, bytes.Repeat([]byte("s"), 48), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	in, err := instance.Start(ctx, instance.Config{Listen: "127.0.0.1:0", Data: data, BodyCap: 1024, MaxBodyBytes: 1 << 20,
-		MaxBatchEvents: 100, DedupeHorizon: time.Hour, StatsConfig: instance.StatsConfig{StatsQuota: -1}})
+		MaxBatchEvents: 100, DedupeHorizon: time.Hour, StatsConfig: instance.StatsConfig{StatsQuota: -1},
+		MeterConfig: instance.MeterConfig{BillingSecretFile: secretFile}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,6 +271,12 @@ func TestAuthRightKeyAnswers(t *testing.T) {
 		{"GET /api/v1/meters", "GET", "/api/v1/meters", "", r.read, 200},
 		{"GET /api/v1/meters/{idOrSlug}", "GET", "/api/v1/meters/calls", "", r.read, 200},
 		{"GET /api/v1/meters/{idOrSlug}/query", "GET", "/api/v1/meters/calls/query?env=prod", "", r.read, 200},
+		// Billing (docs/metering.md): admin keys only.
+		{"GET /v1/o/{org}/environments/{env}/billing/export", "GET", "/v1/o/acme/environments/prod/billing/export?period=2026-11", "", r.admin, 200},
+		{"GET /v1/o/{org}/environments/{env}/billing/push-plan", "GET", "/v1/o/acme/environments/prod/billing/push-plan?period=2026-11", "", r.admin, 200},
+		{"POST /v1/o/{org}/environments/{env}/billing/ledger", "POST", "/v1/o/acme/environments/prod/billing/ledger?period=2026-11", `{"meter":"calls","customer":"abc","period":"2026-11","state":"intent","cumulative":1,"identifier":"apm_matrix"}`, r.admin, 204},
+		{"GET /v1/o/{org}/environments/{env}/billing/statement", "GET", "/v1/o/acme/environments/prod/billing/statement?period=2026-11&meter=calls&customer=513", "", r.admin, 200},
+		{"GET /v1/o/{org}/environments/{env}/billing/key", "GET", "/v1/o/acme/environments/prod/billing/key", "", r.admin, 200},
 		{"DELETE /api/v1/meters/{idOrSlug}", "DELETE", "/api/v1/meters/calls", "", r.admin, 204},
 		{"POST /v1/portal/tokens", "POST", "/v1/portal/tokens", `{"company_id":"abc","ttl":"10m"}`, r.admin, 201},
 		{"GET /v1/portal/tokens", "GET", "/v1/portal/tokens", "", r.admin, 200},
