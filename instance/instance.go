@@ -155,14 +155,15 @@ func StartWith(ctx context.Context, f Config, so Options) (*Instance, error) {
 	wireStats(newTimedMux(srv, prom, "apimeter_metrics_api", "Metrics API"), st.DB(), eng, reg, f.StatsConfig, srv.Queries(), log)
 	wireWeb(srv)
 	wireOTLP(srv, reg, prom, f, log)
-	ph, err := wirePortal(srv, st, eng, cat, idn, f.PortalConfig, f.RedisPrefix, log)
+	ms, mt, err := openMeters(ctx, st, srv, guard, reg, f, log)
 	if err != nil {
 		st.Close()
 		idn.Close()
 		return nil, err
 	}
-	ms, err := openMeters(ctx, st, srv, guard, reg, f, log)
+	ph, err := wirePortal(srv, st, eng, cat, idn, mt, f.PortalConfig, f.RedisPrefix, log)
 	if err != nil {
+		ms.Close()
 		st.Close()
 		idn.Close()
 		return nil, err

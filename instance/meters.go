@@ -11,6 +11,7 @@ import (
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/billing"
 	"github.com/apimeter/apimeter/meter"
+	"github.com/apimeter/apimeter/portal"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/store/clickhouse"
 	"github.com/apimeter/apimeter/store/duckdb"
@@ -25,38 +26,39 @@ type MeterConfig struct {
 }
 
 // openMeters opens the usage events and meters of st, writes the meters of
-// the meters file, and serves OpenMeter's API (/api/v1/...) on srv.
-func openMeters(ctx context.Context, st eventStore, srv *server.Server, authz server.Authorizer, reg *apps.Registry, f Config, log *slog.Logger) (meter.Store, error) {
+// the meters file, and serves OpenMeter's API (/api/v1/...) on srv. The
+// Metering it returns is what the customer portal shows of them.
+func openMeters(ctx context.Context, st eventStore, srv *server.Server, authz server.Authorizer, reg *apps.Registry, f Config, log *slog.Logger) (meter.Store, *portal.Metering, error) {
 	var ms meter.Store
 	var d meter.Dialect
 	switch s := st.(type) {
 	case *duckdb.Store:
 		u, err := s.OpenUsage(ctx, duckdb.UsageOptions{DedupeHorizon: f.DedupeHorizon})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ms, d = u, meter.DuckDB{}
 	case *clickhouse.Store:
 		u, err := s.OpenUsage(ctx, clickhouse.UsageOptions{DedupeHorizon: f.DedupeHorizon})
 		if err != nil {
-			return nil, &StoreError{Store: f.StoreConfig.String(), Err: err}
+			return nil, nil, &StoreError{Store: f.StoreConfig.String(), Err: err}
 		}
 		ms, d = u, meter.ClickHouse{}
 	default:
-		return nil, fmt.Errorf("usage metering: no usage tables for a %T store", st)
+		return nil, nil, fmt.Errorf("usage metering: no usage tables for a %T store", st)
 	}
 	if f.Meters != "" {
 		list, err := meter.LoadConfig(f.Meters)
 		if err != nil {
 			ms.Close()
-			return nil, fmt.Errorf("--meters: %w", err)
+			return nil, nil, fmt.Errorf("--meters: %w", err)
 		}
 		now := time.Now().UTC().Truncate(time.Millisecond)
 		for _, m := range list {
 			m.CreatedAt = now // when the file was last read
 			if err := ms.PutMeter(ctx, m); err != nil {
 				ms.Close()
-				return nil, fmt.Errorf("--meters: %w", err)
+				return nil, nil, fmt.Errorf("--meters: %w", err)
 			}
 		}
 		log.Info("meters loaded", "file", f.Meters, "meters", len(list))
@@ -71,10 +73,15 @@ func openMeters(ctx context.Context, st eventStore, srv *server.Server, authz se
 		b, err := os.ReadFile(f.BillingSecretFile)
 		if err != nil || len(bytes.TrimSpace(b)) < 32 {
 			ms.Close()
-			return nil, fmt.Errorf("--billing-secret-file %s: want a file of at least 32 bytes of secret (%v)", f.BillingSecretFile, err)
+			return nil, nil, fmt.Errorf("--billing-secret-file %s: want a file of at least 32 bytes of secret (%v)", f.BillingSecretFile, err)
 		}
 		secret = bytes.TrimSpace(b)
 	}
-	billing.NewHandler(billing.New(billing.Config{Usage: ms, Dialect: d, Profiles: st, Secret: secret}), log).Register(srv)
-	return ms, nil
+	b := billing.New(billing.Config{Usage: ms, Dialect: d, Profiles: st, Secret: secret})
+	billing.NewHandler(b, log).Register(srv)
+	mt := &portal.Metering{Usage: ms, Dialect: d}
+	if secret != nil {
+		mt.Biller = b // else the portal has no statements page
+	}
+	return ms, mt, nil
 }

@@ -18,8 +18,9 @@ type PortalConfig struct {
 }
 
 // wirePortal serves the customer portal: its tokens live in the catalog
-// (data directory or the shared store), its figures come from the store.
-func wirePortal(srv *server.Server, st eventStore, eng engine, cat *catalog, idn *identitySetup, f PortalConfig, redisPrefix string, log *slog.Logger) (*portal.Handler, error) {
+// (data directory or the shared store), its figures come from the store,
+// its meters and statements from mt.
+func wirePortal(srv *server.Server, st eventStore, eng engine, cat *catalog, idn *identitySetup, mt *portal.Metering, f PortalConfig, redisPrefix string, log *slog.Logger) (*portal.Handler, error) {
 	origins, err := portal.ParseFrameOrigins(f.PortalFrameOrigin)
 	if err != nil {
 		return nil, fmt.Errorf("--portal-frame-origin %w", err)
@@ -27,6 +28,12 @@ func wirePortal(srv *server.Server, st eventStore, eng engine, cat *catalog, idn
 	cfg := portal.Config{
 		Tokens: cat.Tokens, DB: st.DB(), Dialect: eng.Dialect, Events: st,
 		Periods: idn.API.Meter.Periods, FrameOrigins: origins, RatePerMinute: f.PortalRate, Logger: log,
+	}
+	if mt != nil {
+		cfg.Meters = mt
+		if mt.Biller != nil {
+			cfg.Statements = mt
+		}
 	}
 	if f.PortalQuotas != "" {
 		if idn.Redis == nil {

@@ -39,10 +39,12 @@ type Meters interface {
 	CustomerMeters(ctx context.Context, org, env string, c Customer, names []string, from, to time.Time) (any, error)
 }
 
-// Statements answers a customer's billing statements: the seam a server
-// with billing plugs in. The answer is written as JSON as it is.
+// Statements answers a customer's billing statements of a period (the
+// request's period parameter as given): the seam a server with billing
+// plugs in. names, when not empty, are the only meters to answer. The
+// answer is written as JSON as it is.
 type Statements interface {
-	CustomerStatements(ctx context.Context, org, env string, c Customer) (any, error)
+	CustomerStatements(ctx context.Context, org, env string, c Customer, names []string, period string) (any, error)
 }
 
 // DefaultRatePerMinute is the calls a token may make per minute.
@@ -465,7 +467,7 @@ func (h *Handler) statements(w http.ResponseWriter, r *http.Request, t *Token) {
 	if !h.allowed(w, r, t, PageStatements) {
 		return
 	}
-	v, err := h.cfg.Statements.CustomerStatements(r.Context(), t.Org, t.Env, t.Customer)
+	v, err := h.cfg.Statements.CustomerStatements(r.Context(), t.Org, t.Env, t.Customer, t.Meters, r.URL.Query().Get("period"))
 	if err != nil {
 		h.fail(w, r, err)
 		return
