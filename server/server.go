@@ -439,6 +439,7 @@ func (s *Server) decodeEvents(w http.ResponseWriter, r *http.Request, a apps.App
 			return nil, err
 		}
 	}
+	moesif.NumberRepeats(ms, events)
 	return events, nil
 }
 
