@@ -143,6 +143,7 @@ func StartWith(ctx context.Context, f Config, so Options) (*Instance, error) {
 		MaxHeaderValueBytes: f.MaxHeaderValueBytes,
 		MaxURIBytes:         f.MaxURIBytes,
 		MaxMetadataBytes:    f.MaxMetadataBytes,
+		MaxClockSkew:        f.MaxClockSkew,
 		QueryTimeout:        f.QueryTimeout,
 		AuthLimiter:         authLimit,
 	})
