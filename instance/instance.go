@@ -32,6 +32,7 @@ type Config struct {
 	DedupeHorizon  time.Duration `default:"168h" env:"APIMETER_DEDUPE_HORIZON" help:"How long an event id is remembered, so a resent event is not stored twice."`
 	DailyInterval  time.Duration `default:"1m" env:"APIMETER_DAILY_INTERVAL" help:"How often complete hours and days are folded into the rollup tables the Metrics API reads (negative: never; the events table is then read alone)."`
 	LogLevel       slog.Level    `default:"info" env:"APIMETER_LOG_LEVEL" help:"debug, info, warn or error."`
+	LogFormat      string        `default:"text" enum:"text,json" env:"APIMETER_LOG_FORMAT" help:"Log lines as text (key=value) or json (one object a line)."`
 	Retention      time.Duration `env:"APIMETER_RETENTION" help:"With a ClickHouse store: drop each month of events once all of it is older than this (e.g. 9504h, about 13 months); 0 keeps everything. The embedded store keeps everything."`
 	StoreConfig
 	StatsConfig
@@ -80,7 +81,7 @@ func Start(ctx context.Context, f Config) (*Instance, error) {
 // StartWith starts a server with store options beyond the flags (tests and
 // benchmarks).
 func StartWith(ctx context.Context, f Config, so Options) (*Instance, error) {
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: f.LogLevel}))
+	log := NewLogger(os.Stderr, f.LogLevel, f.LogFormat)
 	if f.ClickHouse() && f.Redis == "" {
 		// Aliases and usage counters embedded in one collector's memory
 		// would differ from collector to collector.
