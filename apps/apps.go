@@ -183,7 +183,7 @@ func Create(dir, org, env string) (App, error) {
 	if err := CheckNames(org, env); err != nil {
 		return App{}, err
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return App{}, err
 	}
 	lock, err := os.OpenFile(filepath.Join(dir, "apps.lock"), os.O_CREATE|os.O_RDWR, 0o600)

@@ -193,7 +193,7 @@ func revoke(keys []Key, org, id string) *Key {
 // creates and revokes (CLI and server) do not lose each other's changes,
 // and replaces it atomically.
 func update(dir string, change func(*file) error) error {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	lock, err := os.OpenFile(filepath.Join(dir, "keys.lock"), os.O_CREATE|os.O_RDWR, 0o600)

@@ -327,7 +327,11 @@ func (c *Capture) finish(rec *record, w http.ResponseWriter, r *http.Request) {
 	if c.opts.RouteFunc != nil {
 		rec.route = c.callRoute(r)
 	} else {
-		rec.route = routeOf(r.Pattern)
+		p := r.Pattern
+		if p == "" && c.opts.Routes != nil {
+			p = c.matchRoute(r)
+		}
+		rec.route = routeOf(p)
 	}
 	if c.opts.ClientIP != nil {
 		// Only an IP address: a header a client wrote may hold anything.
@@ -419,6 +423,14 @@ func (c *Capture) callMeta(r *http.Request, res Response) (m map[string]any) {
 func (c *Capture) callTarget(r *http.Request, res Response) (t Target) {
 	defer c.recovered("Target")
 	return c.opts.Target(r, res)
+}
+
+// matchRoute is the pattern Routes would serve r with, for a call
+// answered before it reached the mux.
+func (c *Capture) matchRoute(r *http.Request) (s string) {
+	defer c.recovered("Routes")
+	_, s = c.opts.Routes.Handler(r)
+	return s
 }
 
 func (c *Capture) callRoute(r *http.Request) (s string) {

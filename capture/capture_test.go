@@ -571,3 +571,42 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestRouteOfCallsRefusedBeforeTheMux: a call the API's own auth answers
+// 401 before its ServeMux runs still gets the route the mux would have
+// served it with, given Routes.
+func TestRouteOfCallsRefusedBeforeTheMux(t *testing.T) {
+	sink := &memSink{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /orders/{id}", func(http.ResponseWriter, *http.Request) {})
+	c, err := capture.New(capture.Options{Sink: sink, Routes: mux})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "" {
+			http.Error(w, "no token", http.StatusUnauthorized)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+	h := c.Middleware(auth)
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "http://example.com/orders/7", nil))
+	ok := httptest.NewRequest("GET", "http://example.com/orders/8", nil)
+	ok.Header.Set("Authorization", "Bearer x")
+	h.ServeHTTP(httptest.NewRecorder(), ok)
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "http://example.com/nowhere", nil))
+	closeCapture(t, c)
+	evs := sink.all()
+	if len(evs) != 3 {
+		t.Fatalf("%d events, want 3", len(evs))
+	}
+	for i, want := range []struct {
+		status int
+		route  string
+	}{{401, "/orders/{id}"}, {200, "/orders/{id}"}, {401, ""}} {
+		if evs[i].Status != want.status || evs[i].Route != want.route {
+			t.Errorf("event %d: status %d route %q, want %d %q", i, evs[i].Status, evs[i].Route, want.status, want.route)
+		}
+	}
+}

@@ -77,6 +77,14 @@ type Options struct {
 	// and gorilla/mux.
 	RouteFunc func(r *http.Request) string
 
+	// Routes is the ServeMux the wrapped handler dispatches with, when
+	// something between the middleware and it may answer first: an auth
+	// check's 401 never reaches the mux, so r.Pattern stays empty and the
+	// call would have no route. With Routes, such a call gets the pattern
+	// the mux would have chosen (Routes.Handler(r), which matches without
+	// running anything). Unused when RouteFunc is set.
+	Routes RouteMatcher
+
 	// Target returns where a proxy forwarded the call and how long the
 	// upstream took (the event's TargetURL and TargetLatencyMs, Apigee's
 	// target_url and target_response_time). Nil means the calls are not
@@ -147,4 +155,10 @@ type Options struct {
 	FlushInterval time.Duration
 
 	Logger *slog.Logger
+}
+
+// RouteMatcher finds the pattern a request matches without serving it;
+// *http.ServeMux is one.
+type RouteMatcher interface {
+	Handler(r *http.Request) (h http.Handler, pattern string)
 }

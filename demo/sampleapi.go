@@ -27,7 +27,12 @@ type SampleAPI struct {
 }
 
 // Handler returns the API's routes behind the JWT check.
-func (a *SampleAPI) Handler() http.Handler {
+func (a *SampleAPI) Handler() http.Handler { return a.requireJWT(a.Routes()) }
+
+// Routes returns the API's routes without the JWT check: what the capture
+// middleware matches a call the check refused with (capture.Options.Routes),
+// so that 401s are recorded under their route too.
+func (a *SampleAPI) Routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /accounts/{id}/message", a.handle(30, 0.02, func(r *http.Request) any {
 		return map[string]any{"my_object": map[string]string{"my_message": "Hello World!"}}
@@ -47,7 +52,7 @@ func (a *SampleAPI) Handler() http.Handler {
 	mux.HandleFunc("GET /search", a.handle(90, 0.04, func(r *http.Request) any {
 		return map[string]any{"q": r.URL.Query().Get("q"), "results": []string{"widget", "gadget"}}
 	}))
-	return a.requireJWT(mux)
+	return mux
 }
 
 // requireJWT answers 401 unless the call carries a valid HS256 bearer JWT

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // IngestCaps cap the parts of an event that have no natural bound; an
@@ -12,6 +13,10 @@ type IngestCaps struct {
 	MaxHeaderValueBytes int `default:"16384" env:"APIMETER_MAX_HEADER_VALUE_BYTES" help:"Longest header value accepted in an event."`
 	MaxURIBytes         int `default:"16384" env:"APIMETER_MAX_URI_BYTES" help:"Longest request.uri accepted in an event."`
 	MaxMetadataBytes    int `default:"65536" env:"APIMETER_MAX_METADATA_BYTES" help:"Longest metadata (its JSON text) accepted in an event or a profile."`
+	// MaxClockSkew bounds how far ahead of this server's clock an event
+	// may be dated: one dated years ahead would stay first in every
+	// "newest first" list.
+	MaxClockSkew time.Duration `default:"24h" env:"APIMETER_MAX_CLOCK_SKEW" help:"How far in the future an event's request.time may be; a later event is refused with a 400."`
 }
 
 // privateDataDir creates the data directory readable by its owner only

@@ -33,6 +33,7 @@ type Config struct {
 	DedupeHorizon  time.Duration `default:"168h" env:"APIMETER_DEDUPE_HORIZON" help:"How long an event id is remembered, so a resent event is not stored twice."`
 	DailyInterval  time.Duration `default:"1m" env:"APIMETER_DAILY_INTERVAL" help:"How often complete hours and days are folded into the rollup tables the Metrics API reads (negative: never; the events table is then read alone)."`
 	LogLevel       slog.Level    `default:"info" env:"APIMETER_LOG_LEVEL" help:"debug, info, warn or error."`
+	LogFormat      string        `default:"text" enum:"text,json" env:"APIMETER_LOG_FORMAT" help:"Log lines as text (key=value) or json (one object a line)."`
 	Retention      time.Duration `env:"APIMETER_RETENTION" help:"With a ClickHouse store: drop each month of events once all of it is older than this (e.g. 9504h, about 13 months); 0 keeps everything. The embedded store keeps everything."`
 	StoreConfig
 	StatsConfig
@@ -48,6 +49,10 @@ type Config struct {
 // Instance is a running apimeter: its store, identity, key check, HTTP
 // server and sinks, assembled by Start from a Config.
 type Instance struct {
+	// unlock releases the data directory (lockDataDir) once the store is
+	// closed.
+	unlock func()
+
 	URL   string
 	Addr  net.Addr
 	Store eventStore
@@ -84,15 +89,40 @@ func Start(ctx context.Context, f Config) (*Instance, error) {
 // StartWith starts a server with store options beyond the flags (tests and
 // benchmarks).
 func StartWith(ctx context.Context, f Config, so Options) (*Instance, error) {
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: f.LogLevel}))
+	log := NewLogger(os.Stderr, f.LogLevel, f.LogFormat)
 	if f.ClickHouse() && f.Redis == "" {
 		// Aliases and usage counters embedded in one collector's memory
 		// would differ from collector to collector.
 		return nil, fmt.Errorf("--store %s: a ClickHouse store is shared by several processes, so the alias table and usage counters must be too: give --redis", f.StoreConfig)
 	}
+	// Listen first: a taken port must stop the start before anything is
+	// written, or a new data directory would be left behind.
+	ln, err := net.Listen("tcp", f.Listen)
+	if err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if !started {
+			ln.Close()
+		}
+	}()
 	if err := privateDataDir(f.Data); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
+	unlock := func() {}
+	if !f.ClickHouse() {
+		// A shared ClickHouse store is meant for several collectors, each
+		// with its own fingerprint key file; the DuckDB file has one.
+		if unlock, err = lockDataDir(f.Data); err != nil {
+			return nil, err
+		}
+	}
+	defer func() {
+		if !started {
+			unlock()
+		}
+	}()
 	st, eng, cat, err := openStore(ctx, f, so, log)
 	if err != nil {
 		return nil, err
@@ -147,6 +177,7 @@ func StartWith(ctx context.Context, f Config, so Options) (*Instance, error) {
 		MaxHeaderValueBytes: f.MaxHeaderValueBytes,
 		MaxURIBytes:         f.MaxURIBytes,
 		MaxMetadataBytes:    f.MaxMetadataBytes,
+		MaxClockSkew:        f.MaxClockSkew,
 		QueryTimeout:        f.QueryTimeout,
 		AuthLimiter:         authLimit,
 	})
@@ -190,24 +221,14 @@ func StartWith(ctx context.Context, f Config, so Options) (*Instance, error) {
 		go metricsSrv.Serve(server.LimitListener(mln, f.HTTPConfig.withDefaults().MaxConnections))
 		log.Info("metrics listening", "url", "http://"+mln.Addr().String()+"/metrics")
 	}
-	ln, err := net.Listen("tcp", f.Listen)
-	if err != nil {
-		closeStore()
-		idn.Close()
-		if metricsSrv != nil {
-			metricsSrv.Close()
-		}
-		return nil, err
-	}
 	ln = server.LimitListener(ln, f.HTTPConfig.withDefaults().MaxConnections)
 	ln = server.JSONConnErrors(ln) // net/http's own 431 and 400 answers as JSON
 	hs := f.HTTPConfig.server(srv)
 	hs.RegisterOnShutdown(srv.Stream().Close) // open event streams would hold Shutdown up
 	hs.RegisterOnShutdown(srv.Queries().Stop) // and so would running queries
-	in := &Instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, Keys: keys, Auth: guard, Portal: ph, catalog: cat, Meters: ms, http: hs, metrics: metricsSrv, Prom: prom, idn: idn, done: make(chan error, 1), Log: log}
+	in := &Instance{URL: "http://" + ln.Addr().String(), Addr: ln.Addr(), Store: st, Srv: srv, Apps: reg, Keys: keys, Auth: guard, Portal: ph, catalog: cat, Meters: ms, http: hs, metrics: metricsSrv, Prom: prom, idn: idn, done: make(chan error, 1), Log: log, unlock: unlock}
 	if so.wire != nil {
 		if err := so.wire(in); err != nil {
-			ln.Close()
 			closeStore()
 			idn.Close()
 			if metricsSrv != nil {
@@ -216,6 +237,7 @@ func StartWith(ctx context.Context, f Config, so Options) (*Instance, error) {
 			return nil, err
 		}
 	}
+	started = true
 	go func() {
 		err := hs.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -240,7 +262,11 @@ func (in *Instance) Close() error {
 	if in.metrics != nil {
 		err = errors.Join(err, in.metrics.Shutdown(ctx))
 	}
-	return errors.Join(err, in.Meters.Close(), in.Store.Close(), in.idn.Close())
+	err = errors.Join(err, in.Meters.Close(), in.Store.Close(), in.idn.Close())
+	if in.unlock != nil {
+		in.unlock()
+	}
+	return err
 }
 
 // Done receives the result of serving HTTP once the server stops by

@@ -87,7 +87,7 @@ func Consume(ctx context.Context, cons ConsumerConfig, collector string, cfg Con
 		}
 		return in.wait(ctx, consumed)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	log := NewLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
 	if cons.AppID == "" {
 		return errors.New("--collector needs --app-id, the write key naming the org and env")
 	}
@@ -136,6 +136,7 @@ type GatewayRun struct {
 	Redis         string
 	RedisPrefix   string
 	LogLevel      slog.Level
+	LogFormat     string // "text" or "json"
 	MetricsListen string
 	Kafka         KafkaOut
 }
@@ -147,7 +148,7 @@ const defaultCollector = "http://127.0.0.1:7070"
 // RunGateway runs a gateway of cfg until ctx ends, then lets it send what
 // it holds.
 func RunGateway(ctx context.Context, cfg gateway.Config, c GatewayRun) error {
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: c.LogLevel}))
+	log := NewLogger(os.Stderr, c.LogLevel, c.LogFormat)
 	opts := gateway.Options{Logger: log}
 	dest := []any{"collector", cmp.Or(c.Collector, defaultCollector)}
 	if c.Kafka.Enabled() {

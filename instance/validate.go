@@ -21,6 +21,7 @@ func (f *Config) Validate() error {
 		AtLeast("--max-body-bytes", f.MaxBodyBytes, 1),
 		AtLeast("--max-batch-events", f.MaxBatchEvents, 1),
 		PositiveDuration("--dedupe-horizon", f.DedupeHorizon),
+		PositiveDuration("--max-clock-skew", f.MaxClockSkew),
 		nonZeroDuration("--daily-interval", f.DailyInterval, "a negative interval turns the rollup pass off"),
 		AtLeast("--retention", f.Retention, 0),
 		f.StoreConfig.Validate(),

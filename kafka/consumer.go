@@ -549,6 +549,7 @@ func (c *Consumer) handleJSON(r *kgo.Record) error {
 		}
 		events = append(events, e)
 	}
+	moesif.NumberRepeats(ms, events)
 	c.out = append(c.out, events...)
 	return nil
 }

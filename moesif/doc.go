@@ -10,5 +10,6 @@
 // UTF-8, times between 1970 and 2200, and an error naming the field
 // (FieldError) for anything else. Events keep an id: the one sent, a
 // transaction id header, or a hash of their content, the same from every
-// decoder and entry point.
+// decoder and entry point; NumberRepeats numbers repeats of a content id
+// within one batch, so identical calls are counted each.
 package moesif

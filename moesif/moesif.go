@@ -280,6 +280,40 @@ func (m *Event) ToEvent(org, env string, index int) (apimeter.Event, error) {
 	return ev, nil
 }
 
+// NumberRepeats gives each repeat of a content id within one batch its own
+// id: the n-th event (n ≥ 2) of ms whose id was derived from its content
+// and equals an earlier one's becomes "<id>-n". Three identical calls in
+// the same millisecond are three calls, yet a retried batch gets the same
+// ids again, since they depend only on the content and its order in the
+// batch. The first occurrence keeps the plain content id, the one a single
+// event gets. Ids that were sent (event_id, a transaction id header) are
+// left alone: a sender that repeats one means the same event. events[i]
+// must be ms[i].ToEvent's result.
+func NumberRepeats(ms []Event, events []apimeter.Event) {
+	var seen map[string]int
+	for i := range events {
+		if !ms[i].idFromContent() {
+			continue
+		}
+		if seen == nil {
+			seen = make(map[string]int)
+		}
+		n := seen[events[i].ID] + 1
+		seen[events[i].ID] = n
+		if n > 1 {
+			events[i].ID += "-" + strconv.Itoa(n)
+		}
+	}
+}
+
+// idFromContent reports whether ToEvent derives m's id from its content.
+func (m *Event) idFromContent() bool {
+	if m.EventID != "" || apimeter.Headers(m.Request.Headers).Get(TransactionIDHeader) != "" {
+		return false
+	}
+	return m.Response == nil || apimeter.Headers(m.Response.Headers).Get(TransactionIDHeader) == ""
+}
+
 // normalize makes every text of m valid: strings as encoding/json decodes
 // them (invalid UTF-8 becomes U+FFFD), raw JSON by ValidJSON. Values that
 // are valid already are left as they are, without copying.

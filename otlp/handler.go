@@ -168,7 +168,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, signal string) {
 		// every ten seconds), so that an operator sees what exporters
 		// only report in their own logs.
 		if h.logEvery.allow("fail\x00"+app.ID+"\x00"+signal+"\x00"+strconv.Itoa(e.status), time.Now()) {
-			h.log.Warn("otlp export refused", "app", app.ID, "org", app.Org, "env", app.Env, "signal", signal,
+			h.log.Warn("otlp export refused", "app", apps.ShortID(app.ID), "org", app.Org, "env", app.Env, "signal", signal,
 				"status", e.status, "err", e.msg)
 		}
 		h.writeStatus(w, enc, e)
@@ -233,7 +233,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, signal string) {
 	}
 	if b.Rejected > 0 {
 		if ok := h.logEvery.allow("reject\x00"+app.ID+"\x00"+signal, time.Now()); ok {
-			h.log.Warn("otlp export partly rejected", "app", app.ID, "org", app.Org, "env", app.Env, "signal", signal,
+			h.log.Warn("otlp export partly rejected", "app", apps.ShortID(app.ID), "org", app.Org, "env", app.Env, "signal", signal,
 				"rejected", b.Rejected, "stored", stored, "first", b.Messages[0])
 		}
 	}

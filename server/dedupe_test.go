@@ -177,3 +177,31 @@ func TestWeights(t *testing.T) {
 		t.Errorf("weight after a weight-0 event %d, want 112", weight)
 	}
 }
+
+// TestIdenticalEventsInOneBatchAreCountedEach: three identical calls
+// without ids in one batch are three calls (the 2nd and 3rd get their own
+// derived ids), and resending the batch stores nothing new.
+func TestIdenticalEventsInOneBatchAreCountedEach(t *testing.T) {
+	ev := moesif.Event{
+		Request:  moesif.Request{Time: time.Now().UTC().Format(time.RFC3339Nano), URI: "/orders", Verb: "GET"},
+		Response: &moesif.Response{Status: 200},
+	}
+	batch := marshal(t, []moesif.Event{ev, ev, ev})
+	e := newEnv(t, server.Config{})
+	for i := 0; i < 2; i++ {
+		if code, out := e.post("/v1/events/batch", batch); code != 200 {
+			t.Fatalf("batch %d: %d %v", i, code, out)
+		}
+	}
+	if rows, _ := e.counts(); rows != 3 {
+		t.Errorf("stored %d rows for three identical calls sent twice, want 3", rows)
+	}
+	// The single-event endpoint gives the first occurrence's id: a retry
+	// of it is still recognised.
+	if code, out := e.post("/v1/events", marshal(t, ev)); code != 200 {
+		t.Fatalf("single: %d %v", code, out)
+	}
+	if rows, _ := e.counts(); rows != 3 {
+		t.Errorf("stored %d rows after resending the first as a single event, want 3", rows)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/server"
 )
 
@@ -79,9 +80,27 @@ func TestRejectedBatchesLoggedOncePerSender(t *testing.T) {
 	if got != 1 {
 		t.Fatalf("50 identical bad batches logged %d lines, want 1:\n%s", got, out.String())
 	}
-	for _, want := range []string{"level=WARN", "app=" + e.appID, "org=acme", "env=prod", "reason=malformed_json"} {
+	for _, want := range []string{"level=WARN", "app=" + apps.ShortID(e.appID), "org=acme", "env=prod", "reason=malformed_json"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("log line lacks %s:\n%s", want, out.String())
 		}
+	}
+}
+
+// TestLogsNeverPrintTheApplicationID: the application id is a write
+// credential; a rejected batch's log line names the app by a short piece of
+// its id only.
+func TestLogsNeverPrintTheApplicationID(t *testing.T) {
+	var out lines
+	log := slog.New(slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e := newEnv(t, server.Config{Logger: log})
+	if code, _ := e.post("/v1/events/batch", []byte(`[{"request":{"verb":"GET"}}]`)); code != 400 {
+		t.Fatalf("bad batch: %d, want 400", code)
+	}
+	if !strings.Contains(out.String(), "batch rejected") {
+		t.Fatalf("no log line for a rejected batch:\n%s", out.String())
+	}
+	if strings.Contains(out.String(), e.appID) || strings.Contains(out.String(), e.appID[strings.LastIndexByte(e.appID, '.')+1:][:12]) {
+		t.Errorf("the log holds the application id (or a long piece of it):\n%s", out.String())
 	}
 }

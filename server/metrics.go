@@ -184,7 +184,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 func (s *Server) logRejected(r *http.Request, a apps.App, err error) {
 	code := errorCode(err)
 	if ok, held := s.logLimit.allow("reject\x00"+a.ID+"\x00"+code, time.Now()); ok {
-		s.log.Warn("batch rejected", "app", a.ID, "org", a.Org, "env", a.Env, "path", r.URL.Path,
+		s.log.Warn("batch rejected", "app", apps.ShortID(a.ID), "org", a.Org, "env", a.Env, "path", r.URL.Path,
 			"reason", code, "err", err.Error(), "similar_lines_held_back", held)
 	}
 }

@@ -38,6 +38,7 @@ const (
 	DefaultMaxHeaderValueBytes = eventcap.DefaultMaxHeaderValueBytes
 	DefaultMaxURIBytes         = eventcap.DefaultMaxURIBytes
 	DefaultMaxMetadataBytes    = eventcap.DefaultMaxMetadataBytes
+	DefaultMaxClockSkew        = 24 * time.Hour
 )
 
 // Config wires a Server. Store, Apps and Scrubber are required.
@@ -71,6 +72,10 @@ type Config struct {
 	MaxHeaderValueBytes int
 	MaxURIBytes         int
 	MaxMetadataBytes    int
+	// MaxClockSkew is how far after this server's clock an event's
+	// request.time may be; a later event is refused with a 400 naming it.
+	// Zero means DefaultMaxClockSkew.
+	MaxClockSkew time.Duration
 	// Stream bounds the live event stream (GET .../events/stream).
 	Stream StreamConfig
 	// QueryTimeout bounds each read query (events, profiles, and the
@@ -119,6 +124,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.MaxMetadataBytes == 0 {
 		cfg.MaxMetadataBytes = DefaultMaxMetadataBytes
+	}
+	if cfg.MaxClockSkew == 0 {
+		cfg.MaxClockSkew = DefaultMaxClockSkew
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -427,6 +435,7 @@ func (s *Server) decodeEvents(w http.ResponseWriter, r *http.Request, a apps.App
 		}
 	}
 	events := make([]apimeter.Event, len(ms))
+	latest := time.Now().Add(s.cfg.MaxClockSkew)
 	for i := range ms {
 		index := i
 		if !batch {
@@ -438,7 +447,13 @@ func (s *Server) decodeEvents(w http.ResponseWriter, r *http.Request, a apps.App
 		if err := s.checkCaps(&events[i], index); err != nil {
 			return nil, err
 		}
+		if events[i].RequestTime.After(latest) {
+			return nil, &moesif.FieldError{Index: index, Field: "request.time", Msg: fmt.Sprintf(
+				"is %s, more than %s after this server's clock (%s): fix the sender's clock, or raise --max-clock-skew",
+				events[i].RequestTime.Format(time.RFC3339), s.cfg.MaxClockSkew, time.Now().UTC().Format(time.RFC3339))}
+		}
 	}
+	moesif.NumberRepeats(ms, events)
 	return events, nil
 }
 

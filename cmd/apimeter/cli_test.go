@@ -245,3 +245,27 @@ func TestVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestNoArgumentsPrintsHelp: `apimeter` alone prints the help on stdout
+// and exits 0, as a first try should; `apimeter version` prints the
+// version.
+func TestNoArgumentsPrintsHelp(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "Usage: apimeter <command>"},
+		{[]string{"version"}, version()},
+	} {
+		cmd := exec.Command(os.Args[0], tc.args...)
+		cmd.Env = append(os.Environ(), "APIMETER_TEST_AS_MAIN=1")
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Errorf("apimeter %v: %v, want exit status 0; stderr:\n%s", tc.args, err, stderr.String())
+		}
+		if !strings.Contains(stdout.String(), tc.want) {
+			t.Errorf("apimeter %v printed on stdout:\n%s\nwant %q", tc.args, stdout.String(), tc.want)
+		}
+	}
+}

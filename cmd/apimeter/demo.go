@@ -130,8 +130,10 @@ func (c *demoCmd) run(ctx context.Context, ready func(demoInfo)) (err error) {
 	if err != nil {
 		return err
 	}
+	api := &demo.SampleAPI{Secret: secret}
 	cp, err := capture.New(capture.Options{
 		Sink:          sink,
+		Routes:        api.Routes(), // 401s of the JWT check get their route too
 		LogBody:       true,
 		JWTKey:        secret, // a forged token identifies no one here either
 		FlushInterval: 250 * time.Millisecond,
@@ -142,7 +144,6 @@ func (c *demoCmd) run(ctx context.Context, ready func(demoInfo)) (err error) {
 	if err != nil {
 		return err
 	}
-	api := &demo.SampleAPI{Secret: secret}
 	ln, err := net.Listen("tcp", c.APIListen)
 	if err != nil {
 		cp.Close(context.Background())

@@ -23,6 +23,7 @@ type gatewayCmd struct {
 	Redis         string     `env:"APIMETER_REDIS" placeholder:"URL" help:"Redis URL for quota counters shared by several gateways; empty keeps them in this process."`
 	RedisPrefix   string     `default:"apimeter:" env:"APIMETER_REDIS_PREFIX" help:"Prefix of every Redis key."`
 	LogLevel      slog.Level `default:"info" env:"APIMETER_LOG_LEVEL" help:"debug, info, warn or error."`
+	LogFormat     string     `default:"text" enum:"text,json" env:"APIMETER_LOG_FORMAT" help:"Log lines as text (key=value) or json (one object a line)."`
 	MetricsListen string     `env:"APIMETER_METRICS_LISTEN" placeholder:"ADDR" help:"Serve /metrics (the gateway's counters: events sent, dropped, failed, calls blocked, upstream errors) on this address, e.g. 127.0.0.1:9465; empty: none."`
 
 	Kafka instance.KafkaOut `embed:"" prefix:"kafka-" envprefix:"APIMETER_KAFKA_" group:"Kafka / Event Hubs output (instead of --collector; off without --kafka-brokers or --kafka-event-hubs)"`
@@ -57,5 +58,5 @@ func (c *gatewayCmd) Run(ctx context.Context) error {
 		cfg.Listen = c.Listen
 	}
 	return instance.RunGateway(ctx, cfg, instance.GatewayRun{Collector: c.Collector, AppID: c.AppID, Redis: c.Redis,
-		RedisPrefix: c.RedisPrefix, LogLevel: c.LogLevel, MetricsListen: c.MetricsListen, Kafka: c.Kafka})
+		RedisPrefix: c.RedisPrefix, LogLevel: c.LogLevel, LogFormat: c.LogFormat, MetricsListen: c.MetricsListen, Kafka: c.Kafka})
 }

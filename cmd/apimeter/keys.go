@@ -53,6 +53,9 @@ type keysListCmd struct {
 }
 
 func (c *keysListCmd) Run(ctx context.Context) error {
+	if err := instance.ExistingDataDir(c.StoreConfig, c.Data); err != nil {
+		return err
+	}
 	cat, done, err := instance.OpenCatalog(ctx, c.StoreConfig, c.Data)
 	if err != nil {
 		return err
@@ -80,6 +83,9 @@ type keysRevokeCmd struct {
 }
 
 func (c *keysRevokeCmd) Run(ctx context.Context) error {
+	if err := instance.ExistingDataDir(c.StoreConfig, c.Data); err != nil {
+		return err
+	}
 	cat, done, err := instance.OpenCatalog(ctx, c.StoreConfig, c.Data)
 	if err != nil {
 		return err

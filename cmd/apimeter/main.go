@@ -21,7 +21,8 @@ import (
 )
 
 type cli struct {
-	Version kong.VersionFlag `help:"Print the version (module version, VCS commit) and exit."`
+	VersionFlag kong.VersionFlag `name:"version" help:"Print the version (module version, VCS commit) and exit."`
+	VersionCmd  versionCmd       `cmd:"" name:"version" help:"Print the version (module version, VCS commit)."`
 
 	Serve  serveCmd  `cmd:"" help:"Run the collector and APIs on the embedded DuckDB store, or on a ClickHouse store shared with other collectors (--store)."`
 	Demo   demoCmd   `cmd:"" help:"Start a server, feed it realistic traffic and show what it measured."`
@@ -54,7 +55,13 @@ func main() {
 	if err != nil {
 		panic(err) // a mistake in the flag definitions, not in the user's input
 	}
-	kctx, err := parser.Parse(os.Args[1:])
+	args := os.Args[1:]
+	if len(args) == 0 {
+		// Without a command there is nothing to do but say what there is:
+		// the help, as a success, not a usage error.
+		args = []string{"--help"}
+	}
+	kctx, err := parser.Parse(args)
 	if err != nil {
 		fmt.Fprint(os.Stderr, usageError(err))
 		os.Exit(2)

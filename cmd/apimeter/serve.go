@@ -57,6 +57,9 @@ type appsListCmd struct {
 }
 
 func (c *appsListCmd) Run(ctx context.Context) error {
+	if err := instance.ExistingDataDir(c.StoreConfig, c.Data); err != nil {
+		return err
+	}
 	cat, done, err := instance.OpenCatalog(ctx, c.StoreConfig, c.Data)
 	if err != nil {
 		return err

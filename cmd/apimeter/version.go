@@ -6,6 +6,14 @@ import (
 	"strings"
 )
 
+// versionCmd is `apimeter version`, the same as --version.
+type versionCmd struct{}
+
+func (versionCmd) Run() error {
+	fmt.Println(version())
+	return nil
+}
+
 // version is what --version prints: the module version and the VCS
 // commit the binary was built from, as the Go toolchain recorded them.
 func version() string {

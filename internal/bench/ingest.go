@@ -235,6 +235,7 @@ func benchEvents(body []byte, org string, scrubber *scrub.Scrubber) ([]apimeter.
 		}
 		scrubber.Scrub(&events[i])
 	}
+	moesif.NumberRepeats(ms, events)
 	return events, nil
 }
 
