@@ -12,8 +12,8 @@ import (
 	"testing"
 
 	"github.com/apimeter/apimeter"
-	"github.com/apimeter/apimeter/eventcap"
 	"github.com/apimeter/apimeter/capture"
+	"github.com/apimeter/apimeter/eventcap"
 	"github.com/apimeter/apimeter/server"
 )
 
