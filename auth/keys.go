@@ -13,7 +13,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -24,6 +23,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/apimeter/apimeter/internal/jsonfile"
 
 	"github.com/apimeter/apimeter/apps"
 	"github.com/apimeter/apimeter/server"
@@ -206,58 +207,14 @@ func update(dir string, change func(*file) error) error {
 	}
 	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
 	path := filepath.Join(dir, FileName)
-	f, err := readFile(path)
+	f, err := jsonfile.Read[file](path)
 	if err != nil {
 		return err
 	}
 	if err := change(&f); err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(f, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := writeSync(tmp, b); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
-func readFile(path string) (file, error) {
-	var f file
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return f, nil
-	}
-	if err != nil {
-		return f, err
-	}
-	if err := json.Unmarshal(b, &f); err != nil {
-		return f, fmt.Errorf("read %s: %w", path, err)
-	}
-	return f, nil
-}
-
-func writeSync(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	// O_CREATE's mode does not apply to a file left over by a crash.
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return jsonfile.Write(path, f)
 }
 
 // recheck is how often a Keys that keeps finding its keys looks at the file
@@ -366,7 +323,7 @@ func (k *Keys) load(force bool) error {
 	if same {
 		return nil
 	}
-	f, err := readFile(k.path)
+	f, err := jsonfile.Read[file](k.path)
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -22,6 +21,8 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"github.com/apimeter/apimeter/internal/jsonfile"
 
 	"github.com/apimeter/apimeter/apps"
 )
@@ -288,7 +289,7 @@ func (t *Tokens) load(force, unknown bool) error {
 	if !force && st.ModTime().Equal(t.modTime) && st.Size() == t.size {
 		return nil
 	}
-	f, err := readFile(path)
+	f, err := jsonfile.Read[file](path)
 	if err != nil {
 		return err
 	}
@@ -464,55 +465,12 @@ func (t *Tokens) update(change func(*file) error) error {
 	}
 	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
 	path := filepath.Join(t.dir, FileName)
-	f, err := readFile(path)
+	f, err := jsonfile.Read[file](path)
 	if err != nil {
 		return err
 	}
 	if err := change(&f); err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(f, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := writeSync(tmp, b); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
-func readFile(path string) (file, error) {
-	var f file
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return f, nil
-	}
-	if err != nil {
-		return f, err
-	}
-	if err := json.Unmarshal(b, &f); err != nil {
-		return f, fmt.Errorf("read %s: %w", path, err)
-	}
-	return f, nil
-}
-
-func writeSync(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return jsonfile.Write(path, f)
 }
