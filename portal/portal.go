@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -84,7 +83,7 @@ type Config struct {
 type Handler struct {
 	cfg  Config
 	log  *slog.Logger
-	rate *rateLimit
+	rate *stats.MinuteQuota // calls per token
 	// quotas is cfg.Quotas, or what SetQuotas gave since.
 	quotas atomic.Pointer[Quotas]
 }
@@ -117,7 +116,7 @@ func New(cfg Config) *Handler {
 	if cfg.OnePassLimit <= 0 {
 		cfg.OnePassLimit = DefaultOnePassLimit
 	}
-	h := &Handler{cfg: cfg, log: cfg.Logger, rate: &rateLimit{limit: cfg.RatePerMinute, counts: map[string]int{}}}
+	h := &Handler{cfg: cfg, log: cfg.Logger, rate: stats.NewMinuteQuota(cfg.RatePerMinute)}
 	if cfg.Quotas != nil {
 		h.SetQuotas(cfg.Quotas)
 	}
@@ -209,9 +208,9 @@ func (h *Handler) withToken(f func(http.ResponseWriter, *http.Request, *Token)) 
 			h.fail(w, r, apiErr(http.StatusForbidden, "forbidden", "the token reads env "+tok.Env+" only"))
 			return
 		}
-		if wait, ok := h.rate.take(tok.ID, h.cfg.Now()); !ok {
+		if wait, ok := h.rate.Take(tok.ID, h.cfg.Now()); !ok {
 			w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds()+0.999)))
-			h.fail(w, r, apiErr(http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("a portal token may make %d calls a minute", h.rate.limit)))
+			h.fail(w, r, apiErr(http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("a portal token may make %d calls a minute", h.cfg.RatePerMinute)))
 			return
 		}
 		f(w, r, &tok)
@@ -483,32 +482,6 @@ func (h *Handler) period(r *http.Request) (identity.Period, error) {
 		return p, &server.APIError{Status: http.StatusBadRequest, Code: "invalid_parameter", Field: "period", Message: "period: " + err.Error()}
 	}
 	return p, nil
-}
-
-// rateLimit counts calls per token in fixed calendar minutes.
-type rateLimit struct {
-	limit  int
-	mu     sync.Mutex
-	minute int64
-	counts map[string]int
-}
-
-func (q *rateLimit) take(id string, now time.Time) (time.Duration, bool) {
-	if q.limit < 0 {
-		return 0, true
-	}
-	m := now.Unix() / 60
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if m != q.minute {
-		q.minute = m
-		clear(q.counts)
-	}
-	if q.counts[id] >= q.limit {
-		return time.Unix((m+1)*60, 0).Sub(now), false
-	}
-	q.counts[id]++
-	return 0, true
 }
 
 // validOrigin reports whether s is an origin a frame-ancestors source may

@@ -47,7 +47,7 @@ type Config struct {
 type Handler struct {
 	cfg   Config
 	log   *slog.Logger
-	quota *quota
+	quota *MinuteQuota
 }
 
 // NewHandler returns a Handler for cfg.
@@ -67,7 +67,7 @@ func NewHandler(cfg Config) *Handler {
 	if cfg.Queries == nil {
 		cfg.Queries = server.NewQueries(0)
 	}
-	return &Handler{cfg: cfg, log: cfg.Logger, quota: &quota{limit: cfg.QuotaPerMinute, counts: map[string]int{}}}
+	return &Handler{cfg: cfg, log: cfg.Logger, quota: NewMinuteQuota(cfg.QuotaPerMinute)}
 }
 
 // Patterns are the routes the Handler answers, for http.ServeMux: every
@@ -130,7 +130,7 @@ type ErrorBody struct {
 // ServeHTTP answers one Metrics API request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	org, env := r.PathValue("org"), r.PathValue("env")
-	if wait, ok := h.quota.take(org, h.cfg.Now()); !ok {
+	if wait, ok := h.quota.Take(org, h.cfg.Now()); !ok {
 		secs := int(wait.Seconds() + 0.999)
 		if secs < 1 {
 			secs = 1
@@ -200,18 +200,25 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Write(buf.Bytes())
 }
 
-// quota counts calls per organization in fixed calendar minutes, as a
-// calls-per-minute quota is usually stated.
-type quota struct {
+// MinuteQuota counts calls per caller (an org here, a portal token in
+// package portal) in fixed calendar minutes, as a calls-per-minute quota
+// is usually stated. A negative limit never refuses. It is safe for
+// concurrent use.
+type MinuteQuota struct {
 	limit  int
 	mu     sync.Mutex
 	minute int64
 	counts map[string]int
 }
 
-// take counts one call of org at now; when the minute's quota is spent it
+// NewMinuteQuota returns a quota of limit calls a minute per caller.
+func NewMinuteQuota(limit int) *MinuteQuota {
+	return &MinuteQuota{limit: limit, counts: map[string]int{}}
+}
+
+// Take counts one call of org at now; when the minute's quota is spent it
 // says how long until the next minute starts.
-func (q *quota) take(org string, now time.Time) (time.Duration, bool) {
+func (q *MinuteQuota) Take(org string, now time.Time) (time.Duration, bool) {
 	if q.limit < 0 {
 		return 0, true
 	}
