@@ -2,7 +2,6 @@ package loadrun
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -318,7 +317,7 @@ func GatewayFaults(ctx context.Context, c GatewayFaultConfig) (GatewayFaultRepor
 		}
 		rep.Phases = append(rep.Phases, pr)
 	}
-	counts, err := allStoredCounts(ctx, filepath.Join(ws.data, "events.duckdb"))
+	counts, err := storedCounts(ctx, filepath.Join(ws.data, "events.duckdb"), "")
 	if err != nil {
 		return rep, err
 	}
@@ -341,30 +340,6 @@ func GatewayFaults(ctx context.Context, c GatewayFaultConfig) (GatewayFaultRepor
 	}
 	rep.Took = time.Since(started)
 	return rep, nil
-}
-
-// allStoredCounts reads how many times each event id is stored.
-func allStoredCounts(ctx context.Context, path string) (map[string]int, error) {
-	db, err := sql.Open("duckdb", path+"?access_mode=read_only")
-	if err != nil {
-		return nil, err
-	}
-	defer db.Close()
-	rows, err := db.QueryContext(ctx, `SELECT id, count(*) FROM events GROUP BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("read events back: %w", err)
-	}
-	defer rows.Close()
-	out := map[string]int{}
-	for rows.Next() {
-		var id string
-		var n int
-		if err := rows.Scan(&id, &n); err != nil {
-			return nil, err
-		}
-		out[id] = n
-	}
-	return out, rows.Err()
 }
 
 // Print writes the report as the table docs/reliability.md records.
