@@ -35,6 +35,9 @@ const (
 	PerUser    = "user"
 	PerCompany = "company"
 	PerAPIKey  = "api_key"
+	// PerSubject is one instance per subject of a meter (meter rules
+	// only): the customer a usage event or an API call is counted for.
+	PerSubject = "subject"
 )
 
 // ErrorRate is the metric sum(is_error) / sum(message_count), a share
@@ -211,6 +214,27 @@ func (r *Rule) filterText() string {
 	return strings.Join(parts, " and ")
 }
 
+// callFilterField names the first call filter r sets, or "".
+func (r *Rule) callFilterField() string {
+	switch {
+	case strings.TrimSpace(r.Filter) != "":
+		return "filter"
+	case r.API != "":
+		return "api"
+	case r.Route != "":
+		return "route"
+	case r.Status != nil:
+		return "status"
+	case r.User != "":
+		return "user"
+	case r.Company != "":
+		return "company"
+	case r.Key != "":
+		return "key"
+	}
+	return ""
+}
+
 func (r *Rule) compile() (*compiled, error) { return r.compileWith("") }
 
 // compileWith compiles r with an extra filter ANDed (a gateway quota's
@@ -234,9 +258,14 @@ func (r *Rule) compileWith(extra string) (*compiled, error) {
 	if r.Op != Above && r.Op != Below {
 		return nil, fieldErr("op", "%q is not above or below", r.Op)
 	}
-	switch r.Per {
-	case "", PerUser, PerCompany, PerAPIKey:
-	default:
+	switch {
+	case r.Meter != "":
+		if r.Per != "" && r.Per != PerSubject {
+			return nil, fieldErr("per", "%q: a meter rule is per subject (the meter's customer) or empty for the meter's total", r.Per)
+		}
+	case r.Per == PerSubject:
+		return nil, fieldErr("per", "subject splits meter rules only; calls split by user, company or api_key")
+	case r.Per != "" && r.Per != PerUser && r.Per != PerCompany && r.Per != PerAPIKey:
 		return nil, fieldErr("per", "%q is not user, company or api_key (or empty for all calls)", r.Per)
 	}
 	if r.MinVolume < 0 {
@@ -244,6 +273,9 @@ func (r *Rule) compileWith(extra string) (*compiled, error) {
 	}
 	if r.For.D() < 0 || r.For.D() > MaxFor {
 		return nil, fieldErr("for", "%s is not from 0 to %s", r.For.D(), MaxFor)
+	}
+	if r.Meter != "" && r.Kind != KindThreshold {
+		return nil, fieldErr("meter", "a %s rule counts calls; meters are compared by threshold rules", r.Kind)
 	}
 	c := &compiled{Rule: *r}
 	var sel []string
@@ -255,6 +287,9 @@ func (r *Rule) compileWith(extra string) (*compiled, error) {
 			}
 			if r.MinVolume != 0 {
 				return nil, fieldErr("min_volume", "a meter rule has no call volume; leave min_volume out")
+			}
+			if f := r.callFilterField(); f != "" {
+				return nil, fieldErr(f, "a meter rule reads the meter's events, which call filters do not select; leave %s out", f)
 			}
 			c.meter = true
 			break

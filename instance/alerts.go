@@ -16,6 +16,7 @@ import (
 	"github.com/apimeter/apimeter/alerts"
 	"github.com/apimeter/apimeter/gateway"
 	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/meter"
 	"github.com/apimeter/apimeter/stats"
 )
 
@@ -58,10 +59,10 @@ func startAlerts(ctx context.Context, in *Instance, f AlertsConfig, sf Config, g
 			return nil, fmt.Errorf("--alerts-config: %w", err)
 		}
 	}
-	engine, dialect := alerts.DuckDB, stats.Dialect(stats.DuckDB{})
+	engine, dialect, meterDialect := alerts.DuckDB, stats.Dialect(stats.DuckDB{}), meter.Dialect(meter.DuckDB{})
 	var leaser alerts.Leaser = &alerts.LocalLeaser{}
 	if sf.ClickHouse() {
-		engine, dialect = alerts.ClickHouse, stats.ClickHouse{}
+		engine, dialect, meterDialect = alerts.ClickHouse, stats.ClickHouse{}, meter.ClickHouse{}
 		host, _ := os.Hostname()
 		leaser = &alerts.RedisLeaser{Client: in.idn.Redis, Prefix: sf.RedisPrefix, Owner: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), uuid.NewString())}
 	}
@@ -92,6 +93,7 @@ func startAlerts(ctx context.Context, in *Instance, f AlertsConfig, sf Config, g
 	ev, err := alerts.New(alerts.Config{
 		Store: st, DB: in.Store.DB(), Dialect: dialect, Notifier: notifier, Leaser: leaser,
 		Interval: f.AlertsInterval, Dashboard: public, Periods: periods, Quotas: quotas,
+		Meters: meter.AlertSource{Store: in.Meters, Dialect: meterDialect},
 		Logger: in.Log, Metrics: m,
 	})
 	if err != nil {

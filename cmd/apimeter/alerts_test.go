@@ -237,12 +237,18 @@ func TestAlertsAPI(t *testing.T) {
 		{`{"metric":"error_rate","window":"5m","filter":"apiproxy eq"}`, "filter"},
 		{`{"metric":"error_rate","window":"5m","channels":[{"type":"webhook","url":"https://x.example.com"}]}`, "channels[0].secret"},
 		{`{"kind":"quota","per":"user","percent":80,"quota":"monthly"}`, "quota"},
+		{`{"meter":"tokens","per":"company","window":"5m","threshold":1}`, "per"},
+		{`{"meter":"tokens","api":"orders","window":"5m","threshold":1}`, "api"},
 	} {
 		code, body := do("PUT", base+"/bad", admin, tc.body)
 		e, _ := body["error"].(map[string]any)
 		if code != http.StatusBadRequest || e["field"] != tc.field {
 			t.Errorf("PUT %s: %d %v, want 400 naming %s", tc.body, code, body, tc.field)
 		}
+	}
+	// Every server has meters: a rule over a meter's value per subject is taken.
+	if code, body := do("PUT", base+"/tokens", admin, `{"meter":"tokens","per":"subject","window":"1h","threshold":1000}`); code >= 300 {
+		t.Errorf("PUT a meter rule: %d %v, want it taken", code, body)
 	}
 	if code, _ := do("PUT", base+"/from-file", admin, `{"kind":"absence","window":"2h"}`); code != http.StatusConflict {
 		t.Errorf("PUT a file rule: %d, want 409", code)
