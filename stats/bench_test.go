@@ -153,7 +153,7 @@ func removeIfExists(path string) error {
 	return nil
 }
 
-// benchQueries are the three queries of issue 7 over the whole 30 days,
+// benchQueries are the three dashboard queries over the whole 30 days,
 // then the filtered p95 over the last 7 days and the last day, which read
 // only the row groups of their days (rows are in time order; DuckDB skips
 // row groups whose ts range is outside the query's).

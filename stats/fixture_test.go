@@ -118,7 +118,7 @@ var fixture = []ev{
 	{at: "2018-09-25 09:00", proxy: "weatherapi", app: "marys_app", status: 200, latency: 10},
 	{at: "2018-10-01 09:00", proxy: "testCache", app: "Test-App", status: 200, weight: 2, latency: 10},
 
-	// Issue 12: weights 1, 10 and 100 on 2018-12-03.
+	// Weighted (sampled) calls: weights 1, 10 and 100 on 2018-12-03.
 	{at: "2018-12-03 10:00", proxy: "weighted", user: "w1", status: 200, weight: 100, latency: 10, reqSize: 100, respSize: 1000},
 	{at: "2018-12-03 11:00", proxy: "weighted", user: "w2", status: 500, weight: 10, latency: 20, reqSize: 200, respSize: -1},
 	{at: "2018-12-03 12:00", proxy: "weighted", user: "w2", status: 200, weight: 1, latency: 30, reqSize: 300, respSize: 3000},

@@ -145,7 +145,7 @@ func testSeedExamples(t *testing.T, e engine) {
 			// UTC-7: 06/20 10:00 and 11:00 UTC fall on local 06/20, which
 			// starts 07:00 UTC; 06/21 09:30 UTC on local 06/21.
 			envMetrics(met("sum(message_count)", pt("1529478000000", "7531.0"), pt("1529564400000", "1109.0")))},
-		{"weighted counts, averages and percentiles (issue 12)", "/v1/o/myorg/e/test/stats/?select=sum(message_count),sum(is_error),avg(total_response_time),p50(total_response_time),p95(total_response_time),p99(total_response_time),unique_users&timeRange=12/03/2018%2000:00~12/04/2018%2000:00",
+		{"weighted counts, averages and percentiles", "/v1/o/myorg/e/test/stats/?select=sum(message_count),sum(is_error),avg(total_response_time),p50(total_response_time),p95(total_response_time),p99(total_response_time),unique_users&timeRange=12/03/2018%2000:00~12/04/2018%2000:00",
 			// weights 100, 10, 1 at 10, 20, 30 ms: avg 1230/111; cumulative
 			// weights 100, 110, 111 reach 50% and 95%/99% at 10 and 20 ms.
 			envMetrics(
