@@ -346,6 +346,31 @@ func TestOpenAPIAnswersMatch(t *testing.T) {
 	do(call{method: "GET", path: "/v1/o/acme/environments/prod/users/u1", auth: "read", want: 200})
 	do(call{method: "GET", path: "/v1/o/acme/environments/prod/companies/nobody", auth: "read", want: 404})
 
+	// The live stream: its status and headers, and its first lines.
+	func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		mk := func() *http.Request {
+			req, _ := http.NewRequestWithContext(ctx, "GET", in.URL+"/v1/o/acme/e/prod/events/stream?errors=true&status=500", nil)
+			req.Header.Set("Authorization", "Bearer "+read)
+			return req
+		}
+		resp, err := client.Do(mk())
+		if err != nil {
+			t.Fatalf("stream: %v", err)
+		}
+		defer resp.Body.Close()
+		first := make([]byte, 64)
+		n, _ := io.ReadAtLeast(resp.Body, first, len("retry: 2000\n"))
+		resp.Body = io.NopCloser(bytes.NewReader(first[:n]))
+		if ok, verrs := v.ValidateHttpRequestResponse(mk(), resp); !ok || resp.StatusCode != 200 || !strings.HasPrefix(string(first[:n]), "retry: ") {
+			for _, e := range verrs {
+				t.Errorf("stream: %s: %s", e.Message, e.Reason)
+			}
+			t.Errorf("stream: %d %q, want 200 and retry: first", resp.StatusCode, first[:n])
+		}
+	}()
+
 	// Metrics API and the org routes.
 	do(call{method: "GET", path: "/v1/o/acme/environments/prod/stats?select=sum(message_count)&timeRange=" + timeRange, auth: "read", want: 200})
 	do(call{method: "GET", path: "/v1/organizations/acme/e/prod/stats/apis,developer?select=sum(message_count),avg(total_response_time)&timeUnit=hour&timeRange=" + timeRange, auth: "read", want: 200})
