@@ -326,6 +326,9 @@ func TestOpenAPIAnswersMatch(t *testing.T) {
 	do(call{method: "POST", path: "/v1/events/batch", auth: "app", body: []any{event(1), event(2)}, want: 200})
 	do(call{method: "POST", path: "/v1/events/batch", auth: "app", body: []any{event(3), map[string]any{"request": map[string]any{"uri": "/x"}}}, want: 400, refused: true})
 	do(call{method: "POST", path: "/v1/events", body: event(4), want: 401, refused: true})
+	noResponse := event(5)
+	noResponse["response"] = map[string]any{} // status 0: the call got no response
+	do(call{method: "POST", path: "/v1/events", auth: "app", body: noResponse, want: 200})
 	do(call{method: "POST", path: "/v1/users", auth: "app", body: map[string]any{"user_id": "u1", "metadata": map[string]any{"plan": "pro"}}, want: 200})
 	do(call{method: "POST", path: "/v1/companies/batch", auth: "app", body: []any{map[string]any{"company_id": "c1"}}, want: 200})
 	do(call{method: "POST", path: "/v1/subscriptions", auth: "app", body: map[string]any{"subscription_id": "s1", "company_id": "c1"}, want: 200})
