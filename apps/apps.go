@@ -17,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/apimeter/apimeter/internal/jsonfile"
 )
 
 // App is one application id and where its events go.
@@ -116,7 +118,7 @@ func (r *Registry) reload() error {
 	if same {
 		return nil
 	}
-	f, err := readFile(r.path)
+	f, err := jsonfile.Read[file](r.path)
 	if err != nil {
 		return err
 	}
@@ -128,21 +130,6 @@ func (r *Registry) reload() error {
 	r.byID, r.modTime, r.size = m, st.ModTime(), st.Size()
 	r.mu.Unlock()
 	return nil
-}
-
-func readFile(path string) (file, error) {
-	var f file
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return f, nil
-	}
-	if err != nil {
-		return f, err
-	}
-	if err := json.Unmarshal(b, &f); err != nil {
-		return f, fmt.Errorf("read %s: %w", path, err)
-	}
-	return f, nil
 }
 
 // Lookup returns the app with the given id. An id not known yet makes the
@@ -197,21 +184,13 @@ func Create(dir, org, env string) (App, error) {
 	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
 
 	path := filepath.Join(dir, FileName)
-	f, err := readFile(path)
+	f, err := jsonfile.Read[file](path)
 	if err != nil {
 		return App{}, err
 	}
 	a := App{ID: NewID(org, env), Org: org, Env: env, Created: time.Now().UTC().Truncate(time.Second)}
 	f.Apps = append(f.Apps, a)
-	b, err := json.MarshalIndent(f, "", "  ")
-	if err != nil {
-		return App{}, err
-	}
-	tmp := path + ".tmp"
-	if err := writeSync(tmp, b); err != nil {
-		return App{}, err
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := jsonfile.Write(path, f); err != nil {
 		return App{}, err
 	}
 	return a, nil
@@ -226,22 +205,6 @@ func CheckNames(org, env string) error {
 		return fmt.Errorf("env %q: use 1-64 letters, digits, '.', '_' or '-'", env)
 	}
 	return nil
-}
-
-func writeSync(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // NewID returns a new application id. Its form follows Moesif's own ids (a

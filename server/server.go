@@ -97,6 +97,8 @@ type Server struct {
 	stream *Stream
 	// guarded lists the patterns registered behind the key check.
 	guarded []Route
+	// patterns lists every pattern registered on mux, in order.
+	patterns []string
 
 	eventsStored     atomic.Int64
 	eventsDuplicates atomic.Int64
@@ -150,12 +152,18 @@ func (s *Server) Handle(pattern string, h http.Handler) {
 // other than GET and HEAD.
 func (s *Server) HandleScope(pattern string, need Scope, h http.Handler) {
 	if need == Public {
-		s.mux.Handle(pattern, h)
+		s.handle(pattern, h)
 		return
 	}
 	method, path := splitPattern(pattern)
-	s.mux.Handle(pattern, s.guard(need, method == "", strings.Contains(path, "{org}"), h))
+	s.handle(pattern, s.guard(need, method == "", strings.Contains(path, "{org}"), h))
 	s.guarded = append(s.guarded, Route{Pattern: pattern, Scope: need})
+}
+
+// handle registers h on the mux and keeps its pattern for Patterns.
+func (s *Server) handle(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, h)
+	s.patterns = append(s.patterns, pattern)
 }
 
 // Route is a registered pattern and the scope it needs.
@@ -167,6 +175,10 @@ type Route struct {
 // Routes lists the routes registered behind the key check, in order (tests
 // walk them all).
 func (s *Server) Routes() []Route { return append([]Route(nil), s.guarded...) }
+
+// Patterns lists every pattern registered on the server's mux, with or
+// without the key check, in order: what docs/openapi.yaml must describe.
+func (s *Server) Patterns() []string { return append([]string(nil), s.patterns...) }
 
 // Queries bounds the server's read queries; the Metrics API runs its own
 // under it, and cmd/ stops it on shutdown (http.Server.RegisterOnShutdown)
@@ -198,7 +210,7 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 // handleStream registers a stream route behind the key check with the
 // grant always carried in the request.
 func (s *Server) handleStream(pattern string) {
-	s.mux.Handle(pattern, s.guard(Read, false, false, http.HandlerFunc(s.streamEvents)))
+	s.handle(pattern, s.guard(Read, false, false, http.HandlerFunc(s.streamEvents)))
 	s.guarded = append(s.guarded, Route{Pattern: pattern, Scope: Read})
 }
 
@@ -211,28 +223,28 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) routes() {
-	s.mux.HandleFunc("POST /v1/events", s.counted("events", s.collect(false)))
-	s.mux.HandleFunc("POST /v1/events/batch", s.counted("events_batch", s.collect(true)))
+	s.handle("POST /v1/events", http.HandlerFunc(s.counted("events", s.collect(false))))
+	s.handle("POST /v1/events/batch", http.HandlerFunc(s.counted("events_batch", s.collect(true))))
 	for _, kind := range []string{"user", "company", "subscription", "action"} {
 		plural := map[string]string{"user": "users", "company": "companies", "subscription": "subscriptions", "action": "actions"}[kind]
-		s.mux.HandleFunc("POST /v1/"+plural, s.counted(plural, s.profiles(kind, false)))
-		s.mux.HandleFunc("POST /v1/"+plural+"/batch", s.counted(plural+"_batch", s.profiles(kind, true)))
+		s.handle("POST /v1/"+plural, http.HandlerFunc(s.counted(plural, s.profiles(kind, false))))
+		s.handle("POST /v1/"+plural+"/batch", http.HandlerFunc(s.counted(plural+"_batch", s.profiles(kind, true))))
 	}
-	s.mux.HandleFunc("GET /v1/config", s.config)
-	s.mux.HandleFunc("GET /v1/rules", s.rules)
-	s.mux.HandleFunc("GET /health/probe", func(w http.ResponseWriter, r *http.Request) {
+	s.handle("GET /v1/config", http.HandlerFunc(s.config))
+	s.handle("GET /v1/rules", http.HandlerFunc(s.rules))
+	s.handle("GET /health/probe", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]any{"status": true, "region": "apimeter"})
-	})
+	}))
 	s.Handle("GET /v1/o/{org}/environments/{env}/events", http.HandlerFunc(s.listEvents))
 	s.Handle("GET /v1/o/{org}/e/{env}/events", http.HandlerFunc(s.listEvents))
 	s.handleStream("GET /v1/o/{org}/environments/{env}/events/stream")
 	s.handleStream("GET /v1/o/{org}/e/{env}/events/stream")
 	s.Handle("GET /v1/o/{org}/environments/{env}/users/{id}", s.getProfile("user"))
 	s.Handle("GET /v1/o/{org}/environments/{env}/companies/{id}", s.getProfile("company"))
-	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.handle("GET /readyz", http.HandlerFunc(s.readyz))
 	// /healthz says the process is up and answering; whether it can store
 	// events is /readyz's question.
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	s.handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]any{
 			"status": "ok",
 			"events": map[string]int64{
@@ -241,10 +253,10 @@ func (s *Server) routes() {
 				"batches_rejected": s.batchesRejected.Load(),
 			},
 		})
-	})
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	s.handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, newError(http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)))
-	})
+	}))
 }
 
 // AppIDHeader carries the application id (write key) of a sender.

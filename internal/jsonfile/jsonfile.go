@@ -1,5 +1,5 @@
 // Package jsonfile reads and replaces the small JSON files of the data
-// directory that hold credentials (API keys, portal tokens): a file that
+// directory that hold credentials (application ids, API keys, portal tokens): a file that
 // does not exist reads as the zero value, and a write replaces the file
 // whole, with mode 0600, synced to disk before it takes the old one's
 // place, so a crash leaves either the old file or the new one.
