@@ -38,7 +38,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c := &demoCmd{Listen: "127.0.0.1:0", APIListen: "127.0.0.1:0", Org: "demo", Env: "prod",
-		Backfill: 6000, Span: 30 * 24 * time.Hour, Rate: 6, LogLevel: 8}
+		Backfill: 6000, Span: 30 * 24 * time.Hour, Rate: 1, LogLevel: 8}
 	ready := make(chan demoInfo, 1)
 	done := make(chan error, 1)
 	go func() { done <- c.run(ctx, func(d demoInfo) { ready <- d }) }()
