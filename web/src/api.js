@@ -159,7 +159,7 @@ function dayStart(date, tz) {
 // period, what the summary tiles and the comparison set against it.
 export const RANGES = {
   this_month: { label: 'This month', range: (now, tz) => [monthStart(now, tz), rangeEnd(now)], prev: (f, t, tz) => [monthStart(f, tz, -1), new Date(Math.min(+monthStart(f, tz, -1) + (t - f), +f))] },
-  today: { label: 'Today', range: (now, tz) => [dayStart(now, tz), rangeEnd(now)] },
+  today: { label: 'Today', range: (now, tz) => [dayStart(now, tz), rangeEnd(now)], prev: (f, t, tz) => { const p = dayStart(new Date(f - 1), tz); return [p, new Date(Math.min(+p + (t - f), +f))]; } },
   last_24h: { label: 'Last 24 hours', range: (now) => { const e = rangeEnd(now); return [new Date(e - 864e5), e]; } },
   last_7d: { label: 'Last 7 days', range: (now) => { const e = rangeEnd(now); return [new Date(e - 7 * 864e5), e]; } },
   last_30d: { label: 'Last 30 days', range: (now) => { const e = rangeEnd(now); return [new Date(e - 30 * 864e5), e]; } },
@@ -189,11 +189,6 @@ export function resolveRange(params, fallback = 'this_month', now = Date.now()) 
 export function validZone(tz) {
   if (!tz) return false;
   try { new Intl.DateTimeFormat('en-US', { timeZone: tz }); return true; } catch { return false; }
-}
-
-export function timeRange(name, now = Date.now()) {
-  const r = resolveRange({ range: name }, 'this_month', now);
-  return [r.from, r.to];
 }
 
 // bucketEnd is when the bucket starting at t (ms) ends.

@@ -71,7 +71,7 @@ async function start() {
   const linkNotice = SIGNIN_NOTICES[q.get('signin')];
   if (q.has('signin')) {
     q.delete('signin');
-    history.replaceState(null, '', location.pathname + (q.size ? '?' + q : '') + location.hash);
+    history.replaceState(null, '', location.pathname + (q.toString() ? '?' + q : '') + location.hash);
   }
   try {
     sess = await getJSON('/v1/session');
@@ -231,16 +231,25 @@ function change(cur, prev) {
   return prev ? (cur - prev) / prev : null;
 }
 
-const ZONES = (() => {
+// Time zones offered at first: UTC, the browser's and common ones; the
+// full list (the browser's Intl) is added when the menu is opened, as
+// building it costs more than the rest of the view.
+const COMMON_ZONES = ['America/Los_Angeles', 'America/Denver', 'America/Chicago', 'America/New_York', 'America/Sao_Paulo', 'Europe/London', 'Europe/Paris', 'Europe/Berlin',
+  'Africa/Johannesburg', 'Asia/Dubai', 'Asia/Kolkata', 'Asia/Singapore', 'Asia/Shanghai', 'Asia/Tokyo', 'Australia/Sydney', 'Pacific/Auckland'];
+
+function zoneSelect(current, onchange) {
   const local = Intl.DateTimeFormat().resolvedOptions().timeZone;
-  let all = [];
-  try { all = Intl.supportedValuesOf('timeZone'); } catch { /* older browsers: UTC and the local zone */ }
-  // Browsers list canonical names (Asia/Calcutta); the common names are
-  // offered too.
-  const common = ['America/Los_Angeles', 'America/Denver', 'America/Chicago', 'America/New_York', 'America/Sao_Paulo', 'Europe/London', 'Europe/Paris', 'Europe/Berlin',
-    'Africa/Johannesburg', 'Asia/Dubai', 'Asia/Kolkata', 'Asia/Singapore', 'Asia/Shanghai', 'Asia/Tokyo', 'Australia/Sydney', 'Pacific/Auckland'];
-  return ['UTC', ...new Set([local, ...common, ...all].filter((z) => z && z !== 'UTC' && validZone(z)))];
-})();
+  const zones = ['UTC', ...new Set([current, local, ...COMMON_ZONES].filter((z) => z && z !== 'UTC'))];
+  const sel = select('tz', Object.fromEntries(zones.map((z) => [z, z])), current, onchange);
+  sel.addEventListener('pointerdown', function more() {
+    sel.removeEventListener('pointerdown', more);
+    let all = [];
+    try { all = Intl.supportedValuesOf('timeZone'); } catch { /* older browsers: the first list */ }
+    const have = new Set(zones);
+    sel.append(...all.filter((z) => !have.has(z)).map((z) => h('option', { value: z }, z)));
+  });
+  return sel;
+}
 
 // rangeControls are the time range, custom from/to, time zone and
 // "compare" controls of a view; set(changes) moves to the new address.
@@ -258,7 +267,7 @@ function rangeControls(r, params, set) {
       set({ range: e.target.value, from: '', to: '' });
     })),
     fields,
-    h('label', {}, 'Time zone', select('tz', Object.fromEntries(ZONES.map((z) => [z, z])), r.tz, (e) => {
+    h('label', {}, 'Time zone', zoneSelect(r.tz, (e) => {
       localStorage.setItem('apimeter.tz', e.target.value);
       // A custom range keeps its wall-clock times in the new zone.
       set({ tz: e.target.value });
@@ -319,7 +328,7 @@ async function segmentation(params) {
   const m = METRICS[metric];
   const state = { metric, group, range: r.name, from: r.name === 'custom' ? params.from : '', to: r.name === 'custom' ? params.to : '', tz: params.tz || '', compare: compare ? '1' : '' };
   const set = (changes) => go('segmentation', { ...state, ...changes });
-  const tiles = h('div', { class: 'tiles', id: 'tiles' });
+  const tiles = h('div', { class: 'tiles', id: 'tiles' }, TILES.map((t) => h('div', { class: 'tile' }, h('span', { class: 'tile-label' }, t.label), h('b', {}, '…'), h('span', { class: 'delta' }, ' '))));
   const chartEl = h('div', { class: 'chart', id: 'segment-chart' });
   const tableEl = h('div', { id: 'segment-table' });
   const linkEl = h('div');
@@ -338,8 +347,11 @@ async function segmentation(params) {
   const [{ url, rows }, prevAnswer] = await Promise.all([
     client.stats(group, { ...q, from: r.from, to: r.to }),
     compare ? client.stats(group, { ...q, from: r.prevFrom, to: r.prevTo }) : null,
-    summaryTiles(tiles, r),
   ]);
+  // The tiles are asked for once the table's answer is in (their queries
+  // would otherwise share the server with it) and fill in their kept place
+  // while the chart and table are drawn: nothing moves.
+  summaryTiles(tiles, r).catch(showError);
   performance.mark('segmentation:answer');
   const idx = (s) => sel.indexOf(s);
   const rowOf = (row) => ({
