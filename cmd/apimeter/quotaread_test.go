@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/apimeter/apimeter/auth"
 	"github.com/apimeter/apimeter/gateway"
+	"github.com/apimeter/apimeter/instance"
 )
 
 // TestCustomerQuotasReadAPI runs serve with a gateway whose quota counts
@@ -24,29 +24,7 @@ func TestCustomerQuotasReadAPI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a server and a gateway; skipped with -short")
 	}
-	backend := http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })}
-	bln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go backend.Serve(bln)
-	defer backend.Close()
-	gwAddr := freeAddr(t)
-	cfgPath := filepath.Join(t.TempDir(), "gateway.yaml")
-	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(`listen: %s
-org: acme
-env: prod
-upstreams:
-  - name: pay
-    url: http://%s
-company_rules: ["header:X-Company-Id"]
-quotas:
-  - {name: company-daily, by: company, per: day, limit: 100, overrides: {c2: 7}}
-`, gwAddr, bln.Addr())), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	f := testServerFlags(t)
-	f.Listen = freeAddr(t)
 	_, readKey, err := auth.Create(f.Data, auth.Spec{Org: "acme", Scope: auth.ScopeRead})
 	if err != nil {
 		t.Fatal(err)
@@ -55,43 +33,19 @@ quotas:
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- (&serveCmd{Config: f, GatewayConfig: cfgPath}).Run(ctx) }()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Error("serve still running 20 s after its context ended")
-		}
-	}()
-	base := "http://" + f.Listen
-	waitHTTP(t, base+"/healthz")
-	waitHTTP(t, "http://"+gwAddr+"/pay")
+	base, gwAddr := serveWithGateway(t, f, "  - {name: company-daily, by: company, per: day, limit: 100, overrides: {c2: 7}}\n")
 	for i := range 5 {
-		req, _ := http.NewRequest("GET", "http://"+gwAddr+"/pay", nil)
-		req.Header.Set("X-Company-Id", []string{"c1", "c1", "c1", "c2", "c2"}[i])
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
+		if code, _, body := call(t, "GET", "http://"+gwAddr+"/pay", "", map[string]string{"X-Company-Id": []string{"c1", "c1", "c1", "c2", "c2"}[i]}); code != 200 {
+			t.Fatalf("gateway: %d %s", code, body)
 		}
-		resp.Body.Close()
 	}
 	get := func(path, key string) (int, []gateway.Headroom, string) {
-		req, _ := http.NewRequest("GET", base+path, nil)
-		req.Header.Set("Authorization", "Bearer "+key)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		code, _, body := call(t, "GET", base+path, "", map[string]string{"Authorization": "Bearer " + key})
 		var a struct {
 			Quotas []gateway.Headroom `json:"quotas"`
 		}
-		json.Unmarshal(b, &a)
-		return resp.StatusCode, a.Quotas, string(b)
+		json.Unmarshal([]byte(body), &a)
+		return code, a.Quotas, body
 	}
 	for id, want := range map[string][2]int64{"c1": {3, 100}, "c2": {2, 7}} {
 		code, qs, body := get("/v1/o/acme/environments/prod/companies/"+id+"/quotas", readKey)
@@ -108,4 +62,42 @@ quotas:
 	if code, _, body := get("/v1/o/acme/environments/prod/companies/c1/quotas", ""); code != http.StatusUnauthorized {
 		t.Errorf("no key: %d %s, want 401", code, body)
 	}
+}
+
+// serveWithGateway runs serve with f (its keys and apps made beforehand)
+// and a gateway of org acme, env prod in front of an upstream "pay" that
+// answers ok, taking the company from X-Company-Id, with the quotas given
+// (YAML list items). It answers the server's base URL and the gateway's
+// address once both serve; both stop when the test ends.
+func serveWithGateway(t *testing.T, f instance.Config, quotas string) (base, gwAddr string) {
+	t.Helper()
+	backend := http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })}
+	bln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go backend.Serve(bln)
+	t.Cleanup(func() { backend.Close() })
+	gwAddr = freeAddr(t)
+	cfgPath := filepath.Join(t.TempDir(), "gateway.yaml")
+	yaml := fmt.Sprintf("listen: %s\norg: acme\nenv: prod\nupstreams:\n  - {name: pay, url: \"http://%s\"}\ncompany_rules: [\"header:X-Company-Id\"]\nquotas:\n%s", gwAddr, bln.Addr(), quotas)
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.Listen = freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- (&serveCmd{Config: f, GatewayConfig: cfgPath}).Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Error("serve still running 20 s after its context ended")
+		}
+	})
+	base = "http://" + f.Listen
+	waitHTTP(t, base+"/healthz")
+	waitHTTP(t, "http://"+gwAddr+"/pay")
+	return base, gwAddr
 }
