@@ -62,6 +62,15 @@ func TestCustomerQuotasReadAPI(t *testing.T) {
 	if code, _, body := get("/v1/o/acme/environments/prod/companies/c1/quotas", ""); code != http.StatusUnauthorized {
 		t.Errorf("no key: %d %s, want 401", code, body)
 	}
+
+	// The dashboard's customer page shows the quota (web/e2e/quota.test.mjs).
+	node, browser, webDir, missing := browserTools()
+	if missing != "" {
+		t.Logf("the customer page's quota tile is not checked in a browser: %s", missing)
+		return
+	}
+	runBrowserTest(t, node, webDir, "e2e/quota.test.mjs",
+		"APIMETER_URL="+base, "APIMETER_KEY="+readKey, "APIMETER_E2E_OUT="+filepath.Join(webDir, "e2e", "output"), "CHROMIUM="+browser)
 }
 
 // serveWithGateway runs serve with f (its keys and apps made beforehand)

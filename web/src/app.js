@@ -421,6 +421,8 @@ function timeOptions(r, unit, points, tzo) {
   const partial = starts.find((t) => bucketEnd(t, unit, tzo) > +r.to);
   return {
     tz: r.tz,
+    from: +r.from,
+    to: +r.to,
     partialFrom: partial ?? Infinity,
     partialNote: `counted to ${fmtWall(r.to, r.tz)}; the ${unit} is not over`,
     timeLabel: (t) => `${unit} from ${fmtWall(new Date(t), r.tz)} ${r.tz}`,

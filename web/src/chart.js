@@ -5,6 +5,16 @@ import { format } from './api.js';
 
 const COLORS = ['#2f6fed', '#12b76a', '#f79009', '#7a5af8', '#ee46bc', '#06aed4', '#c4320a', '#667085'];
 
+// Whole-number steps for axes of counts, so that a small count's axis
+// does not read 1, 1, 2, 2.
+const INT_STEPS = [1, 2, 5].flatMap((m) => [1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9].map((p) => m * p)).sort((a, b) => a - b);
+
+function yAxis(kind) {
+  const a = { values: (u, splits) => splits.map((v) => format(kind, v)), size: 80 };
+  if (kind === 'int' || kind === 'bytes') a.incrs = INT_STEPS;
+  return a;
+}
+
 function width(el) {
   return Math.max(300, Math.floor(el.getBoundingClientRect().width) - 4);
 }
@@ -66,7 +76,7 @@ export function barChart(el, labels, values, kind, seriesLabel, prev) {
         size: labels.length > 8 ? 70 : 40,
         grid: { show: false },
       },
-      { values: (u, splits) => splits.map((v) => format(kind === 'pct' ? 'pct' : kind, v)), size: 80 },
+      yAxis(kind),
     ],
     series: [
       {},
@@ -83,7 +93,7 @@ export function barChart(el, labels, values, kind, seriesLabel, prev) {
 // time axis in time zone tz. A point at or after partialFrom (ms) is a
 // bucket that has not ended: its segment is drawn dashed and the hover box
 // says so, so that it does not read as a drop.
-export function lineChart(el, series, kind, { tz = 'UTC', partialFrom = Infinity, partialNote = '', timeLabel = (t) => String(t) } = {}) {
+export function lineChart(el, series, kind, { tz = 'UTC', partialFrom = Infinity, partialNote = '', timeLabel = (t) => String(t), from, to } = {}) {
   el.textContent = '';
   const times = [...new Set(series.flatMap((s) => s.points.map((p) => p[0])))].sort((a, b) => a - b);
   const index = new Map(times.map((t, i) => [t, i]));
@@ -126,8 +136,9 @@ export function lineChart(el, series, kind, { tz = 'UTC', partialFrom = Infinity
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), tz),
     legend: { show: false },
     cursor: { drag: { x: false, y: false } },
-    scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.08 : 1] } },
-    axes: [{}, { values: (u, splits) => splits.map((v) => format(kind, v)), size: 80 }],
+    // The x axis spans the range asked for, not only the buckets with calls.
+    scales: { x: { time: true, range: from != null && times.length ? () => [Math.min(from, times[0]) / 1e3, Math.max(to, times[times.length - 1]) / 1e3] : undefined }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.08 : 1] } },
+    axes: [{}, yAxis(kind)],
     series: uSeries,
     hooks: { setCursor: [box.hook] },
   };
