@@ -372,7 +372,7 @@ test('dashboard in a real browser', { skip, timeout: 180_000 }, async (t) => {
     assert.equal(await page.locator('#kpi-plan b').innerText(), 'pro', 'the plan from the profile');
     const profile = await apiGet(`${base}/users/513`);
     for (const [k, v] of Object.entries(profile.metadata)) {
-      assert.equal(await page.locator(`#customer-profile tr[data-key="${k}"] td`).innerText(), String(v), `profile ${k}`);
+      assert.equal(await page.locator(`#customer-profile tr[data-key="${k}"] td:nth-child(2)`).innerText(), String(v), `profile ${k}`);
     }
     assert.equal(await page.locator('#kpi-quota').count(), 0, 'no quota tile without a gateway quota');
     // The chart's sum is the calls tile.
@@ -409,8 +409,10 @@ test('dashboard in a real browser', { skip, timeout: 180_000 }, async (t) => {
         const m = await page.evaluate(() => ({
           scroll: document.documentElement.scrollWidth, inner: window.innerWidth,
           header: document.querySelector('header.top').getBoundingClientRect().height,
-          line: parseFloat(getComputedStyle(document.body).lineHeight) || 20,
+          tables: document.querySelectorAll('main table').length,
+          exportable: document.querySelectorAll('main .table-box table').length,
         }));
+        assert.equal(m.exportable, m.tables, `${view}: every table has its CSV download`);
         assert.ok(m.scroll <= m.inner, `${view}: the page is ${m.scroll} px wide in a ${m.inner} px window`);
         assert.ok(m.header <= 100, `${view}: the header is ${m.header} px high (two lines at most)`);
         await shot(`phone-${view.slice(2).split('?')[0]}.png`);

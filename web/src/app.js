@@ -692,9 +692,10 @@ async function customer(params) {
         apiLink(routes.url)),
       h('div', {},
         h('h2', {}, 'Profile'),
-        profile ? h('table', { id: 'customer-profile' }, h('tbody', {},
-          Object.entries(profile).filter(([k]) => k !== 'metadata').concat(Object.entries(meta))
-            .map(([k, v]) => h('tr', { dataset: { key: k } }, h('th', {}, k), h('td', {}, profileValue(v))))))
+        profile ? tableBox(`${kind}-${id}-profile`, h('table', { id: 'customer-profile' },
+          h('thead', {}, h('tr', {}, h('th', {}, 'Field'), h('th', {}, 'Value'))),
+          h('tbody', {}, Object.entries(profile).filter(([k]) => k !== 'metadata').concat(Object.entries(meta))
+            .map(([k, v]) => h('tr', { dataset: { key: k } }, h('td', {}, k), h('td', {}, profileValue(v)))))))
           : h('p', { class: 'muted', id: 'customer-profile' }, `No profile: send one to /v1/${kind === 'user' ? 'users' : 'companies'} (Moesif's update${kind === 'user' ? 'User' : 'Company'}).`),
         h('h2', {}, 'API keys (fingerprints)'),
         sortableTable([{ key: 'name', label: 'Key' }, { key: 'calls', label: 'Calls', kind: 'int' }],
