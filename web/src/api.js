@@ -178,6 +178,9 @@ export function resolveRange(params, fallback = 'this_month', now = Date.now()) 
     from = parseWall(params.from, tz);
     to = parseWall(params.to, tz);
     if (!from || !to || to <= from) name = fallback;
+    // A custom range that reaches past now ends at this minute, as every
+    // other range does.
+    else if (to > rangeEnd(now)) to = rangeEnd(now);
   }
   if (name !== 'custom') [from, to] = RANGES[name].range(now, tz);
   if (to <= from) to = new Date(+from + 60e3);
