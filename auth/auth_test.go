@@ -271,6 +271,13 @@ func TestSignInLink(t *testing.T) {
 	if resp, _ := call(t, browser(t), "GET", hs.URL+"/signin?token="+tok, "", ""); resp.StatusCode != 401 || sessionCookie(resp) != nil {
 		t.Errorf("second use of a link: %d, want 401", resp.StatusCode)
 	}
+	// A browser that opens the used link again is sent to the sign-in
+	// form, which says why.
+	accept := "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+	if resp, body := call(t, browser(t), "GET", hs.URL+"/signin?token="+tok, "", "", "Accept", accept); resp.StatusCode != 303 ||
+		resp.Header.Get("Location") != "/ui/?signin=invalid_token" || sessionCookie(resp) != nil {
+		t.Errorf("second use of a link in a browser: %d %s Location %q, want 303 to /ui/?signin=invalid_token", resp.StatusCode, body, resp.Header.Get("Location"))
+	}
 	expired := s.guard.SignInToken(k.ID)
 	s.clock.add(auth.DefaultSignInTTL + time.Second)
 	if resp, _ := call(t, browser(t), "GET", hs.URL+"/signin?token="+expired, "", ""); resp.StatusCode != 401 {

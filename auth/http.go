@@ -188,16 +188,29 @@ func (g *Guard) signInLink(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	id, ok := g.redeem(q.Get("token"))
 	if !ok {
-		g.fail(w, r, apiErr(http.StatusUnauthorized, "invalid_token", "the sign-in link is unknown, used or expired; ask for a new one"))
+		g.failLink(w, r, apiErr(http.StatusUnauthorized, "invalid_token", "the sign-in link is unknown, used or expired; ask for a new one"))
 		return
 	}
 	if k, ok := g.cfg.Keys.ByID(id); !ok || k.Revoked != nil {
-		g.fail(w, r, apiErr(http.StatusUnauthorized, "invalid_key", "the key of this sign-in link is not valid (unknown or revoked)"))
+		g.failLink(w, r, apiErr(http.StatusUnauthorized, "invalid_key", "the key of this sign-in link is not valid (unknown or revoked)"))
 		return
 	}
 	g.setCookie(w, r, g.newSession(id), int(g.cfg.SessionTTL/time.Second))
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, safeNext(q.Get("next")), http.StatusSeeOther)
+}
+
+// failLink answers a sign-in link that cannot sign in. A browser (it asks
+// for HTML) is sent to the dashboard's sign-in form with the error's code
+// in signin=, which the page says in words: a person who opens a used link
+// again sees the form, not a JSON error. Other clients get the JSON error.
+func (g *Guard) failLink(w http.ResponseWriter, r *http.Request, e *server.APIError) {
+	if !strings.Contains(r.Header.Get("Accept"), "text/html") {
+		g.fail(w, r, e)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, "/ui/?signin="+url.QueryEscape(e.Code), http.StatusSeeOther)
 }
 
 // KeyJSON is a key as the HTTP API shows it: never the key itself, except

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
+	"time"
 
 	"github.com/apimeter/apimeter/moesif"
 )
@@ -28,7 +30,40 @@ func PostBatch(ctx context.Context, client *http.Client, base, appID string, eve
 
 // PostRaw sends a JSON batch body to a collector's /v1/events/batch.
 func PostRaw(ctx context.Context, client *http.Client, base, appID string, body []byte) (BatchResult, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/events/batch", bytes.NewReader(body))
+	return post(ctx, client, base+"/v1/events/batch", appID, body)
+}
+
+// PostProfiles sends user and company profiles with their metadata to a
+// collector's /v1/users/batch and /v1/companies/batch, as Moesif's SDKs'
+// updateUsersBatch and updateCompaniesBatch do.
+func PostProfiles(ctx context.Context, client *http.Client, base, appID string, users []User) error {
+	var us, cs []map[string]any
+	seen := map[string]bool{}
+	for i, u := range users {
+		plan := []string{"pro", "starter", "enterprise"}[i%3]
+		us = append(us, map[string]any{"user_id": u.ID, "company_id": u.Company, "metadata": map[string]any{
+			"name": "User " + u.ID, "email": "user" + u.ID + "@" + u.Company + ".example", "plan": plan,
+			"signed_up": time.Now().UTC().AddDate(0, -3-i%9, -i%27).Format("2006-01-02")}})
+		if !seen[u.Company] {
+			seen[u.Company] = true
+			cs = append(cs, map[string]any{"company_id": u.Company, "company_domain": u.Company + ".example",
+				"metadata": map[string]any{"name": strings.ToUpper(u.Company[:1]) + u.Company[1:], "plan": plan, "seats": 5 + 3*len(cs)}})
+		}
+	}
+	for path, v := range map[string]any{"/v1/users/batch": us, "/v1/companies/batch": cs} {
+		body, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		if _, err := post(ctx, client, base+path, appID, body); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func post(ctx context.Context, client *http.Client, url, appID string, body []byte) (BatchResult, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return BatchResult{}, err
 	}

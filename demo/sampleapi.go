@@ -6,6 +6,7 @@ package demo
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -34,25 +35,65 @@ func (a *SampleAPI) Handler() http.Handler { return a.requireJWT(a.Routes()) }
 // so that 401s are recorded under their route too.
 func (a *SampleAPI) Routes() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /accounts/{id}/message", a.handle(30, 0.02, func(r *http.Request) any {
-		return map[string]any{"my_object": map[string]string{"my_message": "Hello World!"}}
-	}))
-	mux.HandleFunc("POST /accounts/{id}/message", a.handle(60, 0.05, func(r *http.Request) any {
-		return map[string]any{"id": rand.IntN(90000) + 10000, "status": "sent"}
-	}))
-	mux.HandleFunc("GET /accounts/{id}", a.handle(20, 0.01, func(r *http.Request) any {
-		return map[string]any{"id": r.PathValue("id"), "plan": "pro"}
-	}))
-	mux.HandleFunc("GET /orders/{id}", a.handle(25, 0.03, func(r *http.Request) any {
-		return map[string]any{"id": r.PathValue("id"), "status": "shipped"}
-	}))
-	mux.HandleFunc("POST /orders", a.handle(120, 0.08, func(r *http.Request) any {
-		return map[string]any{"id": rand.IntN(90000) + 10000, "status": "created"}
-	}))
-	mux.HandleFunc("GET /search", a.handle(90, 0.04, func(r *http.Request) any {
-		return map[string]any{"q": r.URL.Query().Get("q"), "results": []string{"widget", "gadget"}}
-	}))
+	for _, rt := range sampleRoutes {
+		mux.HandleFunc(rt.pattern, a.handle(rt.medianMs, rt.errRate, rt.body))
+	}
 	return mux
+}
+
+// sampleRoutes are the sample API's routes: median latency, and the share
+// of calls failed on purpose with one of FailStatuses.
+var sampleRoutes = []struct {
+	pattern           string
+	medianMs, errRate float64
+	body              func(*http.Request) any
+}{
+	{"GET /accounts/{id}/message", 30, 0.02, func(r *http.Request) any {
+		return map[string]any{"my_object": map[string]string{"my_message": "Hello World!"}}
+	}},
+	{"POST /accounts/{id}/message", 60, 0.05, func(r *http.Request) any {
+		return map[string]any{"id": rand.IntN(90000) + 10000, "status": "sent"}
+	}},
+	{"GET /accounts/{id}", 20, 0.01, func(r *http.Request) any {
+		return map[string]any{"id": r.PathValue("id"), "plan": "pro"}
+	}},
+	{"GET /orders/{id}", 25, 0.03, func(r *http.Request) any {
+		return map[string]any{"id": r.PathValue("id"), "status": "shipped"}
+	}},
+	{"POST /orders", 120, 0.08, func(r *http.Request) any {
+		return map[string]any{"id": rand.IntN(90000) + 10000, "status": "created"}
+	}},
+	{"GET /search", 90, 0.04, func(r *http.Request) any {
+		return map[string]any{"q": r.URL.Query().Get("q"), "results": []string{"widget", "gadget"}}
+	}},
+}
+
+// FailStatuses are the statuses the sample API fails calls with on purpose.
+var FailStatuses = []int{400, 404, 429, 500, 503}
+
+// Faults says in words what the sample API and the demo traffic do wrong
+// on purpose, for the demo's banner: the dashboard's errors are these.
+func Faults() string {
+	var b strings.Builder
+	b.WriteString("The sample API fails some calls on purpose, with ")
+	for i, c := range FailStatuses {
+		switch {
+		case i == len(FailStatuses)-1:
+			b.WriteString(" or ")
+		case i > 0:
+			b.WriteString(", ")
+		}
+		b.WriteString(strconv.Itoa(c))
+	}
+	b.WriteString(":")
+	for i, rt := range sampleRoutes {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, " %s %g %%", rt.pattern, rt.errRate*100)
+	}
+	fmt.Fprintf(&b, ".\nOf the live calls, %d %% send no token and %d %% a forged one: the API answers those 401.", NoTokenPercent, ForgedPercent)
+	return b.String()
 }
 
 // requireJWT answers 401 unless the call carries a valid HS256 bearer JWT
@@ -91,7 +132,7 @@ func (a *SampleAPI) handle(medianMs, errRate float64, body func(*http.Request) a
 			return
 		}
 		if rand.Float64() < errRate {
-			code := []int{400, 404, 429, 500, 503}[rand.IntN(5)]
+			code := FailStatuses[rand.IntN(len(FailStatuses))]
 			writeJSON(w, code, map[string]any{"error": map[string]any{"code": code, "message": http.StatusText(code)}})
 			return
 		}

@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -39,36 +40,43 @@ func Background(n int) []User {
 type Traffic struct {
 	BaseURL string
 	Secret  []byte
-	// Rate is calls per second; zero means 4.
-	Rate       float64
+	// Pace sets the rate at each moment: the history's at that time of
+	// day. Zero means 4 calls a second.
+	Pace       Pace
 	Background []User
 	Client     *http.Client
 }
 
 // Run calls the API until ctx ends.
 func (t *Traffic) Run(ctx context.Context) {
-	rate := t.Rate
-	if rate <= 0 {
-		rate = 4
-	}
 	client := t.Client
 	if client == nil {
 		client = &http.Client{Timeout: 10 * time.Second}
 	}
-	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
-	defer tick.Stop()
+	timer := time.NewTimer(t.Interval(time.Now()))
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-timer.C:
 		}
+		timer.Reset(t.Interval(time.Now()))
 		u := GuideUsers[rand.IntN(len(GuideUsers))]
 		if len(t.Background) > 0 && rand.IntN(3) == 0 {
 			u = t.Background[rand.IntN(len(t.Background))]
 		}
 		go t.call(ctx, client, u)
 	}
+}
+
+// Interval is the time between two calls at now: 1/Pace's rate at now.
+func (t *Traffic) Interval(now time.Time) time.Duration {
+	rate := t.Pace.PerSecond(now)
+	if rate <= 0 {
+		rate = 4
+	}
+	return time.Duration(float64(time.Second) / rate)
 }
 
 // Call makes one call to the sample API as user and returns its status.
@@ -97,6 +105,12 @@ func (t *Traffic) Call(ctx context.Context, client *http.Client, u User, method,
 	return resp.StatusCode, nil
 }
 
+// The shares of live calls (percent) that carry no token, and a forged one.
+const (
+	NoTokenPercent = 2
+	ForgedPercent  = 1
+)
+
 func (t *Traffic) call(ctx context.Context, client *http.Client, u User) {
 	method, path := http.MethodGet, "/accounts/"+u.Company+"/message"
 	switch n := rand.IntN(20); {
@@ -114,19 +128,20 @@ func (t *Traffic) call(ctx context.Context, client *http.Client, u User) {
 	}
 	token := Token(t.Secret, u)
 	switch n := rand.IntN(100); {
-	case n < 2:
+	case n < NoTokenPercent:
 		token = "" // forgot the token: a 401 no one is identified for
-	case n < 3:
+	case n < NoTokenPercent+ForgedPercent:
 		token = Token([]byte("not the secret"), u) // forged: 401, and apimeter verifies too
 	}
 	t.Call(ctx, client, u, method, path, token)
 }
 
-// Backfill sends n generated calls spread over the span before now through
+// Backfill sends n generated calls spread over the span before now, more
+// by day than by night (Pace's curve), each standing for weight calls, through
 // post, in batches of 1000 from `workers` goroutines: history for the
 // charts. The generator's users are mixed with the background users so
 // that segmentations have a tail.
-func Backfill(ctx context.Context, n, workers int, span time.Duration, background []User, post func(context.Context, []moesif.Event) error) error {
+func Backfill(ctx context.Context, n, workers int, span time.Duration, weight int64, background []User, post func(context.Context, []moesif.Event) error) error {
 	workers = max(1, workers)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -145,6 +160,10 @@ func Backfill(ctx context.Context, n, workers int, span time.Duration, backgroun
 			for sent := 0; sent < share && ctx.Err() == nil; {
 				batch := gen.Batch(min(1000, share-sent))
 				for i := range batch {
+					retime(&batch[i], at(gen.Start, span, rnd.Float64))
+					if weight > 1 {
+						batch[i].Weight = json.RawMessage(strconv.FormatInt(weight, 10))
+					}
 					if len(background) > 0 && rnd.IntN(4) == 0 {
 						setUser(&batch[i], background[rnd.IntN(len(background))])
 					}
@@ -163,6 +182,23 @@ func Backfill(ctx context.Context, n, workers int, span time.Duration, backgroun
 	}
 	return nil
 }
+
+// retime moves a generated call to request time t, its response with it.
+func retime(e *moesif.Event, t time.Time) {
+	req, err := moesif.ParseTime(e.Request.Time)
+	if err != nil {
+		return
+	}
+	d := t.Sub(req)
+	e.Request.Time = t.UTC().Format(timeLayout)
+	if e.Response != nil && e.Response.Time != "" {
+		if res, err := moesif.ParseTime(e.Response.Time); err == nil {
+			e.Response.Time = res.Add(d).UTC().Format(timeLayout)
+		}
+	}
+}
+
+const timeLayout = "2006-01-02T15:04:05.000Z"
 
 func setUser(e *moesif.Event, u User) {
 	e.UserID, e.CompanyID = u.ID, u.Company

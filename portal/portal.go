@@ -142,6 +142,7 @@ func (h *Handler) Register(mux Mux) {
 	mux.HandleScope("POST /v1/portal/tokens", server.Admin, http.HandlerFunc(h.createToken))
 	mux.HandleScope("GET /v1/portal/tokens", server.Admin, http.HandlerFunc(h.listTokens))
 	mux.HandleScope("DELETE /v1/portal/tokens/{id}", server.Admin, http.HandlerFunc(h.revokeToken))
+	h.registerQuotaRead(mux)
 	api := map[string]func(http.ResponseWriter, *http.Request, *Token){
 		"me":           h.me,
 		"usage":        h.usage,

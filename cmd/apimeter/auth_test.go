@@ -256,6 +256,8 @@ func TestAuthRightKeyAnswers(t *testing.T) {
 		{"GET /v1/o/{org}/environments/{env}/events/stream", "GET", "/v1/o/acme/environments/prod/events/stream?user_id=513", "", r.read, 200},
 		{"GET /v1/o/{org}/e/{env}/events/stream", "GET", "/v1/o/acme/e/prod/events/stream", "", r.read, 200},
 		{"GET /v1/o/{org}/environments/{env}/users/{id}", "GET", "/v1/o/acme/environments/prod/users/513", "", r.read, 200},
+		{"GET /v1/o/{org}/environments/{env}/users/{id}/quotas", "GET", "/v1/o/acme/environments/prod/users/513/quotas", "", r.read, 200},
+		{"GET /v1/o/{org}/environments/{env}/companies/{id}/quotas", "GET", "/v1/o/acme/environments/prod/companies/abc/quotas", "", r.read, 200},
 		{"GET /v1/o/{org}/environments/{env}/companies/{id}", "GET", "/v1/o/acme/environments/prod/companies/513", "", r.read, 200},
 		{"GET /v1/session", "GET", "/v1/session", "", r.read, 200},
 		{"POST /v1/keys", "POST", "/v1/keys", `{"scope":"read","name":"made over http"}`, r.admin, 201},

@@ -31,7 +31,7 @@ type demoCmd struct {
 	Env       string        `default:"prod" help:"Environment of the demo traffic."`
 	Backfill  int           `default:"30000" help:"Generated calls of history, spread over --span before now."`
 	Span      time.Duration `default:"720h" help:"How far back the backfill goes."`
-	Rate      float64       `default:"4" help:"Live calls per second to the sample API."`
+	Rate      float64       `default:"1" help:"Live calls per second to the sample API on average over a day (busier by day than by night). The backfill is as busy: each of its calls stands for as many (weight) as it takes."`
 	LogLevel  slog.Level    `default:"warn" help:"Log level of the server: debug, info, warn or error."`
 }
 
@@ -42,6 +42,12 @@ type demoInfo struct {
 	Secret            []byte // signs the sample API's JWTs
 	Key               string // read key for the APIs, when the server has keys
 	Dashboard         string // the dashboard's URL
+	// The traffic: live calls per second on average, and the history's
+	// events, span and weight (calls each event stands for).
+	Rate     float64
+	Backfill int
+	Span     time.Duration
+	Weight   int64
 }
 
 func (c *demoCmd) Run(ctx context.Context) error {
@@ -118,11 +124,17 @@ func (c *demoCmd) run(ctx context.Context, ready func(demoInfo)) (err error) {
 		_, err := demo.PostBatch(ctx, http.DefaultClient, in.URL, appID, batch)
 		return err
 	}
-	if err := demo.Backfill(ctx, c.Backfill, runtime.GOMAXPROCS(0), c.Span, background, post); err != nil {
+	// Profiles with metadata (name, email, plan) for the customer page.
+	if err := demo.PostProfiles(ctx, http.DefaultClient, in.URL, appID, append(append([]demo.User{}, demo.GuideUsers...), background...)); err != nil {
+		return fmt.Errorf("profiles: %w", err)
+	}
+	pace := demo.PaceOf(c.Rate)
+	weight := pace.Weight(c.Backfill, c.Span)
+	if err := demo.Backfill(ctx, c.Backfill, runtime.GOMAXPROCS(0), c.Span, weight, background, post); err != nil {
 		return err
 	}
 	if c.Backfill > 0 {
-		fmt.Fprintf(os.Stderr, "apimeter demo: backfilled %d calls over %v in %v\n", c.Backfill, c.Span, time.Since(began).Round(time.Millisecond))
+		fmt.Fprintf(os.Stderr, "apimeter demo: backfilled %d events (weight %d: %d calls) over %v in %v\n", c.Backfill, weight, int64(c.Backfill)*weight, c.Span, time.Since(began).Round(time.Millisecond))
 	}
 
 	// The sample API, captured by the middleware into this server.
@@ -157,7 +169,7 @@ func (c *demoCmd) run(ctx context.Context, ready func(demoInfo)) (err error) {
 	trafficDone := make(chan struct{})
 	go func() {
 		defer close(trafficDone)
-		(&demo.Traffic{BaseURL: apiURL, Secret: secret, Rate: c.Rate, Background: background}).Run(trafficCtx)
+		(&demo.Traffic{BaseURL: apiURL, Secret: secret, Pace: pace, Background: background}).Run(trafficCtx)
 	}()
 	defer func() {
 		stopTraffic()
@@ -176,6 +188,7 @@ func (c *demoCmd) run(ctx context.Context, ready func(demoInfo)) (err error) {
 	}
 	next := fmt.Sprintf("/ui/?org=%s&env=%s", url.QueryEscape(c.Org), url.QueryEscape(c.Env))
 	ready(demoInfo{URL: in.URL, APIURL: apiURL, Data: f.Data, Org: c.Org, Env: c.Env, Secret: secret, Key: key.Key,
+		Rate: c.Rate, Backfill: c.Backfill, Span: c.Span, Weight: weight,
 		Dashboard: fmt.Sprintf("%s/signin?token=%s&next=%s", in.URL, url.QueryEscape(in.Auth.SignInToken(key.ID)), url.QueryEscape(next))})
 	select {
 	case <-ctx.Done():
@@ -199,5 +212,8 @@ func printDemo(w io.Writer, d demoInfo) {
 	fmt.Fprintf(w, "  curl -s %s '%s/stats/route?select=p95(total_response_time)&timeUnit=day&timeRange=%s'\n", curlAuth, base, tr)
 	fmt.Fprintf(w, "  curl -s %s '%s/stats/response_status_code?select=sum(is_error)&filter=(response_status_code%%20ge%%20400)&timeRange=%s'\n\n", curlAuth, base, tr)
 	fmt.Fprintf(w, "Call the sample API as user 513:\n  curl -s %s/accounts/abcdef/message -H 'Authorization: Bearer %s'\n\n", d.APIURL, demo.Token(d.Secret, demo.GuideUsers[0]))
+	fmt.Fprintf(w, "Traffic: %g calls a second on average, busier by day (15:00 UTC) than by night. The history before it is as busy:\n"+
+		"%d stored events over %v, each standing for %d calls (the collector's weight, as a sampling SDK sends it).\n", d.Rate, d.Backfill, d.Span, d.Weight)
+	fmt.Fprintf(w, "%s\n\n", demo.Faults())
 	fmt.Fprintf(w, "Live traffic is running. Ctrl-C stops the demo.\n")
 }

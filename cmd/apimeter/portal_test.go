@@ -119,34 +119,10 @@ func TestPortalInBrowser(t *testing.T) {
 	other := "http://" + otherLn.Addr().String()
 
 	ctx := context.Background()
-	backend := http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })}
-	bln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go backend.Serve(bln)
-	defer backend.Close()
-	gwAddr := freeAddr(t)
-	cfgPath := filepath.Join(t.TempDir(), "gateway.yaml")
-	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(`listen: %s
-org: acme
-env: prod
-upstreams:
-  - name: pay
-    url: http://%s
-company_rules: ["header:X-Company-Id"]
-quotas:
-  - {name: company-monthly, by: company, per: billing_period, limit: 1000}
-`, gwAddr, bln.Addr())), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	f := testServerFlags(t)
 	f.PortalFrameOrigin = []string{"acme=" + allowed}
 	f.PortalRate = -1
 	f.StatsQuota = -1
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	cmd := &serveCmd{Config: f, GatewayConfig: cfgPath}
 	app, err := apps.Create(f.Data, "acme", "prod")
 	if err != nil {
 		t.Fatal(err)
@@ -159,21 +135,7 @@ quotas:
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.Listen = freeAddr(t)
-	cmd.Config = f
-	done := make(chan error, 1)
-	go func() { done <- cmd.Run(sctx) }()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Error("serve still running 20 s after its context ended")
-		}
-	}()
-	base := "http://" + f.Listen
-	waitHTTP(t, base+"/healthz")
-	waitHTTP(t, "http://"+gwAddr+"/pay")
+	base, gwAddr := serveWithGateway(t, f, "  - {name: company-monthly, by: company, per: billing_period, limit: 1000}\n")
 
 	// The customer (company c1: users u1, u2) and others, this period.
 	now := time.Now().UTC()

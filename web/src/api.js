@@ -87,41 +87,120 @@ export function apigeeTime(d) {
   return `${pad(d.getUTCMonth() + 1)}/${pad(d.getUTCDate())}/${d.getUTCFullYear()} ${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}`;
 }
 
-// Time ranges end at the start of the current minute: the Metrics API
-// counts to the minute, and a range that ends in the past gives the same
-// answer to everyone who asks (a portal, a test, a second tab).
-function minuteFloor(now) {
+// Every view's range ends at the start of the current minute (rangeEnd):
+// the Metrics API counts to the minute, and a range that ends in the past
+// gives the same answer to everyone who asks (a portal, a test, a second
+// tab, another view of this page).
+export function rangeEnd(now = Date.now()) {
   const d = new Date(now);
   d.setUTCSeconds(0, 0);
   return d;
 }
 
+// ---- time zones ------------------------------------------------------------
+// The Metrics API takes times in GMT and aligns buckets to a fixed offset
+// (tzo, minutes east of UTC). A zone's offset is read from Intl at the
+// moment concerned.
+
+const zoneFormats = new Map();
+
+// tzOffset answers the offset of zone tz at date, in minutes east of UTC.
+export function tzOffset(tz, date) {
+  if (!tz || tz === 'UTC') return 0;
+  let f = zoneFormats.get(tz);
+  if (!f) {
+    f = new Intl.DateTimeFormat('en-US', { timeZone: tz, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric' });
+    zoneFormats.set(tz, f);
+  }
+  const ms = Math.floor(+date / 1000) * 1000;
+  const g = Object.fromEntries(f.formatToParts(new Date(ms)).map((p) => [p.type, p.value]));
+  return Math.round((Date.UTC(+g.year, +g.month - 1, +g.day, +g.hour % 24, +g.minute, +g.second) - ms) / 60e3);
+}
+
+// wall returns date's wall-clock fields in tz as a Date read with getUTC*.
+function wall(date, tz) {
+  return new Date(+date + tzOffset(tz, date) * 60e3);
+}
+
+// fromWall is the instant whose wall clock in tz reads the given fields.
+export function fromWall(y, mo, d, h, mi, tz) {
+  const guess = Date.UTC(y, mo, d, h, mi);
+  let t = guess - tzOffset(tz, new Date(guess)) * 60e3;
+  t = guess - tzOffset(tz, new Date(t)) * 60e3;
+  return new Date(t);
+}
+
+// fmtWall formats date in tz as YYYY-MM-DD HH:MM (sep 'T' gives the
+// value of an <input type=datetime-local>).
+export function fmtWall(date, tz, sep = ' ') {
+  const w = wall(date, tz);
+  return `${w.getUTCFullYear()}-${pad(w.getUTCMonth() + 1)}-${pad(w.getUTCDate())}${sep}${pad(w.getUTCHours())}:${pad(w.getUTCMinutes())}`;
+}
+
+// parseWall reads YYYY-MM-DDTHH:MM as a wall-clock time in tz.
+export function parseWall(s, tz) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})$/.exec(s || '');
+  if (!m) return null;
+  return fromWall(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], tz);
+}
+
+function monthStart(date, tz, delta = 0) {
+  const w = wall(date, tz);
+  return fromWall(w.getUTCFullYear(), w.getUTCMonth() + delta, 1, 0, 0, tz);
+}
+
+function dayStart(date, tz) {
+  const w = wall(date, tz);
+  return fromWall(w.getUTCFullYear(), w.getUTCMonth(), w.getUTCDate(), 0, 0, tz);
+}
+
+// RANGES are the preset ranges, in the chosen time zone; `custom` takes
+// from and to (wall-clock times in that zone). Each gives its previous
+// period, what the summary tiles and the comparison set against it.
 export const RANGES = {
-  this_month: {
-    label: 'This month',
-    range(now) {
-      const end = minuteFloor(now);
-      return [new Date(Date.UTC(end.getUTCFullYear(), end.getUTCMonth(), 1)), end];
-    },
-  },
-  last_24h: { label: 'Last 24 hours', range(now) { const e = minuteFloor(now); return [new Date(e - 864e5), e]; } },
-  last_7d: { label: 'Last 7 days', range(now) { const e = minuteFloor(now); return [new Date(e - 7 * 864e5), e]; } },
-  last_30d: { label: 'Last 30 days', range(now) { const e = minuteFloor(now); return [new Date(e - 30 * 864e5), e]; } },
-  previous_month: {
-    label: 'Previous month',
-    range(now) {
-      const d = new Date(now);
-      return [new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() - 1, 1)), new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1))];
-    },
-  },
+  this_month: { label: 'This month', range: (now, tz) => [monthStart(now, tz), rangeEnd(now)], prev: (f, t, tz) => [monthStart(f, tz, -1), new Date(Math.min(+monthStart(f, tz, -1) + (t - f), +f))] },
+  today: { label: 'Today', range: (now, tz) => [dayStart(now, tz), rangeEnd(now)], prev: (f, t, tz) => { const p = dayStart(new Date(f - 1), tz); return [p, new Date(Math.min(+p + (t - f), +f))]; } },
+  last_24h: { label: 'Last 24 hours', range: (now) => { const e = rangeEnd(now); return [new Date(e - 864e5), e]; } },
+  last_7d: { label: 'Last 7 days', range: (now) => { const e = rangeEnd(now); return [new Date(e - 7 * 864e5), e]; } },
+  last_30d: { label: 'Last 30 days', range: (now) => { const e = rangeEnd(now); return [new Date(e - 30 * 864e5), e]; } },
+  previous_month: { label: 'Previous month', range: (now, tz) => [monthStart(now, tz, -1), monthStart(now, tz)], prev: (f, t, tz) => [monthStart(f, tz, -1), f] },
+  custom: { label: 'Custom…' },
 };
 
-export function timeRange(name, now = Date.now()) {
-  const r = RANGES[name] || RANGES.this_month;
-  const [from, to] = r.range(now);
-  // An empty range (the first minute of a month) is stretched to one minute.
-  if (to <= from) return [from, new Date(+from + 60e3)];
-  return [from, to];
+// resolveRange reads a view's range parameters (range, from, to, tz) into
+// {name, from, to, prevFrom, prevTo, tz, label}. An empty range (the first
+// minute of a month) is stretched to one minute.
+export function resolveRange(params, fallback = 'this_month', now = Date.now()) {
+  const tz = validZone(params.tz) ? params.tz : 'UTC';
+  let name = RANGES[params.range] ? params.range : fallback;
+  let from, to;
+  if (name === 'custom') {
+    from = parseWall(params.from, tz);
+    to = parseWall(params.to, tz);
+    if (!from || !to || to <= from) name = fallback;
+    // A custom range that reaches past now ends at this minute, as every
+    // other range does.
+    else if (to > rangeEnd(now)) to = rangeEnd(now);
+  }
+  if (name !== 'custom') [from, to] = RANGES[name].range(now, tz);
+  if (to <= from) to = new Date(+from + 60e3);
+  const [prevFrom, prevTo] = RANGES[name].prev ? RANGES[name].prev(from, to, tz) : [new Date(from - (to - from)), from];
+  const label = name === 'custom' ? `${fmtWall(from, tz)} – ${fmtWall(to, tz)}` : RANGES[name].label;
+  return { name, from, to, prevFrom, prevTo, tz, label };
+}
+
+export function validZone(tz) {
+  if (!tz) return false;
+  try { new Intl.DateTimeFormat('en-US', { timeZone: tz }); return true; } catch { return false; }
+}
+
+// bucketEnd is when the bucket starting at t (ms) ends.
+export function bucketEnd(t, unit, tzo = 0) {
+  if (unit === 'month') {
+    const w = new Date(t + tzo * 60e3);
+    return Date.UTC(w.getUTCFullYear(), w.getUTCMonth() + 1, 1) - tzo * 60e3;
+  }
+  return t + { second: 1e3, minute: 60e3, hour: 3600e3, day: 864e5, week: 7 * 864e5 }[unit];
 }
 
 export class Client {
@@ -135,11 +214,12 @@ export class Client {
   }
 
   // statsURL builds a Metrics API URL: dimension may be '' for totals.
-  statsURL(dimension, { select, from, to, timeUnit, sortby, sort, limit, topk, filter, tsAscending }) {
+  statsURL(dimension, { select, from, to, timeUnit, tzo, sortby, sort, limit, topk, filter, tsAscending }) {
     const q = new URLSearchParams();
     q.set('select', select.join(','));
     q.set('timeRange', `${apigeeTime(from)}~${apigeeTime(to)}`);
     if (timeUnit) q.set('timeUnit', timeUnit);
+    if (timeUnit && tzo) q.set('tzo', String(tzo));
     if (tsAscending) q.set('tsAscending', 'true');
     if (sortby) q.set('sortby', sortby);
     if (sort) q.set('sort', sort);

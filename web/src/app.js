@@ -1,7 +1,7 @@
 // apimeter's dashboard: sign-in, then five views (segmentation, time
 // series, event stream, customer, alerts) routed by the URL's hash. State lives in
 // the hash so every view can be linked to and reloaded.
-import { APIError, Client, DIMENSIONS, METRICS, RANGES, TIME_UNITS, apigeeTime, format, getJSON, quote, timeRange } from './api.js';
+import { APIError, Client, DIMENSIONS, METRICS, RANGES, TIME_UNITS, bucketEnd, fmtWall, format, getJSON, quote, rangeEnd, resolveRange, tzOffset, validZone } from './api.js';
 import { barChart, lineChart } from './chart.js';
 
 const main = document.getElementById('main');
@@ -66,10 +66,17 @@ async function start() {
   performance.mark('app:start');
   const q = new URLSearchParams(location.search);
   let sess = null;
+  // A sign-in link that could not sign in (used, expired, or its key
+  // revoked) lands here with signin=CODE.
+  const linkNotice = SIGNIN_NOTICES[q.get('signin')];
+  if (q.has('signin')) {
+    q.delete('signin');
+    history.replaceState(null, '', location.pathname + (q.toString() ? '?' + q : '') + location.hash);
+  }
   try {
     sess = await getJSON('/v1/session');
   } catch (err) {
-    if (err.status === 401) { signIn(); return; }
+    if (err.status === 401) { signIn(linkNotice); return; }
     // 404: this server has no sign-in (reads are open); org and env come
     // from the page's URL.
     if (err.status !== 404) { showError(err); return; }
@@ -94,6 +101,11 @@ async function start() {
   route();
 }
 
+const SIGNIN_NOTICES = {
+  invalid_token: 'That sign-in link has already been used or has expired. Sign in with your read key, or ask for a new link.',
+  invalid_key: 'The key of that sign-in link is no longer valid. Sign in with a read key.',
+};
+
 function signIn(message) {
   cleanup();
   document.getElementById('nav').hidden = true;
@@ -115,7 +127,7 @@ function signIn(message) {
     },
   },
   h('h1', {}, 'Sign in to apimeter'),
-  message ? h('p', { class: 'notice' }, message) : null,
+  message ? h('p', { class: 'notice', id: 'signin-notice' }, message) : null,
   h('label', {}, 'API read key', key),
   err,
   h('button', { class: 'primary', type: 'submit' }, 'Sign in'));
@@ -123,14 +135,18 @@ function signIn(message) {
   key.focus();
 }
 
-// ---- segmentation --------------------------------------------------------
+// ---- shared parts ----------------------------------------------------------
 
-function rangeText(from, to) {
-  return `${apigeeTime(from)} – ${apigeeTime(to)} UTC`;
+function rangeText(r) {
+  return `${fmtWall(r.from, r.tz)} – ${fmtWall(r.to, r.tz)} ${r.tz}`;
 }
 
+// apiLink keeps the Metrics API request a chart was drawn from behind a
+// "Show query" toggle: a portal of your own can make the same call.
 function apiLink(url) {
-  return h('p', { class: 'api-link', dataset: { url } }, 'GET ', h('a', { href: url, target: '_blank' }, url));
+  return h('details', { class: 'api-link', dataset: { url } },
+    h('summary', {}, 'Show query'),
+    h('p', {}, 'GET ', h('a', { href: url, target: '_blank', rel: 'noopener' }, url)));
 }
 
 function customerLink(group, name) {
@@ -142,9 +158,43 @@ function customerLink(group, name) {
   return name;
 }
 
+// csvField writes one CSV field. Text that a spreadsheet would run as a
+// formula (=, +, -, @ first) is kept as text with a leading quote: ids
+// and routes come from API callers.
+function csvField(v) {
+  if (typeof v === 'number') return Number.isFinite(v) ? String(v) : '';
+  let s = v == null ? '' : String(v);
+  if (/^[=+\-@\t\r]/.test(s)) s = "'" + s;
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+function downloadCSV(name, header, rows) {
+  const text = [header, ...rows].map((r) => r.map(csvField).join(',')).join('\r\n') + '\r\n';
+  const url = URL.createObjectURL(new Blob([text], { type: 'text/csv;charset=utf-8' }));
+  const a = h('a', { href: url, download: `${name}.csv`, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10e3);
+}
+
+// tableBox puts a table in a box that scrolls sideways on narrow screens,
+// with a "Download CSV" button: rows() gives [header, rows] (raw values),
+// else the table's text is written as shown.
+function tableBox(name, table, rows) {
+  const textRows = () => {
+    const header = [...table.querySelectorAll('thead th')].map((th) => th.textContent.replace(/ [▼▲]$/, ''));
+    return [header, [...table.querySelectorAll('tbody tr')].map((tr) => [...tr.cells].map((td) => td.textContent))];
+  };
+  return h('div', { class: 'table-box' },
+    h('div', { class: 'table-tools' }, h('button', { type: 'button', class: 'link csv', dataset: { table: name }, onclick: () => downloadCSV(name, ...(rows ? rows() : textRows())) }, 'Download CSV')),
+    h('div', { class: 'scroll' }, table));
+}
+
 // sortableTable renders rows with clickable headers; cols are
-// {key, label, kind} and each row has row[key].
-function sortableTable(cols, rows, sortKey, dir, rowAttrs = () => ({}), cell = (c, r) => r[c.key]) {
+// {key, label, kind} and each row has row[key]. It comes in a tableBox
+// whose CSV has the raw values, in the order shown.
+function sortableTable(cols, rows, sortKey, dir, rowAttrs = () => ({}), cell = (c, r) => r[c.key], name = 'table') {
   const table = h('table', { class: 'sortable' });
   const draw = () => {
     rows.sort((a, b) => {
@@ -164,53 +214,176 @@ function sortableTable(cols, rows, sortKey, dir, rowAttrs = () => ({}), cell = (
     }, c.label)))));
     table.append(h('tbody', {}, rows.map((r) => h('tr', rowAttrs(r), cols.map((c) => h('td', {
       class: c.kind ? 'num' : '', dataset: c.kind ? { key: c.key, value: String(r[c.key]) } : { key: c.key },
-    }, c.kind ? format(c.kind, r[c.key]) : cell(c, r)))))));
+    }, c.kind ? (c.kind === 'delta' ? deltaText(r[c.key]) : format(c.kind, r[c.key])) : cell(c, r)))))));
   };
   draw();
-  return table;
+  return tableBox(name, table, () => [cols.map((c) => c.label), rows.map((r) => cols.map((c) => r[c.key] ?? ''))]);
 }
+
+// deltaText says a relative change: +12.5 %, −3.0 %, or – without a base.
+function deltaText(d) {
+  if (d == null || !Number.isFinite(d)) return '–';
+  const pct = Math.abs(d * 100);
+  return `${d > 0 ? '+' : d < 0 ? '−' : '±'}${pct.toFixed(pct < 10 ? 1 : 0)} %`;
+}
+
+function change(cur, prev) {
+  return prev ? (cur - prev) / prev : null;
+}
+
+// Time zones offered at first: UTC, the browser's and common ones; the
+// full list (the browser's Intl) is added when the menu is opened, as
+// building it costs more than the rest of the view.
+const COMMON_ZONES = ['America/Los_Angeles', 'America/Denver', 'America/Chicago', 'America/New_York', 'America/Sao_Paulo', 'Europe/London', 'Europe/Paris', 'Europe/Berlin',
+  'Africa/Johannesburg', 'Asia/Dubai', 'Asia/Kolkata', 'Asia/Singapore', 'Asia/Shanghai', 'Asia/Tokyo', 'Australia/Sydney', 'Pacific/Auckland'];
+
+function zoneSelect(current, onchange) {
+  const local = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const zones = ['UTC', ...new Set([current, local, ...COMMON_ZONES].filter((z) => z && z !== 'UTC'))];
+  const sel = select('tz', Object.fromEntries(zones.map((z) => [z, z])), current, onchange);
+  sel.addEventListener('pointerdown', function more() {
+    sel.removeEventListener('pointerdown', more);
+    let all = [];
+    try { all = Intl.supportedValuesOf('timeZone'); } catch { /* older browsers: the first list */ }
+    const have = new Set(zones);
+    sel.append(...all.filter((z) => !have.has(z)).map((z) => h('option', { value: z }, z)));
+  });
+  return sel;
+}
+
+// rangeControls are the time range, custom from/to, time zone and
+// "compare" controls of a view; set(changes) moves to the new address.
+// The chosen zone is remembered for the next visit.
+function rangeControls(r, params, set) {
+  const custom = r.name === 'custom' || params.range === 'custom';
+  const from = h('input', { type: 'datetime-local', name: 'from', value: fmtWall(r.from, r.tz, 'T') });
+  const to = h('input', { type: 'datetime-local', name: 'to', value: fmtWall(r.to, r.tz, 'T') });
+  const fields = h('span', { class: 'custom-range', hidden: !custom },
+    h('label', {}, 'From', from), h('label', {}, 'To', to),
+    h('button', { type: 'button', name: 'apply-range', onclick: () => set({ range: 'custom', from: from.value, to: to.value }) }, 'Apply'));
+  return [
+    h('label', {}, 'Time range', select('range', Object.fromEntries(Object.entries(RANGES).map(([k, v]) => [k, v.label])), custom ? 'custom' : r.name, (e) => {
+      if (e.target.value === 'custom') { fields.hidden = false; return; }
+      set({ range: e.target.value, from: '', to: '' });
+    })),
+    fields,
+    h('label', {}, 'Time zone', zoneSelect(r.tz, (e) => {
+      localStorage.setItem('apimeter.tz', e.target.value);
+      // A custom range keeps its wall-clock times in the new zone.
+      set({ tz: e.target.value });
+    })),
+    h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'compare', checked: params.compare === '1', onchange: (e) => set({ compare: e.target.checked ? '1' : '' }) }), 'Compare with previous period'),
+    h('span', { class: 'muted range-text', id: 'range-text' }, rangeText(r)),
+  ];
+}
+
+// viewRange reads the range of a view's address, the zone falling back to
+// the one chosen last.
+function viewRange(params, fallback) {
+  const tz = validZone(params.tz) ? params.tz : (validZone(localStorage.getItem('apimeter.tz')) ? localStorage.getItem('apimeter.tz') : 'UTC');
+  return resolveRange({ ...params, tz }, fallback);
+}
+
+// ---- summary tiles -------------------------------------------------------------
+
+const TILE_SELECT = ['sum(message_count)', 'sum(is_error)', 'p95(total_response_time)', 'unique_users'];
+
+const TILES = [
+  { id: 'calls', label: 'Calls', fmt: 'int', value: (v) => v[0] },
+  { id: 'error_rate', label: 'Error rate', fmt: 'pct', value: (v) => (v[0] ? v[1] / v[0] : null), lowerIsBetter: true },
+  { id: 'p95', label: 'p95 latency', fmt: 'ms', value: (v) => (v[0] ? v[2] : null), lowerIsBetter: true },
+  { id: 'active', label: 'Active customers', fmt: 'int', value: (v) => v[3] },
+];
+
+// summaryTiles reads the period's and the previous period's totals and
+// shows each figure with its change.
+async function summaryTiles(el, r, filter) {
+  const opts = { select: TILE_SELECT, filter };
+  const [cur, prev] = await Promise.all([
+    client.stats('', { ...opts, from: r.from, to: r.to }),
+    client.stats('', { ...opts, from: r.prevFrom, to: r.prevTo }),
+  ]);
+  const cv = cur.rows[0]?.values || [0, 0, 0, 0];
+  const pv = prev.rows[0]?.values || [0, 0, 0, 0];
+  el.replaceChildren(...TILES.map((t) => {
+    const c = t.value(cv), p = t.value(pv);
+    const d = c == null || p == null ? null : change(c, p);
+    const good = d == null || d === 0 ? '' : (d > 0) !== !!t.lowerIsBetter ? 'up' : 'down';
+    return h('div', { class: 'tile', id: `tile-${t.id}`, dataset: { value: String(c ?? ''), prev: String(p ?? '') } },
+      h('span', { class: 'tile-label' }, t.label),
+      h('b', {}, format(t.fmt, c)),
+      h('span', { class: `delta ${good}` }, deltaText(d), h('span', { class: 'muted' }, ` vs ${format(t.fmt, p)}`)));
+  }));
+  el.dataset.range = new URL(cur.url, location.href).searchParams.get('timeRange');
+  el.dataset.prevRange = new URL(prev.url, location.href).searchParams.get('timeRange');
+}
+
+// ---- segmentation --------------------------------------------------------
 
 async function segmentation(params) {
   const metric = METRICS[params.metric] ? params.metric : 'calls';
   const group = DIMENSIONS[params.group] ? params.group : 'user_id';
-  const range = RANGES[params.range] ? params.range : 'this_month';
-  const [from, to] = timeRange(range);
+  const r = viewRange(params, 'this_month');
+  const compare = params.compare === '1';
   const m = METRICS[metric];
-  const set = (k) => (e) => go('segmentation', { metric, group, range, [k]: e.target.value });
+  const state = { metric, group, range: r.name, from: r.name === 'custom' ? params.from : '', to: r.name === 'custom' ? params.to : '', tz: params.tz || '', compare: compare ? '1' : '' };
+  const set = (changes) => go('segmentation', { ...state, ...changes });
+  const tiles = h('div', { class: 'tiles', id: 'tiles' }, TILES.map((t) => h('div', { class: 'tile' }, h('span', { class: 'tile-label' }, t.label), h('b', {}, '…'), h('span', { class: 'delta' }, ' '))));
   const chartEl = h('div', { class: 'chart', id: 'segment-chart' });
   const tableEl = h('div', { id: 'segment-table' });
   const linkEl = h('div');
   main.append(
-    h('h1', {}, `${m.label} by ${DIMENSIONS[group].toLowerCase()}`, h('span', { class: 'muted' }, ` · ${RANGES[range].label.toLowerCase()}`)),
+    h('h1', {}, `${m.label} by ${DIMENSIONS[group].toLowerCase()}`, h('span', { class: 'muted' }, ` · ${r.label.toLowerCase()}`)),
     h('div', { class: 'controls' },
-      h('label', {}, 'Metric', select('metric', Object.fromEntries(Object.entries(METRICS).map(([k, v]) => [k, v.label])), metric, set('metric'))),
-      h('label', {}, 'Group by', select('group', DIMENSIONS, group, set('group'))),
-      h('label', {}, 'Time range', select('range', Object.fromEntries(Object.entries(RANGES).map(([k, v]) => [k, v.label])), range, set('range'))),
-      h('span', { class: 'muted', id: 'range-text' }, rangeText(from, to))),
+      h('label', {}, 'Metric', select('metric', Object.fromEntries(Object.entries(METRICS).map(([k, v]) => [k, v.label])), metric, (e) => set({ metric: e.target.value }))),
+      h('label', {}, 'Group by', select('group', DIMENSIONS, group, (e) => set({ group: e.target.value }))),
+      rangeControls(r, params, set)),
+    tiles,
     h('div', { class: 'card' }, chartEl, linkEl),
     tableEl);
   const sel = [...new Set(['sum(message_count)', 'sum(is_error)', ...m.select])];
   performance.mark('segmentation:query');
-  const { url, rows } = await client.stats(group, { select: sel, from, to, sortby: m.sortby || m.select[0], sort: 'DESC', limit: 500 });
+  const q = { select: sel, sortby: m.sortby || m.select[0], sort: 'DESC', limit: 500 };
+  const [{ url, rows }, prevAnswer] = await Promise.all([
+    client.stats(group, { ...q, from: r.from, to: r.to }),
+    compare ? client.stats(group, { ...q, from: r.prevFrom, to: r.prevTo }) : null,
+  ]);
+  // The tiles are asked for once the table's answer is in (their queries
+  // would otherwise share the server with it) and fill in their kept place
+  // while the chart and table are drawn: nothing moves.
+  summaryTiles(tiles, r).catch(showError);
   performance.mark('segmentation:answer');
   const idx = (s) => sel.indexOf(s);
-  const data = rows.map((r) => ({
-    name: r.name,
-    calls: r.values[idx('sum(message_count)')],
-    errors: r.values[idx('sum(is_error)')],
-    error_rate: r.values[idx('sum(message_count)')] ? r.values[idx('sum(is_error)')] / r.values[idx('sum(message_count)')] : 0,
-    metric: m.value(m.select.map((s) => r.values[idx(s)])),
-  }));
+  const rowOf = (row) => ({
+    name: row.name,
+    calls: row.values[idx('sum(message_count)')],
+    errors: row.values[idx('sum(is_error)')],
+    error_rate: row.values[idx('sum(message_count)')] ? row.values[idx('sum(is_error)')] / row.values[idx('sum(message_count)')] : 0,
+    metric: m.value(m.select.map((s) => row.values[idx(s)])),
+  });
+  const data = rows.map(rowOf);
+  const prevBy = new Map((prevAnswer ? prevAnswer.rows : []).map((row) => [row.name, rowOf(row)]));
+  const mainKey = ['calls', 'errors', 'error_rate'].includes(metric) ? metric : 'metric';
+  if (compare) {
+    for (const d of data) {
+      const p = prevBy.get(d.name);
+      d.prev = p ? p[mainKey] : 0;
+      d.change = change(d[mainKey], d.prev);
+    }
+  }
   linkEl.append(apiLink(url));
   const top = [...data].sort((a, b) => b.metric - a.metric).slice(0, 25);
   if (data.length === 0) chartEl.append(h('p', { class: 'muted' }, 'No calls in this range.'));
-  else barChart(chartEl, top.map((r) => r.name || '(none)'), top.map((r) => r.metric), m.fmt, m.label);
+  else barChart(chartEl, top.map((x) => x.name || '(none)'), top.map((x) => x.metric), m.fmt, m.label, compare ? top.map((x) => prevBy.get(x.name)?.metric ?? 0) : null);
   performance.mark('segmentation:chart');
   const cols = [{ key: 'name', label: DIMENSIONS[group] }, { key: 'calls', label: 'Calls', kind: 'int' }, { key: 'errors', label: 'Errors', kind: 'int' }, { key: 'error_rate', label: 'Error rate', kind: 'pct' }];
-  if (!['calls', 'errors', 'error_rate'].includes(metric)) cols.push({ key: 'metric', label: m.label, kind: m.fmt });
-  const sortKey = ['calls', 'errors', 'error_rate'].includes(metric) ? metric : 'metric';
-  tableEl.append(sortableTable(cols, data, sortKey, 'desc', (r) => ({ dataset: { name: r.name } }),
-    (c, r) => (c.key === 'name' ? customerLink(group, r.name) : r[c.key])));
+  if (mainKey === 'metric') cols.push({ key: 'metric', label: m.label, kind: m.fmt });
+  if (compare) {
+    const fmt = mainKey === 'metric' ? m.fmt : cols.find((c) => c.key === mainKey).kind;
+    cols.push({ key: 'prev', label: `${m.label}, previous period`, kind: fmt }, { key: 'change', label: 'Change', kind: 'delta' });
+  }
+  tableEl.append(sortableTable(cols, data, mainKey, 'desc', (x) => ({ dataset: { name: x.name } }),
+    (c, x) => (c.key === 'name' ? customerLink(group, x.name) : x[c.key]), `${metric}-by-${group}`));
   performance.mark('segmentation:table');
   markView();
 }
@@ -229,49 +402,74 @@ function markView() {
 
 const UNIT_MS = { minute: 60e3, hour: 3600e3, day: 864e5, week: 7 * 864e5, month: 31 * 864e5 };
 
+// seriesOf forms a metric per bucket from a stats row's selected columns.
+function seriesOf(row, m) {
+  const byT = new Map();
+  row.values.forEach((pts, i) => {
+    for (const [t, v] of pts) {
+      if (!byT.has(t)) byT.set(t, new Array(row.values.length).fill(0));
+      byT.get(t)[i] = v;
+    }
+  });
+  return [...byT.entries()].sort((a, b) => a[0] - b[0]).map(([t, vs]) => [t, m.value(vs)]);
+}
+
+// timeOptions are what lineChart needs to place and name buckets of unit
+// over range r: the first bucket that has not ended by r.to is partial.
+function timeOptions(r, unit, points, tzo) {
+  const starts = points.map((p) => p[0]);
+  const partial = starts.find((t) => bucketEnd(t, unit, tzo) > +r.to);
+  return {
+    tz: r.tz,
+    from: +r.from,
+    to: +r.to,
+    partialFrom: partial ?? Infinity,
+    partialNote: `counted to ${fmtWall(r.to, r.tz)}; the ${unit} is not over`,
+    timeLabel: (t) => `${unit} from ${fmtWall(new Date(t), r.tz)} ${r.tz}`,
+  };
+}
+
 async function timeseries(params) {
   const metric = METRICS[params.metric] ? params.metric : 'calls';
   const group = DIMENSIONS[params.group] ? params.group : '';
-  const range = RANGES[params.range] ? params.range : 'last_7d';
-  const [from, to] = timeRange(range);
-  let unit = TIME_UNITS.includes(params.unit) ? params.unit : (to - from > 8 * 864e5 ? 'day' : 'hour');
+  const r = viewRange(params, 'last_7d');
+  const compare = params.compare === '1';
+  let unit = TIME_UNITS.includes(params.unit) ? params.unit : (r.to - r.from > 8 * 864e5 ? 'day' : 'hour');
   const m = METRICS[metric];
-  const set = (k) => (e) => go('timeseries', { metric, group, range, unit, [k]: e.target.value });
+  const state = { metric, group, range: r.name, from: r.name === 'custom' ? params.from : '', to: r.name === 'custom' ? params.to : '', tz: params.tz || '', unit, compare: compare ? '1' : '' };
+  const set = (changes) => go('timeseries', { ...state, ...changes });
   const chartEl = h('div', { class: 'chart', id: 'series-chart' });
   const linkEl = h('div');
   const note = h('div');
   main.append(
     h('h1', {}, `${m.label} over time`),
     h('div', { class: 'controls' },
-      h('label', {}, 'Metric', select('metric', Object.fromEntries(Object.entries(METRICS).map(([k, v]) => [k, v.label])), metric, set('metric'))),
-      h('label', {}, 'Split by', select('group', { '': '(total)', ...DIMENSIONS }, group, set('group'))),
-      h('label', {}, 'Time range', select('range', Object.fromEntries(Object.entries(RANGES).map(([k, v]) => [k, v.label])), range, set('range'))),
-      h('label', {}, 'Time unit', select('unit', Object.fromEntries(TIME_UNITS.map((u) => [u, u])), unit, set('unit'))),
-      h('span', { class: 'muted' }, rangeText(from, to))),
+      h('label', {}, 'Metric', select('metric', Object.fromEntries(Object.entries(METRICS).map(([k, v]) => [k, v.label])), metric, (e) => set({ metric: e.target.value }))),
+      h('label', {}, 'Split by', select('group', { '': '(total)', ...DIMENSIONS }, group, (e) => set({ group: e.target.value }))),
+      h('label', {}, 'Time unit', select('unit', Object.fromEntries(TIME_UNITS.map((u) => [u, u])), unit, (e) => set({ unit: e.target.value }))),
+      rangeControls(r, params, set)),
     note,
     h('div', { class: 'card' }, chartEl, linkEl));
-  if ((to - from) / UNIT_MS[unit] > 5000) {
-    unit = (to - from) / UNIT_MS.hour > 5000 ? 'day' : 'hour';
+  if ((r.to - r.from) / UNIT_MS[unit] > 5000) {
+    unit = (r.to - r.from) / UNIT_MS.hour > 5000 ? 'day' : 'hour';
     note.append(h('p', { class: 'notice' }, `That many ${params.unit} buckets would not fit a chart; showing ${unit}s.`));
   }
-  const opts = { select: m.select, from, to, timeUnit: unit, tsAscending: true };
+  const tzo = tzOffset(r.tz, r.to);
+  const opts = { select: m.select, timeUnit: unit, tzo, tsAscending: true };
   if (group) Object.assign(opts, { topk: 6, sortby: m.sortby || m.select[0] });
-  const { url, rows } = await client.stats(group, opts);
+  const [{ url, rows }, prev] = await Promise.all([
+    client.stats(group, { ...opts, from: r.from, to: r.to }),
+    compare ? client.stats('', { ...opts, topk: undefined, sortby: undefined, from: r.prevFrom, to: r.prevTo }) : null,
+  ]);
   linkEl.append(apiLink(url));
-  const series = rows.map((r) => {
-    // Put the selected columns side by side per bucket, then form the metric.
-    const byT = new Map();
-    r.values.forEach((pts, i) => {
-      for (const [t, v] of pts) {
-        if (!byT.has(t)) byT.set(t, new Array(r.values.length).fill(0));
-        byT.get(t)[i] = v;
-      }
-    });
-    const points = [...byT.entries()].sort((a, b) => a[0] - b[0]).map(([t, vs]) => [t, m.value(vs)]);
-    return { label: group ? (r.name || '(none)') : m.label, points };
-  });
+  const series = rows.map((row) => ({ label: group ? (row.name || '(none)') : m.label, points: seriesOf(row, m) }));
+  if (prev && prev.rows[0]) {
+    // The previous period, moved onto this one's time axis.
+    const shift = r.from - r.prevFrom;
+    series.push({ label: `${group ? 'total, ' : ''}previous period`, color: '#98a2b3', dash: [6, 4], points: seriesOf(prev.rows[0], m).map(([t, v]) => [t + shift, v]).filter(([t]) => t < +r.to) });
+  }
   if (series.every((s) => s.points.length === 0)) chartEl.append(h('p', { class: 'muted' }, 'No calls in this range.'));
-  else lineChart(chartEl, series, m.fmt);
+  else lineChart(chartEl, series, m.fmt, timeOptions(r, unit, series.filter((s) => !s.dash).flatMap((s) => s.points), tzo));
   markView();
 }
 
@@ -287,6 +485,8 @@ function latency(e) {
 function pathOf(uri) {
   try { const u = new URL(uri, 'http://x'); return u.pathname + u.search; } catch { return uri; }
 }
+
+const EVENT_COLUMNS = ['Time (UTC)', 'Verb', 'Path', 'Status', 'Latency', 'User', 'Company', 'API'];
 
 function eventRow(e, onopen) {
   const status = e.response ? e.response.status : 0;
@@ -348,9 +548,9 @@ async function stream(params) {
   main.append(
     h('h1', {}, 'Event stream ', h('small', {}, live, status)),
     form, notice,
-    h('div', { class: 'card' }, h('table', {},
-      h('thead', {}, h('tr', {}, ['Time (UTC)', 'Verb', 'Path', 'Status', 'Latency', 'User', 'Company', 'API'].map((t) => h('th', {}, t)))),
-      tbody)),
+    h('div', { class: 'card' }, tableBox('events', h('table', {},
+      h('thead', {}, h('tr', {}, EVENT_COLUMNS.map((t) => h('th', {}, t)))),
+      tbody))),
     detail);
   const seen = new Set();
   const add = (e, fresh) => {
@@ -385,6 +585,34 @@ async function stream(params) {
 
 // ---- customer ------------------------------------------------------------
 
+// profileOf reads a user's or company's profile (what /v1/users and
+// /v1/companies stored), or null when there is none.
+async function profileOf(kind, id) {
+  try {
+    return await getJSON(`${client.base()}/${kind === 'user' ? 'users' : 'companies'}/${encodeURIComponent(id)}`);
+  } catch (err) {
+    if (err.status === 404) return null;
+    throw err;
+  }
+}
+
+// quotasOf reads the gateway's quotas that count this customer; none on
+// a server without a gateway.
+async function quotasOf(kind, id) {
+  try {
+    const a = await getJSON(`${client.base()}/${kind === 'user' ? 'users' : 'companies'}/${encodeURIComponent(id)}/quotas`);
+    return a.quotas || [];
+  } catch (err) {
+    if (err.status === 404) return [];
+    throw err;
+  }
+}
+
+function profileValue(v) {
+  if (v == null) return '–';
+  return typeof v === 'object' ? JSON.stringify(v) : String(v);
+}
+
 async function customer(params) {
   const kind = params.kind === 'company' ? 'company' : 'user';
   const id = params.id || '';
@@ -400,23 +628,33 @@ async function customer(params) {
   h('label', {}, 'Id', h('input', { name: 'id', value: id, size: 14 })),
   h('button', { type: 'submit' }, 'Show'));
   main.append(h('h1', {}, id ? `${kind === 'user' ? 'User' : 'Company'} ${id}` : 'Customer'), picker);
+  // The billing period so far, to the start of this minute as every view
+  // counts (not /v1/usage's live counters, which run ahead of the others).
   const usage = await client.usage(group);
+  const from = new Date(usage.start);
+  const to = new Date(Math.max(+from + 60e3, Math.min(+rangeEnd(), +new Date(usage.end))));
+  const r = { from, to, tz: 'UTC' };
+  const periodText = h('p', { class: 'muted', id: 'customer-period' }, `Billing period ${usage.period}: ${rangeText(r)}`);
   if (!id) {
-    main.append(h('h2', {}, `Busiest ${kind === 'user' ? 'users' : 'companies'} this billing period`),
+    const busiest = await client.stats(group, { select: ['sum(message_count)', 'sum(is_error)', 'sum(request_size)', 'sum(response_size)'], from, to, sortby: 'sum(message_count)', sort: 'DESC', limit: 50 });
+    main.append(h('h2', {}, `Busiest ${kind === 'user' ? 'users' : 'companies'} this billing period`), periodText,
       sortableTable([{ key: 'id', label: 'Id' }, { key: 'calls', label: 'Calls', kind: 'int' }, { key: 'errors', label: 'Errors', kind: 'int' }, { key: 'bytes', label: 'Bytes', kind: 'bytes' }],
-        (usage.rows || []).slice(0, 50), 'calls', 'desc', () => ({}), (c, r) => customerLink(group, r.id)));
+        busiest.rows.map((x) => ({ id: x.name, calls: x.values[0], errors: x.values[1], bytes: x.values[2] + x.values[3] })), 'calls', 'desc', () => ({}), (c, x) => customerLink(group, x.id), `busiest-${kind === 'user' ? 'users' : 'companies'}`),
+      apiLink(busiest.url));
     markView();
     return;
   }
-  const row = (usage.rows || []).find((r) => r.id === id) || { calls: 0, errors: 0, bytes: 0 };
-  const from = new Date(usage.start), to = new Date(usage.end);
   const filter = `${group} eq ${quote(id)}`;
-  const [totals, routes, keys, recent, months] = await Promise.all([
-    client.stats('', { select: ['p50(total_response_time)', 'p95(total_response_time)', 'p99(total_response_time)'], from, to, filter }),
+  const unit = to - from > 3 * 864e5 ? 'day' : 'hour';
+  const [totals, routes, keys, recent, months, daily, profile, quotas] = await Promise.all([
+    client.stats('', { select: ['sum(message_count)', 'sum(is_error)', 'sum(request_size)', 'sum(response_size)', 'p50(total_response_time)', 'p95(total_response_time)', 'p99(total_response_time)'], from, to, filter }),
     client.stats('route', { select: ['sum(message_count)', 'sum(is_error)', 'p95(total_response_time)'], from, to, filter, limit: 100 }),
     client.stats('api_key', { select: ['sum(message_count)'], from, to, filter, limit: 100 }),
     client.events({ [group]: id, limit: 10 }),
     client.stats('', { select: ['sum(message_count)'], from: new Date(Date.UTC(2000, 0, 1)), to: new Date(Date.now() + 60e3), filter, timeUnit: 'month', tsAscending: true }),
+    client.stats('', { select: ['sum(message_count)', 'sum(is_error)'], from, to, filter, timeUnit: unit, tsAscending: true }),
+    profileOf(kind, id),
+    quotasOf(kind, id),
   ]);
   const firstMonth = (months.rows[0]?.values[0] || []).find((p) => p[1] > 0);
   let firstSeen = '–';
@@ -428,30 +666,47 @@ async function customer(params) {
     firstSeen = d ? new Date(d[0]).toISOString().slice(0, 10) : start.toISOString().slice(0, 7);
   }
   const lastSeen = recent[0] ? new Date(recent[0].request.time).toISOString().replace('T', ' ').slice(0, 19) + ' UTC' : '–';
-  const [p50, p95, p99] = totals.rows[0]?.values || [];
-  const kpi = (label, value, id2) => h('div', { class: 'kpi', id: id2 }, h('b', {}, value), h('span', {}, label));
+  const [calls = 0, errors = 0, reqBytes = 0, resBytes = 0, p50, p95, p99] = totals.rows[0]?.values || [];
+  // Without calls there is no latency to show (the API answers 0).
+  const lat = (v) => (calls ? format('ms', v) : '–');
+  const meta = (profile && profile.metadata) || {};
+  const kpi = (label, value, id2, data) => h('div', { class: 'kpi', id: id2, dataset: data }, h('b', {}, value), h('span', {}, label));
+  const chartEl = h('div', { class: 'chart', id: 'customer-chart' });
   main.append(
-    h('p', { class: 'muted' }, `Billing period ${usage.period}: ${from.toISOString().slice(0, 10)} to ${to.toISOString().slice(0, 10)} (UTC)`),
+    periodText,
     h('div', { class: 'kpis', id: 'customer-kpis' },
-      kpi('calls this period', format('int', row.calls), 'kpi-calls'),
-      kpi('quota (set in the gateway; not readable here)', '–', 'kpi-quota'),
-      kpi('errors', `${format('int', row.errors)} (${format('pct', row.calls ? row.errors / row.calls : 0)})`, 'kpi-errors'),
-      kpi('bytes', format('bytes', row.bytes)),
-      kpi('latency p50 / p95 / p99', `${format('ms', p50)} / ${format('ms', p95)} / ${format('ms', p99)}`),
+      kpi('calls this period', format('int', calls), 'kpi-calls', { value: String(calls) }),
+      meta.plan != null ? kpi('plan', profileValue(meta.plan), 'kpi-plan') : null,
+      quotas.map((q) => kpi(`quota ${q.name}: per ${q.per.replace('_', ' ')}, resets ${when(q.resets)}`, `${format('int', q.used)} / ${format('int', q.limit)}`, `kpi-quota-${q.name}`, { used: String(q.used), limit: String(q.limit) })),
+      kpi('errors', `${format('int', errors)} (${calls ? format('pct', errors / calls) : '–'})`, 'kpi-errors'),
+      kpi('bytes', format('bytes', reqBytes + resBytes)),
+      kpi('latency p50 / p95 / p99', `${lat(p50)} / ${lat(p95)} / ${lat(p99)}`, 'kpi-latency'),
       kpi('first seen', firstSeen, 'kpi-first'),
       kpi('last seen', lastSeen, 'kpi-last')),
+    h('div', { class: 'card' }, h('h2', {}, `Calls per ${unit} this period`), chartEl, apiLink(daily.url)),
     h('div', { class: 'split' },
       h('div', {},
         h('h2', {}, 'Routes used this period'),
         sortableTable([{ key: 'name', label: 'Route' }, { key: 'calls', label: 'Calls', kind: 'int' }, { key: 'errors', label: 'Errors', kind: 'int' }, { key: 'p95', label: 'p95', kind: 'ms' }],
-          routes.rows.map((r) => ({ name: r.name || '(none)', calls: r.values[0], errors: r.values[1], p95: r.values[2] })), 'calls', 'desc'),
+          routes.rows.map((x) => ({ name: x.name || '(none)', calls: x.values[0], errors: x.values[1], p95: x.values[2] })), 'calls', 'desc', undefined, undefined, `${kind}-${id}-routes`),
         apiLink(routes.url)),
       h('div', {},
+        h('h2', {}, 'Profile'),
+        profile ? tableBox(`${kind}-${id}-profile`, h('table', { id: 'customer-profile' },
+          h('thead', {}, h('tr', {}, h('th', {}, 'Field'), h('th', {}, 'Value'))),
+          h('tbody', {}, Object.entries(profile).filter(([k]) => k !== 'metadata').concat(Object.entries(meta))
+            .map(([k, v]) => h('tr', { dataset: { key: k } }, h('td', {}, k), h('td', {}, profileValue(v)))))))
+          : h('p', { class: 'muted', id: 'customer-profile' }, `No profile: send one to /v1/${kind === 'user' ? 'users' : 'companies'} (Moesif's update${kind === 'user' ? 'User' : 'Company'}).`),
         h('h2', {}, 'API keys (fingerprints)'),
         sortableTable([{ key: 'name', label: 'Key' }, { key: 'calls', label: 'Calls', kind: 'int' }],
-          keys.rows.map((r) => ({ name: r.name || '(none)', calls: r.values[0] })), 'calls', 'desc'))),
+          keys.rows.map((x) => ({ name: x.name || '(none)', calls: x.values[0] })), 'calls', 'desc', undefined, undefined, `${kind}-${id}-keys`))),
     h('h2', {}, 'Recent calls ', h('a', { href: `#/stream?${group}=${encodeURIComponent(id)}` }, '(live)')),
-    h('div', { class: 'card' }, h('table', {}, h('tbody', {}, recent.map((e) => eventRow(e, () => go('stream', { [group]: id })))))));
+    h('div', { class: 'card' }, tableBox(`${kind}-${id}-recent`, h('table', {},
+      h('thead', {}, h('tr', {}, EVENT_COLUMNS.map((t) => h('th', {}, t)))),
+      h('tbody', {}, recent.map((e) => eventRow(e, () => go('stream', { [group]: id }))))))));
+  const points = seriesOf(daily.rows[0] || { values: [[], []] }, METRICS.calls);
+  if (points.length) lineChart(chartEl, [{ label: 'Calls', points }], 'int', timeOptions(r, unit, points, 0));
+  else chartEl.append(h('p', { class: 'muted' }, 'No calls this period.'));
   markView();
 }
 
@@ -500,7 +755,7 @@ async function alerts(params) {
     main.append(h('p', { class: 'muted', id: 'alerts-empty' },
       'No alert rules in this environment. Make them with --alerts-config or the alerts API (docs/alerts.md).'));
   } else {
-    main.append(h('div', { class: 'card' }, h('table', { id: 'alert-rules' },
+    main.append(h('div', { class: 'card' }, tableBox('alert-rules', h('table', { id: 'alert-rules' },
       h('thead', {}, h('tr', {}, ['Rule', 'Condition', 'State', 'Channels', 'Last evaluation'].map((c) => h('th', {}, c)))),
       h('tbody', {}, list.map((r) => {
         const ins = byRule.get(r.id) || [];
@@ -517,7 +772,7 @@ async function alerts(params) {
           h('td', {}, (r.channels || []).map((c) => c.type).join(', ') || h('span', { class: 'muted' }, 'none')),
           h('td', {}, r.evaluated ? `${when(r.last_evaluation)} (${r.last_took_ms} ms)` : h('span', { class: 'muted' }, r.source === 'file' ? 'another process' : '–'),
             r.last_error ? h('div', { class: 'status-err' }, r.last_error) : null));
-      })))));
+      }))))));
   }
   const customerCell = (i) => {
     if (!i.customer) return h('span', { class: 'muted' }, '(all calls)');
@@ -528,7 +783,7 @@ async function alerts(params) {
   const shown = (state.instances || []).filter((i) => !params.rule || i.rule_id === params.rule);
   main.append(h('h2', {}, params.rule ? `Pending and firing: ${params.rule} ` : 'Pending and firing ',
     params.rule ? h('a', { href: '#/alerts' }, '(all rules)') : null));
-  main.append(h('div', { class: 'card' }, shown.length ? h('table', { id: 'alert-instances' },
+  main.append(h('div', { class: 'card' }, shown.length ? tableBox('alert-instances', h('table', { id: 'alert-instances' },
     h('thead', {}, h('tr', {}, ['Rule', 'Customer', 'State', 'Value', 'Threshold', 'Calls', 'Since'].map((c) => h('th', {}, c)))),
     h('tbody', {}, shown.map((i) => h('tr', {},
       h('td', {}, h('a', { href: `#/alerts?rule=${encodeURIComponent(i.rule_id)}` }, i.rule_id)),
@@ -537,7 +792,7 @@ async function alerts(params) {
       h('td', { class: 'num' }, instanceValue(i.value)),
       h('td', { class: 'num' }, instanceValue(i.threshold)),
       h('td', { class: 'num' }, format('int', i.volume)),
-      h('td', {}, when(i.since))))))
+      h('td', {}, when(i.since)))))))
     : h('p', { class: 'muted' }, 'Every rule is OK.')));
   const ds = new Map();
   for (const d of notes.deliveries || []) {
@@ -546,7 +801,7 @@ async function alerts(params) {
   }
   main.append(h('h2', {}, 'Recent notifications'));
   const ns = (notes.notifications || []).filter((n) => !params.rule || n.rule_id === params.rule);
-  main.append(h('div', { class: 'card' }, ns.length ? h('table', { id: 'alert-notifications' },
+  main.append(h('div', { class: 'card' }, ns.length ? tableBox('alert-notifications', h('table', { id: 'alert-notifications' },
     h('thead', {}, h('tr', {}, ['Time', 'Event', 'Rule', 'Customer', 'Value', 'Threshold', 'Deliveries'].map((c) => h('th', {}, c)))),
     h('tbody', {}, ns.map((n) => h('tr', {},
       h('td', {}, when(n.at)),
@@ -556,7 +811,7 @@ async function alerts(params) {
       h('td', { class: 'num' }, instanceValue(n.value)),
       h('td', { class: 'num' }, instanceValue(n.threshold)),
       h('td', {}, (ds.get(n.id) || []).reverse().map((d) => h('div', { class: d.outcome === 'delivered' ? '' : 'status-err' },
-        `${d.channel_type} #${d.attempt}: ${d.outcome}${d.status ? ` (HTTP ${d.status})` : ''}${d.error && d.outcome !== 'delivered' ? ` ${d.error}` : ''}`)))))))
+        `${d.channel_type} #${d.attempt}: ${d.outcome}${d.status ? ` (HTTP ${d.status})` : ''}${d.error && d.outcome !== 'delivered' ? ` ${d.error}` : ''}`))))))))
     : h('p', { class: 'muted' }, 'No notifications yet.')));
   markView();
 }
