@@ -173,6 +173,7 @@ func (c *aliasesDeleteCmd) Run(ctx context.Context) error {
 type aliasesListCmd struct {
 	adminFlags
 	User string `required:"" help:"User id."`
+	listFormat
 }
 
 func (c *aliasesListCmd) Run(ctx context.Context) error {
@@ -181,6 +182,9 @@ func (c *aliasesListCmd) Run(ctx context.Context) error {
 	}
 	if err := c.call(ctx, "GET", "/v1/aliases", url.Values{"user_id": {c.User}}, nil, &out); err != nil {
 		return err
+	}
+	if c.JSON {
+		return printJSONList(out.Aliases)
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "KEY_ID\tUSER\tCOMPANY\tEXPIRES\tCREATED")
