@@ -20,6 +20,7 @@ import (
 	"github.com/apimeter/apimeter/capture"
 	"github.com/apimeter/apimeter/demo"
 	"github.com/apimeter/apimeter/instance"
+	"github.com/apimeter/apimeter/internal/progress"
 	"github.com/apimeter/apimeter/moesif"
 )
 
@@ -111,11 +112,17 @@ func (c *demoCmd) run(ctx context.Context, ready func(demoInfo)) (err error) {
 
 	background := demo.Background(30)
 	began := time.Now()
+	bar := progress.Start(os.Stderr, "apimeter demo: backfill", "calls", int64(c.Backfill))
 	post := func(ctx context.Context, batch []moesif.Event) error {
 		_, err := demo.PostBatch(ctx, http.DefaultClient, in.URL, appID, batch)
+		if err == nil {
+			bar.Add(int64(len(batch)))
+		}
 		return err
 	}
-	if err := demo.Backfill(ctx, c.Backfill, runtime.GOMAXPROCS(0), c.Span, background, post); err != nil {
+	err = demo.Backfill(ctx, c.Backfill, runtime.GOMAXPROCS(0), c.Span, background, post)
+	bar.Finish()
+	if err != nil {
 		return err
 	}
 	if c.Backfill > 0 {
