@@ -56,7 +56,9 @@ func TestDashboardSessionWithinQuotaOnDefaultServe(t *testing.T) {
 	// The Metrics API calls of one customer page (web/src/app.js, customer).
 	now := time.Now().UTC()
 	month := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
-	rng := func(from, to time.Time) string { return from.Format("01/02/2006 15:04") + "~" + to.Format("01/02/2006 15:04") }
+	rng := func(from, to time.Time) string {
+		return from.Format("01/02/2006 15:04") + "~" + to.Format("01/02/2006 15:04")
+	}
 	stats := func(dim string, q url.Values) string {
 		return "/v1/o/acme/environments/prod/stats/" + dim + "?" + q.Encode()
 	}
