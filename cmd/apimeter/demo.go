@@ -135,8 +135,23 @@ func (c *demoCmd) run(ctx context.Context, ready func(demoInfo)) (err error) {
 		return err
 	}
 	api := &demo.SampleAPI{Secret: secret}
+	// The server's identity rules, applied in the middleware while the
+	// token is readable: the server sees only its fingerprint, so its
+	// claim:tenant_id rule could not place these calls.
+	edge, err := f.Edge()
+	if err != nil {
+		return err
+	}
 	cp, err := capture.New(capture.Options{
-		Sink:          sink,
+		Sink: sink,
+		IdentifyUser: func(r *http.Request, _ capture.Response) string {
+			u, _ := edge.Subjects(r, time.Now())
+			return u
+		},
+		IdentifyCompany: func(r *http.Request, _ capture.Response) string {
+			_, c := edge.Subjects(r, time.Now())
+			return c
+		},
 		Routes:        api.Routes(), // 401s of the JWT check get their route too
 		LogBody:       true,
 		JWTKey:        secret, // a forged token identifies no one here either
