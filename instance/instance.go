@@ -186,6 +186,7 @@ func StartWith(ctx context.Context, f Config, so Options) (*Instance, error) {
 	wireStats(newTimedMux(srv, prom, "apimeter_metrics_api", "Metrics API"), st.DB(), eng, reg, f.StatsConfig, srv.Queries(), log)
 	wireWeb(srv)
 	wireOTLP(srv, reg, prom, f, log)
+	wireExport(srv, st, log)
 	ms, mt, err := openMeters(ctx, st, srv, guard, reg, f, log)
 	if err != nil {
 		st.Close()

@@ -127,7 +127,7 @@ COMP_LINE="apimeter keys list --" COMP_POINT=21 eval "$cmd apimeter -- list"
 		rest, _, _ = strings.Cut(rest, "---")
 		return strings.Fields(rest)
 	}
-	for _, want := range []string{"serve", "demo", "keys", "apps", "help", "completion"} {
+	for _, want := range []string{"serve", "demo", "keys", "apps", "help", "completion", "export"} {
 		if !slices.Contains(section("top"), want) {
 			t.Errorf("completing 'apimeter ' offered %q, want %q among them", section("top"), want)
 		}

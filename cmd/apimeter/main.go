@@ -40,6 +40,7 @@ type cli struct {
 	Aliases aliasesCmd `cmd:"" help:"Manage the alias table (API key, token or client id -> user) of a running server."`
 	Usage   usageCmd   `cmd:"" help:"Show calls, errors and bytes per customer for a billing period, from a running server."`
 	Billing billingCmd `cmd:"" help:"Usage per customer and month: export, push to Stripe, signed statements and their verification."`
+	Export  exportCmd  `cmd:"" help:"Write the events of a time range to a Parquet or CSV file, as stored (scrubbed), from a running server with the embedded store."`
 	Meters  metersCmd  `cmd:"" help:"Show the meters of a running server (docs/metering.md)."`
 	Alerts  alertsCmd  `cmd:"" help:"Show the alert rules of a running server and their state (docs/alerts.md)."`
 }
