@@ -95,7 +95,7 @@ func TestExportCLI(t *testing.T) {
 
 	for _, tc := range []struct {
 		query, field string
-		status      int
+		status       int
 	}{
 		{"from=2026-11-02&to=2026-11-03&format=xml", "format", 400},
 		{"from=yesterday&to=2026-11-03", "from", 400},
