@@ -51,7 +51,8 @@ type Options struct {
 	// (retention.go). Zero keeps everything.
 	Retention time.Duration
 	// RetentionInterval is how often expired days are looked for. Zero
-	// means DefaultRetentionInterval.
+	// means DefaultRetentionInterval; a negative value turns the background
+	// passes off (DropExpired still works).
 	RetentionInterval time.Duration
 	// NoDedupe turns the idempotency check off (benchmarks only).
 	NoDedupe bool
@@ -232,12 +233,12 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	go s.writer()
 	go s.committer()
 	s.dailyDone = make(chan struct{})
-	if opts.DailyInterval >= 0 || opts.Retention > 0 {
+	if opts.DailyInterval >= 0 || opts.Retention > 0 && opts.RetentionInterval > 0 {
 		every := opts.DailyInterval
 		if every == 0 {
 			every = DefaultDailyInterval
 		}
-		if every < 0 || opts.Retention > 0 && opts.RetentionInterval < every {
+		if every < 0 || opts.Retention > 0 && opts.RetentionInterval > 0 && opts.RetentionInterval < every {
 			every = opts.RetentionInterval
 		}
 		var ctx context.Context

@@ -12,6 +12,7 @@ import (
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/rollup"
 	"github.com/apimeter/apimeter/stats"
+	"github.com/apimeter/apimeter/store/storetest"
 )
 
 // TestRetentionDropsWholeDays: with a retention of 10 days, a pass deletes
@@ -21,7 +22,7 @@ import (
 // scan of the remaining events answers, before and after the next fold.
 func TestRetentionDropsWholeDays(t *testing.T) {
 	ctx := context.Background()
-	st, err := Open(ctx, filepath.Join(t.TempDir(), "events.duckdb"), Options{DailyInterval: -1, Retention: 10 * 24 * time.Hour})
+	st, err := Open(ctx, filepath.Join(t.TempDir(), "events.duckdb"), Options{DailyInterval: -1, Retention: 10 * 24 * time.Hour, RetentionInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,4 +133,14 @@ func rowsOf(r *stats.Result) []string {
 		out = append(out, s)
 	}
 	return out
+}
+
+func TestRetentionSuite(t *testing.T) {
+	storetest.RunRetention(t, func(t *testing.T, retention time.Duration) (apimeter.Store, func(time.Time) error) {
+		st, err := Open(context.Background(), filepath.Join(t.TempDir(), "events.duckdb"), Options{DailyInterval: -1, Retention: retention, RetentionInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st, func(now time.Time) error { _, err := st.DropExpired(context.Background(), now); return err }
+	})
 }

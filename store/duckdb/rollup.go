@@ -39,7 +39,7 @@ func (s *Store) dailyLoop(ctx context.Context, every time.Duration) {
 	defer t.Stop()
 	var lastRetention time.Time
 	for {
-		if s.opts.Retention > 0 && time.Since(lastRetention) >= s.opts.RetentionInterval {
+		if s.opts.Retention > 0 && s.opts.RetentionInterval > 0 && time.Since(lastRetention) >= s.opts.RetentionInterval {
 			lastRetention = time.Now()
 			if _, err := s.DropExpired(ctx, lastRetention); err != nil && ctx.Err() == nil {
 				s.log.Error("retention", "err", err)
