@@ -182,7 +182,10 @@ func (g *Guard) session(token string) (*server.Grant, error) {
 	if gr == nil {
 		return nil, server.ErrBadCredential
 	}
-	return gr, nil
+	// A copy: the key's grant is shared by every request it signs.
+	sg := *gr
+	sg.Session = true
+	return &sg, nil
 }
 
 func randomToken() string {

@@ -16,7 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/capture"
 	"github.com/apimeter/apimeter/identity"
 	"github.com/apimeter/apimeter/internal/breaker"
@@ -38,6 +37,12 @@ type Options struct {
 	// Config.Timeouts.
 	Transport http.RoundTripper
 	Logger    *slog.Logger
+	// Identity are the host's identity rules (apimeter gateway's --jwt-*
+	// and --company-rule flags; serve's own for its --gateway-config),
+	// applied to each call while its token is readable. A config file
+	// with jwt_secrets, jwt_claim or company_rules replaces them with its
+	// own. Nil: only the file's.
+	Identity *identity.Edge
 }
 
 // Stats are a Gateway's counters since it was created.
@@ -69,9 +74,11 @@ type Gateway struct {
 	log       *slog.Logger
 	upstreams []*upstream
 	quotas    *quotas
-	jwt       *identity.JWT
-	company   []identity.CompanyRule
-	scrub     *scrub.Scrubber // fingerprints of API keys for quotas
+	// edge names the user and company of each call from its token and
+	// the company rules; fromHost says it came from Options.Identity.
+	edge     *identity.Edge
+	fromHost bool
+	scrub    *scrub.Scrubber // fingerprints of API keys for quotas
 
 	blocked, upstreamErrors, quotaErrors, quotaSkipped, noRoute atomic.Int64
 
@@ -126,14 +133,18 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	g := &Gateway{cfg: cfg, log: opts.Logger, scrub: scrub.New(nil, nil, 0)}
-	jo := identity.JWTOptions{UserClaim: cfg.JWTClaim}
-	for _, s := range cfg.JWTSecrets {
-		jo.HMACSecrets = append(jo.HMACSecrets, []byte(s))
-	}
-	g.jwt = identity.NewJWT(jo)
-	for _, s := range cfg.CompanyRules {
-		r, _ := identity.ParseCompanyRule(s) // checked by Check
-		g.company = append(g.company, r)
+	if opts.Identity != nil && len(cfg.JWTSecrets) == 0 && cfg.JWTClaim == "" && len(cfg.CompanyRules) == 0 {
+		g.edge, g.fromHost = opts.Identity, true
+	} else {
+		jo := identity.JWTOptions{UserClaim: cfg.JWTClaim}
+		for _, s := range cfg.JWTSecrets {
+			jo.HMACSecrets = append(jo.HMACSecrets, []byte(s))
+		}
+		g.edge = &identity.Edge{JWT: identity.NewJWT(jo)}
+		for _, s := range cfg.CompanyRules {
+			r, _ := identity.ParseCompanyRule(s) // checked by Check
+			g.edge.Company = append(g.edge.Company, r)
+		}
 	}
 	if len(cfg.Quotas) > 0 {
 		g.quotas = &quotas{rules: cfg.Quotas, counter: opts.Counter, periods: identity.Periods{AnchorDay: cfg.BillingDay}}
@@ -236,10 +247,10 @@ func (g *Gateway) newUpstream(uc Upstream, tr http.RoundTripper, sinkFor SinkFun
 	if routes == nil {
 		opts.RouteFunc = func(*http.Request) string { return "" }
 	}
-	if g.cfg.JWTClaim != "" && g.cfg.JWTClaim != "sub" || len(g.cfg.JWTSecrets) > 1 || u.needUser {
+	if g.cfg.JWTClaim != "" && g.cfg.JWTClaim != "sub" || len(g.cfg.JWTSecrets) > 1 || u.needUser || g.fromHost && g.edge.JWT != nil {
 		opts.IdentifyUser = func(r *http.Request, _ capture.Response) string { return g.subjects(r).user }
 	}
-	if len(g.company) > 0 {
+	if len(g.edge.Company) > 0 {
 		opts.IdentifyCompany = func(r *http.Request, _ capture.Response) string { return g.subjects(r).company }
 	}
 	if g.cfg.TrustForwarded {
@@ -343,25 +354,7 @@ func (g *Gateway) subjects(r *http.Request) *subjects {
 	}
 	c.resolved = true
 	s := &c.subjects
-	var claims map[string]any
-	if auth := r.Header.Get("Authorization"); auth != "" {
-		if cl := g.jwt.Claims(scrub.BearerToken(auth), time.Now()); cl != nil {
-			claims = cl
-			s.user = identity.ClaimString(cl, g.jwt.UserClaim())
-		}
-	}
-	if len(g.company) > 0 {
-		ev := apimeter.Event{Path: r.URL.Path}
-		for k, vs := range r.Header {
-			ev.RequestHeaders = append(ev.RequestHeaders, apimeter.Header{Name: k, Value: strings.Join(vs, ", ")})
-		}
-		for _, rule := range g.company {
-			if id := rule.Company(&ev, claims); id != "" {
-				s.company = id
-				break
-			}
-		}
-	}
+	s.user, s.company = g.edge.Subjects(r, time.Now())
 	if c.u.needKey {
 		key := ""
 		for _, h := range scrub.APIKeyHeaders {

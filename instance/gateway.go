@@ -144,7 +144,13 @@ func StartGateway(ctx context.Context, in *Instance, path string, idf IdentityCo
 	if err != nil {
 		return nil, nil, err
 	}
-	opts := gateway.Options{Sink: gateway.IngestSinks(in.Srv), Logger: in.Log}
+	// The server's own identity rules, applied while the token is
+	// readable: its events reach the store with the token fingerprinted.
+	edge, err := idf.Edge()
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := gateway.Options{Sink: gateway.IngestSinks(in.Srv), Logger: in.Log, Identity: edge}
 	closeRedis, err := quotaCounter(ctx, &opts, idf.Redis, idf.RedisPrefix)
 	if err != nil {
 		return nil, nil, err

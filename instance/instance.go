@@ -34,7 +34,7 @@ type Config struct {
 	DailyInterval  time.Duration `default:"1m" env:"APIMETER_DAILY_INTERVAL" help:"How often complete hours and days are folded into the rollup tables the Metrics API reads (negative: never; the events table is then read alone)."`
 	LogLevel       slog.Level    `default:"info" env:"APIMETER_LOG_LEVEL" help:"debug, info, warn or error."`
 	LogFormat      string        `default:"text" enum:"text,json" env:"APIMETER_LOG_FORMAT" help:"Log lines as text (key=value) or json (one object a line)."`
-	Retention      time.Duration `env:"APIMETER_RETENTION" help:"With a ClickHouse store: drop each month of events once all of it is older than this (e.g. 9504h, about 13 months); 0 keeps everything. The embedded store keeps everything."`
+	Retention      time.Duration `env:"APIMETER_RETENTION" help:"Drop events once they are older than this (e.g. 9504h, about 13 months), with their rollups: whole UTC days on the embedded store, whole months on ClickHouse; 0 keeps everything."`
 	StoreConfig
 	StatsConfig
 	IdentityConfig
@@ -186,6 +186,7 @@ func StartWith(ctx context.Context, f Config, so Options) (*Instance, error) {
 	wireStats(newTimedMux(srv, prom, "apimeter_metrics_api", "Metrics API"), st.DB(), eng, reg, f.StatsConfig, srv.Queries(), log)
 	wireWeb(srv)
 	wireOTLP(srv, reg, prom, f, log)
+	wireExport(srv, st, log)
 	ms, mt, err := openMeters(ctx, st, srv, guard, reg, f, log)
 	if err != nil {
 		st.Close()

@@ -139,6 +139,9 @@ type GatewayRun struct {
 	LogFormat     string // "text" or "json"
 	MetricsListen string
 	Kafka         KafkaOut
+	// Claims are the identity rules applied to each call (the same flags
+	// as serve's), unless the config file has its own.
+	Claims ClaimsConfig
 }
 
 // defaultCollector is where the gateway sends events when neither a
@@ -149,7 +152,11 @@ const defaultCollector = "http://127.0.0.1:7070"
 // it holds.
 func RunGateway(ctx context.Context, cfg gateway.Config, c GatewayRun) error {
 	log := NewLogger(os.Stderr, c.LogLevel, c.LogFormat)
-	opts := gateway.Options{Logger: log}
+	edge, err := c.Claims.Edge()
+	if err != nil {
+		return err
+	}
+	opts := gateway.Options{Logger: log, Identity: edge}
 	dest := []any{"collector", cmp.Or(c.Collector, defaultCollector)}
 	if c.Kafka.Enabled() {
 		sinks, closeProd, err := c.Kafka.Sinks(cfg, log)

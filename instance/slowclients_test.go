@@ -29,7 +29,7 @@ func TestSlowClientsAreCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := Config{Listen: "127.0.0.1:0", Data: dir, BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100,
-		IdentityConfig: IdentityConfig{JWTClaim: "sub", BillingDay: 1, BillingTZ: "UTC"},
+		IdentityConfig: IdentityConfig{ClaimsConfig: ClaimsConfig{JWTClaim: "sub"}, BillingDay: 1, BillingTZ: "UTC"},
 		HTTPConfig:     HTTPConfig{ReadHeaderTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: 5 * time.Second, IdleTimeout: time.Second, MaxConnections: 200}}
 	in, err := Start(ctx, f)
 	if err != nil {

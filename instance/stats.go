@@ -13,8 +13,9 @@ import (
 
 // StatsConfig configure the Metrics API.
 type StatsConfig struct {
-	StatsQuota   int           `default:"40" env:"APIMETER_STATS_QUOTA" help:"Metrics API calls per minute allowed per organization (Apigee's documented 40); 0 or -1 turns the quota off."`
-	QueryTimeout time.Duration `default:"30s" env:"APIMETER_QUERY_TIMEOUT" help:"Longest time one read query (Metrics API, events) may run; the engine stops it there and the answer is a 503."`
+	StatsQuota        int           `default:"40" env:"APIMETER_STATS_QUOTA" help:"Metrics API calls per minute allowed per organization (Apigee's documented 40); 0 or -1 turns the quota off."`
+	StatsSessionQuota int           `default:"600" env:"APIMETER_STATS_SESSION_QUOTA" help:"Metrics API calls per minute allowed per key signed in to the dashboard, counted apart from --stats-quota (a page makes up to a dozen); 0 or -1 turns it off."`
+	QueryTimeout      time.Duration `default:"30s" env:"APIMETER_QUERY_TIMEOUT" help:"Longest time one read query (Metrics API, events) may run; the engine stops it there and the answer is a 503."`
 }
 
 // wireStats serves the Metrics API (/v1/o/{org}/environments/{env}/stats...)
@@ -24,14 +25,19 @@ func wireStats(srv stats.Mux, db *sql.DB, eng engine, reg *apps.Registry, f Stat
 	if quota == 0 {
 		quota = -1 // a zero quota would refuse every call; treat it as off
 	}
+	sessionQuota := f.StatsSessionQuota
+	if sessionQuota == 0 {
+		sessionQuota = -1
+	}
 	stats.NewHandler(stats.Config{
-		DB:             db,
-		Dialect:        eng.Dialect,
-		Rollups:        eng.Rollups,
-		QuotaPerMinute: quota,
-		Envs:           func(org string) []string { return appEnvs(reg, org) },
-		Logger:         log,
-		Queries:        q,
+		DB:                    db,
+		Dialect:               eng.Dialect,
+		Rollups:               eng.Rollups,
+		QuotaPerMinute:        quota,
+		SessionQuotaPerMinute: sessionQuota,
+		Envs:                  func(org string) []string { return appEnvs(reg, org) },
+		Logger:                log,
+		Queries:               q,
 	}).Register(srv)
 }
 

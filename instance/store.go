@@ -107,7 +107,7 @@ func openStore(ctx context.Context, f Config, o Options, log *slog.Logger) (even
 		}
 		st, err := duckdb.Open(ctx, filepath.Join(f.Data, DBFile), duckdb.Options{
 			DedupeHorizon: f.DedupeHorizon, DedupeMemory: dedupeMemory, MemoryLimit: memoryLimit,
-			DailyInterval: f.DailyInterval, NoDedupe: o.NoDedupe, Logger: log,
+			DailyInterval: f.DailyInterval, Retention: f.Retention, NoDedupe: o.NoDedupe, Logger: log,
 		})
 		if err != nil {
 			return nil, engine{}, nil, err

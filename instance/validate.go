@@ -37,6 +37,9 @@ func (f *Observability) Validate() error {
 }
 
 func (f *StatsConfig) Validate() error {
+	if f.StatsSessionQuota < -1 {
+		return fmt.Errorf("--stats-session-quota %d: want calls per minute (at least 1), or 0 or -1 for no quota", f.StatsSessionQuota)
+	}
 	if f.StatsQuota < -1 {
 		return fmt.Errorf("--stats-quota %d: want calls per minute (at least 1), or 0 or -1 for no quota", f.StatsQuota)
 	}

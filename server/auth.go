@@ -42,6 +42,9 @@ type Grant struct {
 	// Envs, when not empty, are the only envs the key may read or change.
 	Envs  []string
 	Scope Scope
+	// Session is true when the credential is the dashboard's session
+	// cookie (a person signed in), not a key sent by a client.
+	Session bool
 }
 
 // AllowsEnv reports whether the grant covers env.
@@ -96,8 +99,9 @@ func withGrant(r *http.Request, g *Grant) *http.Request {
 
 // GrantFrom returns the grant a guarded route was called with. It is
 // there on every route without {org} in its pattern (the handler learns
-// the caller's org from it) and wherever the key is bound to some envs. On
-// a route with {org} called with a key of every env it is not (ok false):
+// the caller's org from it), wherever the key is bound to some envs and
+// for a dashboard session (its reads have a quota of their own). On a
+// route with {org} called with a key of every env it is not (ok false):
 // the guard has checked the path's org and env, nothing more is to be
 // known, and leaving it out saves the request copy that carrying it costs
 // (about half of the key check's time).
@@ -229,7 +233,7 @@ func (s *Server) guard(need Scope, methodless, hasOrg bool, h http.Handler) http
 			s.writeError(w, r, ae)
 			return
 		}
-		if !hasOrg || len(g.Envs) > 0 {
+		if !hasOrg || len(g.Envs) > 0 || g.Session {
 			r = withGrant(r, g)
 		}
 		h.ServeHTTP(w, r)

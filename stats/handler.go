@@ -20,6 +20,12 @@ import (
 // backend): 40 calls per minute per organization.
 const DefaultQuotaPerMinute = 40
 
+// DefaultSessionQuotaPerMinute is the calls per minute of one signed-in
+// dashboard key (its session cookie): a page makes up to a dozen calls, so
+// this is some fifty pages a minute, more than a person browsing opens and
+// still a bound on a script that borrows a browser's cookie.
+const DefaultSessionQuotaPerMinute = 600
+
 // Config configures the HTTP handler.
 type Config struct {
 	DB      Queryer
@@ -30,6 +36,12 @@ type Config struct {
 	// QuotaPerMinute is the calls per minute allowed per organization;
 	// 0 means DefaultQuotaPerMinute, a negative value turns the quota off.
 	QuotaPerMinute int
+	// SessionQuotaPerMinute is the calls per minute allowed per signed-in
+	// key on the dashboard (server.Grant.Session), counted apart from
+	// QuotaPerMinute so that browsing never spends the API clients' quota
+	// nor theirs it; 0 means DefaultSessionQuotaPerMinute, a negative value
+	// turns it off.
+	SessionQuotaPerMinute int
 	// Envs lists the envs of an org, for GET /v1/organizations/{org} and
 	// .../environments; nil lists none.
 	Envs   func(org string) []string
@@ -48,12 +60,17 @@ type Handler struct {
 	cfg   Config
 	log   *slog.Logger
 	quota *MinuteQuota
+	// sessions counts dashboard reads per signed-in key.
+	sessions *MinuteQuota
 }
 
 // NewHandler returns a Handler for cfg.
 func NewHandler(cfg Config) *Handler {
 	if cfg.QuotaPerMinute == 0 {
 		cfg.QuotaPerMinute = DefaultQuotaPerMinute
+	}
+	if cfg.SessionQuotaPerMinute == 0 {
+		cfg.SessionQuotaPerMinute = DefaultSessionQuotaPerMinute
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -67,7 +84,7 @@ func NewHandler(cfg Config) *Handler {
 	if cfg.Queries == nil {
 		cfg.Queries = server.NewQueries(0)
 	}
-	return &Handler{cfg: cfg, log: cfg.Logger, quota: NewMinuteQuota(cfg.QuotaPerMinute)}
+	return &Handler{cfg: cfg, log: cfg.Logger, quota: NewMinuteQuota(cfg.QuotaPerMinute), sessions: NewMinuteQuota(cfg.SessionQuotaPerMinute)}
 }
 
 // Patterns are the routes the Handler answers, for http.ServeMux: every
@@ -130,7 +147,11 @@ type ErrorBody struct {
 // ServeHTTP answers one Metrics API request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	org, env := r.PathValue("org"), r.PathValue("env")
-	if wait, ok := h.quota.Take(org, h.cfg.Now()); !ok {
+	quota, caller, whose := h.quota, org, "organization "+org
+	if g, ok := server.GrantFrom(r.Context()); ok && g.Session {
+		quota, caller, whose = h.sessions, org+"\x00"+g.KeyID, "the dashboard session of key "+g.KeyID
+	}
+	if wait, ok := quota.Take(caller, h.cfg.Now()); !ok {
 		secs := int(wait.Seconds() + 0.999)
 		if secs < 1 {
 			secs = 1
@@ -138,7 +159,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		writeJSON(w, http.StatusTooManyRequests, ErrorBody{
 			Code:     "analytics.service.QuotaExceeded",
-			Message:  fmt.Sprintf("Metrics API quota of %d calls per minute exceeded for organization %s; retry after %d s", h.quota.limit, org, secs),
+			Message:  fmt.Sprintf("Metrics API quota of %d calls per minute exceeded for %s; retry after %d s", quota.limit, whose, secs),
 			Contexts: []string{},
 		})
 		return

@@ -29,6 +29,21 @@ type adminFlags struct {
 }
 
 func (a adminFlags) call(ctx context.Context, method, path string, q url.Values, body any, out any) error {
+	resp, err := a.do(ctx, method, path, q, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, out)
+}
+
+// do sends a request to the server and returns its answer when it is a
+// success; an error answer becomes an error carrying the server's message.
+func (a adminFlags) do(ctx context.Context, method, path string, q url.Values, body any) (*http.Response, error) {
 	if q == nil {
 		q = url.Values{}
 	}
@@ -38,13 +53,13 @@ func (a adminFlags) call(ctx context.Context, method, path string, q url.Values,
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(a.Server, "/")+path+"?"+q.Encode(), rd)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if a.APIMeterKey != "" {
@@ -52,23 +67,20 @@ func (a adminFlags) call(ctx context.Context, method, path string, q url.Values,
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("is apimeter serve running at %s? %w", a.Server, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
+		return nil, fmt.Errorf("is apimeter serve running at %s? %w", a.Server, err)
 	}
 	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		var e struct {
 			Error struct{ Message string } `json:"error"`
 		}
 		if json.Unmarshal(b, &e) == nil && e.Error.Message != "" {
-			return fmt.Errorf("%s %s: %s", method, path, e.Error.Message)
+			return nil, fmt.Errorf("%s %s: %s", method, path, e.Error.Message)
 		}
-		return fmt.Errorf("%s %s: status %d", method, path, resp.StatusCode)
+		return nil, fmt.Errorf("%s %s: status %d", method, path, resp.StatusCode)
 	}
-	return json.Unmarshal(b, out)
+	return resp, nil
 }
 
 // keyRef is how a CLI command names a key: the key itself (hashed here, so
@@ -173,6 +185,7 @@ func (c *aliasesDeleteCmd) Run(ctx context.Context) error {
 type aliasesListCmd struct {
 	adminFlags
 	User string `required:"" help:"User id."`
+	listFormat
 }
 
 func (c *aliasesListCmd) Run(ctx context.Context) error {
@@ -181,6 +194,9 @@ func (c *aliasesListCmd) Run(ctx context.Context) error {
 	}
 	if err := c.call(ctx, "GET", "/v1/aliases", url.Values{"user_id": {c.User}}, nil, &out); err != nil {
 		return err
+	}
+	if c.JSON {
+		return printJSONList(out.Aliases)
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "KEY_ID\tUSER\tCOMPANY\tEXPIRES\tCREATED")

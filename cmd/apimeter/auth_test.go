@@ -255,6 +255,8 @@ func TestAuthRightKeyAnswers(t *testing.T) {
 		{"GET /v1/o/{org}/e/{env}/events", "GET", "/v1/o/acme/e/prod/events", "", r.read, 200},
 		{"GET /v1/o/{org}/environments/{env}/events/stream", "GET", "/v1/o/acme/environments/prod/events/stream?user_id=513", "", r.read, 200},
 		{"GET /v1/o/{org}/e/{env}/events/stream", "GET", "/v1/o/acme/e/prod/events/stream", "", r.read, 200},
+		{"GET /v1/o/{org}/environments/{env}/export", "GET", "/v1/o/acme/environments/prod/export?from=2026-11-01&to=2026-11-02", "", r.read, 200},
+		{"GET /v1/o/{org}/e/{env}/export", "GET", "/v1/o/acme/e/prod/export?from=2026-11-01&to=2026-11-02&format=csv", "", r.read, 200},
 		{"GET /v1/o/{org}/environments/{env}/users/{id}", "GET", "/v1/o/acme/environments/prod/users/513", "", r.read, 200},
 		{"GET /v1/o/{org}/environments/{env}/users/{id}/quotas", "GET", "/v1/o/acme/environments/prod/users/513/quotas", "", r.read, 200},
 		{"GET /v1/o/{org}/environments/{env}/companies/{id}/quotas", "GET", "/v1/o/acme/environments/prod/companies/abc/quotas", "", r.read, 200},

@@ -20,6 +20,7 @@ import (
 	"github.com/apimeter/apimeter/capture"
 	"github.com/apimeter/apimeter/demo"
 	"github.com/apimeter/apimeter/instance"
+	"github.com/apimeter/apimeter/internal/progress"
 	"github.com/apimeter/apimeter/moesif"
 )
 
@@ -89,9 +90,6 @@ func (c *demoCmd) run(ctx context.Context, ready func(demoInfo)) (err error) {
 	// the company from the URL as the guide does, else from the token.
 	f.JWTSecret = []string{string(secret)}
 	f.CompanyRule = []string{"url:/accounts/{id}", "claim:tenant_id"}
-	if f.StatsQuota == 40 {
-		f.StatsQuota = 1000 // the dashboard's views make several calls each
-	}
 	in, err := instance.Start(ctx, f)
 	if err != nil {
 		return err
@@ -120,8 +118,12 @@ func (c *demoCmd) run(ctx context.Context, ready func(demoInfo)) (err error) {
 
 	background := demo.Background(30)
 	began := time.Now()
+	bar := progress.Start(os.Stderr, "apimeter demo: backfill", "calls", int64(c.Backfill))
 	post := func(ctx context.Context, batch []moesif.Event) error {
 		_, err := demo.PostBatch(ctx, http.DefaultClient, in.URL, appID, batch)
+		if err == nil {
+			bar.Add(int64(len(batch)))
+		}
 		return err
 	}
 	// Profiles with metadata (name, email, plan) for the customer page.
@@ -130,7 +132,9 @@ func (c *demoCmd) run(ctx context.Context, ready func(demoInfo)) (err error) {
 	}
 	pace := demo.PaceOf(c.Rate)
 	weight := pace.Weight(c.Backfill, c.Span)
-	if err := demo.Backfill(ctx, c.Backfill, runtime.GOMAXPROCS(0), c.Span, weight, background, post); err != nil {
+	err = demo.Backfill(ctx, c.Backfill, runtime.GOMAXPROCS(0), c.Span, weight, background, post)
+	bar.Finish()
+	if err != nil {
 		return err
 	}
 	if c.Backfill > 0 {
@@ -143,8 +147,23 @@ func (c *demoCmd) run(ctx context.Context, ready func(demoInfo)) (err error) {
 		return err
 	}
 	api := &demo.SampleAPI{Secret: secret}
+	// The server's identity rules, applied in the middleware while the
+	// token is readable: the server sees only its fingerprint, so its
+	// claim:tenant_id rule could not place these calls.
+	edge, err := f.Edge()
+	if err != nil {
+		return err
+	}
 	cp, err := capture.New(capture.Options{
-		Sink:          sink,
+		Sink: sink,
+		IdentifyUser: func(r *http.Request, _ capture.Response) string {
+			u, _ := edge.Subjects(r, time.Now())
+			return u
+		},
+		IdentifyCompany: func(r *http.Request, _ capture.Response) string {
+			_, c := edge.Subjects(r, time.Now())
+			return c
+		},
 		Routes:        api.Routes(), // 401s of the JWT check get their route too
 		LogBody:       true,
 		JWTKey:        secret, // a forged token identifies no one here either

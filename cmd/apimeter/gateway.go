@@ -27,6 +27,10 @@ type gatewayCmd struct {
 	MetricsListen string     `env:"APIMETER_METRICS_LISTEN" placeholder:"ADDR" help:"Serve /metrics (the gateway's counters: events sent, dropped, failed, calls blocked, upstream errors) on this address, e.g. 127.0.0.1:9465; empty: none."`
 
 	Kafka instance.KafkaOut `embed:"" prefix:"kafka-" envprefix:"APIMETER_KAFKA_" group:"Kafka / Event Hubs output (instead of --collector; off without --kafka-brokers or --kafka-event-hubs)"`
+
+	// The collector's identity flags, applied here while the token is
+	// still readable (the events carry it only as a fingerprint).
+	instance.ClaimsConfig `group:"Identity (as serve's; a config file's jwt_secrets, jwt_claim or company_rules replace them)"`
 }
 
 func (c *gatewayCmd) config() (gateway.Config, error) {
@@ -58,5 +62,5 @@ func (c *gatewayCmd) Run(ctx context.Context) error {
 		cfg.Listen = c.Listen
 	}
 	return instance.RunGateway(ctx, cfg, instance.GatewayRun{Collector: c.Collector, AppID: c.AppID, Redis: c.Redis,
-		RedisPrefix: c.RedisPrefix, LogLevel: c.LogLevel, LogFormat: c.LogFormat, MetricsListen: c.MetricsListen, Kafka: c.Kafka})
+		RedisPrefix: c.RedisPrefix, LogLevel: c.LogLevel, LogFormat: c.LogFormat, MetricsListen: c.MetricsListen, Kafka: c.Kafka, Claims: c.ClaimsConfig})
 }

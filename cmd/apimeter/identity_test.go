@@ -26,7 +26,7 @@ func TestServeIdentityWiring(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := instance.Config{Listen: "127.0.0.1:0", Data: dir, BodyCap: 1024, MaxBodyBytes: 1 << 20, MaxBatchEvents: 100,
-		IdentityConfig: instance.IdentityConfig{JWTClaim: "sub", CompanyRule: []string{"url:/accounts/{id}"}, BillingDay: 1, BillingTZ: "UTC"}}
+		IdentityConfig: instance.IdentityConfig{ClaimsConfig: instance.ClaimsConfig{JWTClaim: "sub", CompanyRule: []string{"url:/accounts/{id}"}}, BillingDay: 1, BillingTZ: "UTC"}}
 	in, err := instance.Start(ctx, f)
 	if err != nil {
 		t.Fatal(err)

@@ -50,6 +50,7 @@ type keysListCmd struct {
 	Data string `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory."`
 	instance.StoreConfig
 	Org string `help:"Only the keys of this org."`
+	listFormat
 }
 
 func (c *keysListCmd) Run(ctx context.Context) error {
@@ -61,9 +62,13 @@ func (c *keysListCmd) Run(ctx context.Context) error {
 		return err
 	}
 	defer done()
+	keys := cat.Keys.List(c.Org)
+	if c.JSON {
+		return printJSONList(keys)
+	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "ID\tORG\tENVS\tSCOPE\tNAME\tCREATED\tREVOKED")
-	for _, k := range cat.Keys.List(c.Org) {
+	for _, k := range keys {
 		envs, revoked := "*", "-"
 		if len(k.Envs) > 0 {
 			envs = strings.Join(k.Envs, ",")

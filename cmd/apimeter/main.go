@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/alecthomas/kong"
+	"github.com/willabides/kongplete"
 
 	"github.com/apimeter/apimeter/internal/bench"
 )
@@ -23,6 +24,8 @@ import (
 type cli struct {
 	VersionFlag kong.VersionFlag `name:"version" help:"Print the version (module version, VCS commit) and exit."`
 	VersionCmd  versionCmd       `cmd:"" name:"version" help:"Print the version (module version, VCS commit)."`
+	Help        helpCmd          `cmd:"" help:"Show the help of a command (apimeter help serve)."`
+	Completion  completionCmd    `cmd:"" help:"Print the shell completion set-up for bash, zsh or fish."`
 
 	Serve  serveCmd  `cmd:"" help:"Run the collector and APIs on the embedded DuckDB store, or on a ClickHouse store shared with other collectors (--store)."`
 	Demo   demoCmd   `cmd:"" help:"Start a server, feed it realistic traffic and show what it measured."`
@@ -37,6 +40,9 @@ type cli struct {
 	Aliases aliasesCmd `cmd:"" help:"Manage the alias table (API key, token or client id -> user) of a running server."`
 	Usage   usageCmd   `cmd:"" help:"Show calls, errors and bytes per customer for a billing period, from a running server."`
 	Billing billingCmd `cmd:"" help:"Usage per customer and month: export, push to Stripe, signed statements and their verification."`
+	Export  exportCmd  `cmd:"" help:"Write the events of a time range to a Parquet or CSV file, as stored (scrubbed), from a running server with the embedded store."`
+	Meters  metersCmd  `cmd:"" help:"Show the meters of a running server (docs/metering.md)."`
+	Alerts  alertsCmd  `cmd:"" help:"Show the alert rules of a running server and their state (docs/alerts.md)."`
 }
 
 // newParser builds the command line parser of c; tests pass options that
@@ -55,6 +61,9 @@ func main() {
 	if err != nil {
 		panic(err) // a mistake in the flag definitions, not in the user's input
 	}
+	// A shell asking what may follow (COMP_LINE set, see apimeter
+	// completion) is answered here and the process exits.
+	kongplete.Complete(parser)
 	args := os.Args[1:]
 	if len(args) == 0 {
 		// Without a command there is nothing to do but say what there is:

@@ -62,6 +62,7 @@ type portalTokenListCmd struct {
 	Data string `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory."`
 	instance.StoreConfig
 	Org string `help:"Only the tokens of this org."`
+	listFormat
 }
 
 func (c *portalTokenListCmd) Run(ctx context.Context) error {
@@ -73,6 +74,9 @@ func (c *portalTokenListCmd) Run(ctx context.Context) error {
 	toks, err := cat.Tokens.List(c.Org)
 	if err != nil {
 		return err
+	}
+	if c.JSON {
+		return printJSONList(toks)
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "ID\tORG\tENV\tCUSTOMER\tPAGES\tNAME\tCREATED\tEXPIRES\tREVOKED")

@@ -54,6 +54,7 @@ func (c *appsCreateCmd) Run(ctx context.Context) error {
 type appsListCmd struct {
 	Data string `default:"./apimeter-data" env:"APIMETER_DATA" help:"Data directory."`
 	instance.StoreConfig
+	listFormat
 }
 
 func (c *appsListCmd) Run(ctx context.Context) error {
@@ -67,6 +68,9 @@ func (c *appsListCmd) Run(ctx context.Context) error {
 	defer done()
 	list := cat.Apps.List()
 	slices.SortFunc(list, func(a, b apps.App) int { return a.Created.Compare(b.Created) })
+	if c.JSON {
+		return printJSONList(list)
+	}
 	for _, a := range list {
 		fmt.Printf("%s\t%s\t%s\t%s\n", a.Org, a.Env, a.Created.Format(time.RFC3339), a.ID)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/instance"
 	"github.com/apimeter/apimeter/internal/dataset"
+	"github.com/apimeter/apimeter/internal/progress"
 	"github.com/apimeter/apimeter/store/clickhouse"
 	"github.com/apimeter/apimeter/store/duckdb"
 )
@@ -139,23 +140,19 @@ func (c *DatasetCmd) Run(ctx context.Context) error {
 		}
 	}()
 	began := time.Now()
-	lastPrint := began
+	bar := progress.Start(os.Stderr, "write", "events", c.Events)
 	var done int64
 	for batch := range filled {
 		if err := write(batch); err != nil {
+			bar.Finish()
 			return fmt.Errorf("write after %d events: %w", done, err)
 		}
 		done += int64(len(batch))
+		bar.Add(int64(len(batch)))
 		bufs <- batch[:cap(batch)]
-		if now := time.Now(); now.Sub(lastPrint) >= time.Second || done == c.Events {
-			lastPrint = now
-			el := now.Sub(began).Seconds()
-			fmt.Fprintf(os.Stderr, "\r%d / %d events (%.1f%%), %.0f events/s, %s elapsed   ",
-				done, c.Events, 100*float64(done)/float64(c.Events), float64(done)/el, now.Sub(began).Round(time.Second))
-		}
 	}
 	close(bufs)
-	fmt.Fprintln(os.Stderr)
+	bar.Finish()
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/demo"
 	"github.com/apimeter/apimeter/instance"
+	"github.com/apimeter/apimeter/internal/progress"
 	"github.com/apimeter/apimeter/moesif"
 	"github.com/apimeter/apimeter/scrub"
 	"github.com/apimeter/apimeter/store/clickhouse"
@@ -122,6 +123,7 @@ func (c *IngestCmd) Run(ctx context.Context) error {
 		}
 	}
 	began := time.Now()
+	bar := progress.Start(os.Stderr, "collector", "batches", int64(len(stream)))
 	for i := 0; i < c.Clients; i++ {
 		wg.Add(1)
 		go func() {
@@ -134,6 +136,7 @@ func (c *IngestCmd) Run(ctx context.Context) error {
 				}
 				stored += res.Stored
 				mu.Unlock()
+				bar.Add(1)
 			}
 		}()
 	}
@@ -143,6 +146,7 @@ func (c *IngestCmd) Run(ctx context.Context) error {
 	close(work)
 	wg.Wait()
 	elapsed := time.Since(began)
+	bar.Finish()
 	if c.CPUProfile != "" {
 		pprof.StopCPUProfile()
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/store/clickhouse/chtest"
@@ -38,5 +39,15 @@ func TestStoreSuite(t *testing.T) {
 			}
 			return st
 		}
+	})
+}
+
+func TestRetentionSuite(t *testing.T) {
+	storetest.RunRetention(t, func(t *testing.T, retention time.Duration) (apimeter.Store, func(time.Time) error) {
+		st, err := Open(context.Background(), chtest.Shared(t).DSN(chtest.Database(t)), Options{Retention: retention, RetentionInterval: time.Hour})
+		if err != nil {
+			t.Fatalf("open store: %v", err)
+		}
+		return st, func(now time.Time) error { _, err := st.DropExpired(context.Background(), now); return err }
 	})
 }

@@ -46,6 +46,14 @@ type Options struct {
 	// brought up to date. Zero means DefaultDailyInterval; a negative value
 	// turns the background passes off (BuildRollups still works).
 	DailyInterval time.Duration
+	// Retention is how long events are kept: a UTC day of events is
+	// deleted, with its rollups, once all of it is older than Retention
+	// (retention.go). Zero keeps everything.
+	Retention time.Duration
+	// RetentionInterval is how often expired days are looked for. Zero
+	// means DefaultRetentionInterval; a negative value turns the background
+	// passes off (DropExpired still works).
+	RetentionInterval time.Duration
 	// NoDedupe turns the idempotency check off (benchmarks only).
 	NoDedupe bool
 	// MemoryLimit bounds DuckDB's memory (e.g. "512MB"); empty means
@@ -167,6 +175,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if opts.DedupeHorizon == 0 {
 		opts.DedupeHorizon = DefaultDedupeHorizon
 	}
+	if opts.RetentionInterval == 0 {
+		opts.RetentionInterval = DefaultRetentionInterval
+	}
 	if opts.DedupeMemory == 0 {
 		opts.DedupeMemory = DefaultDedupeMemory
 	}
@@ -222,10 +233,13 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	go s.writer()
 	go s.committer()
 	s.dailyDone = make(chan struct{})
-	if opts.DailyInterval >= 0 {
+	if opts.DailyInterval >= 0 || opts.Retention > 0 && opts.RetentionInterval > 0 {
 		every := opts.DailyInterval
 		if every == 0 {
 			every = DefaultDailyInterval
+		}
+		if every < 0 || opts.Retention > 0 && opts.RetentionInterval > 0 && opts.RetentionInterval < every {
+			every = opts.RetentionInterval
 		}
 		var ctx context.Context
 		ctx, s.stopDaily = context.WithCancel(context.Background())

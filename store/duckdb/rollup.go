@@ -30,19 +30,29 @@ const DefaultDailyInterval = time.Minute
 // folding a large backlog does not hold all of it in one aggregate.
 const maxFoldHours = 24 * 7
 
-// dailyLoop folds periods at start and then every interval until Close.
+// dailyLoop folds periods (and drops expired days, with a retention) at
+// start and then every interval until Close.
 // Close cancels ctx, which stops a pass under way.
 func (s *Store) dailyLoop(ctx context.Context, every time.Duration) {
 	defer close(s.dailyDone)
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var lastRetention time.Time
 	for {
-		if n, err := s.BuildRollups(ctx); err != nil {
-			if ctx.Err() == nil {
-				s.log.Error("fold rollups", "err", err)
+		if s.opts.Retention > 0 && s.opts.RetentionInterval > 0 && time.Since(lastRetention) >= s.opts.RetentionInterval {
+			lastRetention = time.Now()
+			if _, err := s.DropExpired(ctx, lastRetention); err != nil && ctx.Err() == nil {
+				s.log.Error("retention", "err", err)
 			}
-		} else if n > 0 {
-			s.log.Debug("folded rollups", "hours", n)
+		}
+		if s.opts.DailyInterval >= 0 {
+			if n, err := s.BuildRollups(ctx); err != nil {
+				if ctx.Err() == nil {
+					s.log.Error("fold rollups", "err", err)
+				}
+			} else if n > 0 {
+				s.log.Debug("folded rollups", "hours", n)
+			}
 		}
 		select {
 		case <-s.q.Stopped():

@@ -310,3 +310,39 @@ func testOversizedRow(t *testing.T, open func(t *testing.T) apimeter.Store) {
 		}
 	}
 }
+
+// RetentionOpener opens an empty store that keeps events for retention;
+// drop runs the store's retention pass as of now.
+type RetentionOpener func(t *testing.T, retention time.Duration) (st apimeter.Store, drop func(now time.Time) error)
+
+// RunRetention checks that --retention means the same on every store:
+// with 90 days, a pass drops an event of 400 days ago and keeps those of
+// 80 days and one day ago (the unit dropped at a time, a month on
+// ClickHouse, a day on DuckDB, only decides when a day between 90 days
+// and its unit's end goes).
+func RunRetention(t *testing.T, open RetentionOpener) {
+	st, drop := open(t, 90*24*time.Hour)
+	defer closeStore(t, st)
+	// The real clock: a store's own background pass, if it runs, then
+	// drops what the pass below drops.
+	now := time.Now().UTC()
+	var evs []apimeter.Event
+	for i, age := range []time.Duration{400 * 24 * time.Hour, 80 * 24 * time.Hour, 24 * time.Hour} {
+		e := event(i)
+		e.RequestTime = now.Add(-age)
+		e.ResponseTime = e.RequestTime.Add(time.Millisecond)
+		evs = append(evs, e)
+	}
+	appendOK(t, st, evs, len(evs), 0)
+	if err := drop(now); err != nil {
+		t.Fatalf("retention pass: %v", err)
+	}
+	got := all(t, st, apimeter.EventFilter{Org: "acme", Env: "prod"})
+	ids := map[string]bool{}
+	for _, e := range got {
+		ids[e.ID] = true
+	}
+	if !reflect.DeepEqual(ids, map[string]bool{"e0001": true, "e0002": true}) {
+		t.Errorf("after a retention pass of 90 days: events %v, want e0001 (80 days old) and e0002 (one day), not e0000 (400 days)", ids)
+	}
+}
