@@ -99,8 +99,14 @@ type slowFlood struct {
 	conns       int
 	cut         atomic.Int64
 	answered    atomic.Int64 // cut with an answer (an error status) before the close
-	mu          sync.Mutex
-	held        []time.Duration
+	// starting is set while the server is down or starting after a kill:
+	// a connection made then waits in the listen backlog until the server
+	// accepts it, and its read timeout starts only then.
+	starting atomic.Bool
+	mu       sync.Mutex
+	held     []time.Duration
+	// heldStarting are the held times of connections made while starting.
+	heldStarting []time.Duration
 }
 
 func (f *slowFlood) run(ctx context.Context) {
@@ -126,6 +132,7 @@ func (f *slowFlood) one(ctx context.Context) {
 	}
 	defer c.Close()
 	start := time.Now()
+	duringStart := f.starting.Load()
 	type end struct {
 		at       time.Time
 		answered bool
@@ -149,7 +156,11 @@ func (f *slowFlood) one(ctx context.Context) {
 				f.answered.Add(1)
 			}
 			f.mu.Lock()
-			f.held = append(f.held, e.at.Sub(start))
+			if duringStart {
+				f.heldStarting = append(f.heldStarting, e.at.Sub(start))
+			} else {
+				f.held = append(f.held, e.at.Sub(start))
+			}
 			f.mu.Unlock()
 			return
 		case <-time.After(2 * time.Second):

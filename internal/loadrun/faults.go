@@ -48,25 +48,32 @@ type FaultConfig struct {
 
 // FaultReport is what a fault run found.
 type FaultReport struct {
-	Store          string // "duckdb" or "clickhouse"
-	Acknowledged   int    // events the collector answered 200 for
-	PresentOnce    int    // of those, stored exactly once
-	Missing        int    // acknowledged and not stored
-	Doubled        int    // stored more than once (on ClickHouse: inserted more than once, though FINAL reads collapse them)
+	Store        string // "duckdb" or "clickhouse"
+	Acknowledged int    // events the collector answered 200 for
+	PresentOnce  int    // of those, stored exactly once
+	Missing      int    // acknowledged and not stored
+	Doubled      int    // stored more than once (on ClickHouse: inserted more than once, though FINAL reads collapse them)
 	// ViewMissed (ClickHouse) counts acknowledged events the events table
 	// holds but a materialized view on it never saw: 18.16 fills the views
 	// after the table's part is written, so a server killed in between
 	// leaves them without that INSERT's rows, and the retry is then (rightly)
 	// a duplicate. The rollup tables are such views.
-	ViewMissed int
-	GoodRefused    int    // good batches refused with a 4xx (failed by someone else's data)
-	GoodGaveUp     int    // good batches still unacknowledged at the end
+	ViewMissed     int
+	GoodRefused    int // good batches refused with a 4xx (failed by someone else's data)
+	GoodGaveUp     int // good batches still unacknowledged at the end
 	GoodBatches    int
 	GoodStatuses   map[int]int
 	Poison         map[string]map[int]int
 	SlowCut        int64
 	SlowHeldMedian time.Duration
 	SlowHeldMax    time.Duration
+	// SlowHeldStartingMax is the longest a slow client was held whose
+	// connection was made while the server was down or starting after a
+	// kill (those are not in SlowHeldMedian and SlowHeldMax): the kernel
+	// queues it until the server accepts, and the read timeout runs from
+	// the accept.
+	SlowHeldStartingMax time.Duration
+	SlowStarting        int
 	// SlowAnswered counts slow clients the server answered (an error
 	// answer) before closing; the rest saw the connection closed or reset.
 	SlowAnswered   int64
@@ -194,6 +201,7 @@ func Faults(ctx context.Context, c FaultConfig) (FaultReport, error) {
 			break
 		}
 		ph.next(fmt.Sprintf("collector SIGKILLed (%d of %d), restarting", k, c.Kills))
+		flood.starting.Store(true)
 		srv.Kill9()
 		rep.Kills++
 		logf("server SIGKILLed (%d of %d)", k, c.Kills)
@@ -201,6 +209,7 @@ func Faults(ctx context.Context, c FaultConfig) (FaultReport, error) {
 		if err := srv.Start(ctx); err != nil {
 			return rep, fmt.Errorf("restart after kill %d: %w (log: %s)", k, err, tail(logFile.Name()))
 		}
+		flood.starting.Store(false)
 		ph.next(fmt.Sprintf("collector back (%d of %d)", k, c.Kills))
 		logf("server restarted")
 	}
@@ -259,6 +268,9 @@ func Faults(ctx context.Context, c FaultConfig) (FaultReport, error) {
 		slices.Sort(flood.held)
 		rep.SlowHeldMedian = flood.held[len(flood.held)/2]
 		rep.SlowHeldMax = flood.held[len(flood.held)-1]
+	}
+	if n := len(flood.heldStarting); n > 0 {
+		rep.SlowStarting, rep.SlowHeldStartingMax = n, slices.Max(flood.heldStarting)
 	}
 	var counts, present map[string]int
 	if ch != nil {
@@ -424,7 +436,8 @@ func (r FaultReport) Print(w io.Writer) {
 	for _, k := range kinds {
 		fmt.Fprintf(w, "poison %-30s %s\n", k+":", statusLine(r.Poison[k]))
 	}
-	fmt.Fprintf(w, "slow clients cut: %d (%d with an answer), held median %s, max %s\n", r.SlowCut, r.SlowAnswered, r.SlowHeldMedian.Round(100*time.Millisecond), r.SlowHeldMax.Round(100*time.Millisecond))
+	fmt.Fprintf(w, "slow clients cut: %d (%d with an answer); connected while the server was up: held median %s, max %s; connected while it was down or starting (%d): held max %s\n",
+		r.SlowCut, r.SlowAnswered, r.SlowHeldMedian.Round(100*time.Millisecond), r.SlowHeldMax.Round(100*time.Millisecond), r.SlowStarting, r.SlowHeldStartingMax.Round(100*time.Millisecond))
 	fmt.Fprintf(w, "server peak RSS: %d MiB\n", r.PeakRSS>>20)
 	if len(r.DoubledIn) > 0 {
 		fmt.Fprintf(w, "doubled events by the phase of their second insert: %v\n", r.DoubledIn)
