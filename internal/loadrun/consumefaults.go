@@ -65,11 +65,7 @@ type ConsumeFaultReport struct {
 // ConsumeFaults runs the consumer fault scenario and reads the events back.
 func ConsumeFaults(ctx context.Context, c ConsumeFaultConfig) (ConsumeFaultReport, error) {
 	started := time.Now()
-	logf := func(format string, a ...any) {
-		if c.Out != nil {
-			fmt.Fprintf(c.Out, "%6.1fs  %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, a...))
-		}
-	}
+	logf := progress(c.Out, started)
 	var rep ConsumeFaultReport
 	ws, err := newWorkspace("apimeter-kafkafaults-")
 	if err != nil {

@@ -93,11 +93,7 @@ type FaultReport struct {
 // Faults runs the fault-and-load scenario and reads the events back.
 func Faults(ctx context.Context, c FaultConfig) (FaultReport, error) {
 	started := time.Now()
-	logf := func(format string, a ...any) {
-		if c.Out != nil {
-			fmt.Fprintf(c.Out, "%6.1fs  %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, a...))
-		}
-	}
+	logf := progress(c.Out, started)
 	rep := FaultReport{Store: "duckdb"}
 	ws, err := newWorkspace("apimeter-faults-")
 	if err != nil {
@@ -336,27 +332,10 @@ func clickhouseCounts(ctx context.Context, dsn, prefix string) (inserted, presen
 		return nil, nil, nil, err
 	}
 	defer st.Close()
-	read := func(q string) (map[string]int, error) {
-		rows, err := st.DB().QueryContext(ctx, q, prefix)
-		if err != nil {
-			return nil, fmt.Errorf("read events back: %w", err)
-		}
-		defer rows.Close()
-		out := map[string]int{}
-		for rows.Next() {
-			var id string
-			var n uint64
-			if err := rows.Scan(&id, &n); err != nil {
-				return nil, err
-			}
-			out[id] = int(n)
-		}
-		return out, rows.Err()
-	}
-	if inserted, err = read("SELECT id, count() FROM " + witnessTable + " WHERE org = 'faults' AND startsWith(id, ?) GROUP BY id"); err != nil {
+	if inserted, err = idCounts(ctx, st.DB(), "SELECT id, toInt64(count()) FROM "+witnessTable+" WHERE org = 'faults' AND startsWith(id, ?) GROUP BY id", prefix); err != nil {
 		return nil, nil, nil, err
 	}
-	if present, err = read("SELECT id, count() FROM events FINAL WHERE org = 'faults' AND startsWith(id, ?) GROUP BY id"); err != nil {
+	if present, err = idCounts(ctx, st.DB(), "SELECT id, toInt64(count()) FROM events FINAL WHERE org = 'faults' AND startsWith(id, ?) GROUP BY id", prefix); err != nil {
 		return nil, nil, nil, err
 	}
 	rows, err := st.DB().QueryContext(ctx, "SELECT id, arrayElement(arraySort(groupArray(inserted)), 2) FROM "+witnessTable+
@@ -385,7 +364,13 @@ func storedCounts(ctx context.Context, path, prefix string) (map[string]int, err
 		return nil, err
 	}
 	defer db.Close()
-	rows, err := db.QueryContext(ctx, `SELECT id, count(*) FROM events WHERE starts_with(id, ?) GROUP BY id`, prefix)
+	return idCounts(ctx, db, `SELECT id, count(*) FROM events WHERE starts_with(id, ?) GROUP BY id`, prefix)
+}
+
+// idCounts runs q, whose rows are an id and a count, and returns the counts
+// by id.
+func idCounts(ctx context.Context, db *sql.DB, q string, args ...any) (map[string]int, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read events back: %w", err)
 	}
@@ -393,13 +378,23 @@ func storedCounts(ctx context.Context, path, prefix string) (map[string]int, err
 	out := map[string]int{}
 	for rows.Next() {
 		var id string
-		var n int
+		var n int64
 		if err := rows.Scan(&id, &n); err != nil {
 			return nil, err
 		}
-		out[id] = n
+		out[id] = int(n)
 	}
 	return out, rows.Err()
+}
+
+// progress returns a printf that writes to out (nil: nowhere) each line
+// after the seconds since started.
+func progress(out io.Writer, started time.Time) func(format string, a ...any) {
+	return func(format string, a ...any) {
+		if out != nil {
+			fmt.Fprintf(out, "%6.1fs  %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, a...))
+		}
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

@@ -70,11 +70,7 @@ quotas:
 // GatewayFaults runs the gateway fault scenario and reads the events back.
 func GatewayFaults(ctx context.Context, c GatewayFaultConfig) (GatewayFaultReport, error) {
 	started := time.Now()
-	logf := func(format string, a ...any) {
-		if c.Out != nil {
-			fmt.Fprintf(c.Out, "%6.1fs  %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, a...))
-		}
-	}
+	logf := progress(c.Out, started)
 	var rep GatewayFaultReport
 	ws, err := newWorkspace("apimeter-gwfaults-")
 	if err != nil {
