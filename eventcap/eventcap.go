@@ -120,7 +120,8 @@ func (l Limits) Truncate(e *apimeter.Event) bool {
 	if !k.Any() {
 		return false
 	}
-	e.Metadata = Mark{Cut: &k}.Apply(md, l.MaxMetadataBytes)
+	kk := k // a copy for the mark: taking k's address would move it to the heap on every call
+	e.Metadata = Mark{Cut: &kk}.Apply(md, l.MaxMetadataBytes)
 	return true
 }
 
