@@ -40,7 +40,11 @@ type ConsumeFaultConfig struct {
 	// SessionTimeout is the consumer group's session timeout: a killed
 	// member holds its partitions that long, so it bounds each outage.
 	SessionTimeout time.Duration
-	Out            io.Writer // progress lines
+	// Request and Response are the call every record pair repeats, each
+	// with an id of its own (the policy's own messages, such as
+	// testdata/apim's); nil: a GET and its 200 as the policy writes them.
+	Request, Response *httpmsg.Message
+	Out               io.Writer // progress lines
 }
 
 // ConsumeFaultReport is what a consumer fault run found.
@@ -154,6 +158,15 @@ func ConsumeFaults(ctx context.Context, c ConsumeFaultConfig) (ConsumeFaultRepor
 		wg      sync.WaitGroup
 	)
 	enc := httpmsg.Encoder{}
+	reqT, respT := c.Request, c.Response
+	if reqT == nil {
+		reqT = &httpmsg.Message{Kind: httpmsg.Request, Method: "GET", Target: "/accounts/abcdef/message",
+			Header: apimeter.Headers{{Name: "Host", Value: "api.contoso.example"}, {Name: "Accept", Value: "application/json"}}}
+	}
+	if respT == nil {
+		respT = &httpmsg.Message{Kind: httpmsg.Response, Status: 200, Reason: "OK",
+			Header: apimeter.Headers{{Name: "Content-Type", Value: "application/json; charset=utf-8"}}, Body: []byte(`{"my_object":{"my_message":"Hello World!"}}`)}
+	}
 	wg.Go(func() {
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
@@ -170,10 +183,8 @@ func ConsumeFaults(ctx context.Context, c ConsumeFaultConfig) (ConsumeFaultRepor
 			for range per {
 				id := "k" + strconv.Itoa(n)
 				n++
-				req := httpmsg.Message{Kind: httpmsg.Request, ID: id, Method: "GET", Target: "/accounts/" + strconv.Itoa(n%50) + "/message",
-					Header: apimeter.Headers{{Name: "Host", Value: "api.contoso.example"}, {Name: "Accept", Value: "application/json"}}}
-				resp := httpmsg.Message{Kind: httpmsg.Response, ID: id, Status: 200, Reason: "OK",
-					Header: apimeter.Headers{{Name: "Content-Type", Value: "application/json; charset=utf-8"}}, Body: []byte(`{"my_object":{"my_message":"Hello World!"}}`)}
+				req, resp := *reqT, *respT
+				req.ID, resp.ID = id, id
 				rs = append(rs, &kgo.Record{Partition: 0, Value: enc.Append(nil, &req), Timestamp: now},
 					&kgo.Record{Partition: 1, Value: enc.Append(nil, &resp), Timestamp: now.Add(5 * time.Millisecond)})
 				ids = append(ids, id)
