@@ -1,10 +1,10 @@
 package capture
 
 import (
-	"encoding/json"
 	"unicode/utf8"
 
 	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/eventcap"
 	"github.com/apimeter/apimeter/internal/jsontext"
 )
 
@@ -14,48 +14,25 @@ import (
 // answered like any other, and its event is cut to the collector's caps
 // (eventcap.Limits): the headers past the cap are left out, a value or
 // the URI is cut at a character boundary, metadata too long is replaced,
-// and the event's metadata says what was cut under the key "apimeter".
+// and the event's metadata says what was cut (eventcap.Mark, under
+// eventcap.MarkKey).
 // Both ways of building an event (appendRecord and fillEvent) cut the same
 // things, in the same order.
 
-// metaKey is the metadata key under which the capture says how a call
-// ended and what its event lost to the caps.
-const metaKey = "apimeter"
-
-// Outcomes of a call that did not end with its whole answer sent.
+// Outcomes of a call that did not end with its whole answer sent, as its
+// metadata's mark says them (eventcap.Mark).
 const (
 	// OutcomeAborted: the client went away before the answer was sent.
-	OutcomeAborted = "aborted"
+	OutcomeAborted = eventcap.OutcomeAborted
 	// OutcomeReset: the handler (for the gateway: the upstream) broke off
 	// the answer, panicking with http.ErrAbortHandler.
-	OutcomeReset = "reset"
+	OutcomeReset = eventcap.OutcomeReset
 	// OutcomePanic: the handler panicked with anything else.
-	OutcomePanic = "panic"
+	OutcomePanic = eventcap.OutcomePanic
 )
 
-// mark is what the metadata says of a call beyond what the handler's
-// Metadata gave: how it ended, when not normally, and what was cut.
-type mark struct {
-	Outcome string `json:"outcome,omitempty"`
-	// BytesSent is the response body bytes written before the call
-	// ended, with Outcome.
-	BytesSent *int64 `json:"bytes_sent,omitempty"`
-	Cut       *cuts  `json:"cut,omitempty"`
-}
-
 // cuts are what the caps took from one event.
-type cuts struct {
-	// Headers counts the headers left out (request and response).
-	Headers int `json:"headers,omitempty"`
-	// HeaderValues counts the header values cut to the cap.
-	HeaderValues int `json:"header_values,omitempty"`
-	// URIBytes is the length of the URI before it was cut.
-	URIBytes int `json:"uri_bytes,omitempty"`
-	// MetadataBytes is the length of the metadata that was left out.
-	MetadataBytes int `json:"metadata_bytes,omitempty"`
-}
-
-func (k *cuts) any() bool { return *k != cuts{} }
+type cuts = eventcap.Cuts
 
 // capText returns s as the collector would measure it (valid UTF-8), cut
 // at a character boundary to at most n bytes, and whether it was cut. A
@@ -106,39 +83,22 @@ func (c *Capture) capValue(v string, k *cuts) string {
 
 // metadataJSON is the metadata sent for an event: the handler's (user,
 // already JSON, or nil) with the mark of how the call ended and what was
-// cut; replaced by the mark alone when it is longer than the cap. It
-// returns nil when there is nothing to send.
+// cut (eventcap.Mark); replaced by the mark alone when it is longer than
+// the cap. It returns nil when there is nothing to send.
 func (c *Capture) metadataJSON(user []byte, outcome string, sent int64, k *cuts) []byte {
-	withMark := func(user []byte) []byte {
-		if outcome == "" && !k.any() {
-			return user
-		}
-		m := mark{Outcome: outcome}
-		if outcome != "" {
-			n := sent // a copy: taking the parameter's address moved it to the heap on every call
-			m.BytesSent = &n
-		}
-		if k.any() {
-			kk := *k
-			m.Cut = &kk
-		}
-		obj := map[string]json.RawMessage{}
-		if len(user) > 0 {
-			if err := json.Unmarshal(user, &obj); err != nil {
-				obj = map[string]json.RawMessage{}
-			}
-		}
-		mb, _ := json.Marshal(m)
-		obj[metaKey] = mb
-		b, _ := json.Marshal(obj)
-		return b
+	if outcome == "" && !k.Any() && len(user) <= c.caps.MaxMetadataBytes {
+		return user
 	}
-	b := withMark(user)
-	if len(b) > c.caps.MaxMetadataBytes {
-		k.MetadataBytes = len(user)
-		b = withMark(nil)
+	m := eventcap.Mark{Outcome: outcome}
+	if outcome != "" {
+		n := sent // a copy: taking the parameter's address moved it to the heap on every call
+		m.BytesSent = &n
 	}
-	return b
+	if k.Any() {
+		kk := *k
+		m.Cut = &kk
+	}
+	return m.Apply(user, c.caps.MaxMetadataBytes)
 }
 
 // capEvent holds an Event to the caps after Mask (which may have grown

@@ -17,17 +17,8 @@ import (
 	"github.com/apimeter/apimeter/server"
 )
 
-// mark is the metadata the capture adds under "apimeter".
-type mark struct {
-	Outcome   string `json:"outcome"`
-	BytesSent *int64 `json:"bytes_sent"`
-	Cut       *struct {
-		Headers       int `json:"headers"`
-		HeaderValues  int `json:"header_values"`
-		URIBytes      int `json:"uri_bytes"`
-		MetadataBytes int `json:"metadata_bytes"`
-	} `json:"cut"`
-}
+// mark is the metadata the capture adds under eventcap.MarkKey.
+type mark = eventcap.Mark
 
 func markOf(t *testing.T, e apimeter.Event) (mark, map[string]json.RawMessage) {
 	t.Helper()
@@ -39,9 +30,9 @@ func markOf(t *testing.T, e apimeter.Event) (mark, map[string]json.RawMessage) {
 	if err := json.Unmarshal(e.Metadata, &md); err != nil {
 		t.Fatalf("metadata of %s: %v: %s", e.Path, err, e.Metadata)
 	}
-	if raw, ok := md["apimeter"]; ok {
+	if raw, ok := md[eventcap.MarkKey]; ok {
 		if err := json.Unmarshal(raw, &m); err != nil {
-			t.Fatalf("metadata.apimeter of %s: %v", e.Path, err)
+			t.Fatalf("metadata.%s of %s: %v", eventcap.MarkKey, e.Path, err)
 		}
 	}
 	return m, md

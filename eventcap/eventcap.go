@@ -10,8 +10,6 @@
 package eventcap
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"unicode/utf8"
 
@@ -28,11 +26,6 @@ const (
 	DefaultMaxURIBytes         = 16 << 10
 	DefaultMaxMetadataBytes    = 64 << 10
 )
-
-// MarkKey is the metadata key a truncated event carries: a JSON array of
-// the fields that were cut ("request.uri", "request.headers",
-// "response.headers", "metadata").
-const MarkKey = "apimeter_truncated"
 
 // Limits are the caps on one event. A zero field means its Default.
 type Limits struct {
@@ -102,48 +95,40 @@ func (l Limits) Check(e *apimeter.Event, index int) error {
 // Truncate cuts e down to the limits and reports whether it changed
 // anything: a URI (and path) over its cap is cut at a character boundary,
 // headers past MaxHeaders are dropped and a longer value cut, metadata over
-// its cap is replaced. A changed event is marked: its metadata carries
-// MarkKey listing the fields cut. Entry points that cannot refuse one call
-// without losing it (Kafka, the gateway) call it before storing.
+// its cap is replaced. A changed event is marked: its metadata carries a
+// Mark under MarkKey whose Cut counts what was taken. Entry points that
+// cannot refuse one call without losing it (Kafka, the gateway) call it
+// before storing.
 func (l Limits) Truncate(e *apimeter.Event) bool {
 	l = l.OrDefaults()
-	var cut []string
+	var k Cuts
 	if len(e.URI) > l.MaxURIBytes {
+		k.URIBytes = len(e.URI)
 		e.URI = cutString(e.URI, l.MaxURIBytes)
-		cut = append(cut, "request.uri")
 	}
 	if len(e.Path) > l.MaxURIBytes {
+		k.URIBytes = max(k.URIBytes, len(e.Path))
 		e.Path = cutString(e.Path, l.MaxURIBytes)
-		if len(cut) == 0 {
-			cut = append(cut, "request.uri")
-		}
 	}
-	if truncHeaders(&e.RequestHeaders, l) {
-		cut = append(cut, "request.headers")
-	}
-	if truncHeaders(&e.ResponseHeaders, l) {
-		cut = append(cut, "response.headers")
-	}
-	md := e.Metadata
+	truncHeaders(&e.RequestHeaders, l, &k)
+	truncHeaders(&e.ResponseHeaders, l, &k)
+	md := []byte(e.Metadata)
 	if len(md) > l.MaxMetadataBytes {
+		k.MetadataBytes = len(md)
 		md = nil
-		cut = append(cut, "metadata")
 	}
-	if len(cut) == 0 {
+	if !k.Any() {
 		return false
 	}
-	e.Metadata = mark(md, cut)
-	if len(e.Metadata) > l.MaxMetadataBytes {
-		// The mark itself pushed the metadata over: keep the mark alone.
-		e.Metadata = mark(nil, append(cut, "metadata"))
-	}
+	kk := k // a copy for the mark: taking k's address would move it to the heap on every call
+	e.Metadata = Mark{Cut: &kk}.Apply(md, l.MaxMetadataBytes)
 	return true
 }
 
-// truncHeaders cuts *h down to l and reports whether it changed. The
+// truncHeaders cuts *h down to l, counting what it took in k. The
 // slice is copied before a change: it may be shared with the sender's
 // buffers.
-func truncHeaders(h *apimeter.Headers, l Limits) bool {
+func truncHeaders(h *apimeter.Headers, l Limits, k *Cuts) {
 	over := len(*h) > l.MaxHeaders
 	if !over {
 		for _, kv := range *h {
@@ -154,18 +139,19 @@ func truncHeaders(h *apimeter.Headers, l Limits) bool {
 		}
 	}
 	if !over {
-		return false
+		return
 	}
 	n := min(len(*h), l.MaxHeaders)
+	k.Headers += len(*h) - n
 	out := make(apimeter.Headers, n)
 	copy(out, (*h)[:n])
 	for i := range out {
 		if len(out[i].Value) > l.MaxHeaderValueBytes {
 			out[i].Value = cutString(out[i].Value, l.MaxHeaderValueBytes)
+			k.HeaderValues++
 		}
 	}
 	*h = out
-	return true
 }
 
 // cutString returns the longest prefix of s of at most n bytes that does
@@ -179,27 +165,4 @@ func cutString(s string, n int) string {
 		i--
 	}
 	return s[:i]
-}
-
-// mark returns metadata md with MarkKey set to the fields cut. md is kept
-// when it is a JSON object; anything else is replaced.
-func mark(md json.RawMessage, cut []string) json.RawMessage {
-	list, _ := json.Marshal(cut)
-	out := make([]byte, 0, len(md)+len(MarkKey)+len(list)+8)
-	out = append(out, `{"`+MarkKey+`":`...)
-	out = append(out, list...)
-	md = bytes.TrimSpace(md)
-	if len(md) > 1 && md[0] == '{' && json.Valid(md) {
-		var obj map[string]json.RawMessage
-		if json.Unmarshal(md, &obj) == nil {
-			delete(obj, MarkKey)
-			if len(obj) > 0 {
-				rest, _ := json.Marshal(obj)
-				out = append(out, ',')
-				out = append(out, rest[1:]...)
-				return out
-			}
-		}
-	}
-	return append(out, '}')
 }

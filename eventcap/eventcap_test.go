@@ -14,19 +14,21 @@ import (
 // (the collector would take it), is valid UTF-8 where it was, and keeps
 // the sender's metadata beside the mark.
 func TestTruncatedEventPassesCheck(t *testing.T) {
-	lim := eventcap.Limits{MaxHeaders: 3, MaxHeaderValueBytes: 5, MaxURIBytes: 7, MaxMetadataBytes: 80}
+	lim := eventcap.Limits{MaxHeaders: 3, MaxHeaderValueBytes: 5, MaxURIBytes: 7, MaxMetadataBytes: 120}
 	for _, c := range []struct {
-		name     string
-		e        apimeter.Event
-		changed  bool
-		wantMark string
-		keep     string
+		name    string
+		e       apimeter.Event
+		changed bool
+		wantCut eventcap.Cuts
+		keep    string
 	}{
-		{"within caps", apimeter.Event{URI: "/a", Metadata: json.RawMessage(`{"plan":"pro"}`)}, false, "", "plan"},
-		{"uri cut inside a character", apimeter.Event{URI: "/ééééé", Metadata: json.RawMessage(`{"plan":"pro"}`)}, true, "request.uri", "plan"},
-		{"too many headers", apimeter.Event{URI: "/", RequestHeaders: apimeter.Headers{{Name: "a", Value: "1"}, {Name: "b", Value: "2"}, {Name: "c", Value: "3"}, {Name: "d", Value: "4"}}}, true, "request.headers", ""},
-		{"long header value", apimeter.Event{URI: "/", ResponseHeaders: apimeter.Headers{{Name: "a", Value: "€€€€"}}}, true, "response.headers", ""},
-		{"metadata over", apimeter.Event{URI: "/", Metadata: json.RawMessage(`{"x":"` + strings.Repeat("y", 100) + `"}`)}, true, "metadata", ""},
+		{"within caps", apimeter.Event{URI: "/a", Metadata: json.RawMessage(`{"plan":"pro"}`)}, false, eventcap.Cuts{}, "plan"},
+		{"uri cut inside a character", apimeter.Event{URI: "/ééééé", Metadata: json.RawMessage(`{"plan":"pro"}`)}, true, eventcap.Cuts{URIBytes: 11}, "plan"},
+		{"too many headers", apimeter.Event{URI: "/", RequestHeaders: apimeter.Headers{{Name: "a", Value: "1"}, {Name: "b", Value: "2"}, {Name: "c", Value: "3"}, {Name: "d", Value: "4"}}}, true, eventcap.Cuts{Headers: 1}, ""},
+		{"long header value", apimeter.Event{URI: "/", ResponseHeaders: apimeter.Headers{{Name: "a", Value: "€€€€"}}}, true, eventcap.Cuts{HeaderValues: 1}, ""},
+		{"metadata over", apimeter.Event{URI: "/", Metadata: json.RawMessage(`{"x":"` + strings.Repeat("y", 150) + `"}`)}, true, eventcap.Cuts{MetadataBytes: 158}, ""},
+		{"cut after the capture marked an outcome", apimeter.Event{URI: "/ééééé", Metadata: json.RawMessage(`{"apimeter":{"outcome":"aborted","bytes_sent":5,"cut":{"headers":2}}}`)},
+			true, eventcap.Cuts{Headers: 2, URIBytes: 11}, "apimeter"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			e := c.e
@@ -50,8 +52,19 @@ func TestTruncatedEventPassesCheck(t *testing.T) {
 					t.Fatalf("metadata %s: %v", e.Metadata, err)
 				}
 			}
-			if c.wantMark != "" && !strings.Contains(string(e.Metadata), c.wantMark) {
-				t.Errorf("metadata %s, want %s naming %s", e.Metadata, eventcap.MarkKey, c.wantMark)
+			m, marked := eventcap.Read(e.Metadata)
+			if marked != c.changed {
+				t.Errorf("metadata %s: marked %v, want %v", e.Metadata, marked, c.changed)
+			}
+			var got eventcap.Cuts
+			if m.Cut != nil {
+				got = *m.Cut
+			}
+			if got != c.wantCut {
+				t.Errorf("metadata %s: cut %+v, want %+v", e.Metadata, got, c.wantCut)
+			}
+			if c.name == "cut after the capture marked an outcome" && (m.Outcome != eventcap.OutcomeAborted || m.BytesSent == nil || *m.BytesSent != 5) {
+				t.Errorf("metadata %s: the capture's outcome was not kept beside the cut", e.Metadata)
 			}
 			if c.keep != "" && md[c.keep] == nil {
 				t.Errorf("metadata %s lost %q", e.Metadata, c.keep)

@@ -20,14 +20,20 @@ type FaultsCmd struct {
 	RedisStop   time.Duration `default:"10s" help:"How long Redis is stopped."`
 	SlowClients int           `default:"300" help:"Connections of the slow-client flood (one byte every two seconds)."`
 	NoPoison    bool          `help:"Leave the poison sender out."`
+	// The scale-out store.
+	ClickHouse     bool          `name:"clickhouse" help:"Store on a clickhouse-server child (Debian's clickhouse-server package) instead of the embedded DuckDB file; Redis is then on."`
+	ClickHouseDown time.Duration `name:"clickhouse-down" default:"10s" help:"With --clickhouse: clickhouse-server is SIGKILLed mid-load and restarted on the same data this long after (0: not killed)."`
 }
 
 func (c *FaultsCmd) Validate() error {
 	if c.Duration <= 0 || c.Duration > 30*time.Minute {
 		return errors.New("--duration: want more than 0 and at most 30m")
 	}
-	if c.Senders < 1 || c.Batch < 1 || c.Kills < 0 || c.SlowClients < 0 || c.RedisStop < 0 {
-		return errors.New("--senders and --batch must be at least 1; --kills, --slow-clients and --redis-stop at least 0")
+	if c.Senders < 1 || c.Batch < 1 || c.Kills < 0 || c.SlowClients < 0 || c.RedisStop < 0 || c.ClickHouseDown < 0 {
+		return errors.New("--senders and --batch must be at least 1; --kills, --slow-clients, --redis-stop and --clickhouse-down at least 0")
+	}
+	if c.ClickHouse && c.NoRedis {
+		return errors.New("--clickhouse needs Redis (a shared store keeps its alias table and counters there): leave out --no-redis")
 	}
 	return nil
 }
@@ -38,13 +44,17 @@ func (c *FaultsCmd) Run(ctx context.Context) error {
 		return err
 	}
 	redis := !c.NoRedis
+	if _, err := exec.LookPath("redis-server"); c.ClickHouse && err != nil {
+		return errors.New("--clickhouse needs redis-server on the PATH")
+	}
 	if _, err := exec.LookPath("redis-server"); redis && err != nil {
 		fmt.Fprintln(os.Stderr, "redis-server is not on the PATH: running without Redis (install it, or pass --no-redis to silence this)")
 		redis = false
 	}
 	rep, err := loadrun.Faults(ctx, loadrun.FaultConfig{
 		Bin: bin, Duration: c.Duration, Senders: c.Senders, Batch: c.Batch, Kills: c.Kills,
-		Redis: redis, RedisStop: c.RedisStop, SlowClients: c.SlowClients, Poison: !c.NoPoison, Out: os.Stderr,
+		Redis: redis, RedisStop: c.RedisStop, SlowClients: c.SlowClients, Poison: !c.NoPoison,
+		ClickHouse: c.ClickHouse, ClickHouseDown: c.ClickHouseDown, Out: os.Stderr,
 	})
 	if err != nil {
 		return err

@@ -90,13 +90,23 @@ func (p *poisoner) run(ctx context.Context) {
 
 // slowFlood holds conns connections that each send a batch's body one byte
 // every two seconds, reconnecting when the server cuts them; it records how
-// long the server held each.
+// long the server held each: from the connection made to the moment the
+// server's answer or close reached a reader blocked on the connection (a
+// reader polling between writes would add its own interval, and under load
+// a short read deadline can expire before the read is tried).
 type slowFlood struct {
 	addr, appID string
 	conns       int
 	cut         atomic.Int64
-	mu          sync.Mutex
-	held        []time.Duration
+	answered    atomic.Int64 // cut with an answer (an error status) before the close
+	// starting is set while the server is down or starting after a kill:
+	// a connection made then waits in the listen backlog until the server
+	// accepts it, and its read timeout starts only then.
+	starting atomic.Bool
+	mu       sync.Mutex
+	held     []time.Duration
+	// heldStarting are the held times of connections made while starting.
+	heldStarting []time.Duration
 }
 
 func (f *slowFlood) run(ctx context.Context) {
@@ -122,33 +132,40 @@ func (f *slowFlood) one(ctx context.Context) {
 	}
 	defer c.Close()
 	start := time.Now()
+	duringStart := f.starting.Load()
+	type end struct {
+		at       time.Time
+		answered bool
+	}
+	ended := make(chan end, 1)
+	go func() {
+		var b [512]byte
+		n, _ := c.Read(b[:])
+		ended <- end{time.Now(), n > 0}
+	}()
 	fmt.Fprintf(c, "POST /v1/events/batch HTTP/1.1\r\nHost: %s\r\nX-Moesif-Application-Id: %s\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n[", f.addr, f.appID)
-	for ctx.Err() == nil {
+	for {
 		select {
 		case <-ctx.Done():
+			c.Close() // ends the reader
+			<-ended
+			return
+		case e := <-ended:
+			f.cut.Add(1)
+			if e.answered {
+				f.answered.Add(1)
+			}
+			f.mu.Lock()
+			if duringStart {
+				f.heldStarting = append(f.heldStarting, e.at.Sub(start))
+			} else {
+				f.held = append(f.held, e.at.Sub(start))
+			}
+			f.mu.Unlock()
 			return
 		case <-time.After(2 * time.Second):
+			c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			c.Write([]byte(" ")) // an error here is the cut, which the reader sees too
 		}
-		c.SetWriteDeadline(time.Now().Add(2 * time.Second))
-		if _, err := c.Write([]byte(" ")); err != nil {
-			break
-		}
-		// A server that cut the connection may still take writes into the
-		// socket buffer; a read sees the close (or its error answer).
-		c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
-		var b [1]byte
-		if _, err := c.Read(b[:]); err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				continue
-			}
-		}
-		break
 	}
-	if ctx.Err() != nil {
-		return
-	}
-	f.cut.Add(1)
-	f.mu.Lock()
-	f.held = append(f.held, time.Since(start))
-	f.mu.Unlock()
 }

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,16 +39,11 @@ type GatewayFaultConfig struct {
 	Out           io.Writer     // progress lines
 }
 
-// PhaseReport is what the clients saw during one phase.
-type PhaseReport struct {
-	Name          string
-	Calls, Errors int // answered; not answered 200 (or not at all)
-	P50, P99, Max time.Duration
-}
-
 // GatewayFaultReport is what a gateway fault run found.
 type GatewayFaultReport struct {
-	Phases []PhaseReport
+	// Phases are the calls through the gateway; Direct the same clients'
+	// calls straight to the upstream, at the same time (the baseline).
+	Phases, Direct []PhaseReport
 	// Acknowledged are the calls answered 200 with a transaction id;
 	// PresentOnce, Lost and Doubled compare them with the events stored.
 	Acknowledged, PresentOnce, Lost, Doubled int
@@ -76,11 +70,7 @@ quotas:
 // GatewayFaults runs the gateway fault scenario and reads the events back.
 func GatewayFaults(ctx context.Context, c GatewayFaultConfig) (GatewayFaultReport, error) {
 	started := time.Now()
-	logf := func(format string, a ...any) {
-		if c.Out != nil {
-			fmt.Fprintf(c.Out, "%6.1fs  %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, a...))
-		}
-	}
+	logf := progress(c.Out, started)
 	var rep GatewayFaultReport
 	ws, err := newWorkspace("apimeter-gwfaults-")
 	if err != nil {
@@ -193,22 +183,21 @@ func GatewayFaults(ctx context.Context, c GatewayFaultConfig) (GatewayFaultRepor
 	logf("gateway on %s", gaddr)
 
 	// The clients: each call timed and classed by the phase it started in.
-	type result struct {
-		phase int
-		ok    bool
-		took  time.Duration
-	}
+	// Beside each, a client of the same pace calls the upstream directly:
+	// its latency is the machine's (scheduling, the upstream), so that what
+	// the gateway adds shows apart from it.
 	var (
-		phase   atomic.Int32
-		calls   atomic.Int64
-		mu      sync.Mutex
-		results []result
-		acked   []string
+		calls atomic.Int64
+		mu    sync.Mutex
+		acked []string
 	)
+	ph := newPhases("steady")
 	load, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
 	var wg sync.WaitGroup
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: c.Clients}}
+	direct := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: c.Clients}}
+	upstream := "http://" + uln.Addr().String()
 	for i := range c.Clients {
 		wg.Go(func() {
 			key := fmt.Sprintf("client-key-%d", i)
@@ -216,39 +205,55 @@ func GatewayFaults(ctx context.Context, c GatewayFaultConfig) (GatewayFaultRepor
 				if calls.Add(1) > int64(c.MaxCalls) {
 					return
 				}
-				p := int(phase.Load())
+				p := ph.now()
 				req, _ := http.NewRequestWithContext(load, "GET", fmt.Sprintf("http://%s/items/%d/%d", gaddr, i, n), nil)
 				req.Header.Set("X-Api-Key", key)
 				t0 := time.Now()
 				resp, err := client.Do(req)
-				ok, id := false, ""
+				ok, id, code := false, "", 0
 				if err == nil {
 					io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
 					id = resp.Header.Get(moesif.TransactionIDHeader)
-					ok = resp.StatusCode == 200 && id != ""
+					code = resp.StatusCode
+					ok = code == 200 && id != ""
 				} else if load.Err() != nil {
 					return
 				}
-				took := time.Since(t0)
-				mu.Lock()
-				results = append(results, result{p, ok, took})
+				ph.add(0, p, code, ok, time.Since(t0))
 				if ok {
+					mu.Lock()
 					acked = append(acked, id)
+					mu.Unlock()
 				}
-				mu.Unlock()
+				sleep(load, c.Pace)
+			}
+		})
+		wg.Go(func() {
+			for n := 0; load.Err() == nil && calls.Load() <= int64(c.MaxCalls); n++ {
+				p := ph.now()
+				req, _ := http.NewRequestWithContext(load, "GET", fmt.Sprintf("%s/items/%d/%d", upstream, i, n), nil)
+				t0 := time.Now()
+				resp, err := direct.Do(req)
+				code := 0
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					code = resp.StatusCode
+				} else if load.Err() != nil {
+					return
+				}
+				ph.add(1, p, code, code == 200, time.Since(t0))
 				sleep(load, c.Pace)
 			}
 		})
 	}
 
-	names := []string{}
 	next := func(name string) {
-		names = append(names, name)
-		phase.Store(int32(len(names) - 1))
+		ph.next(name)
 		logf("phase: %s", name)
 	}
-	next("steady")
+	logf("phase: steady")
 	sleep(ctx, c.Phase)
 	next(fmt.Sprintf("redis stopped (SIGSTOP %s)", c.RedisStop))
 	redisCmd.Process.Signal(syscall.SIGSTOP)
@@ -274,7 +279,7 @@ func GatewayFaults(ctx context.Context, c GatewayFaultConfig) (GatewayFaultRepor
 	sleep(ctx, c.Phase)
 	stopLoad()
 	wg.Wait()
-	logf("load over: %d calls; waiting for the gateway's queue to empty", len(results))
+	logf("load over: %d calls acknowledged; waiting for the gateway's queue to empty", len(acked))
 
 	for i := 0; i < 600; i++ {
 		m := scrape(ctx, metrics, "apimeter_gateway_")
@@ -298,25 +303,7 @@ func GatewayFaults(ctx context.Context, c GatewayFaultConfig) (GatewayFaultRepor
 	}
 	logf("gateway and collector stopped; reading the events back")
 
-	for i, name := range names {
-		var lat []time.Duration
-		pr := PhaseReport{Name: name}
-		for _, r := range results {
-			if r.phase != i {
-				continue
-			}
-			pr.Calls++
-			if !r.ok {
-				pr.Errors++
-			}
-			lat = append(lat, r.took)
-		}
-		if len(lat) > 0 {
-			slices.Sort(lat)
-			pr.P50, pr.P99, pr.Max = lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1]
-		}
-		rep.Phases = append(rep.Phases, pr)
-	}
+	rep.Phases, rep.Direct = ph.reports(0), ph.reports(1)
 	counts, err := storedCounts(ctx, filepath.Join(ws.data, "events.duckdb"), "")
 	if err != nil {
 		return rep, err
@@ -347,9 +334,7 @@ func (r GatewayFaultReport) Print(w io.Writer) {
 	fmt.Fprintf(w, "run: %s; acknowledged calls: %d, stored once: %d, lost: %d, doubled: %d\n", r.Took.Round(time.Second), r.Acknowledged, r.PresentOnce, r.Lost, r.Doubled)
 	fmt.Fprintf(w, "gateway: events dropped %.0f, failed %.0f; quota checks failed %.0f, skipped (circuit open) %.0f; warning log lines %d\n",
 		r.Dropped, r.Failed, r.QuotaErrors, r.QuotaSkipped, r.GatewayLogLines)
-	fmt.Fprintf(w, "| phase | calls | client-visible errors | p50 | p99 | max |\n| --- | ---: | ---: | ---: | ---: | ---: |\n")
-	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
-	for _, p := range r.Phases {
-		fmt.Fprintf(w, "| %s | %d | %d | %s | %s | %s |\n", p.Name, p.Calls, p.Errors, ms(p.P50), ms(p.P99), ms(p.Max))
-	}
+	fmt.Fprintf(w, "latency through the gateway, and beside it of the same clients calling the upstream directly (the machine's baseline):\n")
+	printPhases(w, "calls", r.Phases, r.Direct, false)
+
 }

@@ -22,6 +22,8 @@ type sender struct {
 	appID  string
 	batch  int
 	client *http.Client
+	// phases, when set, records each post by the phase it started in.
+	phases *phases
 
 	mu       sync.Mutex
 	acked    []string
@@ -64,7 +66,12 @@ func (s *sender) run(load, drain context.Context) {
 func (s *sender) deliver(drain context.Context, body []byte, ids []string) {
 	backoff := 50 * time.Millisecond
 	for {
+		phase, t0 := 0, time.Now()
+		if s.phases != nil {
+			phase = s.phases.now()
+		}
 		code := s.post(drain, body)
+		s.phases.add(0, phase, code, code == http.StatusOK, time.Since(t0))
 		s.mu.Lock()
 		s.statuses[code]++
 		switch {

@@ -75,6 +75,16 @@ type Store struct {
 	// event was ingested; only the writer goroutine touches it.
 	seen      map[xxh3.Uint128]int32
 	lastSweep time.Time
+	// doubt holds the events of INSERTs that failed without saying
+	// whether ClickHouse took them (the connection cut, the server killed
+	// after it wrote the part): the sender retries, and a retry of one is
+	// looked up in the table before it is inserted, so that it is not
+	// inserted twice (the events table's FINAL would hide the copy, the
+	// rollups' views would count it). Only the writer goroutine touches it.
+	doubt map[xxh3.Uint128]doubtful
+	// insert sends one INSERT: SendColumns, but for tests that lose its
+	// answer.
+	insert func(ctx context.Context, conn driver.Conn, c *Columns) error
 	// grp is the group being filled; only the writer touches it.
 	grp group
 
@@ -317,6 +327,8 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		conn: conn, db: db, addr: addr, opts: opts, log: opts.Logger,
 		q:      groupcommit.NewQueue[*batch, apimeter.AppendResult](1024),
 		seen:   map[xxh3.Uint128]int32{},
+		doubt:  map[xxh3.Uint128]doubtful{},
+		insert: SendColumns,
 		bgDone: make(chan struct{}),
 	}
 	fail := func(err error) (*Store, error) {
@@ -540,6 +552,7 @@ func (w *inserter) Idle()                      { (*Store)(w).sweep(time.Now()) }
 type group struct {
 	reqs    []*appendReq
 	results []apimeter.AppendResult
+	errs    []error // a caller's batch that could not be checked against the table
 	keys    []xxh3.Uint128
 	cols    Columns
 	max     int // rows past which the group takes no more batches
@@ -549,16 +562,24 @@ type group struct {
 func (g *group) Full() bool { return g.cols.n >= g.max }
 
 func (g *group) reset() {
-	g.reqs, g.results, g.keys = g.reqs[:0], g.results[:0], g.keys[:0]
+	g.reqs, g.results, g.errs, g.keys = g.reqs[:0], g.results[:0], g.errs[:0], g.keys[:0]
 	g.cols.Reset()
 }
 
 func (s *Store) add(g *group, req *appendReq) {
 	g.reqs = append(g.reqs, req)
 	g.results = append(g.results, apimeter.AppendResult{})
+	g.errs = append(g.errs, nil)
 	res := &g.results[len(g.results)-1]
 	now := time.Now().UTC().Truncate(time.Second)
 	hour := hourOf(now)
+	if len(s.doubt) > 0 && !s.opts.NoDedupe {
+		if err := s.settleDoubts(req.Batch); err != nil {
+			// Neither stored nor a duplicate for sure: the sender retries.
+			g.errs[len(g.errs)-1] = err
+			return
+		}
+	}
 	for i := range req.Batch.events {
 		if !s.opts.NoDedupe {
 			k := req.Batch.keys[i]
@@ -584,6 +605,7 @@ func (s *Store) commit(g *group) {
 		for _, k := range g.keys {
 			delete(s.seen, k)
 		}
+		s.addDoubts(g)
 		for _, req := range g.reqs {
 			req.Answer(apimeter.AppendResult{}, fmt.Errorf("insert events into clickhouse %s: %w", s.addr, err))
 		}
@@ -591,8 +613,84 @@ func (s *Store) commit(g *group) {
 	}
 	s.log.Debug("insert", "batches", len(g.reqs), "rows", g.cols.n, "took", time.Since(began))
 	for i, req := range g.reqs {
+		if g.errs[i] != nil {
+			req.Answer(apimeter.AppendResult{}, g.errs[i])
+			continue
+		}
 		req.Answer(g.results[i], nil)
 	}
+}
+
+// doubtful is an event whose INSERT failed: it may be in the table.
+type doubtful struct {
+	org, env, id string
+	hour         int32 // when its INSERT was tried
+}
+
+// maxDoubts bounds the doubt set; past it, the events of a failed INSERT
+// are not remembered (a retry of one may then be inserted twice).
+const maxDoubts = 1 << 20
+
+// addDoubts puts the events of failed group g in the doubt set.
+func (s *Store) addDoubts(g *group) {
+	if s.opts.NoDedupe {
+		return
+	}
+	hour := hourOf(time.Now())
+	for _, res := range g.results {
+		for _, e := range res.Stored {
+			if len(s.doubt) >= maxDoubts {
+				s.log.Warn("too many events of failed inserts to remember; a retry of the others may be stored twice", "remembered", len(s.doubt))
+				return
+			}
+			s.doubt[dedupeKey(e.Org, e.Env, e.ID)] = doubtful{e.Org, e.Env, e.ID, hour}
+		}
+	}
+}
+
+// settleDoubts looks up the events of b that are in doubt in the table:
+// those found are marked seen (a retry is then a duplicate), and every one
+// looked up leaves the doubt set. It fails when the table cannot be read.
+func (s *Store) settleDoubts(b *batch) error {
+	type q struct{ org, env string }
+	byScope := map[q][]string{}
+	keys := map[string]xxh3.Uint128{}
+	for _, k := range b.keys {
+		d, ok := s.doubt[k]
+		if !ok {
+			continue
+		}
+		sc := q{d.org, d.env}
+		byScope[sc] = append(byScope[sc], d.id)
+		keys[d.org+"\x00"+d.env+"\x00"+d.id] = k
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for sc, ids := range byScope {
+		rows, err := s.conn.Query(ctx, `SELECT DISTINCT id FROM events WHERE org = ? AND env = ? AND has(?, id)`, sc.org, sc.env, ids)
+		if err != nil {
+			return fmt.Errorf("clickhouse %s: look up events of a failed insert: %w", s.addr, err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return fmt.Errorf("clickhouse %s: look up events of a failed insert: %w", s.addr, err)
+			}
+			if k, ok := keys[sc.org+"\x00"+sc.env+"\x00"+id]; ok {
+				s.seen[k] = s.doubt[k].hour
+			}
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return fmt.Errorf("clickhouse %s: look up events of a failed insert: %w", s.addr, err)
+		}
+		for _, id := range ids {
+			delete(s.doubt, keys[sc.org+"\x00"+sc.env+"\x00"+id])
+		}
+	}
+	return nil
 }
 
 // send inserts the rows of c in one INSERT; without rows it does nothing.
@@ -602,7 +700,7 @@ func (s *Store) send(c Columns) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	return SendColumns(ctx, s.conn, &c)
+	return s.insert(ctx, s.conn, &c)
 }
 
 // sweep forgets ids older than the horizon, once an hour.
@@ -615,6 +713,11 @@ func (s *Store) sweep(now time.Time) {
 	for k, h := range s.seen {
 		if h < oldest {
 			delete(s.seen, k)
+		}
+	}
+	for k, d := range s.doubt {
+		if d.hour < oldest {
+			delete(s.doubt, k)
 		}
 	}
 }
