@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"math"
 	"strconv"
 	"strings"
@@ -32,11 +33,10 @@ import (
 // needs to say why, and every input it accepts is one protojson accepts,
 // into the same message (FuzzJSONReader checks both).
 type jsonReader struct {
-	b       []byte
-	i       int
-	ok      bool
-	depth   int
-	scratch []byte
+	b     []byte
+	i     int
+	ok    bool
+	depth int
 }
 
 // maxJSONDepth bounds the nesting read here (attribute values nest);
@@ -233,121 +233,61 @@ func (r *jsonReader) key() []byte {
 
 // str reads a string.
 func (r *jsonReader) str() string {
-	if r.peek() != '"' {
-		r.fail()
-		return ""
-	}
-	start := r.i + 1
-	j := jsontext.PlainRun(r.b, start)
-	for j < len(r.b) && r.b[j] >= 0x20 && r.b[j] < utf8.RuneSelf && r.b[j] != '"' && r.b[j] != '\\' {
-		j++
-	}
-	if j < len(r.b) && r.b[j] == '"' {
-		r.i = j + 1
-		return string(r.b[start:j])
-	}
-	buf := r.unquote(append(r.scratch[:0], r.b[start:j]...), j)
-	r.scratch = buf
+	raw, escaped := r.strRaw()
 	if !r.ok {
 		return ""
 	}
-	return string(buf)
+	if !escaped {
+		return string(raw)
+	}
+	var s string
+	if err := json.Unmarshal(r.b[r.i-len(raw)-2:r.i], &s); err != nil {
+		r.fail()
+	}
+	return s
 }
 
-// unquote reads the rest of a string from j, with its escapes and UTF-8,
-// appending it to buf. Invalid UTF-8, control characters and lone
-// surrogates are left to protojson, which refuses them.
-func (r *jsonReader) unquote(buf []byte, j int) []byte {
-	b := r.b
-	for j < len(b) {
-		c := b[j]
-		switch {
+// strRaw reads a string and returns its text between the quotes, and
+// whether it holds escapes. Strings protojson refuses or reads otherwise
+// than encoding/json are left to protojson: invalid UTF-8 and \u escapes
+// of surrogates, which encoding/json turns into U+FFFD.
+func (r *jsonReader) strRaw() (raw []byte, escaped bool) {
+	if r.peek() != '"' {
+		r.fail()
+		return nil, false
+	}
+	start := r.i + 1
+	ascii := true
+	j := start
+	for {
+		j = jsontext.PlainRun(r.b, j)
+		if j >= len(r.b) {
+			r.fail()
+			return nil, false
+		}
+		switch c := r.b[j]; {
 		case c == '"':
+			raw = r.b[start:j]
+			if (!ascii && !utf8.Valid(raw)) ||
+				(escaped && (bytes.Contains(raw, []byte(`\ud`)) || bytes.Contains(raw, []byte(`\uD`)))) {
+				r.fail()
+				return nil, false
+			}
 			r.i = j + 1
-			return buf
+			return raw, escaped
 		case c == '\\':
-			if j+1 >= len(b) {
-				r.fail()
-				return buf
-			}
+			escaped = true
 			j += 2
-			switch b[j-1] {
-			case '"', '\\', '/':
-				buf = append(buf, b[j-1])
-			case 'b':
-				buf = append(buf, '\b')
-			case 'f':
-				buf = append(buf, '\f')
-			case 'n':
-				buf = append(buf, '\n')
-			case 'r':
-				buf = append(buf, '\r')
-			case 't':
-				buf = append(buf, '\t')
-			case 'u':
-				c1, ok := hex4(b, j)
-				j += 4
-				switch {
-				case !ok:
-					r.fail()
-					return buf
-				case c1 >= 0xd800 && c1 < 0xdc00:
-					c2, ok := hex4(b, j+2)
-					if !ok || b[j] != '\\' || b[j+1] != 'u' || c2 < 0xdc00 || c2 >= 0xe000 {
-						r.fail()
-						return buf
-					}
-					j += 6
-					c1 = 0x10000 + (c1-0xd800)<<10 + (c2 - 0xdc00)
-				case c1 >= 0xdc00 && c1 < 0xe000:
-					r.fail()
-					return buf
-				}
-				buf = utf8.AppendRune(buf, c1)
-			default:
-				r.fail()
-				return buf
-			}
 		case c < 0x20:
 			r.fail()
-			return buf
-		case c < utf8.RuneSelf:
-			buf = append(buf, c)
+			return nil, false
+		case c >= utf8.RuneSelf:
+			ascii = false
 			j++
 		default:
-			c, n := utf8.DecodeRune(b[j:])
-			if c == utf8.RuneError && n == 1 {
-				r.fail()
-				return buf
-			}
-			buf = append(buf, b[j:j+n]...)
-			j += n
+			j++ // PlainRun stops short of the end on plain bytes
 		}
 	}
-	r.fail()
-	return buf
-}
-
-// hex4 reads the four hex digits of a \u escape at b[j:].
-func hex4(b []byte, j int) (rune, bool) {
-	if j+4 > len(b) {
-		return 0, false
-	}
-	var v rune
-	for _, c := range b[j : j+4] {
-		switch {
-		case c >= '0' && c <= '9':
-			c -= '0'
-		case c >= 'a' && c <= 'f':
-			c -= 'a' - 10
-		case c >= 'A' && c <= 'F':
-			c -= 'A' - 10
-		default:
-			return 0, false
-		}
-		v = v<<4 | rune(c)
-	}
-	return v, true
 }
 
 // digits reads a JSON integer's digits at r.i (no sign): none, or a
@@ -591,16 +531,10 @@ func (r *jsonReader) skip() {
 }
 
 func (r *jsonReader) skipString() {
-	start := r.i + 1
-	j := jsontext.PlainRun(r.b, start)
-	for j < len(r.b) && r.b[j] >= 0x20 && r.b[j] < utf8.RuneSelf && r.b[j] != '"' && r.b[j] != '\\' {
-		j++
+	raw, escaped := r.strRaw()
+	if r.ok && escaped && !json.Valid(r.b[r.i-len(raw)-2:r.i]) {
+		r.fail()
 	}
-	if j < len(r.b) && r.b[j] == '"' {
-		r.i = j + 1
-		return
-	}
-	r.scratch = r.unquote(r.scratch[:0], j)
 }
 
 // The messages, field by field. Each known field has a bit in seen.

@@ -18,7 +18,7 @@ var jsonTraceSeeds = []string{
 		`"scopeSpans":[{"scope":{"name":"otelhttp","version":"0.72.0","attributes":[]},"spans":[{"traceId":"5B8EFFF798038103D269B633813FC60C",` +
 		`"spanId":"eee19b7ec3c1b174","parentSpanId":"","traceState":"a=b","flags":257,"name":"GET /users/{id}","kind":2,` +
 		`"startTimeUnixNano":"1544712660000000000","endTimeUnixNano":1544712661000000000,"attributes":[` +
-		`{"key":"http.request.method","value":{"stringValue":"GET"}},{"key":"url.path","value":{"stringValue":"/users/7\u00e9\ud83d\ude00\"\\\/\n"}},` +
+		`{"key":"http.request.method","value":{"stringValue":"GET"}},{"key":"url.path","value":{"stringValue":"/users/7\u00e9é😀\"\\\/\n"}},` +
 		`{"key":"http.response.status_code","value":{"intValue":200}},{"key":"n","value":{"intValue":"-9223372036854775808"}},` +
 		`{"key":"d","value":{"doubleValue":-1.5e-3}},{"key":"b","value":{"boolValue":true}},{"key":"raw","value":{"bytesValue":"aGk-_w"}},` +
 		`{"key":"http.request.header.x","value":{"arrayValue":{"values":[{"stringValue":"1"},{"intValue":"2"},{}]}}},` +
@@ -81,6 +81,7 @@ func TestJSONReaderGivesUp(t *testing.T) {
 	for _, s := range []string{
 		``, `null`, `[]`, `{"resourceSpans":[]}x`, `{"resourceSpans":[],"resourceSpans":[]}`,
 		`{"resourceSpans":[],"resource_spans":[]}`, `{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"\ud800"}]}]}]}`,
+		`{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"\ud83d\ude00"}]}]}]}`, // a valid pair, left to protojson all the same
 		`{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"` + "\xff" + `"}]}]}]}`,
 		`{"resourceSpans":[{"scopeSpans":[{"spans":[{"attributes":[{"value":{"stringValue":"a","intValue":"1"}}]}]}]}]}`,
 		`{"resourceSpans":[{"scopeSpans":[{"spans":[{"flags":4294967296}]}]}]}`,
