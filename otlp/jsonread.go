@@ -46,17 +46,13 @@ const maxJSONDepth = 64
 // readTracesJSON reads an OTLP/JSON trace export into req; false means it
 // gave up and req holds a part of it.
 func readTracesJSON(b []byte, req *coltracepb.ExportTraceServiceRequest) bool {
-	r := jsonReader{b: b, ok: true}
+	r := &jsonReader{b: b, ok: true}
 	var seen uint32
 	r.object(func(key []byte) {
 		switch string(key) {
 		case "resourceSpans", "resource_spans":
 			if r.field(&seen, 1) {
-				r.array(func() {
-					rs := &tracepb.ResourceSpans{}
-					r.resourceSpans(rs)
-					req.ResourceSpans = append(req.ResourceSpans, rs)
-				})
+				list(r, &req.ResourceSpans, r.resourceSpans)
 			}
 		default:
 			r.skip()
@@ -67,17 +63,13 @@ func readTracesJSON(b []byte, req *coltracepb.ExportTraceServiceRequest) bool {
 
 // readLogsJSON is readTracesJSON for log exports.
 func readLogsJSON(b []byte, req *collogspb.ExportLogsServiceRequest) bool {
-	r := jsonReader{b: b, ok: true}
+	r := &jsonReader{b: b, ok: true}
 	var seen uint32
 	r.object(func(key []byte) {
 		switch string(key) {
 		case "resourceLogs", "resource_logs":
 			if r.field(&seen, 1) {
-				r.array(func() {
-					rl := &logspb.ResourceLogs{}
-					r.resourceLogs(rl)
-					req.ResourceLogs = append(req.ResourceLogs, rl)
-				})
+				list(r, &req.ResourceLogs, r.resourceLogs)
 			}
 		default:
 			r.skip()
@@ -539,12 +531,42 @@ func (r *jsonReader) skipString() {
 
 // The messages, field by field. Each known field has a bit in seen.
 
-func (r *jsonReader) keyValues(dst *[]*commonpb.KeyValue) {
+// list reads an array of messages into dst, each read by read.
+func list[T any](r *jsonReader, dst *[]*T, read func(*T)) {
 	r.array(func() {
-		kv := &commonpb.KeyValue{}
-		r.keyValue(kv)
-		*dst = append(*dst, kv)
+		x := new(T)
+		read(x)
+		*dst = append(*dst, x)
 	})
+}
+
+// group reads the shape ResourceSpans, ScopeSpans, ResourceLogs and
+// ScopeLogs share: a message under head (the resource or the scope), a
+// list under one of items, and schemaUrl.
+func (r *jsonReader) group(head string, readHead func(), items [2]string, readItems func(), schemaURL *string) {
+	var seen uint32
+	r.object(func(key []byte) {
+		switch {
+		case string(key) == head:
+			if r.field(&seen, 1) {
+				readHead()
+			}
+		case string(key) == items[0] || string(key) == items[1]:
+			if r.field(&seen, 2) {
+				readItems()
+			}
+		case string(key) == "schemaUrl" || string(key) == "schema_url":
+			if r.field(&seen, 4) {
+				*schemaURL = r.str()
+			}
+		default:
+			r.skip()
+		}
+	})
+}
+
+func (r *jsonReader) keyValues(dst *[]*commonpb.KeyValue) {
+	list(r, dst, r.keyValue)
 }
 
 func (r *jsonReader) keyValue(kv *commonpb.KeyValue) {
@@ -608,11 +630,7 @@ func (r *jsonReader) anyValue(v *commonpb.AnyValue) {
 					if string(key) != "values" {
 						r.skip()
 					} else if r.field(&seenArr, 1) {
-						r.array(func() {
-							x := &commonpb.AnyValue{}
-							r.anyValue(x)
-							arr.Values = append(arr.Values, x)
-						})
+						list(r, &arr.Values, r.anyValue)
 					}
 				})
 			}
@@ -691,57 +709,13 @@ func (r *jsonReader) scope(s *commonpb.InstrumentationScope) {
 }
 
 func (r *jsonReader) resourceSpans(rs *tracepb.ResourceSpans) {
-	var seen uint32
-	r.object(func(key []byte) {
-		switch string(key) {
-		case "resource":
-			if r.field(&seen, 1) {
-				rs.Resource = &resourcepb.Resource{}
-				r.resource(rs.Resource)
-			}
-		case "scopeSpans", "scope_spans":
-			if r.field(&seen, 2) {
-				r.array(func() {
-					ss := &tracepb.ScopeSpans{}
-					r.scopeSpans(ss)
-					rs.ScopeSpans = append(rs.ScopeSpans, ss)
-				})
-			}
-		case "schemaUrl", "schema_url":
-			if r.field(&seen, 4) {
-				rs.SchemaUrl = r.str()
-			}
-		default:
-			r.skip()
-		}
-	})
+	r.group("resource", func() { rs.Resource = &resourcepb.Resource{}; r.resource(rs.Resource) },
+		[2]string{"scopeSpans", "scope_spans"}, func() { list(r, &rs.ScopeSpans, r.scopeSpans) }, &rs.SchemaUrl)
 }
 
 func (r *jsonReader) scopeSpans(ss *tracepb.ScopeSpans) {
-	var seen uint32
-	r.object(func(key []byte) {
-		switch string(key) {
-		case "scope":
-			if r.field(&seen, 1) {
-				ss.Scope = &commonpb.InstrumentationScope{}
-				r.scope(ss.Scope)
-			}
-		case "spans":
-			if r.field(&seen, 2) {
-				r.array(func() {
-					sp := &tracepb.Span{}
-					r.span(sp)
-					ss.Spans = append(ss.Spans, sp)
-				})
-			}
-		case "schemaUrl", "schema_url":
-			if r.field(&seen, 4) {
-				ss.SchemaUrl = r.str()
-			}
-		default:
-			r.skip()
-		}
-	})
+	r.group("scope", func() { ss.Scope = &commonpb.InstrumentationScope{}; r.scope(ss.Scope) },
+		[2]string{"spans", "spans"}, func() { list(r, &ss.Spans, r.span) }, &ss.SchemaUrl)
 }
 
 func (r *jsonReader) span(sp *tracepb.Span) {
@@ -794,11 +768,7 @@ func (r *jsonReader) span(sp *tracepb.Span) {
 			}
 		case "events":
 			if r.field(&seen, 1<<11) {
-				r.array(func() {
-					ev := &tracepb.Span_Event{}
-					r.spanEvent(ev)
-					sp.Events = append(sp.Events, ev)
-				})
+				list(r, &sp.Events, r.spanEvent)
 			}
 		case "droppedEventsCount", "dropped_events_count":
 			if r.field(&seen, 1<<12) {
@@ -806,11 +776,7 @@ func (r *jsonReader) span(sp *tracepb.Span) {
 			}
 		case "links":
 			if r.field(&seen, 1<<13) {
-				r.array(func() {
-					l := &tracepb.Span_Link{}
-					r.spanLink(l)
-					sp.Links = append(sp.Links, l)
-				})
+				list(r, &sp.Links, r.spanLink)
 			}
 		case "droppedLinksCount", "dropped_links_count":
 			if r.field(&seen, 1<<14) {
@@ -906,57 +872,13 @@ func (r *jsonReader) status(s *tracepb.Status) {
 }
 
 func (r *jsonReader) resourceLogs(rl *logspb.ResourceLogs) {
-	var seen uint32
-	r.object(func(key []byte) {
-		switch string(key) {
-		case "resource":
-			if r.field(&seen, 1) {
-				rl.Resource = &resourcepb.Resource{}
-				r.resource(rl.Resource)
-			}
-		case "scopeLogs", "scope_logs":
-			if r.field(&seen, 2) {
-				r.array(func() {
-					sl := &logspb.ScopeLogs{}
-					r.scopeLogs(sl)
-					rl.ScopeLogs = append(rl.ScopeLogs, sl)
-				})
-			}
-		case "schemaUrl", "schema_url":
-			if r.field(&seen, 4) {
-				rl.SchemaUrl = r.str()
-			}
-		default:
-			r.skip()
-		}
-	})
+	r.group("resource", func() { rl.Resource = &resourcepb.Resource{}; r.resource(rl.Resource) },
+		[2]string{"scopeLogs", "scope_logs"}, func() { list(r, &rl.ScopeLogs, r.scopeLogs) }, &rl.SchemaUrl)
 }
 
 func (r *jsonReader) scopeLogs(sl *logspb.ScopeLogs) {
-	var seen uint32
-	r.object(func(key []byte) {
-		switch string(key) {
-		case "scope":
-			if r.field(&seen, 1) {
-				sl.Scope = &commonpb.InstrumentationScope{}
-				r.scope(sl.Scope)
-			}
-		case "logRecords", "log_records":
-			if r.field(&seen, 2) {
-				r.array(func() {
-					lr := &logspb.LogRecord{}
-					r.logRecord(lr)
-					sl.LogRecords = append(sl.LogRecords, lr)
-				})
-			}
-		case "schemaUrl", "schema_url":
-			if r.field(&seen, 4) {
-				sl.SchemaUrl = r.str()
-			}
-		default:
-			r.skip()
-		}
-	})
+	r.group("scope", func() { sl.Scope = &commonpb.InstrumentationScope{}; r.scope(sl.Scope) },
+		[2]string{"logRecords", "log_records"}, func() { list(r, &sl.LogRecords, r.logRecord) }, &sl.SchemaUrl)
 }
 
 func (r *jsonReader) logRecord(lr *logspb.LogRecord) {
