@@ -397,25 +397,17 @@ var jsonIn = protojson.UnmarshalOptions{DiscardUnknown: true}
 // jsonReader, or with protojson where jsonReader gives up (then with the
 // ids fixed). protojson says whether OTLP/JSON was left to protojson.
 func decodeTraces(body []byte, enc encoding, req *coltracepb.ExportTraceServiceRequest) (protojson bool, e *rpcError) {
-	if enc == encJSON {
-		if readTracesJSON(body, req) {
-			return false, nil
-		}
-		proto.Reset(req)
-	}
-	if e := decode(body, enc, req); e != nil {
-		return enc == encJSON, e
-	}
-	if enc == encJSON {
-		fixTraceIDs(req)
-	}
-	return enc == encJSON, nil
+	return decodeExport(body, enc, req, readTracesJSON, fixTraceIDs)
 }
 
 // decodeLogs is decodeTraces for log exports.
 func decodeLogs(body []byte, enc encoding, req *collogspb.ExportLogsServiceRequest) (protojson bool, e *rpcError) {
+	return decodeExport(body, enc, req, readLogsJSON, fixLogIDs)
+}
+
+func decodeExport[M proto.Message](body []byte, enc encoding, req M, readJSON func([]byte, M) bool, fixIDs func(M)) (bool, *rpcError) {
 	if enc == encJSON {
-		if readLogsJSON(body, req) {
+		if readJSON(body, req) {
 			return false, nil
 		}
 		proto.Reset(req)
@@ -424,7 +416,7 @@ func decodeLogs(body []byte, enc encoding, req *collogspb.ExportLogsServiceReque
 		return enc == encJSON, e
 	}
 	if enc == encJSON {
-		fixLogIDs(req)
+		fixIDs(req)
 	}
 	return enc == encJSON, nil
 }
