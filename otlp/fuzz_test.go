@@ -122,7 +122,8 @@ func countRecords(req *collogspb.ExportLogsServiceRequest) int {
 }
 
 // FuzzTraces decodes an export as the receiver does (protobuf, or
-// OTLP/JSON with its hex ids) and maps it twice: every span is accounted
+// OTLP/JSON with its hex ids, by jsonReader or protojson) and maps it
+// twice: every span is accounted
 // for, every event is storable and passes the scrubber, and the mapping is
 // deterministic (same ids: a retry counts once).
 func FuzzTraces(f *testing.F) {
@@ -141,14 +142,11 @@ func FuzzTraces(f *testing.F) {
 			enc = encJSON
 		}
 		req := &coltracepb.ExportTraceServiceRequest{}
-		if e := decode(data, enc, req); e != nil {
+		if _, e := decodeTraces(data, enc, req); e != nil {
 			if e.status != 400 {
 				t.Fatalf("decode error answered %d", e.status)
 			}
 			return
-		}
-		if asJSON {
-			fixTraceIDs(req)
 		}
 		var m Mapper
 		var b1, b2 Batch
@@ -184,14 +182,11 @@ func FuzzLogs(f *testing.F) {
 			enc = encJSON
 		}
 		req := &collogspb.ExportLogsServiceRequest{}
-		if e := decode(data, enc, req); e != nil {
+		if _, e := decodeLogs(data, enc, req); e != nil {
 			if e.status != 400 {
 				t.Fatalf("decode error answered %d", e.status)
 			}
 			return
-		}
-		if asJSON {
-			fixLogIDs(req)
 		}
 		var m Mapper
 		var b1, b2 Batch

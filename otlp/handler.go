@@ -205,23 +205,21 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, signal string) {
 	case "traces":
 		what = "spans"
 		req := &coltracepb.ExportTraceServiceRequest{}
-		if e := decode(buf.Bytes(), enc, req); e != nil {
+		slow, e := decodeTraces(buf.Bytes(), enc, req)
+		h.metrics.jsonDecoded(signal, enc, slow)
+		if e != nil {
 			fail(e)
 			return
-		}
-		if enc == encJSON {
-			fixTraceIDs(req)
 		}
 		m.Traces(req, app.Org, app.Env, &b)
 	default:
 		what = "log records"
 		req := &collogspb.ExportLogsServiceRequest{}
-		if e := decode(buf.Bytes(), enc, req); e != nil {
+		slow, e := decodeLogs(buf.Bytes(), enc, req)
+		h.metrics.jsonDecoded(signal, enc, slow)
+		if e != nil {
 			fail(e)
 			return
-		}
-		if enc == encJSON {
-			fixLogIDs(req)
 		}
 		m.Logs(req, app.Org, app.Env, &b)
 	}
@@ -395,6 +393,34 @@ func (h *Handler) tooLarge() *rpcError {
 // protocol asks of receivers.
 var jsonIn = protojson.UnmarshalOptions{DiscardUnknown: true}
 
+// decodeTraces decodes a trace export: protobuf, or OTLP/JSON with
+// jsonReader, or with protojson where jsonReader gives up (then with the
+// ids fixed). protojson says whether OTLP/JSON was left to protojson.
+func decodeTraces(body []byte, enc encoding, req *coltracepb.ExportTraceServiceRequest) (protojson bool, e *rpcError) {
+	return decodeExport(body, enc, req, readTracesJSON, fixTraceIDs)
+}
+
+// decodeLogs is decodeTraces for log exports.
+func decodeLogs(body []byte, enc encoding, req *collogspb.ExportLogsServiceRequest) (protojson bool, e *rpcError) {
+	return decodeExport(body, enc, req, readLogsJSON, fixLogIDs)
+}
+
+func decodeExport[M proto.Message](body []byte, enc encoding, req M, readJSON func([]byte, M) bool, fixIDs func(M)) (bool, *rpcError) {
+	if enc == encJSON {
+		if readJSON(body, req) {
+			return false, nil
+		}
+		proto.Reset(req)
+	}
+	if e := decode(body, enc, req); e != nil {
+		return enc == encJSON, e
+	}
+	if enc == encJSON {
+		fixIDs(req)
+	}
+	return enc == encJSON, nil
+}
+
 func decode(body []byte, enc encoding, m proto.Message) *rpcError {
 	var err error
 	what := "protobuf"
@@ -436,6 +462,10 @@ func fixTraceIDs(req *coltracepb.ExportTraceServiceRequest) {
 				sp.TraceId = fixID(sp.TraceId, 16)
 				sp.SpanId = fixID(sp.SpanId, 8)
 				sp.ParentSpanId = fixID(sp.ParentSpanId, 8)
+				for _, l := range sp.GetLinks() {
+					l.TraceId = fixID(l.TraceId, 16)
+					l.SpanId = fixID(l.SpanId, 8)
+				}
 			}
 		}
 	}
@@ -509,11 +539,8 @@ func DecodeTraces(body []byte, contentType string, m *Mapper, org, env string, b
 		return e
 	}
 	req := &coltracepb.ExportTraceServiceRequest{}
-	if e := decode(body, enc, req); e != nil {
+	if _, e := decodeTraces(body, enc, req); e != nil {
 		return e
-	}
-	if enc == encJSON {
-		fixTraceIDs(req)
 	}
 	m.Traces(req, org, env, b)
 	return nil

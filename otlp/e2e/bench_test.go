@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/zeebo/xxh3"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
@@ -81,7 +82,9 @@ var benchCache = map[string][][]byte{}
 // in one form: "moesif" (the collector's batches), "moesif-no-bodies" (what
 // a span carries, as a Moesif event: no bodies, session token or
 // metadata), "otlp-protobuf" or "otlp-json" (the same calls as SERVER
-// spans, one resource per API as each service exports its own).
+// spans, one resource per API as each service exports its own), or
+// "otlp-json-base64" (OTLP/JSON with the ids in base64, as the protobuf
+// JSON mapping writes bytes: the receiver reads those with protojson).
 func benchBodies(b *testing.B, form string, n int) [][]byte {
 	b.Helper()
 	key := form + "/" + strconv.Itoa(n)
@@ -115,9 +118,12 @@ func benchBodies(b *testing.B, form string, n int) [][]byte {
 				}
 				rs.ScopeSpans[0].Spans = append(rs.ScopeSpans[0].Spans, spanOf(&ms[j]))
 			}
-			if form == "otlp-json" {
+			switch form {
+			case "otlp-json":
 				out[i] = otlpJSON(b, req)
-			} else {
+			case "otlp-json-base64":
+				out[i], err = protojson.Marshal(req)
+			default:
 				out[i], err = proto.Marshal(req)
 			}
 		}
@@ -145,6 +151,7 @@ func BenchmarkIngest(b *testing.B) {
 		{"collector-no-bodies", "moesif-no-bodies", "/v1/events/batch", "application/json"},
 		{"otlp-protobuf", "otlp-protobuf", "/v1/traces", "application/x-protobuf"},
 		{"otlp-json", "otlp-json", "/v1/traces", "application/json"},
+		{"otlp-json-protojson", "otlp-json-base64", "/v1/traces", "application/json"},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			work := benchBodies(b, c.form, max(1, b.N/benchBatch))
@@ -228,6 +235,7 @@ func BenchmarkDecode(b *testing.B) {
 	for _, c := range []struct{ form, ctype string }{
 		{"otlp-protobuf", "application/x-protobuf"},
 		{"otlp-json", "application/json"},
+		{"otlp-json-base64", "application/json"},
 	} {
 		b.Run(c.form, func(b *testing.B) {
 			work := benchBodies(b, c.form, 4)

@@ -227,6 +227,15 @@ func TestSDKExport(t *testing.T) {
 					t.Fatalf("exporter sent %q, want %s (gzip: %v)", seen, wantCT, strings.HasSuffix(c.name, "gzip"))
 				}
 
+				if strings.HasPrefix(c.name, "json") {
+					// The SDK's OTLP/JSON is read by the fast reader, none of
+					// it left to protojson.
+					fast := e.counter("apimeter_otlp_json_exports_total", map[string]string{"signal": "traces", "decoder": "fast"})
+					slow := e.counter("apimeter_otlp_json_exports_total", map[string]string{"signal": "traces", "decoder": "protojson"})
+					if fast == 0 || slow != 0 {
+						t.Fatalf("OTLP/JSON exports read by the fast reader %v, by protojson %v", fast, slow)
+					}
+				}
 				got := e.metrics("user_id,route,response_status_code")
 				if w := want(calls); !equalCounts(got, w) {
 					t.Fatalf("Metrics API by user, route, status:\n got  %v\n want %v", got, w)
