@@ -116,3 +116,8 @@ func (ClickHouse) timeTerm(call bool, from, to int64) string {
 	}
 	return fmt.Sprintf("ts_ms >= %d AND ts_ms < %d", from, to)
 }
+
+func (DuckDB) usageHours() string     { return "" }
+func (DuckDB) bucketLists() bool      { return false }
+func (ClickHouse) usageHours() string { return "usage_hours" }
+func (ClickHouse) bucketLists() bool  { return true }

@@ -42,6 +42,21 @@ ORDER BY (def, span_ms, bucket_ms, subject)`,
   next_ms Int64
 ) ENGINE = ReplacingMergeTree(version)
 ORDER BY (def, span_ms, from_ms, to_ms)`,
+	// The hours of the usage events of each insert with their ingest
+	// time, so that a meter query finds the hours with events stored
+	// since the last fold pass without reading every event's ingest
+	// time.
+	`CREATE TABLE IF NOT EXISTS usage_hours (
+  org String,
+  env String,
+  type String,
+  h Int64,
+  last_ms Int64
+) ENGINE = MergeTree
+PARTITION BY toYYYYMM(toDateTime(intDiv(last_ms, 1000), 'UTC'))
+ORDER BY (org, env, type, last_ms)`,
+	`CREATE MATERIALIZED VIEW IF NOT EXISTS usage_hours_mv TO usage_hours AS
+SELECT org, env, type, intDiv(ts_ms, 3600000) * 3600000 AS h, max(ingested_ms) AS last_ms FROM usage_events GROUP BY org, env, type, h`,
 }
 
 // DefaultFoldMargin is how long before a fold pass an event may have been
@@ -57,11 +72,6 @@ const DefaultFoldInterval = time.Minute
 // millisecond ingest time (older tables get it as a column computed from
 // the seconds of ingested_at).
 func (u *Usage) openMeterAgg(ctx context.Context) error {
-	for _, q := range meterAggTables {
-		if err := u.st.conn.Exec(ctx, q); err != nil {
-			return fmt.Errorf("clickhouse %s: create meter aggregate tables: %w", u.st.addr, err)
-		}
-	}
 	var n uint64
 	if err := u.st.conn.QueryRow(ctx, `SELECT count() FROM system.columns WHERE database = currentDatabase() AND table = 'usage_events' AND name = 'ingested_ms'`).Scan(&n); err != nil {
 		return fmt.Errorf("clickhouse %s: usage columns: %w", u.st.addr, err)
@@ -69,6 +79,11 @@ func (u *Usage) openMeterAgg(ctx context.Context) error {
 	if n == 0 {
 		if err := u.st.conn.Exec(ctx, `ALTER TABLE usage_events ADD COLUMN ingested_ms Int64 DEFAULT toInt64(toUInt32(ingested_at)) * 1000`); err != nil {
 			return fmt.Errorf("clickhouse %s: add usage_events.ingested_ms: %w", u.st.addr, err)
+		}
+	}
+	for _, q := range meterAggTables {
+		if err := u.st.conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("clickhouse %s: create meter aggregate tables: %w", u.st.addr, err)
 		}
 	}
 	return nil
