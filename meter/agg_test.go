@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/internal/dataset"
 	"github.com/apimeter/apimeter/meter"
 )
 
@@ -158,8 +160,10 @@ func randomQuery(r *rand.Rand, m *meter.Meter, lo, hi time.Time) url.Values {
 		case 0:
 			v.Add("groupBy", k)
 		case 1:
-			vals := map[string][]string{"model": {"gpt-4", "claude"}, "region": {"eu", "ap"}, "user": {"u1", "u2", "u3"}}[k]
-			v["filterGroupBy["+k+"]"] = vals[:1+r.IntN(len(vals)-1)]
+			vals := map[string][]string{"model": {"gpt-4", "claude"}, "region": {"eu", "ap"}, "user": {"u1", "u2", "u3"}, "verb": {"GET", "POST"}}[k]
+			if len(vals) > 1 {
+				v["filterGroupBy["+k+"]"] = vals[:1+r.IntN(len(vals)-1)]
+			}
 		}
 	}
 	return v
@@ -323,6 +327,82 @@ func TestMeterAggregatesRandom(t *testing.T) {
 				t.Fatalf("the deleted meter still has %d aggregate rows", n)
 			}
 			time.Sleep(100 * time.Millisecond)
+		}
+	})
+}
+
+// TestCallMeterAggregates checks meters over API calls: after a fold, the
+// answers (from the aggregates) equal those read from the events alone,
+// which TestMetersOverCallsEqualMetricsAPI holds to the Metrics API.
+func TestCallMeterAggregates(t *testing.T) {
+	engines(t, func(t *testing.T, e engine) {
+		ctx := context.Background()
+		r := rand.New(rand.NewPCG(aggSeed(t), 3))
+		end := time.Date(2026, 11, 3, 0, 0, 0, 0, time.UTC)
+		g := dataset.New(dataset.Config{Events: 3000, Org: "o", Env: "prod", Span: 5 * 24 * time.Hour, End: end, Seed: 5, Users: 40, Companies: 6})
+		calls := make([]apimeter.Event, 3000)
+		calls = calls[:g.Fill(calls)]
+		if _, err := e.events.Append(ctx, calls); err != nil {
+			t.Fatal(err)
+		}
+		var meters []meter.Meter
+		for i, m := range []meter.Meter{
+			{EventType: meter.CallType, Aggregation: meter.Count, GroupBy: map[string]string{"verb": "$.verb", "route": "$.route"}},
+			{EventType: meter.CallType, Aggregation: meter.Sum, ValueProperty: "$.responseBytes", GroupBy: map[string]string{"verb": "$.verb"}},
+			{EventType: meter.CallType, Aggregation: meter.Avg, ValueProperty: "$.latencyMs", GroupBy: map[string]string{"status": "$.status"}},
+			{EventType: meter.CallType, Aggregation: meter.Max, ValueProperty: "$.latencyMs", Filter: &meter.CallFilter{Errors: new(bool)}},
+			{EventType: meter.CallType, Aggregation: meter.Latest, ValueProperty: "$.status", GroupBy: map[string]string{"verb": "$.verb"}},
+		} {
+			m.Org, m.Env, m.ID, m.Slug = "o", "prod", meter.NewID(), fmt.Sprintf("c%d", i)
+			if err := m.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.usage.PutMeter(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+			meters = append(meters, m)
+		}
+		type q struct {
+			m *meter.Meter
+			p meter.Params
+		}
+		var qs []q
+		var before [][]meter.Row
+		for range 40 {
+			m := &meters[r.IntN(len(meters))]
+			v := randomQuery(r, m, end.Add(-6*24*time.Hour), end.Add(24*time.Hour))
+			v.Del("subject")
+			p, err := meter.ParseParams(v, m, end)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := meter.Query(ctx, e.usage.DB(), e.d, m, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			qs = append(qs, q{m, p})
+			before = append(before, res.Data)
+		}
+		if err := e.fold(ctx); err != nil {
+			t.Fatal(err)
+		}
+		read := 0
+		for i, x := range qs {
+			res, err := meter.Query(ctx, e.usage.DB(), e.d, x.m, x.p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameRows(t, fmt.Sprintf("%s (%s %s) %+v", x.m.Slug, x.m.Aggregation, x.m.ValueProperty, x.p), res.Data, before[i])
+			sq, _, err := meter.Plan(ctx, e.usage.DB(), e.d, x.m, x.p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(sq, meter.AggTable) {
+				read++
+			}
+		}
+		if read < len(qs)/3 {
+			t.Errorf("only %d of %d queries read aggregates", read, len(qs))
 		}
 	})
 }

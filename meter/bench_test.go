@@ -134,12 +134,16 @@ FROM range(%d) t(i)`, from.UnixMilli(), benchStep(n), n))
 			b.Fatal(err)
 		}
 		defer u.Close()
-		err = st.Conn().Exec(context.Background(), fmt.Sprintf(`INSERT INTO usage_events (org, env, type, subject, ts, ts_ms, source, id, ingested_at, data, data_keys, data_str, data_num)
-SELECT 'o', 'prod', 'tokens', concat('c', toString(number %% 1000)), toDateTime(intDiv(%d + number * %d, 1000), 'UTC'), %d + number * %d, 'bench', concat('e', toString(number)), toDateTime(0, 'UTC'), '{}',
-['tokens', 'model'], [toString(number %% 1000), ['gpt-4', 'gpt-3.5', 'claude'][number %% 3 + 1]], [toFloat64(number %% 1000), nan]
-FROM numbers(%d)`, from.UnixMilli(), benchStep(n), from.UnixMilli(), benchStep(n), n))
-		if err != nil {
-			b.Fatal(err)
+		// In INSERTs of a million rows, each well within the driver's
+		// read timeout.
+		for lo := 0; lo < n; lo += 1_000_000 {
+			err = st.Conn().Exec(context.Background(), fmt.Sprintf(`INSERT INTO usage_events (org, env, type, subject, ts, ts_ms, source, id, ingested_at, data, data_keys, data_str, data_num)
+SELECT 'o', 'prod', 'tokens', concat('c', toString(k %% 1000)), toDateTime(intDiv(%d + k * %d, 1000), 'UTC'), %d + k * %d, 'bench', concat('e', toString(k)), toDateTime(0, 'UTC'), '{}',
+['tokens', 'model'], [toString(k %% 1000), ['gpt-4', 'gpt-3.5', 'claude'][k %% 3 + 1]], [toFloat64(k %% 1000), nan]
+FROM (SELECT number + %d AS k FROM numbers(%d))`, from.UnixMilli(), benchStep(n), from.UnixMilli(), benchStep(n), lo, min(1_000_000, n-lo)))
+			if err != nil {
+				b.Fatal(err)
+			}
 		}
 		// Merged, as a table is once ingest has settled.
 		if err := st.Conn().Exec(context.Background(), "OPTIMIZE TABLE usage_events FINAL"); err != nil {
