@@ -169,7 +169,7 @@ func foldBench(b *testing.B, u meter.Store, fold func(context.Context) error) {
 	if err := fold(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("folded %d meters in %v", len(benchMeters), time.Since(t0))
+	fmt.Fprintf(os.Stderr, "%s: folded %d meters in %v\n", b.Name(), len(benchMeters), time.Since(t0))
 }
 
 func median(ds []time.Duration) float64 {
