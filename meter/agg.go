@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strconv"
@@ -887,4 +888,31 @@ func aggLists(b *strings.Builder, spans []span) {
 		fmt.Fprintf(b, " AND bucket_ms IN (%s))", strings.Join(lists[k], ", "))
 	}
 	b.WriteString(")")
+}
+
+// RunFolds calls fold at once and then every interval (a store's fold
+// loop), logging its errors, until the returned stop is called; stop
+// cancels a pass under way and returns once it has ended.
+func RunFolds(every time.Duration, fold func(context.Context) error, log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			if err := fold(ctx); err != nil && ctx.Err() == nil {
+				log.Error("fold meter aggregates", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }

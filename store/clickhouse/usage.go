@@ -89,8 +89,8 @@ type Usage struct {
 	commitMu   sync.Mutex
 	committing int64
 
-	foldMu             sync.Mutex
-	foldStop, foldDone chan struct{}
+	foldMu    sync.Mutex
+	stopFolds func()
 
 	closeOnce sync.Once
 }
@@ -292,8 +292,7 @@ func (u *Usage) DeleteMeter(ctx context.Context, org, env, slug string) error {
 // Store stays open.
 func (u *Usage) Close() error {
 	u.closeOnce.Do(func() {
-		close(u.foldStop)
-		<-u.foldDone
+		u.stopFolds()
 		u.q.Close()
 	})
 	return nil

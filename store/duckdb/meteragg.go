@@ -42,40 +42,15 @@ const DefaultFoldInterval = time.Minute
 
 // startFolds starts the fold loop when the options ask for one.
 func (u *Usage) startFolds() {
-	u.foldStop = make(chan struct{})
-	u.foldDone = make(chan struct{})
+	u.stopFolds = func() {}
 	every := u.opts.FoldInterval
 	if every < 0 {
-		close(u.foldDone)
 		return
 	}
 	if every == 0 {
 		every = DefaultFoldInterval
 	}
-	go func() {
-		defer close(u.foldDone)
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go func() {
-			select {
-			case <-u.foldStop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			if err := u.FoldMeters(ctx); err != nil && ctx.Err() == nil {
-				u.st.log.Error("fold meter aggregates", "err", err)
-			}
-			select {
-			case <-u.foldStop:
-				return
-			case <-t.C:
-			}
-		}
-	}()
+	u.stopFolds = meter.RunFolds(every, u.FoldMeters, u.st.log)
 }
 
 // FoldMeters brings every meter's aggregates up to date (the fold loop

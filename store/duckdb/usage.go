@@ -89,8 +89,8 @@ type Usage struct {
 	commitMu   sync.Mutex
 	committing int64
 
-	foldMu             sync.Mutex
-	foldStop, foldDone chan struct{}
+	foldMu    sync.Mutex
+	stopFolds func()
 
 	closeOnce sync.Once
 }
@@ -367,8 +367,7 @@ func (u *Usage) DeleteMeter(ctx context.Context, org, env, slug string) error {
 func (u *Usage) Close() error {
 	var err error
 	u.closeOnce.Do(func() {
-		close(u.foldStop)
-		<-u.foldDone
+		u.stopFolds()
 		u.q.Close()
 		err = u.conn.Raw(func(any) error { return u.app.Close() })
 		err = errors.Join(err, u.conn.Close())
