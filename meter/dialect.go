@@ -1,6 +1,9 @@
 package meter
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // DuckDB is the embedded store's dialect.
 type DuckDB struct{}
@@ -49,3 +52,72 @@ func (ClickHouse) Double(x string) string        { return "toFloat64(" + x + ")"
 func (ClickHouse) Text(x string) string          { return "toString(" + x + ")" }
 func (ClickHouse) CountDistinct(x string) string { return "uniqExact(" + x + ")" }
 func (ClickHouse) ArgMax(x, by string) string    { return "argMax(" + x + ", " + by + ")" }
+
+// The aggregates' SQL (agg.go) of each engine.
+
+func (DuckDB) plain() Dialect                 { return DuckDB{} }
+func (DuckDB) dedupe(inner string) string     { return inner }
+func (DuckDB) needsIDs() bool                 { return false }
+func (DuckDB) transactional() bool            { return true }
+func (DuckDB) bigint(x string) string         { return "CAST(" + x + " AS BIGINT)" }
+func (DuckDB) intN(x string) string           { return "CAST(" + x + " AS BIGINT)" }
+func (DuckDB) numN(x string) string           { return "CAST(" + x + " AS DOUBLE)" }
+func (DuckDB) textN(x string) string          { return "CAST(" + x + " AS VARCHAR)" }
+func (DuckDB) nullText() string               { return "CAST(NULL AS VARCHAR)" }
+func (DuckDB) deleteWhere(t, c string) string { return "DELETE FROM " + t + " WHERE " + c }
+func (DuckDB) ingestedSince(call bool, ms int64) (string, []any) {
+	if call {
+		return "ingested_at >= ?", []any{time.UnixMilli(ms).UTC()}
+	}
+	return "ingested_ms >= ?", []any{ms}
+}
+
+// clickHousePlain reads ClickHouse's tables as stored, without FINAL: the
+// aggregates' readers of narrow ranges dedupe by event (LIMIT 1 BY),
+// which costs far less than FINAL, which merges every part of the
+// partitions read.
+type clickHousePlain struct{ ClickHouse }
+
+func (clickHousePlain) UsageTable() string { return "usage_events" }
+func (clickHousePlain) CallTable() string  { return "events" }
+
+func (ClickHouse) plain() Dialect { return clickHousePlain{} }
+func (ClickHouse) dedupe(inner string) string {
+	return "SELECT * FROM (" + inner + ") AS dd LIMIT 1 BY src, eid"
+}
+func (ClickHouse) needsIDs() bool                 { return true }
+func (ClickHouse) transactional() bool            { return false }
+func (ClickHouse) bigint(x string) string         { return "toInt64(" + x + ")" }
+func (ClickHouse) intN(x string) string           { return "CAST(" + x + " AS Nullable(Int64))" }
+func (ClickHouse) numN(x string) string           { return "CAST(" + x + " AS Nullable(Float64))" }
+func (ClickHouse) textN(x string) string          { return "CAST(" + x + " AS Nullable(String))" }
+func (ClickHouse) nullText() string               { return "CAST(NULL AS Nullable(String))" }
+func (ClickHouse) deleteWhere(t, c string) string { return "ALTER TABLE " + t + " DELETE WHERE " + c }
+
+// ingestedSince: the events table keeps whole seconds, so a call of the
+// second of ms counts as new.
+func (ClickHouse) ingestedSince(call bool, ms int64) (string, []any) {
+	if call {
+		return "ingested_at >= toDateTime(?, 'UTC')", []any{ms / 1000}
+	}
+	return "ingested_ms >= ?", []any{ms}
+}
+
+func (DuckDB) timeTerm(call bool, from, to int64) string {
+	if call {
+		return fmt.Sprintf("ts >= make_timestamp(%d) AND ts < make_timestamp(%d)", from*1000, to*1000)
+	}
+	return fmt.Sprintf("ts_ms >= %d AND ts_ms < %d", from, to)
+}
+
+func (ClickHouse) timeTerm(call bool, from, to int64) string {
+	if call {
+		return fmt.Sprintf("ts_us >= %d AND ts_us < %d", from*1000, to*1000)
+	}
+	return fmt.Sprintf("ts_ms >= %d AND ts_ms < %d", from, to)
+}
+
+func (DuckDB) usageHours() string     { return "" }
+func (DuckDB) bucketLists() bool      { return false }
+func (ClickHouse) usageHours() string { return "usage_hours" }
+func (ClickHouse) bucketLists() bool  { return true }

@@ -192,13 +192,25 @@ type Dialect interface {
 	ArgMax(x, by string) string
 }
 
-// Query answers params for meter m of (org, env) from db.
+// Query answers params for meter m of (org, env) from db: from the
+// meter's aggregates where they cover the range (agg.go), else from the
+// events.
 func Query(ctx context.Context, db *sql.DB, d Dialect, m *Meter, p Params) (Result, error) {
-	q, args, err := Render(d, m, p)
+	var tx querier = db
+	if ad, ok := asAgg(d); ok && ad.transactional() && Aggregated(m) && p.WindowSize != Minute {
+		// The folds and the rows they point at, read in one snapshot.
+		t, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return Result{}, fmt.Errorf("meter %s: query: %w", m.Slug, err)
+		}
+		defer t.Rollback()
+		tx = t
+	}
+	q, args, err := planQuery(ctx, tx, d, m, p)
 	if err != nil {
 		return Result{}, err
 	}
-	rows, err := db.QueryContext(ctx, q, args...)
+	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {
 		return Result{}, fmt.Errorf("meter %s: query: %w", m.Slug, err)
 	}

@@ -60,6 +60,14 @@ type UsageOptions struct {
 	DedupeHorizon time.Duration
 	// MaxGroupRows bounds the rows of one INSERT; zero means 65536.
 	MaxGroupRows int
+	// FoldInterval is how often the meters' aggregates are brought up to
+	// date (FoldMeters); zero means DefaultFoldInterval, a negative value
+	// none (tests call FoldMeters).
+	FoldInterval time.Duration
+	// FoldMargin is how long before a fold pass another collector's
+	// commit may still be unseen; zero means DefaultFoldMargin, a
+	// negative value none (one collector on the database).
+	FoldMargin time.Duration
 }
 
 // Usage is the ClickHouse store's meter.Store: the group commit's writer
@@ -76,6 +84,14 @@ type Usage struct {
 	seen  map[xxh3.Uint128]int32
 	sweep time.Time
 
+	// committing is the ingest time (epoch ms) of the commit under way,
+	// 0 between commits: a fold pass starts no later (built).
+	commitMu   sync.Mutex
+	committing int64
+
+	foldMu    sync.Mutex
+	stopFolds func()
+
 	closeOnce sync.Once
 }
 
@@ -84,6 +100,12 @@ type Usage struct {
 func (s *Store) OpenUsage(ctx context.Context, opts UsageOptions) (*Usage, error) {
 	if opts.DedupeHorizon == 0 {
 		opts.DedupeHorizon = s.opts.DedupeHorizon
+	}
+	switch {
+	case opts.FoldMargin == 0:
+		opts.FoldMargin = DefaultFoldMargin
+	case opts.FoldMargin < 0:
+		opts.FoldMargin = 0
 	}
 	for _, q := range usageTables {
 		if err := s.conn.Exec(ctx, q); err != nil {
@@ -95,6 +117,9 @@ func (s *Store) OpenUsage(ctx context.Context, opts UsageOptions) (*Usage, error
 		q:     usagecommit.NewQueue(1024),
 		seen:  map[xxh3.Uint128]int32{},
 		sweep: time.Now(),
+	}
+	if err := u.openMeterAgg(ctx); err != nil {
+		return nil, err
 	}
 	since := time.Now().Add(-opts.DedupeHorizon).Unix()
 	rows, err := s.conn.Query(ctx, `SELECT org, env, source, id, toInt64(toUInt32(ingested_at)) FROM usage_events WHERE ingested_at >= toDateTime(?, 'UTC')`, since)
@@ -115,6 +140,7 @@ func (s *Store) OpenUsage(ctx context.Context, opts UsageOptions) (*Usage, error
 		return nil, fmt.Errorf("clickhouse %s: load usage dedupe set: %w", s.addr, err)
 	}
 	usagecommit.Start(u.q, (*usageCommitter)(u), opts.MaxGroupRows)
+	u.startFolds()
 	return u, nil
 }
 
@@ -146,7 +172,12 @@ type usageCommitter Usage
 // once ClickHouse has acknowledged it.
 func (c *usageCommitter) Commit(g *usagecommit.Group) {
 	u := (*Usage)(c)
-	now := time.Now().UTC().Truncate(time.Second)
+	u.commitMu.Lock()
+	exact := time.Now().UTC()
+	u.committing = exact.UnixMilli()
+	u.commitMu.Unlock()
+	defer u.setCommitting(0)
+	now := exact.Truncate(time.Second)
 	hour := hourOf(now)
 	if now.Sub(u.sweep) > time.Hour {
 		u.sweep = now
@@ -162,7 +193,7 @@ func (c *usageCommitter) Commit(g *usagecommit.Group) {
 	err := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		b, err := u.st.conn.PrepareBatch(ctx, "INSERT INTO usage_events (org, env, type, subject, ts, ts_ms, source, id, ingested_at, data, data_keys, data_str, data_num)")
+		b, err := u.st.conn.PrepareBatch(ctx, "INSERT INTO usage_events (org, env, type, subject, ts, ts_ms, source, id, ingested_at, ingested_ms, data, data_keys, data_str, data_num)")
 		if err != nil {
 			return err
 		}
@@ -178,7 +209,7 @@ func (c *usageCommitter) Commit(g *usagecommit.Group) {
 				keys, strs, nums = []string{}, []string{}, []float64{}
 			}
 			return b.Append(e.Org, e.Env, e.Type, e.Subject, e.Time.Truncate(time.Second), e.Time.UnixMilli(),
-				e.Source, e.ID, now, string(e.Data), keys, strs, nums)
+				e.Source, e.ID, now, exact.UnixMilli(), string(e.Data), keys, strs, nums)
 		})
 		if err != nil || len(added) == 0 {
 			return err
@@ -260,6 +291,9 @@ func (u *Usage) DeleteMeter(ctx context.Context, org, env, slug string) error {
 // Close stops the writer after it has written every queued batch; the
 // Store stays open.
 func (u *Usage) Close() error {
-	u.closeOnce.Do(u.q.Close)
+	u.closeOnce.Do(func() {
+		u.stopFolds()
+		u.q.Close()
+	})
 	return nil
 }

@@ -62,6 +62,10 @@ type UsageOptions struct {
 	DedupeMemory int64
 	// MaxGroupRows bounds the rows of one commit; zero means 65536.
 	MaxGroupRows int
+	// FoldInterval is how often the meters' aggregates are brought up to
+	// date (FoldMeters); zero means DefaultFoldInterval, a negative value
+	// none (tests call FoldMeters).
+	FoldInterval time.Duration
 }
 
 // Usage is the DuckDB store's meter.Store: usage events written by the
@@ -80,6 +84,14 @@ type Usage struct {
 	seed  uint64
 	sweep time.Time
 
+	// committing is the ingest time (epoch ms) of the commit under way,
+	// 0 between commits: a fold pass starts no later (built).
+	commitMu   sync.Mutex
+	committing int64
+
+	foldMu    sync.Mutex
+	stopFolds func()
+
 	closeOnce sync.Once
 }
 
@@ -92,7 +104,7 @@ func (s *Store) OpenUsage(ctx context.Context, opts UsageOptions) (*Usage, error
 	if opts.DedupeMemory == 0 {
 		opts.DedupeMemory = DefaultUsageDedupeMemory
 	}
-	if _, err := s.db.ExecContext(ctx, usageSchema); err != nil {
+	if _, err := s.db.ExecContext(ctx, usageSchema+meterAggSchema); err != nil {
 		return nil, fmt.Errorf("create usage tables: %w", err)
 	}
 	conn, err := s.db.Conn(ctx)
@@ -115,6 +127,7 @@ func (s *Store) OpenUsage(ctx context.Context, opts UsageOptions) (*Usage, error
 		return nil, err
 	}
 	usagecommit.Start(u.q, (*usageCommitter)(u), opts.MaxGroupRows)
+	u.startFolds()
 	return u, nil
 }
 
@@ -188,7 +201,11 @@ type usageCommitter Usage
 // then answers each batch.
 func (c *usageCommitter) Commit(g *usagecommit.Group) {
 	u := (*Usage)(c)
+	u.commitMu.Lock()
 	now := time.Now()
+	u.committing = now.UnixMilli()
+	u.commitMu.Unlock()
+	defer u.setCommitting(0)
 	if now.Sub(u.sweep) > time.Hour {
 		u.sweep = now
 		u.seen.Forget(minuteOf(now.Add(-u.opts.DedupeHorizon)))
@@ -350,6 +367,7 @@ func (u *Usage) DeleteMeter(ctx context.Context, org, env, slug string) error {
 func (u *Usage) Close() error {
 	var err error
 	u.closeOnce.Do(func() {
+		u.stopFolds()
 		u.q.Close()
 		err = u.conn.Raw(func(any) error { return u.app.Close() })
 		err = errors.Join(err, u.conn.Close())

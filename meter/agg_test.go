@@ -1,0 +1,408 @@
+package meter_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/internal/dataset"
+	"github.com/apimeter/apimeter/meter"
+)
+
+// aggSeed is the seed of TestMeterAggregatesRandom: APIMETER_AGG_SEED,
+// else a fixed one (CI is deterministic; a failing seed is printed).
+func aggSeed(t *testing.T) uint64 {
+	if v := os.Getenv("APIMETER_AGG_SEED"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	return 20261206
+}
+
+// aggEvents are n usage events of type "tokens" at distinct milliseconds
+// of [start, start+span) (so that LATEST has one answer), with a few
+// subjects, groups that are sometimes missing and values that are
+// sometimes missing or not numbers.
+func aggEvents(r *rand.Rand, n int, prefix string, start time.Time, span time.Duration, used map[int64]bool) ([]meter.Event, []sent) {
+	subjects := []string{"acme", "globex", "initech", "umbrella", "hooli"}
+	models := []string{"gpt-4", "gpt-3.5", "claude"}
+	regions := []string{"eu", "us", "ap", "sa"}
+	var evs []meter.Event
+	var ss []sent
+	for i := range n {
+		var at int64
+		for {
+			at = start.UnixMilli() + r.Int64N(int64(span/time.Millisecond))
+			if !used[at] {
+				used[at] = true
+				break
+			}
+		}
+		d := map[string]any{}
+		switch r.IntN(12) {
+		case 0:
+		case 1:
+			d["tokens"] = "n/a"
+		case 2:
+			d["tokens"] = strconv.Itoa(r.IntN(500))
+		default:
+			d["tokens"] = r.IntN(1000) - 100
+		}
+		if r.IntN(7) != 0 {
+			d["model"] = models[r.IntN(len(models))]
+		}
+		if r.IntN(5) != 0 {
+			d["region"] = regions[r.IntN(len(regions))]
+		}
+		d["user"] = fmt.Sprintf("u%d", r.IntN(15))
+		d["usage"] = map[string]any{"input": r.Float64() * 100}
+		body, _ := json.Marshal(map[string]any{
+			"specversion": "1.0", "id": fmt.Sprintf("%s-%d", prefix, i), "source": "agg", "type": "tokens",
+			"subject": subjects[r.IntN(len(subjects))],
+			"time":    time.UnixMilli(at).UTC().Format(time.RFC3339Nano),
+			"data":    d,
+		})
+		got, err := meter.Decode(meter.ContentTypeEvent, body, "o", "prod", time.Now(), meter.Limits{})
+		if err != nil {
+			panic(err)
+		}
+		evs = append(evs, got[0])
+		var back map[string]any
+		dec := json.NewDecoder(strings.NewReader(string(got[0].Data)))
+		dec.UseNumber()
+		dec.Decode(&back)
+		ss = append(ss, sent{subject: got[0].Subject, typ: "tokens", time: got[0].Time, data: back})
+	}
+	return evs, ss
+}
+
+// randomMeter is a meter of aggregation agg with a random value and
+// random group keys.
+func randomMeter(r *rand.Rand, slug, agg string) meter.Meter {
+	m := meter.Meter{Org: "o", Env: "prod", ID: meter.NewID(), Slug: slug, EventType: "tokens", Aggregation: agg, GroupBy: map[string]string{}}
+	switch agg {
+	case meter.Count:
+	case meter.UniqueCount:
+		m.ValueProperty = []string{"$.user", "$.model"}[r.IntN(2)]
+	default:
+		m.ValueProperty = []string{"$.tokens", "$.usage.input"}[r.IntN(2)]
+	}
+	for _, k := range []string{"model", "region", "user"} {
+		if r.IntN(2) == 0 {
+			m.GroupBy[k] = "$." + k
+		}
+	}
+	return m
+}
+
+var aggZones = []string{"UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu",
+	"Australia/Eucla", "Australia/Adelaide", "America/St_Johns", "Pacific/Chatham"}
+
+// randomQuery is a random query of m over [lo, hi): aligned or ragged
+// bounds, any window size the range allows, any zone, subjects, groups
+// and group filters.
+func randomQuery(r *rand.Rand, m *meter.Meter, lo, hi time.Time) url.Values {
+	v := url.Values{}
+	span := hi.Sub(lo)
+	pick := func() time.Time {
+		t := lo.Add(time.Duration(r.Int64N(int64(span))))
+		switch r.IntN(4) {
+		case 0:
+			return t.Truncate(time.Hour)
+		case 1:
+			return t.Truncate(24 * time.Hour)
+		}
+		return t.Truncate(time.Millisecond)
+	}
+	from, to := pick(), pick()
+	if r.IntN(6) == 0 {
+		from, to = lo, hi
+	}
+	if to.Before(from) {
+		from, to = to, from
+	}
+	if !from.Before(to) {
+		to = from.Add(time.Hour)
+	}
+	v.Set("from", from.Format(time.RFC3339Nano))
+	v.Set("to", to.Format(time.RFC3339Nano))
+	ws := []string{"", meter.Hour, meter.Day, meter.Day}[r.IntN(4)]
+	if to.Sub(from) < 6*time.Hour && r.IntN(3) == 0 {
+		ws = meter.Minute
+	}
+	if ws == meter.Hour && to.Sub(from) > 5*24*time.Hour {
+		ws = meter.Day
+	}
+	if ws != "" {
+		v.Set("windowSize", ws)
+		v.Set("windowTimeZone", aggZones[r.IntN(len(aggZones))])
+	}
+	switch r.IntN(4) {
+	case 0:
+		v.Add("groupBy", "subject")
+	case 1:
+		v["subject"] = []string{"acme", "initech", "nobody"}[:1+r.IntN(3)]
+	}
+	for _, k := range slices.Sorted(mapsKeys(m.GroupBy)) {
+		switch r.IntN(4) {
+		case 0:
+			v.Add("groupBy", k)
+		case 1:
+			vals := map[string][]string{"model": {"gpt-4", "claude"}, "region": {"eu", "ap"}, "user": {"u1", "u2", "u3"}, "verb": {"GET", "POST"}}[k]
+			if len(vals) > 1 {
+				v["filterGroupBy["+k+"]"] = vals[:1+r.IntN(len(vals)-1)]
+			}
+		}
+	}
+	return v
+}
+
+func mapsKeys(m map[string]string) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// TestMeterAggregatesRandom checks the meters' aggregates against the
+// events, on both stores: random meters of every aggregation, defined
+// before and after the events (backfill), events sent late into folded
+// hours, resent, and in the hour under way (not folded), a meter changed
+// and one deleted; after each step, random queries (window sizes, zones
+// with :30 and :45 offsets and summer time, subjects, groups and group
+// filters, ragged bounds) must equal the test's own evaluation of the
+// events sent, and most must read the aggregates.
+func TestMeterAggregatesRandom(t *testing.T) {
+	engines(t, func(t *testing.T, e engine) {
+		ctx := context.Background()
+		seed := aggSeed(t)
+		r := rand.New(rand.NewPCG(seed, 2))
+		t.Logf("seed %d (APIMETER_AGG_SEED)", seed)
+		start := time.Date(2026, 10, 22, 0, 0, 0, 0, time.UTC)
+		end := start.Add(12 * 24 * time.Hour)
+		now := time.Now().UTC()
+		used := map[int64]bool{}
+		evs, ss := aggEvents(r, 4000, "a", start, end.Sub(start), used)
+		ingest := func(evs []meter.Event, stored int) {
+			t.Helper()
+			for i := 0; i < len(evs); i += 700 {
+				res, err := e.usage.AppendUsage(ctx, evs[i:min(i+700, len(evs))])
+				if err != nil {
+					t.Fatal(err)
+				}
+				stored -= res.Stored
+			}
+			if stored != 0 {
+				t.Fatalf("stored %d fewer events than sent", stored)
+			}
+		}
+		ingest(evs, len(evs))
+
+		aggs := []string{meter.Sum, meter.Count, meter.UniqueCount, meter.Avg, meter.Min, meter.Max, meter.Latest}
+		var meters []meter.Meter
+		put := func(m meter.Meter) {
+			t.Helper()
+			if err := m.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.usage.PutMeter(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+			meters = slices.DeleteFunc(meters, func(o meter.Meter) bool { return o.Slug == m.Slug })
+			meters = append(meters, m)
+		}
+		for i, a := range aggs {
+			put(randomMeter(r, fmt.Sprintf("m%d", i), a))
+		}
+		if err := e.fold(ctx); err != nil {
+			t.Fatal(err)
+		}
+
+		qlo, qhi := start.Add(-2*24*time.Hour), now.Add(2*time.Hour)
+		check := func(step string, n int, wantAgg bool) {
+			t.Helper()
+			read := 0
+			for i := range n {
+				m := &meters[r.IntN(len(meters))]
+				lo, hi := start.Add(-24*time.Hour), end.Add(24*time.Hour)
+				if i%10 == 0 {
+					lo, hi = qlo, qhi
+				}
+				v := randomQuery(r, m, lo, hi)
+				p, err := meter.ParseParams(v, m, now)
+				if err != nil {
+					t.Fatalf("%s: %s?%s: %v", step, m.Slug, v.Encode(), err)
+				}
+				got, err := meter.Query(ctx, e.usage.DB(), e.d, m, p)
+				if err != nil {
+					t.Fatalf("%s: %s?%s: %v", step, m.Slug, v.Encode(), err)
+				}
+				sameRows(t, fmt.Sprintf("%s: %s (%s %s) ?%s", step, m.Slug, m.Aggregation, m.ValueProperty, v.Encode()), got.Data, expect(ss, m, p))
+				q, _, err := meter.Plan(ctx, e.usage.DB(), e.d, m, p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if strings.Contains(q, meter.AggTable) {
+					read++
+				}
+				if t.Failed() {
+					t.FailNow()
+				}
+			}
+			t.Logf("%s: %d of %d queries read aggregates", step, read, n)
+			if wantAgg && read < n/3 {
+				t.Errorf("%s: only %d of %d queries read aggregates", step, read, n)
+			}
+		}
+		check("backfilled", 80, true)
+
+		// Meters defined after the events: answered from the events until
+		// a pass backfills them.
+		for i, a := range []string{meter.Sum, meter.Latest, meter.Avg} {
+			put(randomMeter(r, fmt.Sprintf("late%d", i), a))
+		}
+		check("new meters, not folded", 20, false)
+		if err := e.fold(ctx); err != nil {
+			t.Fatal(err)
+		}
+
+		// Late events into folded hours, a resent batch, and events of the
+		// hour under way.
+		late, lss := aggEvents(r, 300, "b", start, end.Sub(start), used)
+		ingest(late, len(late))
+		ss = append(ss, lss...)
+		ingest(evs[100:900], 0)
+		recent, rss := aggEvents(r, 50, "c", now.Truncate(time.Hour), now.Sub(now.Truncate(time.Hour))+time.Millisecond, used)
+		ingest(recent, len(recent))
+		ss = append(ss, rss...)
+		check("late events, not folded", 60, true)
+		if err := e.fold(ctx); err != nil {
+			t.Fatal(err)
+		}
+		check("late events folded", 60, true)
+
+		// A meter changed (same slug) and one deleted.
+		changed := randomMeter(r, "m0", meter.Max)
+		put(changed)
+		check("changed meter, not folded", 20, false)
+		dropped := meters[1]
+		if err := e.usage.DeleteMeter(ctx, "o", "prod", dropped.Slug); err != nil {
+			t.Fatal(err)
+		}
+		meters = slices.DeleteFunc(meters, func(o meter.Meter) bool { return o.Slug == dropped.Slug })
+		if err := e.fold(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// Resent again after the fold: still counted once.
+		ingest(evs[:500], 0)
+		check("after changes", 80, true)
+		// The deleted meter's aggregates are gone (ClickHouse deletes
+		// them in the background: its mutation is waited for).
+		def := meter.Def(&dropped)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			var n int64
+			if err := e.usage.DB().QueryRowContext(ctx, `SELECT count(*) FROM `+meter.AggTable+` WHERE def = ?`, def).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the deleted meter still has %d aggregate rows", n)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+}
+
+// TestCallMeterAggregates checks meters over API calls: after a fold, the
+// answers (from the aggregates) equal those read from the events alone,
+// which TestMetersOverCallsEqualMetricsAPI holds to the Metrics API.
+func TestCallMeterAggregates(t *testing.T) {
+	engines(t, func(t *testing.T, e engine) {
+		ctx := context.Background()
+		r := rand.New(rand.NewPCG(aggSeed(t), 3))
+		end := time.Date(2026, 11, 3, 0, 0, 0, 0, time.UTC)
+		g := dataset.New(dataset.Config{Events: 3000, Org: "o", Env: "prod", Span: 5 * 24 * time.Hour, End: end, Seed: 5, Users: 40, Companies: 6})
+		calls := make([]apimeter.Event, 3000)
+		calls = calls[:g.Fill(calls)]
+		if _, err := e.events.Append(ctx, calls); err != nil {
+			t.Fatal(err)
+		}
+		var meters []meter.Meter
+		for i, m := range []meter.Meter{
+			{EventType: meter.CallType, Aggregation: meter.Count, GroupBy: map[string]string{"verb": "$.verb", "route": "$.route"}},
+			{EventType: meter.CallType, Aggregation: meter.Sum, ValueProperty: "$.responseBytes", GroupBy: map[string]string{"verb": "$.verb"}},
+			{EventType: meter.CallType, Aggregation: meter.Avg, ValueProperty: "$.latencyMs", GroupBy: map[string]string{"status": "$.status"}},
+			{EventType: meter.CallType, Aggregation: meter.Max, ValueProperty: "$.latencyMs", Filter: &meter.CallFilter{Errors: new(bool)}},
+			{EventType: meter.CallType, Aggregation: meter.Latest, ValueProperty: "$.status", GroupBy: map[string]string{"verb": "$.verb"}},
+		} {
+			m.Org, m.Env, m.ID, m.Slug = "o", "prod", meter.NewID(), fmt.Sprintf("c%d", i)
+			if err := m.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.usage.PutMeter(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+			meters = append(meters, m)
+		}
+		type q struct {
+			m *meter.Meter
+			p meter.Params
+		}
+		var qs []q
+		var before [][]meter.Row
+		for range 40 {
+			m := &meters[r.IntN(len(meters))]
+			v := randomQuery(r, m, end.Add(-6*24*time.Hour), end.Add(24*time.Hour))
+			v.Del("subject")
+			p, err := meter.ParseParams(v, m, end)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := meter.Query(ctx, e.usage.DB(), e.d, m, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			qs = append(qs, q{m, p})
+			before = append(before, res.Data)
+		}
+		if err := e.fold(ctx); err != nil {
+			t.Fatal(err)
+		}
+		read := 0
+		for i, x := range qs {
+			res, err := meter.Query(ctx, e.usage.DB(), e.d, x.m, x.p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameRows(t, fmt.Sprintf("%s (%s %s) %+v", x.m.Slug, x.m.Aggregation, x.m.ValueProperty, x.p), res.Data, before[i])
+			sq, _, err := meter.Plan(ctx, e.usage.DB(), e.d, x.m, x.p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(sq, meter.AggTable) {
+				read++
+			}
+		}
+		if read < len(qs)/3 {
+			t.Errorf("only %d of %d queries read aggregates", read, len(qs))
+		}
+	})
+}
