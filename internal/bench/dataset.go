@@ -26,7 +26,8 @@ type DatasetCmd struct {
 	Companies int    `default:"2000" help:"Companies the users belong to."`
 	Days      int    `default:"90" help:"Days of traffic, ending at the current hour."`
 	Seed      uint64 `default:"1" help:"Seed of the generator: the same seed gives the same events."`
-	Batch     int    `default:"100000" help:"Events per commit (DuckDB) or INSERT (ClickHouse)."`
+	Batch     int    `default:"100000" help:"Events per INSERT (ClickHouse)."`
+	Floor     bool   `help:"Then time DuckDB's fastest load of as many similar rows (one INSERT ... SELECT over range()) into a scratch database beside --data, and print the ratio."`
 	instance.StoreConfig
 }
 
@@ -192,8 +193,40 @@ func (c *DatasetCmd) duckDB(ctx context.Context, g *dataset.Generator) error {
 	}
 	cpu2 := cpuTime()
 	fmt.Printf("folded %d hours into the rollups in %s (%.1f CPU s)\n", hours, time.Since(t).Round(time.Millisecond), (cpu2 - cpu1).Seconds())
-	fmt.Printf("total %s (%.1f CPU s); disk: %.2f GiB in %s\n", time.Since(began).Round(time.Second), (cpu2 - cpu0).Seconds(), float64(dirSize(c.Data))/(1<<30), c.Data)
+	total := time.Since(began)
+	fmt.Printf("total %s (%.1f CPU s); disk: %.2f GiB in %s\n", total.Round(time.Second), (cpu2 - cpu0).Seconds(), float64(dirSize(c.Data))/(1<<30), c.Data)
+	if !c.Floor {
+		return nil
+	}
+	floor, floorCPU, err := c.floor(ctx, g)
+	if err != nil {
+		return fmt.Errorf("floor: %w", err)
+	}
+	fmt.Printf("floor (one INSERT ... SELECT of %d similar rows from range()): %s (%.1f CPU s); write / floor %.2f (CPU %.2f), write and fold / floor %.2f (CPU %.2f)\n",
+		c.Events, floor.Round(time.Millisecond), floorCPU.Seconds(), wrote.Seconds()/floor.Seconds(), (cpu1-cpu0).Seconds()/floorCPU.Seconds(),
+		total.Seconds()/floor.Seconds(), (cpu2-cpu0).Seconds()/floorCPU.Seconds())
 	return nil
+}
+
+// floor times DuckDB's fastest load of rows like the dataset's into the
+// events table of a scratch database, removed afterwards.
+func (c *DatasetCmd) floor(ctx context.Context, g *dataset.Generator) (time.Duration, time.Duration, error) {
+	path := filepath.Join(c.Data, "floor.duckdb")
+	defer os.Remove(path + ".wal")
+	defer os.Remove(path)
+	st, err := duckdb.Open(ctx, path, duckdb.Options{DailyInterval: -1, NoDedupe: true})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer st.Close()
+	cpu0, began := cpuTime(), time.Now()
+	if _, err := st.DB().ExecContext(ctx, g.DuckDBFloor(), c.Org, c.Env); err != nil {
+		return 0, 0, err
+	}
+	if _, err := st.DB().ExecContext(ctx, "CHECKPOINT"); err != nil {
+		return 0, 0, err
+	}
+	return time.Since(began), cpuTime() - cpu0, nil
 }
 
 // cpuTime is the CPU time (user and system) this process has used.
