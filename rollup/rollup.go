@@ -127,19 +127,23 @@ func DuckDBSchema() string {
 
 // DuckDBFoldHours is the INSERT that folds the events of [$1, $2) into f's
 // hour table, read from the hour table of f.From when f has one (folded
-// before it in the same transaction, see FoldOrder). The rows go in sorted by the family's keys, so that a filter
-// on the first key (one user, one company, one API key) skips most of a
-// fold's row groups by their min and max.
+// before it in the same transaction, see FoldOrder).
+//
+// The rows of a fold go in sorted by day (month in the day tables), then by
+// the family's keys: a filter on the first key (one user, one company, one
+// API key) skips most of a fold's row groups by their min and max, and so
+// does a time range shorter than the fold (the edges of a range, the last
+// 24 hours), as when the background pass folds one hour or day at a time.
 func DuckDBFoldHours(f Family) string {
 	cols := strings.Join(f.Columns(), ", ")
 	if f.From != "" {
 		return duckDBFoldRows(f, Hour, Family{Name: f.From}.Table(Hour))
 	}
 	return fmt.Sprintf(`INSERT INTO %s (org, env, ts, %s, weight, err_weight, lat_sum, max_weight)
-SELECT org, env, date_trunc('hour', ts), %s, SUM(weight), SUM(CASE WHEN %s THEN weight ELSE 0 END), SUM(latency_ms * weight), MAX(weight)
+SELECT org, env, date_trunc('hour', ts) AS period, %s, SUM(weight), SUM(CASE WHEN %s THEN weight ELSE 0 END), SUM(latency_ms * weight), MAX(weight)
 FROM events WHERE ts >= $1 AND ts < $2
-GROUP BY org, env, date_trunc('hour', ts), %s
-ORDER BY org, env, %s, 3`, f.Table(Hour), cols, cols, detail.IsErrorSQL, cols, cols)
+GROUP BY org, env, period, %s
+ORDER BY org, env, date_trunc('day', period), %s, period`, f.Table(Hour), cols, cols, detail.IsErrorSQL, cols, cols)
 }
 
 // DuckDBFoldDays is the INSERT that folds f's hour rows of [$1, $2) into
@@ -150,11 +154,15 @@ func DuckDBFoldDays(f Family) string { return duckDBFoldRows(f, Day, f.Table(Hou
 // table.
 func duckDBFoldRows(f Family, g Grain, table string) string {
 	cols := strings.Join(f.Columns(), ", ")
+	major := "day"
+	if g == Day {
+		major = "month"
+	}
 	return fmt.Sprintf(`INSERT INTO %s (org, env, ts, %s, weight, err_weight, lat_sum, max_weight)
-SELECT org, env, date_trunc('%s', ts), %s, SUM(weight), SUM(err_weight), SUM(lat_sum), MAX(max_weight)
+SELECT org, env, date_trunc('%s', ts) AS period, %s, SUM(weight), SUM(err_weight), SUM(lat_sum), MAX(max_weight)
 FROM %s WHERE ts >= $1 AND ts < $2
-GROUP BY org, env, date_trunc('%s', ts), %s
-ORDER BY org, env, %s, 3`, f.Table(g), cols, g, cols, table, g, cols, cols)
+GROUP BY org, env, period, %s
+ORDER BY org, env, date_trunc('%s', period), %s, period`, f.Table(g), cols, g, cols, table, cols, major, cols)
 }
 
 // ClickHouse: the rollup tables are SummingMergeTree tables fed by
