@@ -31,10 +31,11 @@ type DatasetCmd struct {
 	instance.StoreConfig
 }
 
-// Run writes a generated quarter through the store's bulk path (DuckDB's
-// appender; ClickHouse INSERTs, whose materialized views fill the rollups),
-// then, on DuckDB, folds the rollups as the background pass would. It
-// prints a progress line, the rates and the disk size.
+// Run writes a generated quarter through the store's bulk path (on DuckDB,
+// an INSERT ... SELECT that generates the events, then the rollups folded
+// as the background pass would; on ClickHouse, INSERTs whose materialized
+// views fill the rollups). It prints a progress line, the rates and the
+// disk size.
 func (c *DatasetCmd) Run(ctx context.Context) error {
 	if c.Events <= 0 || c.Batch <= 0 || c.Users <= 0 || c.Companies <= 0 || c.Days <= 0 {
 		return errors.New("--events, --batch, --users, --companies and --days must be positive")
@@ -45,34 +46,31 @@ func (c *DatasetCmd) Run(ctx context.Context) error {
 	cfg = g.Config()
 	fmt.Printf("generating %d events of %s/%s from %s to %s: %d users, %d companies\n",
 		c.Events, cfg.Org, cfg.Env, cfg.Start().Format(time.DateTime), cfg.End.Format(time.DateTime), cfg.Users, cfg.Companies)
-	var write func([]apimeter.Event) error
-	var finish func() error
-	if c.ClickHouse() {
-		st, err := clickhouse.Open(ctx, c.Store, clickhouse.Options{NoDedupe: true})
-		if err != nil {
-			return &instance.StoreError{Store: c.StoreConfig.String(), Err: err}
+	if !c.ClickHouse() {
+		return c.duckDB(ctx, g)
+	}
+	st, err := clickhouse.Open(ctx, c.Store, clickhouse.Options{NoDedupe: true})
+	if err != nil {
+		return &instance.StoreError{Store: c.StoreConfig.String(), Err: err}
+	}
+	defer st.Close()
+	var cols clickhouse.Columns
+	write := func(events []apimeter.Event) error {
+		now := time.Now().UTC().Truncate(time.Second)
+		for i := range events {
+			cols.Add(&events[i], now)
 		}
-		defer st.Close()
-		var cols clickhouse.Columns
-		write = func(events []apimeter.Event) error {
-			now := time.Now().UTC().Truncate(time.Second)
-			for i := range events {
-				cols.Add(&events[i], now)
-			}
-			err := clickhouse.SendColumns(ctx, st.Conn(), &cols)
-			cols.Reset()
+		err := clickhouse.SendColumns(ctx, st.Conn(), &cols)
+		cols.Reset()
+		return err
+	}
+	finish := func() error {
+		var bytes, rows uint64
+		if err := st.Conn().QueryRow(ctx, `SELECT sum(bytes_on_disk), sumIf(rows, table = 'events') FROM system.parts WHERE database = currentDatabase() AND active`).Scan(&bytes, &rows); err != nil {
 			return err
 		}
-		finish = func() error {
-			var bytes, rows uint64
-			if err := st.Conn().QueryRow(ctx, `SELECT sum(bytes_on_disk), sumIf(rows, table = 'events') FROM system.parts WHERE database = currentDatabase() AND active`).Scan(&bytes, &rows); err != nil {
-				return err
-			}
-			fmt.Printf("disk: %.2f GiB in the database (events and rollups, parts not yet merged included)\n", float64(bytes)/(1<<30))
-			return nil
-		}
-	} else {
-		return c.duckDB(ctx, g)
+		fmt.Printf("disk: %.2f GiB in the database (events and rollups, parts not yet merged included)\n", float64(bytes)/(1<<30))
+		return nil
 	}
 	// The generator fills one batch while the store writes the other.
 	bufs := make(chan []apimeter.Event, 2)
