@@ -21,8 +21,8 @@ import (
 // the seed instead of the Generator's stream, so the events are not the
 // Fill's one by one; the same Config gives the same rows.
 //
-// Setup are statements that create and fill the two small lookup tables
-// (temporary, dropped by Cleanup); Insert writes the events. The events
+// Setup are statements that create and fill a small table of the events
+// per minute (temporary, dropped by Cleanup); Insert writes the events. The events
 // are stored as the collector stores them: ids unique within the org and
 // env, the detail document the store's encoder writes, and ingested_at the
 // response time (the quarter was ingested as it happened, so a store
@@ -48,10 +48,6 @@ type Chunk struct {
 // row group size (122,880 rows), so that each INSERT writes whole
 // compressed row groups to the file rather than to the write-ahead log.
 const ChunkEvents = 8 * 122880
-
-// slots is the size of the table that maps a uniform draw to a route
-// (each route has slots in proportion to its share).
-const slots = 1 << 16
 
 // DuckDB returns the statements that write g's configuration's events.
 func (g *Generator) DuckDB() DuckDB {
@@ -103,15 +99,8 @@ func (g *Generator) DuckDB() DuckDB {
 		if i < len(g.routes)-1 {
 			fmt.Fprintf(&pick, " WHEN u_route < %v THEN %d", rt.share, i+1)
 		}
-		ok := 200
-		switch rt.method {
-		case "POST":
-			ok = 201
-		case "DELETE":
-			ok = 204
-		}
 		apiL, methodL, tmplL = append(apiL, sqlString(rt.api)), append(methodL, sqlString(rt.method)), append(tmplL, sqlString(rt.template))
-		errL, medL, okL = append(errL, fmt.Sprint(rt.errRate)), append(medL, fmt.Sprint(rt.medianMs)), append(okL, strconv.Itoa(ok))
+		errL, medL, okL = append(errL, fmt.Sprint(rt.errRate)), append(medL, fmt.Sprint(rt.medianMs)), append(okL, strconv.Itoa(okStatus(rt.method)))
 	}
 	fmt.Fprintf(&pick, " ELSE %d END", len(g.routes))
 	list := func(l []string) string { return "[" + strings.Join(l, ",") + "]" }
