@@ -59,11 +59,15 @@ func FoldOrder() []Family {
 	var out []Family
 	done := map[string]bool{}
 	for len(out) < len(Families) {
+		before := len(out)
 		for _, f := range Families {
 			if !done[f.Name] && (f.From == "" || done[f.From]) {
 				out = append(out, f)
 				done[f.Name] = true
 			}
+		}
+		if len(out) == before {
+			panic("rollup: a family's From names no family, or a cycle")
 		}
 	}
 	return out
