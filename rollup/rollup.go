@@ -37,16 +37,40 @@ type Family struct {
 	Keys []string
 	// Latency keeps latency_ms as a key (an exact histogram).
 	Latency bool
+	// From names a family whose keys include all of this one's: the
+	// embedded store folds this family's hours from that family's hour
+	// rows instead of reading the events again (the sums are the same).
+	From string
 }
 
 // Families are the rollups, in the order the planner prefers them (fewest
 // rows first): the first that can answer a query is read.
 var Families = []Family{
-	{Name: "api", Keys: []string{"api_name", "route", "method", "status"}},
-	{Name: "company", Keys: []string{"company_id"}},
-	{Name: "user", Keys: []string{"user_id", "company_id"}},
+	{Name: "api", Keys: []string{"api_name", "route", "method", "status"}, From: "api_latency"},
+	{Name: "company", Keys: []string{"company_id"}, From: "user"},
+	{Name: "user", Keys: []string{"user_id", "company_id"}, From: "key"},
 	{Name: "key", Keys: []string{"api_key_id", "user_id", "company_id"}},
 	{Name: "api_latency", Keys: []string{"api_name", "route", "method", "status"}, Latency: true},
+}
+
+// FoldOrder are the Families in an order that folds each From family
+// before the families folded from it.
+func FoldOrder() []Family {
+	var out []Family
+	done := map[string]bool{}
+	for len(out) < len(Families) {
+		before := len(out)
+		for _, f := range Families {
+			if !done[f.Name] && (f.From == "" || done[f.From]) {
+				out = append(out, f)
+				done[f.Name] = true
+			}
+		}
+		if len(out) == before {
+			panic("rollup: a family's From names no family, or a cycle")
+		}
+	}
+	return out
 }
 
 // Grains are the periods every family is kept at, shortest first.
@@ -106,27 +130,43 @@ func DuckDBSchema() string {
 }
 
 // DuckDBFoldHours is the INSERT that folds the events of [$1, $2) into f's
-// hour table. The rows go in sorted by the family's keys, so that a filter
-// on the first key (one user, one company, one API key) skips most of a
-// fold's row groups by their min and max.
+// hour table, read from the hour table of f.From when f has one (folded
+// before it in the same transaction, see FoldOrder).
+//
+// The rows of a fold go in sorted by day (month in the day tables), then by
+// the family's keys: a filter on the first key (one user, one company, one
+// API key) skips most of a fold's row groups by their min and max, and so
+// does a time range shorter than the fold (the edges of a range, the last
+// 24 hours), as when the background pass folds one hour or day at a time.
 func DuckDBFoldHours(f Family) string {
 	cols := strings.Join(f.Columns(), ", ")
+	if f.From != "" {
+		return duckDBFoldRows(f, Hour, Family{Name: f.From}.Table(Hour))
+	}
 	return fmt.Sprintf(`INSERT INTO %s (org, env, ts, %s, weight, err_weight, lat_sum, max_weight)
-SELECT org, env, date_trunc('hour', ts), %s, SUM(weight), SUM(CASE WHEN %s THEN weight ELSE 0 END), SUM(latency_ms * weight), MAX(weight)
+SELECT org, env, date_trunc('hour', ts) AS period, %s, SUM(weight), SUM(CASE WHEN %s THEN weight ELSE 0 END), SUM(latency_ms * weight), MAX(weight)
 FROM events WHERE ts >= $1 AND ts < $2
-GROUP BY org, env, date_trunc('hour', ts), %s
-ORDER BY org, env, %s, 3`, f.Table(Hour), cols, cols, detail.IsErrorSQL, cols, cols)
+GROUP BY org, env, period, %s
+ORDER BY org, env, date_trunc('day', period), %s, period`, f.Table(Hour), cols, cols, detail.IsErrorSQL, cols, cols)
 }
 
 // DuckDBFoldDays is the INSERT that folds f's hour rows of [$1, $2) into
 // its day table.
-func DuckDBFoldDays(f Family) string {
+func DuckDBFoldDays(f Family) string { return duckDBFoldRows(f, Day, f.Table(Hour)) }
+
+// duckDBFoldRows folds the rollup rows of table in [$1, $2) into f's g
+// table.
+func duckDBFoldRows(f Family, g Grain, table string) string {
 	cols := strings.Join(f.Columns(), ", ")
+	major := "day"
+	if g == Day {
+		major = "month"
+	}
 	return fmt.Sprintf(`INSERT INTO %s (org, env, ts, %s, weight, err_weight, lat_sum, max_weight)
-SELECT org, env, date_trunc('day', ts), %s, SUM(weight), SUM(err_weight), SUM(lat_sum), MAX(max_weight)
+SELECT org, env, date_trunc('%s', ts) AS period, %s, SUM(weight), SUM(err_weight), SUM(lat_sum), MAX(max_weight)
 FROM %s WHERE ts >= $1 AND ts < $2
-GROUP BY org, env, date_trunc('day', ts), %s
-ORDER BY org, env, %s, 3`, f.Table(Day), cols, cols, f.Table(Hour), cols, cols)
+GROUP BY org, env, period, %s
+ORDER BY org, env, date_trunc('%s', period), %s, period`, f.Table(g), cols, g, cols, table, cols, major, cols)
 }
 
 // ClickHouse: the rollup tables are SummingMergeTree tables fed by

@@ -213,13 +213,7 @@ func (g *Generator) fillOne(e *apimeter.Event, ts time.Time) {
 		ri++
 	}
 	rt := g.routes[ri]
-	status := 200
-	if rt.method == "POST" {
-		status = 201
-	}
-	if rt.method == "DELETE" {
-		status = 204
-	}
+	status := okStatus(rt.method)
 	if r.Float64() < rt.errRate {
 		status = statusErrors[r.IntN(len(statusErrors))]
 	}
@@ -245,4 +239,15 @@ func (g *Generator) fillOne(e *apimeter.Event, ts time.Time) {
 		UserID: us.id, CompanyID: us.company, APIKeyID: key,
 		Weight: 1,
 	}
+}
+
+// okStatus is the status of a successful call of method.
+func okStatus(method string) int {
+	switch method {
+	case "POST":
+		return 201
+	case "DELETE":
+		return 204
+	}
+	return 200
 }

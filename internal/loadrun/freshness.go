@@ -40,6 +40,14 @@ type FreshnessReport struct {
 	BackgroundP99 time.Duration
 	BackgroundMax time.Duration
 	PeakRSS       int64
+	// ServerCPU is the CPU time the serve child used during the run, and
+	// Took the run's wall time: on a loaded machine their ratio says how
+	// much of a core the server got.
+	ServerCPU, Took time.Duration
+	// Commits are the child's group commits (its
+	// apimeter_store_commit_seconds histogram): how many, and how many
+	// took longer than 100 ms, 250 ms and 1 s.
+	Commits, Commits100ms, Commits250ms, Commits1s float64
 }
 
 // Freshness runs a serve child process (rollups on, as by default) under
@@ -67,6 +75,7 @@ func Freshness(ctx context.Context, c FreshnessConfig) (FreshnessReport, error) 
 	}
 	defer srv.Stop()
 	base := "http://" + ws.addr
+	cpu0, began := procCPU(srv.cmd.Process.Pid), time.Now()
 
 	// Background load: batches paced to Rate.
 	load, stopLoad := context.WithCancel(ctx)
@@ -171,6 +180,12 @@ func Freshness(ctx context.Context, c FreshnessConfig) (FreshnessReport, error) 
 		rep.BackgroundP99, rep.BackgroundMax = quantile(bgAcks, 0.99), bgAcks[len(bgAcks)-1]
 	}
 	_, rep.PeakRSS = srv.RSS()
+	rep.ServerCPU, rep.Took = procCPU(srv.cmd.Process.Pid)-cpu0, time.Since(began)
+	h := scrape(ctx, base+"/metrics", "apimeter_store_commit_seconds_")
+	rep.Commits = h[`count{result="ok"}`]
+	rep.Commits100ms = rep.Commits - h[`bucket{result="ok",le="0.1"}`]
+	rep.Commits250ms = rep.Commits - h[`bucket{result="ok",le="0.25"}`]
+	rep.Commits1s = rep.Commits - h[`bucket{result="ok",le="1"}`]
 	return rep, nil
 }
 
@@ -228,4 +243,6 @@ func (r FreshnessReport) Print(w io.Writer) {
 	fmt.Fprintf(w, "%d single calls: acknowledged p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", len(a), ms(quantile(a, 0.5)), ms(quantile(a, 0.99)), ms(a[len(a)-1]))
 	fmt.Fprintf(w, "in the Metrics API answer:    p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", ms(quantile(v, 0.5)), ms(quantile(v, 0.99)), ms(v[len(v)-1]))
 	fmt.Fprintf(w, "server peak RSS: %d MiB\n", r.PeakRSS>>20)
+	fmt.Fprintf(w, "server CPU: %.1f s over %.1f s (%.0f %% of one core)\n", r.ServerCPU.Seconds(), r.Took.Seconds(), 100*r.ServerCPU.Seconds()/r.Took.Seconds())
+	fmt.Fprintf(w, "group commits: %.0f, of which %.0f over 100 ms, %.0f over 250 ms, %.0f over 1 s\n", r.Commits, r.Commits100ms, r.Commits250ms, r.Commits1s)
 }

@@ -236,7 +236,7 @@ func (s *Store) fold(ctx context.Context, g rollup.Grain, from, to, builtAt time
 		return err
 	}
 	defer tx.Rollback()
-	for _, f := range rollup.Families {
+	for _, f := range rollup.FoldOrder() {
 		if !read {
 			break
 		}
