@@ -156,21 +156,17 @@ func (c *DatasetCmd) duckDB(ctx context.Context, g *dataset.Generator) error {
 			return fmt.Errorf("dataset tables: %w", err)
 		}
 	}
-	lastPrint := began
+	bar := progress.Start(os.Stderr, "write", "events", c.Events)
 	var done int64
-	for i, ch := range gen.Chunks {
+	for _, ch := range gen.Chunks {
 		if _, err := db.ExecContext(ctx, gen.Insert, c.Org, c.Env, ch.From, ch.To); err != nil {
+			bar.Finish()
 			return fmt.Errorf("write after %d events: %w", done, err)
 		}
 		done += ch.Events
-		if now := time.Now(); now.Sub(lastPrint) >= time.Second || i == len(gen.Chunks)-1 {
-			lastPrint = now
-			el := now.Sub(began).Seconds()
-			fmt.Fprintf(os.Stderr, "\r%d / %d events (%.1f%%), %.0f events/s, %s elapsed   ",
-				done, c.Events, 100*float64(done)/float64(c.Events), float64(done)/el, now.Sub(began).Round(time.Second))
-		}
+		bar.Add(ch.Events)
 	}
-	fmt.Fprintln(os.Stderr)
+	bar.Finish()
 	for _, q := range gen.Cleanup {
 		if _, err := db.ExecContext(ctx, q); err != nil {
 			return err
