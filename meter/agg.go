@@ -890,10 +890,22 @@ func aggLists(b *strings.Builder, spans []span) {
 	b.WriteString(")")
 }
 
+// DefaultFoldInterval is how often a store brings the meters' aggregates
+// up to date.
+const DefaultFoldInterval = time.Minute
+
 // RunFolds calls fold at once and then every interval (a store's fold
 // loop), logging its errors, until the returned stop is called; stop
-// cancels a pass under way and returns once it has ended.
+// cancels a pass under way and returns once it has ended. every 0 means
+// DefaultFoldInterval; a negative every runs no loop (for tests that fold
+// themselves).
 func RunFolds(every time.Duration, fold func(context.Context) error, log *slog.Logger) (stop func()) {
+	if every < 0 {
+		return func() {}
+	}
+	if every == 0 {
+		every = DefaultFoldInterval
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

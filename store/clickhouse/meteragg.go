@@ -66,7 +66,7 @@ const DefaultFoldMargin = 5 * time.Minute
 
 // DefaultFoldInterval is how often the meters' aggregates are brought up
 // to date.
-const DefaultFoldInterval = time.Minute
+const DefaultFoldInterval = meter.DefaultFoldInterval
 
 // openMeterAgg creates the aggregate tables and the usage events'
 // millisecond ingest time (older tables get it as a column computed from
@@ -87,19 +87,6 @@ func (u *Usage) openMeterAgg(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// startFolds starts the fold loop when the options ask for one.
-func (u *Usage) startFolds() {
-	u.stopFolds = func() {}
-	every := u.opts.FoldInterval
-	if every < 0 {
-		return
-	}
-	if every == 0 {
-		every = DefaultFoldInterval
-	}
-	u.stopFolds = meter.RunFolds(every, u.FoldMeters, u.st.log)
 }
 
 // FoldMeters brings every meter's aggregates up to date (the fold loop

@@ -38,20 +38,7 @@ CREATE TABLE IF NOT EXISTS meter_folds (
 
 // DefaultFoldInterval is how often the meters' aggregates are brought up
 // to date.
-const DefaultFoldInterval = time.Minute
-
-// startFolds starts the fold loop when the options ask for one.
-func (u *Usage) startFolds() {
-	u.stopFolds = func() {}
-	every := u.opts.FoldInterval
-	if every < 0 {
-		return
-	}
-	if every == 0 {
-		every = DefaultFoldInterval
-	}
-	u.stopFolds = meter.RunFolds(every, u.FoldMeters, u.st.log)
-}
+const DefaultFoldInterval = meter.DefaultFoldInterval
 
 // FoldMeters brings every meter's aggregates up to date (the fold loop
 // does it every FoldInterval).

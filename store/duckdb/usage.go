@@ -127,7 +127,7 @@ func (s *Store) OpenUsage(ctx context.Context, opts UsageOptions) (*Usage, error
 		return nil, err
 	}
 	usagecommit.Start(u.q, (*usageCommitter)(u), opts.MaxGroupRows)
-	u.startFolds()
+	u.stopFolds = meter.RunFolds(u.opts.FoldInterval, u.FoldMeters, u.st.log)
 	return u, nil
 }
 
