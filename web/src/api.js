@@ -32,8 +32,8 @@ export async function getJSON(url, init = {}) {
 // Metrics the dashboard offers, each as the Metrics API selects it and how
 // its value is formed from the selected columns.
 export const METRICS = {
-  calls: { label: 'Calls', select: ['sum(message_count)'], value: (v) => v[0], fmt: 'int' },
-  errors: { label: 'Errors', select: ['sum(is_error)'], value: (v) => v[0], fmt: 'int' },
+  calls: { label: 'Calls', select: ['sum(message_count)'], value: (v) => v[0], fmt: 'int', additive: true },
+  errors: { label: 'Errors', select: ['sum(is_error)'], value: (v) => v[0], fmt: 'int', additive: true },
   error_rate: {
     label: 'Error rate', select: ['sum(is_error)', 'sum(message_count)'],
     value: (v) => (v[1] ? v[0] / v[1] : 0), fmt: 'pct', sortby: 'sum(is_error)',
@@ -43,7 +43,7 @@ export const METRICS = {
   p99: { label: 'p99 latency', select: ['p99(total_response_time)'], value: (v) => v[0], fmt: 'ms' },
   bytes: {
     label: 'Bytes', select: ['sum(request_size)', 'sum(response_size)'],
-    value: (v) => v[0] + v[1], fmt: 'bytes', sortby: 'sum(response_size)',
+    value: (v) => v[0] + v[1], fmt: 'bytes', sortby: 'sum(response_size)', additive: true,
   },
 };
 

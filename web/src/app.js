@@ -468,6 +468,15 @@ async function timeseries(params) {
     const shift = r.from - r.prevFrom;
     series.push({ label: `${group ? 'total, ' : ''}previous period`, color: '#98a2b3', dash: [6, 4], points: seriesOf(prev.rows[0], m).map(([t, v]) => [t + shift, v]).filter(([t]) => t < +r.to) });
   }
+  if (m.additive) {
+    // A bucket without calls is 0 calls (or errors, bytes), not a gap: the
+    // Metrics API leaves such buckets out.
+    const times = [...new Set(series.flatMap((s) => s.points.map((p) => p[0])))];
+    for (const s of series) {
+      const have = new Set(s.points.map((p) => p[0]));
+      s.points = s.points.concat(times.filter((t) => !have.has(t)).map((t) => [t, 0])).sort((a, b) => a[0] - b[0]);
+    }
+  }
   if (series.every((s) => s.points.length === 0)) chartEl.append(h('p', { class: 'muted' }, 'No calls in this range.'));
   else lineChart(chartEl, series, m.fmt, timeOptions(r, unit, series.filter((s) => !s.dash).flatMap((s) => s.points), tzo));
   markView();

@@ -146,5 +146,6 @@ export function lineChart(el, series, kind, { tz = 'UTC', partialFrom = Infinity
   box.attach(u);
   if (series.length > 1 || series.some((s) => s.dash)) el.append(legend);
   if (times.length && times[times.length - 1] >= partialFrom) el.dataset.partial = String(times[times.length - 1]);
+  else delete el.dataset.partial;
   return u;
 }
