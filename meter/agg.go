@@ -471,7 +471,6 @@ func combine(d Dialect, m *Meter) string {
 // renderAgg is the SQL of a meter query over the cover c.
 func renderAgg(d Dialect, m *Meter, p Params, c cover) (string, []any, error) {
 	ad, _ := asAgg(d)
-	groups := p.groupKeys()
 	var parts []string
 	var args []any
 	var cols []string
@@ -516,46 +515,11 @@ func renderAgg(d Dialect, m *Meter, p Params, c cover) (string, []any, error) {
 		}
 		parts = append(parts, b.String())
 	}
-	var sel, group, where []string
-	if p.WindowSize != "" {
-		b, err := bucketExpr(d, p, "pt")
-		if err != nil {
-			return "", nil, err
-		}
-		sel = append(sel, b+" AS b")
-		group = append(group, "b")
-	}
-	if bySubject(p) {
-		sel = append(sel, "ps")
-		group = append(group, "ps")
-	}
-	for i := range groups {
-		sel = append(sel, fmt.Sprintf("pg%d", i))
-		group = append(group, fmt.Sprintf("pg%d", i))
-	}
+	keep := ""
 	if m.Aggregation == Latest {
-		where = append(where, "lt IS NOT NULL")
+		keep = "lt IS NOT NULL"
 	}
-	for i, g := range cols {
-		if vs, ok := p.FilterGroupBy[g]; ok {
-			var b strings.Builder
-			fmt.Fprintf(&b, "pg%d IN (", i)
-			args = placeholders(&b, vs, args)
-			b.WriteString(")")
-			where = append(where, b.String())
-		}
-	}
-	sel = append(sel, combine(d, m)+" AS v")
-	var q strings.Builder
-	fmt.Fprintf(&q, "SELECT %s FROM (%s) AS u", strings.Join(sel, ", "), strings.Join(parts, " UNION ALL "))
-	if len(where) > 0 {
-		q.WriteString(" WHERE " + strings.Join(where, " AND "))
-	}
-	if len(group) > 0 {
-		q.WriteString(" GROUP BY " + strings.Join(group, ", "))
-	}
-	fmt.Fprintf(&q, " LIMIT %d", MaxRows+1)
-	return q.String(), args, nil
+	return outerQuery(d, p, cols, "p", strings.Join(parts, " UNION ALL ")+") AS u", combine(d, m), keep, args)
 }
 
 // planQuery is the SQL answering p for m: over the aggregates where they

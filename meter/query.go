@@ -494,11 +494,29 @@ func renderInner(d Dialect, m *Meter, p Params, ids bool) (string, []any, []stri
 // Render is the SQL of a meter query and its arguments.
 func Render(d Dialect, m *Meter, p Params) (string, []any, error) {
 	call := m.EventType == CallType
-	groups := p.groupKeys()
 	inner, args, cols := renderInner(d, m, p, false)
+	// Events without the value count for no aggregation: x is NULL for
+	// them, which aggregates skip (a group left with none answers NULL, or
+	// 0 for UNIQUE_COUNT, and is dropped from the answer). Only LATEST
+	// filters them out first, so that the latest event with a value is
+	// taken. No other filter on x: DuckDB would compute x once more for it.
+	keep := ""
+	if m.Aggregation == Latest {
+		keep = "x IS NOT NULL"
+	}
+	return outerQuery(d, p, cols, "", inner+") AS e", aggExpr(d, m, call), keep, args)
+}
+
+// outerQuery groups the rows of from (a subquery with its closing
+// parenthesis and alias) into a meter query's answer: by the window's
+// bucket of column <prefix>t, the subject <prefix>s and the group values
+// <prefix>g0..., keeping only rows where keep holds (when not empty) and
+// whose group values FilterGroupBy allows, aggregated by agg. The
+// arguments of from are args; the filter's follow them.
+func outerQuery(d Dialect, p Params, cols []string, prefix, from, agg, keep string, args []any) (string, []any, error) {
 	var sel, group, where []string
 	if p.WindowSize != "" {
-		b, err := bucketExpr(d, p, "t")
+		b, err := bucketExpr(d, p, prefix+"t")
 		if err != nil {
 			return "", nil, err
 		}
@@ -506,34 +524,28 @@ func Render(d Dialect, m *Meter, p Params) (string, []any, error) {
 		group = append(group, "b")
 	}
 	if bySubject(p) {
-		sel = append(sel, "s")
-		group = append(group, "s")
+		sel = append(sel, prefix+"s")
+		group = append(group, prefix+"s")
 	}
-	for i := range groups {
-		sel = append(sel, fmt.Sprintf("g%d", i))
-		group = append(group, fmt.Sprintf("g%d", i))
+	for i := range p.groupKeys() {
+		sel = append(sel, fmt.Sprintf("%sg%d", prefix, i))
+		group = append(group, fmt.Sprintf("%sg%d", prefix, i))
 	}
-	// Events without the value count for no aggregation: x is NULL for
-	// them, which aggregates skip (a group left with none answers NULL, or
-	// 0 for UNIQUE_COUNT, and is dropped from the answer). Only LATEST
-	// filters them out first, so that the latest event with a value is
-	// taken. No other filter on x: DuckDB would compute x once more for it.
-	if m.Aggregation == Latest {
-		where = append(where, "x IS NOT NULL")
+	if keep != "" {
+		where = append(where, keep)
 	}
-	var outerArgs []any
 	for i, g := range cols {
 		if vs, ok := p.FilterGroupBy[g]; ok {
 			var b strings.Builder
-			fmt.Fprintf(&b, "g%d IN (", i)
-			outerArgs = placeholders(&b, vs, outerArgs)
+			fmt.Fprintf(&b, "%sg%d IN (", prefix, i)
+			args = placeholders(&b, vs, args)
 			b.WriteString(")")
 			where = append(where, b.String())
 		}
 	}
-	sel = append(sel, aggExpr(d, m, call)+" AS v")
+	sel = append(sel, agg+" AS v")
 	var q strings.Builder
-	fmt.Fprintf(&q, "SELECT %s FROM (%s) AS e", strings.Join(sel, ", "), inner)
+	fmt.Fprintf(&q, "SELECT %s FROM (%s", strings.Join(sel, ", "), from)
 	if len(where) > 0 {
 		q.WriteString(" WHERE " + strings.Join(where, " AND "))
 	}
@@ -541,7 +553,7 @@ func Render(d Dialect, m *Meter, p Params) (string, []any, error) {
 		q.WriteString(" GROUP BY " + strings.Join(group, ", "))
 	}
 	fmt.Fprintf(&q, " LIMIT %d", MaxRows+1)
-	return q.String(), append(args, outerArgs...), nil
+	return q.String(), args, nil
 }
 
 func valueAt(d Dialect, numeric bool) string {
