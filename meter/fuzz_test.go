@@ -3,6 +3,7 @@ package meter
 import (
 	"encoding/json"
 	"math"
+	"strings"
 	"testing"
 	"time"
 )
@@ -47,8 +48,13 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-// isPlainPath reports whether every segment of k is one ParsePath takes.
+// isPlainPath reports whether every segment of k is one ParsePath takes:
+// not empty, and of letters, digits, _ and - only. A data key "" (or one
+// that nests under "") is kept but no meter path can name it.
 func isPlainPath(k string) bool {
+	if k == "" || strings.HasPrefix(k, ".") || strings.HasSuffix(k, ".") || strings.Contains(k, "..") {
+		return false
+	}
 	for _, r := range k {
 		if !(r == '.' || r == '_' || r == '-' || '0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z') {
 			return false
