@@ -95,9 +95,13 @@ func (m *Mapper) Traces(req *coltracepb.ExportTraceServiceRequest, org, env stri
 			for pi, sp := range ss.GetSpans() {
 				kind := sp.GetKind()
 				if kind != tracepb.Span_SPAN_KIND_SERVER {
-					if k := int(kind); k >= 0 && k < len(b.Ignored) {
-						b.Ignored[k]++
+					// A kind this version of the protocol does not
+					// define is counted as unspecified, not lost.
+					k := int(kind)
+					if k < 0 || k >= len(b.Ignored) {
+						k = int(tracepb.Span_SPAN_KIND_UNSPECIFIED)
 					}
+					b.Ignored[k]++
 					continue
 				}
 				ev, msg := m.span(sp, res, org, env)
