@@ -227,10 +227,34 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 		q.Args = b.args
 		return q
 	}
+	dimList := strings.Join(dimKeys, ", ")
+	if allRollup(sortSels) {
+		// One pass: the buckets, each group's sort keys re-aggregated from
+		// its buckets, and its buckets carried along in an array that the
+		// page then unfolds. The aggregate holds every (group, bucket)
+		// already; the array is that much again, not a second read.
+		sels := append(append([]Selection{}, p.Select...), sortSels...)
+		sNames := numbered("s", len(sortSels))
+		buckets := b.chAggBlock(p, where, true, sels, append(append([]string{}, mNames...), sNames...))
+		var ks []string
+		for i, s := range sortSels {
+			ks = append(ks, fmt.Sprintf("%s(s%d) AS k%d", strings.ToLower(rollupFunc(s)), i, i))
+		}
+		ranked := fmt.Sprintf("SELECT * FROM (SELECT * FROM (SELECT %s, %s, groupArray((b, %s, mw)) AS xs FROM (%s) GROUP BY %s) ORDER BY %s%s) ORDER BY %s%s",
+			dimList, strings.Join(ks, ", "), metricCols, buckets, dimList, order("DESC"), topK, order(dir), page())
+		unfold := []string{"tupleElement(x, 1) AS b"}
+		for i, m := range mNames {
+			unfold = append(unfold, fmt.Sprintf("tupleElement(x, %d) AS %s", i+2, m))
+		}
+		unfold = append(unfold, fmt.Sprintf("tupleElement(x, %d) AS mw", len(mNames)+2))
+		q.SQL = fmt.Sprintf("SELECT %s, %s, %s, mw FROM (SELECT %s, %s, %s FROM (%s) ARRAY JOIN xs AS x) ORDER BY %s, b %s",
+			dimList, d.BucketStart("b", b.tzo), metricCols, dimList, strings.Join(kNames, ", "), strings.Join(unfold, ", "), ranked, order(dir), tsOrder)
+		q.Args = b.args
+		return q
+	}
 	// The ranking takes its own pass over the range; the buckets of the
 	// groups it keeps are joined to it.
 	rank := b.chAggBlock(p, where, false, sortSels, kNames)
-	dimList := strings.Join(dimKeys, ", ")
 	ranked := fmt.Sprintf("SELECT %s, %s FROM (SELECT * FROM (%s) ORDER BY %s%s) ORDER BY %s%s",
 		dimList, strings.Join(kNames, ", "), rank, order("DESC"), topK, order(dir), page())
 	// The buckets repeat the where clause's placeholders: the same $n.
@@ -243,10 +267,37 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 
 // chCoverSource is coverSource for ClickHouse: the rollup tables' rows for
 // the covered periods (their period column t read as ts) and the events
-// table's for the rest, with the same columns and types.
+// table's for the rest, with the same columns and types. p's filter is
+// repeated in every branch: ClickHouse 18.16 does not push a condition on
+// a UNION ALL down into its branches, and in a branch it is what lets
+// ClickHouse read the filtered column first (PREWHERE) and the others
+// only where it matches.
 func (b *sqlBuilder) chCoverSource(p *Plan, d ClickHouse) string {
 	f := p.Cover.Family
-	cols := strings.Join(f.Columns(), ", ")
+	// Only the columns p reads: 18.16 reads every column a branch of a
+	// UNION ALL names, used above it or not.
+	used := p.columns()
+	var keep []string
+	for _, c := range f.Columns() {
+		if used[c] {
+			keep = append(keep, c)
+		}
+	}
+	cols := strings.Join(append([]string{"ts"}, keep...), ", ")
+	rollupCols := strings.Join(append([]string{"t AS ts"}, keep...), ", ")
+	if p.From.Nanosecond() != 0 || p.To.Nanosecond() != 0 {
+		cols += ", ts_us"
+		rollupCols += ", toInt64(toUInt32(t)) * 1000000 AS ts_us"
+	}
+	sums, rawSums := "calls AS weight, heavy", "weight, toUInt64(weight > 1) AS heavy"
+	if used["err_weight"] {
+		sums += ", err_calls AS err_weight"
+		rawSums += ", toInt64(if(" + detail.IsErrorSQL + ", weight, 0)) AS err_weight"
+	}
+	if used["lat_sum"] {
+		sums += ", lat_sum"
+		rawSums += ", latency_ms * weight AS lat_sum"
+	}
 	org, env := b.arg(p.Org), b.arg(p.Env)
 	ranges := func(col string, rs [][2]time.Time) string {
 		parts := make([]string, len(rs))
@@ -255,13 +306,23 @@ func (b *sqlBuilder) chCoverSource(p *Plan, d ClickHouse) string {
 		}
 		return "(" + strings.Join(parts, " OR ") + ")"
 	}
+	filter := func() string {
+		if p.Filter == nil {
+			return ""
+		}
+		var sb strings.Builder
+		sb.WriteString(" AND (")
+		b.expr(&sb, p.Filter)
+		sb.WriteString(")")
+		return sb.String()
+	}
 	// One branch per range, as on DuckDB: each a plain range of the
 	// sorting key.
 	var branches []string
 	for _, pt := range p.Cover.Parts {
 		for _, r := range pt.Ranges {
-			branches = append(branches, fmt.Sprintf("SELECT org, env, t AS ts, toInt64(toUInt32(t)) * 1000000 AS ts_us, %s, calls AS weight, err_calls AS err_weight, lat_sum, heavy FROM %s WHERE org = %s AND env = %s AND %s",
-				cols, f.Table(pt.Grain), org, env, ranges("t", [][2]time.Time{r})))
+			branches = append(branches, fmt.Sprintf("SELECT org, env, %s, %s FROM %s WHERE org = %s AND env = %s AND %s%s",
+				rollupCols, sums, f.Table(pt.Grain), org, env, ranges("t", [][2]time.Time{r}), filter()))
 		}
 	}
 	if gaps := p.Cover.gaps(p.From, p.To); len(gaps) > 0 {
@@ -270,15 +331,54 @@ func (b *sqlBuilder) chCoverSource(p *Plan, d ClickHouse) string {
 		// without FINAL: the rollups count each INSERT of an event (see
 		// store/clickhouse), and the edges count the same way; FINAL
 		// would also keep ClickHouse from skipping parts by their
-		// time range.
+		// time range. The gaps are one branch: the events table's
+		// primary key (api_name before ts) makes any range cost a
+		// granule per API at least, so a branch per gap would pay that
+		// for each.
+		var rs [][2]time.Time
 		for _, g := range gaps {
 			end := g[1]
 			if end.Truncate(time.Second).Before(end) {
 				end = end.Truncate(time.Second).Add(time.Second)
 			}
-			branches = append(branches, fmt.Sprintf("SELECT org, env, ts, ts_us, %s, weight, toInt64(if(%s, weight, 0)) AS err_weight, latency_ms * weight AS lat_sum, toUInt64(weight > 1) AS heavy FROM %s WHERE org = %s AND env = %s AND %s",
-				cols, detail.IsErrorSQL, Table, org, env, ranges("ts", [][2]time.Time{{g[0].Truncate(time.Second), end}})))
+			rs = append(rs, [2]time.Time{g[0].Truncate(time.Second), end})
 		}
+		branches = append(branches, fmt.Sprintf("SELECT org, env, %s, %s FROM %s WHERE org = %s AND env = %s AND %s%s",
+			cols, rawSums, Table, org, env, ranges("ts", rs), filter()))
 	}
 	return "(" + strings.Join(branches, " UNION ALL ") + ")"
+}
+
+// columns are the columns a covered plan reads from its source rows: the
+// dimensions', the filter's, latency_ms for the latency aggregates other
+// than sums and averages, and the summed err_weight and lat_sum when a
+// selection needs them.
+func (p *Plan) columns() map[string]bool {
+	used := map[string]bool{}
+	for _, d := range p.Dimensions {
+		used[d.column] = true
+	}
+	var walk func(Expr)
+	walk = func(e Expr) {
+		switch e := e.(type) {
+		case *Logic:
+			walk(e.L)
+			walk(e.R)
+		case *Cond:
+			used[e.Dim.column] = true
+		}
+	}
+	walk(p.Filter)
+	for _, s := range append(append([]Selection{}, p.Select...), p.SortBy...) {
+		switch {
+		case s.Metric.kind == kindError:
+			used["err_weight"] = true
+		case s.Metric.kind != kindValue:
+		case s.Agg == aggSum || s.Agg == aggAvg:
+			used["lat_sum"] = true
+		default:
+			used[s.Metric.column] = true
+		}
+	}
+	return used
 }
