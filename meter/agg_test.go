@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -234,9 +235,10 @@ func TestMeterAggregatesRandom(t *testing.T) {
 		}
 
 		qlo, qhi := start.Add(-2*24*time.Hour), now.Add(2*time.Hour)
+		shiftedTotal := 0
 		check := func(step string, n int, wantAgg bool) {
 			t.Helper()
-			read := 0
+			read, shifted := 0, 0
 			for i := range n {
 				m := &meters[r.IntN(len(meters))]
 				lo, hi := start.Add(-24*time.Hour), end.Add(24*time.Hour)
@@ -260,11 +262,15 @@ func TestMeterAggregatesRandom(t *testing.T) {
 				if strings.Contains(q, meter.AggTable) {
 					read++
 				}
+				if readsShifted(q) {
+					shifted++
+				}
 				if t.Failed() {
 					t.FailNow()
 				}
 			}
-			t.Logf("%s: %d of %d queries read aggregates", step, read, n)
+			t.Logf("%s: %d of %d queries read aggregates, %d shifted days", step, read, n, shifted)
+			shiftedTotal += shifted
 			if wantAgg && read < n/3 {
 				t.Errorf("%s: only %d of %d queries read aggregates", step, read, n)
 			}
@@ -311,6 +317,9 @@ func TestMeterAggregatesRandom(t *testing.T) {
 		// Resent again after the fold: still counted once.
 		ingest(evs[:500], 0)
 		check("after changes", 80, true)
+		if shiftedTotal == 0 {
+			t.Errorf("no query read shifted days (DAY windows in zones such as Europe/Berlin)")
+		}
 		// The deleted meter's aggregates are gone (ClickHouse deletes
 		// them in the background: its mutation is waited for).
 		def := meter.Def(&dropped)
@@ -405,4 +414,18 @@ func TestCallMeterAggregates(t *testing.T) {
 			t.Errorf("only %d of %d queries read aggregates", read, len(qs))
 		}
 	})
+}
+
+// spanRE matches the aggregate rows of a span in a meter query's SQL.
+var spanRE = regexp.MustCompile(`span_ms = (\d+)`)
+
+// readsShifted says whether the SQL q reads day rows of a shifted span
+// (days starting at a zone's midnight rather than UTC's).
+func readsShifted(q string) bool {
+	for _, m := range spanRE.FindAllStringSubmatch(q, -1) {
+		if n, _ := strconv.ParseInt(m[1], 10, 64); n > 86_400_000 {
+			return true
+		}
+	}
+	return false
 }
