@@ -47,6 +47,9 @@ const (
 	// that would need more (windows whose edges are not on the hour, over
 	// years) reads the events alone.
 	maxRanges = 1000
+	// maxUnion bounds the aggregate ranges a query reads with one SELECT
+	// each (on DuckDB; more are joined by OR in one).
+	maxUnion = 16
 )
 
 // Def is the key of a meter's aggregates: a digest of everything that
@@ -233,7 +236,7 @@ type span struct {
 }
 
 // cover splits the query's range into what the aggregates answer and
-// what the events do. Every piece it hands to the aggregates lies within
+// what the events do. Every range it hands to the aggregates lies within
 // one window of the answer, so that each aggregate row falls in the
 // window of its events.
 type cover struct {
@@ -297,6 +300,31 @@ func pieces(p Params, segs []segment) [][2]int64 {
 		}
 		out = append(out, [2]int64{t, end})
 		t = end
+	}
+	return out
+}
+
+// windows are the windows of p clipped to [from, to): pieces, joined
+// where only an offset change parts them (a DAY window in which clocks
+// change). A row of aggregates within a window counts in it: the outer
+// query places it by its start's offset, which maps every instant of the
+// window to the window's day.
+func windows(p Params, segs []segment) [][2]int64 {
+	pcs := pieces(p, segs)
+	if p.WindowSize != Day || len(segs) == 1 {
+		return pcs
+	}
+	day := func(t int64) int64 {
+		i, _ := slices.BinarySearchFunc(segs[:len(segs)-1], t, func(s segment, t int64) int { return int(sign(s.until - 1 - t)) })
+		return floorTo(t+int64(segs[i].offset)*1000, dayMs)
+	}
+	out := pcs[:1]
+	for _, pc := range pcs[1:] {
+		if n := len(out); out[n-1][1] == pc[0] && day(out[n-1][0]) == day(pc[0]) {
+			out[n-1][1] = pc[1]
+			continue
+		}
+		out = append(out, pc)
 	}
 	return out
 }
@@ -388,9 +416,9 @@ func plan(p Params, segs []segment, last fold, folds []fold, dirty map[int64]boo
 		hourly(x, hb)
 		c.add(&c.raw, span{0, hb, b, 0})
 	}
-	for _, pc := range pieces(p, segs) {
-		a, b := pc[0], pc[1]
-		// The shifted days, where they cover more of the piece than UTC
+	for _, w := range windows(p, segs) {
+		a, b := w[0], w[1]
+		// The shifted days, where they cover more of the window than UTC
 		// days do (a day window of the zone they were kept for); the
 		// rest as before.
 		var best []span
@@ -532,30 +560,41 @@ func renderAgg(d Dialect, m *Meter, p Params, c cover) (string, []any, error) {
 			fmt.Fprintf(&b, ", gv[%d] AS pg%d", slices.Index(gkeys, g)+2, i)
 		}
 		fmt.Fprintf(&b, ", n, sx, mn, mx, lt, lv FROM %s WHERE def = ? AND version IN (SELECT version FROM %s WHERE def = ?) AND ", AggTable, FoldsTable)
+		head := b.String()
 		def := Def(m)
-		args = append(args, def, def)
-		if ad.bucketLists() && len(c.agg) > 8 {
-			aggLists(&b, c.agg)
-		} else {
-			b.WriteString("(")
-			for i, s := range c.agg {
-				if i > 0 {
-					b.WriteString(" OR ")
-				}
-				fmt.Fprintf(&b, "(span_ms = %d AND bucket_ms >= %d AND bucket_ms < %d", s.span, s.from, s.to)
-				if s.version != 0 {
-					fmt.Fprintf(&b, " AND version = %d", s.version)
-				}
-				b.WriteString(")")
-			}
-			b.WriteString(")")
-		}
+		var subj strings.Builder
+		var sargs []any
 		if len(p.Subjects) > 0 {
-			b.WriteString(" AND subject IN (")
-			args = placeholders(&b, p.Subjects, args)
-			b.WriteString(")")
+			subj.WriteString(" AND subject IN (")
+			sargs = placeholders(&subj, p.Subjects, nil)
+			subj.WriteString(")")
 		}
-		parts = append(parts, b.String())
+		var terms []string
+		if ad.bucketLists() && len(c.agg) > 8 {
+			var l strings.Builder
+			aggLists(&l, c.agg)
+			terms = append(terms, l.String())
+		} else {
+			for _, s := range c.agg {
+				t := fmt.Sprintf("span_ms = %d AND bucket_ms >= %d AND bucket_ms < %d", s.span, s.from, s.to)
+				if s.version != 0 {
+					t += fmt.Sprintf(" AND version = %d", s.version)
+				}
+				terms = append(terms, t)
+			}
+		}
+		if !ad.bucketLists() && len(terms) <= maxUnion {
+			// One SELECT per range: DuckDB skips the row groups outside
+			// a range of plain comparisons by their min and max, which it
+			// cannot for ranges joined by OR.
+			for _, t := range terms {
+				parts = append(parts, head+t+subj.String())
+				args = append(append(args, def, def), sargs...)
+			}
+		} else {
+			parts = append(parts, head+"("+strings.Join(terms, " OR ")+")"+subj.String())
+			args = append(append(args, def, def), sargs...)
+		}
 	}
 	keep := ""
 	if m.Aggregation == Latest {

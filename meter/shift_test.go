@@ -101,9 +101,10 @@ func TestPlanShiftedDays(t *testing.T) {
 	c := plan(p, segs, last, folds, nil)
 	checkCover(t, "Berlin", p, segs, c)
 	// Oct 1 (from 00:00 UTC, 02:00 local) to 22:00: 22 hours; Oct 2–24:
-	// summer days; Oct 25 (25 hours): hours; Oct 26–30: winter days; Oct
-	// 30 23:00 to Oct 31 00:00 UTC: an hour.
-	want := map[int64]int{hourMs: 22 + 25 + 1, summer: 23, winter: 5}
+	// summer days; Oct 25 (25 hours, from 22:00 UTC): a summer day and
+	// its last hour; Oct 26–30: winter days; Oct 30 23:00 to Oct 31 00:00
+	// UTC: an hour.
+	want := map[int64]int{hourMs: 22 + 1 + 1, summer: 24, winter: 5}
 	if got := count(c); !maps.Equal(got, want) {
 		t.Errorf("rows read per span = %v, want %v", got, want)
 	}
@@ -112,14 +113,14 @@ func TestPlanShiftedDays(t *testing.T) {
 	dirty := map[int64]bool{time.Date(2026, 10, 10, 3, 0, 0, 0, time.UTC).UnixMilli(): true}
 	c = plan(p, segs, last, folds, dirty)
 	checkCover(t, "Berlin, one hour with new events", p, segs, c)
-	want = map[int64]int{hourMs: 22 + 25 + 1 + 23, summer: 22, winter: 5}
+	want = map[int64]int{hourMs: 22 + 1 + 1 + 23, summer: 23, winter: 5}
 	if got := count(c); !maps.Equal(got, want) {
 		t.Errorf("with a dirty hour: rows read per span = %v, want %v", got, want)
 	}
 	// Without the winter shift kept: those days read hours.
 	c = plan(p, segs, last, folds[:3], nil)
 	checkCover(t, "Berlin, summer shift only", p, segs, c)
-	if got := count(c); got[winter] != 0 || got[hourMs] != 22+25+1+5*24 {
+	if got := count(c); got[winter] != 0 || got[hourMs] != 22+1+1+5*24 || got[summer] != 24 {
 		t.Errorf("summer shift only: rows read per span = %v", got)
 	}
 }
@@ -197,7 +198,7 @@ func TestPlanCoverRandom(t *testing.T) {
 }
 
 // checkCover fails unless c's spans partition [From, To) and each row of
-// an aggregate span lies within one piece (one window, one offset).
+// an aggregate span lies within one window.
 func checkCover(t *testing.T, what string, p Params, segs []segment, c cover) {
 	t.Helper()
 	all := append(slices.Clone(c.raw), c.agg...)
@@ -213,7 +214,7 @@ func checkCover(t *testing.T, what string, p Params, segs []segment, c cover) {
 	if at != p.To.UnixMilli() {
 		t.Errorf("%s: covered up to %d, want %d", what, at, p.To.UnixMilli())
 	}
-	ps := pieces(p, segs)
+	ps := windows(p, segs)
 	for _, s := range c.agg {
 		for x := s.from; x < s.to; x += spanLen(s.span) {
 			i, _ := slices.BinarySearchFunc(ps, x, func(pc [2]int64, t int64) int { return int(sign(pc[1] - 1 - t)) })
