@@ -416,27 +416,37 @@ func plan(p Params, segs []segment, last fold, folds []fold, dirty map[int64]boo
 		hourly(x, hb)
 		c.add(&c.raw, span{0, hb, b, 0})
 	}
-	for _, w := range windows(p, segs) {
-		a, b := w[0], w[1]
-		// The shifted days, where they cover more of the window than UTC
-		// days do (a day window of the zone they were kept for); the
-		// rest as before.
+	// shifted covers [a, b) with the days of the shift among grids that
+	// covers the most of it, if more than UTC days do (a day window of
+	// the zone it was kept for), and the stretches around them with the
+	// other shifts (a month in which clocks change), UTC days and hours.
+	var shifted func(a, b int64, grids []int64)
+	shifted = func(a, b int64, grids []int64) {
 		var best []span
-		if len(shifts) > 0 {
+		bi := -1
+		if len(grids) > 0 {
 			n := len(days(dayMs, a, b))
-			for _, sp := range shifts {
+			for i, sp := range grids {
 				if ds := days(sp, a, b); len(ds) > n {
-					best, n = ds, len(ds)
+					best, n, bi = ds, len(ds), i
 				}
 			}
 		}
+		if bi < 0 {
+			fill(a, b)
+			return
+		}
+		rest := slices.Delete(slices.Clone(grids), bi, bi+1)
 		x := a
 		for _, d := range best {
-			fill(x, d.from)
+			shifted(x, d.from, rest)
 			c.add(&c.agg, d)
 			x = d.to
 		}
-		fill(x, b)
+		shifted(x, b, rest)
+	}
+	for _, w := range windows(p, segs) {
+		shifted(w[0], w[1], shifts)
 	}
 	return c
 }

@@ -176,12 +176,7 @@ FROM meter_agg WHERE def = '%[2]s' AND span_ms = 3600000 GROUP BY def, version, 
 // the shifted days), reporting how long that took.
 func foldShifted(b *testing.B, db *sql.DB, d meter.Dialect, now time.Time, fold func(context.Context) error) {
 	for _, bq := range benchQueries {
-		m := benchMeters[bq.meter]
-		v, _ := url.ParseQuery(bq.query)
-		p, err := meter.ParseParams(v, m, now)
-		if err != nil {
-			b.Fatal(err)
-		}
+		m, p := benchParams(b, bq.meter, bq.query, now)
 		if _, err := meter.Query(context.Background(), db, d, m, p); err != nil {
 			b.Fatal(err)
 		}
@@ -283,14 +278,20 @@ func median(ds []time.Duration) float64 {
 	return float64(s[len(s)/2]) / 1e6
 }
 
+// benchParams are the meter and parameters of a benchmark query.
+func benchParams(b *testing.B, slug, query string, now time.Time) (*meter.Meter, meter.Params) {
+	m := benchMeters[slug]
+	v, _ := url.ParseQuery(query)
+	p, err := meter.ParseParams(v, m, now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m, p
+}
+
 func runBenchQueries(b *testing.B, db *sql.DB, d meter.Dialect, engine string, from, to time.Time) {
 	for _, bq := range benchQueries {
-		m := benchMeters[bq.meter]
-		v, _ := url.ParseQuery(bq.query)
-		p, err := meter.ParseParams(v, m, to)
-		if err != nil {
-			b.Fatal(err)
-		}
+		m, p := benchParams(b, bq.meter, bq.query, to)
 		q, _, err := meter.Plan(context.Background(), db, d, m, p)
 		if err != nil || !strings.Contains(q, meter.AggTable) {
 			b.Fatalf("%s does not read the aggregates (%v): %s", bq.name, err, q)

@@ -117,6 +117,20 @@ func TestPlanShiftedDays(t *testing.T) {
 	if got := count(c); !maps.Equal(got, want) {
 		t.Errorf("with a dirty hour: rows read per span = %v, want %v", got, want)
 	}
+	// October in Berlin as one window (from and to at local midnight):
+	// 31 days of 24 hours from the first midnight (summer days, as one
+	// window takes any row within it) and the extra hour of October 25.
+	month := Params{From: time.Date(2026, 9, 30, 22, 0, 0, 0, time.UTC), To: time.Date(2026, 10, 31, 23, 0, 0, 0, time.UTC), TimeZone: berlin}
+	msegs, err := zoneSegments(berlin, month.From, month.To)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = plan(month, msegs, last, folds, nil)
+	checkCover(t, "October in Berlin", month, msegs, c)
+	want = map[int64]int{hourMs: 1, summer: 31}
+	if got := count(c); !maps.Equal(got, want) {
+		t.Errorf("October in Berlin: rows read per span = %v, want %v", got, want)
+	}
 	// Without the winter shift kept: those days read hours.
 	c = plan(p, segs, last, folds[:3], nil)
 	checkCover(t, "Berlin, summer shift only", p, segs, c)
