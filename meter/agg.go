@@ -375,26 +375,29 @@ func plan(p Params, segs []segment, last fold, folds []fold, dirty map[int64]boo
 		}
 	}
 	// days are the days of span sp within [a, b), completed by limit,
-	// that one fold covers and no hour with new events touches.
-	days := func(sp, a, b int64) []span {
-		var out []span
+	// that one fold covers and no hour with new events touches (found
+	// among the few such hours, sorted: a query over decades checks each
+	// day of each span kept).
+	dirtyList := slices.Sorted(maps.Keys(dirty))
+	// With out nil, days only counts them.
+	days := func(sp, a, b int64, out *[]span) int {
+		n := 0
 		for _, s := range painted[sp] {
 			for d := ceilSpan(max(a, s.from), sp); d+dayMs <= min(b, limit, s.to); d += dayMs {
-				clean := true
-				for h := floorTo(d, hourMs); h < d+dayMs && clean; h += hourMs {
-					clean = !dirty[h]
-				}
-				if !clean {
+				if i, _ := slices.BinarySearch(dirtyList, floorTo(d, hourMs)); i < len(dirtyList) && dirtyList[i] < d+dayMs {
 					continue
 				}
-				v := int64(0)
-				if s.ambiguous {
-					v = s.version
+				n++
+				if out != nil {
+					v := int64(0)
+					if s.ambiguous {
+						v = s.version
+					}
+					*out = append(*out, span{sp, d, d + dayMs, v})
 				}
-				out = append(out, span{sp, d, d + dayMs, v})
 			}
 		}
-		return out
+		return n
 	}
 	// fill covers [a, b) with UTC days, hours and events.
 	fill := func(a, b int64) {
@@ -408,7 +411,9 @@ func plan(p Params, segs []segment, last fold, folds []fold, dirty map[int64]boo
 		}
 		c.add(&c.raw, span{0, a, ha, 0})
 		x := ha
-		for _, d := range days(dayMs, ha, hb) {
+		var ds []span
+		days(dayMs, ha, hb, &ds)
+		for _, d := range ds {
 			hourly(x, d.from)
 			c.add(&c.agg, d)
 			x = d.to
@@ -422,13 +427,12 @@ func plan(p Params, segs []segment, last fold, folds []fold, dirty map[int64]boo
 	// other shifts (a month in which clocks change), UTC days and hours.
 	var shifted func(a, b int64, grids []int64)
 	shifted = func(a, b int64, grids []int64) {
-		var best []span
 		bi := -1
 		if len(grids) > 0 {
-			n := len(days(dayMs, a, b))
+			n := days(dayMs, a, b, nil)
 			for i, sp := range grids {
-				if ds := days(sp, a, b); len(ds) > n {
-					best, n, bi = ds, len(ds), i
+				if k := days(sp, a, b, nil); k > n {
+					n, bi = k, i
 				}
 			}
 		}
@@ -436,6 +440,8 @@ func plan(p Params, segs []segment, last fold, folds []fold, dirty map[int64]boo
 			fill(a, b)
 			return
 		}
+		var best []span
+		days(grids[bi], a, b, &best)
 		rest := slices.Delete(slices.Clone(grids), bi, bi+1)
 		x := a
 		for _, d := range best {

@@ -242,3 +242,28 @@ func checkCover(t *testing.T, what string, p Params, segs []segment, c cover) {
 		}
 	}
 }
+
+// BenchmarkPlanDecades plans a query without from (every day since 1970)
+// in Europe/Berlin for a meter keeping eight shifts, with a few hours of
+// new events: the planner's share of a meter query at its widest.
+func BenchmarkPlanDecades(b *testing.B) {
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	to := time.Date(2026, 12, 6, 13, 0, 0, 0, time.UTC)
+	p := Params{From: minTime, To: to, TimeZone: berlin}
+	segs, err := zoneSegments(berlin, p.From, p.To)
+	if err != nil {
+		b.Fatal(err)
+	}
+	lo, first, hi := minTime.UnixMilli(), time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli(), floorTo(to.UnixMilli(), hourMs)
+	var folds []fold
+	for i, s := range []int64{hourMs, dayMs, dayMs + 22*hourMs, dayMs + 23*hourMs, dayMs + 5*hourMs, dayMs + 4*hourMs, dayMs + 18*hourMs + 30*60_000, dayMs + 9*hourMs, dayMs + 16*hourMs, dayMs + 14*hourMs} {
+		folds = append(folds, fold{span: s, from: floorSpan(lo, s), to: floorSpan(first, s), version: 1}, fold{span: s, from: floorSpan(first, s), to: floorSpan(hi, s), version: int64(i + 2)})
+	}
+	dirty := map[int64]bool{hi - 30*hourMs: true, hi - 400*hourMs: true, hi - 5000*hourMs: true}
+	b.ReportAllocs()
+	for b.Loop() {
+		if c := plan(p, segs, fold{next: hi}, folds, dirty); len(c.agg) == 0 {
+			b.Fatal("no aggregates")
+		}
+	}
+}
