@@ -16,8 +16,9 @@ import (
 )
 
 // Meter aggregates (docs/metering.md#aggregates): each meter's events
-// folded per UTC hour and per UTC day, per subject and groupBy values,
-// into partial aggregates that combine exactly: the weighted count n of
+// folded per UTC hour and per UTC day (and per day of the zones its
+// queries use: shift.go), per subject and groupBy values, into partial
+// aggregates that combine exactly: the weighted count n of
 // the events with a value (of all events for COUNT), the sum sx of value ×
 // weight, the minimum mn, the maximum mx, and the latest (lt, lv) as
 // (event time, value). A query reads whole hours and days from them and
@@ -29,8 +30,9 @@ import (
 //
 // Folds are recorded in FoldsTable: (def, span_ms, from_ms, to_ms,
 // version, built_ms) says the rows of version cover [from, to) at span
-// (an hour or a day) with every event ingested before built_ms; a row of
-// span 0 records a finished pass: built_ms its start, from_ms the first
+// (an hour, a day, or a shifted day) with every event ingested before
+// built_ms; a row of span 0 records a finished pass: built_ms its start,
+// from_ms the first
 // hour it left unfolded. A pass refolds every hour that received events
 // ingested since the previous pass began, so a reader need only read
 // from the events the hours with events ingested since the last pass
