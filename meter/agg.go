@@ -16,8 +16,9 @@ import (
 )
 
 // Meter aggregates (docs/metering.md#aggregates): each meter's events
-// folded per UTC hour and per UTC day, per subject and groupBy values,
-// into partial aggregates that combine exactly: the weighted count n of
+// folded per UTC hour and per UTC day (and per day of the zones its
+// queries use: shift.go), per subject and groupBy values, into partial
+// aggregates that combine exactly: the weighted count n of
 // the events with a value (of all events for COUNT), the sum sx of value ×
 // weight, the minimum mn, the maximum mx, and the latest (lt, lv) as
 // (event time, value). A query reads whole hours and days from them and
@@ -29,8 +30,9 @@ import (
 //
 // Folds are recorded in FoldsTable: (def, span_ms, from_ms, to_ms,
 // version, built_ms) says the rows of version cover [from, to) at span
-// (an hour or a day) with every event ingested before built_ms; a row of
-// span 0 records a finished pass: built_ms its start, from_ms the first
+// (an hour, a day, or a shifted day) with every event ingested before
+// built_ms; a row of span 0 records a finished pass: built_ms its start,
+// from_ms the first
 // hour it left unfolded. A pass refolds every hour that received events
 // ingested since the previous pass began, so a reader need only read
 // from the events the hours with events ingested since the last pass
@@ -47,6 +49,9 @@ const (
 	// that would need more (windows whose edges are not on the hour, over
 	// years) reads the events alone.
 	maxRanges = 1000
+	// maxUnion bounds the aggregate ranges a query reads with one SELECT
+	// each (on DuckDB; more are joined by OR in one).
+	maxUnion = 16
 )
 
 // Def is the key of a meter's aggregates: a digest of everything that
@@ -126,31 +131,37 @@ type querier interface {
 	ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
 }
 
-// loadFolds reads def's folds overlapping [from, to) and its last pass
-// (ok false: none yet).
-func loadFolds(ctx context.Context, q querier, def string, from, to int64) (last fold, folds []fold, ok bool, err error) {
+// loadFolds reads def's folds overlapping [from, to), its last pass (ok
+// false: none yet) and the shifted spans asked for (shift.go).
+func loadFolds(ctx context.Context, q querier, def string, from, to int64) (last fold, folds []fold, asked map[int64]bool, ok bool, err error) {
 	rows, err := q.QueryContext(ctx, `SELECT span_ms, from_ms, to_ms, version, built_ms, next_ms FROM `+FoldsTable+`
-WHERE def = ? AND (span_ms = 0 OR (to_ms > ? AND from_ms < ?))`, def, from, to)
+WHERE def = ? AND (span_ms = 0 OR from_ms = to_ms OR (to_ms > ? AND from_ms < ?))`, def, from, to)
 	if err != nil {
-		return last, nil, false, fmt.Errorf("meter folds: %w", err)
+		return last, nil, nil, false, fmt.Errorf("meter folds: %w", err)
 	}
 	defer rows.Close()
+	asked = map[int64]bool{}
 	for rows.Next() {
 		var f fold
 		var v uint64
 		if err := rows.Scan(&f.span, &f.from, &f.to, &v, &f.built, &f.next); err != nil {
-			return last, nil, false, fmt.Errorf("meter folds: %w", err)
+			return last, nil, nil, false, fmt.Errorf("meter folds: %w", err)
 		}
 		f.version = int64(v)
-		if f.span == 0 {
+		switch {
+		case f.span == 0:
 			if !ok || f.version > last.version {
 				last, ok = f, true
 			}
-			continue
+		case f.from == f.to:
+			if f.span > dayMs {
+				asked[f.span] = true
+			}
+		default:
+			folds = append(folds, f)
 		}
-		folds = append(folds, f)
 	}
-	return last, folds, ok, rows.Err()
+	return last, folds, asked, ok, rows.Err()
 }
 
 // seg is a stretch of time whose rows at one span come from one fold;
@@ -227,7 +238,7 @@ type span struct {
 }
 
 // cover splits the query's range into what the aggregates answer and
-// what the events do. Every piece it hands to the aggregates lies within
+// what the events do. Every range it hands to the aggregates lies within
 // one window of the answer, so that each aggregate row falls in the
 // window of its events.
 type cover struct {
@@ -295,13 +306,46 @@ func pieces(p Params, segs []segment) [][2]int64 {
 	return out
 }
 
+// windows are the windows of p clipped to [from, to): pieces, joined
+// where only an offset change parts them (a DAY window in which clocks
+// change). A row of aggregates within a window counts in it: the outer
+// query places it by its start's offset, which maps every instant of the
+// window to the window's day.
+func windows(p Params, segs []segment) [][2]int64 {
+	pcs := pieces(p, segs)
+	if p.WindowSize != Day || len(segs) == 1 {
+		return pcs
+	}
+	day := func(t int64) int64 {
+		i, _ := slices.BinarySearchFunc(segs[:len(segs)-1], t, func(s segment, t int64) int { return int(sign(s.until - 1 - t)) })
+		return floorTo(t+int64(segs[i].offset)*1000, dayMs)
+	}
+	out := pcs[:1]
+	for _, pc := range pcs[1:] {
+		if n := len(out); out[n-1][1] == pc[0] && day(out[n-1][0]) == day(pc[0]) {
+			out[n-1][1] = pc[1]
+			continue
+		}
+		out = append(out, pc)
+	}
+	return out
+}
+
 // plan is the cover of p for a meter whose last pass is last, with folds,
 // and dirty the hours (epoch ms) with events ingested since last began.
 func plan(p Params, segs []segment, last fold, folds []fold, dirty map[int64]bool) cover {
 	from, to := p.From.UnixMilli(), p.To.UnixMilli()
 	limit := min(to, last.next)
-	hours := paint(folds, hourMs, floorTo(from, hourMs), ceilTo(to, hourMs))
-	days := paint(folds, dayMs, floorTo(from, dayMs), ceilTo(to, dayMs))
+	// The folds of each span: hours, UTC days and shifted days.
+	painted := map[int64][]seg{}
+	for _, f := range folds {
+		if _, done := painted[f.span]; !done {
+			painted[f.span] = paint(folds, f.span, floorSpan(from, f.span), ceilSpan(to, f.span))
+		}
+	}
+	hours := painted[hourMs]
+	shifts := slices.Sorted(maps.Keys(painted))
+	shifts = slices.DeleteFunc(shifts, func(s int64) bool { return s <= dayMs })
 	var c cover
 	// hourly fills [a, b) (whole hours) from the hour folds, the rest
 	// from the events.
@@ -332,41 +376,85 @@ func plan(p Params, segs []segment, last fold, folds []fold, dirty map[int64]boo
 			a = e
 		}
 	}
-	for _, pc := range pieces(p, segs) {
-		a, b := pc[0], pc[1]
+	// days are the days of span sp within [a, b), completed by limit,
+	// that one fold covers and no hour with new events touches (found
+	// among the few such hours, sorted: a query over decades checks each
+	// day of each span kept).
+	dirtyList := slices.Sorted(maps.Keys(dirty))
+	// With out nil, days only counts them.
+	days := func(sp, a, b int64, out *[]span) int {
+		n := 0
+		for _, s := range painted[sp] {
+			for d := ceilSpan(max(a, s.from), sp); d+dayMs <= min(b, limit, s.to); d += dayMs {
+				if i, _ := slices.BinarySearch(dirtyList, floorTo(d, hourMs)); i < len(dirtyList) && dirtyList[i] < d+dayMs {
+					continue
+				}
+				n++
+				if out != nil {
+					v := int64(0)
+					if s.ambiguous {
+						v = s.version
+					}
+					*out = append(*out, span{sp, d, d + dayMs, v})
+				}
+			}
+		}
+		return n
+	}
+	// fill covers [a, b) with UTC days, hours and events.
+	fill := func(a, b int64) {
 		ha, hb := ceilTo(a, hourMs), floorTo(b, hourMs)
 		if hb > limit {
 			hb = max(floorTo(limit, hourMs), ha)
 		}
 		if ha >= hb {
 			c.add(&c.raw, span{0, a, b, 0})
-			continue
+			return
 		}
 		c.add(&c.raw, span{0, a, ha, 0})
-		da, db := ceilTo(ha, dayMs), floorTo(hb, dayMs)
 		x := ha
-		for d := da; d+dayMs <= db && d < hb; d += dayMs {
-			i, _ := slices.BinarySearchFunc(days, d, func(s seg, t int64) int { return int(sign(s.to - 1 - t)) })
-			if i == len(days) || days[i].from > d || days[i].to < d+dayMs {
-				continue
-			}
-			clean := true
-			for h := d; h < d+dayMs && clean; h += hourMs {
-				clean = !dirty[h]
-			}
-			if !clean {
-				continue
-			}
-			hourly(x, d)
-			v := int64(0)
-			if days[i].ambiguous {
-				v = days[i].version
-			}
-			c.add(&c.agg, span{dayMs, d, d + dayMs, v})
-			x = d + dayMs
+		var ds []span
+		days(dayMs, ha, hb, &ds)
+		for _, d := range ds {
+			hourly(x, d.from)
+			c.add(&c.agg, d)
+			x = d.to
 		}
 		hourly(x, hb)
 		c.add(&c.raw, span{0, hb, b, 0})
+	}
+	// shifted covers [a, b) with the days of the shift among grids that
+	// covers the most of it, if more than UTC days do (a day window of
+	// the zone it was kept for), and the stretches around them with the
+	// other shifts (a month in which clocks change), UTC days and hours.
+	var shifted func(a, b int64, grids []int64)
+	shifted = func(a, b int64, grids []int64) {
+		bi := -1
+		if len(grids) > 0 {
+			n := days(dayMs, a, b, nil)
+			for i, sp := range grids {
+				if k := days(sp, a, b, nil); k > n {
+					n, bi = k, i
+				}
+			}
+		}
+		if bi < 0 {
+			fill(a, b)
+			return
+		}
+		var best []span
+		days(grids[bi], a, b, &best)
+		rest := slices.Delete(slices.Clone(grids), bi, bi+1)
+		x := a
+		for _, d := range best {
+			shifted(x, d.from, rest)
+			c.add(&c.agg, d)
+			x = d.to
+		}
+		shifted(x, b, rest)
+	}
+	for _, w := range windows(p, segs) {
+		shifted(w[0], w[1], shifts)
 	}
 	return c
 }
@@ -490,30 +578,41 @@ func renderAgg(d Dialect, m *Meter, p Params, c cover) (string, []any, error) {
 			fmt.Fprintf(&b, ", gv[%d] AS pg%d", slices.Index(gkeys, g)+2, i)
 		}
 		fmt.Fprintf(&b, ", n, sx, mn, mx, lt, lv FROM %s WHERE def = ? AND version IN (SELECT version FROM %s WHERE def = ?) AND ", AggTable, FoldsTable)
+		head := b.String()
 		def := Def(m)
-		args = append(args, def, def)
-		if ad.bucketLists() && len(c.agg) > 8 {
-			aggLists(&b, c.agg)
-		} else {
-			b.WriteString("(")
-			for i, s := range c.agg {
-				if i > 0 {
-					b.WriteString(" OR ")
-				}
-				fmt.Fprintf(&b, "(span_ms = %d AND bucket_ms >= %d AND bucket_ms < %d", s.span, s.from, s.to)
-				if s.version != 0 {
-					fmt.Fprintf(&b, " AND version = %d", s.version)
-				}
-				b.WriteString(")")
-			}
-			b.WriteString(")")
-		}
+		var subj strings.Builder
+		var sargs []any
 		if len(p.Subjects) > 0 {
-			b.WriteString(" AND subject IN (")
-			args = placeholders(&b, p.Subjects, args)
-			b.WriteString(")")
+			subj.WriteString(" AND subject IN (")
+			sargs = placeholders(&subj, p.Subjects, nil)
+			subj.WriteString(")")
 		}
-		parts = append(parts, b.String())
+		var terms []string
+		if ad.bucketLists() && len(c.agg) > 8 {
+			var l strings.Builder
+			aggLists(&l, c.agg)
+			terms = append(terms, l.String())
+		} else {
+			for _, s := range c.agg {
+				t := fmt.Sprintf("span_ms = %d AND bucket_ms >= %d AND bucket_ms < %d", s.span, s.from, s.to)
+				if s.version != 0 {
+					t += fmt.Sprintf(" AND version = %d", s.version)
+				}
+				terms = append(terms, t)
+			}
+		}
+		if !ad.bucketLists() && len(terms) <= maxUnion {
+			// One SELECT per range: DuckDB skips the row groups outside
+			// a range of plain comparisons by their min and max, which it
+			// cannot for ranges joined by OR.
+			for _, t := range terms {
+				parts = append(parts, head+t+subj.String())
+				args = append(append(args, def, def), sargs...)
+			}
+		} else {
+			parts = append(parts, head+"("+strings.Join(terms, " OR ")+")"+subj.String())
+			args = append(append(args, def, def), sargs...)
+		}
 	}
 	keep := ""
 	if m.Aggregation == Latest {
@@ -524,28 +623,38 @@ func renderAgg(d Dialect, m *Meter, p Params, c cover) (string, []any, error) {
 
 // planQuery is the SQL answering p for m: over the aggregates where they
 // cover the range, else over the events (Render). It reads the folds
-// through q (the query's snapshot on engines with transactions).
-func planQuery(ctx context.Context, q querier, d Dialect, m *Meter, p Params) (string, []any, error) {
+// through q (the query's snapshot on engines with transactions). ask are
+// the shifted spans (shift.go) p would read that m does not keep yet.
+func planQuery(ctx context.Context, q querier, d Dialect, m *Meter, p Params) (sqlText string, args []any, ask []int64, err error) {
 	if _, ok := asAgg(d); !ok || !Aggregated(m) || p.WindowSize == Minute {
-		return Render(d, m, p)
+		sqlText, args, err = Render(d, m, p)
+		return sqlText, args, nil, err
 	}
 	segs, err := zoneSegments(p.TimeZone, p.From, p.To)
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
-	last, folds, ok, err := loadFolds(ctx, q, Def(m), p.From.UnixMilli(), p.To.UnixMilli())
-	if err != nil || !ok {
-		return Render(d, m, p)
+	last, folds, asked, ok, err := loadFolds(ctx, q, Def(m), p.From.UnixMilli(), p.To.UnixMilli())
+	if err != nil {
+		sqlText, args, err = Render(d, m, p)
+		return sqlText, args, nil, err
+	}
+	ask = toAsk(asked, wantedSpans(p, segs))
+	if !ok {
+		sqlText, args, err = Render(d, m, p)
+		return sqlText, args, ask, err
 	}
 	dirty, err := dirtyHours(ctx, q, d, m, last.built)
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	c := plan(p, segs, last, folds, dirty)
 	if len(c.agg) == 0 || len(c.raw)+len(c.agg) > maxRanges {
-		return Render(d, m, p)
+		sqlText, args, err = Render(d, m, p)
+		return sqlText, args, ask, err
 	}
-	return renderAgg(d, m, p, c)
+	sqlText, args, err = renderAgg(d, m, p, c)
+	return sqlText, args, ask, err
 }
 
 // FoldConfig is what Fold needs of a store.
@@ -596,16 +705,32 @@ func foldMeter(ctx context.Context, cfg FoldConfig, ad aggDialect, m *Meter, def
 	built := cfg.Built(call).UnixMilli()
 	version := cfg.Version()
 	cur := floorTo(built, hourMs)
-	last, _, ok, err := loadFolds(ctx, cfg.DB, def, 0, 0)
+	last, _, _, ok, err := loadFolds(ctx, cfg.DB, def, 0, 0)
 	if err != nil {
 		return err
 	}
+	// m's first event, read once if needed.
+	var first struct {
+		read, any bool
+		at        int64
+	}
+	firstAt := func() (int64, bool, error) {
+		if !first.read {
+			at, any, err := firstEvent(ctx, cfg.DB, ad.plain(), m)
+			if err != nil {
+				return 0, false, err
+			}
+			first.read, first.any, first.at = true, any, at
+		}
+		return first.at, first.any, nil
+	}
 	var runs [][2]int64 // hours to fold
 	days := map[int64]bool{}
+	var dirty map[int64]bool
 	if !ok {
 		// Backfill: everything before the current hour, the time before
 		// the first event recorded empty.
-		first, any, err := firstEvent(ctx, cfg.DB, ad.plain(), m)
+		first, any, err := firstAt()
 		if err != nil {
 			return err
 		}
@@ -636,7 +761,7 @@ func foldMeter(ctx context.Context, cfg FoldConfig, ad aggDialect, m *Meter, def
 				days[d] = true
 			}
 		}
-		dirty, err := dirtyHours(ctx, cfg.DB, cfg.Dialect, m, last.built)
+		dirty, err = dirtyHours(ctx, cfg.DB, cfg.Dialect, m, last.built)
 		if err != nil {
 			return err
 		}
@@ -663,6 +788,9 @@ func foldMeter(ctx context.Context, cfg FoldConfig, ad aggDialect, m *Meter, def
 		if err := foldRange(ctx, cfg, ad, m, def, dayMs, d, d+dayMs, version, built, ok && d < last.next); err != nil {
 			return err
 		}
+	}
+	if err := foldShifts(ctx, cfg, ad, m, def, last, ok, dirty, firstAt, cur, version, built); err != nil {
+		return err
 	}
 	return record(ctx, cfg, def, []fold{{span: 0, version: version, built: built, next: cur}})
 }
@@ -699,8 +827,8 @@ func foldRange(ctx context.Context, cfg FoldConfig, ad aggDialect, m *Meter, def
 		group = append(group, fmt.Sprintf("pg%d", i))
 	}
 	q := fmt.Sprintf(`INSERT INTO %s (def, span_ms, version, bucket_ms, subject, gv, n, sx, mn, mx, lt, lv)
-SELECT ?, %d, %d, %s * %d AS fb, ps, [%s], sum(n), sum(sx), min(mn), max(mx), max(lt), %s FROM (%s) AS q GROUP BY %s`,
-		AggTable, span, version, d.IDiv("pt", strconv.FormatInt(span, 10)), span, strings.Join(gl, ", "),
+SELECT ?, %d, %d, %s * %d + %d AS fb, ps, [%s], sum(n), sum(sx), min(mn), max(mx), max(lt), %s FROM (%s) AS q GROUP BY %s`,
+		AggTable, span, version, d.IDiv(fmt.Sprintf("(pt - %d)", spanShift(span)), strconv.FormatInt(spanLen(span), 10)), spanLen(span), spanShift(span), strings.Join(gl, ", "),
 		d.ArgMax("lv", "lt"), inner, strings.Join(group, ", "))
 	if ad.transactional() {
 		// DuckDB keeps rows in insert order: sorted by subject, a query
@@ -818,7 +946,8 @@ func dropStale(ctx context.Context, cfg FoldConfig, ad aggDialect, keep map[stri
 // Plan is the SQL that Query runs for p (and its arguments): for
 // benchmarks and for seeing which part of a range the aggregates answer.
 func Plan(ctx context.Context, db *sql.DB, d Dialect, m *Meter, p Params) (string, []any, error) {
-	return planQuery(ctx, db, d, m, p)
+	q, args, _, err := planQuery(ctx, db, d, m, p)
+	return q, args, err
 }
 
 // aggLists writes the condition that a row is of the buckets of spans, as
@@ -835,7 +964,7 @@ func aggLists(b *strings.Builder, spans []span) {
 		if _, ok := lists[k]; !ok {
 			keys = append(keys, k)
 		}
-		for t := s.from; t < s.to; t += s.span {
+		for t := s.from; t < s.to; t += spanLen(s.span) {
 			lists[k] = append(lists[k], strconv.FormatInt(t, 10))
 		}
 		lo, hi = min(lo, s.from), max(hi, s.to)

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -234,9 +235,10 @@ func TestMeterAggregatesRandom(t *testing.T) {
 		}
 
 		qlo, qhi := start.Add(-2*24*time.Hour), now.Add(2*time.Hour)
+		shiftedTotal := 0
 		check := func(step string, n int, wantAgg bool) {
 			t.Helper()
-			read := 0
+			read, shifted := 0, 0
 			for i := range n {
 				m := &meters[r.IntN(len(meters))]
 				lo, hi := start.Add(-24*time.Hour), end.Add(24*time.Hour)
@@ -260,11 +262,15 @@ func TestMeterAggregatesRandom(t *testing.T) {
 				if strings.Contains(q, meter.AggTable) {
 					read++
 				}
+				if readsShifted(q) {
+					shifted++
+				}
 				if t.Failed() {
 					t.FailNow()
 				}
 			}
-			t.Logf("%s: %d of %d queries read aggregates", step, read, n)
+			t.Logf("%s: %d of %d queries read aggregates, %d shifted days", step, read, n, shifted)
+			shiftedTotal += shifted
 			if wantAgg && read < n/3 {
 				t.Errorf("%s: only %d of %d queries read aggregates", step, read, n)
 			}
@@ -311,6 +317,9 @@ func TestMeterAggregatesRandom(t *testing.T) {
 		// Resent again after the fold: still counted once.
 		ingest(evs[:500], 0)
 		check("after changes", 80, true)
+		if shiftedTotal == 0 {
+			t.Errorf("no query read shifted days (DAY windows in zones such as Europe/Berlin)")
+		}
 		// The deleted meter's aggregates are gone (ClickHouse deletes
 		// them in the background: its mutation is waited for).
 		def := meter.Def(&dropped)
@@ -404,5 +413,136 @@ func TestCallMeterAggregates(t *testing.T) {
 		if read < len(qs)/3 {
 			t.Errorf("only %d of %d queries read aggregates", read, len(qs))
 		}
+	})
+}
+
+// spanRE matches the aggregate rows of a span in a meter query's SQL.
+var spanRE = regexp.MustCompile(`span_ms = (\d+)`)
+
+// readsShifted says whether the SQL q reads day rows of a shifted span
+// (days starting at a zone's midnight rather than UTC's).
+func readsShifted(q string) bool {
+	for _, m := range spanRE.FindAllStringSubmatch(q, -1) {
+		if n, _ := strconv.ParseInt(m[1], 10, 64); n > 86_400_000 {
+			return true
+		}
+	}
+	return false
+}
+
+// TestMeterShiftedDays follows a meter's day rows per UTC shift on both
+// stores: DAY windows in zones whose days do not start at UTC midnight
+// (Europe/Berlin across the night clocks go back, Asia/Kathmandu at
+// +5:45) read hours until a pass has folded the shifts they asked for,
+// then shifted days; a late event makes its day read hours and events
+// until the next pass refolds it; a meter keeps at most eight shifts.
+// Every answer equals the test's own sums of the events.
+func TestMeterShiftedDays(t *testing.T) {
+	engines(t, func(t *testing.T, e engine) {
+		ctx := context.Background()
+		r := rand.New(rand.NewPCG(aggSeed(t), 4))
+		start := time.Date(2026, 10, 20, 0, 0, 0, 0, time.UTC)
+		end := start.Add(10 * 24 * time.Hour)
+		used := map[int64]bool{}
+		evs, ss := aggEvents(r, 2000, "s", start, end.Sub(start), used)
+		if _, err := e.usage.AppendUsage(ctx, evs); err != nil {
+			t.Fatal(err)
+		}
+		var meters []meter.Meter
+		for i, a := range []string{meter.Sum, meter.Count, meter.Avg, meter.Min, meter.Max, meter.Latest} {
+			m := randomMeter(r, fmt.Sprintf("s%d", i), a)
+			if err := e.usage.PutMeter(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+			meters = append(meters, m)
+		}
+		if err := e.fold(ctx); err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now().UTC()
+		// Berlin's local midnights around the change (Oct 25), and
+		// ragged bounds; Kathmandu's days start at 18:15 UTC.
+		queries := []string{
+			"from=2026-10-20T22:00:00Z&to=2026-10-29T23:00:00Z&windowSize=DAY&windowTimeZone=Europe/Berlin",
+			"from=2026-10-20T00:00:00Z&to=2026-10-30T00:00:00Z&windowSize=DAY&windowTimeZone=Europe/Berlin&groupBy=subject",
+			"from=2026-10-21T07:13:00.5Z&to=2026-10-28T15:00:00Z&windowSize=DAY&windowTimeZone=Europe/Berlin&subject=acme&subject=hooli",
+			"from=2026-10-20T18:15:00Z&to=2026-10-29T18:15:00Z&windowSize=DAY&windowTimeZone=Asia/Kathmandu",
+			"from=2026-10-21T22:00:00Z&to=2026-10-28T23:00:00Z&windowTimeZone=Europe/Berlin",
+		}
+		run := func(step string, wantShifted bool) {
+			t.Helper()
+			shifted := 0
+			for _, q := range queries {
+				for i := range meters {
+					m := &meters[i]
+					v, _ := url.ParseQuery(q)
+					p, err := meter.ParseParams(v, m, now)
+					if err != nil {
+						t.Fatal(err)
+					}
+					got, err := meter.Query(ctx, e.usage.DB(), e.d, m, p)
+					if err != nil {
+						t.Fatalf("%s: %s?%s: %v", step, m.Slug, q, err)
+					}
+					sameRows(t, fmt.Sprintf("%s: %s (%s) ?%s", step, m.Slug, m.Aggregation, q), got.Data, expect(ss, m, p))
+					sq, _, err := meter.Plan(ctx, e.usage.DB(), e.d, m, p)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if readsShifted(sq) {
+						shifted++
+					}
+				}
+			}
+			if t.Failed() {
+				t.FailNow()
+			}
+			t.Logf("%s: %d queries read shifted days", step, shifted)
+			if wantShifted != (shifted > 0) {
+				t.Errorf("%s: %d queries read shifted days, want them to read %v", step, shifted, wantShifted)
+			}
+		}
+		run("zones asked for, not folded", false)
+		if err := e.fold(ctx); err != nil {
+			t.Fatal(err)
+		}
+		run("shifted days folded", true)
+		// A late event on Berlin's 25-hour day and one in Kathmandu's
+		// day of Oct 23 (which starts at 18:15 UTC on Oct 22).
+		for _, at := range []time.Time{time.Date(2026, 10, 25, 12, 0, 0, 0, time.UTC), time.Date(2026, 10, 22, 19, 0, 0, 0, time.UTC)} {
+			late, lss := aggEvents(r, 3, fmt.Sprintf("late%d", at.Unix()), at, time.Hour, used)
+			if _, err := e.usage.AppendUsage(ctx, late); err != nil {
+				t.Fatal(err)
+			}
+			ss = append(ss, lss...)
+		}
+		run("late events, not folded", true)
+		if err := e.fold(ctx); err != nil {
+			t.Fatal(err)
+		}
+		run("late events folded", true)
+		// Nine more offsets asked for: a meter keeps eight shifts.
+		m := &meters[0]
+		for _, z := range []string{"America/New_York", "Asia/Kolkata", "Australia/Eucla", "Australia/Adelaide", "America/St_Johns", "Pacific/Chatham", "Asia/Tokyo", "America/Los_Angeles", "Asia/Dubai"} {
+			v, _ := url.ParseQuery("from=2026-10-20T00:00:00Z&to=2026-10-23T00:00:00Z&windowSize=DAY&windowTimeZone=" + z)
+			p, err := meter.ParseParams(v, m, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := meter.Query(ctx, e.usage.DB(), e.d, m, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var n int64
+		if err := e.usage.DB().QueryRowContext(ctx, `SELECT count(DISTINCT span_ms) FROM `+meter.FoldsTable+` WHERE def = ? AND span_ms > 86400000`, meter.Def(m)).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 8 {
+			t.Errorf("meter keeps %d shifts, want 8", n)
+		}
+		if err := e.fold(ctx); err != nil {
+			t.Fatal(err)
+		}
+		run("eight shifts kept", true)
 	})
 }

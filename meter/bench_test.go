@@ -81,16 +81,111 @@ var floors = map[string]map[string]string{
 var aggFloors = map[string]map[string]string{
 	"DuckDB": {
 		"sum_total":               "SELECT sum(sx) FROM meter_agg WHERE def = '%[1]s' AND span_ms = 86400000 AND bucket_ms >= %[2]d AND bucket_ms < %[3]d",
-		"sum_day_berlin_by_model": "SELECT (bucket_ms + 3600000) // 86400000 AS d, gv[2], sum(sx) FROM meter_agg WHERE def = '%[1]s' AND span_ms = 3600000 AND bucket_ms >= %[2]d AND bucket_ms < %[3]d GROUP BY ALL",
+		"sum_day_berlin_by_model": "SELECT bucket_ms, gv[2], sum(sx) FROM meter_agg WHERE def = '%[1]s' AND span_ms IN (165600000, 169200000) AND bucket_ms >= %[2]d AND bucket_ms < %[3]d GROUP BY ALL",
 		"count_by_subject":        "SELECT subject, sum(n) FROM meter_agg WHERE def = '%[1]s' AND span_ms = 86400000 AND bucket_ms >= %[2]d AND bucket_ms < %[3]d GROUP BY ALL",
 		"sum_hour_one_subject":    "SELECT bucket_ms, sum(sx) FROM meter_agg WHERE def = '%[1]s' AND span_ms = 3600000 AND subject = 'c7' AND bucket_ms >= %[2]d AND bucket_ms < %[3]d GROUP BY ALL",
 	},
 	"ClickHouse": {
 		"sum_total":               "SELECT sum(sx) FROM meter_agg WHERE def = '%[1]s' AND span_ms = 86400000 AND bucket_ms >= %[2]d AND bucket_ms < %[3]d",
-		"sum_day_berlin_by_model": "SELECT intDiv(bucket_ms + 3600000, 86400000) AS d, gv[2] AS m, sum(sx) FROM meter_agg WHERE def = '%[1]s' AND span_ms = 3600000 AND bucket_ms >= %[2]d AND bucket_ms < %[3]d GROUP BY d, m",
+		"sum_day_berlin_by_model": "SELECT bucket_ms, gv[2] AS m, sum(sx) FROM meter_agg WHERE def = '%[1]s' AND span_ms IN (165600000, 169200000) AND bucket_ms >= %[2]d AND bucket_ms < %[3]d GROUP BY bucket_ms, m",
 		"count_by_subject":        "SELECT subject, sum(n) FROM meter_agg WHERE def = '%[1]s' AND span_ms = 86400000 AND bucket_ms >= %[2]d AND bucket_ms < %[3]d GROUP BY subject",
 		"sum_hour_one_subject":    "SELECT bucket_ms, sum(sx) FROM meter_agg WHERE def = '%[1]s' AND span_ms = 3600000 AND subject = 'c7' AND bucket_ms >= %[2]d AND bucket_ms < %[3]d GROUP BY bucket_ms",
 	},
+}
+
+// hourFloors are Berlin's days by model over the hour rows alone (what
+// the query read before shifted days were kept), and blockFloors over
+// UTC-aligned blocks of 12, 6 and 3 hours beside the hours (the other way
+// to read fewer rows; the benchmark builds those blocks in a table of its
+// own, bench_blocks): %[4]s reads the blocks, one SELECT per size.
+var hourFloors = map[string]string{
+	"DuckDB":     "SELECT (bucket_ms + 3600000) // 86400000 AS d, gv[2], sum(sx) FROM meter_agg WHERE def = '%[1]s' AND span_ms = 3600000 AND bucket_ms >= %[2]d AND bucket_ms < %[3]d GROUP BY ALL",
+	"ClickHouse": "SELECT intDiv(bucket_ms + 3600000, 86400000) AS d, gv[2] AS m, sum(sx) FROM meter_agg WHERE def = '%[1]s' AND span_ms = 3600000 AND bucket_ms >= %[2]d AND bucket_ms < %[3]d GROUP BY d, m",
+}
+
+var blockFloors = map[string]string{
+	"DuckDB":     "SELECT (bucket_ms + 3600000) // 86400000 AS d, gv[2], sum(sx) FROM (%[4]s) AS u GROUP BY ALL",
+	"ClickHouse": "SELECT intDiv(bucket_ms + 3600000, 86400000) AS d, gv[2] AS m, sum(sx) FROM (%[4]s) AS u GROUP BY d, m",
+}
+
+// blockHours are the block sizes (hours) of blockFloors, largest first.
+var blockHours = []int64{24, 12, 6, 3, 1}
+
+// buildBlocks copies def's hour and day rows into bench_blocks and adds
+// blocks of 12, 6 and 3 hours folded from the hour rows, and returns the
+// query of the fewest of them that make Europe/Berlin's days of
+// [from, to): one SELECT per size, so that each filters one span.
+func buildBlocks(b *testing.B, db *sql.DB, engine, def string, from, to time.Time) string {
+	stmts := []string{"CREATE TABLE bench_blocks AS SELECT * FROM meter_agg WHERE false",
+		fmt.Sprintf("INSERT INTO bench_blocks SELECT * FROM meter_agg WHERE def = '%s' AND span_ms IN (3600000, 86400000)", def)}
+	if engine == "ClickHouse" {
+		stmts[0] = "CREATE TABLE bench_blocks AS meter_agg"
+	}
+	for _, h := range blockHours[1 : len(blockHours)-1] {
+		ms := h * 3_600_000
+		q := fmt.Sprintf(`INSERT INTO bench_blocks SELECT def, %[1]d, version, bucket_ms // %[1]d * %[1]d AS b, subject, gv, sum(n), sum(sx), min(mn), max(mx), NULL, NULL
+FROM meter_agg WHERE def = '%[2]s' AND span_ms = 3600000 GROUP BY def, version, b, subject, gv ORDER BY subject, b`, ms, def)
+		if engine == "ClickHouse" {
+			q = fmt.Sprintf(`INSERT INTO bench_blocks (def, span_ms, version, bucket_ms, subject, gv, n, sx, mn, mx, lt, lv)
+SELECT def, %[1]d, version, intDiv(bucket_ms, %[1]d) * %[1]d AS b, subject, gv, sum(n), sum(sx), min(mn), max(mx), CAST(NULL AS Nullable(Int64)), CAST(NULL AS Nullable(Float64))
+FROM meter_agg WHERE def = '%[2]s' AND span_ms = 3600000 GROUP BY def, version, b, subject, gv`, ms, def)
+		}
+		stmts = append(stmts, q)
+	}
+	if engine == "ClickHouse" {
+		stmts = append(stmts, "OPTIMIZE TABLE bench_blocks FINAL")
+	}
+	for _, q := range stmts {
+		if _, err := db.Exec(q); err != nil {
+			b.Fatalf("%s: %v", q, err)
+		}
+	}
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	lists := map[int64][]string{}
+	for d := from.In(berlin); d.Before(to); {
+		y, m, dd := d.Date()
+		next := time.Date(y, m, dd+1, 0, 0, 0, 0, berlin)
+		a, e := max(d.UnixMilli(), from.UnixMilli()), min(next.UnixMilli(), to.UnixMilli())
+		for a < e {
+			for _, h := range blockHours {
+				ms := h * 3_600_000
+				if a%ms == 0 && a+ms <= e {
+					lists[h] = append(lists[h], strconv.FormatInt(a, 10))
+					a += ms
+					break
+				}
+			}
+		}
+		d = next
+	}
+	var terms []string
+	rows := 0
+	for _, h := range blockHours {
+		if len(lists[h]) > 0 {
+			terms = append(terms, fmt.Sprintf("SELECT bucket_ms, gv, sx FROM bench_blocks WHERE def = '%s' AND span_ms = %d AND bucket_ms IN (%s)", def, h*3_600_000, strings.Join(lists[h], ", ")))
+			rows += len(lists[h])
+		}
+	}
+	fmt.Fprintf(os.Stderr, "%s: Berlin's days read %d blocks (UTC-aligned blocks of 24, 12, 6, 3, 1 hours) per subject and group\n", b.Name(), rows)
+	return strings.Join(terms, " UNION ALL ")
+}
+
+// foldShifted runs the benchmark's queries once (those with windows in
+// a zone whose days start other than at UTC midnight ask for shifted
+// days: they read hours this time), then folds again (the backfill of
+// the shifted days), reporting how long that took.
+func foldShifted(b *testing.B, db *sql.DB, d meter.Dialect, now time.Time, fold func(context.Context) error) {
+	for _, bq := range benchQueries {
+		m, p := benchParams(b, bq.meter, bq.query, now)
+		if _, err := meter.Query(context.Background(), db, d, m, p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	t0 := time.Now()
+	if err := fold(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	fmt.Fprintf(os.Stderr, "%s: folded the shifted days asked for in %v\n", b.Name(), time.Since(t0))
 }
 
 // BenchmarkMeterQuery answers meter queries over APIMETER_BENCH_EVENTS
@@ -120,6 +215,7 @@ FROM range(%d) t(i)`, from.UnixMilli(), benchStep(n), n))
 			b.Fatal(err)
 		}
 		foldBench(b, u, u.FoldMeters)
+		foldShifted(b, u.DB(), meter.DuckDB{}, to, u.FoldMeters)
 		runBenchQueries(b, u.DB(), meter.DuckDB{}, "DuckDB", from, to)
 	})
 	b.Run("ClickHouse", func(b *testing.B) {
@@ -150,6 +246,7 @@ FROM (SELECT number + %d AS k FROM numbers(%d))`, from.UnixMilli(), benchStep(n)
 			b.Fatal(err)
 		}
 		foldBench(b, u, u.FoldMeters)
+		foldShifted(b, u.DB(), meter.ClickHouse{}, to, u.FoldMeters)
 		if err := st.Conn().Exec(context.Background(), "OPTIMIZE TABLE meter_agg FINAL"); err != nil {
 			b.Fatal(err)
 		}
@@ -181,14 +278,20 @@ func median(ds []time.Duration) float64 {
 	return float64(s[len(s)/2]) / 1e6
 }
 
+// benchParams are the meter and parameters of a benchmark query.
+func benchParams(b *testing.B, slug, query string, now time.Time) (*meter.Meter, meter.Params) {
+	m := benchMeters[slug]
+	v, _ := url.ParseQuery(query)
+	p, err := meter.ParseParams(v, m, now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m, p
+}
+
 func runBenchQueries(b *testing.B, db *sql.DB, d meter.Dialect, engine string, from, to time.Time) {
 	for _, bq := range benchQueries {
-		m := benchMeters[bq.meter]
-		v, _ := url.ParseQuery(bq.query)
-		p, err := meter.ParseParams(v, m, to)
-		if err != nil {
-			b.Fatal(err)
-		}
+		m, p := benchParams(b, bq.meter, bq.query, to)
 		q, _, err := meter.Plan(context.Background(), db, d, m, p)
 		if err != nil || !strings.Contains(q, meter.AggTable) {
 			b.Fatalf("%s does not read the aggregates (%v): %s", bq.name, err, q)
@@ -197,8 +300,13 @@ func runBenchQueries(b *testing.B, db *sql.DB, d meter.Dialect, engine string, f
 			fmt.Sprintf(floors[engine][bq.name], from.UnixMilli(), to.UnixMilli()),
 			fmt.Sprintf(aggFloors[engine][bq.name], meter.Def(m), from.UnixMilli(), to.UnixMilli()),
 		}
+		if bq.name == "sum_day_berlin_by_model" {
+			floors = append(floors,
+				fmt.Sprintf(hourFloors[engine], meter.Def(m), from.UnixMilli(), to.UnixMilli()),
+				fmt.Sprintf(blockFloors[engine], meter.Def(m), from.UnixMilli(), to.UnixMilli(), buildBlocks(b, db, engine, meter.Def(m), from, to)))
+		}
 		b.Run(bq.name, func(b *testing.B) {
-			var meterT, rawT, aggT []time.Duration
+			var meterT, rawT, aggT, hourT, blockT []time.Duration
 			for b.Loop() {
 				// The query and its floors in turn, so that all three see
 				// the same load.
@@ -217,10 +325,15 @@ func runBenchQueries(b *testing.B, db *sql.DB, d meter.Dialect, engine string, f
 					for rows.Next() {
 					}
 					rows.Close()
-					if i == 0 {
+					switch i {
+					case 0:
 						rawT = append(rawT, time.Since(t0))
-					} else {
+					case 1:
 						aggT = append(aggT, time.Since(t0))
+					case 2:
+						hourT = append(hourT, time.Since(t0))
+					case 3:
+						blockT = append(blockT, time.Since(t0))
 					}
 				}
 			}
@@ -228,6 +341,10 @@ func runBenchQueries(b *testing.B, db *sql.DB, d meter.Dialect, engine string, f
 			b.ReportMetric(median(rawT), "events-floor-ms")
 			b.ReportMetric(median(aggT), "agg-floor-ms")
 			b.ReportMetric(median(meterT)/median(aggT), "meter/agg-floor")
+			if len(hourT) > 0 {
+				b.ReportMetric(median(hourT), "hours-floor-ms")
+				b.ReportMetric(median(blockT), "blocks-floor-ms")
+			}
 		})
 	}
 }

@@ -206,9 +206,15 @@ func Query(ctx context.Context, db *sql.DB, d Dialect, m *Meter, p Params) (Resu
 		defer t.Rollback()
 		tx = t
 	}
-	q, args, err := planQuery(ctx, tx, d, m, p)
+	q, args, ask, err := planQuery(ctx, tx, d, m, p)
 	if err != nil {
 		return Result{}, err
+	}
+	if len(ask) > 0 {
+		// Day rows for this zone from the next fold pass on (shift.go).
+		if err := askShifts(ctx, db, Def(m), ask, time.Now().UnixMilli()); err != nil {
+			return Result{}, fmt.Errorf("meter %s: %w", m.Slug, err)
+		}
 	}
 	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {

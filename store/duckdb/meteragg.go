@@ -13,7 +13,7 @@ import (
 const meterAggSchema = `
 CREATE TABLE IF NOT EXISTS meter_agg (
   def VARCHAR NOT NULL,       -- meter.Def of the meter
-  span_ms BIGINT NOT NULL,    -- an hour or a day
+  span_ms BIGINT NOT NULL,    -- an hour, a UTC day, or a day plus its shift from UTC midnight
   version BIGINT NOT NULL,    -- the fold that wrote the row
   bucket_ms BIGINT NOT NULL,  -- the hour's or day's start, epoch ms
   subject VARCHAR NOT NULL,
