@@ -164,6 +164,14 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 		b.src, b.rolled = b.chCoverSource(p, d), true
 	}
 	where := b.chWhere(p)
+	if p.Cover != nil && p.From.Nanosecond() == 0 && p.To.Nanosecond() == 0 {
+		// Each branch of the cover holds only rows of org and env, within
+		// p's range, that pass p's filter: checking every row again above
+		// the UNION ALL is work 18.16 does not skip. (With a bound inside
+		// a second, the events' branch reads whole seconds and ts_us cuts
+		// them here.)
+		where = "1"
+	}
 	if p.TimeUnit != "" && p.TZO != 0 {
 		b.tzo = b.arg(int64(p.TZO))
 	}
@@ -283,13 +291,27 @@ func (b *sqlBuilder) chCoverSource(p *Plan, d ClickHouse) string {
 			keep = append(keep, c)
 		}
 	}
-	cols := strings.Join(append([]string{"ts"}, keep...), ", ")
-	rollupCols := strings.Join(append([]string{"t AS ts"}, keep...), ", ")
-	if p.From.Nanosecond() != 0 || p.To.Nanosecond() != 0 {
-		cols += ", ts_us"
-		rollupCols += ", toInt64(toUInt32(t)) * 1000000 AS ts_us"
+	// With whole-second bounds nothing above the branches reads org, env
+	// or the time but a bucket (see buildClickHouse).
+	whole := p.From.Nanosecond() == 0 && p.To.Nanosecond() == 0
+	var rawCols, rollupCols []string
+	for _, c := range []string{"org", "env"} {
+		if !whole || used[c] { // a dimension or filter of its own, too
+			rawCols, rollupCols = append(rawCols, c), append(rollupCols, c)
+		}
 	}
-	sums, rawSums := "calls AS weight, heavy", "weight, toUInt64(weight > 1) AS heavy"
+	if !whole || p.TimeUnit != "" {
+		rawCols, rollupCols = append(rawCols, "ts"), append(rollupCols, "t AS ts")
+	}
+	if !whole {
+		rawCols, rollupCols = append(rawCols, "ts_us"), append(rollupCols, "toInt64(toUInt32(t)) * 1000000 AS ts_us")
+	}
+	cols := strings.Join(append(rawCols, keep...), ", ")
+	rcols := strings.Join(append(rollupCols, keep...), ", ")
+	sums, rawSums := "heavy", "toUInt64(weight > 1) AS heavy"
+	if used["weight"] {
+		sums, rawSums = "calls AS weight, "+sums, "weight, "+rawSums
+	}
 	if used["err_weight"] {
 		sums += ", err_calls AS err_weight"
 		rawSums += ", toInt64(if(" + detail.IsErrorSQL + ", weight, 0)) AS err_weight"
@@ -321,8 +343,8 @@ func (b *sqlBuilder) chCoverSource(p *Plan, d ClickHouse) string {
 	var branches []string
 	for _, pt := range p.Cover.Parts {
 		for _, r := range pt.Ranges {
-			branches = append(branches, fmt.Sprintf("SELECT org, env, %s, %s FROM %s WHERE org = %s AND env = %s AND %s%s",
-				rollupCols, sums, f.Table(pt.Grain), org, env, ranges("t", [][2]time.Time{r}), filter()))
+			branches = append(branches, fmt.Sprintf("SELECT %s FROM %s WHERE org = %s AND env = %s AND %s%s",
+				join(rcols, sums), f.Table(pt.Grain), org, env, ranges("t", [][2]time.Time{r}), filter()))
 		}
 	}
 	if gaps := p.Cover.gaps(p.From, p.To); len(gaps) > 0 {
@@ -343,16 +365,16 @@ func (b *sqlBuilder) chCoverSource(p *Plan, d ClickHouse) string {
 			}
 			rs = append(rs, [2]time.Time{g[0].Truncate(time.Second), end})
 		}
-		branches = append(branches, fmt.Sprintf("SELECT org, env, %s, %s FROM %s WHERE org = %s AND env = %s AND %s%s",
-			cols, rawSums, Table, org, env, ranges("ts", rs), filter()))
+		branches = append(branches, fmt.Sprintf("SELECT %s FROM %s WHERE org = %s AND env = %s AND %s%s",
+			join(cols, rawSums), Table, org, env, ranges("ts", rs), filter()))
 	}
 	return "(" + strings.Join(branches, " UNION ALL ") + ")"
 }
 
 // columns are the columns a covered plan reads from its source rows: the
 // dimensions', the filter's, latency_ms for the latency aggregates other
-// than sums and averages, and the summed err_weight and lat_sum when a
-// selection needs them.
+// than sums and averages, and the summed weight, err_weight and lat_sum
+// when a selection needs them.
 func (p *Plan) columns() map[string]bool {
 	used := map[string]bool{}
 	for _, d := range p.Dimensions {
@@ -374,11 +396,25 @@ func (p *Plan) columns() map[string]bool {
 		case s.Metric.kind == kindError:
 			used["err_weight"] = true
 		case s.Metric.kind != kindValue:
-		case s.Agg == aggSum || s.Agg == aggAvg:
+			used["weight"] = true
+		case s.Agg == aggSum:
 			used["lat_sum"] = true
+		case s.Agg == aggAvg:
+			used["lat_sum"], used["weight"] = true, true
 		default:
-			used[s.Metric.column] = true
+			used[s.Metric.column], used["weight"] = true, true
 		}
 	}
 	return used
+}
+
+// join joins the non-empty column lists of a SELECT.
+func join(lists ...string) string {
+	var out []string
+	for _, l := range lists {
+		if l != "" {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, ", ")
 }
