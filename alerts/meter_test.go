@@ -10,33 +10,15 @@ import (
 
 	"github.com/apimeter/apimeter/alerts"
 	"github.com/apimeter/apimeter/meter"
-	"github.com/apimeter/apimeter/store/clickhouse"
-	"github.com/apimeter/apimeter/store/duckdb"
+	"github.com/apimeter/apimeter/store/usagetest"
 )
 
 // usageOf opens the usage events and meters beside b's event store, with
 // the meter dialect of its engine.
 func usageOf(t *testing.T, b *backend) (meter.Store, meter.Dialect) {
 	t.Helper()
-	ctx := context.Background()
-	switch s := b.store.(type) {
-	case *duckdb.Store:
-		u, err := s.OpenUsage(ctx, duckdb.UsageOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { u.Close() })
-		return u, meter.DuckDB{}
-	case *clickhouse.Store:
-		u, err := s.OpenUsage(ctx, clickhouse.UsageOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { u.Close() })
-		return u, meter.ClickHouse{}
-	}
-	t.Fatalf("no usage tables for %T", b.store)
-	return nil, nil
+	e := usagetest.Open(t, b.store, usagetest.Options{})
+	return e.Usage, e.Dialect
 }
 
 // TestMeterRuleFiresPerSubject: a threshold rule over a meter's value

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -15,9 +14,8 @@ import (
 	"github.com/apimeter/apimeter/billing"
 	"github.com/apimeter/apimeter/internal/stripemocktest"
 	"github.com/apimeter/apimeter/meter"
-	"github.com/apimeter/apimeter/store/clickhouse"
 	"github.com/apimeter/apimeter/store/clickhouse/chtest"
-	"github.com/apimeter/apimeter/store/duckdb"
+	"github.com/apimeter/apimeter/store/usagetest"
 )
 
 func TestMain(m *testing.M) {
@@ -26,41 +24,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-type engine struct {
-	usage  meter.Store
-	d      meter.Dialect
-	events apimeter.Store
-}
+type engine = usagetest.Engine
 
 // engines runs f on the embedded DuckDB store and on ClickHouse.
 func engines(t *testing.T, f func(t *testing.T, e engine)) {
-	t.Run("DuckDB", func(t *testing.T) {
-		st, err := duckdb.Open(context.Background(), filepath.Join(t.TempDir(), "b.duckdb"), duckdb.Options{DailyInterval: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		u, err := st.OpenUsage(context.Background(), duckdb.UsageOptions{})
-		if err != nil {
-			st.Close()
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { u.Close(); st.Close() })
-		f(t, engine{u, meter.DuckDB{}, st})
-	})
-	t.Run("ClickHouse", func(t *testing.T) {
-		dsn := chtest.Shared(t).DSN(chtest.Database(t))
-		st, err := clickhouse.Open(context.Background(), dsn, clickhouse.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		u, err := st.OpenUsage(context.Background(), clickhouse.UsageOptions{})
-		if err != nil {
-			st.Close()
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { u.Close(); st.Close() })
-		f(t, engine{u, meter.ClickHouse{}, st})
-	})
+	usagetest.Each(t, usagetest.Options{}, f)
 }
 
 var nov = billing.Period{Name: "2026-11", From: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), To: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
@@ -81,12 +49,12 @@ func fixture(t *testing.T, e engine) {
 		{Slug: "seats", EventType: "seat", Aggregation: meter.Max, ValueProperty: "$.n"},
 	} {
 		m.Org, m.Env, m.ID = "o", "prod", m.Slug
-		if err := e.usage.PutMeter(ctx, m); err != nil {
+		if err := e.Usage.PutMeter(ctx, m); err != nil {
 			t.Fatal(err)
 		}
 	}
 	at := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
-	err := e.events.PutProfiles(ctx, []apimeter.Profile{
+	err := e.Events.PutProfiles(ctx, []apimeter.Profile{
 		{Org: "o", Env: "prod", Kind: "company", ID: "acme", ModifiedTime: at, Body: json.RawMessage(`{"company_id":"acme","metadata":{"stripe_customer_id":"cus_acme"}}`)},
 		{Org: "o", Env: "prod", Kind: "user", ID: "bob", ModifiedTime: at, Body: json.RawMessage(`{"user_id":"bob","metadata":{"stripe_customer_id":"cus_bob","plan":"pro"}}`)},
 		{Org: "o", Env: "prod", Kind: "company", ID: "globex", ModifiedTime: at, Body: json.RawMessage(`{"company_id":"globex","metadata":{}}`)},
@@ -139,7 +107,7 @@ func send(t *testing.T, e engine, w want, seq, n int) {
 			}
 		}
 	}
-	if _, err := e.usage.AppendUsage(context.Background(), evs); err != nil {
+	if _, err := e.Usage.AppendUsage(context.Background(), evs); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -163,12 +131,12 @@ func checkExport(t *testing.T, e engine, b *billing.Biller, w want) []billing.Li
 		if !near(l.Value, x.value) || l.Events != x.events || l.Period != "2026-11" {
 			t.Errorf("export %s/%s: value %v events %d, want %v %d", l.Meter, l.Customer, l.Value, l.Events, x.value, x.events)
 		}
-		ms, _ := e.usage.Meters(ctx, "o", "prod")
+		ms, _ := e.Usage.Meters(ctx, "o", "prod")
 		for i := range ms {
 			if ms[i].Slug != l.Meter {
 				continue
 			}
-			res, err := meter.Query(ctx, e.usage.DB(), e.d, &ms[i], meter.Params{From: nov.From, To: nov.To, TimeZone: time.UTC, Subjects: []string{l.Customer}})
+			res, err := meter.Query(ctx, e.Usage.DB(), e.Dialect, &ms[i], meter.Params{From: nov.From, To: nov.To, TimeZone: time.UTC, Subjects: []string{l.Customer}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -234,7 +202,7 @@ func TestPushToStripeMock(t *testing.T) {
 		fixture(t, e)
 		w := want{}
 		send(t, e, w, 0, 40)
-		b := billing.New(billing.Config{Usage: e.usage, Dialect: e.d, Profiles: e.events})
+		b := billing.New(billing.Config{Usage: e.Usage, Dialect: e.Dialect, Profiles: e.Events})
 		rec := newRecorder(t, mock)
 		p := &billing.Pusher{Source: b, APIBase: rec.srv.URL, APIKey: "sk_test_123",
 			Now: func() time.Time { return time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC) }}
@@ -362,7 +330,7 @@ var statements = map[string]string{}
 // engines.
 func checkStatements(t *testing.T, e engine, lines []billing.Line, w want) {
 	t.Helper()
-	b := billing.New(billing.Config{Usage: e.usage, Dialect: e.d, Secret: []byte("0123456789abcdef0123456789abcdef")})
+	b := billing.New(billing.Config{Usage: e.Usage, Dialect: e.Dialect, Secret: []byte("0123456789abcdef0123456789abcdef")})
 	pub, _ := b.PublicKey("o")
 	for _, l := range lines {
 		ce, err := b.Statement(context.Background(), "o", "prod", l.Meter, l.Customer, nov)

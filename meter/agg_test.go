@@ -202,7 +202,7 @@ func TestMeterAggregatesRandom(t *testing.T) {
 		ingest := func(evs []meter.Event, stored int) {
 			t.Helper()
 			for i := 0; i < len(evs); i += 700 {
-				res, err := e.usage.AppendUsage(ctx, evs[i:min(i+700, len(evs))])
+				res, err := e.Usage.AppendUsage(ctx, evs[i:min(i+700, len(evs))])
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -221,7 +221,7 @@ func TestMeterAggregatesRandom(t *testing.T) {
 			if err := m.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			if err := e.usage.PutMeter(ctx, m); err != nil {
+			if err := e.Usage.PutMeter(ctx, m); err != nil {
 				t.Fatal(err)
 			}
 			meters = slices.DeleteFunc(meters, func(o meter.Meter) bool { return o.Slug == m.Slug })
@@ -230,7 +230,7 @@ func TestMeterAggregatesRandom(t *testing.T) {
 		for i, a := range aggs {
 			put(randomMeter(r, fmt.Sprintf("m%d", i), a))
 		}
-		if err := e.fold(ctx); err != nil {
+		if err := e.Fold(ctx); err != nil {
 			t.Fatal(err)
 		}
 
@@ -250,12 +250,12 @@ func TestMeterAggregatesRandom(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s: %s?%s: %v", step, m.Slug, v.Encode(), err)
 				}
-				got, err := meter.Query(ctx, e.usage.DB(), e.d, m, p)
+				got, err := meter.Query(ctx, e.Usage.DB(), e.Dialect, m, p)
 				if err != nil {
 					t.Fatalf("%s: %s?%s: %v", step, m.Slug, v.Encode(), err)
 				}
 				sameRows(t, fmt.Sprintf("%s: %s (%s %s) ?%s", step, m.Slug, m.Aggregation, m.ValueProperty, v.Encode()), got.Data, expect(ss, m, p))
-				q, _, err := meter.Plan(ctx, e.usage.DB(), e.d, m, p)
+				q, _, err := meter.Plan(ctx, e.Usage.DB(), e.Dialect, m, p)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -283,7 +283,7 @@ func TestMeterAggregatesRandom(t *testing.T) {
 			put(randomMeter(r, fmt.Sprintf("late%d", i), a))
 		}
 		check("new meters, not folded", 20, false)
-		if err := e.fold(ctx); err != nil {
+		if err := e.Fold(ctx); err != nil {
 			t.Fatal(err)
 		}
 
@@ -297,7 +297,7 @@ func TestMeterAggregatesRandom(t *testing.T) {
 		ingest(recent, len(recent))
 		ss = append(ss, rss...)
 		check("late events, not folded", 60, true)
-		if err := e.fold(ctx); err != nil {
+		if err := e.Fold(ctx); err != nil {
 			t.Fatal(err)
 		}
 		check("late events folded", 60, true)
@@ -307,11 +307,11 @@ func TestMeterAggregatesRandom(t *testing.T) {
 		put(changed)
 		check("changed meter, not folded", 20, false)
 		dropped := meters[1]
-		if err := e.usage.DeleteMeter(ctx, "o", "prod", dropped.Slug); err != nil {
+		if err := e.Usage.DeleteMeter(ctx, "o", "prod", dropped.Slug); err != nil {
 			t.Fatal(err)
 		}
 		meters = slices.DeleteFunc(meters, func(o meter.Meter) bool { return o.Slug == dropped.Slug })
-		if err := e.fold(ctx); err != nil {
+		if err := e.Fold(ctx); err != nil {
 			t.Fatal(err)
 		}
 		// Resent again after the fold: still counted once.
@@ -326,7 +326,7 @@ func TestMeterAggregatesRandom(t *testing.T) {
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			var n int64
-			if err := e.usage.DB().QueryRowContext(ctx, `SELECT count(*) FROM `+meter.AggTable+` WHERE def = ?`, def).Scan(&n); err != nil {
+			if err := e.Usage.DB().QueryRowContext(ctx, `SELECT count(*) FROM `+meter.AggTable+` WHERE def = ?`, def).Scan(&n); err != nil {
 				t.Fatal(err)
 			}
 			if n == 0 {
@@ -351,7 +351,7 @@ func TestCallMeterAggregates(t *testing.T) {
 		g := dataset.New(dataset.Config{Events: 3000, Org: "o", Env: "prod", Span: 5 * 24 * time.Hour, End: end, Seed: 5, Users: 40, Companies: 6})
 		calls := make([]apimeter.Event, 3000)
 		calls = calls[:g.Fill(calls)]
-		if _, err := e.events.Append(ctx, calls); err != nil {
+		if _, err := e.Events.Append(ctx, calls); err != nil {
 			t.Fatal(err)
 		}
 		var meters []meter.Meter
@@ -366,7 +366,7 @@ func TestCallMeterAggregates(t *testing.T) {
 			if err := m.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			if err := e.usage.PutMeter(ctx, m); err != nil {
+			if err := e.Usage.PutMeter(ctx, m); err != nil {
 				t.Fatal(err)
 			}
 			meters = append(meters, m)
@@ -385,24 +385,24 @@ func TestCallMeterAggregates(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := meter.Query(ctx, e.usage.DB(), e.d, m, p)
+			res, err := meter.Query(ctx, e.Usage.DB(), e.Dialect, m, p)
 			if err != nil {
 				t.Fatal(err)
 			}
 			qs = append(qs, q{m, p})
 			before = append(before, res.Data)
 		}
-		if err := e.fold(ctx); err != nil {
+		if err := e.Fold(ctx); err != nil {
 			t.Fatal(err)
 		}
 		read := 0
 		for i, x := range qs {
-			res, err := meter.Query(ctx, e.usage.DB(), e.d, x.m, x.p)
+			res, err := meter.Query(ctx, e.Usage.DB(), e.Dialect, x.m, x.p)
 			if err != nil {
 				t.Fatal(err)
 			}
 			sameRows(t, fmt.Sprintf("%s (%s %s) %+v", x.m.Slug, x.m.Aggregation, x.m.ValueProperty, x.p), res.Data, before[i])
-			sq, _, err := meter.Plan(ctx, e.usage.DB(), e.d, x.m, x.p)
+			sq, _, err := meter.Plan(ctx, e.Usage.DB(), e.Dialect, x.m, x.p)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -445,18 +445,18 @@ func TestMeterShiftedDays(t *testing.T) {
 		end := start.Add(10 * 24 * time.Hour)
 		used := map[int64]bool{}
 		evs, ss := aggEvents(r, 2000, "s", start, end.Sub(start), used)
-		if _, err := e.usage.AppendUsage(ctx, evs); err != nil {
+		if _, err := e.Usage.AppendUsage(ctx, evs); err != nil {
 			t.Fatal(err)
 		}
 		var meters []meter.Meter
 		for i, a := range []string{meter.Sum, meter.Count, meter.Avg, meter.Min, meter.Max, meter.Latest} {
 			m := randomMeter(r, fmt.Sprintf("s%d", i), a)
-			if err := e.usage.PutMeter(ctx, m); err != nil {
+			if err := e.Usage.PutMeter(ctx, m); err != nil {
 				t.Fatal(err)
 			}
 			meters = append(meters, m)
 		}
-		if err := e.fold(ctx); err != nil {
+		if err := e.Fold(ctx); err != nil {
 			t.Fatal(err)
 		}
 		now := time.Now().UTC()
@@ -480,12 +480,12 @@ func TestMeterShiftedDays(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					got, err := meter.Query(ctx, e.usage.DB(), e.d, m, p)
+					got, err := meter.Query(ctx, e.Usage.DB(), e.Dialect, m, p)
 					if err != nil {
 						t.Fatalf("%s: %s?%s: %v", step, m.Slug, q, err)
 					}
 					sameRows(t, fmt.Sprintf("%s: %s (%s) ?%s", step, m.Slug, m.Aggregation, q), got.Data, expect(ss, m, p))
-					sq, _, err := meter.Plan(ctx, e.usage.DB(), e.d, m, p)
+					sq, _, err := meter.Plan(ctx, e.Usage.DB(), e.Dialect, m, p)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -503,7 +503,7 @@ func TestMeterShiftedDays(t *testing.T) {
 			}
 		}
 		run("zones asked for, not folded", false)
-		if err := e.fold(ctx); err != nil {
+		if err := e.Fold(ctx); err != nil {
 			t.Fatal(err)
 		}
 		run("shifted days folded", true)
@@ -511,13 +511,13 @@ func TestMeterShiftedDays(t *testing.T) {
 		// day of Oct 23 (which starts at 18:15 UTC on Oct 22).
 		for _, at := range []time.Time{time.Date(2026, 10, 25, 12, 0, 0, 0, time.UTC), time.Date(2026, 10, 22, 19, 0, 0, 0, time.UTC)} {
 			late, lss := aggEvents(r, 3, fmt.Sprintf("late%d", at.Unix()), at, time.Hour, used)
-			if _, err := e.usage.AppendUsage(ctx, late); err != nil {
+			if _, err := e.Usage.AppendUsage(ctx, late); err != nil {
 				t.Fatal(err)
 			}
 			ss = append(ss, lss...)
 		}
 		run("late events, not folded", true)
-		if err := e.fold(ctx); err != nil {
+		if err := e.Fold(ctx); err != nil {
 			t.Fatal(err)
 		}
 		run("late events folded", true)
@@ -529,18 +529,18 @@ func TestMeterShiftedDays(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := meter.Query(ctx, e.usage.DB(), e.d, m, p); err != nil {
+			if _, err := meter.Query(ctx, e.Usage.DB(), e.Dialect, m, p); err != nil {
 				t.Fatal(err)
 			}
 		}
 		var n int64
-		if err := e.usage.DB().QueryRowContext(ctx, `SELECT count(DISTINCT span_ms) FROM `+meter.FoldsTable+` WHERE def = ? AND span_ms > 86400000`, meter.Def(m)).Scan(&n); err != nil {
+		if err := e.Usage.DB().QueryRowContext(ctx, `SELECT count(DISTINCT span_ms) FROM `+meter.FoldsTable+` WHERE def = ? AND span_ms > 86400000`, meter.Def(m)).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		if n != 8 {
 			t.Errorf("meter keeps %d shifts, want 8", n)
 		}
-		if err := e.fold(ctx); err != nil {
+		if err := e.Fold(ctx); err != nil {
 			t.Fatal(err)
 		}
 		run("eight shifts kept", true)

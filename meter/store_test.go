@@ -9,18 +9,15 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/meter"
-	"github.com/apimeter/apimeter/store/clickhouse"
 	"github.com/apimeter/apimeter/store/clickhouse/chtest"
-	"github.com/apimeter/apimeter/store/duckdb"
+	"github.com/apimeter/apimeter/store/usagetest"
 )
 
 // TestMain shares one clickhouse-server among the package's tests.
@@ -30,46 +27,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// engine is one store under test: its usage store, dialect and the event
-// store of its API calls.
-type engine struct {
-	usage  meter.Store
-	d      meter.Dialect
-	events apimeter.Store
-	// fold brings the meters' aggregates up to date (the stores' fold
-	// loops are off in these tests).
-	fold func(context.Context) error
-}
+// engine is one store's usage tables beside its event store; the
+// stores' fold loops are off in these tests, which call Fold.
+type engine = usagetest.Engine
 
-// engines runs f on each store: the embedded DuckDB and ClickHouse.
+// engines runs f on the embedded DuckDB store and on ClickHouse.
 func engines(t *testing.T, f func(t *testing.T, e engine)) {
-	t.Run("DuckDB", func(t *testing.T) {
-		st, err := duckdb.Open(context.Background(), filepath.Join(t.TempDir(), "m.duckdb"), duckdb.Options{DailyInterval: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		u, err := st.OpenUsage(context.Background(), duckdb.UsageOptions{FoldInterval: -1})
-		if err != nil {
-			st.Close()
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { u.Close(); st.Close() })
-		f(t, engine{u, meter.DuckDB{}, st, u.FoldMeters})
-	})
-	t.Run("ClickHouse", func(t *testing.T) {
-		dsn := chtest.Shared(t).DSN(chtest.Database(t))
-		st, err := clickhouse.Open(context.Background(), dsn, clickhouse.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		u, err := st.OpenUsage(context.Background(), clickhouse.UsageOptions{FoldInterval: -1, FoldMargin: -1})
-		if err != nil {
-			st.Close()
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { u.Close(); st.Close() })
-		f(t, engine{u, meter.ClickHouse{}, st, u.FoldMeters})
-	})
+	usagetest.Each(t, usagetest.Options{ManualFold: true}, f)
 }
 
 // sent is a usage event as the test sent it, decoded the test's own way
@@ -387,7 +351,7 @@ func TestMeterQueries(t *testing.T) {
 		start := time.Date(2026, 10, 24, 0, 0, 0, 0, time.UTC)
 		evs, ss := genEvents(3000, 7, start, 10*24*time.Hour)
 		for i := 0; i < len(evs); i += 500 {
-			res, err := e.usage.AppendUsage(ctx, evs[i:i+500])
+			res, err := e.Usage.AppendUsage(ctx, evs[i:i+500])
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -396,7 +360,7 @@ func TestMeterQueries(t *testing.T) {
 			}
 		}
 		// Resent: nothing new.
-		res, err := e.usage.AppendUsage(ctx, evs[500:1000])
+		res, err := e.Usage.AppendUsage(ctx, evs[500:1000])
 		if err != nil || res.Stored != 0 || res.Duplicates != 500 {
 			t.Fatalf("resent batch: %+v %v, want 500 duplicates", res, err)
 		}
@@ -405,7 +369,7 @@ func TestMeterQueries(t *testing.T) {
 		extra := []meter.Event{evs[0], evs[1], evs[1]}
 		extra[0].Source = "other"
 		extra[1].ID, extra[2].ID = "fresh", "fresh"
-		res, err = e.usage.AppendUsage(ctx, extra)
+		res, err = e.Usage.AppendUsage(ctx, extra)
 		if err != nil || res.Stored != 2 || res.Duplicates != 1 {
 			t.Fatalf("mixed batch: %+v %v, want 2 stored, 1 duplicate", res, err)
 		}
@@ -416,7 +380,7 @@ func TestMeterQueries(t *testing.T) {
 			if err := m.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			if err := e.usage.PutMeter(ctx, m); err != nil {
+			if err := e.Usage.PutMeter(ctx, m); err != nil {
 				t.Fatal(err)
 			}
 			for _, q := range queries {
@@ -431,7 +395,7 @@ func TestMeterQueries(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s?%s: %v", m.Slug, q, err)
 				}
-				got, err := meter.Query(ctx, e.usage.DB(), e.d, &m, p)
+				got, err := meter.Query(ctx, e.Usage.DB(), e.Dialect, &m, p)
 				if err != nil {
 					t.Fatalf("%s?%s: %v", m.Slug, q, err)
 				}
@@ -448,7 +412,7 @@ func TestMeterQueries(t *testing.T) {
 						total += r.Value
 					}
 					prev := ""
-					err := meter.CountedEvents(ctx, e.usage.DB(), e.d, &m, p, func(c meter.CountedEvent) error {
+					err := meter.CountedEvents(ctx, e.Usage.DB(), e.Dialect, &m, p, func(c meter.CountedEvent) error {
 						k := c.Subject + "\x00" + c.Source + "\x00" + c.ID
 						if k <= prev {
 							return fmt.Errorf("event %q after %q", k, prev)
@@ -463,17 +427,17 @@ func TestMeterQueries(t *testing.T) {
 				}
 			}
 		}
-		ms, err := e.usage.Meters(ctx, "o", "prod")
+		ms, err := e.Usage.Meters(ctx, "o", "prod")
 		if err != nil || len(ms) != len(testMeters()) {
 			t.Fatalf("meters: %d, %v; want %d", len(ms), err, len(testMeters()))
 		}
-		if err := e.usage.DeleteMeter(ctx, "o", "prod", "users"); err != nil {
+		if err := e.Usage.DeleteMeter(ctx, "o", "prod", "users"); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.usage.DeleteMeter(ctx, "o", "prod", "users"); err != meter.ErrNotFound {
+		if err := e.Usage.DeleteMeter(ctx, "o", "prod", "users"); err != meter.ErrNotFound {
 			t.Fatalf("second delete: %v, want ErrNotFound", err)
 		}
-		ms, _ = e.usage.Meters(ctx, "o", "prod")
+		ms, _ = e.Usage.Meters(ctx, "o", "prod")
 		if len(ms) != len(testMeters())-1 {
 			t.Fatalf("after delete: %d meters", len(ms))
 		}
