@@ -100,12 +100,26 @@ func (b *sqlBuilder) chWhere(p *Plan) string {
 	}
 	bound(p.From, ">=", ">=")
 	bound(p.To, "<", "<")
-	if p.Filter != nil {
-		sb.WriteString(" AND (")
-		b.expr(&sb, p.Filter)
-		sb.WriteString(")")
-	}
+	sb.WriteString(b.andFilter(p))
 	return sb.String()
+}
+
+// andFilter is " AND (p's filter)", or "" without one.
+func (b *sqlBuilder) andFilter(p *Plan) string {
+	if p.Filter == nil {
+		return ""
+	}
+	var sb strings.Builder
+	sb.WriteString(" AND (")
+	b.expr(&sb, p.Filter)
+	sb.WriteString(")")
+	return sb.String()
+}
+
+// wholeSeconds says p's bounds fall on whole seconds, the unit of the
+// events table's ts column.
+func (p *Plan) wholeSeconds() bool {
+	return p.From.Nanosecond() == 0 && p.To.Nanosecond() == 0
 }
 
 // chAggBlock groups the selected rows by keys with one column per
@@ -163,14 +177,14 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 	if p.Cover != nil {
 		b.src, b.rolled = b.chCoverSource(p, d), true
 	}
-	where := b.chWhere(p)
-	if p.Cover != nil && p.From.Nanosecond() == 0 && p.To.Nanosecond() == 0 {
-		// Each branch of the cover holds only rows of org and env, within
-		// p's range, that pass p's filter: checking every row again above
-		// the UNION ALL is work 18.16 does not skip. (With a bound inside
-		// a second, the events' branch reads whole seconds and ts_us cuts
-		// them here.)
-		where = "1"
+	// Each branch of a cover holds only rows of org and env, within p's
+	// range, that pass p's filter: checking every row again above the
+	// UNION ALL is work 18.16 does not skip. (With a bound inside a
+	// second, the events' branch reads whole seconds and ts_us cuts them
+	// here.)
+	where := "1"
+	if p.Cover == nil || !p.wholeSeconds() {
+		where = b.chWhere(p)
 	}
 	if p.TimeUnit != "" && p.TZO != 0 {
 		b.tzo = b.arg(int64(p.TZO))
@@ -293,7 +307,7 @@ func (b *sqlBuilder) chCoverSource(p *Plan, d ClickHouse) string {
 	}
 	// With whole-second bounds nothing above the branches reads org, env
 	// or the time but a bucket (see buildClickHouse).
-	whole := p.From.Nanosecond() == 0 && p.To.Nanosecond() == 0
+	whole := p.wholeSeconds()
 	var rawCols, rollupCols []string
 	for _, c := range []string{"org", "env"} {
 		if !whole || used[c] { // a dimension or filter of its own, too
@@ -328,26 +342,18 @@ func (b *sqlBuilder) chCoverSource(p *Plan, d ClickHouse) string {
 		}
 		return "(" + strings.Join(parts, " OR ") + ")"
 	}
-	filter := func() string {
-		if p.Filter == nil {
-			return ""
-		}
-		var sb strings.Builder
-		sb.WriteString(" AND (")
-		b.expr(&sb, p.Filter)
-		sb.WriteString(")")
-		return sb.String()
-	}
+	// The filter's placeholders, once: every branch names the same $n.
+	filter := b.andFilter(p)
 	// One branch per range, as on DuckDB: each a plain range of the
 	// sorting key.
 	var branches []string
 	for _, pt := range p.Cover.Parts {
 		for _, r := range pt.Ranges {
 			branches = append(branches, fmt.Sprintf("SELECT %s FROM %s WHERE org = %s AND env = %s AND %s%s",
-				join(rcols, sums), f.Table(pt.Grain), org, env, ranges("t", [][2]time.Time{r}), filter()))
+				join(rcols, sums), f.Table(pt.Grain), org, env, ranges("t", [][2]time.Time{r}), filter))
 		}
 	}
-	if gaps := p.Cover.gaps(p.From, p.To); len(gaps) > 0 {
+	if gaps := p.Cover.Gaps(p.From, p.To); len(gaps) > 0 {
 		// Gaps are whole seconds apart from p's own bounds, which the
 		// outer where applies with ts_us. The events table is read
 		// without FINAL: the rollups count each INSERT of an event (see
@@ -366,7 +372,7 @@ func (b *sqlBuilder) chCoverSource(p *Plan, d ClickHouse) string {
 			rs = append(rs, [2]time.Time{g[0].Truncate(time.Second), end})
 		}
 		branches = append(branches, fmt.Sprintf("SELECT %s FROM %s WHERE org = %s AND env = %s AND %s%s",
-			join(cols, rawSums), Table, org, env, ranges("ts", rs), filter()))
+			join(cols, rawSums), Table, org, env, ranges("ts", rs), filter))
 	}
 	return "(" + strings.Join(branches, " UNION ALL ") + ")"
 }

@@ -168,8 +168,9 @@ func (c *Cover) covered() [][2]time.Time {
 	return all
 }
 
-// gaps are the parts of [from, to) outside the covered ranges.
-func (c *Cover) gaps(from, to time.Time) [][2]time.Time {
+// Gaps are the parts of [from, to) outside the covered ranges: what a
+// covered query reads from the events table.
+func (c *Cover) Gaps(from, to time.Time) [][2]time.Time {
 	var out [][2]time.Time
 	start := from
 	for _, r := range c.covered() {
@@ -311,7 +312,7 @@ func (b *sqlBuilder) coverSource(p *Plan, org, env string) string {
 				cols, f.Table(pt.Grain), org, env, b.ranges("ts", [][2]time.Time{r})))
 		}
 	}
-	for _, g := range p.Cover.gaps(p.From, p.To) {
+	for _, g := range p.Cover.Gaps(p.From, p.To) {
 		branches = append(branches, fmt.Sprintf("SELECT %s, weight, CASE WHEN %s THEN weight ELSE 0 END AS err_weight, latency_ms * weight AS lat_sum, weight AS max_weight FROM %s WHERE org = %s AND env = %s AND %s",
 			cols, detail.IsErrorSQL, Table, org, env, b.ranges("ts", [][2]time.Time{g})))
 	}
@@ -327,7 +328,7 @@ func tablesUsed(p *Plan) string {
 	for _, pt := range p.Cover.Parts {
 		names = append(names, p.Cover.Family.Table(pt.Grain))
 	}
-	if len(p.Cover.gaps(p.From, p.To)) > 0 {
+	if len(p.Cover.Gaps(p.From, p.To)) > 0 {
 		names = append(names, Table)
 	}
 	return strings.Join(names, ", ")

@@ -223,7 +223,7 @@ func testRollupsMatchEvents(t *testing.T, open func(t *testing.T) rollupStore) {
 				}
 				// A gap strictly inside the range: a period left to the
 				// events table although whole.
-				for _, g := range p.Cover.gaps(p.From, p.To) {
+				for _, g := range p.Cover.Gaps(p.From, p.To) {
 					if g[1].Sub(g[0]) >= time.Hour && g[0].After(p.From) && g[1].Before(p.To) {
 						withGap++
 						break

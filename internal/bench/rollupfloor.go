@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
@@ -52,32 +51,24 @@ func (f rollupFloor) floorSQL(p *stats.Plan, cover *stats.Cover, ch bool) string
 	if ch {
 		isErr, rt, rw, re = "if(status >= 400 OR status = 0, weight, 0)", "t", "calls", "err_calls"
 	}
-	var branches [][2]time.Time
 	var parts []string
+	gaps := [][2]time.Time{{p.From, p.To}}
 	if cover != nil {
 		for _, pt := range cover.Parts {
 			for _, r := range pt.Ranges {
 				parts = append(parts, branch(cover.Family.Table(pt.Grain), rt, rw, re, r))
-				branches = append(branches, r)
 			}
 		}
+		gaps = cover.Gaps(p.From, p.To)
 	}
-	// The rest of [From, To) from the events: on ClickHouse in whole
-	// seconds, its time column's unit, as the Metrics API reads it.
-	slices.SortFunc(branches, func(a, b [2]time.Time) int { return a[0].Compare(b[0]) })
-	from, to := p.From, p.To
-	if ch {
-		from = from.Truncate(time.Second)
-		if t := to.Truncate(time.Second); t.Before(to) {
-			to = t.Add(time.Second)
+	// The rest from the events: on ClickHouse in whole seconds, its time
+	// column's unit, as the Metrics API reads it (the questions' bounds
+	// are whole minutes).
+	for _, g := range gaps {
+		if ch {
+			g = [2]time.Time{g[0].Truncate(time.Second), g[1].Add(time.Second - 1).Truncate(time.Second)}
 		}
-	}
-	at := from
-	for _, r := range append(branches, [2]time.Time{to, to}) {
-		if at.Before(r[0]) {
-			parts = append(parts, branch("events", "ts", "weight", isErr, [2]time.Time{at, r[0]}))
-		}
-		at = r[1]
+		parts = append(parts, branch("events", "ts", "weight", isErr, g))
 	}
 	outer := f.outer
 	if ch && f.outerC != "" {
