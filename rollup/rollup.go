@@ -41,15 +41,18 @@ type Family struct {
 	// embedded store folds this family's hours from that family's hour
 	// rows instead of reading the events again (the sums are the same).
 	From string
+	// Rank, when set, is a key column whose values the embedded store
+	// ranks by calls in every period it folds (see TopTable).
+	Rank string
 }
 
 // Families are the rollups, in the order the planner prefers them (fewest
 // rows first): the first that can answer a query is read.
 var Families = []Family{
 	{Name: "api", Keys: []string{"api_name", "route", "method", "status"}, From: "api_latency"},
-	{Name: "company", Keys: []string{"company_id"}, From: "user"},
-	{Name: "user", Keys: []string{"user_id", "company_id"}, From: "key"},
-	{Name: "key", Keys: []string{"api_key_id", "user_id", "company_id"}},
+	{Name: "company", Keys: []string{"company_id"}, From: "user", Rank: "company_id"},
+	{Name: "user", Keys: []string{"user_id", "company_id"}, From: "key", Rank: "user_id"},
+	{Name: "key", Keys: []string{"api_key_id", "user_id", "company_id"}, Rank: "api_key_id"},
 	{Name: "api_latency", Keys: []string{"api_name", "route", "method", "status"}, Latency: true},
 }
 
@@ -125,6 +128,7 @@ func DuckDBSchema() string {
 			sb.WriteString("  weight BIGINT NOT NULL,\n  err_weight BIGINT NOT NULL,\n  lat_sum DOUBLE NOT NULL,\n  max_weight BIGINT NOT NULL\n);\n")
 		}
 	}
+	sb.WriteString("CREATE TABLE IF NOT EXISTS " + TopTable + " (\n  org VARCHAR NOT NULL,\n  env VARCHAR NOT NULL,\n  grain VARCHAR NOT NULL,\n  ts TIMESTAMP NOT NULL,\n  dim VARCHAR NOT NULL,\n  value VARCHAR NOT NULL,\n  weight BIGINT NOT NULL,\n  max_weight BIGINT NOT NULL,\n  rk INTEGER NOT NULL\n);\n")
 	sb.WriteString("CREATE TABLE IF NOT EXISTS " + PeriodsTable + " (\n  grain VARCHAR NOT NULL,\n  start TIMESTAMP NOT NULL,\n  built_at TIMESTAMP NOT NULL,\n  PRIMARY KEY (grain, start)\n);\n")
 	return sb.String()
 }
@@ -208,4 +212,34 @@ func ClickHouseSchema(f Family) []string {
 			f.Table(g), cols, strings.Replace(sel, "FROM events", "FROM events FINAL", 1)))
 	}
 	return out
+}
+
+// TopTable holds, on the embedded store, the TopN values of each ranked
+// column (Family.Rank) with the most calls in each folded period of each
+// org and env, ranked 1..TopN, and at rank TopN+1 the next value: its
+// calls bound those of every value not listed. A row of rank 0 (org and
+// env empty) marks a period as ranked, with or without events.
+//
+// They let the Metrics API answer "the top N users (companies, API keys)
+// by calls" without summing every user's rows of the range: the listed
+// calls and the bounds show which few values can be in the top N at all,
+// and only those are summed exactly (package stats, topRanked).
+const TopTable = "rollup_top"
+
+// TopN is how many values per period TopTable lists.
+const TopN = 100
+
+// DuckDBRank is the INSERT that ranks the values of f.Rank in f's g rows
+// of [$1, $2) into TopTable, and marks those periods ranked ($3 is the
+// step of g as an interval, "1 hour" or "1 day").
+func DuckDBRank(f Family, g Grain) string {
+	return fmt.Sprintf(`INSERT INTO %[1]s (org, env, grain, ts, dim, value, weight, max_weight, rk)
+SELECT org, env, '%[2]s', ts, '%[3]s', v, w, mw, rk FROM (
+  SELECT org, env, ts, %[3]s AS v, SUM(weight) AS w, MAX(max_weight) AS mw,
+    row_number() OVER (PARTITION BY org, env, ts ORDER BY SUM(weight) DESC, %[3]s) AS rk
+  FROM %[4]s WHERE ts >= $1 AND ts < $2 GROUP BY org, env, ts, %[3]s
+) WHERE rk <= %[5]d
+UNION ALL
+SELECT '', '', '%[2]s', generate_series, '%[3]s', '', 0, 0, 0
+FROM generate_series($1::TIMESTAMP, $2::TIMESTAMP - $3::INTERVAL, $3::INTERVAL)`, TopTable, g, f.Rank, f.Table(g), TopN+1)
 }

@@ -60,6 +60,9 @@ type Plan struct {
 	// order, skipping the ranking (sortby, sort, topk, offset): for
 	// callers that read every group (alerts).
 	Unordered bool
+	// Ranked says the answer was read from the ranks of the folded
+	// periods (see runRanked) rather than by summing every group.
+	Ranked bool
 }
 
 // Limits of the query language.

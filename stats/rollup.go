@@ -325,6 +325,9 @@ func tablesUsed(p *Plan) string {
 		return Table
 	}
 	var names []string
+	if p.Ranked {
+		names = append(names, rollup.TopTable)
+	}
 	for _, pt := range p.Cover.Parts {
 		names = append(names, p.Cover.Family.Table(pt.Grain))
 	}
@@ -358,6 +361,11 @@ func RunRollups(ctx context.Context, db *sql.DB, d Dialect, p *Plan) (*Result, e
 	defer tx.Rollback()
 	if p.Cover, err = FindCover(ctx, tx, p, f); err != nil {
 		return nil, fmt.Errorf("stats query: %w", err)
+	}
+	if p.Cover != nil {
+		if res, ok, err := runRanked(ctx, tx, d, p); ok || err != nil {
+			return res, err
+		}
 	}
 	return Run(ctx, tx, d, p)
 }

@@ -68,6 +68,9 @@ func (s *Store) DropExpired(ctx context.Context, now time.Time) (Dropped, error)
 			}
 		}
 	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM `+rollup.TopTable+` WHERE ts < $1`, before); err != nil {
+		return d, fmt.Errorf("retention: delete from %s: %w", rollup.TopTable, err)
+	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM `+rollup.PeriodsTable+` WHERE start < $1`, before); err != nil {
 		return d, fmt.Errorf("retention: delete folded periods: %w", err)
 	}

@@ -2,6 +2,7 @@ package duckdb
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 
@@ -200,6 +201,9 @@ WHERE e.ingested_at >= (SELECT min(built_at) FROM `+rollup.PeriodsTable+`) AND e
 			return 0, fmt.Errorf("fold days from %s: %w", r[0].Format(time.DateOnly), err)
 		}
 	}
+	if err := s.rankMissing(ctx); err != nil {
+		return len(withEvents), err
+	}
 	// Every other folded period had no late event when this pass looked,
 	// and an event committed since was ingested at or after builtAt: their
 	// built_at can move up to builtAt. This keeps the readers' late-event
@@ -251,15 +255,102 @@ func (s *Store) fold(ctx context.Context, g rollup.Grain, from, to, builtAt time
 			return fmt.Errorf("%s: %w", f.Table(g), err)
 		}
 	}
-	step := "1 hour"
-	if g == rollup.Day {
-		step = "1 day"
+	if err := rank(ctx, tx, g, from, to); err != nil {
+		return err
 	}
+	step := stepOf(g)
 	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO `+rollup.PeriodsTable+` (grain, start, built_at)
 SELECT $1, generate_series, $4 FROM generate_series($2::TIMESTAMP, $3::TIMESTAMP - INTERVAL `+step+`, INTERVAL `+step+`)`, string(g), from, to, builtAt); err != nil {
 		return fmt.Errorf("record periods: %w", err)
 	}
 	return tx.Commit()
+}
+
+func stepOf(g rollup.Grain) string {
+	if g == rollup.Day {
+		return "1 day"
+	}
+	return "1 hour"
+}
+
+// execer is a transaction or the database.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// rank replaces the ranked values (rollup.TopTable) of the periods of g in
+// [from, to) from the families' rows of those periods, written before.
+func rank(ctx context.Context, tx execer, g rollup.Grain, from, to time.Time) error {
+	for _, f := range rollup.Families {
+		if f.Rank == "" {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM `+rollup.TopTable+` WHERE grain = $1 AND dim = $2 AND ts >= $3 AND ts < $4`, string(g), f.Rank, from, to); err != nil {
+			return fmt.Errorf("%s: %w", rollup.TopTable, err)
+		}
+		if _, err := tx.ExecContext(ctx, rollup.DuckDBRank(f, g), from, to, stepOf(g)); err != nil {
+			return fmt.Errorf("rank %s: %w", f.Rank, err)
+		}
+	}
+	return nil
+}
+
+// rankMissing ranks the folded periods that have no ranks: those folded
+// by a version of the store that did not rank (rollup.TopTable is newer
+// than the rollups). Until they are ranked, the Metrics API answers top-N
+// queries over them by summing every value's rows, as before.
+func (s *Store) rankMissing(ctx context.Context) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT p.grain, p.start FROM `+rollup.PeriodsTable+` p
+WHERE NOT EXISTS (SELECT 1 FROM `+rollup.TopTable+` t WHERE t.rk = 0 AND t.grain = p.grain AND t.ts = p.start)
+ORDER BY p.grain, p.start`)
+	if err != nil {
+		return fmt.Errorf("unranked periods: %w", err)
+	}
+	type run struct {
+		g        rollup.Grain
+		from, to time.Time
+	}
+	var runs []run
+	for rows.Next() {
+		var g string
+		var t time.Time
+		if err := rows.Scan(&g, &t); err != nil {
+			rows.Close()
+			return err
+		}
+		gr := rollup.Grain(g)
+		step := time.Hour
+		limit := maxFoldHours * time.Hour
+		if gr == rollup.Day {
+			step, limit = 24*time.Hour, 31*24*time.Hour
+		}
+		if n := len(runs); n > 0 && runs[n-1].g == gr && runs[n-1].to.Equal(t) && t.Sub(runs[n-1].from) < limit {
+			runs[n-1].to = t.Add(step)
+		} else {
+			runs = append(runs, run{gr, t, t.Add(step)})
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, r := range runs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		tx, err := s.beginTx(ctx)
+		if err != nil {
+			return err
+		}
+		if err := rank(context.WithoutCancel(ctx), tx, r.g, r.from, r.to); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("rank %s from %s: %w", r.g, r.from.Format(time.RFC3339), err)
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // oldestPending is the earliest registration time of a batch queued but not
