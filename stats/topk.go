@@ -61,14 +61,15 @@ type period struct {
 type ranked struct {
 	lo, hi int64    // its calls over the range are within [lo, hi]
 	maxW   int64    // the largest weight among the calls counted in lo
-	in     []period // the periods that list it
+	in     []period // the periods with a bound that list it
 }
 
 // readRanks reads the ranks of p's covered periods for col and sums the
 // events of the rest of the range (p.Cover.Gaps) per value. It returns the
 // values seen, the most calls a value seen nowhere can have, the covered
 // periods, and false when a covered period has no ranks (folded before the
-// store kept them).
+// store kept them). The periods returned are those with a bound: one
+// without lists every value it has, and holds nothing more for another.
 func readRanks(ctx context.Context, q Queryer, d Dialect, p *Plan, col string) (map[string]*ranked, int64, []period, bool, error) {
 	b := &sqlBuilder{d: d}
 	var ranges []string
@@ -129,6 +130,7 @@ func readRanks(ctx context.Context, q Queryer, d Dialect, p *Plan, col string) (
 	for _, w := range bound {
 		total += w
 	}
+
 	vals := map[string]*ranked{}
 	get := func(v string) *ranked {
 		r := vals[v]
@@ -143,14 +145,22 @@ func readRanks(ctx context.Context, q Queryer, d Dialect, p *Plan, col string) (
 		r.lo += l.w
 		r.hi += l.w - bound[l.p]
 		r.maxW = max(r.maxW, l.mw)
-		r.in = append(r.in, l.p)
+		if _, ok := bound[l.p]; ok {
+			r.in = append(r.in, l.p)
+		}
 	}
 	// The rest of the range (the edges, periods not folded yet or with
 	// late events) is summed exactly from the events.
 	if gaps := p.Cover.Gaps(p.From, p.To); len(gaps) > 0 {
+		// One branch per range, as coverSource: a plain range on ts lets
+		// DuckDB skip row groups, a disjunction of ranges does not.
 		b := &sqlBuilder{d: d}
-		query := fmt.Sprintf("SELECT %s, SUM(weight), MAX(weight) FROM %s WHERE org = %s AND env = %s AND %s GROUP BY 1",
-			col, Table, b.arg(p.Org), b.arg(p.Env), b.ranges("ts", gaps))
+		org, env := b.arg(p.Org), b.arg(p.Env)
+		branches := make([]string, len(gaps))
+		for i, g := range gaps {
+			branches[i] = fmt.Sprintf("SELECT %s, weight FROM %s WHERE org = %s AND env = %s AND %s", col, Table, org, env, b.ranges("ts", [][2]time.Time{g}))
+		}
+		query := fmt.Sprintf("SELECT %s, SUM(weight), MAX(weight) FROM (%s) GROUP BY 1", col, strings.Join(branches, " UNION ALL "))
 		if err := scanSums(ctx, q, query, b.args, func(v string, w, mw int64) {
 			r := get(v)
 			r.lo += w
@@ -160,7 +170,14 @@ func readRanks(ctx context.Context, q Queryer, d Dialect, p *Plan, col string) (
 			return nil, 0, nil, false, fmt.Errorf("ranks: edges: %w", err)
 		}
 	}
-	return vals, total, periods, true, nil
+	// Only the periods with a bound are left to look up.
+	var bounded []period
+	for _, pd := range periods {
+		if _, ok := bound[pd]; ok {
+			bounded = append(bounded, pd)
+		}
+	}
+	return vals, total, bounded, true, nil
 }
 
 // scanSums runs query, whose rows are (value, calls, largest weight).
