@@ -1,0 +1,124 @@
+package portal
+
+import (
+	"net/http"
+	"slices"
+	"sync"
+
+	"github.com/apimeter/apimeter"
+	"github.com/apimeter/apimeter/gateway"
+	"github.com/apimeter/apimeter/moesif"
+	"github.com/apimeter/apimeter/server"
+)
+
+// ViewJSON is the answer of GET /portal/api/v1/view: what the page's
+// first view shows, in one answer. Me is always there; Usage (page
+// usage), Events (page calls, the 50 most recent), Quotas (page quota),
+// Meters and Statements only when the token may read that page and the
+// server keeps it. A page the token may not read is left out, not refused: the page
+// then makes a single request before it can draw, instead of asking me
+// first and then each page.
+type ViewJSON struct {
+	Me     MeJSON              `json:"me"`
+	Usage  *UsageJSON          `json:"usage,omitempty"`
+	Events *[]moesif.Event     `json:"events,omitempty"`
+	Quotas *[]gateway.Headroom `json:"quotas,omitempty"`
+	// Meters and Statements are the answers of the meters and statements
+	// routes for the period (statements: the current calendar month).
+	Meters     any `json:"meters,omitempty"`
+	Statements any `json:"statements,omitempty"`
+}
+
+// viewEvents is how many recent calls the first view lists.
+const viewEvents = 50
+
+// view answers me, the usage and meters of the period parameter
+// (current by default), the recent calls, the quota headroom and the
+// statements at once: the parts
+// are read concurrently, so the answer waits for the slowest part, not
+// for their sum and the browser's round trips between them.
+func (h *Handler) view(w http.ResponseWriter, r *http.Request, t *Token) {
+	per, err := h.period(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	out := ViewJSON{Me: h.meOf(t)}
+	ctx := r.Context()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	keep := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	has := func(page string) bool { return slices.Contains(out.Me.Pages, page) }
+	if has(PageUsage) {
+		wg.Go(func() {
+			u, err := h.usageOf(ctx, t, per)
+			if err != nil {
+				keep(err)
+				return
+			}
+			out.Usage = u
+		})
+	}
+	if has(PageCalls) {
+		wg.Go(func() {
+			f := apimeter.EventFilter{Org: t.Org, Env: t.Env, Limit: viewEvents}
+			if t.Customer.Kind == KindCompany {
+				f.CompanyID = t.Customer.ID
+			} else {
+				f.UserID = t.Customer.ID
+			}
+			ev, err := h.eventsOf(ctx, t, f)
+			if err != nil {
+				keep(err)
+				return
+			}
+			out.Events = &ev
+		})
+	}
+	if has(PageQuota) {
+		wg.Go(func() {
+			qs, err := h.quotaState().Headroom(ctx, t.Org, t.Env, t.Customer.Kind, t.Customer.ID, h.cfg.Now())
+			if err != nil {
+				keep(err)
+				return
+			}
+			if qs == nil {
+				qs = []gateway.Headroom{}
+			}
+			out.Quotas = &qs
+		})
+	}
+	if has(PageMeters) {
+		wg.Go(func() {
+			v, err := h.cfg.Meters.CustomerMeters(ctx, t.Org, t.Env, t.Customer, t.Meters, per.Start, per.End)
+			if err != nil {
+				keep(err)
+				return
+			}
+			out.Meters = v
+		})
+	}
+	if has(PageStatements) {
+		wg.Go(func() {
+			v, err := h.cfg.Statements.CustomerStatements(ctx, t.Org, t.Env, t.Customer, t.Meters, "")
+			if err != nil {
+				keep(err)
+				return
+			}
+			out.Statements = v
+		})
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		h.fail(w, r, errs[0])
+		return
+	}
+	server.WriteJSON(w, http.StatusOK, out)
+}
