@@ -50,71 +50,51 @@ func (h *Handler) view(w http.ResponseWriter, r *http.Request, t *Token) {
 		mu   sync.Mutex
 		errs []error
 	)
-	keep := func(err error) {
-		mu.Lock()
-		errs = append(errs, err)
-		mu.Unlock()
-	}
-	has := func(page string) bool { return slices.Contains(out.Me.Pages, page) }
-	if has(PageUsage) {
+	// part reads one page's part, when the token reads that page, each
+	// into its own field of out.
+	part := func(page string, read func() error) {
+		if !slices.Contains(out.Me.Pages, page) {
+			return
+		}
 		wg.Go(func() {
-			u, err := h.usageOf(ctx, t, per)
-			if err != nil {
-				keep(err)
-				return
+			if err := read(); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
 			}
-			out.Usage = u
 		})
 	}
-	if has(PageCalls) {
-		wg.Go(func() {
-			f := apimeter.EventFilter{Org: t.Org, Env: t.Env, Limit: viewEvents}
-			if t.Customer.Kind == KindCompany {
-				f.CompanyID = t.Customer.ID
-			} else {
-				f.UserID = t.Customer.ID
-			}
-			ev, err := h.eventsOf(ctx, t, f)
-			if err != nil {
-				keep(err)
-				return
-			}
-			out.Events = &ev
-		})
-	}
-	if has(PageQuota) {
-		wg.Go(func() {
-			qs, err := h.quotaState().Headroom(ctx, t.Org, t.Env, t.Customer.Kind, t.Customer.ID, h.cfg.Now())
-			if err != nil {
-				keep(err)
-				return
-			}
-			if qs == nil {
-				qs = []gateway.Headroom{}
-			}
-			out.Quotas = &qs
-		})
-	}
-	if has(PageMeters) {
-		wg.Go(func() {
-			v, err := h.cfg.Meters.CustomerMeters(ctx, t.Org, t.Env, t.Customer, t.Meters, per.Start, per.End)
-			if err != nil {
-				keep(err)
-				return
-			}
-			out.Meters = v
-		})
-	}
-	if has(PageStatements) {
-		wg.Go(func() {
-			v, err := h.cfg.Statements.CustomerStatements(ctx, t.Org, t.Env, t.Customer, t.Meters, "")
-			if err != nil {
-				keep(err)
-				return
-			}
-			out.Statements = v
-		})
-	}
+	part(PageUsage, func() (err error) {
+		out.Usage, err = h.usageOf(ctx, t, per)
+		return err
+	})
+	part(PageCalls, func() error {
+		f := apimeter.EventFilter{Org: t.Org, Env: t.Env, Limit: viewEvents}
+		if t.Customer.Kind == KindCompany {
+			f.CompanyID = t.Customer.ID
+		} else {
+			f.UserID = t.Customer.ID
+		}
+		ev, err := h.eventsOf(ctx, t, f)
+		out.Events = &ev
+		return err
+	})
+	part(PageQuota, func() error {
+		qs, err := h.quotaState().Headroom(ctx, t.Org, t.Env, t.Customer.Kind, t.Customer.ID, h.cfg.Now())
+		if qs == nil {
+			qs = []gateway.Headroom{}
+		}
+		out.Quotas = &qs
+		return err
+	})
+	part(PageMeters, func() (err error) {
+		out.Meters, err = h.cfg.Meters.CustomerMeters(ctx, t.Org, t.Env, t.Customer, t.Meters, per.Start, per.End)
+		return err
+	})
+	part(PageStatements, func() (err error) {
+		out.Statements, err = h.cfg.Statements.CustomerStatements(ctx, t.Org, t.Env, t.Customer, t.Meters, "")
+		return err
+	})
 	wg.Wait()
 	if len(errs) > 0 {
 		h.fail(w, r, errs[0])
