@@ -15,9 +15,9 @@ import (
 // first view shows, in one answer. Me is always there; Usage (page
 // usage), Events (page calls, the 50 most recent), Quotas (page quota),
 // Meters and Statements only when the token may read that page and the
-// server keeps it. A page the token may not read is left out, not refused: the page
-// then makes a single request before it can draw, instead of asking me
-// first and then each page.
+// server keeps it. A page the token may not read is left out, not
+// refused: the page then makes a single request before it can draw,
+// instead of asking me first and then each page.
 type ViewJSON struct {
 	Me     MeJSON              `json:"me"`
 	Usage  *UsageJSON          `json:"usage,omitempty"`
@@ -34,9 +34,9 @@ const viewEvents = 50
 
 // view answers me, the usage and meters of the period parameter
 // (current by default), the recent calls, the quota headroom and the
-// statements at once: the parts
-// are read concurrently, so the answer waits for the slowest part, not
-// for their sum and the browser's round trips between them.
+// statements. The parts are read concurrently: with cores to spare the
+// answer waits for the slowest part rather than their sum; on any
+// machine it saves the browser's round trips between them.
 func (h *Handler) view(w http.ResponseWriter, r *http.Request, t *Token) {
 	per, err := h.period(r)
 	if err != nil {
