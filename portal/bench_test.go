@@ -97,7 +97,9 @@ func benchDir(b *testing.B) string {
 
 // BenchmarkPortalUsage measures GET /portal/api/v1/usage (what the page's
 // first view waits for) for a company token and a user token, this
-// period and the previous one, through the handler ("api"), next to the
+// period and the previous one, through the handler ("api"), GET
+// /portal/api/v1/view (the page's one request: usage and recent calls at
+// once, "view") and the recent calls alone ("events"), next to the
 // six SQL statements of its plans sent straight to the events table at
 // once ("sql", what the handler did before it copied the customer's rows
 // once), and the floor: one pass that reads the columns the usage needs
@@ -124,17 +126,25 @@ func BenchmarkPortalUsage(b *testing.B) {
 			b.Fatal(err)
 		}
 		for _, period := range []string{"current", "previous"} {
-			b.Run(c.Kind+"/"+period+"/api", func(b *testing.B) {
-				for b.Loop() {
-					req := httptest.NewRequest("GET", "/portal/api/v1/usage?period="+period, nil)
-					req.Header.Set("Authorization", "Bearer "+secret)
-					rec := httptest.NewRecorder()
-					mux.ServeHTTP(rec, req)
-					if rec.Code != http.StatusOK {
-						b.Fatalf("%d %s", rec.Code, rec.Body)
-					}
+			// api: the usage route; view: the page's one request of its
+			// first view, the usage and the 50 recent calls read at once;
+			// events: the recent calls alone.
+			for _, r := range []struct{ name, route string }{{"api", "usage?period=" + period}, {"view", "view?period=" + period}, {"events", "events?limit=50"}} {
+				if r.name == "events" && period != "current" {
+					continue
 				}
-			})
+				b.Run(c.Kind+"/"+period+"/"+r.name, func(b *testing.B) {
+					for b.Loop() {
+						req := httptest.NewRequest("GET", "/portal/api/v1/"+r.route, nil)
+						req.Header.Set("Authorization", "Bearer "+secret)
+						rec := httptest.NewRecorder()
+						mux.ServeHTTP(rec, req)
+						if rec.Code != http.StatusOK {
+							b.Fatalf("%d %s", rec.Code, rec.Body)
+						}
+					}
+				})
+			}
 			b.Run(c.Kind+"/"+period+"/scan", func(b *testing.B) {
 				per, _ := ps.Parse(period, time.Now())
 				for b.Loop() {

@@ -397,6 +397,7 @@ func TestIsolationMatrix(t *testing.T) {
 					t.Run("time buckets", func(t *testing.T) { e.checkBuckets(t, c, tok) })
 					t.Run("usage", func(t *testing.T) { e.checkUsage(t, c, tok) })
 					t.Run("events", func(t *testing.T) { e.checkEvents(t, c, tok) })
+					t.Run("view", func(t *testing.T) { e.checkView(t, c, tok) })
 					t.Run("paths and params", func(t *testing.T) { e.checkPaths(t, c, tok) })
 				})
 			}
@@ -788,7 +789,7 @@ func (e *env) checkPaths(t *testing.T, c token.Customer, tok string) {
 		t.Errorf("a portal token minting a token: %d, want 401", code)
 	}
 	for _, q := range []string{"org=other", "env=test", "org=acme&env=test"} {
-		for _, p := range []string{"me", "usage", "events", "quota", "stats?select=sum(message_count)&timeRange=" + url.QueryEscape(e.rng())} {
+		for _, p := range []string{"me", "view", "usage", "events", "quota", "stats?select=sum(message_count)&timeRange=" + url.QueryEscape(e.rng())} {
 			sep := "?"
 			if strings.Contains(p, "?") {
 				sep = "&"
@@ -899,10 +900,12 @@ func (e *env) checkDeadTokens(t *testing.T) {
 			t.Errorf("the list does not show %s revoked", l.ID)
 		}
 	}
-	if len(list.Tokens) != len(customers)+2 {
-		t.Errorf("the list has %d tokens, want %d", len(list.Tokens), len(customers)+2)
+	// Each customer's token, its token limited to calls (checkView), and
+	// the two above.
+	if len(list.Tokens) != 2*len(customers)+2 {
+		t.Errorf("the list has %d tokens, want %d", len(list.Tokens), 2*len(customers)+2)
 	}
-	paths := []string{"me", "usage", "events", "quota", "meters", "statements", "stats?select=sum(message_count)&timeRange=" + url.QueryEscape(e.rng()), "stats/user_id?select=sum(message_count)&timeRange=" + url.QueryEscape(e.rng())}
+	paths := []string{"me", "view", "usage", "events", "quota", "meters", "statements", "stats?select=sum(message_count)&timeRange=" + url.QueryEscape(e.rng()), "stats/user_id?select=sum(message_count)&timeRange=" + url.QueryEscape(e.rng())}
 	for _, tok := range []string{expired, made.Token} {
 		for _, p := range paths {
 			if code := e.do("GET", "/portal/api/v1/"+p, tok, nil, nil); code != http.StatusUnauthorized {

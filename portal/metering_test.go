@@ -277,6 +277,21 @@ func TestCustomerMeters(t *testing.T) {
 					}
 				}
 			}
+			// The first view carries the same meters and statements.
+			var st portal.StatementsJSON
+			if code := get("/portal/api/v1/statements", tok, &st); code != http.StatusOK {
+				t.Fatalf("%s statements: %d", name, code)
+			}
+			var v struct {
+				Meters     portal.MetersJSON     `json:"meters"`
+				Statements portal.StatementsJSON `json:"statements"`
+			}
+			if code := get("/portal/api/v1/view?period=2026-11", tok, &v); code != http.StatusOK {
+				t.Fatalf("%s view: %d", name, code)
+			}
+			if fmt.Sprint(v.Meters) != fmt.Sprint(first) || fmt.Sprint(v.Statements) != fmt.Sprint(st) {
+				t.Errorf("%s view: meters %+v statements %s, the routes' %+v %s", name, v.Meters, v.Statements.Period, first, st.Period)
+			}
 		}
 		// Previous month and bad periods.
 		tok := mint(a)

@@ -1,6 +1,8 @@
 package portal_test
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -61,5 +63,41 @@ func TestPage(t *testing.T) {
 		if _, err := portal.ParseFrameOrigins([]string{bad}); err == nil {
 			t.Errorf("ParseFrameOrigins(%q): no error", bad)
 		}
+	}
+}
+
+// TestPageInline: the page carries its style and script inside it, and its
+// policy lets exactly those two blocks run (by their SHA-256), nothing
+// else inline.
+func TestPageInline(t *testing.T) {
+	toks, err := token.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.New(server.Config{})
+	portal.New(portal.Config{Tokens: toks}).Register(srv)
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, httptest.NewRequest("GET", "/portal/acme/", nil))
+	page, csp := rec.Body.String(), rec.Header().Get("Content-Security-Policy")
+	if strings.Contains(page, `src="portal.js"`) || strings.Contains(page, `href="portal.css"`) {
+		t.Fatalf("the page still loads its script or style: %.300s", page)
+	}
+	for _, b := range []struct{ open, close, directive string }{{"<script>", "</script>", "script-src"}, {"<style>", "</style>", "style-src"}} {
+		if strings.Count(page, b.open) != 1 {
+			t.Fatalf("want one %s in the page", b.open)
+		}
+		_, rest, _ := strings.Cut(page, b.open)
+		body, _, ok := strings.Cut(rest, b.close)
+		if !ok || len(body) < 100 {
+			t.Fatalf("%s: no content", b.open)
+		}
+		sum := sha256.Sum256([]byte(body))
+		want := b.directive + " 'self' 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "';"
+		if !strings.Contains(csp, want) {
+			t.Errorf("policy %q lacks %q", csp, want)
+		}
+	}
+	if strings.Contains(csp, "unsafe-inline") {
+		t.Errorf("policy %q", csp)
 	}
 }

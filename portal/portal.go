@@ -136,7 +136,7 @@ const APIPrefix = "/portal/api/v1/"
 //	POST   /v1/portal/tokens          admin key: mint a token (shown once)
 //	GET    /v1/portal/tokens          admin key: the org's tokens (never a token)
 //	DELETE /v1/portal/tokens/{id}     admin key: revoke
-//	GET    /portal/api/v1/...         portal token: me, usage, stats, events, quota, meters, statements
+//	GET    /portal/api/v1/...         portal token: me, view, usage, stats, events, quota, meters, statements
 //	GET    /portal/{org}/             the page (and its script and style)
 func (h *Handler) Register(mux Mux) {
 	mux.HandleScope("POST /v1/portal/tokens", server.Admin, http.HandlerFunc(h.createToken))
@@ -145,6 +145,7 @@ func (h *Handler) Register(mux Mux) {
 	h.registerQuotaRead(mux)
 	api := map[string]func(http.ResponseWriter, *http.Request, *Token){
 		"me":           h.me,
+		"view":         h.view,
 		"usage":        h.usage,
 		"stats":        h.stats,
 		"stats/{dims}": h.stats,
@@ -268,6 +269,12 @@ type PeriodRef struct {
 }
 
 func (h *Handler) me(w http.ResponseWriter, r *http.Request, t *Token) {
+	server.WriteJSON(w, http.StatusOK, h.meOf(t))
+}
+
+// meOf is who t reads for, the pages it opens on this server and the
+// periods it may choose.
+func (h *Handler) meOf(t *Token) MeJSON {
 	now := h.cfg.Now()
 	cur := h.cfg.Periods.Of(now)
 	out := MeJSON{Org: t.Org, Env: t.Env, Customer: t.Customer, Expires: t.Expires, Pages: []string{},
@@ -283,7 +290,7 @@ func (h *Handler) me(w http.ResponseWriter, r *http.Request, t *Token) {
 		out.Periods = append(out.Periods, PeriodRef{Label: p.Label})
 		p = h.cfg.Periods.Of(p.Start.Add(-time.Nanosecond))
 	}
-	server.WriteJSON(w, http.StatusOK, out)
+	return out
 }
 
 // stats answers the Metrics API's query language for the token's
@@ -385,10 +392,20 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request, t *Token) {
 			*p.dst = ts
 		}
 	}
-	events, err := h.recent(r.Context(), f)
+	out, err := h.eventsOf(r.Context(), t, f)
 	if err != nil {
 		h.fail(w, r, err)
 		return
+	}
+	server.WriteJSON(w, http.StatusOK, map[string]any{"events": out})
+}
+
+// eventsOf reads t's calls by f (already narrowed to t's customer), in
+// the collector's event shape.
+func (h *Handler) eventsOf(ctx context.Context, t *Token, f apimeter.EventFilter) ([]moesif.Event, error) {
+	events, err := h.recent(ctx, f)
+	if err != nil {
+		return nil, err
 	}
 	out := make([]moesif.Event, 0, len(events))
 	for i := range events {
@@ -400,7 +417,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request, t *Token) {
 		}
 		out = append(out, moesif.FromEvent(&events[i]))
 	}
-	server.WriteJSON(w, http.StatusOK, map[string]any{"events": out})
+	return out, nil
 }
 
 // recentWindows are how far back recent calls are first looked for when

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/apimeter/apimeter/identity"
 	"github.com/apimeter/apimeter/server"
 	"github.com/apimeter/apimeter/stats"
 )
@@ -82,7 +83,17 @@ func (h *Handler) usage(w http.ResponseWriter, r *http.Request, t *Token) {
 		h.fail(w, r, err)
 		return
 	}
-	out := UsageJSON{Org: t.Org, Env: t.Env, Customer: t.Customer,
+	out, err := h.usageOf(r.Context(), t, per)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	server.WriteJSON(w, http.StatusOK, out)
+}
+
+// usageOf computes t's usage of the period per.
+func (h *Handler) usageOf(ctx context.Context, t *Token, per identity.Period) (*UsageJSON, error) {
+	out := &UsageJSON{Org: t.Org, Env: t.Env, Customer: t.Customer,
 		Period: PeriodJSON{Label: per.Label, Start: per.Start.UTC(), End: per.End.UTC()},
 		Series: SeriesJSON{Unit: "day", Points: []PointJSON{}},
 		Routes: []GroupJSON{}, APIs: []GroupJSON{}, Keys: []GroupJSON{}, Statuses: []StatusJSON{}}
@@ -124,14 +135,12 @@ func (h *Handler) usage(w http.ResponseWriter, r *http.Request, t *Token) {
 		}},
 	}
 	if db, ok := h.cfg.DB.(*sql.DB); ok && h.cfg.Dialect.Name() == (stats.DuckDB{}).Name() {
-		done, err := h.usageOnePass(r.Context(), db, t, per, &out)
+		done, err := h.usageOnePass(ctx, db, t, per, out)
 		if err != nil {
-			h.fail(w, r, err)
-			return
+			return nil, err
 		}
 		if done {
-			server.WriteJSON(w, http.StatusOK, out)
-			return
+			return out, nil
 		}
 	}
 	// The queries are independent: run them at once, each on its own
@@ -141,20 +150,19 @@ func (h *Handler) usage(w http.ResponseWriter, r *http.Request, t *Token) {
 	var wg sync.WaitGroup
 	for i, q := range qs {
 		wg.Go(func() {
-			results[i], errs[i] = h.query(r.Context(), t, q.dims, q.q, per.Start, per.End)
+			results[i], errs[i] = h.query(ctx, t, q.dims, q.q, per.Start, per.End)
 		})
 	}
 	wg.Wait()
 	for i, q := range qs {
 		if errs[i] != nil {
-			h.fail(w, r, errs[i])
-			return
+			return nil, errs[i]
 		}
 		q.read(results[i])
 	}
 	out.Series.Points = fill(out.Series, per.Start, per.End)
 	sortStatuses(out.Statuses)
-	server.WriteJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
 // query parses a Metrics API request (the time range set afterwards, as a

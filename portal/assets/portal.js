@@ -112,7 +112,10 @@
   }
 
   async function loadUsage(period) {
-    const u = await api('usage?period=' + encodeURIComponent(period));
+    showUsage(await api('usage?period=' + encodeURIComponent(period)));
+  }
+
+  function showUsage(u) {
     const t = u.total;
     setFigure('calls', fmtN(t.calls), t.calls);
     setFigure('errors', fmtN(t.errors), t.errors);
@@ -129,8 +132,7 @@
     $('usage').hidden = false;
   }
 
-  async function loadCalls() {
-    const { events } = await api('events?limit=50');
+  function showCalls(events) {
     const rows = events.map((e, i) => {
       const st = e.response ? e.response.status : 0;
       return el('tr', { 'data-i': String(i), class: st === 0 || st >= 400 ? 'err' : '' },
@@ -150,8 +152,7 @@
     $('calls').hidden = false;
   }
 
-  async function loadQuota() {
-    const { quotas } = await api('quota');
+  function showQuota(quotas) {
     const box = $('quotas');
     box.replaceChildren();
     if (quotas.length === 0) box.append(el('p', { class: 'sub' }, 'No quota applies.'));
@@ -165,8 +166,7 @@
     $('quota').hidden = false;
   }
 
-  async function loadJSON(page) {
-    const v = await api(page);
+  function showJSON(page, v) {
     $(page + '-data').textContent = JSON.stringify(v, null, 2);
     $(page).hidden = false;
   }
@@ -176,14 +176,12 @@
     if (parent !== window) parent.postMessage({ type: 'apimeter-portal:height', height: document.documentElement.scrollHeight }, '*');
   }
 
-  async function load(me, period) {
-    const jobs = [];
-    if (me.pages.includes('usage')) jobs.push(loadUsage(period));
-    if (me.pages.includes('calls')) jobs.push(loadCalls());
-    if (me.pages.includes('quota')) jobs.push(loadQuota());
-    for (const p of ['meters', 'statements']) if (me.pages.includes(p)) jobs.push(loadJSON(p));
-    await Promise.all(jobs);
-  }
+  // The first view is one request: view answers who the token reads for
+  // with the usage, recent calls, quota, meters and statements of the
+  // pages it may read, so
+  // nothing waits for a round trip to learn the token's pages. It leaves
+  // as soon as this script runs, while the page is still being drawn.
+  const first = token ? api('view') : null;
 
   async function main() {
     if (!token) {
@@ -191,7 +189,8 @@
       return;
     }
     try {
-      const me = await api('me');
+      const view = await first;
+      const me = view.me;
       $('customer').textContent = `${me.customer.kind} ${me.customer.id}`;
       const sel = $('period');
       for (const p of me.periods) sel.append(el('option', { value: p.label }, p.label));
@@ -200,7 +199,10 @@
         status('Loading…');
         loadUsage(sel.value).then(() => { status(''); resized(); }, fail);
       };
-      await load(me, me.period.label);
+      if (view.usage) showUsage(view.usage);
+      if (view.events) showCalls(view.events);
+      if (view.quotas) showQuota(view.quotas);
+      for (const p of ['meters', 'statements']) if (view[p]) showJSON(p, view[p]);
       status('');
       $('portal').setAttribute('aria-busy', 'false');
       window.portalReadyAt = performance.now();
