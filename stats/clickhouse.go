@@ -226,12 +226,19 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 	if !p.Desc {
 		dir = "ASC"
 	}
-	topK := ""
-	if p.TopK > 0 {
-		topK = " LIMIT " + b.arg(int64(p.TopK))
-	}
 	page := func() string {
 		return fmt.Sprintf(" LIMIT %s, %s", b.arg(int64(p.Offset)), b.arg(int64(p.Limit)))
+	}
+	// rankPage keeps the first topk groups of src by the sort keys, then
+	// orders them for the page and cuts it. With no topk, or a topk the
+	// page does not reach past, that is one ORDER BY ... LIMIT (a partial
+	// sort): sorting every group first is work 18.16 does not skip.
+	rankPage := func(src string) string {
+		if p.TopK == 0 || (p.Desc && p.TopK >= p.Offset+p.Limit) {
+			return fmt.Sprintf("SELECT * FROM (%s) ORDER BY %s%s", src, order(dir), page())
+		}
+		topK := " LIMIT " + b.arg(int64(p.TopK))
+		return fmt.Sprintf("SELECT * FROM (SELECT * FROM (%s) ORDER BY %s%s) ORDER BY %s%s", src, order("DESC"), topK, order(dir), page())
 	}
 	if p.Unordered && !q.Bucket {
 		agg := b.chAggBlock(p, where, false, p.Select, mNames)
@@ -244,8 +251,7 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 		sels := append(append([]Selection{}, p.Select...), sortSels...)
 		names := append(append([]string{}, mNames...), kNames...)
 		agg := b.chAggBlock(p, where, false, sels, names)
-		q.SQL = fmt.Sprintf("SELECT %s, %s, mw FROM (SELECT * FROM (%s) ORDER BY %s%s) ORDER BY %s%s",
-			strings.Join(dimKeys, ", "), metricCols, agg, order("DESC"), topK, order(dir), page())
+		q.SQL = fmt.Sprintf("SELECT %s, %s, mw FROM (%s)", strings.Join(dimKeys, ", "), metricCols, rankPage(agg))
 		q.Args = b.args
 		return q
 	}
@@ -262,8 +268,8 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 		for i, s := range sortSels {
 			ks = append(ks, fmt.Sprintf("%s(s%d) AS k%d", strings.ToLower(rollupFunc(s)), i, i))
 		}
-		ranked := fmt.Sprintf("SELECT * FROM (SELECT * FROM (SELECT %s, %s, groupArray((b, %s, mw)) AS xs FROM (%s) GROUP BY %s) ORDER BY %s%s) ORDER BY %s%s",
-			dimList, strings.Join(ks, ", "), metricCols, buckets, dimList, order("DESC"), topK, order(dir), page())
+		ranked := rankPage(fmt.Sprintf("SELECT %s, %s, groupArray((b, %s, mw)) AS xs FROM (%s) GROUP BY %s",
+			dimList, strings.Join(ks, ", "), metricCols, buckets, dimList))
 		unfold := []string{"tupleElement(x, 1) AS b"}
 		for i, m := range mNames {
 			unfold = append(unfold, fmt.Sprintf("tupleElement(x, %d) AS %s", i+2, m))
@@ -277,8 +283,7 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 	// The ranking takes its own pass over the range; the buckets of the
 	// groups it keeps are joined to it.
 	rank := b.chAggBlock(p, where, false, sortSels, kNames)
-	ranked := fmt.Sprintf("SELECT %s, %s FROM (SELECT * FROM (%s) ORDER BY %s%s) ORDER BY %s%s",
-		dimList, strings.Join(kNames, ", "), rank, order("DESC"), topK, order(dir), page())
+	ranked := fmt.Sprintf("SELECT %s, %s FROM (%s)", dimList, strings.Join(kNames, ", "), rankPage(rank))
 	// The buckets repeat the where clause's placeholders: the same $n.
 	buckets := b.chAggBlock(p, where, true, p.Select, mNames)
 	q.SQL = fmt.Sprintf("SELECT %s, %s, %s, mw FROM (%s) ALL INNER JOIN (%s) USING (%s) ORDER BY %s, b %s",
