@@ -51,10 +51,28 @@ func rankedColumn(p *Plan, f rollup.Family) (string, bool) {
 	return f.Rank, true
 }
 
-// period is one folded period of a cover.
+// period is one folded period of a cover, or edges: the rest of the
+// range, read from the events.
 type period struct {
 	g  rollup.Grain
 	ts time.Time
+}
+
+var edges = period{g: "events"}
+
+// gapRows are the rows (col, weight) of the events in gaps, one branch per
+// range (a plain range on ts lets DuckDB skip row groups, a disjunction of
+// ranges does not), with cond ANDed when not empty.
+func gapRows(b *sqlBuilder, p *Plan, col string, gaps [][2]time.Time, cond string) string {
+	org, env := b.arg(p.Org), b.arg(p.Env)
+	if cond != "" {
+		cond = " AND " + cond
+	}
+	branches := make([]string, len(gaps))
+	for i, g := range gaps {
+		branches[i] = fmt.Sprintf("SELECT %s, weight FROM %s WHERE org = %s AND env = %s AND %s%s", col, Table, org, env, b.ranges("ts", [][2]time.Time{g}), cond)
+	}
+	return strings.Join(branches, " UNION ALL ")
 }
 
 // ranked is what the ranks and the events of the edges say of one value.
@@ -72,22 +90,27 @@ type ranked struct {
 // without lists every value it has, and holds nothing more for another.
 func readRanks(ctx context.Context, q Queryer, d Dialect, p *Plan, col string) (map[string]*ranked, int64, []period, bool, error) {
 	b := &sqlBuilder{d: d}
-	var ranges []string
+	var branches []string
 	var periods []period
+	dim := b.arg(col)
 	for _, pt := range p.Cover.Parts {
-		ranges = append(ranges, fmt.Sprintf("(grain = %s AND %s)", b.arg(string(pt.Grain)), b.ranges("ts", pt.Ranges)))
 		step := time.Hour
 		if pt.Grain == rollup.Day {
 			step = 24 * time.Hour
 		}
+		grain := b.arg(string(pt.Grain))
+		// One branch per range: plain ranges on ts let DuckDB skip row
+		// groups.
 		for _, r := range pt.Ranges {
+			branches = append(branches, fmt.Sprintf("SELECT grain, ts, rk, value, weight, max_weight, org, env FROM %s WHERE dim = %s AND grain = %s AND %s",
+				rollup.TopTable, dim, grain, b.ranges("ts", [][2]time.Time{r})))
 			for t := r[0]; t.Before(r[1]); t = t.Add(step) {
 				periods = append(periods, period{pt.Grain, t})
 			}
 		}
 	}
-	query := fmt.Sprintf(`SELECT grain, ts, rk, value, weight, max_weight FROM %s WHERE dim = %s AND ((org = %s AND env = %s) OR rk = 0) AND (%s)`,
-		rollup.TopTable, b.arg(col), b.arg(p.Org), b.arg(p.Env), strings.Join(ranges, " OR "))
+	query := fmt.Sprintf(`SELECT grain, ts, rk, value, weight, max_weight FROM (%s) AS r WHERE (org = %s AND env = %s) OR rk = 0`,
+		strings.Join(branches, " UNION ALL "), b.arg(p.Org), b.arg(p.Env))
 	rows, err := q.QueryContext(ctx, query, b.args...)
 	if err != nil {
 		return nil, 0, nil, false, fmt.Errorf("ranks: %w", err)
@@ -126,48 +149,41 @@ func readRanks(ctx context.Context, q Queryer, d Dialect, p *Plan, col string) (
 	if len(marked) != len(periods) {
 		return nil, 0, nil, false, nil
 	}
+	// The rest of the range (the edges, periods not folded yet or with
+	// late events) is ranked the same way from the events, as one more
+	// period.
+	if gaps := p.Cover.Gaps(p.From, p.To); len(gaps) > 0 {
+		b := &sqlBuilder{d: d}
+		query := fmt.Sprintf("SELECT %s AS v, SUM(weight) AS w, MAX(weight) FROM (%s) AS g GROUP BY 1 ORDER BY w DESC LIMIT %d",
+			col, gapRows(b, p, col, gaps, ""), rollup.TopN+1)
+		n := 0
+		if err := scanSums(ctx, q, query, b.args, func(v string, w, mw int64) {
+			if n++; n > rollup.TopN {
+				bound[edges] = w
+			} else {
+				lists = append(lists, listing{edges, v, w, mw})
+			}
+		}); err != nil {
+			return nil, 0, nil, false, fmt.Errorf("ranks: edges: %w", err)
+		}
+		periods = append(periods, edges)
+	}
 	var total int64
 	for _, w := range bound {
 		total += w
 	}
-
 	vals := map[string]*ranked{}
-	get := func(v string) *ranked {
-		r := vals[v]
+	for _, l := range lists {
+		r := vals[l.v]
 		if r == nil {
 			r = &ranked{hi: total}
-			vals[v] = r
+			vals[l.v] = r
 		}
-		return r
-	}
-	for _, l := range lists {
-		r := get(l.v)
 		r.lo += l.w
 		r.hi += l.w - bound[l.p]
 		r.maxW = max(r.maxW, l.mw)
 		if _, ok := bound[l.p]; ok {
 			r.in = append(r.in, l.p)
-		}
-	}
-	// The rest of the range (the edges, periods not folded yet or with
-	// late events) is summed exactly from the events.
-	if gaps := p.Cover.Gaps(p.From, p.To); len(gaps) > 0 {
-		// One branch per range, as coverSource: a plain range on ts lets
-		// DuckDB skip row groups, a disjunction of ranges does not.
-		b := &sqlBuilder{d: d}
-		org, env := b.arg(p.Org), b.arg(p.Env)
-		branches := make([]string, len(gaps))
-		for i, g := range gaps {
-			branches[i] = fmt.Sprintf("SELECT %s, weight FROM %s WHERE org = %s AND env = %s AND %s", col, Table, org, env, b.ranges("ts", [][2]time.Time{g}))
-		}
-		query := fmt.Sprintf("SELECT %s, SUM(weight), MAX(weight) FROM (%s) GROUP BY 1", col, strings.Join(branches, " UNION ALL "))
-		if err := scanSums(ctx, q, query, b.args, func(v string, w, mw int64) {
-			r := get(v)
-			r.lo += w
-			r.hi += w
-			r.maxW = max(r.maxW, mw)
-		}); err != nil {
-			return nil, 0, nil, false, fmt.Errorf("ranks: edges: %w", err)
 		}
 	}
 	// Only the periods with a bound are left to look up.
@@ -272,6 +288,11 @@ func runRanked(ctx context.Context, q Queryer, d Dialect, p *Plan) (res *Result,
 			}
 			if len(branches) == maxLookups {
 				return nil, false, nil
+			}
+			if pd == edges {
+				branches = append(branches, fmt.Sprintf("SELECT %s, weight, weight AS max_weight FROM (%s) AS g",
+					col, gapRows(b, p, col, p.Cover.Gaps(p.From, p.To), col+" = "+b.arg(v))))
+				continue
 			}
 			branches = append(branches, fmt.Sprintf("SELECT %s, weight, max_weight FROM %s WHERE org = %s AND env = %s AND ts = %s AND %s = %s",
 				col, p.Cover.Family.Table(pd.g), b.arg(p.Org), b.arg(p.Env), b.arg(pd.ts), col, b.arg(v)))

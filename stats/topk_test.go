@@ -17,7 +17,7 @@ import (
 // law (a few heavy users, a long tail: more than rollup.TopN users a day),
 // a user "steady" that is heavy every day but the fifth, where it makes one
 // call among more than TopN users making two (so a top query must read its
-// rows of that day), and in org "f" calls spread evenly over 400 users (the
+// rows of that day, and the same in half an hour of the last day), and in org "f" calls spread evenly over 400 users (the
 // ranks settle nothing there).
 func rankedEvents(r *rand.Rand) []apimeter.Event {
 	base := time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)
@@ -55,6 +55,16 @@ func rankedEvents(r *rand.Rand) []apimeter.Event {
 			add("o", "steady", "cs", "ks", day.Add(time.Duration(r.Int64N(int64(24*time.Hour)))))
 		}
 	}
+	// Half an hour of day ten with more than TopN users making two calls
+	// and steady one: a range ending inside it ranks those minutes from the
+	// events, where steady is not listed either.
+	edge := base.Add(9*24*time.Hour + 12*time.Hour)
+	for i := range rollup.TopN + 50 {
+		for range 2 {
+			add("o", "e"+strconv.Itoa(i), "ce", "ke"+strconv.Itoa(i), edge.Add(time.Duration(r.Int64N(int64(30*time.Minute)))))
+		}
+	}
+	add("o", "steady", "cs", "ks", edge.Add(10*time.Minute))
 	for range 4000 {
 		u := r.IntN(400)
 		add("f", "f"+strconv.Itoa(u), "fc"+strconv.Itoa(u%150), "fk"+strconv.Itoa(u), base.Add(time.Duration(r.Int64N(int64(10*24*time.Hour)))))
@@ -80,8 +90,11 @@ func TestRankedTopMatchesEvents(t *testing.T) {
 				for i := range 40 {
 					from := base.Add(time.Duration(r.IntN(3*24*60)) * time.Minute)
 					to := from.Add(time.Duration(60+r.IntN(8*24*60)) * time.Minute)
-					if i%5 == 0 {
+					switch i % 5 {
+					case 0:
 						from, to = base.Add(time.Duration(r.IntN(3))*24*time.Hour), base.Add(time.Duration(7+r.IntN(4))*24*time.Hour)
+					case 1:
+						to = base.Add(9*24*time.Hour + 12*time.Hour + time.Duration(20+r.IntN(15))*time.Minute)
 					}
 					dims := []string{"user_id", "developer", "company_id", "apps", "client_id", "api_key"}[r.IntN(6)]
 					limit, offset := 1+r.IntN(20), r.IntN(6)
