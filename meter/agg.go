@@ -113,8 +113,9 @@ type aggDialect interface {
 	// (or an API call) is in [from, to) (ms).
 	timeTerm(call bool, from, to int64) string
 	// subjectLimit is the most events of the subjects a query names that
-	// it reads instead of hour rows (subjecthours.go); 0 for never.
-	subjectLimit() int
+	// it reads instead of hour rows (subjecthours.go): fixed, or
+	// estimated from the hour rows (auto); 0 and false for never.
+	subjectLimit() (fixed int, auto bool)
 }
 
 func asAgg(d Dialect) (aggDialect, bool) {

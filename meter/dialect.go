@@ -42,7 +42,7 @@ type ClickHouse struct {
 	// SubjectEvents is the most usage events of the subjects a query
 	// names that it reads, within the hours it would read from the
 	// meter's hour rows, instead of those rows (subjecthours.go); 0 means
-	// DefaultSubjectEvents, a negative value never.
+	// as many as cost what those hour rows do, a negative value never.
 	SubjectEvents int
 }
 

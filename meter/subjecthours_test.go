@@ -97,6 +97,8 @@ func TestMeterSubjectHours(t *testing.T) {
 			{"hour rows", withSubjectEvents(t, e.Dialect, -1), func(hours, few bool) bool { return hours }},
 			{"events within the limit", withSubjectEvents(t, e.Dialect, limit), func(hours, few bool) bool { return hours && !few }},
 			{"events", withSubjectEvents(t, e.Dialect, 1<<30), func(hours, few bool) bool { return false }},
+			// ClickHouse's own limit: estimated from the hour rows.
+			{"the store's", e.Dialect, nil},
 		}
 		now := time.Now().UTC()
 		run := func(step string) {
@@ -121,7 +123,7 @@ func TestMeterSubjectHours(t *testing.T) {
 						if err != nil {
 							t.Fatal(err)
 						}
-						if hourRowsRE.MatchString(sq) != dd.reads(qq.hours, qq.few) {
+						if dd.reads != nil && hourRowsRE.MatchString(sq) != dd.reads(qq.hours, qq.few) {
 							t.Errorf("%s: reads hour rows: %v, want %v:\n%s", what, hourRowsRE.MatchString(sq), dd.reads(qq.hours, qq.few), sq)
 						}
 					}
