@@ -87,7 +87,10 @@ func subjectHours(ctx context.Context, q querier, ad aggDialect, m *Meter, p Par
 			return c, nil
 		}
 	}
-	lo, hi := hours[0].from, hours[len(hours)-1].to
+	lo, hi := hours[0].from, hours[0].to
+	for _, s := range hours {
+		lo, hi = min(lo, s.from), max(hi, s.to)
+	}
 	k, err := countSubjectEvents(ctx, q, ad.plain(), m, p.Subjects, lo, hi, limit)
 	if err != nil || k > limit {
 		return c, err
@@ -111,6 +114,7 @@ func sampleHourRows(ctx context.Context, q querier, m *Meter, spans []span, n in
 			break
 		}
 	}
+	at = slices.Compact(at) // fewer hours than samples
 	var rows uint64
 	if err := scanOne(ctx, q, &rows, fmt.Sprintf("SELECT count(*) FROM %s WHERE def = ? AND span_ms = %d AND bucket_ms IN (%s)", AggTable, hourMs, strings.Join(at, ", ")), Def(m)); err != nil {
 		return 0, fmt.Errorf("meter %s: sample hour rows: %w", m.Slug, err)
