@@ -112,6 +112,10 @@ type aggDialect interface {
 	// timeTerm is the condition, with numbers only, that a usage event
 	// (or an API call) is in [from, to) (ms).
 	timeTerm(call bool, from, to int64) string
+	// subjectLimit is the most events of the subjects a query names that
+	// it reads instead of hour rows (subjecthours.go): fixed, or
+	// estimated from the hour rows (auto); 0 and false for never.
+	subjectLimit() (fixed int, auto bool)
 }
 
 func asAgg(d Dialect) (aggDialect, bool) {
@@ -652,6 +656,10 @@ func planQuery(ctx context.Context, q querier, d Dialect, m *Meter, p Params) (s
 	if len(c.agg) == 0 || len(c.raw)+len(c.agg) > maxRanges {
 		sqlText, args, err = Render(d, m, p)
 		return sqlText, args, ask, err
+	}
+	ad, _ := asAgg(d)
+	if c, err = subjectHours(ctx, q, ad, m, p, c); err != nil {
+		return "", nil, nil, err
 	}
 	sqlText, args, err = renderAgg(d, m, p, c)
 	return sqlText, args, ask, err

@@ -6,7 +6,14 @@ import (
 )
 
 // DuckDB is the embedded store's dialect.
-type DuckDB struct{}
+type DuckDB struct {
+	// SubjectEvents, if positive, is the most usage events of the
+	// subjects a query names that it reads, within the hours it would
+	// read from the meter's hour rows, instead of those rows
+	// (subjecthours.go); by default never, as DuckDB skips other
+	// subjects' hour rows by their order.
+	SubjectEvents int
+}
 
 func (DuckDB) UsageTable() string { return "usage_events" }
 func (DuckDB) CallTable() string  { return "events" }
@@ -31,7 +38,13 @@ func (DuckDB) ArgMax(x, by string) string    { return "arg_max(" + x + ", " + by
 // no JSON functions are needed, as data is flattened at ingest). Tables
 // are read with FINAL, so that an event stored twice by two collectors is
 // counted once, as the Metrics API counts it.
-type ClickHouse struct{}
+type ClickHouse struct {
+	// SubjectEvents is the most usage events of the subjects a query
+	// names that it reads, within the hours it would read from the
+	// meter's hour rows, instead of those rows (subjecthours.go); 0 means
+	// as many as cost what those hour rows do, a negative value never.
+	SubjectEvents int
+}
 
 func (ClickHouse) UsageTable() string { return "usage_events FINAL" }
 func (ClickHouse) CallTable() string  { return "events FINAL" }

@@ -188,6 +188,19 @@ func TestPlanCoverRandom(t *testing.T) {
 		last := fold{next: floorTo(base+r.Int64N(40*dayMs), hourMs)}
 		c := plan(p, segs, last, folds, dirty)
 		checkCover(t, "case "+time.UnixMilli(a).UTC().String(), p, segs, c)
+		// The same cover with its hours read from the events
+		// (subjecthours.go): still each instant once, no hour rows, and
+		// adjacent ranges of events joined.
+		e := eventHours(c)
+		checkCover(t, "events for hours, case "+time.UnixMilli(a).UTC().String(), p, segs, e)
+		for k, s := range e.raw {
+			if k > 0 && e.raw[k-1].to == s.from {
+				t.Fatalf("case %d: adjacent ranges of events %+v and %+v not joined", i, e.raw[k-1], s)
+			}
+		}
+		if slices.ContainsFunc(e.agg, func(s span) bool { return s.span == hourMs }) {
+			t.Fatalf("case %d: hour rows left in %+v", i, e.agg)
+		}
 		for _, s := range c.agg {
 			if s.span > dayMs {
 				shifted++
