@@ -223,7 +223,7 @@ func ClickHouseSchema(f Family) []string {
 // They let the Metrics API answer "the top N users (companies, API keys)
 // by calls" without summing every user's rows of the range: the listed
 // calls and the bounds show which few values can be in the top N at all,
-// and only those are summed exactly (package stats, topRanked).
+// and only those are summed exactly (package stats, runRanked).
 const TopTable = "rollup_top"
 
 // TopN is how many values per period TopTable lists.

@@ -273,14 +273,9 @@ func stepOf(g rollup.Grain) string {
 	return "1 hour"
 }
 
-// execer is a transaction or the database.
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-}
-
 // rank replaces the ranked values (rollup.TopTable) of the periods of g in
 // [from, to) from the families' rows of those periods, written before.
-func rank(ctx context.Context, tx execer, g rollup.Grain, from, to time.Time) error {
+func rank(ctx context.Context, tx *sql.Tx, g rollup.Grain, from, to time.Time) error {
 	for _, f := range rollup.Families {
 		if f.Rank == "" {
 			continue
@@ -300,7 +295,10 @@ func rank(ctx context.Context, tx execer, g rollup.Grain, from, to time.Time) er
 // than the rollups). Until they are ranked, the Metrics API answers top-N
 // queries over them by summing every value's rows, as before.
 func (s *Store) rankMissing(ctx context.Context) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT p.grain, p.start FROM `+rollup.PeriodsTable+` p
+	// As BuildRollups: the pass's statements run to their end even when
+	// Close cancels ctx, which is checked between transactions.
+	qctx := context.WithoutCancel(ctx)
+	rows, err := s.db.QueryContext(qctx, `SELECT p.grain, p.start FROM `+rollup.PeriodsTable+` p
 WHERE NOT EXISTS (SELECT 1 FROM `+rollup.TopTable+` t WHERE t.rk = 0 AND t.grain = p.grain AND t.ts = p.start)
 ORDER BY p.grain, p.start`)
 	if err != nil {
@@ -342,7 +340,7 @@ ORDER BY p.grain, p.start`)
 		if err != nil {
 			return err
 		}
-		if err := rank(context.WithoutCancel(ctx), tx, r.g, r.from, r.to); err != nil {
+		if err := rank(qctx, tx, r.g, r.from, r.to); err != nil {
 			tx.Rollback()
 			return fmt.Errorf("rank %s from %s: %w", r.g, r.from.Format(time.RFC3339), err)
 		}
