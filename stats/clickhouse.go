@@ -402,7 +402,7 @@ func (p *Plan) columns() map[string]bool {
 		}
 	}
 	walk(p.Filter)
-	for _, s := range append(append([]Selection{}, p.Select...), p.SortBy...) {
+	for _, s := range p.selections() {
 		switch {
 		case s.Metric.kind == kindError:
 			used["err_weight"] = true

@@ -65,6 +65,12 @@ type Plan struct {
 	Ranked bool
 }
 
+// selections are the selected metrics and the sort metrics, in that
+// order (a metric both selected and sorted by appears twice).
+func (p *Plan) selections() []Selection {
+	return append(append([]Selection{}, p.Select...), p.SortBy...)
+}
+
 // Limits of the query language.
 const (
 	DefaultLimit  = 14400 // Apigee's default and maximum

@@ -73,7 +73,7 @@ func familyAnswers(f rollup.Family, p *Plan) bool {
 			return false
 		}
 	}
-	for _, s := range append(append([]Selection{}, p.Select...), p.SortBy...) {
+	for _, s := range p.selections() {
 		switch s.Metric.kind {
 		case kindCount, kindError, kindTPS:
 		case kindValue:

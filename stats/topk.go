@@ -25,8 +25,9 @@ import (
 //
 // When the page's last rank (offset + limit) has a lower bound L above
 // that sum, only the values whose upper bound reaches L can be on the
-// page, and the plain query restricted to them gives the same page, read
-// from a few values' rows. Otherwise (flat usage, a store ranked in part)
+// page; their calls are made exact from the lists and, for the periods
+// that do not list one of them, from that value's own rows, and they are
+// ranked among themselves. Otherwise (flat usage, a store ranked in part)
 // the plain query runs.
 
 // rankedColumn returns the column p ranks by calls when the ranks can
@@ -43,7 +44,7 @@ func rankedColumn(p *Plan, f rollup.Family) (string, bool) {
 	if p.Offset+p.Limit > 10*rollup.TopN {
 		return "", false
 	}
-	for _, s := range append(append([]Selection{}, p.Select...), p.SortBy...) {
+	for _, s := range p.selections() {
 		if s.Metric.kind != kindCount {
 			return "", false
 		}
@@ -82,12 +83,13 @@ type ranked struct {
 	in     []period // the periods with a bound that list it
 }
 
-// readRanks reads the ranks of p's covered periods for col and sums the
-// events of the rest of the range (p.Cover.Gaps) per value. It returns the
-// values seen, the most calls a value seen nowhere can have, the covered
-// periods, and false when a covered period has no ranks (folded before the
-// store kept them). The periods returned are those with a bound: one
-// without lists every value it has, and holds nothing more for another.
+// readRanks reads the ranks of p's covered periods for col, and ranks the
+// events of the rest of the range (p.Cover.Gaps) as one more period,
+// edges. It returns the values seen, the most calls a value seen nowhere
+// can have, the periods, and false when a covered period has no ranks
+// (folded before the store kept them). The periods returned are those
+// with a bound: one without lists every value it has, and holds nothing
+// more for another.
 func readRanks(ctx context.Context, q Queryer, d Dialect, p *Plan, col string) (map[string]*ranked, int64, []period, bool, error) {
 	b := &sqlBuilder{d: d}
 	var branches []string
@@ -272,6 +274,7 @@ func runRanked(ctx context.Context, q Queryer, d Dialect, p *Plan) (res *Result,
 	}
 	// The periods each candidate is not listed in are read from its rows.
 	b := &sqlBuilder{d: d}
+	gaps := p.Cover.Gaps(p.From, p.To)
 	var branches []string
 	for _, v := range cands {
 		r := vals[v]
@@ -291,22 +294,18 @@ func runRanked(ctx context.Context, q Queryer, d Dialect, p *Plan) (res *Result,
 			}
 			if pd == edges {
 				branches = append(branches, fmt.Sprintf("SELECT %s, weight, weight AS max_weight FROM (%s) AS g",
-					col, gapRows(b, p, col, p.Cover.Gaps(p.From, p.To), col+" = "+b.arg(v))))
+					col, gapRows(b, p, col, gaps, col+" = "+b.arg(v))))
 				continue
 			}
 			branches = append(branches, fmt.Sprintf("SELECT %s, weight, max_weight FROM %s WHERE org = %s AND env = %s AND ts = %s AND %s = %s",
 				col, p.Cover.Family.Table(pd.g), b.arg(p.Org), b.arg(p.Env), b.arg(pd.ts), col, b.arg(v)))
 		}
 	}
-	exact := make(map[string]*ranked, len(cands))
-	for _, v := range cands {
-		r := *vals[v]
-		exact[v] = &r
-	}
+	// vals is this answer's own: the candidates' lo become their calls.
 	if len(branches) > 0 {
 		query := fmt.Sprintf("SELECT %s, SUM(weight), MAX(max_weight) FROM (%s) GROUP BY 1", col, strings.Join(branches, " UNION ALL "))
 		if err := scanSums(ctx, q, query, b.args, func(v string, w, mw int64) {
-			if r := exact[v]; r != nil {
+			if r := vals[v]; r != nil {
 				r.lo += w
 				r.maxW = max(r.maxW, mw)
 			}
@@ -317,7 +316,7 @@ func runRanked(ctx context.Context, q Queryer, d Dialect, p *Plan) (res *Result,
 	// Every value that can be on the page is in cands, and they rank
 	// among themselves as among all: by calls, most first, then by value.
 	sort.Slice(cands, func(i, j int) bool {
-		a, b := exact[cands[i]].lo, exact[cands[j]].lo
+		a, b := vals[cands[i]].lo, vals[cands[j]].lo
 		if a != b {
 			return a > b
 		}
@@ -325,7 +324,7 @@ func runRanked(ctx context.Context, q Queryer, d Dialect, p *Plan) (res *Result,
 	})
 	res = &Result{}
 	for i := p.Offset; i < len(cands) && i < p.Offset+p.Limit; i++ {
-		r := exact[cands[i]]
+		r := vals[cands[i]]
 		row := Row{Dims: []string{cands[i]}, Values: make([]*float64, len(p.Select))}
 		for j := range row.Values {
 			c := float64(r.lo)
