@@ -89,6 +89,24 @@ func aggEvents(r *rand.Rand, n int, prefix string, start time.Time, span time.Du
 	return evs, ss
 }
 
+// putMeters defines one random meter per aggregation in aggs, slugged
+// prefix0, prefix1, ..., each changed by edit first when it is not nil.
+func putMeters(t *testing.T, ctx context.Context, e engine, r *rand.Rand, prefix string, aggs []string, edit func(*meter.Meter)) []meter.Meter {
+	t.Helper()
+	var meters []meter.Meter
+	for i, a := range aggs {
+		m := randomMeter(r, fmt.Sprintf("%s%d", prefix, i), a)
+		if edit != nil {
+			edit(&m)
+		}
+		if err := e.Usage.PutMeter(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		meters = append(meters, m)
+	}
+	return meters
+}
+
 // randomMeter is a meter of aggregation agg with a random value and
 // random group keys.
 func randomMeter(r *rand.Rand, slug, agg string) meter.Meter {
@@ -448,14 +466,7 @@ func TestMeterShiftedDays(t *testing.T) {
 		if _, err := e.Usage.AppendUsage(ctx, evs); err != nil {
 			t.Fatal(err)
 		}
-		var meters []meter.Meter
-		for i, a := range []string{meter.Sum, meter.Count, meter.Avg, meter.Min, meter.Max, meter.Latest} {
-			m := randomMeter(r, fmt.Sprintf("s%d", i), a)
-			if err := e.Usage.PutMeter(ctx, m); err != nil {
-				t.Fatal(err)
-			}
-			meters = append(meters, m)
-		}
+		meters := putMeters(t, ctx, e, r, "s", []string{meter.Sum, meter.Count, meter.Avg, meter.Min, meter.Max, meter.Latest}, nil)
 		if err := e.Fold(ctx); err != nil {
 			t.Fatal(err)
 		}

@@ -59,15 +59,9 @@ func TestMeterSubjectHours(t *testing.T) {
 		if _, err := e.Usage.AppendUsage(ctx, evs); err != nil {
 			t.Fatal(err)
 		}
-		var meters []meter.Meter
-		for i, a := range []string{meter.Sum, meter.Count, meter.Avg, meter.Latest} {
-			m := randomMeter(r, fmt.Sprintf("h%d", i), a)
+		meters := putMeters(t, ctx, e, r, "h", []string{meter.Sum, meter.Count, meter.Avg, meter.Latest}, func(m *meter.Meter) {
 			m.GroupBy["model"] = "$.model"
-			if err := e.Usage.PutMeter(ctx, m); err != nil {
-				t.Fatal(err)
-			}
-			meters = append(meters, m)
-		}
+		})
 		if err := e.Fold(ctx); err != nil {
 			t.Fatal(err)
 		}
