@@ -178,9 +178,9 @@
 
   // The first view is one request: view answers who the token reads for
   // with the usage, recent calls, quota, meters and statements of the
-  // pages it may read, so
-  // nothing waits for a round trip to learn the token's pages. It leaves
-  // as soon as this script runs, while the page is still being drawn.
+  // pages it may read, so nothing waits for a round trip to learn the
+  // token's pages. It leaves as soon as this script runs, while the page
+  // is still being drawn.
   const first = token ? api('view') : null;
 
   async function main() {
