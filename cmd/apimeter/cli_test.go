@@ -47,6 +47,7 @@ var notOurs = map[string]string{
 	"--partitions":          "Kafka's kafka-topics.sh",
 	"--warmup":              "farm-bench, in docs/performance.md",
 	"--vs":                  "farm-bench, in docs/performance.md",
+	"--time":                "clickhouse-client, in docs/performance.md",
 }
 
 var flagRE = regexp.MustCompile(`--[a-z][a-z0-9-]*[a-z0-9]`)
