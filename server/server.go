@@ -219,6 +219,10 @@ func (s *Server) handleStream(pattern string) {
 // the dashboard's files are never to be read as anything but their type.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if err := pathError(r); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	s.mux.ServeHTTP(w, r)
 }
 

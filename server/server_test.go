@@ -463,3 +463,25 @@ func TestProfilesKept(t *testing.T) {
 		t.Errorf("events joined to company profiles: %d (%v), want 1", n, err)
 	}
 }
+
+// TestPathNotCanonicalIsRefused: a path with "." or ".." segments or a
+// doubled slash gets a 400 JSON error naming it, not ServeMux's redirect
+// to another route; canonical paths are routed as before.
+func TestPathNotCanonicalIsRefused(t *testing.T) {
+	e := newEnv(t, server.Config{})
+	for _, p := range []string{"/health/./probe", "/health/probe/..", "/v1//events", "/v1/o/acme/environments/prod/users/."} {
+		rec := httptest.NewRecorder()
+		e.srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, p, nil))
+		var out struct {
+			Error struct{ Code, Message string }
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); rec.Code != http.StatusBadRequest || err != nil || out.Error.Code != "invalid_path" || !strings.Contains(out.Error.Message, p) {
+			t.Errorf("GET %s: %d %q, want a 400 invalid_path naming the path", p, rec.Code, rec.Body)
+		}
+	}
+	rec := httptest.NewRecorder()
+	e.srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/health/probe", nil))
+	if rec.Code != http.StatusOK {
+		t.Errorf("GET /health/probe: %d %q", rec.Code, rec.Body)
+	}
+}
