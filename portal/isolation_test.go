@@ -66,6 +66,12 @@ type env struct {
 	// plansURL, on DuckDB, is a second portal on the same store whose
 	// one-pass usage query always falls back to the Metrics API's plans.
 	plansURL string
+	st       store
+	// db is the store's database, for the tests' own SQL.
+	db stats.Queryer
+	// fold, on DuckDB, folds the rollups (ClickHouse's are current with
+	// every insert).
+	fold func() error
 }
 
 // customers of the fixture: users u1, u2 of company c1, u3 of c2, u4 of
@@ -183,7 +189,10 @@ func start(t *testing.T, engine string) *env {
 			t.Fatal(err)
 		}
 	}
-	e := &env{t: t, now: time.Now().UTC(), tokens: toks, tok: map[string]string{}}
+	e := &env{t: t, now: time.Now().UTC(), tokens: toks, tok: map[string]string{}, st: st, db: db, fold: func() error { return nil }}
+	if d, ok := st.(*duckdb.Store); ok {
+		e.fold = func() error { _, err := d.BuildRollups(ctx); return err }
+	}
 	e.events = fixture(e.now, e.periods)
 	for i := 0; i < len(e.events); i += 500 {
 		if _, err := st.Append(ctx, e.events[i:min(i+500, len(e.events))]); err != nil {

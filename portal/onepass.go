@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/apimeter/apimeter/identity"
+	"github.com/apimeter/apimeter/rollup"
 	"github.com/apimeter/apimeter/stats"
 )
 
@@ -23,12 +25,14 @@ const DefaultOnePassLimit = 200_000
 // latency, with the summed weight: an embedded store scans a column per
 // query, and the six plans of the usage answer would scan the period six
 // times (BenchmarkPortalUsage: docs/performance.md). Latency stays a key,
-// so percentiles are exact. The customer column is one of two constants.
+// so percentiles are exact. The rows come from callsFrom's branches.
 const onePassSQL = `SELECT route, api_name, api_key_id, status, CAST(floor(epoch_ms(ts) / 60000) AS BIGINT) AS m, latency_ms, SUM(weight) AS w
-FROM ` + stats.Table + `
-WHERE org = $1 AND env = $2 AND ts >= $3 AND ts < $4 AND %s = $5
+FROM (%s) AS c
 GROUP BY route, api_name, api_key_id, status, m, latency_ms
-LIMIT $6`
+LIMIT %s`
+
+// callsColumns are the columns of a branch of onePassSQL.
+const callsColumns = "ts, route, api_name, api_key_id, status, latency_ms, weight"
 
 // cell is one group of onePassSQL.
 type cell struct {
@@ -42,8 +46,26 @@ type cell struct {
 // usageOnePass fills out from one query on db; done is false (out
 // untouched) when the customer has more than Config.OnePassLimit groups.
 func (h *Handler) usageOnePass(ctx context.Context, db *sql.DB, t *Token, per identity.Period, out *UsageJSON) (done bool, err error) {
-	rows, err := db.QueryContext(ctx, fmt.Sprintf(onePassSQL, t.Customer.Column()),
-		t.Org, t.Env, per.Start.UTC(), per.End.UTC(), t.Customer.ID, h.cfg.OnePassLimit+1)
+	// The days a company's calls are read from the fold's copy and the
+	// rest from the events are decided in the transaction that reads
+	// them, on one snapshot (as the Metrics API's rollups are). DuckDB's
+	// driver has no read-only transactions; the deferred Rollback ends it
+	// (ctx's end cancels the query, see stats.RunRollups).
+	tx, err := db.BeginTx(context.WithoutCancel(ctx), nil)
+	if err != nil {
+		return false, fmt.Errorf("portal usage: %w", err)
+	}
+	defer tx.Rollback()
+	from, to := per.Start.UTC(), per.End.UTC()
+	q := &callsQuery{args: []any{t.Org, t.Env, t.Customer.ID}}
+	var copied [][2]time.Time
+	if t.Customer.Kind == KindCompany {
+		if copied, err = copiedDays(ctx, tx, t, from, to); err != nil {
+			return false, fmt.Errorf("portal usage: %w", err)
+		}
+	}
+	branches := q.branches(t, from, to, copied)
+	rows, err := tx.QueryContext(ctx, fmt.Sprintf(onePassSQL, strings.Join(branches, "\nUNION ALL\n"), q.arg(h.cfg.OnePassLimit+1)), q.args...)
 	if err != nil {
 		return false, fmt.Errorf("portal usage: %w", err)
 	}
@@ -188,4 +210,55 @@ func sortStatuses(s []StatusJSON) {
 		b, _ := strconv.Atoi(y.Status)
 		return cmp.Compare(a, b)
 	})
+}
+
+// copiedDays are the whole UTC days of [from, to) whose calls of t's
+// company can be read from rollup.CallsTable: folded, with no event
+// ingested since (stats.FindCover's rules, the day periods of its cover).
+func copiedDays(ctx context.Context, q stats.Queryer, t *Token, from, to time.Time) ([][2]time.Time, error) {
+	p := &stats.Plan{Org: t.Org, Env: t.Env, From: from, To: to}
+	c, err := stats.FindCover(ctx, q, p, rollup.Families[0])
+	if err != nil || c == nil {
+		return nil, err
+	}
+	for _, pt := range c.Parts {
+		if pt.Grain == rollup.Day {
+			return pt.Ranges, nil
+		}
+	}
+	return nil, nil
+}
+
+// callsQuery numbers the arguments of onePassSQL: $1 org, $2 env, $3 the
+// customer's id, then the ranges' bounds.
+type callsQuery struct{ args []any }
+
+func (q *callsQuery) arg(v any) string {
+	q.args = append(q.args, v)
+	return "$" + strconv.Itoa(len(q.args))
+}
+
+// branches are the SELECTs of t's calls of [from, to): one per range of
+// copied days from rollup.CallsTable, one per range between them from the
+// events table. Each is a plain range of ts, which lets DuckDB skip row
+// groups by their bounds; in the copy, the company's key does so too.
+func (q *callsQuery) branches(t *Token, from, to time.Time, copied [][2]time.Time) []string {
+	var out []string
+	events := func(a, b time.Time) {
+		out = append(out, fmt.Sprintf("SELECT %s FROM %s WHERE org = $1 AND env = $2 AND %s = $3 AND ts >= %s AND ts < %s",
+			callsColumns, stats.Table, t.Customer.Column(), q.arg(a), q.arg(b)))
+	}
+	start := from
+	for _, r := range copied {
+		if start.Before(r[0]) {
+			events(start, r[0])
+		}
+		out = append(out, fmt.Sprintf("SELECT %s FROM %s WHERE ck = %s AND org = $1 AND env = $2 AND company_id = $3 AND ts >= %s AND ts < %s",
+			callsColumns, rollup.CallsTable, q.arg(rollup.CompanyKey(t.Customer.ID)), q.arg(r[0]), q.arg(r[1])))
+		start = r[1]
+	}
+	if start.Before(to) || len(out) == 0 {
+		events(start, to)
+	}
+	return out
 }

@@ -1,9 +1,12 @@
 package portal
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/apimeter/apimeter"
 	"github.com/apimeter/apimeter/gateway"
@@ -52,12 +55,19 @@ func (h *Handler) view(w http.ResponseWriter, r *http.Request, t *Token) {
 	)
 	// part reads one page's part, when the token reads that page, each
 	// into its own field of out.
+	start := time.Now()
+	took := map[string]time.Duration{}
 	part := func(page string, read func() error) {
 		if !slices.Contains(out.Me.Pages, page) {
 			return
 		}
 		wg.Go(func() {
-			if err := read(); err != nil {
+			t0 := time.Now()
+			err := read()
+			mu.Lock()
+			took[page] = time.Since(t0)
+			mu.Unlock()
+			if err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -96,6 +106,14 @@ func (h *Handler) view(w http.ResponseWriter, r *http.Request, t *Token) {
 		return err
 	})
 	wg.Wait()
+	var timing []string
+	for _, p := range Pages() {
+		if d, ok := took[p]; ok {
+			timing = append(timing, fmt.Sprintf("%s;dur=%.1f", p, float64(d.Microseconds())/1000))
+		}
+	}
+	timing = append(timing, fmt.Sprintf("total;dur=%.1f", float64(time.Since(start).Microseconds())/1000))
+	w.Header().Set("Server-Timing", strings.Join(timing, ", "))
 	if len(errs) > 0 {
 		h.fail(w, r, errs[0])
 		return

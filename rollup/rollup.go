@@ -16,6 +16,8 @@
 package rollup
 
 import (
+	"crypto/md5"
+	"encoding/binary"
 	"fmt"
 	"strings"
 
@@ -129,6 +131,7 @@ func DuckDBSchema() string {
 		}
 	}
 	sb.WriteString("CREATE TABLE IF NOT EXISTS " + TopTable + " (\n  org VARCHAR NOT NULL,\n  env VARCHAR NOT NULL,\n  grain VARCHAR NOT NULL,\n  ts TIMESTAMP NOT NULL,\n  dim VARCHAR NOT NULL,\n  value VARCHAR NOT NULL,\n  weight BIGINT NOT NULL,\n  max_weight BIGINT NOT NULL,\n  rk INTEGER NOT NULL\n);\n")
+	sb.WriteString("CREATE TABLE IF NOT EXISTS " + CallsTable + " (\n  org VARCHAR NOT NULL,\n  env VARCHAR NOT NULL,\n  ts TIMESTAMP NOT NULL,\n  ck BIGINT NOT NULL,\n  company_id VARCHAR NOT NULL,\n  route VARCHAR NOT NULL,\n  api_name VARCHAR NOT NULL,\n  api_key_id VARCHAR NOT NULL,\n  status INTEGER NOT NULL,\n  latency_ms DOUBLE NOT NULL,\n  weight BIGINT NOT NULL\n);\n")
 	sb.WriteString("CREATE TABLE IF NOT EXISTS " + PeriodsTable + " (\n  grain VARCHAR NOT NULL,\n  start TIMESTAMP NOT NULL,\n  built_at TIMESTAMP NOT NULL,\n  PRIMARY KEY (grain, start)\n);\n")
 	return sb.String()
 }
@@ -245,4 +248,42 @@ SELECT org, env, '%[2]s', ts, '%[3]s', v, w, mw, rk FROM (
 UNION ALL
 SELECT '', '', '%[2]s', generate_series, '%[3]s', '', 0, 0, 0
 FROM generate_series($1::TIMESTAMP, $2::TIMESTAMP - $3::INTERVAL, $3::INTERVAL)`, TopTable, g, f.Rank, f.Table(g), TopN+1)
+}
+
+// CallsTable holds, on the embedded store, the calls of every folded UTC
+// day that have a company, one row per event with the columns a company's
+// usage reads (route, API, key, status, latency, weight and the time),
+// sorted by day, org, env and then ck, a number derived from the company
+// id (CompanyKey). The events table is in ingest order, so one company's
+// few thousand calls of a month lie in every one of its row groups and
+// reading them decodes the month's columns whole; here they are a few
+// runs of rows, and DuckDB skips every row group whose range of ck
+// leaves the company out. (The company id itself would not do: DuckDB
+// keeps only a short prefix of a string as its row groups' bounds, the
+// same for "company-7" and "company-70".)
+//
+// The table is written with a day's rollups, in the same transaction, so
+// it covers exactly the days rollup_periods lists as folded, and late
+// events are handled as for every rollup: a reader takes a day from it
+// only while the day has no event ingested since it was folded.
+const CallsTable = "rollup_company_calls"
+
+// CompanyKey is the ck of CallsTable for a company id: the first 8 bytes
+// of its MD5 read as a little-endian integer, what DuckDB's
+// md5_number_upper gives, shifted right by one bit to fit a BIGINT
+// (database/sql passes no uint64 with the high bit set). DuckDBCopyCalls
+// computes it in SQL, readers in Go, so that it is a constant DuckDB
+// compares row groups' bounds with.
+func CompanyKey(companyID string) int64 {
+	sum := md5.Sum([]byte(companyID))
+	return int64(binary.LittleEndian.Uint64(sum[:8]) >> 1)
+}
+
+// DuckDBCopyCalls is the INSERT that copies the calls with a company of
+// [$1, $2) into CallsTable.
+func DuckDBCopyCalls() string {
+	return `INSERT INTO ` + CallsTable + ` (org, env, ts, ck, company_id, route, api_name, api_key_id, status, latency_ms, weight)
+SELECT org, env, ts, CAST(md5_number_upper(company_id) >> 1 AS BIGINT) AS ck, company_id, route, api_name, api_key_id, status, latency_ms, weight
+FROM events WHERE ts >= $1 AND ts < $2 AND company_id <> ''
+ORDER BY date_trunc('day', ts), org, env, ck, ts`
 }

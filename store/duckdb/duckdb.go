@@ -200,9 +200,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("configure duckdb: %w", err)
 	}
-	if _, err := db.ExecContext(ctx, schema+dailySchema); err != nil {
+	if err := migrate(ctx, db); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("create schema: %w", err)
+		return nil, err
 	}
 	s := &Store{
 		db: db, opts: opts, log: opts.Logger,

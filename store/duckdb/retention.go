@@ -68,8 +68,10 @@ func (s *Store) DropExpired(ctx context.Context, now time.Time) (Dropped, error)
 			}
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM `+rollup.TopTable+` WHERE ts < $1`, before); err != nil {
-		return d, fmt.Errorf("retention: delete from %s: %w", rollup.TopTable, err)
+	for _, t := range []string{rollup.TopTable, rollup.CallsTable} {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM `+t+` WHERE ts < $1`, before); err != nil {
+			return d, fmt.Errorf("retention: delete from %s: %w", t, err)
+		}
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM `+rollup.PeriodsTable+` WHERE start < $1`, before); err != nil {
 		return d, fmt.Errorf("retention: delete folded periods: %w", err)

@@ -42,7 +42,7 @@ func TestRetentionDropsWholeDays(t *testing.T) {
 	for i, ts := range at {
 		for j := range 3 {
 			evs = append(evs, apimeter.Event{ID: fmt.Sprintf("e%d-%d", i, j), Org: "o", Env: "e", RequestTime: ts, ResponseTime: ts.Add(time.Millisecond),
-				Method: "GET", Path: "/x", Route: "/x", Status: 200 + 300*(j%2), LatencyMs: float64(10 * (j + 1)), UserID: fmt.Sprintf("u%d", j), Weight: 1})
+				Method: "GET", Path: "/x", Route: "/x", Status: 200 + 300*(j%2), LatencyMs: float64(10 * (j + 1)), UserID: fmt.Sprintf("u%d", j), CompanyID: fmt.Sprintf("c%d", j%2), Weight: 1})
 		}
 	}
 	if res, err := st.Append(ctx, evs); err != nil || len(res.Stored) != len(evs) {
@@ -103,6 +103,11 @@ func TestRetentionDropsWholeDays(t *testing.T) {
 				t.Errorf("%s: %d rows before %s (want 0) and %d after (want some)", f.Table(g), old, cutoff, kept)
 			}
 		}
+	}
+	var old, kept int
+	st.DB().QueryRow(`SELECT count(*) FILTER (WHERE ts < $1), count(*) FILTER (WHERE ts >= $1) FROM `+rollup.CallsTable, cutoff).Scan(&old, &kept)
+	if old != 0 || kept == 0 {
+		t.Errorf("%s: %d rows before %s (want 0) and %d after (want some)", rollup.CallsTable, old, cutoff, kept)
 	}
 	var oldPeriods int
 	st.DB().QueryRow(`SELECT count(*) FROM `+rollup.PeriodsTable+` WHERE start < $1`, cutoff).Scan(&oldPeriods)

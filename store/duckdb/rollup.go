@@ -232,7 +232,8 @@ func (s *Store) hours(ctx context.Context, set map[int64]bool, query string, arg
 }
 
 // fold replaces the rows of [from, to) of every family's g table: hours
-// from the events, days from the hour tables (folded before them).
+// from the events, days from the hour tables (folded before them), and
+// for days the copy of the companies' calls (rollup.CallsTable).
 // With read false the range has no events: it is only recorded.
 func (s *Store) fold(ctx context.Context, g rollup.Grain, from, to, builtAt time.Time, read bool) error {
 	tx, err := s.beginTx(ctx)
@@ -257,6 +258,14 @@ func (s *Store) fold(ctx context.Context, g rollup.Grain, from, to, builtAt time
 	}
 	if err := rank(ctx, tx, g, from, to); err != nil {
 		return err
+	}
+	if g == rollup.Day && read {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM `+rollup.CallsTable+` WHERE ts >= $1 AND ts < $2`, from, to); err != nil {
+			return fmt.Errorf("%s: %w", rollup.CallsTable, err)
+		}
+		if _, err := tx.ExecContext(ctx, rollup.DuckDBCopyCalls(), from, to); err != nil {
+			return fmt.Errorf("%s: %w", rollup.CallsTable, err)
+		}
 	}
 	step := stepOf(g)
 	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO `+rollup.PeriodsTable+` (grain, start, built_at)
@@ -363,4 +372,24 @@ func (s *Store) oldestPending() time.Time {
 		}
 	}
 	return oldest
+}
+
+// migrate creates the tables. A store whose days were folded before
+// rollup.CallsTable existed has them copied by folding them again: their
+// day periods are forgotten, and the next pass folds every day from the
+// hour tables (readers take those days from the hour tables meanwhile).
+func migrate(ctx context.Context, db *sql.DB) error {
+	var had int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = $1`, rollup.CallsTable).Scan(&had); err != nil {
+		return fmt.Errorf("create schema: %w", err)
+	}
+	if _, err := db.ExecContext(ctx, schema+dailySchema); err != nil {
+		return fmt.Errorf("create schema: %w", err)
+	}
+	if had == 0 {
+		if _, err := db.ExecContext(ctx, `DELETE FROM `+rollup.PeriodsTable+` WHERE grain = 'day'`); err != nil {
+			return fmt.Errorf("fold days again for %s: %w", rollup.CallsTable, err)
+		}
+	}
+	return nil
 }

@@ -31,8 +31,9 @@ for (let i = 0; i < Number(runsArg); i++) {
     const api = (name) => entry(name)?.duration ?? null;
     // When each request left and its answer was in: the page's timeline.
     const span = (e) => (e ? `${e.startTime.toFixed(0)}–${e.responseEnd.toFixed(0)}` : null);
+    const st = (e) => (e && e.serverTiming && e.serverTiming.length ? ' [server ' + e.serverTiming.map((t) => `${t.name} ${t.duration.toFixed(0)}`).join(', ') + ']' : '');
     const timeline = ['me', 'view', 'usage', 'events', 'meters'].map((n) => [n, span(entry(n))]).filter(([, v]) => v)
-      .map(([n, v]) => `${n} ${v}`).join(', ');
+      .map(([n, v]) => `${n} ${v}${st(entry(n))}`).join(', ');
     const nav = performance.getEntriesByType('navigation')[0];
     const fcp = performance.getEntriesByName('first-contentful-paint')[0];
     return {
