@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -102,5 +104,59 @@ func TestCallsCopiedOnUpgrade(t *testing.T) {
 	}
 	if n := count(st, sumDays); n != calls {
 		t.Errorf("the day rollups sum %d calls, want %d as before", n, calls)
+	}
+}
+
+// TestEventsNewestWithTies: the newest events of a filter, when many
+// share the request time where the limit cuts (Events finds that time
+// first, then reads the rows at or after it), are those a plain sort by
+// time and then id gives, for every limit.
+func TestEventsNewestWithTies(t *testing.T) {
+	ctx := context.Background()
+	st, err := Open(ctx, filepath.Join(t.TempDir(), "events.duckdb"), Options{DailyInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	base := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
+	var evs []apimeter.Event
+	for i := range 150 {
+		ts := base.Add(time.Duration(i/40) * time.Minute) // runs of 40 at one time
+		evs = append(evs, apimeter.Event{ID: fmt.Sprintf("e%03d", (i*37)%150), Org: "o", Env: "e", RequestTime: ts, ResponseTime: ts,
+			Method: "GET", Path: "/x", Route: "/x", Status: 200, UserID: fmt.Sprintf("u%d", i%2), Weight: 1})
+	}
+	if res, err := st.Append(ctx, evs); err != nil || len(res.Stored) != len(evs) {
+		t.Fatalf("append: %+v %v", res, err)
+	}
+	want := slices.Clone(evs)
+	slices.SortFunc(want, func(a, b apimeter.Event) int {
+		if c := b.RequestTime.Compare(a.RequestTime); c != 0 {
+			return c
+		}
+		return strings.Compare(b.ID, a.ID)
+	})
+	for _, user := range []string{"", "u1"} {
+		var of []string
+		for _, e := range want {
+			if user == "" || e.UserID == user {
+				of = append(of, e.ID)
+			}
+		}
+		for _, limit := range []int{1, 39, 40, 41, 50, 75, 149, 150, 200} {
+			got, err := st.Events(ctx, apimeter.EventFilter{Org: "o", Env: "e", UserID: user, Limit: limit})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for _, e := range got {
+				ids = append(ids, e.ID)
+			}
+			if w := of[:min(limit, len(of))]; !slices.Equal(ids, w) {
+				t.Errorf("user %q, limit %d: %v, want %v", user, limit, ids, w)
+			}
+		}
+	}
+	if got, err := st.Events(ctx, apimeter.EventFilter{Org: "o", Env: "e", UserID: "nobody", Limit: 10}); err != nil || len(got) != 0 {
+		t.Errorf("no events: %v %v", got, err)
 	}
 }
