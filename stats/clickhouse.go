@@ -293,27 +293,32 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 		return q
 	}
 	if allRollup(sortSels) {
-		// The buckets, then each group's sort keys re-aggregated from its
-		// buckets, with its buckets carried along in an array that the
-		// page then unfolds. The aggregate holds every (group, bucket)
-		// already; the array is that much again, not a second read.
+		// The buckets, then one row per group: its sort keys re-aggregated
+		// from its buckets, its buckets in arrays (one per column, taken
+		// from an array of tuples: groupArray skips NULLs, a tuple holding
+		// one is kept) that Run unfolds. The aggregate holds every (group,
+		// bucket) already; the arrays are that much again, not a second
+		// read, and unfolding them in the query (ARRAY JOIN) would cost
+		// another level of subqueries.
 		sels := append(append([]Selection{}, p.Select...), sortSels...)
 		sNames := numbered("s", len(sortSels))
 		buckets := b.chAggBlock(p, where, bucketStart, sels, append(append([]string{}, mNames...), sNames...))
-		var ks []string
+		var keys, ks []string
 		for i, s := range sortSels {
-			ks = append(ks, fmt.Sprintf("%s(s%d) AS k%d", strings.ToLower(rollupFunc(s)), i, i))
+			keys = append(keys, fmt.Sprintf("%s(s%d)", strings.ToLower(rollupFunc(s)), i))
+			ks = append(ks, keys[i]+" AS k"+strconv.Itoa(i))
 		}
-		groups := fmt.Sprintf("SELECT %s, %s, groupArray((b, %s, mw)) AS xs FROM (%s) GROUP BY %s",
-			dimList, strings.Join(ks, ", "), metricCols, buckets, dimList)
-		ranked := rankPage(groups, kNames, "*")
-		unfold := []string{"tupleElement(x, 1) AS b"}
-		for i, m := range mNames {
-			unfold = append(unfold, fmt.Sprintf("tupleElement(x, %d) AS %s", i+2, m))
+		arrays := []string{"arrayMap(x -> tupleElement(x, 1), groupArray((b, " + metricCols + ", mw)) AS xs) AS bs"}
+		for i, m := range append(append([]string{}, mNames...), "mw") {
+			arrays = append(arrays, fmt.Sprintf("arrayMap(x -> tupleElement(x, %d), xs) AS %ss", i+2, m))
 		}
-		unfold = append(unfold, fmt.Sprintf("tupleElement(x, %d) AS mw", len(mNames)+2))
-		q.SQL = fmt.Sprintf("SELECT %s, %s FROM (%s) ARRAY JOIN xs AS x ORDER BY %s, b %s",
-			dimList, strings.Join(unfold, ", "), ranked, order(kNames, dir), tsOrder)
+		answer := dimList + ", bs, " + strings.Join(mNames, "s, ") + "s, mws"
+		if p.TopK == 0 || (p.Desc && p.TopK >= p.Offset+p.Limit) {
+			q.SQL = rankPage(fmt.Sprintf("SELECT %s, %s FROM (%s) GROUP BY %s", dimList, strings.Join(arrays, ", "), buckets, dimList), keys, answer)
+		} else {
+			q.SQL = rankPage(fmt.Sprintf("SELECT %s, %s, %s FROM (%s) GROUP BY %s", dimList, strings.Join(ks, ", "), strings.Join(arrays, ", "), buckets, dimList), kNames, answer)
+		}
+		q.Folded = true
 		q.Args = b.args
 		return q
 	}

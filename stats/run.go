@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"sort"
 	"strconv"
 	"time"
 )
@@ -41,6 +42,14 @@ func Run(ctx context.Context, db Queryer, d Dialect, p *Plan) (*Result, error) {
 	}
 	defer rows.Close()
 	res := &Result{}
+	if q.Folded {
+		if err := readFolded(rows, p, q, res); err != nil {
+			return nil, err
+		}
+		applyTPS(p, res)
+		res.Elapsed = time.Since(start)
+		return res, nil
+	}
 	n := q.Dims + len(p.Select) + 1
 	if q.Bucket {
 		n++
@@ -88,6 +97,82 @@ func Run(ctx context.Context, db Queryer, d Dialect, p *Plan) (*Result, error) {
 	applyTPS(p, res)
 	res.Elapsed = time.Since(start)
 	return res, nil
+}
+
+// readFolded reads the rows of a Folded query: one per group, its
+// buckets in arrays, unfolded here into a row per bucket in p's time
+// order.
+func readFolded(rows *sql.Rows, p *Plan, q Query, res *Result) error {
+	dims := make([]any, q.Dims)
+	arrays := make([]any, len(p.Select)+2) // bucket starts, metrics, weights
+	dest := make([]any, 0, q.Dims+len(arrays))
+	for i := range dims {
+		dest = append(dest, &dims[i])
+	}
+	for i := range arrays {
+		dest = append(dest, &arrays[i])
+	}
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return fmt.Errorf("stats query: read row: %w", err)
+		}
+		starts, ok := arrays[0].([]int64)
+		if !ok {
+			return fmt.Errorf("stats query: bucket starts are %T", arrays[0])
+		}
+		weights, ok := arrays[len(arrays)-1].([]int64)
+		if !ok || len(weights) != len(starts) {
+			return fmt.Errorf("stats query: weights are %T", arrays[len(arrays)-1])
+		}
+		values := make([][]*float64, len(p.Select))
+		for i := range values {
+			switch a := arrays[i+1].(type) {
+			case []*float64:
+				values[i] = a
+			case []float64:
+				values[i] = make([]*float64, len(a))
+				for j := range a {
+					values[i][j] = &a[j]
+				}
+			default:
+				return fmt.Errorf("stats query: values are %T", a)
+			}
+			if len(values[i]) != len(starts) {
+				return fmt.Errorf("stats query: %d values for %d buckets", len(values[i]), len(starts))
+			}
+		}
+		order := make([]int, len(starts))
+		for i := range order {
+			order[i] = i
+		}
+		sort.Slice(order, func(i, j int) bool {
+			if p.TSAscending {
+				return starts[order[i]] < starts[order[j]]
+			}
+			return starts[order[i]] > starts[order[j]]
+		})
+		group := make([]string, q.Dims)
+		for i, v := range dims {
+			group[i] = dimString(v)
+		}
+		for _, j := range order {
+			r := Row{Dims: group, Bucket: time.UnixMicro(starts[j]).UTC(), Values: make([]*float64, len(values))}
+			for i := range values {
+				if v := values[i][j]; v != nil {
+					f := *v
+					r.Values[i] = &f
+				}
+			}
+			if weights[j] > 1 {
+				res.Weighted = true
+			}
+			res.Rows = append(res.Rows, r)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("stats query: %w", err)
+	}
+	return nil
 }
 
 func dimString(v any) string {

@@ -95,6 +95,10 @@ type Query struct {
 	// then the largest weight in the group.
 	Dims   int
 	Bucket bool
+	// Folded says each row is one group: its dimensions, then arrays of
+	// its buckets' starts, of each metric's values and of the weights, in
+	// no order (Run orders the buckets).
+	Folded bool
 }
 
 type sqlBuilder struct {
