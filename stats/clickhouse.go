@@ -292,6 +292,57 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 		q.Args = b.args
 		return q
 	}
+	if cols, ok := b.chSumMapped(p, sortSels); ok {
+		// One aggregate, as a hand-written query would be: each group's
+		// buckets summed by sumMap, one array per summed column, keyed by
+		// the bucket start (Run unfolds them). sumMap leaves out a key
+		// whose sums are all zero: weight, at least 1 on every event
+		// (apimeter.Event), keeps every bucket with rows. heavy is doubled
+		// so that, like mw, a sum over 1 says the bucket holds sampled
+		// events.
+		idx := map[string]int{}
+		var vals []string
+		for i, c := range cols {
+			idx[c] = i + 2
+			vals = append(vals, "["+c+"]")
+		}
+		start := d.BucketStart(d.Bucket(p.TimeUnit, "ts", b.tzo), b.tzo)
+		arrays := []string{fmt.Sprintf("tupleElement(sumMap([%s], %s, [heavy * 2]) AS sm, 1) AS bs", start, strings.Join(vals, ", "))}
+		for i, s := range p.Select {
+			arrays = append(arrays, fmt.Sprintf("tupleElement(sm, %d) AS %ss", idx[chSummed(s)], mNames[i]))
+		}
+		arrays = append(arrays, fmt.Sprintf("tupleElement(sm, %d) AS mws", len(cols)+2))
+		var dcols []string
+		for i, dim := range p.Dimensions {
+			dcols = append(dcols, b.dimExpr(dim)+" AS d"+strconv.Itoa(i))
+		}
+		var keys []string
+		for _, s := range sortSels {
+			keys = append(keys, b.aggExpr(&clickhouseAggs, s))
+		}
+		// With a topk cut first, the keys are columns for the page's
+		// order above it.
+		cut := !(p.TopK == 0 || (p.Desc && p.TopK >= p.Offset+p.Limit))
+		if cut {
+			for i, k := range keys {
+				dcols = append(dcols, k+" AS k"+strconv.Itoa(i))
+			}
+		}
+		block := "SELECT " + strings.Join(append(dcols, arrays...), ", ") + " FROM " + b.src
+		if where != "" {
+			block += " WHERE " + where
+		}
+		block += " GROUP BY " + dimList
+		answer := dimList + ", bs, " + strings.Join(mNames, "s, ") + "s, mws"
+		if cut {
+			q.SQL = rankPage(block, kNames, answer)
+		} else {
+			q.SQL = rankPage(block, keys, answer)
+		}
+		q.Folded = true
+		q.Args = b.args
+		return q
+	}
 	if allRollup(sortSels) {
 		// The buckets, then one row per group: its sort keys re-aggregated
 		// from its buckets, its buckets in arrays (one per column, taken
@@ -308,9 +359,9 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 			keys = append(keys, fmt.Sprintf("%s(s%d)", strings.ToLower(rollupFunc(s)), i))
 			ks = append(ks, keys[i]+" AS k"+strconv.Itoa(i))
 		}
-		arrays := []string{"arrayMap(x -> tupleElement(x, 1), groupArray((b, " + metricCols + ", mw)) AS xs) AS bs"}
+		arrays := []string{"tupleElement(groupArray((b, " + metricCols + ", mw)) AS xs, 1) AS bs"}
 		for i, m := range append(append([]string{}, mNames...), "mw") {
-			arrays = append(arrays, fmt.Sprintf("arrayMap(x -> tupleElement(x, %d), xs) AS %ss", i+2, m))
+			arrays = append(arrays, fmt.Sprintf("tupleElement(xs, %d) AS %ss", i+2, m))
 		}
 		answer := dimList + ", bs, " + strings.Join(mNames, "s, ") + "s, mws"
 		if p.TopK == 0 || (p.Desc && p.TopK >= p.Offset+p.Limit) {
@@ -332,6 +383,43 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 		dimList, metricCols, buckets, ranked, dimList, order(kNames, dir), tsOrder)
 	q.Args = b.args
 	return q
+}
+
+// chSummed is the rollup column a call or error count sums, "" for other
+// selections.
+func chSummed(s Selection) string {
+	switch s.Metric.kind {
+	case kindCount, kindTPS:
+		return "weight"
+	case kindError:
+		return "err_weight"
+	}
+	return ""
+}
+
+// chSumMapped gives the columns a bucketed plan sums when sumMap can
+// answer it in one aggregate: over rollup rows, every selection and sort
+// key a count of calls or errors, calls (weight) among them and first.
+func (b *sqlBuilder) chSumMapped(p *Plan, sortSels []Selection) ([]string, bool) {
+	if !b.rolled {
+		return nil, false
+	}
+	used := map[string]bool{}
+	for _, s := range append(append([]Selection{}, p.Select...), sortSels...) {
+		c := chSummed(s)
+		if c == "" {
+			return nil, false
+		}
+		used[c] = true
+	}
+	if !used["weight"] {
+		return nil, false
+	}
+	cols := []string{"weight"}
+	if used["err_weight"] {
+		cols = append(cols, "err_weight")
+	}
+	return cols, true
 }
 
 // chMetricRef is s's aggregate in a block with p's selections named

@@ -53,8 +53,8 @@ func branchColumns(t *testing.T, q string) [][]string {
 // applies the filter itself, so it names the filter's columns only when a
 // dimension reads them (18.16 reads every column a branch names); with a
 // bound inside a second the where clause above the branches reads them
-// and they are named. The SQL never says WHERE 1, and a plan with neither
-// dimensions nor buckets is one aggregate over the branches.
+// and they are named. The SQL never says WHERE 1, and the dashboard's
+// shapes are one aggregate over the branches, as a hand-written query is.
 func TestClickHouseBranchesNameOnlyWhatIsRead(t *testing.T) {
 	cases := []struct {
 		name, dims string
@@ -63,13 +63,16 @@ func TestClickHouseBranchesNameOnlyWhatIsRead(t *testing.T) {
 		want       []string // columns every branch names
 		notWant    []string // columns no branch names
 		wantPrefix string   // the SQL's start
+		nested     int      // subqueries, the cover's UNION ALL included; 0: not checked
 	}{
 		{name: "key usage", params: url.Values{"select": {"sum(message_count),sum(is_error)"}, "filter": {"(api_key eq 'k0')"}},
-			notWant: []string{"api_key_id", "user_id", "company_id", "org", "env", "ts"}, wantPrefix: "SELECT if(count() = 0"},
+			notWant: []string{"api_key_id", "user_id", "company_id", "org", "env", "ts"}, wantPrefix: "SELECT if(count() = 0", nested: 1},
 		{name: "user daily", params: url.Values{"select": {"sum(message_count)"}, "filter": {"(user_id eq 'u0')"}, "timeUnit": {"day"}},
-			want: []string{"ts"}, notWant: []string{"user_id", "company_id"}},
+			want: []string{"ts"}, notWant: []string{"user_id", "company_id"}, nested: 1},
+		{name: "calls per API per day", dims: "apiproxy", params: url.Values{"select": {"sum(message_count)"}, "timeUnit": {"day"}},
+			want: []string{"ts", "api_name", "weight", "heavy"}, wantPrefix: "SELECT api_name AS d0, tupleElement(sumMap(", nested: 1},
 		{name: "companies of some users", dims: "company_id", params: url.Values{"select": {"sum(is_error)"}, "filter": {"(user_id in 'u1','u2')"}},
-			want: []string{"company_id", "err_weight"}, notWant: []string{"user_id", "weight"}},
+			want: []string{"company_id", "err_weight"}, notWant: []string{"user_id", "weight"}, nested: 1},
 		{name: "filtered dimension", dims: "company_id", params: url.Values{"select": {"sum(message_count)"}, "filter": {"(company_id ne 'c1')"}},
 			want: []string{"company_id"}},
 		{name: "bound inside a second", subSecond: true, params: url.Values{"select": {"sum(message_count)"}, "filter": {"(api_key eq 'k0')"}},
@@ -96,6 +99,9 @@ func TestClickHouseBranchesNameOnlyWhatIsRead(t *testing.T) {
 			}
 			if !strings.HasPrefix(q, c.wantPrefix) {
 				t.Errorf("SQL does not start with %q: %s", c.wantPrefix, q)
+			}
+			if n := strings.Count(q, "(SELECT "); c.nested > 0 && n != c.nested {
+				t.Errorf("%d subqueries, want %d: %s", n, c.nested, q)
 			}
 			branches := branchColumns(t, q)
 			if len(branches) < 2 {

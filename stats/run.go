@@ -120,8 +120,18 @@ func readFolded(rows *sql.Rows, p *Plan, q Query, res *Result) error {
 		if !ok {
 			return fmt.Errorf("stats query: bucket starts are %T", arrays[0])
 		}
-		weights, ok := arrays[len(arrays)-1].([]int64)
-		if !ok || len(weights) != len(starts) {
+		var weighted func(j int) bool
+		switch w := arrays[len(arrays)-1].(type) {
+		case []int64:
+			weighted = func(j int) bool { return w[j] > 1 }
+			ok = len(w) == len(starts)
+		case []uint64:
+			weighted = func(j int) bool { return w[j] > 1 }
+			ok = len(w) == len(starts)
+		default:
+			ok = false
+		}
+		if !ok {
 			return fmt.Errorf("stats query: weights are %T", arrays[len(arrays)-1])
 		}
 		values := make([][]*float64, len(p.Select))
@@ -133,6 +143,12 @@ func readFolded(rows *sql.Rows, p *Plan, q Query, res *Result) error {
 				values[i] = make([]*float64, len(a))
 				for j := range a {
 					values[i][j] = &a[j]
+				}
+			case []int64: // sums of calls (sumMap)
+				values[i] = make([]*float64, len(a))
+				for j, v := range a {
+					f := float64(v)
+					values[i][j] = &f
 				}
 			default:
 				return fmt.Errorf("stats query: values are %T", a)
@@ -163,7 +179,7 @@ func readFolded(rows *sql.Rows, p *Plan, q Query, res *Result) error {
 					r.Values[i] = &f
 				}
 			}
-			if weights[j] > 1 {
+			if weighted(j) {
 				res.Weighted = true
 			}
 			res.Rows = append(res.Rows, r)

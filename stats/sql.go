@@ -96,8 +96,9 @@ type Query struct {
 	Dims   int
 	Bucket bool
 	// Folded says each row is one group: its dimensions, then arrays of
-	// its buckets' starts, of each metric's values and of the weights, in
-	// no order (Run orders the buckets).
+	// its buckets' starts, of each metric's values and of the weights (a
+	// value over 1 says sampled events count), in no order (Run orders
+	// the buckets).
 	Folded bool
 }
 
