@@ -295,11 +295,10 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 	if cols, ok := b.chSumMapped(p, sortSels); ok {
 		// One aggregate, as a hand-written query would be: each group's
 		// buckets summed by sumMap, one array per summed column, keyed by
-		// the bucket start (Run unfolds them). sumMap leaves out a key
-		// whose sums are all zero: weight, at least 1 on every event
-		// (apimeter.Event), keeps every bucket with rows. heavy is doubled
-		// so that, like mw, a sum over 1 says the bucket holds sampled
-		// events.
+		// the bucket start (Run unfolds them), and one mw for the whole
+		// group (what the answer's flag needs of it). sumMap leaves out a
+		// key whose sums are all zero: weight, at least 1 on every event
+		// (apimeter.Event), keeps every bucket with rows.
 		idx := map[string]int{}
 		var vals []string
 		for i, c := range cols {
@@ -307,11 +306,11 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 			vals = append(vals, "["+c+"]")
 		}
 		start := d.BucketStart(d.Bucket(p.TimeUnit, "ts", b.tzo), b.tzo)
-		arrays := []string{fmt.Sprintf("tupleElement(sumMap([%s], %s, [heavy * 2]) AS sm, 1) AS bs", start, strings.Join(vals, ", "))}
+		arrays := []string{fmt.Sprintf("tupleElement(sumMap([%s], %s) AS sm, 1) AS bs", start, strings.Join(vals, ", "))}
 		for i, s := range p.Select {
 			arrays = append(arrays, fmt.Sprintf("tupleElement(sm, %d) AS %ss", idx[chSummed(s)], mNames[i]))
 		}
-		arrays = append(arrays, fmt.Sprintf("tupleElement(sm, %d) AS mws", len(cols)+2))
+		arrays = append(arrays, b.mwExpr()+" AS mws")
 		var dcols []string
 		for i, dim := range p.Dimensions {
 			dcols = append(dcols, b.dimExpr(dim)+" AS d"+strconv.Itoa(i))

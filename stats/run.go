@@ -125,9 +125,9 @@ func readFolded(rows *sql.Rows, p *Plan, q Query, res *Result) error {
 		case []int64:
 			weighted = func(j int) bool { return w[j] > 1 }
 			ok = len(w) == len(starts)
-		case []uint64:
-			weighted = func(j int) bool { return w[j] > 1 }
-			ok = len(w) == len(starts)
+		case int64: // the whole group's
+			weighted = func(int) bool { return w > 1 }
+			ok = true
 		default:
 			ok = false
 		}

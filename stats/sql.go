@@ -96,8 +96,8 @@ type Query struct {
 	Dims   int
 	Bucket bool
 	// Folded says each row is one group: its dimensions, then arrays of
-	// its buckets' starts, of each metric's values and of the weights (a
-	// value over 1 says sampled events count), in no order (Run orders
+	// its buckets' starts, of each metric's values and of the largest
+	// weights (or the group's largest weight), in no order (Run orders
 	// the buckets).
 	Folded bool
 }
