@@ -70,7 +70,7 @@ func TestClickHouseBranchesNameOnlyWhatIsRead(t *testing.T) {
 		{name: "user daily", params: url.Values{"select": {"sum(message_count)"}, "filter": {"(user_id eq 'u0')"}, "timeUnit": {"day"}},
 			want: []string{"ts"}, notWant: []string{"user_id", "company_id"}, nested: 1},
 		{name: "calls per API per day", dims: "apiproxy", params: url.Values{"select": {"sum(message_count)"}, "timeUnit": {"day"}},
-			want: []string{"ts", "api_name", "weight", "heavy"}, wantPrefix: "SELECT api_name AS d0, tupleElement(sumMap(", nested: 1},
+			want: []string{"ts", "api_name", "weight", "heavy"}, wantPrefix: "SELECT api_name AS d0, toString(tupleElement(sumMap(", nested: 1},
 		{name: "companies of some users", dims: "company_id", params: url.Values{"select": {"sum(is_error)"}, "filter": {"(user_id in 'u1','u2')"}},
 			want: []string{"company_id", "err_weight"}, notWant: []string{"user_id", "weight"}, nested: 1},
 		{name: "filtered dimension", dims: "company_id", params: url.Values{"select": {"sum(message_count)"}, "filter": {"(company_id ne 'c1')"}},
@@ -120,5 +120,24 @@ func TestClickHouseBranchesNameOnlyWhatIsRead(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestIntArray reads ClickHouse's text of an array of integers, as the
+// sumMap plan sends its arrays, and the driver's form.
+func TestIntArray(t *testing.T) {
+	for in, want := range map[string][]int64{"[]": nil, "[7]": {7}, "[1,-2,1796515200000000]": {1, -2, 1796515200000000}} {
+		got, err := intArray(in)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("intArray(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []any{"1,2", "[1,x]", "[1.5]", []float64{1}} {
+		if got, err := intArray(in); err == nil {
+			t.Errorf("intArray(%v) = %v, want an error", in, got)
+		}
+	}
+	if got, err := intArray([]int64{3}); err != nil || !slices.Equal(got, []int64{3}) {
+		t.Errorf("intArray([]int64{3}) = %v, %v", got, err)
 	}
 }

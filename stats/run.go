@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -116,23 +117,21 @@ func readFolded(rows *sql.Rows, p *Plan, q Query, res *Result) error {
 		if err := rows.Scan(dest...); err != nil {
 			return fmt.Errorf("stats query: read row: %w", err)
 		}
-		starts, ok := arrays[0].([]int64)
-		if !ok {
-			return fmt.Errorf("stats query: bucket starts are %T", arrays[0])
+		starts, err := intArray(arrays[0])
+		if err != nil {
+			return fmt.Errorf("stats query: bucket starts: %w", err)
 		}
 		var weighted func(j int) bool
 		switch w := arrays[len(arrays)-1].(type) {
 		case []int64:
+			if len(w) != len(starts) {
+				return fmt.Errorf("stats query: %d weights for %d buckets", len(w), len(starts))
+			}
 			weighted = func(j int) bool { return w[j] > 1 }
-			ok = len(w) == len(starts)
 		case int64: // the whole group's
 			weighted = func(int) bool { return w > 1 }
-			ok = true
 		default:
-			ok = false
-		}
-		if !ok {
-			return fmt.Errorf("stats query: weights are %T", arrays[len(arrays)-1])
+			return fmt.Errorf("stats query: weights are %T", w)
 		}
 		values := make([][]*float64, len(p.Select))
 		for i := range values {
@@ -144,11 +143,16 @@ func readFolded(rows *sql.Rows, p *Plan, q Query, res *Result) error {
 				for j := range a {
 					values[i][j] = &a[j]
 				}
-			case []int64: // sums of calls (sumMap)
-				values[i] = make([]*float64, len(a))
-				for j, v := range a {
-					f := float64(v)
-					values[i][j] = &f
+			case string: // sums of calls, as text (sumMap)
+				sums, err := intArray(a)
+				if err != nil {
+					return fmt.Errorf("stats query: values: %w", err)
+				}
+				fs := make([]float64, len(sums))
+				values[i] = make([]*float64, len(sums))
+				for j, v := range sums {
+					fs[j] = float64(v)
+					values[i][j] = &fs[j]
 				}
 			default:
 				return fmt.Errorf("stats query: values are %T", a)
@@ -189,6 +193,34 @@ func readFolded(rows *sql.Rows, p *Plan, q Query, res *Result) error {
 		return fmt.Errorf("stats query: %w", err)
 	}
 	return nil
+}
+
+// intArray reads an array of integers: the driver's []int64, or
+// ClickHouse's text of one ("[1,-2,3]").
+func intArray(v any) ([]int64, error) {
+	switch v := v.(type) {
+	case []int64:
+		return v, nil
+	case string:
+		inner, ok := strings.CutPrefix(v, "[")
+		if inner, ok = strings.CutSuffix(inner, "]"); !ok {
+			return nil, fmt.Errorf("%.40q is not an array", v)
+		}
+		if inner == "" {
+			return nil, nil
+		}
+		parts := strings.Split(inner, ",")
+		out := make([]int64, len(parts))
+		for i, p := range parts {
+			n, err := strconv.ParseInt(p, 10, 64)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = n
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("an array of %T", v)
 }
 
 func dimString(v any) string {
