@@ -254,6 +254,8 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 	page := func() string {
 		return fmt.Sprintf(" LIMIT %s, %s", b.arg(int64(p.Offset)), b.arg(int64(p.Limit)))
 	}
+	// topKFirst says a topk cuts the groups before the page does.
+	topKFirst := p.TopK != 0 && !(p.Desc && p.TopK >= p.Offset+p.Limit)
 	// rankPage keeps the first topk groups of block (an aggregate with
 	// the sort keys as columns kNames, or expressions keys over its
 	// groups) by the sort keys, then orders them for the page and cuts
@@ -262,7 +264,7 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 	// every group first is work 18.16 does not skip. The cut groups have
 	// cols, and the kNames columns when keys are those.
 	rankPage := func(block string, keys []string, cols string) string {
-		if p.TopK == 0 || (p.Desc && p.TopK >= p.Offset+p.Limit) {
+		if !topKFirst {
 			return fmt.Sprintf("%s ORDER BY %s%s", block, order(keys, dir), page())
 		}
 		topK := " LIMIT " + b.arg(int64(p.TopK))
@@ -279,7 +281,7 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 		// keys' aggregates without answering them. With a topk cut first,
 		// the keys are columns of its own for the page's order above it.
 		answer := join(dimList, metricCols, "mw")
-		if p.TopK == 0 || (p.Desc && p.TopK >= p.Offset+p.Limit) {
+		if !topKFirst {
 			var keys []string
 			for _, s := range sortSels {
 				keys = append(keys, b.chMetricRef(p, s, mNames))
@@ -325,8 +327,7 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 		}
 		// With a topk cut first, the keys are columns for the page's
 		// order above it.
-		cut := !(p.TopK == 0 || (p.Desc && p.TopK >= p.Offset+p.Limit))
-		if cut {
+		if topKFirst {
 			for i, k := range keys {
 				dcols = append(dcols, k+" AS k"+strconv.Itoa(i))
 			}
@@ -337,7 +338,7 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 		}
 		block += " GROUP BY " + dimList
 		answer := dimList + ", bs, " + strings.Join(mNames, "s, ") + "s, mws"
-		if cut {
+		if topKFirst {
 			q.SQL = rankPage(block, kNames, answer)
 		} else {
 			q.SQL = rankPage(block, keys, answer)
@@ -367,7 +368,7 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 			arrays = append(arrays, fmt.Sprintf("tupleElement(xs, %d) AS %ss", i+2, m))
 		}
 		answer := dimList + ", bs, " + strings.Join(mNames, "s, ") + "s, mws"
-		if p.TopK == 0 || (p.Desc && p.TopK >= p.Offset+p.Limit) {
+		if !topKFirst {
 			q.SQL = rankPage(fmt.Sprintf("SELECT %s, %s FROM (%s) GROUP BY %s", dimList, strings.Join(arrays, ", "), buckets, dimList), keys, answer)
 		} else {
 			q.SQL = rankPage(fmt.Sprintf("SELECT %s, %s, %s FROM (%s) GROUP BY %s", dimList, strings.Join(ks, ", "), strings.Join(arrays, ", "), buckets, dimList), kNames, answer)
