@@ -12,8 +12,9 @@ import (
 // ClickHouse is the dialect of store/clickhouse (ClickHouse 18.16 and
 // later). That SQL has neither WITH subqueries nor window functions, so
 // Build renders whole plans for it its own way (buildClickHouse): ranking
-// by ORDER BY ... LIMIT in nested subqueries, percentiles by
-// quantileExactWeighted, the same answers as DuckDB's. It reads the events
+// by ORDER BY ... LIMIT on the aggregate, time series of ranked groups in
+// arrays, percentiles by quantileExactWeighted, the same answers as
+// DuckDB's. It reads the events
 // table alone (no daily table: ClickHouse aggregates the raw rows fast
 // enough).
 type ClickHouse struct {
@@ -122,19 +123,32 @@ func (p *Plan) wholeSeconds() bool {
 	return p.From.Nanosecond() == 0 && p.To.Nanosecond() == 0
 }
 
-// chAggBlock groups the selected rows by keys with one column per
-// selection (named by names) and mw, the largest weight.
-func (b *sqlBuilder) chAggBlock(p *Plan, where string, keys bool, sels []Selection, names []string) string {
+// How an aggregate block keys its groups by time bucket.
+const (
+	noBucket    = iota
+	bucketKey   // by the bucket's key, b (see Bucket)
+	bucketStart // by its start as the answer gives it (see BucketStart), b
+)
+
+// chAggBlock groups the selected rows by p's dimensions (d0, d1, ...) and
+// bucket with one column per selection (named by names) and mw, the
+// largest weight. It is one SELECT with no subquery of its own: every
+// level of subqueries costs 18.16 another analysis of all below it, each
+// branch of a cover included, which on a small range is most of the
+// time the query takes.
+func (b *sqlBuilder) chAggBlock(p *Plan, where string, bucket int, sels []Selection, names []string) string {
 	var cols []string
 	for i, d := range p.Dimensions {
 		cols = append(cols, b.dimExpr(d)+" AS d"+strconv.Itoa(i))
 	}
-	var group []string
-	for i := range p.Dimensions {
-		group = append(group, "d"+strconv.Itoa(i))
-	}
-	if keys {
+	group := numbered("d", len(p.Dimensions))
+	switch bucket {
+	case bucketKey:
 		cols = append(cols, b.d.Bucket(p.TimeUnit, "ts", b.tzo)+" AS b")
+	case bucketStart:
+		cols = append(cols, b.d.(ClickHouse).BucketStart(b.d.Bucket(p.TimeUnit, "ts", b.tzo), b.tzo)+" AS b")
+	}
+	if bucket != noBucket {
 		group = append(group, "b")
 	}
 	for i, s := range sels {
@@ -146,16 +160,24 @@ func (b *sqlBuilder) chAggBlock(p *Plan, where string, keys bool, sels []Selecti
 		}
 		cols = append(cols, a+" AS "+names[i])
 	}
-	if b.rolled {
-		cols = append(cols, "toInt64(if(sum(heavy) > 0, 2, 1)) AS mw")
-	} else {
-		cols = append(cols, "max(weight) AS mw")
+	cols = append(cols, b.mwExpr()+" AS mw")
+	q := fmt.Sprintf("SELECT %s FROM %s", strings.Join(cols, ", "), b.src)
+	if where != "" {
+		q += " WHERE " + where
 	}
-	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(cols, ", "), b.src, where)
 	if len(group) > 0 {
 		q += " GROUP BY " + strings.Join(group, ", ")
 	}
 	return q
+}
+
+// mwExpr is mw, the largest weight of a group's events: over rollup rows
+// 2 for any sampled event (heavy counts those), else 1.
+func (b *sqlBuilder) mwExpr() string {
+	if b.rolled {
+		return "toInt64(if(sum(heavy) > 0, 2, 1))"
+	}
+	return "max(weight)"
 }
 
 func numbered(prefix string, n int) []string {
@@ -169,9 +191,12 @@ func numbered(prefix string, n int) []string {
 // buildClickHouse is Build for ClickHouse. Groups are ranked over the whole
 // time range by the sort metrics (descending, ties by dimension values),
 // the first topk kept, then ordered by sort and cut by offset and limit:
-// an inner ORDER BY ... LIMIT topk, an outer one with LIMIT offset, limit,
-// and, with time buckets, an inner join of the buckets on the ranked
-// groups.
+// an ORDER BY ... LIMIT offset, limit on the aggregate itself, preceded by
+// an inner ORDER BY ... LIMIT topk when topk cuts before the page does;
+// with time buckets, the groups' buckets ride along in an array (or, for
+// sort metrics the buckets cannot be re-aggregated into, an inner join of
+// the buckets on the ranked groups). Each shape keeps as few levels of
+// subqueries as it can (see chAggBlock).
 func buildClickHouse(p *Plan, d ClickHouse) Query {
 	b := &sqlBuilder{d: d, src: d.source(), maxW: "weight"}
 	if p.Cover != nil {
@@ -182,8 +207,8 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 	// UNION ALL is work 18.16 does not skip. (With a bound inside a
 	// second, the events' branch reads whole seconds and ts_us cuts them
 	// here.)
-	where := "1"
-	if p.Cover == nil || !p.wholeSeconds() {
+	where := ""
+	if !p.chCovered() {
 		where = b.chWhere(p)
 	}
 	if p.TimeUnit != "" && p.TZO != 0 {
@@ -191,17 +216,16 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 	}
 	q := Query{Dims: len(p.Dimensions), Bucket: p.TimeUnit != ""}
 	mNames := numbered("m", len(p.Select))
-	metricCols := strings.Join(mNames, ", ")
 	tsOrder := "DESC"
 	if p.TSAscending {
 		tsOrder = "ASC"
 	}
 	if len(p.Dimensions) == 0 {
-		inner := b.chAggBlock(p, where, q.Bucket, p.Select, mNames)
+		// The aggregate's columns are the answer's, in order.
 		if q.Bucket {
-			q.SQL = fmt.Sprintf("SELECT %s, %s, mw FROM (%s) ORDER BY b %s", d.BucketStart("b", b.tzo), metricCols, inner, tsOrder)
+			q.SQL = b.chAggBlock(p, where, bucketStart, p.Select, mNames) + " ORDER BY b " + tsOrder
 		} else {
-			q.SQL = fmt.Sprintf("SELECT %s, mw FROM (%s)", metricCols, inner)
+			q.SQL = b.chAggBlock(p, where, noBucket, p.Select, mNames)
 		}
 		q.Args = b.args
 		return q
@@ -211,10 +235,11 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 		sortSels = p.Select[:1]
 	}
 	dimKeys := numbered("d", len(p.Dimensions))
+	dimList := strings.Join(dimKeys, ", ")
 	kNames := numbered("k", len(sortSels))
-	order := func(dir string) string {
+	order := func(keys []string, dir string) string {
 		var parts []string
-		for _, k := range kNames {
+		for _, k := range keys {
 			parts = append(parts, k+" "+dir+" NULLS LAST")
 		}
 		for _, k := range dimKeys {
@@ -229,67 +254,196 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 	page := func() string {
 		return fmt.Sprintf(" LIMIT %s, %s", b.arg(int64(p.Offset)), b.arg(int64(p.Limit)))
 	}
-	// rankPage keeps the first topk groups of src by the sort keys, then
-	// orders them for the page and cuts it. With no topk, or a topk the
-	// page does not reach past, that is one ORDER BY ... LIMIT (a partial
-	// sort): sorting every group first is work 18.16 does not skip.
-	rankPage := func(src string) string {
-		if p.TopK == 0 || (p.Desc && p.TopK >= p.Offset+p.Limit) {
-			return fmt.Sprintf("SELECT * FROM (%s) ORDER BY %s%s", src, order(dir), page())
+	// topKFirst says a topk cuts the groups before the page does.
+	topKFirst := p.TopK != 0 && !(p.Desc && p.TopK >= p.Offset+p.Limit)
+	// rankPage keeps the first topk groups of block (an aggregate with
+	// the sort keys as columns kNames, or expressions keys over its
+	// groups) by the sort keys, then orders them for the page and cuts
+	// it. With no topk, or a topk the page does not reach past, that is
+	// one ORDER BY ... LIMIT (a partial sort) on block itself: sorting
+	// every group first is work 18.16 does not skip. The cut groups have
+	// cols, and the kNames columns when keys are those.
+	rankPage := func(block string, keys []string, cols string) string {
+		if !topKFirst {
+			return fmt.Sprintf("%s ORDER BY %s%s", block, order(keys, dir), page())
 		}
 		topK := " LIMIT " + b.arg(int64(p.TopK))
-		return fmt.Sprintf("SELECT * FROM (SELECT * FROM (%s) ORDER BY %s%s) ORDER BY %s%s", src, order("DESC"), topK, order(dir), page())
+		return fmt.Sprintf("SELECT %s FROM (%s ORDER BY %s%s) ORDER BY %s%s", cols, block, order(keys, "DESC"), topK, order(kNames, dir), page())
 	}
+	metricCols := strings.Join(mNames, ", ")
 	if p.Unordered && !q.Bucket {
-		agg := b.chAggBlock(p, where, false, p.Select, mNames)
-		q.SQL = fmt.Sprintf("SELECT %s, %s, mw FROM (%s) LIMIT %s", strings.Join(dimKeys, ", "), metricCols, agg, b.arg(int64(p.Limit)))
+		q.SQL = b.chAggBlock(p, where, noBucket, p.Select, mNames) + " LIMIT " + b.arg(int64(p.Limit))
 		q.Args = b.args
 		return q
 	}
 	if !q.Bucket {
-		// One aggregate holds the metrics and the sort keys.
-		sels := append(append([]Selection{}, p.Select...), sortSels...)
-		names := append(append([]string{}, mNames...), kNames...)
-		agg := b.chAggBlock(p, where, false, sels, names)
-		q.SQL = fmt.Sprintf("SELECT %s, %s, mw FROM (%s)", strings.Join(dimKeys, ", "), metricCols, rankPage(agg))
+		// One aggregate holds the metrics; it is ordered by the sort
+		// keys' aggregates without answering them. With a topk cut first,
+		// the keys are columns of its own for the page's order above it.
+		answer := join(dimList, metricCols, "mw")
+		if !topKFirst {
+			var keys []string
+			for _, s := range sortSels {
+				keys = append(keys, b.chMetricRef(p, s, mNames))
+			}
+			q.SQL = rankPage(b.chAggBlock(p, where, noBucket, p.Select, mNames), keys, answer)
+		} else {
+			sels := append(append([]Selection{}, p.Select...), sortSels...)
+			names := append(append([]string{}, mNames...), kNames...)
+			q.SQL = rankPage(b.chAggBlock(p, where, noBucket, sels, names), kNames, answer)
+		}
 		q.Args = b.args
 		return q
 	}
-	dimList := strings.Join(dimKeys, ", ")
+	if cols, ok := b.chSumMapped(p, sortSels); ok {
+		// One aggregate, as a hand-written query would be: each group's
+		// buckets summed by sumMap, one array per summed column, keyed by
+		// the bucket start (Run unfolds them), and one mw for the whole
+		// group (what the answer's flag needs of it). sumMap leaves out a
+		// key whose sums are all zero: weight, at least 1 on every event
+		// (apimeter.Event), keeps every bucket with rows.
+		idx := map[string]int{}
+		var vals []string
+		for i, c := range cols {
+			idx[c] = i + 2
+			vals = append(vals, "["+c+"]")
+		}
+		start := d.BucketStart(d.Bucket(p.TimeUnit, "ts", b.tzo), b.tzo)
+		// The arrays, all of integers, come as their text ("[1,2]"): the
+		// driver reads an array an element at a time by reflection, about
+		// 1 ms for a quarter's days of eight APIs, the text in one piece.
+		arrays := []string{fmt.Sprintf("toString(tupleElement(sumMap([%s], %s) AS sm, 1)) AS bs", start, strings.Join(vals, ", "))}
+		for i, s := range p.Select {
+			arrays = append(arrays, fmt.Sprintf("toString(tupleElement(sm, %d)) AS %ss", idx[chSummed(s)], mNames[i]))
+		}
+		arrays = append(arrays, b.mwExpr()+" AS mws")
+		var dcols []string
+		for i, dim := range p.Dimensions {
+			dcols = append(dcols, b.dimExpr(dim)+" AS d"+strconv.Itoa(i))
+		}
+		var keys []string
+		for _, s := range sortSels {
+			keys = append(keys, b.aggExpr(&clickhouseAggs, s))
+		}
+		// With a topk cut first, the keys are columns for the page's
+		// order above it.
+		if topKFirst {
+			for i, k := range keys {
+				dcols = append(dcols, k+" AS k"+strconv.Itoa(i))
+			}
+		}
+		block := "SELECT " + strings.Join(append(dcols, arrays...), ", ") + " FROM " + b.src
+		if where != "" {
+			block += " WHERE " + where
+		}
+		block += " GROUP BY " + dimList
+		answer := dimList + ", bs, " + strings.Join(mNames, "s, ") + "s, mws"
+		if topKFirst {
+			q.SQL = rankPage(block, kNames, answer)
+		} else {
+			q.SQL = rankPage(block, keys, answer)
+		}
+		q.Folded = true
+		q.Args = b.args
+		return q
+	}
 	if allRollup(sortSels) {
-		// One pass: the buckets, each group's sort keys re-aggregated from
-		// its buckets, and its buckets carried along in an array that the
-		// page then unfolds. The aggregate holds every (group, bucket)
-		// already; the array is that much again, not a second read.
+		// The buckets, then one row per group: its sort keys re-aggregated
+		// from its buckets, its buckets in arrays (one per column, taken
+		// from an array of tuples: groupArray skips NULLs, a tuple holding
+		// one is kept) that Run unfolds. The aggregate holds every (group,
+		// bucket) already; the arrays are that much again, not a second
+		// read, and unfolding them in the query (ARRAY JOIN) would cost
+		// another level of subqueries.
 		sels := append(append([]Selection{}, p.Select...), sortSels...)
 		sNames := numbered("s", len(sortSels))
-		buckets := b.chAggBlock(p, where, true, sels, append(append([]string{}, mNames...), sNames...))
-		var ks []string
+		buckets := b.chAggBlock(p, where, bucketStart, sels, append(append([]string{}, mNames...), sNames...))
+		var keys, ks []string
 		for i, s := range sortSels {
-			ks = append(ks, fmt.Sprintf("%s(s%d) AS k%d", strings.ToLower(rollupFunc(s)), i, i))
+			keys = append(keys, fmt.Sprintf("%s(s%d)", strings.ToLower(rollupFunc(s)), i))
+			ks = append(ks, keys[i]+" AS k"+strconv.Itoa(i))
 		}
-		ranked := rankPage(fmt.Sprintf("SELECT %s, %s, groupArray((b, %s, mw)) AS xs FROM (%s) GROUP BY %s",
-			dimList, strings.Join(ks, ", "), metricCols, buckets, dimList))
-		unfold := []string{"tupleElement(x, 1) AS b"}
-		for i, m := range mNames {
-			unfold = append(unfold, fmt.Sprintf("tupleElement(x, %d) AS %s", i+2, m))
+		arrays := []string{"tupleElement(groupArray((b, " + metricCols + ", mw)) AS xs, 1) AS bs"}
+		for i, m := range append(append([]string{}, mNames...), "mw") {
+			arrays = append(arrays, fmt.Sprintf("tupleElement(xs, %d) AS %ss", i+2, m))
 		}
-		unfold = append(unfold, fmt.Sprintf("tupleElement(x, %d) AS mw", len(mNames)+2))
-		q.SQL = fmt.Sprintf("SELECT %s, %s, %s, mw FROM (SELECT %s, %s, %s FROM (%s) ARRAY JOIN xs AS x) ORDER BY %s, b %s",
-			dimList, d.BucketStart("b", b.tzo), metricCols, dimList, strings.Join(kNames, ", "), strings.Join(unfold, ", "), ranked, order(dir), tsOrder)
+		answer := dimList + ", bs, " + strings.Join(mNames, "s, ") + "s, mws"
+		if !topKFirst {
+			q.SQL = rankPage(fmt.Sprintf("SELECT %s, %s FROM (%s) GROUP BY %s", dimList, strings.Join(arrays, ", "), buckets, dimList), keys, answer)
+		} else {
+			q.SQL = rankPage(fmt.Sprintf("SELECT %s, %s, %s FROM (%s) GROUP BY %s", dimList, strings.Join(ks, ", "), strings.Join(arrays, ", "), buckets, dimList), kNames, answer)
+		}
+		q.Folded = true
 		q.Args = b.args
 		return q
 	}
 	// The ranking takes its own pass over the range; the buckets of the
 	// groups it keeps are joined to it.
-	rank := b.chAggBlock(p, where, false, sortSels, kNames)
-	ranked := fmt.Sprintf("SELECT %s, %s FROM (%s)", dimList, strings.Join(kNames, ", "), rankPage(rank))
+	rank := b.chAggBlock(p, where, noBucket, sortSels, kNames)
+	ranked := fmt.Sprintf("SELECT %s, %s FROM (%s)", dimList, strings.Join(kNames, ", "), rankPage(rank, kNames, "*"))
 	// The buckets repeat the where clause's placeholders: the same $n.
-	buckets := b.chAggBlock(p, where, true, p.Select, mNames)
-	q.SQL = fmt.Sprintf("SELECT %s, %s, %s, mw FROM (%s) ALL INNER JOIN (%s) USING (%s) ORDER BY %s, b %s",
-		dimList, d.BucketStart("b", b.tzo), metricCols, buckets, ranked, dimList, order(dir), tsOrder)
+	buckets := b.chAggBlock(p, where, bucketStart, p.Select, mNames)
+	q.SQL = fmt.Sprintf("SELECT %s, b, %s, mw FROM (%s) ALL INNER JOIN (%s) USING (%s) ORDER BY %s, b %s",
+		dimList, metricCols, buckets, ranked, dimList, order(kNames, dir), tsOrder)
 	q.Args = b.args
 	return q
+}
+
+// chSummed is the rollup column a call or error count sums, "" for other
+// selections.
+func chSummed(s Selection) string {
+	switch s.Metric.kind {
+	case kindCount, kindTPS:
+		return "weight"
+	case kindError:
+		return "err_weight"
+	}
+	return ""
+}
+
+// chSumMapped gives the columns a bucketed plan sums when sumMap can
+// answer it in one aggregate: over rollup rows, every selection and sort
+// key a count of calls or errors, calls (weight) among them and first.
+func (b *sqlBuilder) chSumMapped(p *Plan, sortSels []Selection) ([]string, bool) {
+	if !b.rolled {
+		return nil, false
+	}
+	used := map[string]bool{}
+	for _, s := range append(append([]Selection{}, p.Select...), sortSels...) {
+		c := chSummed(s)
+		if c == "" {
+			return nil, false
+		}
+		used[c] = true
+	}
+	if !used["weight"] {
+		return nil, false
+	}
+	cols := []string{"weight"}
+	if used["err_weight"] {
+		cols = append(cols, "err_weight")
+	}
+	return cols, true
+}
+
+// chMetricRef is s's aggregate in a block with p's selections named
+// names: the name of a selection with the same aggregate, else the
+// aggregate itself.
+func (b *sqlBuilder) chMetricRef(p *Plan, s Selection, names []string) string {
+	a := b.aggExpr(&clickhouseAggs, s)
+	for i, sel := range p.Select {
+		if b.aggExpr(&clickhouseAggs, sel) == a {
+			return names[i]
+		}
+	}
+	return a
+}
+
+// chCovered says the rows of p's source hold only what p's where clause
+// would keep: a cover, whose branches apply it, with bounds on whole
+// seconds, the unit of the branches' ranges.
+func (p *Plan) chCovered() bool {
+	return p.Cover != nil && p.wholeSeconds()
 }
 
 // chCoverSource is coverSource for ClickHouse: the rollup tables' rows for
@@ -301,9 +455,10 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 // only where it matches.
 func (b *sqlBuilder) chCoverSource(p *Plan, d ClickHouse) string {
 	f := p.Cover.Family
-	// Only the columns p reads: 18.16 reads every column a branch of a
-	// UNION ALL names, used above it or not.
-	used := p.columns()
+	// Only the columns read above the branches: 18.16 reads every column
+	// a branch of a UNION ALL names, used above it or not. The filter's
+	// are read there only when the where clause is (see chCovered).
+	used := p.columns(!p.chCovered())
 	var keep []string
 	for _, c := range f.Columns() {
 		if used[c] {
@@ -383,10 +538,10 @@ func (b *sqlBuilder) chCoverSource(p *Plan, d ClickHouse) string {
 }
 
 // columns are the columns a covered plan reads from its source rows: the
-// dimensions', the filter's, latency_ms for the latency aggregates other
-// than sums and averages, and the summed weight, err_weight and lat_sum
-// when a selection needs them.
-func (p *Plan) columns() map[string]bool {
+// dimensions', the filter's when filter is set, latency_ms for the latency
+// aggregates other than sums and averages, and the summed weight,
+// err_weight and lat_sum when a selection needs them.
+func (p *Plan) columns(filter bool) map[string]bool {
 	used := map[string]bool{}
 	for _, d := range p.Dimensions {
 		used[d.column] = true
@@ -401,7 +556,9 @@ func (p *Plan) columns() map[string]bool {
 			used[e.Dim.column] = true
 		}
 	}
-	walk(p.Filter)
+	if filter {
+		walk(p.Filter)
+	}
 	for _, s := range p.selections() {
 		switch {
 		case s.Metric.kind == kindError:

@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -41,6 +43,14 @@ func Run(ctx context.Context, db Queryer, d Dialect, p *Plan) (*Result, error) {
 	}
 	defer rows.Close()
 	res := &Result{}
+	if q.Folded {
+		if err := readFolded(rows, p, q, res); err != nil {
+			return nil, err
+		}
+		applyTPS(p, res)
+		res.Elapsed = time.Since(start)
+		return res, nil
+	}
 	n := q.Dims + len(p.Select) + 1
 	if q.Bucket {
 		n++
@@ -88,6 +98,129 @@ func Run(ctx context.Context, db Queryer, d Dialect, p *Plan) (*Result, error) {
 	applyTPS(p, res)
 	res.Elapsed = time.Since(start)
 	return res, nil
+}
+
+// readFolded reads the rows of a Folded query: one per group, its
+// buckets in arrays, unfolded here into a row per bucket in p's time
+// order.
+func readFolded(rows *sql.Rows, p *Plan, q Query, res *Result) error {
+	dims := make([]any, q.Dims)
+	arrays := make([]any, len(p.Select)+2) // bucket starts, metrics, weights
+	dest := make([]any, 0, q.Dims+len(arrays))
+	for i := range dims {
+		dest = append(dest, &dims[i])
+	}
+	for i := range arrays {
+		dest = append(dest, &arrays[i])
+	}
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return fmt.Errorf("stats query: read row: %w", err)
+		}
+		starts, err := intArray(arrays[0])
+		if err != nil {
+			return fmt.Errorf("stats query: bucket starts: %w", err)
+		}
+		var weighted func(j int) bool
+		switch w := arrays[len(arrays)-1].(type) {
+		case []int64:
+			if len(w) != len(starts) {
+				return fmt.Errorf("stats query: %d weights for %d buckets", len(w), len(starts))
+			}
+			weighted = func(j int) bool { return w[j] > 1 }
+		case int64: // the whole group's
+			weighted = func(int) bool { return w > 1 }
+		default:
+			return fmt.Errorf("stats query: weights are %T", w)
+		}
+		values := make([][]*float64, len(p.Select))
+		for i := range values {
+			switch a := arrays[i+1].(type) {
+			case []*float64:
+				values[i] = a
+			case []float64:
+				values[i] = make([]*float64, len(a))
+				for j := range a {
+					values[i][j] = &a[j]
+				}
+			case string: // sums of calls, as text (sumMap)
+				sums, err := intArray(a)
+				if err != nil {
+					return fmt.Errorf("stats query: values: %w", err)
+				}
+				fs := make([]float64, len(sums))
+				values[i] = make([]*float64, len(sums))
+				for j, v := range sums {
+					fs[j] = float64(v)
+					values[i][j] = &fs[j]
+				}
+			default:
+				return fmt.Errorf("stats query: values are %T", a)
+			}
+			if len(values[i]) != len(starts) {
+				return fmt.Errorf("stats query: %d values for %d buckets", len(values[i]), len(starts))
+			}
+		}
+		order := make([]int, len(starts))
+		for i := range order {
+			order[i] = i
+		}
+		sort.Slice(order, func(i, j int) bool {
+			if p.TSAscending {
+				return starts[order[i]] < starts[order[j]]
+			}
+			return starts[order[i]] > starts[order[j]]
+		})
+		group := make([]string, q.Dims)
+		for i, v := range dims {
+			group[i] = dimString(v)
+		}
+		for _, j := range order {
+			r := Row{Dims: group, Bucket: time.UnixMicro(starts[j]).UTC(), Values: make([]*float64, len(values))}
+			for i := range values {
+				if v := values[i][j]; v != nil {
+					f := *v
+					r.Values[i] = &f
+				}
+			}
+			if weighted(j) {
+				res.Weighted = true
+			}
+			res.Rows = append(res.Rows, r)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("stats query: %w", err)
+	}
+	return nil
+}
+
+// intArray reads an array of integers: the driver's []int64, or
+// ClickHouse's text of one ("[1,-2,3]").
+func intArray(v any) ([]int64, error) {
+	switch v := v.(type) {
+	case []int64:
+		return v, nil
+	case string:
+		inner, ok := strings.CutPrefix(v, "[")
+		if inner, ok = strings.CutSuffix(inner, "]"); !ok {
+			return nil, fmt.Errorf("%.40q is not an array", v)
+		}
+		if inner == "" {
+			return nil, nil
+		}
+		parts := strings.Split(inner, ",")
+		out := make([]int64, len(parts))
+		for i, p := range parts {
+			n, err := strconv.ParseInt(p, 10, 64)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = n
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("an array of %T", v)
 }
 
 func dimString(v any) string {

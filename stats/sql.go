@@ -95,6 +95,11 @@ type Query struct {
 	// then the largest weight in the group.
 	Dims   int
 	Bucket bool
+	// Folded says each row is one group: its dimensions, then arrays of
+	// its buckets' starts, of each metric's values and of the largest
+	// weights (or the group's largest weight), in no order (Run orders
+	// the buckets).
+	Folded bool
 }
 
 type sqlBuilder struct {
