@@ -159,4 +159,27 @@ func TestEventsNewestWithTies(t *testing.T) {
 	if got, err := st.Events(ctx, apimeter.EventFilter{Org: "o", Env: "e", UserID: "nobody", Limit: 10}); err != nil || len(got) != 0 {
 		t.Errorf("no events: %v %v", got, err)
 	}
+	// More events at the newest time than Events reads unsorted (a
+	// backfill stamped with one time): the sorted read answers.
+	var same []apimeter.Event
+	at := base.Add(time.Hour)
+	for i := range 300 {
+		same = append(same, apimeter.Event{ID: fmt.Sprintf("s%03d", (i*7)%300), Org: "o", Env: "e", RequestTime: at, ResponseTime: at,
+			Method: "GET", Path: "/x", Route: "/x", Status: 200, UserID: "u9", Weight: 1})
+	}
+	if res, err := st.Append(ctx, same); err != nil || len(res.Stored) != len(same) {
+		t.Fatalf("append: %+v %v", res, err)
+	}
+	for _, limit := range []int{1, 50} {
+		got, err := st.Events(ctx, apimeter.EventFilter{Org: "o", Env: "e", UserID: "u9", Limit: limit})
+		if err != nil || len(got) != limit {
+			t.Fatalf("limit %d: %d events, %v", limit, len(got), err)
+		}
+		for i, e := range got {
+			if want := fmt.Sprintf("s%03d", 299-i); e.ID != want {
+				t.Errorf("limit %d: event %d is %s, want %s", limit, i, e.ID, want)
+				break
+			}
+		}
+	}
 }
