@@ -26,7 +26,7 @@ const DefaultOnePassLimit = 200_000
 // query, and the six plans of the usage answer would scan the period six
 // times (BenchmarkPortalUsage: docs/performance.md). Latency stays a key,
 // so percentiles are exact. The rows come from callsFrom's branches.
-const onePassSQL = `SELECT route, api_name, api_key_id, status, CAST(floor(epoch_ms(ts) / 60000) AS BIGINT) AS m, latency_ms, SUM(weight) AS w
+const onePassSQL = `SELECT route, api_name, api_key_id, status, CAST(floor(epoch_ms(ts) / 60000) AS BIGINT) AS m, latency_ms, CAST(SUM(weight) AS BIGINT) AS w
 FROM (%s) AS c
 GROUP BY route, api_name, api_key_id, status, m, latency_ms
 LIMIT %s`
@@ -37,7 +37,7 @@ const callsColumns = "ts, route, api_name, api_key_id, status, latency_ms, weigh
 // cell is one group of onePassSQL.
 type cell struct {
 	route, api, key string
-	status          int
+	status          int32 // DuckDB's INTEGER: scanned as it is, not through its text
 	minute          int64
 	latency         float64
 	w               int64
@@ -87,7 +87,7 @@ func (h *Handler) usageOnePass(ctx context.Context, db *sql.DB, t *Token, per id
 
 	var total agg
 	routes, apis, keys := map[string]*agg{}, map[string]*agg{}, map[string]*agg{}
-	statuses := map[int]int64{}
+	statuses := map[int32]int64{}
 	series := map[int64]*PointJSON{}
 	loc := per.Start.Location()
 	for i := range cells {
@@ -120,7 +120,7 @@ func (h *Handler) usageOnePass(ctx context.Context, db *sql.DB, t *Token, per id
 	out.Total = total.figures()
 	out.Routes, out.APIs, out.Keys = top(routes), top(apis), top(keys)
 	for st, n := range statuses {
-		out.Statuses = append(out.Statuses, StatusJSON{Status: strconv.Itoa(st), Calls: n})
+		out.Statuses = append(out.Statuses, StatusJSON{Status: strconv.Itoa(int(st)), Calls: n})
 	}
 	sortStatuses(out.Statuses)
 	for _, p := range series {
