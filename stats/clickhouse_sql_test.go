@@ -132,7 +132,7 @@ func TestIntArray(t *testing.T) {
 			t.Errorf("intArray(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for _, in := range []any{"1,2", "[1,x]", "[1.5]", []float64{1}} {
+	for _, in := range []any{"1,2", "1,2]", "[1,2", "[1,x]", "[1.5]", []float64{1}} {
 		if got, err := intArray(in); err == nil {
 			t.Errorf("intArray(%v) = %v, want an error", in, got)
 		}

@@ -202,8 +202,9 @@ func intArray(v any) ([]int64, error) {
 	case []int64:
 		return v, nil
 	case string:
-		inner, ok := strings.CutPrefix(v, "[")
-		if inner, ok = strings.CutSuffix(inner, "]"); !ok {
+		inner, open := strings.CutPrefix(v, "[")
+		inner, closed := strings.CutSuffix(inner, "]")
+		if !open || !closed {
 			return nil, fmt.Errorf("%.40q is not an array", v)
 		}
 		if inner == "" {
