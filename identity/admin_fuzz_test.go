@@ -39,8 +39,12 @@ func FuzzAdminAPI(f *testing.F) {
 	}
 	mux := http.NewServeMux()
 	(&identity.API{Aliases: emb, Meter: &identity.Meter{Counters: emb}}).Register(mux)
-	// As the server routes: a path that is not canonical gets a 400, not
-	// ServeMux's redirect.
+	// As the server routes: a path no route takes gets its JSON 404 (not
+	// ServeMux's text: GET /v1/aliases/ with no hash), and a path that is
+	// not canonical a 400, not ServeMux's redirect.
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		server.WriteError(w, r, nil, &server.APIError{Status: http.StatusNotFound, Code: "not_found", Message: "no route for " + r.Method + " " + r.URL.Path})
+	})
 	h := server.CanonicalPaths(mux)
 	f.Fuzz(func(t *testing.T, body []byte, hash, query string) {
 		hash = url.PathEscape(hash)
