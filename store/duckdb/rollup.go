@@ -378,18 +378,29 @@ func (s *Store) oldestPending() time.Time {
 // rollup.CallsTable existed has them copied by folding them again: their
 // day periods are forgotten, and the next pass folds every day from the
 // hour tables (readers take those days from the hour tables meanwhile).
+//
+// One transaction: a store that stopped between creating the table and
+// forgetting the days would read those days' empty copy.
 func migrate(ctx context.Context, db *sql.DB) error {
-	var had int
-	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = $1`, rollup.CallsTable).Scan(&had); err != nil {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
 		return fmt.Errorf("create schema: %w", err)
 	}
-	if _, err := db.ExecContext(ctx, schema+dailySchema); err != nil {
+	defer tx.Rollback()
+	var had int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = $1`, rollup.CallsTable).Scan(&had); err != nil {
+		return fmt.Errorf("create schema: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, schema+dailySchema); err != nil {
 		return fmt.Errorf("create schema: %w", err)
 	}
 	if had == 0 {
-		if _, err := db.ExecContext(ctx, `DELETE FROM `+rollup.PeriodsTable+` WHERE grain = 'day'`); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM `+rollup.PeriodsTable+` WHERE grain = 'day'`); err != nil {
 			return fmt.Errorf("fold days again for %s: %w", rollup.CallsTable, err)
 		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("create schema: %w", err)
 	}
 	return nil
 }
