@@ -25,7 +25,7 @@ const DefaultOnePassLimit = 200_000
 // latency, with the summed weight: an embedded store scans a column per
 // query, and the six plans of the usage answer would scan the period six
 // times (BenchmarkPortalUsage: docs/performance.md). Latency stays a key,
-// so percentiles are exact. The rows come from callsFrom's branches.
+// so percentiles are exact. The rows come from callsQuery.branches.
 const onePassSQL = `SELECT route, api_name, api_key_id, status, CAST(floor(epoch_ms(ts) / 60000) AS BIGINT) AS m, latency_ms, CAST(SUM(weight) AS BIGINT) AS w
 FROM (%s) AS c
 GROUP BY route, api_name, api_key_id, status, m, latency_ms

@@ -65,12 +65,10 @@ func (h *Handler) view(w http.ResponseWriter, r *http.Request, t *Token) {
 			t0 := time.Now()
 			err := read()
 			mu.Lock()
+			defer mu.Unlock()
 			took[page] = time.Since(t0)
-			mu.Unlock()
 			if err != nil {
-				mu.Lock()
 				errs = append(errs, err)
-				mu.Unlock()
 			}
 		})
 	}

@@ -279,11 +279,16 @@ func CompanyKey(companyID string) int64 {
 	return int64(binary.LittleEndian.Uint64(sum[:8]) >> 1)
 }
 
+// DuckDBCompanyKey is CompanyKey in DuckDB's SQL, of the expression expr.
+func DuckDBCompanyKey(expr string) string {
+	return "CAST(md5_number_upper(" + expr + ") >> 1 AS BIGINT)"
+}
+
 // DuckDBCopyCalls is the INSERT that copies the calls with a company of
 // [$1, $2) into CallsTable.
 func DuckDBCopyCalls() string {
 	return `INSERT INTO ` + CallsTable + ` (org, env, ts, ck, company_id, route, api_name, api_key_id, status, latency_ms, weight)
-SELECT org, env, ts, CAST(md5_number_upper(company_id) >> 1 AS BIGINT) AS ck, company_id, route, api_name, api_key_id, status, latency_ms, weight
+SELECT org, env, ts, ` + DuckDBCompanyKey("company_id") + ` AS ck, company_id, route, api_name, api_key_id, status, latency_ms, weight
 FROM events WHERE ts >= $1 AND ts < $2 AND company_id <> ''
 ORDER BY date_trunc('day', ts), org, env, ck, ts`
 }

@@ -751,12 +751,12 @@ func (s *Store) Events(ctx context.Context, f apimeter.EventFilter) ([]apimeter.
 		return nil, nil
 	}
 	most := 4*limit + 100
-	out, err := s.readEvents(ctx, tx, `SELECT `+eventColumns+` FROM events WHERE `+cond+` AND ts >= ? LIMIT ?`, append(args, oldest.Time, most+1)...)
+	out, err := readEvents(ctx, tx, `SELECT `+eventColumns+` FROM events WHERE `+cond+` AND ts >= ? LIMIT ?`, append(args, oldest.Time, most+1)...)
 	if err != nil {
 		return nil, err
 	}
 	if len(out) > most {
-		return s.readEvents(ctx, tx, `SELECT `+eventColumns+` FROM events WHERE `+cond+` AND ts >= ? ORDER BY ts DESC, id DESC LIMIT ?`, append(args, oldest.Time, limit)...)
+		return readEvents(ctx, tx, `SELECT `+eventColumns+` FROM events WHERE `+cond+` AND ts >= ? ORDER BY ts DESC, id DESC LIMIT ?`, append(args, oldest.Time, limit)...)
 	}
 	slices.SortFunc(out, func(a, b apimeter.Event) int {
 		if c := b.RequestTime.Compare(a.RequestTime); c != 0 {
@@ -767,7 +767,8 @@ func (s *Store) Events(ctx context.Context, f apimeter.EventFilter) ([]apimeter.
 	return out[:min(len(out), limit)], nil
 }
 
-func (s *Store) readEvents(ctx context.Context, tx *sql.Tx, q string, args ...any) ([]apimeter.Event, error) {
+// readEvents runs q in tx and reads its events.
+func readEvents(ctx context.Context, tx *sql.Tx, q string, args ...any) ([]apimeter.Event, error) {
 	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("query events: %w", err)
