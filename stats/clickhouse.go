@@ -137,10 +137,7 @@ const (
 // branch of a cover included, which on a small range is most of the
 // time the query takes.
 func (b *sqlBuilder) chAggBlock(p *Plan, where string, bucket int, sels []Selection, names []string) string {
-	var cols []string
-	for i, d := range p.Dimensions {
-		cols = append(cols, b.dimExpr(d)+" AS d"+strconv.Itoa(i))
-	}
+	cols := b.chDimCols(p)
 	group := numbered("d", len(p.Dimensions))
 	switch bucket {
 	case bucketKey:
@@ -161,7 +158,22 @@ func (b *sqlBuilder) chAggBlock(p *Plan, where string, bucket int, sels []Select
 		cols = append(cols, a+" AS "+names[i])
 	}
 	cols = append(cols, b.mwExpr()+" AS mw")
-	q := fmt.Sprintf("SELECT %s FROM %s", strings.Join(cols, ", "), b.src)
+	return chSelect(cols, b.src, where, group)
+}
+
+// chDimCols are p's dimensions as the columns d0, d1, ...
+func (b *sqlBuilder) chDimCols(p *Plan) []string {
+	var cols []string
+	for i, d := range p.Dimensions {
+		cols = append(cols, b.dimExpr(d)+" AS d"+strconv.Itoa(i))
+	}
+	return cols
+}
+
+// chSelect is SELECT cols FROM src, with where when not empty, grouped by
+// group when not empty.
+func chSelect(cols []string, src, where string, group []string) string {
+	q := "SELECT " + strings.Join(cols, ", ") + " FROM " + src
 	if where != "" {
 		q += " WHERE " + where
 	}
@@ -256,20 +268,35 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 	}
 	// topKFirst says a topk cuts the groups before the page does.
 	topKFirst := p.TopK != 0 && !(p.Desc && p.TopK >= p.Offset+p.Limit)
-	// rankPage keeps the first topk groups of block (an aggregate with
-	// the sort keys as columns kNames, or expressions keys over its
-	// groups) by the sort keys, then orders them for the page and cuts
-	// it. With no topk, or a topk the page does not reach past, that is
-	// one ORDER BY ... LIMIT (a partial sort) on block itself: sorting
-	// every group first is work 18.16 does not skip. The cut groups have
-	// cols, and the kNames columns when keys are those.
+	// rankPage keeps the first topk groups of block by the sort keys,
+	// then orders them for the page and cuts it, answering cols. With no
+	// topk, or a topk the page does not reach past, that is one ORDER BY
+	// ... LIMIT (a partial sort) on block itself, by keys, the sort keys'
+	// expressions over its groups: sorting every group first is work
+	// 18.16 does not skip. With a topk cut first, block must carry the
+	// sort keys as columns kNames (keyCols), which the page is ordered by
+	// above it.
 	rankPage := func(block string, keys []string, cols string) string {
 		if !topKFirst {
 			return fmt.Sprintf("%s ORDER BY %s%s", block, order(keys, dir), page())
 		}
 		topK := " LIMIT " + b.arg(int64(p.TopK))
-		return fmt.Sprintf("SELECT %s FROM (%s ORDER BY %s%s) ORDER BY %s%s", cols, block, order(keys, "DESC"), topK, order(kNames, dir), page())
+		return fmt.Sprintf("SELECT %s FROM (%s ORDER BY %s%s) ORDER BY %s%s", cols, block, order(kNames, "DESC"), topK, order(kNames, dir), page())
 	}
+	// keyCols are the sort keys as columns kNames of a block, when a
+	// topk cuts first (see rankPage).
+	keyCols := func(keys []string) []string {
+		if !topKFirst {
+			return nil
+		}
+		cols := make([]string, len(keys))
+		for i, k := range keys {
+			cols[i] = k + " AS " + kNames[i]
+		}
+		return cols
+	}
+	// folded are the columns of a Folded answer.
+	folded := dimList + ", bs, " + strings.Join(mNames, "s, ") + "s, mws"
 	metricCols := strings.Join(mNames, ", ")
 	if p.Unordered && !q.Bucket {
 		q.SQL = b.chAggBlock(p, where, noBucket, p.Select, mNames) + " LIMIT " + b.arg(int64(p.Limit))
@@ -280,18 +307,16 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 		// One aggregate holds the metrics; it is ordered by the sort
 		// keys' aggregates without answering them. With a topk cut first,
 		// the keys are columns of its own for the page's order above it.
-		answer := join(dimList, metricCols, "mw")
-		if !topKFirst {
-			var keys []string
-			for _, s := range sortSels {
-				keys = append(keys, b.chMetricRef(p, s, mNames))
-			}
-			q.SQL = rankPage(b.chAggBlock(p, where, noBucket, p.Select, mNames), keys, answer)
-		} else {
-			sels := append(append([]Selection{}, p.Select...), sortSels...)
-			names := append(append([]string{}, mNames...), kNames...)
-			q.SQL = rankPage(b.chAggBlock(p, where, noBucket, sels, names), kNames, answer)
+		sels, names := p.Select, mNames
+		if topKFirst {
+			sels = append(append([]Selection{}, p.Select...), sortSels...)
+			names = append(append([]string{}, mNames...), kNames...)
 		}
+		var keys []string
+		for _, s := range sortSels {
+			keys = append(keys, b.chMetricRef(p, s, mNames))
+		}
+		q.SQL = rankPage(b.chAggBlock(p, where, noBucket, sels, names), keys, join(dimList, metricCols, "mw"))
 		q.Args = b.args
 		return q
 	}
@@ -317,32 +342,12 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 			arrays = append(arrays, fmt.Sprintf("toString(tupleElement(sm, %d)) AS %ss", idx[chSummed(s)], mNames[i]))
 		}
 		arrays = append(arrays, b.mwExpr()+" AS mws")
-		var dcols []string
-		for i, dim := range p.Dimensions {
-			dcols = append(dcols, b.dimExpr(dim)+" AS d"+strconv.Itoa(i))
-		}
 		var keys []string
 		for _, s := range sortSels {
 			keys = append(keys, b.aggExpr(&clickhouseAggs, s))
 		}
-		// With a topk cut first, the keys are columns for the page's
-		// order above it.
-		if topKFirst {
-			for i, k := range keys {
-				dcols = append(dcols, k+" AS k"+strconv.Itoa(i))
-			}
-		}
-		block := "SELECT " + strings.Join(append(dcols, arrays...), ", ") + " FROM " + b.src
-		if where != "" {
-			block += " WHERE " + where
-		}
-		block += " GROUP BY " + dimList
-		answer := dimList + ", bs, " + strings.Join(mNames, "s, ") + "s, mws"
-		if topKFirst {
-			q.SQL = rankPage(block, kNames, answer)
-		} else {
-			q.SQL = rankPage(block, keys, answer)
-		}
+		cols := append(append(b.chDimCols(p), keyCols(keys)...), arrays...)
+		q.SQL = rankPage(chSelect(cols, b.src, where, dimKeys), keys, folded)
 		q.Folded = true
 		q.Args = b.args
 		return q
@@ -358,21 +363,16 @@ func buildClickHouse(p *Plan, d ClickHouse) Query {
 		sels := append(append([]Selection{}, p.Select...), sortSels...)
 		sNames := numbered("s", len(sortSels))
 		buckets := b.chAggBlock(p, where, bucketStart, sels, append(append([]string{}, mNames...), sNames...))
-		var keys, ks []string
+		var keys []string
 		for i, s := range sortSels {
 			keys = append(keys, fmt.Sprintf("%s(s%d)", strings.ToLower(rollupFunc(s)), i))
-			ks = append(ks, keys[i]+" AS k"+strconv.Itoa(i))
 		}
 		arrays := []string{"tupleElement(groupArray((b, " + metricCols + ", mw)) AS xs, 1) AS bs"}
 		for i, m := range append(append([]string{}, mNames...), "mw") {
 			arrays = append(arrays, fmt.Sprintf("tupleElement(xs, %d) AS %ss", i+2, m))
 		}
-		answer := dimList + ", bs, " + strings.Join(mNames, "s, ") + "s, mws"
-		if !topKFirst {
-			q.SQL = rankPage(fmt.Sprintf("SELECT %s, %s FROM (%s) GROUP BY %s", dimList, strings.Join(arrays, ", "), buckets, dimList), keys, answer)
-		} else {
-			q.SQL = rankPage(fmt.Sprintf("SELECT %s, %s, %s FROM (%s) GROUP BY %s", dimList, strings.Join(ks, ", "), strings.Join(arrays, ", "), buckets, dimList), kNames, answer)
-		}
+		cols := append(append(append([]string{}, dimKeys...), keyCols(keys)...), arrays...)
+		q.SQL = rankPage(chSelect(cols, "("+buckets+")", "", dimKeys), keys, folded)
 		q.Folded = true
 		q.Args = b.args
 		return q
